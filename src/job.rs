@@ -1,0 +1,155 @@
+//! Jobs: tasks that can cross a process boundary.
+//!
+//! A [`Job`] is a serde type with a stable [`NAME`](Job::NAME) and a `run`; its output is serde too.
+//! The same job type runs in thread pools (called directly) and process pools (encoded, sent to a
+//! child process of the same binary, run there by name, and the output sent back). A binary that
+//! uses process pools lists its jobs in a [`Jobs`] set and calls [`init`](crate::init) first thing
+//! in `main`.
+//!
+//! ```
+//! use circuits::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Square(u64);
+//!
+//! impl Job for Square {
+//!     const NAME: &'static str = "square";
+//!     type Output = u64;
+//!     fn run(self) -> u64 { self.0 * self.0 }
+//! }
+//!
+//! # #[actix::main] async fn main() -> Result<(), circuits::Error> {
+//! let pool = Pool::builder().min(1).start(); // thread mode runs jobs too
+//! assert_eq!(pool.push(Task::job(Square(12))).await?, 144);
+//! pool.stop().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::task::{panic_message, Task, TaskError, TaskOutput};
+
+/// A unit of work that can run in another process: serde in, serde out, found by name.
+pub trait Job: Serialize + DeserializeOwned + Send + 'static {
+    /// The job's stable name on the wire; unique among the jobs of a binary.
+    const NAME: &'static str;
+    /// What the job returns.
+    type Output: Serialize + DeserializeOwned + Clone + Send + 'static;
+    /// Does the work.
+    fn run(self) -> Self::Output;
+}
+
+/// The encoded form of a job, as a worker process receives it.
+#[derive(Debug, Clone)]
+pub(crate) struct JobPayload {
+    pub(crate) name: &'static str,
+    /// The encoded input, or why it could not be encoded.
+    pub(crate) bytes: Result<Vec<u8>, String>,
+}
+
+/// A job inside a task: its payload and how to decode the answer.
+pub(crate) struct JobCall<R> {
+    pub(crate) payload: JobPayload,
+    pub(crate) decode: fn(&[u8]) -> Result<R, TaskError>,
+}
+
+fn decode_output<J: Job>(bytes: &[u8]) -> Result<J::Output, TaskError> {
+    postcard::from_bytes(bytes).map_err(|e| {
+        TaskError::Wire(format!(
+            "the output of job {:?} does not decode: {e}",
+            J::NAME
+        ))
+    })
+}
+
+impl<R: TaskOutput> Task<R> {
+    /// A task running the job `job`, in a thread pool or a process pool alike.
+    pub fn job<J>(job: J) -> Task<R>
+    where
+        J: Job<Output = R>,
+        R: Serialize + DeserializeOwned,
+    {
+        let bytes = postcard::to_allocvec(&job)
+            .map_err(|e| format!("the input of job {:?} does not encode: {e}", J::NAME));
+        let mut task = Task::from_closure(Box::new(move || Ok(job.run())));
+        task.job = Some(JobCall {
+            payload: JobPayload {
+                name: J::NAME,
+                bytes,
+            },
+            decode: decode_output::<J>,
+        });
+        task
+    }
+}
+
+/// How a worker process runs one named job: decode, run (catching panics), encode.
+type Runner = fn(&[u8]) -> Result<Vec<u8>, TaskError>;
+
+fn run_encoded<J: Job>(input: &[u8]) -> Result<Vec<u8>, TaskError> {
+    let job: J = postcard::from_bytes(input).map_err(|e| {
+        TaskError::Wire(format!("the input of job {:?} does not decode: {e}", J::NAME))
+    })?;
+    let output = catch_unwind(AssertUnwindSafe(|| job.run()))
+        .map_err(|p| TaskError::Panicked(panic_message(&*p)))?;
+    postcard::to_allocvec(&output).map_err(|e| {
+        TaskError::Wire(format!("the output of job {:?} does not encode: {e}", J::NAME))
+    })
+}
+
+/// The set of jobs a binary can run in its worker processes.
+///
+/// ```
+/// use circuits::Jobs;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize)] struct Square(u64);
+/// # impl circuits::Job for Square {
+/// #     const NAME: &'static str = "square"; type Output = u64;
+/// #     fn run(self) -> u64 { self.0 * self.0 }
+/// # }
+/// let jobs = Jobs::new().register::<Square>();
+/// assert_eq!(jobs.names(), vec!["square"]);
+/// ```
+#[derive(Clone, Default)]
+pub struct Jobs {
+    runners: HashMap<&'static str, Runner>,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs").field("names", &self.names()).finish()
+    }
+}
+
+impl Jobs {
+    /// An empty set.
+    pub fn new() -> Self {
+        Jobs::default()
+    }
+
+    /// Adds job type `J` (a later job with the same name replaces an earlier one).
+    pub fn register<J: Job>(mut self) -> Self {
+        self.runners.insert(J::NAME, run_encoded::<J>);
+        self
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut n: Vec<_> = self.runners.keys().copied().collect();
+        n.sort_unstable();
+        n
+    }
+
+    /// Runs the job called `name` on its encoded input and encodes its output.
+    pub(crate) fn run(&self, name: &str, input: &[u8]) -> Result<Vec<u8>, TaskError> {
+        match self.runners.get(name) {
+            Some(r) => r(input),
+            None => Err(TaskError::UnknownJob(name.to_string())),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! # circuits
+//!
+//! The design of the Python [circuits] framework, brought to [actix]: an **event bus of named
+//! channels**, a **component tree**, and **worker pools** whose workers run as threads or as child
+//! processes, with results published as events.
+//!
+//! ```
+//! use circuits::prelude::*;
+//!
+//! fn count() -> u64 { (0..1_000_000u64).fold(0, |x, _| x + 1) }
+//!
+//! #[actix::main]
+//! async fn main() -> Result<(), circuits::Error> {
+//!     let pool = Pool::builder().min(5).max(10).start();   // thread mode; channel "pool"
+//!     let x = pool.push(Task::new(count));                // asynchronous: a Value<u64, TaskError>
+//!     println!("{}", x.await?);                           // after a while...
+//!     pool.stop().await;                                  // drains, then stops every worker
+//!     Ok(())
+//! }
+//! ```
+//!
+//! * [`Bus`]: subscribe actix recipients to typed events on channels, [`fire`](Bus::fire) and
+//!   [`call`](Bus::call); handlers run highest priority first, ties in subscription order.
+//! * The component tree ([`Bus::register`], [`Bus::unregister`], [`Bus::stop_component`]) with
+//!   lifecycle events [`Registered`], [`Started`], [`Stopped`], [`Unregistered`].
+//! * [`Pool`]: `min` workers on UUID channels, tasks balanced by a [`Strategy`], results as
+//!   [`TaskSuccess`], [`TaskFailure`] and [`TaskComplete`] events on the pool's channel.
+//! * Process mode ([`PoolBuilder::process`]): [`Job`]s run in child processes of the same binary,
+//!   with crash isolation and real cancellation; call [`init`] first thing in `main`.
+//!
+//! [circuits]: https://pypi.org/project/circuits/
+//! [actix]: https://docs.rs/actix
+
+#![deny(missing_docs)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+mod bus;
+mod channel;
+mod event;
+mod job;
+pub mod pool;
+mod task;
+mod tree;
+mod value;
+pub(crate) mod wire;
+mod worker;
+
+pub use bus::{Bus, BusError, Dispatch, Subscribe, SubscriptionId, Target};
+pub use channel::Channel;
+pub use event::{Complete, Derived, Event, Failure, Outcome, Success};
+pub use job::{Job, Jobs};
+pub use pool::balance::{
+    self, BelowAverage, KeyAffinity, LeastLoaded, Loads, PowerOfTwo, Random, RoundRobin, Strategy,
+};
+pub use pool::{Pool, PoolBuilder, PoolError, PoolHandle};
+pub use task::{Task, TaskComplete, TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess};
+pub use tree::{
+    Component, ComponentId, ComponentInfo, Registered, Started, Stop, Stopped, Unregistered,
+};
+pub use value::{Value, WaitError};
+pub use wire::WireError;
+pub use worker::child::init;
+pub use worker::process::ProcessConfig;
+pub use worker::Worker;
+
+/// Any error of this crate, for `?` in applications.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A task failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    /// The bus refused something.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// A pool could not start.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// A frame broke the wire protocol.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+/// The names most programs need: `use circuits::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        BelowAverage, Bus, Channel, Derived, Job, Jobs, KeyAffinity, LeastLoaded, Pool,
+        PoolHandle, PowerOfTwo, Random, RoundRobin, Strategy, Subscribe, Task, TaskComplete,
+        TaskError, TaskFailure, TaskSuccess, Value,
+    };
+}

@@ -1,0 +1,203 @@
+//! The pool's shared core: the worker list, the hot path (`submit`), and stopping.
+//!
+//! Every way into the pool (`PoolHandle::push`, `Addr<Pool>`, the bus, a worker's channel) ends in
+//! [`PoolCore::submit`]: pick a worker from the atomic load counters, bump its counter, and hand the
+//! task straight to its backend's queue. No lock is held while a task runs, and no actor mailbox is
+//! crossed.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, Weak};
+use std::time::Duration;
+
+use crate::bus::{Bus, Route};
+use crate::channel::Channel;
+use crate::pool::balance::{Loads, Strategy};
+use crate::task::{ErasedTask, TaskError, TaskId};
+use crate::tree::ComponentId;
+use crate::worker::{Shutdown, WorkerSlot};
+
+const RUNNING: u8 = 0;
+const STOPPING: u8 = 1;
+const STOPPED: u8 = 2;
+
+/// Thread or process workers.
+#[derive(Debug, Clone)]
+pub(crate) enum Mode {
+    Thread,
+    Process(crate::worker::process::ProcessConfig),
+}
+
+pub(crate) struct PoolCore {
+    pub(crate) bus: Bus,
+    pub(crate) channel: Channel,
+    pub(crate) component: OnceLock<ComponentId>,
+    pub(crate) workers: RwLock<Vec<Arc<WorkerSlot>>>,
+    pub(crate) strategy: Box<dyn Strategy>,
+    pub(crate) mode: Mode,
+    pub(crate) default_timeout: Option<Duration>,
+    next_id: AtomicU64,
+    state: AtomicU8,
+    /// Pushes between their state check and their enqueue; stop waits for zero so that nothing is
+    /// queued behind a worker's stop message.
+    inflight: AtomicUsize,
+    stopped: tokio::sync::watch::Sender<bool>,
+}
+
+struct SlotLoads<'a>(&'a [Arc<WorkerSlot>]);
+
+impl Loads for SlotLoads<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn load(&self, i: usize) -> usize {
+        self.0[i].load.load(Ordering::Relaxed)
+    }
+}
+
+impl PoolCore {
+    pub(crate) fn new(
+        bus: Bus,
+        channel: Channel,
+        strategy: Box<dyn Strategy>,
+        mode: Mode,
+        default_timeout: Option<Duration>,
+    ) -> Self {
+        PoolCore {
+            bus,
+            channel,
+            component: OnceLock::new(),
+            workers: RwLock::new(Vec::new()),
+            strategy,
+            mode,
+            default_timeout,
+            next_id: AtomicU64::new(1),
+            state: AtomicU8::new(RUNNING),
+            inflight: AtomicUsize::new(0),
+            stopped: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    pub(crate) fn workers(&self) -> RwLockReadGuard<'_, Vec<Arc<WorkerSlot>>> {
+        // Critical sections only push or read the list; a poisoned lock still holds a whole list.
+        self.workers.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn is_process(&self) -> bool {
+        matches!(self.mode, Mode::Process(_))
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.state.load(Ordering::SeqCst) != RUNNING
+    }
+
+    /// The hot path: accept `task` and queue it on `to`, or on the worker the strategy picks.
+    pub(crate) fn submit(&self, mut task: Box<dyn ErasedTask>, to: Option<&Arc<WorkerSlot>>) {
+        if self.is_process() && task.job().is_none() {
+            return task.reject(TaskError::ClosureInProcessPool);
+        }
+        self.inflight.fetch_add(1, Ordering::SeqCst);
+        if self.state.load(Ordering::SeqCst) != RUNNING {
+            self.inflight.fetch_sub(1, Ordering::SeqCst);
+            return task.reject(TaskError::PoolStopped);
+        }
+        task.prepare(
+            TaskId(self.next_id.fetch_add(1, Ordering::Relaxed)),
+            self.default_timeout,
+        );
+        match to {
+            Some(slot) => Self::enqueue(slot, task),
+            None => {
+                let workers = self.workers();
+                if workers.is_empty() {
+                    task.reject(TaskError::PoolStopped);
+                } else {
+                    let i = self.strategy.pick(&SlotLoads(&workers), task.key());
+                    Self::enqueue(&workers[i.min(workers.len() - 1)], task);
+                }
+            }
+        }
+        self.inflight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn enqueue(slot: &WorkerSlot, task: Box<dyn ErasedTask>) {
+        slot.load.fetch_add(1, Ordering::Relaxed);
+        if let Err(task) = slot.backend.submit(task) {
+            slot.load.fetch_sub(1, Ordering::Relaxed);
+            task.fail(TaskError::PoolStopped, &slot.fin);
+        }
+    }
+
+    /// Stops the pool: refuses new tasks, drains or aborts every worker, waits for them, removes the
+    /// routes and unregisters the pool's subtree. A second caller waits for the first to finish.
+    pub(crate) async fn stop(&self, how: Shutdown) {
+        if self
+            .state
+            .compare_exchange(RUNNING, STOPPING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            let mut rx = self.stopped.subscribe();
+            let _ = rx.wait_for(|done| *done).await;
+            return;
+        }
+        // Pushes that saw RUNNING finish enqueuing within a few instructions; none can start now.
+        while self.inflight.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+        let workers: Vec<_> = self.workers().clone();
+        for w in &workers {
+            w.backend.shutdown(how);
+        }
+        for w in &workers {
+            let _ = w.backend.finished().await;
+        }
+        self.bus.remove_route(&self.channel);
+        for w in &workers {
+            self.bus.remove_route(&w.channel);
+        }
+        self.state.store(STOPPED, Ordering::SeqCst);
+        if let Some(id) = self.component.get() {
+            // Stops the Pool and Worker actors (children first) and unregisters them.
+            let _ = self.bus.stop_component(*id).await;
+        }
+        self.stopped.send_replace(true);
+    }
+}
+
+impl Drop for PoolCore {
+    /// A pool dropped without `stop` aborts its workers (threads finish their running task and
+    /// exit; process workers are killed), so nothing outlives it.
+    fn drop(&mut self) {
+        if self.state.swap(STOPPED, Ordering::SeqCst) != STOPPED {
+            for w in self.workers.get_mut().unwrap_or_else(|p| p.into_inner()).iter() {
+                w.backend.shutdown(Shutdown::Abort);
+            }
+        }
+    }
+}
+
+/// The route for tasks fired at the pool's channel: balanced.
+pub(crate) struct PoolRoute(pub(crate) Weak<PoolCore>);
+
+impl Route for PoolRoute {
+    fn submit(&self, task: Box<dyn ErasedTask>) {
+        match self.0.upgrade() {
+            Some(core) => core.submit(task, None),
+            None => task.reject(TaskError::PoolStopped),
+        }
+    }
+}
+
+/// The route for tasks fired at one worker's channel: run there.
+pub(crate) struct WorkerRoute {
+    pub(crate) core: Weak<PoolCore>,
+    pub(crate) slot: Weak<WorkerSlot>,
+}
+
+impl Route for WorkerRoute {
+    fn submit(&self, task: Box<dyn ErasedTask>) {
+        match (self.core.upgrade(), self.slot.upgrade()) {
+            (Some(core), Some(slot)) => core.submit(task, Some(&slot)),
+            _ => task.reject(TaskError::PoolStopped),
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! Tasks and their outcomes: [`Task`], [`TaskId`], [`TaskError`], and the result events
+//! [`TaskSuccess`], [`TaskFailure`] and [`TaskComplete`].
+//!
+//! A `Task<R>` is an actix message carrying the work: a closure (thread pools) or a serializable
+//! [`Job`](crate::Job) (both modes). It resolves to `Result<R, TaskError>`.
+//!
+//! ```
+//! use circuits::prelude::*;
+//!
+//! # #[actix::main] async fn main() -> Result<(), circuits::Error> {
+//! let pool = Pool::builder().min(2).start();
+//! let n = pool.push(Task::new(|| 6 * 7)).await?;
+//! assert_eq!(n, 42);
+//! let err = pool.push(Task::fallible(|| "x".parse::<u32>())).await.unwrap_err();
+//! assert!(matches!(err, TaskError::Failed(_)));
+//! pool.stop().await;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Message;
+
+use crate::bus::{Bus, Target};
+use crate::channel::Channel;
+use crate::job::JobCall;
+use crate::value::{promise, Promise, Value, WaitError};
+
+/// Identifies a task within its pool (ids count up from 1 in push order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TaskId(pub u64);
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task#{}", self.0)
+    }
+}
+
+/// Why a task did not produce its result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    /// The task panicked; the message is the panic payload. The worker lives on.
+    #[error("the task panicked: {0}")]
+    Panicked(String),
+    /// The task ran and returned an error (see [`Task::fallible`]).
+    #[error("the task failed: {0}")]
+    Failed(String),
+    /// The task ran past its timeout. In thread mode the thread cannot be stopped and finishes in
+    /// the background (its result is discarded); in process mode the child was killed.
+    #[error("the task timed out after {0:?}")]
+    TimedOut(Duration),
+    /// The task was queued when the pool was aborted, and never ran.
+    #[error("the task was cancelled before it ran (the pool was aborted)")]
+    Cancelled,
+    /// The pool is stopping or stopped and takes no new tasks.
+    #[error("the pool is stopped; it takes no new tasks")]
+    PoolStopped,
+    /// No pool or worker is registered under the channel the task was fired at.
+    #[error("no pool or worker takes tasks on channel {0:?}")]
+    NoRoute(String),
+    /// A closure task was sent to a process pool, which can only run [`Job`](crate::Job)s.
+    #[error("a process pool runs only Jobs; build the task with Task::job instead of a closure")]
+    ClosureInProcessPool,
+    /// The worker process died while running the task (panic with abort, signal, OOM kill...).
+    /// A replacement worker was started.
+    #[error("the worker process {worker} died while running the task: {reason}")]
+    WorkerCrashed {
+        /// The channel of the worker that died.
+        worker: String,
+        /// How it died: an exit code or a signal.
+        reason: String,
+    },
+    /// The worker process does not know the job's name (register it in the binary's job set).
+    #[error("the worker does not know a job named {0:?}; register it in the binary's jobs")]
+    UnknownJob(String),
+    /// A job's input or output could not be encoded or decoded, or a frame broke the protocol.
+    #[error("wire error: {0}")]
+    Wire(String),
+    /// The pool's queue bound is reached; the task was not queued.
+    #[error("the pool's queue is full")]
+    Full,
+    /// Waiting on the task's value failed (timeout while waiting, or abandoned).
+    #[error(transparent)]
+    Wait(#[from] WaitError),
+}
+
+/// What a task may return: a value that can be sent across threads and cloned into result events.
+pub trait TaskOutput: Send + Clone + 'static {}
+impl<T: Send + Clone + 'static> TaskOutput for T {}
+
+type Closure<R> = Box<dyn FnOnce() -> Result<R, TaskError> + Send + 'static>;
+
+/// A unit of work for a pool, resolving to `Result<R, TaskError>`.
+///
+/// Build it from a closure ([`Task::new`], [`Task::fallible`]) for thread pools, or from a
+/// [`Job`](crate::Job) ([`Task::job`]) for either mode. Send it with
+/// [`PoolHandle::push`](crate::PoolHandle::push), `Addr<Pool>::send`, or
+/// [`Bus::call`](crate::Bus::call) at the pool's channel (balanced) or a worker's channel.
+#[must_use = "a Task does nothing until it is pushed to a pool"]
+pub struct Task<R> {
+    pub(crate) run: Closure<R>,
+    pub(crate) job: Option<JobCall<R>>,
+    pub(crate) key: Option<u64>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl<R> fmt::Debug for Task<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("job", &self.job.as_ref().map(|j| j.payload.name))
+            .field("key", &self.key)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl<R: TaskOutput> Message for Task<R> {
+    type Result = Result<R, TaskError>;
+}
+
+impl<R: TaskOutput> Task<R> {
+    /// A task running `f`; a panic in `f` fails the task with [`TaskError::Panicked`].
+    /// Arguments travel in the closure's captures: `Task::new(move || work(a, b))`.
+    pub fn new<F>(f: F) -> Self
+    where
+        F: FnOnce() -> R + Send + 'static,
+    {
+        Self::from_closure(Box::new(move || Ok(f())))
+    }
+
+    /// A task running `f`, which may fail: `Err(e)` fails the task with
+    /// [`TaskError::Failed`] carrying `e`'s message.
+    pub fn fallible<F, E>(f: F) -> Self
+    where
+        F: FnOnce() -> Result<R, E> + Send + 'static,
+        E: fmt::Display,
+    {
+        Self::from_closure(Box::new(move || f().map_err(|e| TaskError::Failed(e.to_string()))))
+    }
+
+    pub(crate) fn from_closure(run: Closure<R>) -> Self {
+        Task {
+            run,
+            job: None,
+            key: None,
+            timeout: None,
+        }
+    }
+
+    /// Gives the task an affinity key: with the [`KeyAffinity`](crate::KeyAffinity) strategy, tasks
+    /// with equal keys always run on the same worker.
+    pub fn key(mut self, key: impl Hash) -> Self {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        self.key = Some(h.finish());
+        self
+    }
+
+    /// Fails the task with [`TaskError::TimedOut`] if it runs longer than `limit` (counted from the
+    /// moment a worker starts it). Thread mode cannot stop the thread: the task finishes in the
+    /// background and its result is discarded. Process mode kills the child: real cancellation.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Turns the task into its type-erased queue entry and the value its caller awaits.
+    pub(crate) fn into_cell(self, id: TaskId) -> (Box<dyn ErasedTask>, Value<R, TaskError>) {
+        let (promise, value) = promise();
+        (
+            Box::new(TaskCell {
+                id,
+                run: self.run,
+                job: self.job,
+                key: self.key,
+                timeout: self.timeout,
+                promise,
+            }),
+            value,
+        )
+    }
+}
+
+impl<R: TaskOutput> crate::bus::Dispatch for Task<R> {
+    type Output = Value<R, TaskError>;
+
+    /// Routes the task to the pool or worker registered under the one target channel.
+    fn dispatch(self, bus: &Bus, target: Target) -> Value<R, TaskError> {
+        let (cell, value) = self.into_cell(TaskId::default());
+        match target {
+            Target::Channels(chs) if chs.len() == 1 => match bus.route(&chs[0]) {
+                Some(route) => route.submit(cell),
+                None => cell.reject(TaskError::NoRoute(chs[0].to_string())),
+            },
+            other => cell.reject(TaskError::NoRoute(format!("{other:?}"))),
+        }
+        value
+    }
+}
+
+/// Fired on the pool's channel when a task succeeds (only when someone subscribed).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct TaskSuccess<R> {
+    /// The task.
+    pub id: TaskId,
+    /// The channel of the worker that ran it.
+    pub worker: Channel,
+    /// Its result.
+    pub value: R,
+}
+
+/// Fired on the pool's channel when a task fails, for whatever reason.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct TaskFailure {
+    /// The task.
+    pub id: TaskId,
+    /// The channel of the worker it was given to.
+    pub worker: Channel,
+    /// What went wrong.
+    pub error: TaskError,
+}
+
+/// Fired on the pool's channel after the task's `TaskSuccess` or `TaskFailure`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct TaskComplete {
+    /// The task.
+    pub id: TaskId,
+    /// The channel of the worker it was given to.
+    pub worker: Channel,
+    /// Whether it succeeded.
+    pub ok: bool,
+}
+
+/// Where a task's outcome goes: its bus, the pool's channel, the worker's channel, and the counters
+/// that say whether anyone listens on the pool's channel at all.
+pub(crate) struct Finisher {
+    pub(crate) bus: Bus,
+    pub(crate) pool: Channel,
+    pub(crate) worker: Channel,
+    pub(crate) listeners: [Arc<AtomicUsize>; 2],
+}
+
+impl Finisher {
+    pub(crate) fn new(bus: &Bus, pool: &Channel, worker: &Channel) -> Self {
+        Finisher {
+            listeners: [bus.gauge(pool), bus.gauge(&Channel::wildcard())],
+            bus: bus.clone(),
+            pool: pool.clone(),
+            worker: worker.clone(),
+        }
+    }
+
+    /// Whether any subscription exists on the pool's channel or the wildcard: result events are
+    /// only built when this is true, so an unobserved pool pays two atomic loads per task.
+    fn observed(&self) -> bool {
+        self.listeners
+            .iter()
+            .any(|g| g.load(Ordering::Relaxed) > 0)
+    }
+
+    /// Resolves the task's value with `result` and, if that was its one outcome and someone
+    /// listens, fires the terminal event then `TaskComplete`.
+    fn settle<R: TaskOutput>(
+        &self,
+        id: TaskId,
+        promise: &Promise<Result<R, TaskError>>,
+        result: Result<R, TaskError>,
+    ) {
+        if !self.observed() {
+            promise.complete(result);
+            return;
+        }
+        let terminal = match &result {
+            Ok(v) => Ok(TaskSuccess {
+                id,
+                worker: self.worker.clone(),
+                value: v.clone(),
+            }),
+            Err(e) => Err(TaskFailure {
+                id,
+                worker: self.worker.clone(),
+                error: e.clone(),
+            }),
+        };
+        if !promise.complete(result) {
+            return;
+        }
+        let bus = self.bus.clone();
+        let target = Target::from(&self.pool);
+        let complete = TaskComplete {
+            id,
+            worker: self.worker.clone(),
+            ok: terminal.is_ok(),
+        };
+        self.bus.spawn(async move {
+            match terminal {
+                Ok(s) => bus.fire_plain(&target, s).await,
+                Err(f) => bus.fire_plain(&target, f).await,
+            }
+            bus.fire_plain(&target, complete).await;
+        });
+    }
+}
+
+/// A queued task with its type erased, so one worker queue carries tasks of every result type.
+pub(crate) trait ErasedTask: Send {
+    /// Gives the task its id, and the pool's default timeout if it has none of its own.
+    fn prepare(&mut self, id: TaskId, default_timeout: Option<Duration>);
+    fn id(&self) -> TaskId;
+    fn key(&self) -> Option<u64>;
+    fn timeout(&self) -> Option<Duration>;
+    /// The job to send to a worker process, if the task is a job.
+    fn job(&self) -> Option<&crate::job::JobPayload>;
+    /// Runs the closure on this thread and settles the task (thread mode).
+    fn run(self: Box<Self>, fin: &Arc<Finisher>);
+    /// Refuses the task: resolves its value with `error` and fires no event (it was never
+    /// accepted).
+    fn reject(self: Box<Self>, error: TaskError);
+    /// Settles the task with an error without running it.
+    fn fail(self: Box<Self>, error: TaskError, fin: &Finisher);
+    /// Settles the task with a worker process's encoded answer (process mode).
+    fn finish_encoded(self: Box<Self>, answer: Result<Vec<u8>, TaskError>, fin: &Finisher);
+    /// A handle that fails the task with `TimedOut` if it is still pending when called.
+    fn expiry(&self) -> Box<dyn FnOnce(&Finisher, Duration) + Send>;
+}
+
+struct TaskCell<R> {
+    id: TaskId,
+    run: Closure<R>,
+    job: Option<JobCall<R>>,
+    key: Option<u64>,
+    timeout: Option<Duration>,
+    promise: Promise<Result<R, TaskError>>,
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}
+
+impl<R: TaskOutput> ErasedTask for TaskCell<R> {
+    fn prepare(&mut self, id: TaskId, default_timeout: Option<Duration>) {
+        self.id = id;
+        if self.timeout.is_none() {
+            self.timeout = default_timeout;
+        }
+    }
+    fn id(&self) -> TaskId {
+        self.id
+    }
+    fn key(&self) -> Option<u64> {
+        self.key
+    }
+    fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+    fn job(&self) -> Option<&crate::job::JobPayload> {
+        self.job.as_ref().map(|j| &j.payload)
+    }
+
+    fn run(self: Box<Self>, fin: &Arc<Finisher>) {
+        let TaskCell {
+            id,
+            run,
+            timeout,
+            promise,
+            ..
+        } = *self;
+        if !promise.is_pending() {
+            return; // already settled (it expired while queued)
+        }
+        if let Some(limit) = timeout {
+            let expire = promise.share();
+            let fin2 = fin.clone();
+            let bus = fin.bus.clone();
+            bus.spawn(async move {
+                tokio::time::sleep(limit).await;
+                if expire.is_pending() {
+                    fin2.settle(id, &expire, Err(TaskError::TimedOut(limit)));
+                }
+            });
+        }
+        let result = match catch_unwind(AssertUnwindSafe(run)) {
+            Ok(r) => r,
+            Err(payload) => Err(TaskError::Panicked(panic_message(&*payload))),
+        };
+        fin.settle(id, &promise, result);
+    }
+
+    fn reject(self: Box<Self>, error: TaskError) {
+        self.promise.complete(Err(error));
+    }
+
+    fn fail(self: Box<Self>, error: TaskError, fin: &Finisher) {
+        fin.settle(self.id, &self.promise, Err(error));
+    }
+
+    fn finish_encoded(self: Box<Self>, answer: Result<Vec<u8>, TaskError>, fin: &Finisher) {
+        let result = match (answer, &self.job) {
+            (Ok(bytes), Some(j)) => (j.decode)(&bytes),
+            (Ok(_), None) => Err(TaskError::ClosureInProcessPool),
+            (Err(e), _) => Err(e),
+        };
+        fin.settle(self.id, &self.promise, result);
+    }
+
+    fn expiry(&self) -> Box<dyn FnOnce(&Finisher, Duration) + Send> {
+        let p = self.promise.share();
+        let id = self.id;
+        Box::new(move |fin: &Finisher, limit: Duration| {
+            if p.is_pending() {
+                fin.settle(id, &p, Err(TaskError::TimedOut(limit)));
+            }
+        })
+    }
+}

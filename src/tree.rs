@@ -1,0 +1,331 @@
+//! The component tree: components register under a parent, so a subtree is unregistered or
+//! stopped as one, and the tree announces [`Registered`], [`Started`], [`Stopped`] and
+//! [`Unregistered`] on the bus.
+//!
+//! A component is usually an actix actor. It registers with a name, a channel and optionally a
+//! parent and a [`Recipient<Stop>`](Stop) so that [`Bus::stop_component`] can stop it. Lifecycle
+//! events are fired on the component's own channel and on its parent's channel.
+//!
+//! ```
+//! use circuits::{Bus, Component};
+//!
+//! let bus = Bus::new();
+//! let app = bus.register(Component::new("app").channel("app")).unwrap();
+//! let db = bus.register(Component::new("db").parent(app)).unwrap();
+//! assert_eq!(bus.children(app), vec![db]);
+//! let removed = bus.unregister(app).unwrap();
+//! assert_eq!(removed, vec![db, app]); // children first
+//! assert!(bus.components().is_empty());
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+
+use actix::{Message, Recipient};
+
+use crate::bus::{Bus, BusError, Target};
+use crate::channel::Channel;
+use crate::value::{promise, Value};
+
+/// Identifies a registered component.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ComponentId(uuid::Uuid);
+
+impl ComponentId {
+    fn new() -> Self {
+        ComponentId(uuid::Uuid::new_v4())
+    }
+}
+
+impl fmt::Debug for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ComponentId({})", self.0)
+    }
+}
+
+impl fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// The message the tree sends to stop a component. Implement `Handler<Stop>` (usually calling
+/// `ctx.stop()`) and register with [`Component::stopper`] to be stoppable with the tree.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// A description of a component to register: name, channel, parent, and how to stop it.
+#[derive(Clone)]
+pub struct Component {
+    name: String,
+    channel: Option<Channel>,
+    parent: Option<ComponentId>,
+    stopper: Option<Recipient<Stop>>,
+}
+
+impl Component {
+    /// A component named `name`, on a fresh UUID channel unless [`channel`](Component::channel)
+    /// names one, with no parent.
+    pub fn new(name: impl Into<String>) -> Self {
+        Component {
+            name: name.into(),
+            channel: None,
+            parent: None,
+            stopper: None,
+        }
+    }
+    /// The channel the component lives on.
+    pub fn channel(mut self, channel: impl Into<Channel>) -> Self {
+        self.channel = Some(channel.into());
+        self
+    }
+    /// The parent it registers under.
+    pub fn parent(mut self, parent: ComponentId) -> Self {
+        self.parent = Some(parent);
+        self
+    }
+    /// Where to send [`Stop`] when the component (or an ancestor) is stopped.
+    pub fn stopper(mut self, stopper: Recipient<Stop>) -> Self {
+        self.stopper = Some(stopper);
+        self
+    }
+}
+
+/// What the tree knows of a registered component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentInfo {
+    /// Its id.
+    pub id: ComponentId,
+    /// Its name.
+    pub name: String,
+    /// Its channel.
+    pub channel: Channel,
+    /// Its parent, if any.
+    pub parent: Option<ComponentId>,
+}
+
+/// Fired when a component registers.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Registered(pub ComponentInfo);
+
+/// Fired when a component says it is ready ([`Bus::mark_started`]).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Started(pub ComponentInfo);
+
+/// Fired when a component has been sent [`Stop`] and handled it.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Stopped(pub ComponentInfo);
+
+/// Fired when a component leaves the tree.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Unregistered(pub ComponentInfo);
+
+struct Node {
+    info: ComponentInfo,
+    children: Vec<ComponentId>,
+    stopper: Option<Recipient<Stop>>,
+}
+
+/// The tree itself, kept inside the bus.
+#[derive(Default)]
+pub(crate) struct TreeState {
+    nodes: HashMap<ComponentId, Node>,
+}
+
+impl TreeState {
+    /// The subtree under `id`, children before parents (the order things stop in).
+    fn post_order(&self, id: ComponentId, out: &mut Vec<ComponentId>) {
+        if let Some(n) = self.nodes.get(&id) {
+            for c in &n.children {
+                self.post_order(*c, out);
+            }
+            out.push(id);
+        }
+    }
+}
+
+fn lifecycle_target(info: &ComponentInfo, tree: &TreeState) -> Target {
+    let mut chans = vec![info.channel.clone()];
+    if let Some(p) = info.parent.and_then(|p| tree.nodes.get(&p)) {
+        if p.info.channel != info.channel {
+            chans.push(p.info.channel.clone());
+        }
+    }
+    Target::Channels(chans)
+}
+
+impl Bus {
+    fn tree(&self) -> std::sync::MutexGuard<'_, TreeState> {
+        // Every critical section leaves the tree whole, so a poisoned lock is still usable.
+        self.inner.tree.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a component and fires [`Registered`]. Fails with
+    /// [`BusError::UnknownComponent`] when the parent is not registered, [`BusError::EmptyChannel`]
+    /// for an empty channel name, and [`BusError::Stopped`] on a stopped bus.
+    pub fn register(&self, component: Component) -> Result<ComponentId, BusError> {
+        if self.is_stopped() {
+            return Err(BusError::Stopped);
+        }
+        let channel = component.channel.unwrap_or_else(Channel::unique);
+        if channel.is_empty() {
+            return Err(BusError::EmptyChannel);
+        }
+        let id = ComponentId::new();
+        let info = ComponentInfo {
+            id,
+            name: component.name,
+            channel,
+            parent: component.parent,
+        };
+        let target = {
+            let mut tree = self.tree();
+            if let Some(p) = component.parent {
+                match tree.nodes.get_mut(&p) {
+                    Some(parent) => parent.children.push(id),
+                    None => return Err(BusError::UnknownComponent(p)),
+                }
+            }
+            let target = lifecycle_target(&info, &tree);
+            tree.nodes.insert(
+                id,
+                Node {
+                    info: info.clone(),
+                    children: Vec::new(),
+                    stopper: component.stopper,
+                },
+            );
+            target
+        };
+        self.announce(target, Registered(info));
+        Ok(id)
+    }
+
+    /// Fires [`Started`] for a registered component (call it once the component is ready).
+    pub fn mark_started(&self, id: ComponentId) -> Result<(), BusError> {
+        let (target, info) = {
+            let tree = self.tree();
+            let node = tree.nodes.get(&id).ok_or(BusError::UnknownComponent(id))?;
+            (lifecycle_target(&node.info, &tree), node.info.clone())
+        };
+        self.announce(target, Started(info));
+        Ok(())
+    }
+
+    /// Unregisters `id` and everything below it, children first: removes their subscriptions and
+    /// fires [`Unregistered`] for each. Returns the removed ids in that order.
+    pub fn unregister(&self, id: ComponentId) -> Result<Vec<ComponentId>, BusError> {
+        let mut removed = Vec::new();
+        let mut announcements = Vec::new();
+        {
+            let mut tree = self.tree();
+            if !tree.nodes.contains_key(&id) {
+                return Err(BusError::UnknownComponent(id));
+            }
+            tree.post_order(id, &mut removed);
+            for c in &removed {
+                if let Some(node) = tree.nodes.get(c) {
+                    announcements.push((lifecycle_target(&node.info, &tree), node.info.clone()));
+                }
+            }
+            for c in &removed {
+                tree.nodes.remove(c);
+            }
+            let parent = announcements.last().and_then(|(_, info)| info.parent);
+            if let Some(p) = parent.and_then(|p| tree.nodes.get_mut(&p)) {
+                p.children.retain(|c| *c != id);
+            }
+        }
+        for c in &removed {
+            self.unsubscribe_component(*c);
+        }
+        for (target, info) in announcements {
+            self.announce(target, Unregistered(info));
+        }
+        Ok(removed)
+    }
+
+    /// Stops `id` and its subtree, children first: sends each component that registered a stopper
+    /// the [`Stop`] message and waits for it to be handled, fires [`Stopped`] for each, then
+    /// unregisters the subtree. The value resolves to the stopped ids, children first.
+    pub fn stop_component(&self, id: ComponentId) -> Value<Vec<ComponentId>, BusError> {
+        let order = {
+            let tree = self.tree();
+            if !tree.nodes.contains_key(&id) {
+                return Value::ready(Err(BusError::UnknownComponent(id)));
+            }
+            let mut order = Vec::new();
+            tree.post_order(id, &mut order);
+            order
+                .into_iter()
+                .filter_map(|c| {
+                    tree.nodes.get(&c).map(|n| {
+                        (
+                            lifecycle_target(&n.info, &tree),
+                            n.info.clone(),
+                            n.stopper.clone(),
+                        )
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        let (promise, value) = promise();
+        let bus = self.clone();
+        self.spawn(async move {
+            let mut stopped = Vec::with_capacity(order.len());
+            for (target, info, stopper) in order {
+                if let Some(s) = stopper {
+                    // An actor that already stopped has nothing left to stop: not an error.
+                    let _ = s.send(Stop).await;
+                }
+                stopped.push(info.id);
+                bus.fire_plain(&target, Stopped(info)).await;
+            }
+            let result = bus.unregister(id).map(|_| stopped);
+            promise.complete(result);
+        });
+        value
+    }
+
+    fn announce<E: crate::event::Event>(&self, target: Target, event: E) {
+        if self.is_stopped() {
+            return;
+        }
+        let bus = self.clone();
+        self.spawn(async move { bus.fire_plain(&target, event).await });
+    }
+
+    /// What the tree knows of `id`, if it is registered.
+    pub fn component(&self, id: ComponentId) -> Option<ComponentInfo> {
+        self.tree().nodes.get(&id).map(|n| n.info.clone())
+    }
+
+    /// Whether `id` is registered.
+    pub fn is_registered(&self, id: ComponentId) -> bool {
+        self.tree().nodes.contains_key(&id)
+    }
+
+    /// The children of `id`, in registration order (empty if none or unknown).
+    pub fn children(&self, id: ComponentId) -> Vec<ComponentId> {
+        self.tree()
+            .nodes
+            .get(&id)
+            .map(|n| n.children.clone())
+            .unwrap_or_default()
+    }
+
+    /// The parent of `id`, if it has one.
+    pub fn parent(&self, id: ComponentId) -> Option<ComponentId> {
+        self.tree().nodes.get(&id).and_then(|n| n.info.parent)
+    }
+
+    /// Every registered component, in no particular order.
+    pub fn components(&self) -> Vec<ComponentInfo> {
+        self.tree().nodes.values().map(|n| n.info.clone()).collect()
+    }
+}

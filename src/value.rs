@@ -1,0 +1,308 @@
+//! [`Value`]: the future result of a fire or a task.
+//!
+//! A `Value<T, E>` resolves exactly once to `Result<T, E>`. It can be awaited, waited on with a
+//! bound ([`Value::wait`], [`Value::wait_blocking`]), or polled without blocking
+//! ([`Value::try_take`]). Waiting on a value that has already resolved returns at once.
+//!
+//! ```
+//! use std::time::Duration;
+//! use circuits::{Bus, BusError};
+//!
+//! #[derive(Clone, actix::Message)]
+//! #[rtype(result = "()")]
+//! struct Ping;
+//!
+//! # #[actix::main] async fn main() -> Result<(), BusError> {
+//! let bus = Bus::new();
+//! // No subscriber: the fire resolves at once with an empty result.
+//! let mut v = bus.fire("nobody", Ping);
+//! assert!(v.is_ready());
+//! let results = v.wait(Duration::from_secs(1)).await?;
+//! assert!(results.is_empty());
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// Why waiting on a [`Value`] did not produce its result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WaitError {
+    /// A zero duration was given; waiting needs a positive bound.
+    #[error("waiting needs a positive timeout, got zero")]
+    ZeroTimeout,
+    /// The bound passed before the value resolved; the value can be waited on again.
+    #[error("the value did not resolve within {0:?}")]
+    Elapsed(Duration),
+    /// Whatever was to resolve the value went away without resolving it (for example the runtime it
+    /// ran on shut down).
+    #[error("the value was abandoned before it resolved")]
+    Abandoned,
+    /// The result was already taken out of this value.
+    #[error("the value's result was already taken")]
+    Taken,
+}
+
+enum State<T> {
+    Pending(Option<Waker>),
+    Ready(T),
+    Taken,
+    Abandoned,
+}
+
+/// The shared cell between the resolving side ([`Promise`]) and the waiting side ([`Value`]).
+struct Slot<T> {
+    state: Mutex<State<T>>,
+    cond: Condvar,
+    /// Live promises; the last one to drop without resolving abandons the value.
+    promises: AtomicUsize,
+}
+
+impl<T> Slot<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the state is still whole
+        // because every critical section below is a plain assignment.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The resolving side of a [`Value`]. The first `complete` wins; later ones are refused, so
+/// several racing completers (a worker and a timeout, say) still produce one outcome.
+pub(crate) struct Promise<T> {
+    slot: Arc<Slot<T>>,
+}
+
+/// A new promise and the value it resolves.
+pub(crate) fn promise<U, E>() -> (Promise<Result<U, E>>, Value<U, E>) {
+        let slot = Arc::new(Slot {
+            state: Mutex::new(State::Pending(None)),
+            cond: Condvar::new(),
+            promises: AtomicUsize::new(1),
+        });
+        (
+            Promise { slot: slot.clone() },
+            Value {
+                inner: Inner::Slot(slot),
+            },
+        )
+}
+
+impl<T> Promise<T> {
+    /// Another handle able to resolve the same value.
+    pub(crate) fn share(&self) -> Promise<T> {
+        self.slot.promises.fetch_add(1, Ordering::Relaxed);
+        Promise {
+            slot: self.slot.clone(),
+        }
+    }
+
+    /// Whether the value is still unresolved.
+    pub(crate) fn is_pending(&self) -> bool {
+        matches!(*self.slot.lock(), State::Pending(_))
+    }
+
+    /// Resolves the value; `false` when it was already resolved (the value `v` is dropped).
+    pub(crate) fn complete(&self, v: T) -> bool {
+        let waker = {
+            let mut st = self.slot.lock();
+            match &mut *st {
+                State::Pending(w) => {
+                    let w = w.take();
+                    *st = State::Ready(v);
+                    w
+                }
+                _ => return false,
+            }
+        };
+        self.slot.cond.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+}
+
+impl<T> Drop for Promise<T> {
+    fn drop(&mut self) {
+        if self.slot.promises.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let waker = {
+            let mut st = self.slot.lock();
+            match &mut *st {
+                State::Pending(w) => {
+                    let w = w.take();
+                    *st = State::Abandoned;
+                    w
+                }
+                _ => None,
+            }
+        };
+        self.slot.cond.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+enum Inner<T, E> {
+    Slot(Arc<Slot<Result<T, E>>>),
+    Ready(Option<Result<T, E>>),
+}
+
+/// The future result of a fire or a task: resolves once to `Result<T, E>`.
+///
+/// * Awaiting it (`value.await`) waits without a bound; the crate guarantees that every value it
+///   hands out is resolved eventually (a task ends in success or failure, a fire ends when its
+///   handlers have answered).
+/// * [`wait`](Value::wait) waits at most a [`Duration`] and fails with [`WaitError::Elapsed`]; the
+///   value stays usable and can be waited on again.
+/// * [`wait_blocking`](Value::wait_blocking) does the same from a plain thread, without a runtime.
+///
+/// Dropping a `Value` does not cancel what it waits for.
+#[must_use = "a Value does nothing unless awaited or waited on; dropping it does not cancel the work"]
+pub struct Value<T, E> {
+    inner: Inner<T, E>,
+}
+
+impl<T, E: From<WaitError>> Value<T, E> {
+    /// A value that is already resolved.
+    pub fn ready(result: Result<T, E>) -> Self {
+        Value {
+            inner: Inner::Ready(Some(result)),
+        }
+    }
+
+    /// Whether the result is there (awaiting or waiting would return at once).
+    pub fn is_ready(&self) -> bool {
+        match &self.inner {
+            Inner::Ready(_) => true,
+            Inner::Slot(s) => !matches!(*s.lock(), State::Pending(_)),
+        }
+    }
+
+    /// Takes the result if it is there, without waiting.
+    pub fn try_take(&mut self) -> Option<Result<T, E>> {
+        match &mut self.inner {
+            Inner::Ready(r) => Some(r.take().unwrap_or_else(|| Err(WaitError::Taken.into()))),
+            Inner::Slot(s) => {
+                let mut st = s.lock();
+                Self::take_state(&mut st)
+            }
+        }
+    }
+
+    fn take_state(st: &mut State<Result<T, E>>) -> Option<Result<T, E>> {
+        match std::mem::replace(st, State::Taken) {
+            State::Ready(r) => Some(r),
+            State::Taken => Some(Err(WaitError::Taken.into())),
+            State::Abandoned => {
+                *st = State::Abandoned;
+                Some(Err(WaitError::Abandoned.into()))
+            }
+            pending @ State::Pending(_) => {
+                *st = pending;
+                None
+            }
+        }
+    }
+
+    /// Waits at most `timeout` for the result.
+    ///
+    /// Returns at once when the value is already resolved. Fails with [`WaitError::ZeroTimeout`]
+    /// for a zero duration and [`WaitError::Elapsed`] when the bound passes; after `Elapsed` the
+    /// value can be waited on again. Inside a Tokio (or actix) runtime the wait is asynchronous;
+    /// with no runtime around it falls back to [`wait_blocking`](Value::wait_blocking).
+    pub async fn wait(&mut self, timeout: Duration) -> Result<T, E> {
+        if timeout.is_zero() {
+            return Err(WaitError::ZeroTimeout.into());
+        }
+        if let Some(r) = self.try_take() {
+            return r;
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.wait_blocking(timeout);
+        }
+        match tokio::time::timeout(timeout, &mut *self).await {
+            Ok(r) => r,
+            Err(_) => Err(WaitError::Elapsed(timeout).into()),
+        }
+    }
+
+    /// Blocks the current thread for at most `timeout` waiting for the result.
+    ///
+    /// For plain threads outside any runtime; inside an async task prefer [`wait`](Value::wait),
+    /// which does not block the executor. Errors as for `wait`.
+    pub fn wait_blocking(&mut self, timeout: Duration) -> Result<T, E> {
+        if timeout.is_zero() {
+            return Err(WaitError::ZeroTimeout.into());
+        }
+        let slot = match &mut self.inner {
+            Inner::Ready(r) => return r.take().unwrap_or_else(|| Err(WaitError::Taken.into())),
+            Inner::Slot(s) => s.clone(),
+        };
+        let deadline = Instant::now() + timeout;
+        let mut st = slot.lock();
+        loop {
+            if let Some(r) = Self::take_state(&mut st) {
+                return r;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(WaitError::Elapsed(timeout).into());
+            }
+            st = slot
+                .cond
+                .wait_timeout(st, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+}
+
+impl<T, E: From<WaitError>> Future for Value<T, E> {
+    type Output = Result<T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Value holds no self-references, so it is Unpin and this is plain access.
+        let this = self.get_mut();
+        match &mut this.inner {
+            Inner::Ready(r) => Poll::Ready(r.take().unwrap_or_else(|| Err(WaitError::Taken.into()))),
+            Inner::Slot(s) => {
+                let mut st = s.lock();
+                if let Some(r) = Self::take_state(&mut st) {
+                    return Poll::Ready(r);
+                }
+                if let State::Pending(w) = &mut *st {
+                    match w {
+                        Some(old) if old.will_wake(cx.waker()) => {}
+                        _ => *w = Some(cx.waker().clone()),
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T, E> Unpin for Value<T, E> {}
+
+impl<T, E> std::fmt::Debug for Value<T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.inner {
+            Inner::Ready(Some(_)) => "ready",
+            Inner::Ready(None) => "taken",
+            Inner::Slot(s) => match *s.lock() {
+                State::Pending(_) => "pending",
+                State::Ready(_) => "ready",
+                State::Taken => "taken",
+                State::Abandoned => "abandoned",
+            },
+        };
+        f.debug_struct("Value").field("state", &state).finish()
+    }
+}

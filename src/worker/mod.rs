@@ -1,0 +1,86 @@
+//! Workers: where tasks run.
+//!
+//! Each worker is an actix actor ([`Worker`]) registered under its own UUID channel as a child of its
+//! pool, in front of a backend that runs the tasks: a dedicated OS thread ([`thread`]) or a child
+//! process ([`process`], with the child's side in [`child`]). The pool talks to both through one
+//! interface, [`Backend`]; it does not branch on the mode.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock};
+
+use actix::prelude::*;
+
+use crate::channel::Channel;
+use crate::pool::core::PoolCore;
+use crate::task::{ErasedTask, Finisher, Task, TaskError, TaskOutput};
+use crate::tree::{ComponentId, Stop};
+use crate::value::Value;
+
+pub(crate) mod child;
+pub(crate) mod process;
+pub(crate) mod thread;
+
+/// How a worker should stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shutdown {
+    /// Run every queued task, then stop.
+    Drain,
+    /// Finish the running task, cancel the queued ones, then stop.
+    Abort,
+}
+
+/// One worker's execution engine, thread or process.
+pub(crate) trait Backend: Send + Sync {
+    /// Queues a task; gives it back when the backend has stopped.
+    fn submit(&self, task: Box<dyn ErasedTask>) -> Result<(), Box<dyn ErasedTask>>;
+    /// Asks the backend to stop, draining or aborting its queue.
+    fn shutdown(&self, how: Shutdown);
+    /// Resolves once the backend has stopped and settled every task it was given.
+    fn finished(&self) -> Value<(), TaskError>;
+}
+
+/// What the pool keeps for each worker: its channel, its load counter, and its backend.
+pub(crate) struct WorkerSlot {
+    pub(crate) channel: Channel,
+    /// Tasks queued on or running in this worker; read by the balancing strategy.
+    pub(crate) load: Arc<AtomicUsize>,
+    pub(crate) fin: Arc<Finisher>,
+    pub(crate) backend: Box<dyn Backend>,
+    pub(crate) component: OnceLock<ComponentId>,
+}
+
+/// The actor in front of one worker. `Addr<Worker>` accepts [`Task`]s that run on this worker only;
+/// the pool normally hands tasks to the backend directly, without this mailbox hop.
+pub struct Worker {
+    pub(crate) slot: Arc<WorkerSlot>,
+    pub(crate) core: Arc<PoolCore>,
+}
+
+impl Worker {
+    /// The worker's channel.
+    pub fn channel(&self) -> &Channel {
+        &self.slot.channel
+    }
+}
+
+impl Actor for Worker {
+    type Context = Context<Self>;
+}
+
+impl<R: TaskOutput> Handler<Task<R>> for Worker {
+    type Result = ResponseFuture<Result<R, TaskError>>;
+
+    fn handle(&mut self, task: Task<R>, _: &mut Context<Self>) -> Self::Result {
+        let (cell, value) = task.into_cell(Default::default());
+        self.core.submit(cell, Some(&self.slot));
+        Box::pin(value)
+    }
+}
+
+impl Handler<Stop> for Worker {
+    type Result = ();
+    /// Stops this actor; the backend is stopped by the pool (`PoolHandle::stop`).
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,483 @@
+//! The event bus: the behaviours of the circuits core test suite, in Rust.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use circuits::{
+    Bus, BusError, Complete, Component, Derived, Failure, Subscribe, Success, WaitError,
+};
+
+const BOUND: Duration = Duration::from_secs(20);
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(BOUND, f).await.expect("the test went past its time bound")
+}
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn log() -> Log {
+    Arc::new(Mutex::new(Vec::new()))
+}
+
+fn entries(log: &Log) -> Vec<String> {
+    log.lock().unwrap().clone()
+}
+
+/// Asks for a number; each handler answers with its own.
+#[derive(Clone, Message)]
+#[rtype(result = "u32")]
+struct Hello;
+
+/// A handler that may fail.
+#[derive(Clone, Message)]
+#[rtype(result = "Result<u32, String>")]
+struct Check(u32);
+
+/// A handler that answers late.
+#[derive(Clone, Message)]
+#[rtype(result = "u32")]
+struct Slow(u64);
+
+/// Records what it receives, answers with its number.
+struct Probe {
+    name: &'static str,
+    answer: u32,
+    log: Log,
+}
+
+impl Probe {
+    fn start(name: &'static str, answer: u32, log: &Log) -> Addr<Probe> {
+        Probe {
+            name,
+            answer,
+            log: log.clone(),
+        }
+        .start()
+    }
+}
+
+impl Actor for Probe {
+    type Context = Context<Self>;
+}
+
+impl Handler<Hello> for Probe {
+    type Result = u32;
+    fn handle(&mut self, _: Hello, _: &mut Context<Self>) -> u32 {
+        self.log.lock().unwrap().push(self.name.to_string());
+        self.answer
+    }
+}
+
+impl Handler<Check> for Probe {
+    type Result = Result<u32, String>;
+    fn handle(&mut self, c: Check, _: &mut Context<Self>) -> Result<u32, String> {
+        if c.0 == self.answer {
+            Err(format!("{} refuses {}", self.name, c.0))
+        } else {
+            Ok(self.answer)
+        }
+    }
+}
+
+impl Handler<Slow> for Probe {
+    type Result = ResponseFuture<u32>;
+    fn handle(&mut self, s: Slow, _: &mut Context<Self>) -> Self::Result {
+        let answer = self.answer;
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(s.0)).await;
+            answer
+        })
+    }
+}
+
+impl Handler<Success<Check>> for Probe {
+    type Result = ();
+    fn handle(&mut self, s: Success<Check>, _: &mut Context<Self>) {
+        self.log.lock().unwrap().push(format!("success {}", s.event.0));
+    }
+}
+
+impl Handler<Failure<Check>> for Probe {
+    type Result = ();
+    fn handle(&mut self, f: Failure<Check>, _: &mut Context<Self>) {
+        self.log.lock().unwrap().push(format!("failure {}", f.error));
+    }
+}
+
+impl Handler<Complete<Check>> for Probe {
+    type Result = ();
+    fn handle(&mut self, c: Complete<Check>, _: &mut Context<Self>) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("complete {}/{}", c.failures, c.handlers));
+    }
+}
+
+#[actix_rt::test]
+async fn fire_returns_the_handlers_values() {
+    let bus = Bus::new();
+    let l = log();
+    bus.subscribe("app", Probe::start("a", 7, &l).recipient::<Hello>())
+        .unwrap();
+    let answers = bounded(bus.fire("app", Hello)).await.unwrap();
+    assert_eq!(answers, vec![7]);
+    assert_eq!(entries(&l), vec!["a"]);
+}
+
+#[actix_rt::test]
+async fn handlers_run_highest_priority_first_ties_in_subscription_order() {
+    let bus = Bus::new();
+    let l = log();
+    let low = Probe::start("low", 1, &l);
+    let high = Probe::start("high", 2, &l);
+    let tie1 = Probe::start("tie1", 3, &l);
+    let tie2 = Probe::start("tie2", 4, &l);
+    bus.subscribe_with("app", low.recipient::<Hello>(), Subscribe::new().priority(-5))
+        .unwrap();
+    bus.subscribe_with("app", tie1.recipient::<Hello>(), Subscribe::new())
+        .unwrap();
+    bus.subscribe_with("app", high.recipient::<Hello>(), Subscribe::new().priority(10))
+        .unwrap();
+    bus.subscribe_with("app", tie2.recipient::<Hello>(), Subscribe::new())
+        .unwrap();
+    let answers = bounded(bus.fire("app", Hello)).await.unwrap();
+    assert_eq!(answers, vec![2, 3, 4, 1]);
+    assert_eq!(entries(&l), vec!["high", "tie1", "tie2", "low"]);
+}
+
+#[actix_rt::test]
+async fn fire_reaches_only_the_named_channels() {
+    let bus = Bus::new();
+    let l = log();
+    bus.subscribe("a", Probe::start("on-a", 1, &l).recipient::<Hello>())
+        .unwrap();
+    bus.subscribe("b", Probe::start("on-b", 2, &l).recipient::<Hello>())
+        .unwrap();
+    bus.subscribe("c", Probe::start("on-c", 3, &l).recipient::<Hello>())
+        .unwrap();
+
+    assert_eq!(bounded(bus.fire("a", Hello)).await.unwrap(), vec![1]);
+    let mut two = bounded(bus.fire(["a", "b"], Hello)).await.unwrap();
+    two.sort();
+    assert_eq!(two, vec![1, 2]);
+    let mut unknown = bus.fire("nowhere", Hello);
+    assert!(unknown.is_ready(), "a fire with no subscriber resolves at once");
+    assert_eq!(bounded(&mut unknown).await.unwrap(), Vec::<u32>::new());
+    assert_eq!(entries(&l), vec!["on-a", "on-a", "on-b"]);
+}
+
+#[actix_rt::test]
+async fn direct_targeting_reaches_one_component_only() {
+    let bus = Bus::new();
+    let l = log();
+    let a = bus.register(Component::new("a").channel("shared")).unwrap();
+    let b = bus.register(Component::new("b").channel("shared")).unwrap();
+    let opts_a = Subscribe::new().component(a);
+    let opts_b = Subscribe::new().component(b);
+    bus.subscribe_with("shared", Probe::start("a", 1, &l).recipient::<Hello>(), opts_a)
+        .unwrap();
+    bus.subscribe_with("shared", Probe::start("b", 2, &l).recipient::<Hello>(), opts_b)
+        .unwrap();
+    assert_eq!(bounded(bus.fire(b, Hello)).await.unwrap(), vec![2]);
+    assert_eq!(bounded(bus.fire(a, Hello)).await.unwrap(), vec![1]);
+    assert_eq!(entries(&l), vec!["b", "a"]);
+}
+
+#[actix_rt::test]
+async fn wildcard_subscribers_hear_every_channel_and_firing_at_wildcard_reaches_all() {
+    let bus = Bus::new();
+    let l = log();
+    bus.subscribe("*", Probe::start("any", 0, &l).recipient::<Hello>())
+        .unwrap();
+    bus.subscribe("x", Probe::start("x", 1, &l).recipient::<Hello>())
+        .unwrap();
+    bus.subscribe("y", Probe::start("y", 2, &l).recipient::<Hello>())
+        .unwrap();
+    assert_eq!(bounded(bus.fire("x", Hello)).await.unwrap(), vec![0, 1]);
+    assert_eq!(bounded(bus.fire("z", Hello)).await.unwrap(), vec![0]);
+    assert_eq!(bounded(bus.fire("*", Hello)).await.unwrap(), vec![0, 1, 2]);
+}
+
+#[actix_rt::test]
+async fn a_failing_handler_next_to_a_succeeding_one_shows_both_and_fires_failure() {
+    let bus = Bus::new();
+    let l = log();
+    let ok = Probe::start("ok", 1, &l);
+    let bad = Probe::start("bad", 9, &l);
+    let watcher = Probe::start("watcher", 0, &l);
+    bus.subscribe("app", ok.recipient::<Check>()).unwrap();
+    bus.subscribe("app", bad.recipient::<Check>()).unwrap();
+    bus.subscribe("app", watcher.clone().recipient::<Failure<Check>>())
+        .unwrap();
+    bus.subscribe("app", watcher.clone().recipient::<Success<Check>>())
+        .unwrap();
+    bus.subscribe("app", watcher.recipient::<Complete<Check>>())
+        .unwrap();
+
+    let answers = bounded(bus.fire_with("app", Check(9), Derived::all()))
+        .await
+        .unwrap();
+    assert_eq!(answers, vec![Ok(1), Err("bad refuses 9".to_string())]);
+    // Derived events are delivered after the value resolves; Complete comes last.
+    bounded(async {
+        while entries(&l).len() < 2 {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        entries(&l),
+        vec!["failure bad refuses 9".to_string(), "complete 1/2".to_string()]
+    );
+}
+
+#[actix_rt::test]
+async fn success_and_complete_fire_when_every_handler_succeeds() {
+    let bus = Bus::new();
+    let l = log();
+    let watcher = Probe::start("watcher", 0, &l);
+    bus.subscribe("app", Probe::start("ok", 1, &l).recipient::<Check>())
+        .unwrap();
+    bus.subscribe("app", watcher.clone().recipient::<Success<Check>>())
+        .unwrap();
+    bus.subscribe("app", watcher.clone().recipient::<Failure<Check>>())
+        .unwrap();
+    bus.subscribe("app", watcher.recipient::<Complete<Check>>())
+        .unwrap();
+    // Without asking, no derived events.
+    bounded(bus.fire("app", Check(5))).await.unwrap();
+    bounded(bus.fire_with("app", Check(5), Derived::none().success().complete()))
+        .await
+        .unwrap();
+    bounded(async {
+        while entries(&l).len() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(entries(&l), vec!["success 5", "complete 0/1"]);
+}
+
+/// A component whose handler fires a nested event and awaits it before answering.
+struct Relay {
+    bus: Bus,
+    log: Log,
+}
+
+impl Actor for Relay {
+    type Context = Context<Self>;
+}
+
+#[derive(Clone, Message)]
+#[rtype(result = "Result<u32, String>")]
+struct Outer;
+
+impl Handler<Outer> for Relay {
+    type Result = ResponseFuture<Result<u32, String>>;
+    fn handle(&mut self, _: Outer, _: &mut Context<Self>) -> Self::Result {
+        let nested = self.bus.fire("inner", Slow(50));
+        let log = self.log.clone();
+        Box::pin(async move {
+            let answers = nested.await.map_err(|e| e.to_string())?;
+            log.lock().unwrap().push("nested done".into());
+            // A value that is a chain of fires: the outer answer comes from the inner one.
+            Ok(answers.iter().sum::<u32>() + 1)
+        })
+    }
+}
+
+impl Handler<Complete<Outer>> for Relay {
+    type Result = ();
+    fn handle(&mut self, _: Complete<Outer>, _: &mut Context<Self>) {
+        self.log.lock().unwrap().push("complete".into());
+    }
+}
+
+#[actix_rt::test]
+async fn complete_fires_only_after_nested_fires_finish_and_values_chain() {
+    let bus = Bus::new();
+    let l = log();
+    let relay = Relay {
+        bus: bus.clone(),
+        log: l.clone(),
+    }
+    .start();
+    bus.subscribe("outer", relay.clone().recipient::<Outer>())
+        .unwrap();
+    bus.subscribe("outer", relay.recipient::<Complete<Outer>>())
+        .unwrap();
+    bus.subscribe("inner", Probe::start("inner", 41, &l).recipient::<Slow>())
+        .unwrap();
+    let answers = bounded(bus.fire_with("outer", Outer, Derived::none().complete()))
+        .await
+        .unwrap();
+    assert_eq!(answers, vec![Ok(42)]);
+    bounded(async {
+        while entries(&l).len() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(entries(&l), vec!["nested done", "complete"]);
+}
+
+#[actix_rt::test]
+async fn waiting_with_a_timeout_elapses_then_the_value_still_resolves() {
+    let bus = Bus::new();
+    let l = log();
+    bus.subscribe("app", Probe::start("slow", 3, &l).recipient::<Slow>())
+        .unwrap();
+    let mut v = bus.fire("app", Slow(300));
+    let early = v.wait(Duration::from_millis(5)).await;
+    assert_eq!(early, Err(BusError::Wait(WaitError::Elapsed(Duration::from_millis(5)))));
+    assert_eq!(v.wait(BOUND).await, Ok(vec![3]));
+    // The result was taken; asking again says so rather than hanging.
+    assert_eq!(v.wait(BOUND).await, Err(BusError::Wait(WaitError::Taken)));
+}
+
+#[actix_rt::test]
+async fn waiting_on_a_finished_value_returns_at_once() {
+    let bus = Bus::new();
+    let l = log();
+    bus.subscribe("app", Probe::start("a", 5, &l).recipient::<Hello>())
+        .unwrap();
+    let mut v = bus.fire("app", Hello);
+    bounded(async {
+        while !v.is_ready() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    // Already resolved: the answer is there without waiting (try_take never waits).
+    assert_eq!(v.try_take(), Some(Ok(vec![5])));
+    let mut none = bus.fire("empty", Hello);
+    assert!(none.is_ready());
+    assert_eq!(none.wait(Duration::from_nanos(1)).await, Ok(vec![]));
+}
+
+#[actix_rt::test]
+async fn a_zero_timeout_is_a_clear_error() {
+    let bus = Bus::new();
+    let mut v = bus.fire("empty", Hello);
+    assert_eq!(
+        v.wait(Duration::ZERO).await,
+        Err(BusError::Wait(WaitError::ZeroTimeout))
+    );
+    assert_eq!(
+        v.wait_blocking(Duration::ZERO),
+        Err(BusError::Wait(WaitError::ZeroTimeout))
+    );
+}
+
+#[actix_rt::test]
+async fn subscribe_and_unsubscribe_leave_no_subscription_behind() {
+    let bus = Bus::new();
+    let l = log();
+    let p = Probe::start("p", 1, &l);
+    let s1 = bus.subscribe("app", p.clone().recipient::<Hello>()).unwrap();
+    let s2 = bus.subscribe("app", p.clone().recipient::<Check>()).unwrap();
+    assert_eq!(bus.subscriptions(), 2);
+    assert_eq!(bus.subscribers::<Hello>("app"), 1);
+    assert_eq!(bounded(bus.fire("app", Hello)).await.unwrap(), vec![1]);
+    assert!(bus.unsubscribe(s1));
+    assert!(!bus.unsubscribe(s1), "a second unsubscribe finds nothing");
+    assert_eq!(bounded(bus.fire("app", Hello)).await.unwrap(), Vec::<u32>::new());
+    assert!(bus.unsubscribe(s2));
+    assert_eq!(bus.subscriptions(), 0);
+
+    // A subscriber whose actor stops is pruned automatically.
+    let gone = Probe::start("gone", 2, &l);
+    bus.subscribe("app", gone.clone().recipient::<Hello>()).unwrap();
+    let stopper = StopMe.start();
+    stopper.send(Kill(gone)).await.unwrap();
+    bounded(async {
+        while bus.subscriptions() != 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(bounded(bus.fire("app", Hello)).await.unwrap(), Vec::<u32>::new());
+}
+
+/// Stops a probe from the inside by sending it a `circuits::Stop`-like message.
+struct StopMe;
+impl Actor for StopMe {
+    type Context = Context<Self>;
+}
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Kill(Addr<Probe>);
+impl Handler<Kill> for StopMe {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, k: Kill, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(async move {
+            let _ = k.0.send(Halt).await;
+        })
+    }
+}
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Halt;
+impl Handler<Halt> for Probe {
+    type Result = ();
+    fn handle(&mut self, _: Halt, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+#[actix_rt::test]
+async fn firing_from_a_plain_os_thread_works() {
+    let bus = Bus::new();
+    let l = log();
+    bus.subscribe("app", Probe::start("a", 11, &l).recipient::<Hello>())
+        .unwrap();
+    let b = bus.clone();
+    let answers = tokio::task::spawn_blocking(move || {
+        std::thread::spawn(move || b.fire("app", Hello).wait_blocking(BOUND))
+            .join()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(answers, Ok(vec![11]));
+}
+
+#[actix_rt::test]
+async fn bad_input_gets_a_clear_error() {
+    let bus = Bus::new();
+    let l = log();
+    let p = Probe::start("p", 1, &l);
+    assert_eq!(
+        bus.subscribe("", p.clone().recipient::<Hello>()),
+        Err(BusError::EmptyChannel)
+    );
+    assert_eq!(bounded(bus.fire("", Hello)).await, Err(BusError::EmptyChannel));
+    assert_eq!(
+        bounded(bus.fire(Vec::<&str>::new(), Hello)).await,
+        Err(BusError::NoTarget)
+    );
+
+    p.send(Halt).await.unwrap();
+    bounded(async {
+        while p.connected() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        bus.subscribe("app", p.recipient::<Hello>()),
+        Err(BusError::RecipientStopped)
+    );
+
+    bus.stop();
+    assert!(bus.is_stopped());
+    assert_eq!(bounded(bus.fire("app", Hello)).await, Err(BusError::Stopped));
+    let q = Probe::start("q", 2, &l);
+    assert_eq!(
+        bus.subscribe("app", q.recipient::<Hello>()),
+        Err(BusError::Stopped)
+    );
+}
