@@ -93,12 +93,18 @@ type Runner = fn(&[u8]) -> Result<Vec<u8>, TaskError>;
 
 fn run_encoded<J: Job>(input: &[u8]) -> Result<Vec<u8>, TaskError> {
     let job: J = postcard::from_bytes(input).map_err(|e| {
-        TaskError::Wire(format!("the input of job {:?} does not decode: {e}", J::NAME))
+        TaskError::Wire(format!(
+            "the input of job {:?} does not decode: {e}",
+            J::NAME
+        ))
     })?;
     let output = catch_unwind(AssertUnwindSafe(|| job.run()))
         .map_err(|p| TaskError::Panicked(panic_message(&*p)))?;
     postcard::to_allocvec(&output).map_err(|e| {
-        TaskError::Wire(format!("the output of job {:?} does not encode: {e}", J::NAME))
+        TaskError::Wire(format!(
+            "the output of job {:?} does not encode: {e}",
+            J::NAME
+        ))
     })
 }
 
@@ -122,7 +128,9 @@ pub struct Jobs {
 
 impl std::fmt::Debug for Jobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Jobs").field("names", &self.names()).finish()
+        f.debug_struct("Jobs")
+            .field("names", &self.names())
+            .finish()
     }
 }
 

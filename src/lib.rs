@@ -83,8 +83,8 @@ pub enum Error {
 /// The names most programs need: `use circuits::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        BelowAverage, Bus, Channel, Derived, Job, Jobs, KeyAffinity, LeastLoaded, Pool,
-        PoolHandle, PowerOfTwo, Random, RoundRobin, Strategy, Subscribe, Task, TaskComplete,
-        TaskError, TaskFailure, TaskSuccess, Value,
+        BelowAverage, Bus, Channel, Derived, Job, Jobs, KeyAffinity, LeastLoaded, Pool, PoolHandle,
+        PowerOfTwo, Random, RoundRobin, Subscribe, Task, TaskComplete, TaskError, TaskFailure,
+        TaskSuccess, Value,
     };
 }

@@ -140,7 +140,9 @@ impl<R: TaskOutput> Task<R> {
         F: FnOnce() -> Result<R, E> + Send + 'static,
         E: fmt::Display,
     {
-        Self::from_closure(Box::new(move || f().map_err(|e| TaskError::Failed(e.to_string()))))
+        Self::from_closure(Box::new(move || {
+            f().map_err(|e| TaskError::Failed(e.to_string()))
+        }))
     }
 
     pub(crate) fn from_closure(run: Closure<R>) -> Self {
@@ -261,9 +263,7 @@ impl Finisher {
     /// Whether any subscription exists on the pool's channel or the wildcard: result events are
     /// only built when this is true, so an unobserved pool pays two atomic loads per task.
     fn observed(&self) -> bool {
-        self.listeners
-            .iter()
-            .any(|g| g.load(Ordering::Relaxed) > 0)
+        self.listeners.iter().any(|g| g.load(Ordering::Relaxed) > 0)
     }
 
     /// Resolves the task's value with `result` and, if that was its one outcome and someone

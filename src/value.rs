@@ -78,17 +78,17 @@ pub(crate) struct Promise<T> {
 
 /// A new promise and the value it resolves.
 pub(crate) fn promise<U, E>() -> (Promise<Result<U, E>>, Value<U, E>) {
-        let slot = Arc::new(Slot {
-            state: Mutex::new(State::Pending(None)),
-            cond: Condvar::new(),
-            promises: AtomicUsize::new(1),
-        });
-        (
-            Promise { slot: slot.clone() },
-            Value {
-                inner: Inner::Slot(slot),
-            },
-        )
+    let slot = Arc::new(Slot {
+        state: Mutex::new(State::Pending(None)),
+        cond: Condvar::new(),
+        promises: AtomicUsize::new(1),
+    });
+    (
+        Promise { slot: slot.clone() },
+        Value {
+            inner: Inner::Slot(slot),
+        },
+    )
 }
 
 impl<T> Promise<T> {
@@ -271,7 +271,9 @@ impl<T, E: From<WaitError>> Future for Value<T, E> {
         // Value holds no self-references, so it is Unpin and this is plain access.
         let this = self.get_mut();
         match &mut this.inner {
-            Inner::Ready(r) => Poll::Ready(r.take().unwrap_or_else(|| Err(WaitError::Taken.into()))),
+            Inner::Ready(r) => {
+                Poll::Ready(r.take().unwrap_or_else(|| Err(WaitError::Taken.into())))
+            }
             Inner::Slot(s) => {
                 let mut st = s.lock();
                 if let Some(r) = Self::take_state(&mut st) {

@@ -1,5 +1,8 @@
 //! placeholder
 /// x
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WireError { /// x
- #[error("x")] X }
+pub enum WireError {
+    /// x
+    #[error("x")]
+    X,
+}

@@ -11,7 +11,9 @@ use circuits::{
 const BOUND: Duration = Duration::from_secs(20);
 
 async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(BOUND, f).await.expect("the test went past its time bound")
+    tokio::time::timeout(BOUND, f)
+        .await
+        .expect("the test went past its time bound")
 }
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -94,14 +96,20 @@ impl Handler<Slow> for Probe {
 impl Handler<Success<Check>> for Probe {
     type Result = ();
     fn handle(&mut self, s: Success<Check>, _: &mut Context<Self>) {
-        self.log.lock().unwrap().push(format!("success {}", s.event.0));
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("success {}", s.event.0));
     }
 }
 
 impl Handler<Failure<Check>> for Probe {
     type Result = ();
     fn handle(&mut self, f: Failure<Check>, _: &mut Context<Self>) {
-        self.log.lock().unwrap().push(format!("failure {}", f.error));
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("failure {}", f.error));
     }
 }
 
@@ -134,12 +142,20 @@ async fn handlers_run_highest_priority_first_ties_in_subscription_order() {
     let high = Probe::start("high", 2, &l);
     let tie1 = Probe::start("tie1", 3, &l);
     let tie2 = Probe::start("tie2", 4, &l);
-    bus.subscribe_with("app", low.recipient::<Hello>(), Subscribe::new().priority(-5))
-        .unwrap();
+    bus.subscribe_with(
+        "app",
+        low.recipient::<Hello>(),
+        Subscribe::new().priority(-5),
+    )
+    .unwrap();
     bus.subscribe_with("app", tie1.recipient::<Hello>(), Subscribe::new())
         .unwrap();
-    bus.subscribe_with("app", high.recipient::<Hello>(), Subscribe::new().priority(10))
-        .unwrap();
+    bus.subscribe_with(
+        "app",
+        high.recipient::<Hello>(),
+        Subscribe::new().priority(10),
+    )
+    .unwrap();
     bus.subscribe_with("app", tie2.recipient::<Hello>(), Subscribe::new())
         .unwrap();
     let answers = bounded(bus.fire("app", Hello)).await.unwrap();
@@ -163,7 +179,10 @@ async fn fire_reaches_only_the_named_channels() {
     two.sort();
     assert_eq!(two, vec![1, 2]);
     let mut unknown = bus.fire("nowhere", Hello);
-    assert!(unknown.is_ready(), "a fire with no subscriber resolves at once");
+    assert!(
+        unknown.is_ready(),
+        "a fire with no subscriber resolves at once"
+    );
     assert_eq!(bounded(&mut unknown).await.unwrap(), Vec::<u32>::new());
     assert_eq!(entries(&l), vec!["on-a", "on-a", "on-b"]);
 }
@@ -176,10 +195,18 @@ async fn direct_targeting_reaches_one_component_only() {
     let b = bus.register(Component::new("b").channel("shared")).unwrap();
     let opts_a = Subscribe::new().component(a);
     let opts_b = Subscribe::new().component(b);
-    bus.subscribe_with("shared", Probe::start("a", 1, &l).recipient::<Hello>(), opts_a)
-        .unwrap();
-    bus.subscribe_with("shared", Probe::start("b", 2, &l).recipient::<Hello>(), opts_b)
-        .unwrap();
+    bus.subscribe_with(
+        "shared",
+        Probe::start("a", 1, &l).recipient::<Hello>(),
+        opts_a,
+    )
+    .unwrap();
+    bus.subscribe_with(
+        "shared",
+        Probe::start("b", 2, &l).recipient::<Hello>(),
+        opts_b,
+    )
+    .unwrap();
     assert_eq!(bounded(bus.fire(b, Hello)).await.unwrap(), vec![2]);
     assert_eq!(bounded(bus.fire(a, Hello)).await.unwrap(), vec![1]);
     assert_eq!(entries(&l), vec!["b", "a"]);
@@ -230,7 +257,10 @@ async fn a_failing_handler_next_to_a_succeeding_one_shows_both_and_fires_failure
     .await;
     assert_eq!(
         entries(&l),
-        vec!["failure bad refuses 9".to_string(), "complete 1/2".to_string()]
+        vec![
+            "failure bad refuses 9".to_string(),
+            "complete 1/2".to_string()
+        ]
     );
 }
 
@@ -332,7 +362,10 @@ async fn waiting_with_a_timeout_elapses_then_the_value_still_resolves() {
         .unwrap();
     let mut v = bus.fire("app", Slow(300));
     let early = v.wait(Duration::from_millis(5)).await;
-    assert_eq!(early, Err(BusError::Wait(WaitError::Elapsed(Duration::from_millis(5)))));
+    assert_eq!(
+        early,
+        Err(BusError::Wait(WaitError::Elapsed(Duration::from_millis(5))))
+    );
     assert_eq!(v.wait(BOUND).await, Ok(vec![3]));
     // The result was taken; asking again says so rather than hanging.
     assert_eq!(v.wait(BOUND).await, Err(BusError::Wait(WaitError::Taken)));
@@ -377,20 +410,28 @@ async fn subscribe_and_unsubscribe_leave_no_subscription_behind() {
     let bus = Bus::new();
     let l = log();
     let p = Probe::start("p", 1, &l);
-    let s1 = bus.subscribe("app", p.clone().recipient::<Hello>()).unwrap();
-    let s2 = bus.subscribe("app", p.clone().recipient::<Check>()).unwrap();
+    let s1 = bus
+        .subscribe("app", p.clone().recipient::<Hello>())
+        .unwrap();
+    let s2 = bus
+        .subscribe("app", p.clone().recipient::<Check>())
+        .unwrap();
     assert_eq!(bus.subscriptions(), 2);
     assert_eq!(bus.subscribers::<Hello>("app"), 1);
     assert_eq!(bounded(bus.fire("app", Hello)).await.unwrap(), vec![1]);
     assert!(bus.unsubscribe(s1));
     assert!(!bus.unsubscribe(s1), "a second unsubscribe finds nothing");
-    assert_eq!(bounded(bus.fire("app", Hello)).await.unwrap(), Vec::<u32>::new());
+    assert_eq!(
+        bounded(bus.fire("app", Hello)).await.unwrap(),
+        Vec::<u32>::new()
+    );
     assert!(bus.unsubscribe(s2));
     assert_eq!(bus.subscriptions(), 0);
 
     // A subscriber whose actor stops is pruned automatically.
     let gone = Probe::start("gone", 2, &l);
-    bus.subscribe("app", gone.clone().recipient::<Hello>()).unwrap();
+    bus.subscribe("app", gone.clone().recipient::<Hello>())
+        .unwrap();
     let stopper = StopMe.start();
     stopper.send(Kill(gone)).await.unwrap();
     bounded(async {
@@ -399,7 +440,10 @@ async fn subscribe_and_unsubscribe_leave_no_subscription_behind() {
         }
     })
     .await;
-    assert_eq!(bounded(bus.fire("app", Hello)).await.unwrap(), Vec::<u32>::new());
+    assert_eq!(
+        bounded(bus.fire("app", Hello)).await.unwrap(),
+        Vec::<u32>::new()
+    );
 }
 
 /// Stops a probe from the inside by sending it a `circuits::Stop`-like message.
@@ -454,7 +498,10 @@ async fn bad_input_gets_a_clear_error() {
         bus.subscribe("", p.clone().recipient::<Hello>()),
         Err(BusError::EmptyChannel)
     );
-    assert_eq!(bounded(bus.fire("", Hello)).await, Err(BusError::EmptyChannel));
+    assert_eq!(
+        bounded(bus.fire("", Hello)).await,
+        Err(BusError::EmptyChannel)
+    );
     assert_eq!(
         bounded(bus.fire(Vec::<&str>::new(), Hello)).await,
         Err(BusError::NoTarget)
@@ -474,7 +521,10 @@ async fn bad_input_gets_a_clear_error() {
 
     bus.stop();
     assert!(bus.is_stopped());
-    assert_eq!(bounded(bus.fire("app", Hello)).await, Err(BusError::Stopped));
+    assert_eq!(
+        bounded(bus.fire("app", Hello)).await,
+        Err(BusError::Stopped)
+    );
     let q = Probe::start("q", 2, &l);
     assert_eq!(
         bus.subscribe("app", q.recipient::<Hello>()),

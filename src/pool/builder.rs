@@ -189,7 +189,10 @@ impl PoolBuilder {
                 return Err(e);
             }
         }
-        bus.add_route(self.channel.clone(), Arc::new(PoolRoute(Arc::downgrade(&core))));
+        bus.add_route(
+            self.channel.clone(),
+            Arc::new(PoolRoute(Arc::downgrade(&core))),
+        );
         bus.mark_started(pool_id)?;
         Ok(PoolHandle { core, addr })
     }

@@ -168,7 +168,12 @@ impl Drop for PoolCore {
     /// exit; process workers are killed), so nothing outlives it.
     fn drop(&mut self) {
         if self.state.swap(STOPPED, Ordering::SeqCst) != STOPPED {
-            for w in self.workers.get_mut().unwrap_or_else(|p| p.into_inner()).iter() {
+            for w in self
+                .workers
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
                 w.backend.shutdown(Shutdown::Abort);
             }
         }

@@ -156,7 +156,11 @@ impl PoolHandle {
 
     /// The workers' channels, in worker order.
     pub fn workers(&self) -> Vec<Channel> {
-        self.core.workers().iter().map(|w| w.channel.clone()).collect()
+        self.core
+            .workers()
+            .iter()
+            .map(|w| w.channel.clone())
+            .collect()
     }
 
     /// Each worker's load (tasks queued or running), in worker order.

@@ -32,7 +32,10 @@ impl ThreadWorker {
         let (exit, done) = promise::<(), TaskError>();
         let flag = abort.clone();
         std::thread::Builder::new()
-            .name(format!("circuits-worker-{}", &fin.worker.as_str()[..8.min(fin.worker.as_str().len())]))
+            .name(format!(
+                "circuits-worker-{}",
+                &fin.worker.as_str()[..8.min(fin.worker.as_str().len())]
+            ))
             .spawn(move || {
                 serve(&rx, &fin, &load, &flag);
                 exit.complete(Ok(()));

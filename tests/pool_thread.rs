@@ -1,0 +1,541 @@
+//! Thread-mode pools: routing, exactly-once outcomes and events, panics, stop and abort.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use circuits::prelude::*;
+use circuits::{TaskId, WaitError};
+use proptest::prelude::*;
+
+const BOUND: Duration = Duration::from_secs(60);
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .expect("the test went past its time bound")
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Seen {
+    Success(Channel),
+    Failure(Channel, TaskError),
+    Complete(bool),
+}
+
+type Events = Arc<Mutex<HashMap<TaskId, Vec<Seen>>>>;
+
+/// Subscribes to a pool's result events for `u64` tasks and records them per task.
+struct Collector {
+    events: Events,
+}
+
+impl Actor for Collector {
+    type Context = Context<Self>;
+}
+impl Handler<TaskSuccess<u64>> for Collector {
+    type Result = ();
+    fn handle(&mut self, e: TaskSuccess<u64>, _: &mut Context<Self>) {
+        self.events
+            .lock()
+            .unwrap()
+            .entry(e.id)
+            .or_default()
+            .push(Seen::Success(e.worker));
+    }
+}
+impl Handler<TaskFailure> for Collector {
+    type Result = ();
+    fn handle(&mut self, e: TaskFailure, _: &mut Context<Self>) {
+        self.events
+            .lock()
+            .unwrap()
+            .entry(e.id)
+            .or_default()
+            .push(Seen::Failure(e.worker, e.error));
+    }
+}
+impl Handler<TaskComplete> for Collector {
+    type Result = ();
+    fn handle(&mut self, e: TaskComplete, _: &mut Context<Self>) {
+        self.events
+            .lock()
+            .unwrap()
+            .entry(e.id)
+            .or_default()
+            .push(Seen::Complete(e.ok));
+    }
+}
+
+/// Subscribes a collector to all three result events on the pool's channel.
+fn collect(pool: &PoolHandle) -> (Events, Vec<circuits::SubscriptionId>) {
+    let events: Events = Default::default();
+    let c = Collector {
+        events: events.clone(),
+    }
+    .start();
+    let bus = pool.bus();
+    let ch = pool.channel();
+    let subs = vec![
+        bus.subscribe(ch, c.clone().recipient::<TaskSuccess<u64>>())
+            .unwrap(),
+        bus.subscribe(ch, c.clone().recipient::<TaskFailure>())
+            .unwrap(),
+        bus.subscribe(ch, c.recipient::<TaskComplete>()).unwrap(),
+    ];
+    (events, subs)
+}
+
+/// Waits until `n` tasks have their `TaskComplete` recorded.
+async fn completed(events: &Events, n: usize) -> HashMap<TaskId, Vec<Seen>> {
+    bounded(async {
+        loop {
+            {
+                let e = events.lock().unwrap();
+                let done = e
+                    .values()
+                    .filter(|v| v.iter().any(|s| matches!(s, Seen::Complete(_))))
+                    .count();
+                if done >= n {
+                    return e.clone();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+}
+
+fn worker_of(seen: &[Seen]) -> Channel {
+    match &seen[0] {
+        Seen::Success(w) | Seen::Failure(w, _) => w.clone(),
+        Seen::Complete(_) => panic!("Complete came before the terminal event"),
+    }
+}
+
+#[actix_rt::test]
+async fn three_ways_in_push_addr_and_bus_all_run_tasks() {
+    let pool = Pool::builder().min(2).start();
+    let a = pool.push(Task::new(|| 1u64));
+    let b = pool.addr().send(Task::new(|| 2u64));
+    let c = pool.bus().call("pool", Task::new(|| 3u64));
+    assert_eq!(bounded(a).await, Ok(1));
+    assert_eq!(bounded(b).await.expect("the pool actor answers"), Ok(2));
+    assert_eq!(bounded(c).await, Ok(3));
+    pool.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_pool_starts_min_workers_on_uuid_channels_under_its_component() {
+    let pool = Pool::builder().min(3).max(6).channel("crunch").start();
+    let workers = pool.workers();
+    assert_eq!(workers.len(), 3);
+    for w in &workers {
+        assert!(
+            uuid::Uuid::parse_str(w.as_str()).is_ok(),
+            "{w} is not a UUID"
+        );
+    }
+    let bus = pool.bus();
+    let pool_component = bus
+        .components()
+        .into_iter()
+        .find(|c| c.channel.as_str() == "crunch")
+        .expect("the pool is registered under its channel");
+    let children: Vec<Channel> = bus
+        .children(pool_component.id)
+        .into_iter()
+        .map(|c| bus.component(c).unwrap().channel)
+        .collect();
+    assert_eq!(children, workers);
+    pool.stop().await;
+    assert!(
+        bus.components().is_empty(),
+        "stop unregisters the pool and its workers"
+    );
+}
+
+#[actix_rt::test]
+async fn a_task_fired_at_a_workers_channel_runs_on_that_worker() {
+    let pool = Pool::builder().min(4).start();
+    let (events, _) = collect(&pool);
+    let target = pool.workers()[2].clone();
+    let mut values = Vec::new();
+    for i in 0..20u64 {
+        values.push(pool.bus().call(&target, Task::new(move || i)));
+    }
+    values.push(pool.push_to(&target, Task::new(|| 99u64)));
+    for v in values {
+        bounded(v).await.unwrap();
+    }
+    let seen = completed(&events, 21).await;
+    assert!(seen.values().all(|s| worker_of(s) == target));
+    let unknown = pool.bus().call("no-such-worker", Task::new(|| 0u64));
+    assert_eq!(
+        bounded(unknown).await,
+        Err(TaskError::NoRoute("no-such-worker".into()))
+    );
+    pool.stop().await;
+}
+
+#[actix_rt::test]
+async fn round_robin_visits_workers_in_order() {
+    let pool = Pool::builder().min(3).strategy(RoundRobin::new()).start();
+    let (events, _) = collect(&pool);
+    let workers = pool.workers();
+    let mut ids = Vec::new();
+    for i in 0..9u64 {
+        bounded(pool.push(Task::new(move || i))).await.unwrap();
+        ids.push(i + 1); // ids count from 1 in push order
+    }
+    let seen = completed(&events, 9).await;
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(worker_of(&seen[&TaskId(*id)]), workers[n % 3], "task {id}");
+    }
+    pool.stop().await;
+}
+
+#[actix_rt::test]
+async fn key_affinity_is_sticky() {
+    let pool = Pool::builder().min(4).strategy(KeyAffinity::new()).start();
+    let (events, _) = collect(&pool);
+    let mut values = Vec::new();
+    for i in 0..60u64 {
+        let key = format!("user-{}", i % 5);
+        values.push((key.clone(), pool.push(Task::new(move || i).key(key))));
+    }
+    let mut keys = HashMap::new();
+    for (key, v) in values {
+        let i = bounded(v).await.unwrap();
+        keys.insert(TaskId(i + 1), key);
+    }
+    let seen = completed(&events, 60).await;
+    let mut home: HashMap<String, Channel> = HashMap::new();
+    for (id, key) in keys {
+        let w = worker_of(&seen[&id]);
+        assert_eq!(
+            home.entry(key.clone()).or_insert(w.clone()),
+            &w,
+            "{key} moved"
+        );
+    }
+    assert_eq!(home.len(), 5);
+    pool.stop().await;
+}
+
+#[actix_rt::test]
+async fn below_average_sends_work_to_the_idle_worker() {
+    // Worker loads are crafted by parking tasks on a gate: worker 0 holds 3, worker 1 holds 0.
+    let pool = Pool::builder().min(2).strategy(BelowAverage).start();
+    let gate = Arc::new(AtomicBool::new(false));
+    let w0 = pool.workers()[0].clone();
+    let mut parked = Vec::new();
+    for _ in 0..3 {
+        let g = gate.clone();
+        parked.push(pool.push_to(
+            &w0,
+            Task::new(move || {
+                while !g.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                0u64
+            }),
+        ));
+    }
+    assert_eq!(pool.loads(), vec![3, 0]);
+    let (events, _) = collect(&pool);
+    // Mean load 1.5: worker 1 (load 0) is the first below it, for each of these pushes while its
+    // load stays below the mean.
+    let quick = pool.push(Task::new(|| 7u64));
+    assert_eq!(bounded(quick).await, Ok(7));
+    let seen = completed(&events, 1).await;
+    assert_eq!(worker_of(&seen[&TaskId(4)]), pool.workers()[1]);
+    gate.store(true, Ordering::Release);
+    for p in parked {
+        bounded(p).await.unwrap();
+    }
+    pool.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_panic_fails_only_that_task_and_the_worker_lives_on() {
+    let pool = Pool::builder().min(1).start();
+    let (events, _) = collect(&pool);
+    let bad = pool.push(Task::new(|| -> u64 { panic!("boom") }));
+    assert_eq!(bounded(bad).await, Err(TaskError::Panicked("boom".into())));
+    let good = pool.push(Task::new(|| 5u64));
+    assert_eq!(bounded(good).await, Ok(5));
+    let seen = completed(&events, 2).await;
+    assert!(matches!(
+        &seen[&TaskId(1)][..],
+        [Seen::Failure(_, TaskError::Panicked(m)), Seen::Complete(false)] if m == "boom"
+    ));
+    assert!(matches!(
+        &seen[&TaskId(2)][..],
+        [Seen::Success(_), Seen::Complete(true)]
+    ));
+    assert_eq!(pool.workers().len(), 1);
+    pool.stop().await;
+}
+
+#[actix_rt::test]
+async fn stop_drains_every_queued_task_and_later_pushes_fail_at_once() {
+    let pool = Pool::builder().min(2).start();
+    let values: Vec<_> = (0..200u64)
+        .map(|i| {
+            pool.push(Task::new(move || {
+                std::thread::sleep(Duration::from_micros(200));
+                i
+            }))
+        })
+        .collect();
+    bounded(pool.stop()).await;
+    for (i, v) in values.into_iter().enumerate() {
+        let mut v = v;
+        assert!(v.is_ready(), "stop resolves every value before it returns");
+        assert_eq!(v.try_take(), Some(Ok(i as u64)));
+    }
+    let mut late = pool.push(Task::new(|| 1u64));
+    assert!(late.is_ready());
+    assert_eq!(late.try_take(), Some(Err(TaskError::PoolStopped)));
+    let via_actor = pool.addr().send(Task::new(|| 1u64)).await;
+    assert!(via_actor.is_err() || via_actor == Ok(Err(TaskError::PoolStopped)));
+    // A second stop returns once the pool is stopped.
+    bounded(pool.stop()).await;
+}
+
+#[actix_rt::test]
+async fn abort_cancels_queued_tasks_and_fires_their_failures() {
+    let pool = Pool::builder().min(1).start();
+    let (events, _) = collect(&pool);
+    let gate = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
+    let (g, s) = (gate.clone(), started.clone());
+    let running = pool.push(Task::new(move || {
+        s.store(true, Ordering::Release);
+        while !g.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        1u64
+    }));
+    let queued: Vec<_> = (0..10u64)
+        .map(|i| pool.push(Task::new(move || i)))
+        .collect();
+    let p = pool.clone();
+    let abort = actix::spawn(async move { p.abort().await });
+    bounded(async {
+        while !pool.is_stopped() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    gate.store(true, Ordering::Release);
+    bounded(abort).await.unwrap();
+    assert_eq!(bounded(running).await, Ok(1), "the running task finishes");
+    for q in queued {
+        assert_eq!(bounded(q).await, Err(TaskError::Cancelled));
+    }
+    let seen = completed(&events, 11).await;
+    let cancelled = seen
+        .values()
+        .filter(|s| {
+            matches!(
+                &s[..],
+                [
+                    Seen::Failure(_, TaskError::Cancelled),
+                    Seen::Complete(false)
+                ]
+            )
+        })
+        .count();
+    assert_eq!(cancelled, 10);
+}
+
+#[actix_rt::test]
+async fn a_timed_out_task_fails_once_and_the_late_result_is_discarded() {
+    let pool = Pool::builder().min(1).start();
+    let (events, _) = collect(&pool);
+    let slow = pool.push(
+        Task::new(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            1u64
+        })
+        .timeout(Duration::from_millis(20)),
+    );
+    assert_eq!(
+        bounded(slow).await,
+        Err(TaskError::TimedOut(Duration::from_millis(20)))
+    );
+    // The next task runs after the slow one really ends on the one worker.
+    assert_eq!(bounded(pool.push(Task::new(|| 2u64))).await, Ok(2));
+    let seen = completed(&events, 2).await;
+    assert!(matches!(
+        &seen[&TaskId(1)][..],
+        [
+            Seen::Failure(_, TaskError::TimedOut(_)),
+            Seen::Complete(false)
+        ]
+    ));
+    pool.stop().await;
+}
+
+#[actix_rt::test]
+async fn unsubscribed_collectors_hear_nothing_more() {
+    let pool = Pool::builder().min(2).start();
+    let (first, subs) = collect(&pool);
+    bounded(pool.push(Task::new(|| 1u64))).await.unwrap();
+    completed(&first, 1).await;
+    for s in subs {
+        assert!(pool.bus().unsubscribe(s));
+    }
+    let before = first.lock().unwrap().len();
+    let (second, _) = collect(&pool);
+    for i in 0..10u64 {
+        bounded(pool.push(Task::new(move || i))).await.unwrap();
+    }
+    completed(&second, 10).await;
+    assert_eq!(first.lock().unwrap().len(), before);
+    pool.stop().await;
+}
+
+#[actix_rt::test]
+async fn waiting_on_a_task_value_is_bounded() {
+    let pool = Pool::builder().min(1).start();
+    let mut v = pool.push(Task::new(|| {
+        std::thread::sleep(Duration::from_millis(100));
+        3u64
+    }));
+    assert_eq!(
+        v.wait(Duration::from_millis(1)).await,
+        Err(TaskError::Wait(WaitError::Elapsed(Duration::from_millis(
+            1
+        ))))
+    );
+    assert_eq!(v.wait(BOUND).await, Ok(3));
+    pool.stop().await;
+}
+
+#[test]
+fn starting_a_pool_outside_a_system_or_with_bad_sizes_is_an_error() {
+    assert!(matches!(
+        Pool::builder().min(1).try_start(),
+        Err(circuits::PoolError::NoSystem)
+    ));
+    actix::System::new().block_on(async {
+        assert!(matches!(
+            Pool::builder().min(0).try_start(),
+            Err(circuits::PoolError::InvalidSize { min: 0, max: 0 })
+        ));
+        assert!(matches!(
+            Pool::builder().min(3).max(2).try_start(),
+            Err(circuits::PoolError::InvalidSize { min: 3, max: 2 })
+        ));
+    });
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Ok,
+    Err,
+    Panic,
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![Just(Kind::Ok), Just(Kind::Err), Just(Kind::Panic)]
+}
+
+/// Runs `kinds.len()` tasks split over 4 concurrent pushers; checks that each task has exactly one
+/// value outcome matching its kind and exactly one terminal event followed by one `TaskComplete`.
+fn exactly_once(kinds: Vec<Kind>) {
+    actix::System::new().block_on(async move {
+        let pool = Pool::builder().min(3).strategy(PowerOfTwo).start();
+        let (events, _) = collect(&pool);
+        let kinds = Arc::new(kinds);
+        let mut pushers = Vec::new();
+        for p in 0..4usize {
+            let pool = pool.clone();
+            let kinds = kinds.clone();
+            pushers.push(std::thread::spawn(move || {
+                let mut out = Vec::new();
+                for i in (p..kinds.len()).step_by(4) {
+                    let k = kinds[i];
+                    let n = i as u64;
+                    let task = Task::fallible(move || match k {
+                        Kind::Ok => Ok(n),
+                        Kind::Err => Err(format!("no {n}")),
+                        Kind::Panic => panic!("panic {n}"),
+                    });
+                    out.push((i, pool.push(task)));
+                }
+                out.into_iter()
+                    .map(|(i, mut v)| (i, v.wait_blocking(BOUND)))
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut results = Vec::new();
+        for p in pushers {
+            results.extend(p.join().unwrap());
+        }
+        assert_eq!(results.len(), kinds.len());
+        for (i, r) in &results {
+            match (kinds[*i], r) {
+                (Kind::Ok, Ok(n)) => assert_eq!(*n, *i as u64),
+                (Kind::Err, Err(TaskError::Failed(m))) => assert_eq!(m, &format!("no {i}")),
+                (Kind::Panic, Err(TaskError::Panicked(m))) => assert_eq!(m, &format!("panic {i}")),
+                (k, r) => panic!("task {i} of kind {k:?} ended as {r:?}"),
+            }
+        }
+        let seen = completed(&events, kinds.len()).await;
+        assert_eq!(seen.len(), kinds.len(), "one entry per task id");
+        let ids: Vec<u64> = {
+            let mut v: Vec<u64> = seen.keys().map(|k| k.0).collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(ids, (1..=kinds.len() as u64).collect::<Vec<_>>());
+        for (id, s) in &seen {
+            assert!(
+                matches!(
+                    &s[..],
+                    [Seen::Success(_), Seen::Complete(true)]
+                        | [Seen::Failure(..), Seen::Complete(false)]
+                ),
+                "{id}: {s:?}"
+            );
+        }
+        let ok = kinds.iter().filter(|k| matches!(k, Kind::Ok)).count();
+        let successes = seen
+            .values()
+            .filter(|s| matches!(s[0], Seen::Success(_)))
+            .count();
+        assert_eq!(successes, ok);
+        pool.stop().await;
+    });
+}
+
+fn quiet_panics() {
+    // Thousands of deliberate task panics would flood the output; the outcomes are asserted.
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let worker = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("circuits-worker"));
+        if !worker {
+            default(info);
+        }
+    }));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn ten_thousand_tasks_from_four_pushers_each_end_exactly_once(
+        kinds in proptest::collection::vec(kind(), 10_000)
+    ) {
+        quiet_panics();
+        exactly_once(kinds);
+    }
+}

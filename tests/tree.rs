@@ -1,0 +1,283 @@
+//! The component tree: register, unregister and stop subtrees; lifecycle events; invariants.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use circuits::{
+    Bus, BusError, Component, ComponentId, Registered, Started, Stop, Stopped, Subscribe,
+    Unregistered,
+};
+
+const BOUND: Duration = Duration::from_secs(20);
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .expect("the test went past its time bound")
+}
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// Records lifecycle events and stops when told to.
+struct Node {
+    name: String,
+    log: Log,
+}
+
+impl Actor for Node {
+    type Context = Context<Self>;
+}
+
+impl Handler<Stop> for Node {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        self.log.lock().unwrap().push(format!("stop {}", self.name));
+        ctx.stop();
+    }
+}
+
+impl Handler<Registered> for Node {
+    type Result = ();
+    fn handle(&mut self, e: Registered, _: &mut Context<Self>) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("registered {}", e.0.name));
+    }
+}
+impl Handler<Started> for Node {
+    type Result = ();
+    fn handle(&mut self, e: Started, _: &mut Context<Self>) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("started {}", e.0.name));
+    }
+}
+impl Handler<Stopped> for Node {
+    type Result = ();
+    fn handle(&mut self, e: Stopped, _: &mut Context<Self>) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("stopped {}", e.0.name));
+    }
+}
+impl Handler<Unregistered> for Node {
+    type Result = ();
+    fn handle(&mut self, e: Unregistered, _: &mut Context<Self>) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("unregistered {}", e.0.name));
+    }
+}
+
+/// Every node's parent is registered and lists it as a child; every child points back.
+fn assert_tree_invariants(bus: &Bus) {
+    let all = bus.components();
+    let ids: HashSet<ComponentId> = all.iter().map(|c| c.id).collect();
+    for c in &all {
+        if let Some(p) = c.parent {
+            assert!(ids.contains(&p), "{} has an unregistered parent", c.name);
+            assert!(
+                bus.children(p).contains(&c.id),
+                "{} missing from its parent",
+                c.name
+            );
+        }
+        for child in bus.children(c.id) {
+            assert_eq!(
+                bus.parent(child),
+                Some(c.id),
+                "child of {} points elsewhere",
+                c.name
+            );
+        }
+    }
+}
+
+async fn wait_for_log(log: &Log, n: usize) -> Vec<String> {
+    bounded(async {
+        while log.lock().unwrap().len() < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    log.lock().unwrap().clone()
+}
+
+#[actix_rt::test]
+async fn register_builds_the_tree_and_announces_it() {
+    let bus = Bus::new();
+    let log: Log = Default::default();
+    let watcher = Node {
+        name: "watcher".into(),
+        log: log.clone(),
+    }
+    .start();
+    bus.subscribe("*", watcher.clone().recipient::<Registered>())
+        .unwrap();
+    bus.subscribe("*", watcher.recipient::<Started>()).unwrap();
+
+    let app = bus.register(Component::new("app").channel("app")).unwrap();
+    let db = bus.register(Component::new("db").parent(app)).unwrap();
+    let web = bus.register(Component::new("web").parent(app)).unwrap();
+    bus.mark_started(app).unwrap();
+
+    assert_eq!(bus.children(app), vec![db, web]);
+    assert_eq!(bus.parent(db), Some(app));
+    assert_eq!(bus.component(app).unwrap().channel.as_str(), "app");
+    assert_ne!(
+        bus.component(db).unwrap().channel,
+        bus.component(web).unwrap().channel
+    );
+    assert_tree_invariants(&bus);
+
+    // Lifecycle events go to the component's channel and its parent's; the wildcard watcher hears
+    // each once per fire.
+    let seen = wait_for_log(&log, 4).await;
+    assert_eq!(
+        seen,
+        vec![
+            "registered app",
+            "registered db",
+            "registered web",
+            "started app"
+        ]
+    );
+}
+
+#[actix_rt::test]
+async fn unregister_removes_the_whole_subtree_children_first() {
+    let bus = Bus::new();
+    let log: Log = Default::default();
+    let root = bus.register(Component::new("root")).unwrap();
+    let a = bus.register(Component::new("a").parent(root)).unwrap();
+    let a1 = bus.register(Component::new("a1").parent(a)).unwrap();
+    let a2 = bus.register(Component::new("a2").parent(a)).unwrap();
+    let b = bus.register(Component::new("b").parent(root)).unwrap();
+
+    let watcher = Node {
+        name: "w".into(),
+        log: log.clone(),
+    }
+    .start();
+    bus.subscribe("*", watcher.clone().recipient::<Unregistered>())
+        .unwrap();
+    // A subscription owned by a1 goes away with it.
+    bus.subscribe_with(
+        "x",
+        watcher.recipient::<Registered>(),
+        Subscribe::new().component(a1),
+    )
+    .unwrap();
+    assert_eq!(bus.subscriptions(), 2);
+
+    let removed = bus.unregister(a).unwrap();
+    assert_eq!(removed, vec![a1, a2, a]);
+    assert!(!bus.is_registered(a) && !bus.is_registered(a1) && !bus.is_registered(a2));
+    assert_eq!(bus.children(root), vec![b]);
+    assert_eq!(bus.subscriptions(), 1, "a1's subscription left with it");
+    assert_tree_invariants(&bus);
+    let seen = wait_for_log(&log, 3).await;
+    assert_eq!(
+        seen,
+        vec!["unregistered a1", "unregistered a2", "unregistered a"]
+    );
+
+    assert_eq!(bus.unregister(a), Err(BusError::UnknownComponent(a)));
+    bus.unregister(root).unwrap();
+    assert!(bus.components().is_empty());
+}
+
+#[actix_rt::test]
+async fn stopping_a_subtree_stops_its_actors_children_first() {
+    let bus = Bus::new();
+    let log: Log = Default::default();
+    let spawn = |name: &str| {
+        Node {
+            name: name.into(),
+            log: log.clone(),
+        }
+        .start()
+    };
+    let top = spawn("top");
+    let mid = spawn("mid");
+    let leaf = spawn("leaf");
+    let other = spawn("other");
+    let top_id = bus
+        .register(Component::new("top").stopper(top.clone().recipient()))
+        .unwrap();
+    let mid_id = bus
+        .register(
+            Component::new("mid")
+                .parent(top_id)
+                .stopper(mid.clone().recipient()),
+        )
+        .unwrap();
+    bus.register(
+        Component::new("leaf")
+            .parent(mid_id)
+            .stopper(leaf.clone().recipient()),
+    )
+    .unwrap();
+    let other_id = bus
+        .register(Component::new("other").stopper(other.clone().recipient()))
+        .unwrap();
+
+    let stopped = bounded(bus.stop_component(mid_id)).await.unwrap();
+    assert_eq!(stopped.len(), 2);
+    assert_eq!(stopped[1], mid_id);
+    let stops: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("stop "))
+        .cloned()
+        .collect();
+    assert_eq!(stops, vec!["stop leaf", "stop mid"]);
+    bounded(async {
+        while mid.connected() || leaf.connected() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(
+        top.connected() && other.connected(),
+        "the rest keeps running"
+    );
+    assert_eq!(bus.children(top_id), Vec::<ComponentId>::new());
+    assert!(bus.is_registered(other_id));
+    assert_tree_invariants(&bus);
+}
+
+#[actix_rt::test]
+async fn bad_registrations_are_refused_with_clear_errors() {
+    let bus = Bus::new();
+    let ghost = {
+        let other = Bus::new();
+        other.register(Component::new("elsewhere")).unwrap()
+    };
+    assert_eq!(
+        bus.register(Component::new("orphan").parent(ghost)),
+        Err(BusError::UnknownComponent(ghost))
+    );
+    assert_eq!(
+        bus.register(Component::new("nameless").channel("")),
+        Err(BusError::EmptyChannel)
+    );
+    assert_eq!(
+        bus.mark_started(ghost),
+        Err(BusError::UnknownComponent(ghost))
+    );
+    assert_eq!(
+        bounded(bus.stop_component(ghost)).await,
+        Err(BusError::UnknownComponent(ghost))
+    );
+    assert!(bus.components().is_empty());
+    bus.stop();
+    assert_eq!(bus.register(Component::new("late")), Err(BusError::Stopped));
+}
