@@ -323,6 +323,12 @@ async fn abort_cancels_queued_tasks_and_fires_their_failures() {
     let queued: Vec<_> = (0..10u64)
         .map(|i| pool.push(Task::new(move || i)))
         .collect();
+    bounded(async {
+        while !started.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
     let p = pool.clone();
     let abort = actix::spawn(async move { p.abort().await });
     bounded(async {
