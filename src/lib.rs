@@ -42,7 +42,7 @@ pub mod pool;
 mod task;
 mod tree;
 mod value;
-pub(crate) mod wire;
+pub mod wire;
 mod worker;
 
 pub use bus::{Bus, BusError, Dispatch, Subscribe, SubscriptionId, Target};
@@ -52,14 +52,14 @@ pub use job::{Job, Jobs};
 pub use pool::balance::{
     self, BelowAverage, KeyAffinity, LeastLoaded, Loads, PowerOfTwo, Random, RoundRobin, Strategy,
 };
-pub use pool::{Pool, PoolBuilder, PoolError, PoolHandle};
+pub use pool::{Pool, PoolBuilder, PoolError, PoolHandle, WorkerRestarted};
 pub use task::{Task, TaskComplete, TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess};
 pub use tree::{
     Component, ComponentId, ComponentInfo, Registered, Started, Stop, Stopped, Unregistered,
 };
 pub use value::{Value, WaitError};
 pub use wire::WireError;
-pub use worker::child::init;
+pub use worker::child::{init, WORKER_ENV};
 pub use worker::process::ProcessConfig;
 pub use worker::Worker;
 

@@ -260,6 +260,11 @@ impl Finisher {
         }
     }
 
+    /// The channel of the worker this finisher settles for.
+    pub(crate) fn worker(&self) -> &Channel {
+        &self.worker
+    }
+
     /// Whether any subscription exists on the pool's channel or the wildcard: result events are
     /// only built when this is true, so an unobserved pool pays two atomic loads per task.
     fn observed(&self) -> bool {
@@ -314,7 +319,6 @@ impl Finisher {
 pub(crate) trait ErasedTask: Send {
     /// Gives the task its id, and the pool's default timeout if it has none of its own.
     fn prepare(&mut self, id: TaskId, default_timeout: Option<Duration>);
-    fn id(&self) -> TaskId;
     fn key(&self) -> Option<u64>;
     fn timeout(&self) -> Option<Duration>;
     /// The job to send to a worker process, if the task is a job.
@@ -328,8 +332,6 @@ pub(crate) trait ErasedTask: Send {
     fn fail(self: Box<Self>, error: TaskError, fin: &Finisher);
     /// Settles the task with a worker process's encoded answer (process mode).
     fn finish_encoded(self: Box<Self>, answer: Result<Vec<u8>, TaskError>, fin: &Finisher);
-    /// A handle that fails the task with `TimedOut` if it is still pending when called.
-    fn expiry(&self) -> Box<dyn FnOnce(&Finisher, Duration) + Send>;
 }
 
 struct TaskCell<R> {
@@ -358,9 +360,6 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         if self.timeout.is_none() {
             self.timeout = default_timeout;
         }
-    }
-    fn id(&self) -> TaskId {
-        self.id
     }
     fn key(&self) -> Option<u64> {
         self.key
@@ -416,15 +415,5 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             (Err(e), _) => Err(e),
         };
         fin.settle(self.id, &self.promise, result);
-    }
-
-    fn expiry(&self) -> Box<dyn FnOnce(&Finisher, Duration) + Send> {
-        let p = self.promise.share();
-        let id = self.id;
-        Box::new(move |fin: &Finisher, limit: Duration| {
-            if p.is_pending() {
-                fin.settle(id, &p, Err(TaskError::TimedOut(limit)));
-            }
-        })
     }
 }

@@ -1,8 +1,295 @@
-//! placeholder
-/// x
+//! The wire protocol between a pool and its worker processes.
+//!
+//! Frames are serde values encoded with [postcard] and sent with a 4-byte little-endian length
+//! prefix. A connection opens with a handshake: the parent sends [`Frame::Hello`] with its
+//! [`PROTOCOL_VERSION`]; the child answers with its own `Hello` listing the job names it serves.
+//! Then the parent sends [`Frame::Run`] and the child answers each, in order, with [`Frame::Done`].
+//!
+//! The frames do not depend on the pipe: a [`Transport`] moves whole frames, so a message broker
+//! can carry the same bytes later. [`PipeTransport`] is the length-prefixed byte-stream transport
+//! used between a parent and its children.
+//!
+//! ```
+//! use circuits::wire::{decode, encode, Frame, PROTOCOL_VERSION};
+//!
+//! let bytes = encode(&Frame::Hello { version: PROTOCOL_VERSION, jobs: vec!["square".into()] }).unwrap();
+//! match decode(&bytes).unwrap() {
+//!     Frame::Hello { version, jobs } => assert_eq!((version, jobs), (PROTOCOL_VERSION, vec!["square".to_string()])),
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! assert!(decode(&[0xff, 0xff, 0xff]).is_err()); // garbage is an error, never a panic
+//! ```
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version both sides must speak.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The default largest frame, in bytes (64 MiB).
+pub const DEFAULT_MAX_FRAME: usize = 64 << 20;
+
+/// What went wrong on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
-    /// x
-    #[error("x")]
-    X,
+    /// A frame is larger than the configured limit (raise `ProcessConfig::max_frame` or send less).
+    #[error("frame of {size} bytes is over the limit of {limit} bytes")]
+    FrameTooLarge {
+        /// The frame's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The stream ended in the middle of a frame.
+    #[error("the stream ended in the middle of a frame")]
+    Truncated,
+    /// The stream ended cleanly between frames.
+    #[error("the stream is closed")]
+    Closed,
+    /// The bytes are not a valid frame.
+    #[error("undecodable frame: {0}")]
+    Decode(String),
+    /// A value could not be encoded.
+    #[error("unencodable frame: {0}")]
+    Encode(String),
+    /// The other side speaks another protocol version.
+    #[error("protocol version mismatch: we speak {ours}, the other side {theirs}")]
+    VersionMismatch {
+        /// Our version.
+        ours: u32,
+        /// Theirs.
+        theirs: u32,
+    },
+    /// A valid frame arrived where the protocol does not allow it.
+    #[error("unexpected frame: {0}")]
+    Unexpected(String),
+    /// The transport failed.
+    #[error("transport error: {0}")]
+    Io(String),
+}
+
+impl From<io::Error> for WireError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof => WireError::Truncated,
+            _ => WireError::Io(e.to_string()),
+        }
+    }
+}
+
+/// Why a job did not produce an output, as the child reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fault {
+    /// The job panicked (and unwound); the message is the payload.
+    Panicked(String),
+    /// The child does not know the job's name.
+    UnknownJob(String),
+    /// The input did not decode or the output did not encode.
+    Wire(String),
+}
+
+/// One message of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// The handshake, both ways: the protocol version, and (from the child) the jobs it serves.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the sender.
+        version: u32,
+        /// Job names the sender serves (empty from the parent).
+        jobs: Vec<String>,
+    },
+    /// Run a job.
+    Run {
+        /// The parent's id for this run; the answer carries it back.
+        id: u64,
+        /// The job's registered name.
+        job: String,
+        /// The job's encoded input.
+        input: Vec<u8>,
+    },
+    /// The answer to a `Run`.
+    Done {
+        /// The run's id.
+        id: u64,
+        /// The encoded output, or why there is none.
+        result: Result<Vec<u8>, Fault>,
+    },
+}
+
+/// Encodes a frame's body (without the length prefix).
+pub fn encode(frame: &Frame) -> Result<Vec<u8>, WireError> {
+    postcard::to_allocvec(frame).map_err(|e| WireError::Encode(e.to_string()))
+}
+
+/// Decodes a frame's body; arbitrary bytes give an error, never a panic.
+pub fn decode(bytes: &[u8]) -> Result<Frame, WireError> {
+    postcard::from_bytes(bytes).map_err(|e| WireError::Decode(e.to_string()))
+}
+
+/// Moves whole frames between two ends. The pipe between a pool and its children is one; a broker
+/// would be another.
+pub trait Transport {
+    /// Sends one frame body.
+    fn send(&mut self, body: &[u8]) -> Result<(), WireError>;
+    /// Makes everything sent so far visible to the other side.
+    fn flush(&mut self) -> Result<(), WireError>;
+    /// Receives the next frame body; [`WireError::Closed`] at a clean end of stream.
+    fn recv(&mut self) -> Result<Vec<u8>, WireError>;
+}
+
+/// Length-prefixed frames over a byte stream (pipes), with a size limit enforced both ways.
+#[derive(Debug)]
+pub struct PipeTransport<R, W> {
+    reader: R,
+    writer: W,
+    max_frame: usize,
+}
+
+impl<R: Read, W: Write> PipeTransport<R, W> {
+    /// Frames over `reader` and `writer`, none larger than `max_frame` bytes.
+    pub fn new(reader: R, writer: W, max_frame: usize) -> Self {
+        PipeTransport {
+            reader,
+            writer,
+            max_frame,
+        }
+    }
+}
+
+/// Reads one length-prefixed frame body from `r`, refusing bodies over `max_frame` before
+/// allocating them.
+pub fn read_frame(r: &mut impl Read, max_frame: usize) -> Result<Vec<u8>, WireError> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Err(WireError::Closed),
+            Ok(0) => return Err(WireError::Truncated),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let size = u32::from_le_bytes(len) as usize;
+    if size > max_frame {
+        return Err(WireError::FrameTooLarge {
+            size,
+            limit: max_frame,
+        });
+    }
+    let mut body = vec![0u8; size];
+    r.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// Writes one length-prefixed frame body to `w`, refusing bodies over `max_frame`.
+pub fn write_frame(w: &mut impl Write, body: &[u8], max_frame: usize) -> Result<(), WireError> {
+    if body.len() > max_frame || body.len() > u32::MAX as usize {
+        return Err(WireError::FrameTooLarge {
+            size: body.len(),
+            limit: max_frame,
+        });
+    }
+    w.write_all(&(body.len() as u32).to_le_bytes())?;
+    w.write_all(body)?;
+    Ok(())
+}
+
+impl<R: Read, W: Write> Transport for PipeTransport<R, W> {
+    fn send(&mut self, body: &[u8]) -> Result<(), WireError> {
+        write_frame(&mut self.writer, body, self.max_frame)
+    }
+    fn flush(&mut self) -> Result<(), WireError> {
+        self.writer.flush().map_err(Into::into)
+    }
+    fn recv(&mut self) -> Result<Vec<u8>, WireError> {
+        read_frame(&mut self.reader, self.max_frame)
+    }
+}
+
+/// Checks the other side's `Hello`: the right frame, the right version.
+pub fn check_hello(body: &[u8]) -> Result<Vec<String>, WireError> {
+    match decode(body)? {
+        Frame::Hello { version, jobs } if version == PROTOCOL_VERSION => Ok(jobs),
+        Frame::Hello { version, .. } => Err(WireError::VersionMismatch {
+            ours: PROTOCOL_VERSION,
+            theirs: version,
+        }),
+        other => Err(WireError::Unexpected(format!(
+            "expected Hello, got {}",
+            frame_name(&other)
+        ))),
+    }
+}
+
+/// The frame's variant name, for error messages.
+pub fn frame_name(f: &Frame) -> &'static str {
+    match f {
+        Frame::Hello { .. } => "Hello",
+        Frame::Run { .. } => "Run",
+        Frame::Done { .. } => "Done",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_through_a_pipe_transport() {
+        let mut buf = Vec::new();
+        let run = Frame::Run {
+            id: 7,
+            job: "j".into(),
+            input: vec![1, 2, 3],
+        };
+        write_frame(&mut buf, &encode(&run).unwrap(), 1024).unwrap();
+        let mut t = PipeTransport::new(&buf[..], Vec::new(), 1024);
+        assert_eq!(decode(&t.recv().unwrap()).unwrap(), run);
+        assert_eq!(t.recv(), Err(WireError::Closed));
+    }
+
+    #[test]
+    fn oversized_and_truncated_frames_are_named_errors() {
+        let mut buf = Vec::new();
+        assert_eq!(
+            write_frame(&mut buf, &[0; 11], 10),
+            Err(WireError::FrameTooLarge {
+                size: 11,
+                limit: 10
+            })
+        );
+        let header = 1000u32.to_le_bytes();
+        assert_eq!(
+            read_frame(&mut &header[..], 10),
+            Err(WireError::FrameTooLarge {
+                size: 1000,
+                limit: 10
+            })
+        );
+        let mut cut = 5u32.to_le_bytes().to_vec();
+        cut.extend([1, 2]);
+        assert_eq!(read_frame(&mut &cut[..], 10), Err(WireError::Truncated));
+        assert_eq!(
+            read_frame(&mut &[1u8, 0][..], 10),
+            Err(WireError::Truncated)
+        );
+    }
+
+    #[test]
+    fn a_version_mismatch_is_named() {
+        let hello = encode(&Frame::Hello {
+            version: 99,
+            jobs: vec![],
+        })
+        .unwrap();
+        assert_eq!(
+            check_hello(&hello),
+            Err(WireError::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: 99
+            })
+        );
+    }
 }

@@ -16,9 +16,9 @@
 //! use circuits::{BelowAverage, LeastLoaded, Strategy};
 //!
 //! let loads = [3usize, 1, 2];
-//! assert_eq!(LeastLoaded.pick(&loads[..], None), 1);
+//! assert_eq!(LeastLoaded.pick(&loads, None), 1);
 //! // mean is 2: worker 1 (load 1) is the first below it
-//! assert_eq!(BelowAverage.pick(&loads[..], None), 1);
+//! assert_eq!(BelowAverage.pick(&loads, None), 1);
 //! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,9 +37,18 @@ pub trait Loads {
     }
 }
 
-impl Loads for [usize] {
+impl<const N: usize> Loads for [usize; N] {
     fn len(&self) -> usize {
-        <[usize]>::len(self)
+        N
+    }
+    fn load(&self, i: usize) -> usize {
+        self[i]
+    }
+}
+
+impl Loads for Vec<usize> {
+    fn len(&self) -> usize {
+        Vec::len(self)
     }
     fn load(&self, i: usize) -> usize {
         self[i]
@@ -210,8 +219,8 @@ mod tests {
 
     #[test]
     fn below_average_takes_first_below_mean() {
-        assert_eq!(BelowAverage.pick(&[4usize, 4, 1, 0][..], None), 2);
-        assert_eq!(BelowAverage.pick(&[0usize, 5][..], None), 0);
+        assert_eq!(BelowAverage.pick(&[4usize, 4, 1, 0], None), 2);
+        assert_eq!(BelowAverage.pick(&[0usize, 5], None), 0);
     }
 
     #[test]
@@ -219,7 +228,7 @@ mod tests {
         let loads = [2usize, 2, 2, 2];
         let mut seen = [false; 4];
         for _ in 0..1000 {
-            seen[BelowAverage.pick(&loads[..], None)] = true;
+            seen[BelowAverage.pick(&loads, None)] = true;
         }
         assert_eq!(seen, [true; 4]);
     }
@@ -229,7 +238,7 @@ mod tests {
         // With two workers, it can pick the busy one only when both draws hit it.
         let loads = [100usize, 0];
         let busy = (0..4000)
-            .filter(|_| PowerOfTwo.pick(&loads[..], None) == 0)
+            .filter(|_| PowerOfTwo.pick(&loads, None) == 0)
             .count();
         assert!(busy > 0 && busy < 2000, "busy picked {busy} times of 4000");
     }

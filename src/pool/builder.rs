@@ -1,7 +1,7 @@
 //! [`PoolBuilder`]: sizes, channel, strategy, mode, and starting the pool.
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -31,6 +31,10 @@ pub enum PoolError {
     /// `start` was called outside an actix `System` (use `#[actix::main]` or `System::new`).
     #[error("a pool starts inside an actix System; call it from #[actix::main] or System::new().block_on")]
     NoSystem,
+    /// This process is a pool's worker process, yet it reached code that starts a process pool: the
+    /// binary's `main` does not call [`init`](crate::init) first.
+    #[error("this is a worker process but circuits::init was not called first in main; call it before anything else")]
+    NotInitialized,
     /// The OS refused a worker thread or process.
     #[error("could not start a worker: {0}")]
     Spawn(String),
@@ -161,6 +165,12 @@ impl PoolBuilder {
         if System::try_current().is_none() {
             return Err(PoolError::NoSystem);
         }
+        if matches!(self.mode, Mode::Process(_))
+            && std::env::var_os(crate::worker::child::WORKER_ENV).is_some()
+        {
+            // A worker process got past `init`: it would start workers of its own, and so on.
+            return Err(PoolError::NotInitialized);
+        }
         if self.channel.is_empty() {
             return Err(BusError::EmptyChannel.into());
         }
@@ -214,25 +224,30 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
         ),
     };
     let slot = Arc::new(WorkerSlot {
-        channel: channel.clone(),
+        channel: RwLock::new(channel.clone()),
         load,
-        fin,
+        fin: RwLock::new(fin),
         backend,
-        component: OnceLock::new(),
+        component: Mutex::new(None),
+        stopper: OnceLock::new(),
     });
+    slot.backend
+        .attach(Arc::downgrade(core), Arc::downgrade(&slot));
     let addr = Worker {
         slot: slot.clone(),
         core: core.clone(),
     }
     .start();
+    let stopper = addr.recipient::<crate::tree::Stop>();
+    let _ = slot.stopper.set(stopper.clone());
     let mut component = Component::new("worker")
         .channel(channel.clone())
-        .stopper(addr.recipient());
+        .stopper(stopper);
     if let Some(parent) = core.component.get() {
         component = component.parent(*parent);
     }
     let id = core.bus.register(component)?;
-    let _ = slot.component.set(id);
+    *slot.component.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
     core.workers
         .write()
         .unwrap_or_else(|p| p.into_inner())

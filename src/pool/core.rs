@@ -9,12 +9,25 @@ use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, Weak};
 use std::time::Duration;
 
-use crate::bus::{Bus, Route};
+use crate::bus::{Bus, Route, Target};
 use crate::channel::Channel;
 use crate::pool::balance::{Loads, Strategy};
-use crate::task::{ErasedTask, TaskError, TaskId};
-use crate::tree::ComponentId;
+use crate::task::{ErasedTask, Finisher, TaskError, TaskId};
+use crate::tree::{Component, ComponentId};
 use crate::worker::{Shutdown, WorkerSlot};
+
+/// Fired on the pool's channel when a process worker's child died or was killed and a new child
+/// took its place under a fresh channel.
+#[derive(Debug, Clone, actix::Message)]
+#[rtype(result = "()")]
+pub struct WorkerRestarted {
+    /// The worker's old channel.
+    pub old: Channel,
+    /// Its new channel.
+    pub new: Channel,
+    /// Why the old child ended (exit code, signal, timeout, protocol violation).
+    pub reason: String,
+}
 
 const RUNNING: u8 = 0;
 const STOPPING: u8 = 1;
@@ -123,8 +136,58 @@ impl PoolCore {
         slot.load.fetch_add(1, Ordering::Relaxed);
         if let Err(task) = slot.backend.submit(task) {
             slot.load.fetch_sub(1, Ordering::Relaxed);
-            task.fail(TaskError::PoolStopped, &slot.fin);
+            task.fail(TaskError::PoolStopped, &slot.fin());
         }
+    }
+
+    /// A process worker replaced its child: give the worker a fresh channel (route, component,
+    /// finisher) and fire [`WorkerRestarted`]. Returns the finisher for the new channel.
+    pub(crate) fn worker_restarted(
+        self: &Arc<Self>,
+        slot: &Arc<WorkerSlot>,
+        reason: String,
+    ) -> Option<Arc<Finisher>> {
+        if self.state.load(Ordering::SeqCst) == STOPPED {
+            return None;
+        }
+        let old = slot.channel();
+        let new = Channel::unique();
+        let fin = Arc::new(Finisher::new(&self.bus, &self.channel, &new));
+        *slot.channel.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
+        *slot.fin.write().unwrap_or_else(|p| p.into_inner()) = fin.clone();
+        self.bus.remove_route(&old);
+        self.bus.add_route(
+            new.clone(),
+            Arc::new(WorkerRoute {
+                core: Arc::downgrade(self),
+                slot: Arc::downgrade(slot),
+            }),
+        );
+        let old_component = slot
+            .component
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(id) = old_component {
+            let _ = self.bus.unregister(id);
+        }
+        let mut component = Component::new("worker").channel(new.clone());
+        if let Some(parent) = self.component.get() {
+            component = component.parent(*parent);
+        }
+        if let Some(stopper) = slot.stopper.get() {
+            component = component.stopper(stopper.clone());
+        }
+        if let Ok(id) = self.bus.register(component) {
+            *slot.component.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+            let _ = self.bus.mark_started(id);
+        }
+        let event = WorkerRestarted { old, new, reason };
+        let bus = self.bus.clone();
+        let target = Target::from(&self.channel);
+        self.bus
+            .spawn(async move { bus.fire_plain(&target, event).await });
+        Some(fin)
     }
 
     /// Stops the pool: refuses new tasks, drains or aborts every worker, waits for them, removes the
@@ -152,7 +215,7 @@ impl PoolCore {
         }
         self.bus.remove_route(&self.channel);
         for w in &workers {
-            self.bus.remove_route(&w.channel);
+            self.bus.remove_route(&w.channel());
         }
         self.state.store(STOPPED, Ordering::SeqCst);
         if let Some(id) = self.component.get() {

@@ -45,6 +45,7 @@ pub mod balance;
 pub(crate) mod builder;
 pub(crate) mod core;
 
+pub use self::core::WorkerRestarted;
 pub use builder::{PoolBuilder, PoolError};
 
 use self::core::PoolCore;
@@ -129,7 +130,7 @@ impl PoolHandle {
             .core
             .workers()
             .iter()
-            .find(|w| &w.channel == worker)
+            .find(|w| &w.channel() == worker)
             .cloned();
         let (cell, value) = task.into_cell(Default::default());
         match slot {
@@ -156,11 +157,7 @@ impl PoolHandle {
 
     /// The workers' channels, in worker order.
     pub fn workers(&self) -> Vec<Channel> {
-        self.core
-            .workers()
-            .iter()
-            .map(|w| w.channel.clone())
-            .collect()
+        self.core.workers().iter().map(|w| w.channel()).collect()
     }
 
     /// Each worker's load (tasks queued or running), in worker order.

@@ -6,7 +6,7 @@
 //! interface, [`Backend`]; it does not branch on the mode.
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use actix::prelude::*;
 
@@ -27,6 +27,8 @@ pub(crate) enum Shutdown {
     Drain,
     /// Finish the running task, cancel the queued ones, then stop.
     Abort,
+    /// Stop now: kill a child process at once, cancel everything (the pool was dropped).
+    Kill,
 }
 
 /// One worker's execution engine, thread or process.
@@ -37,16 +39,33 @@ pub(crate) trait Backend: Send + Sync {
     fn shutdown(&self, how: Shutdown);
     /// Resolves once the backend has stopped and settled every task it was given.
     fn finished(&self) -> Value<(), TaskError>;
+    /// Tells the backend which pool and slot it serves, once both exist (process workers need them
+    /// to announce a replacement child).
+    fn attach(&self, _core: Weak<PoolCore>, _slot: Weak<WorkerSlot>) {}
 }
 
 /// What the pool keeps for each worker: its channel, its load counter, and its backend.
 pub(crate) struct WorkerSlot {
-    pub(crate) channel: Channel,
+    /// The worker's channel; a process worker gets a fresh one when its child is replaced.
+    pub(crate) channel: RwLock<Channel>,
     /// Tasks queued on or running in this worker; read by the balancing strategy.
     pub(crate) load: Arc<AtomicUsize>,
-    pub(crate) fin: Arc<Finisher>,
+    pub(crate) fin: RwLock<Arc<Finisher>>,
     pub(crate) backend: Box<dyn Backend>,
-    pub(crate) component: OnceLock<ComponentId>,
+    pub(crate) component: Mutex<Option<ComponentId>>,
+    pub(crate) stopper: OnceLock<Recipient<Stop>>,
+}
+
+impl WorkerSlot {
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    pub(crate) fn fin(&self) -> Arc<Finisher> {
+        self.fin.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// The actor in front of one worker. `Addr<Worker>` accepts [`Task`]s that run on this worker only;
@@ -58,8 +77,8 @@ pub struct Worker {
 
 impl Worker {
     /// The worker's channel.
-    pub fn channel(&self) -> &Channel {
-        &self.slot.channel
+    pub fn channel(&self) -> Channel {
+        self.slot.channel()
     }
 }
 

@@ -82,7 +82,7 @@ impl Backend for ThreadWorker {
     }
 
     fn shutdown(&self, how: Shutdown) {
-        if how == Shutdown::Abort {
+        if how != Shutdown::Drain {
             self.abort.store(true, Ordering::Release);
         }
         // A send error means the thread is gone already, which is what we want.

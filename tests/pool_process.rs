@@ -1,0 +1,427 @@
+//! Process-mode pools: jobs across a process boundary, crash isolation, real cancellation, no
+//! orphans. This test target has its own `main` (`harness = false`) because worker processes are
+//! this very binary re-executed: `circuits::init` must run first.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use circuits::prelude::*;
+use circuits::{ProcessConfig, WorkerRestarted};
+use serde::{Deserialize, Serialize};
+
+const BOUND: Duration = Duration::from_secs(60);
+
+#[derive(Serialize, Deserialize)]
+struct Square(u64);
+impl Job for Square {
+    const NAME: &'static str = "square";
+    type Output = u64;
+    fn run(self) -> u64 {
+        self.0 * self.0
+    }
+}
+
+/// Dies in one of several ways, or answers with its process id.
+#[derive(Serialize, Deserialize)]
+enum Misbehave {
+    Pid,
+    Abort,
+    Segfault,
+    Panic,
+    Hang,
+    Exit(i32),
+}
+impl Job for Misbehave {
+    const NAME: &'static str = "misbehave";
+    type Output = u32;
+    fn run(self) -> u32 {
+        match self {
+            Misbehave::Pid => std::process::id(),
+            Misbehave::Abort => std::process::abort(),
+            Misbehave::Segfault => {
+                // SAFETY: not safe at all: a real invalid write, which is the point of this job.
+                // (`raise(SIGSEGV)` would not do: std's handler returns from a signal it did not
+                // cause by a fault.)
+                unsafe { std::ptr::null_mut::<u32>().write_volatile(1) };
+                0
+            }
+            Misbehave::Panic => panic!("job panicked on purpose"),
+            Misbehave::Hang => loop {
+                std::thread::sleep(Duration::from_millis(10));
+            },
+            Misbehave::Exit(code) => std::process::exit(code),
+        }
+    }
+}
+
+/// Sends bytes there and `n` bytes back.
+#[derive(Serialize, Deserialize)]
+struct Echo {
+    data: Vec<u8>,
+    reply: usize,
+}
+impl Job for Echo {
+    const NAME: &'static str = "echo";
+    type Output = Vec<u8>;
+    fn run(self) -> Vec<u8> {
+        vec![7; self.reply]
+    }
+}
+
+/// Known to the parent's code but not registered in the children's job set.
+#[derive(Serialize, Deserialize)]
+struct Unregistered;
+impl Job for Unregistered {
+    const NAME: &'static str = "unregistered";
+    type Output = ();
+    fn run(self) {}
+}
+
+fn jobs() -> Jobs {
+    Jobs::new()
+        .register::<Square>()
+        .register::<Misbehave>()
+        .register::<Echo>()
+}
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .expect("the test went past its time bound")
+}
+
+/// The live (or unreaped) child processes of this process, read from /proc.
+fn children() -> Vec<u32> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The fields after the command name (which may hold spaces) start after the last ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(me) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+async fn wait_for_no_children() -> Vec<u32> {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = children();
+        if c.is_empty() || Instant::now() > until {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+struct Restarts(Arc<Mutex<Vec<WorkerRestarted>>>);
+impl Actor for Restarts {
+    type Context = Context<Self>;
+}
+impl Handler<WorkerRestarted> for Restarts {
+    type Result = ();
+    fn handle(&mut self, e: WorkerRestarted, _: &mut Context<Self>) {
+        self.0.lock().unwrap().push(e);
+    }
+}
+
+fn watch_restarts(pool: &PoolHandle) -> Arc<Mutex<Vec<WorkerRestarted>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let r = Restarts(seen.clone()).start();
+    pool.bus()
+        .subscribe(pool.channel(), r.recipient::<WorkerRestarted>())
+        .unwrap();
+    seen
+}
+
+fn process_pool(n: usize) -> PoolHandle {
+    Pool::builder().min(n).process().start()
+}
+
+async fn results_are_correct_for_1000_jobs_on_2_children() {
+    let pool = process_pool(2);
+    let values: Vec<_> = (0..1000u64)
+        .map(|i| pool.push(Task::job(Square(i))))
+        .collect();
+    for (i, v) in values.into_iter().enumerate() {
+        assert_eq!(bounded(v).await, Ok((i * i) as u64));
+    }
+    let via_bus = pool.bus().call("pool", Task::job(Square(12)));
+    assert_eq!(bounded(via_bus).await, Ok(144));
+    let via_actor = pool.addr().send(Task::job(Square(5))).await.unwrap();
+    assert_eq!(via_actor, Ok(25));
+    bounded(pool.stop()).await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+}
+
+async fn crash_fails_only_its_task(how: Misbehave, expect: &str) {
+    let pool = process_pool(2);
+    let restarts = watch_restarts(&pool);
+    let before: Vec<_> = (0..50u64)
+        .map(|i| pool.push(Task::job(Square(i))))
+        .collect();
+    let bad = pool.push(Task::job(how));
+    let after: Vec<_> = (0..100u64)
+        .map(|i| pool.push(Task::job(Square(i))))
+        .collect();
+    match bounded(bad).await {
+        Err(TaskError::WorkerCrashed { reason, .. }) => {
+            assert!(
+                reason.contains(expect),
+                "reason {reason:?} should say {expect:?}"
+            )
+        }
+        other => panic!("expected WorkerCrashed, got {other:?}"),
+    }
+    for (i, v) in before.into_iter().chain(after).enumerate() {
+        let i = if i < 50 { i } else { i - 50 } as u64;
+        assert_eq!(bounded(v).await, Ok(i * i));
+    }
+    assert_eq!(pool.workers().len(), 2, "the pool keeps its size");
+    bounded(async {
+        while restarts.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    let r = restarts.lock().unwrap()[0].clone();
+    assert!(pool.workers().contains(&r.new) && !pool.workers().contains(&r.old));
+    bounded(pool.stop()).await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+}
+
+async fn abort_fails_only_its_task_and_the_pool_goes_on() {
+    crash_fails_only_its_task(Misbehave::Abort, "SIGABRT").await;
+}
+
+async fn a_segfault_fails_only_its_task_and_the_pool_goes_on() {
+    crash_fails_only_its_task(Misbehave::Segfault, "SIGSEGV").await;
+}
+
+async fn an_exit_fails_only_its_task_and_the_pool_goes_on() {
+    crash_fails_only_its_task(Misbehave::Exit(17), "code 17").await;
+}
+
+async fn an_unwinding_panic_is_a_plain_failure_and_the_child_lives() {
+    let pool = process_pool(1);
+    let pid = bounded(pool.push(Task::job(Misbehave::Pid))).await.unwrap();
+    assert_eq!(
+        bounded(pool.push(Task::job(Misbehave::Panic))).await,
+        Err(TaskError::Panicked("job panicked on purpose".into()))
+    );
+    let again = bounded(pool.push(Task::job(Misbehave::Pid))).await.unwrap();
+    assert_eq!(pid, again, "the same child serves on");
+    for i in 0..100u64 {
+        assert_eq!(bounded(pool.push(Task::job(Square(i)))).await, Ok(i * i));
+    }
+    bounded(pool.stop()).await;
+}
+
+async fn a_timeout_kills_the_child_and_replaces_it() {
+    let pool = process_pool(1);
+    let restarts = watch_restarts(&pool);
+    let first = pool.workers()[0].clone();
+    let pid = bounded(pool.push(Task::job(Misbehave::Pid))).await.unwrap();
+    let hang = pool.push(Task::job(Misbehave::Hang).timeout(Duration::from_millis(100)));
+    let queued: Vec<_> = (0..20u64)
+        .map(|i| pool.push(Task::job(Square(i))))
+        .collect();
+    assert_eq!(
+        bounded(hang).await,
+        Err(TaskError::TimedOut(Duration::from_millis(100)))
+    );
+    for (i, v) in queued.into_iter().enumerate() {
+        assert_eq!(bounded(v).await, Ok((i * i) as u64), "queued tasks go on");
+    }
+    let new_pid = bounded(pool.push(Task::job(Misbehave::Pid))).await.unwrap();
+    assert_ne!(pid, new_pid, "a new child took over");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the hung child is gone"
+    );
+    assert_ne!(pool.workers()[0], first, "under a fresh channel");
+    bounded(async {
+        while restarts.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    assert_eq!(restarts.lock().unwrap()[0].old, first);
+    bounded(pool.stop()).await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+}
+
+async fn stop_abort_and_drop_leave_no_child_process() {
+    let pool = process_pool(3);
+    bounded(pool.push(Task::job(Square(2)))).await.unwrap();
+    assert_eq!(children().len(), 3);
+    bounded(pool.stop()).await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+
+    let pool = process_pool(2);
+    let hang = pool.push(Task::job(Misbehave::Hang).timeout(Duration::from_millis(200)));
+    let queued: Vec<_> = (0..10u64)
+        .map(|i| pool.push(Task::job(Square(i))))
+        .collect();
+    bounded(pool.abort()).await;
+    assert!(bounded(hang).await.is_err());
+    for v in queued {
+        let r = bounded(v).await;
+        assert!(
+            matches!(r, Ok(_) | Err(TaskError::Cancelled)),
+            "each task has one outcome: {r:?}"
+        );
+    }
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+}
+
+fn dropped_pools_leave_no_child_process() {
+    // A whole System with its pool, dropped without stop: the pool's drop kills its children.
+    actix::System::new().block_on(async {
+        let pool = process_pool(2);
+        bounded(pool.push(Task::job(Square(3)))).await.unwrap();
+        assert_eq!(children().len(), 2);
+    });
+    let until = Instant::now() + Duration::from_secs(10);
+    while !children().is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(children(), Vec::<u32>::new());
+}
+
+async fn bad_input_gets_named_errors() {
+    let pool = Pool::builder()
+        .min(1)
+        .process_with(ProcessConfig::default().max_frame(4096))
+        .start();
+    assert_eq!(
+        bounded(pool.push(Task::job(Unregistered))).await,
+        Err(TaskError::UnknownJob("unregistered".into()))
+    );
+    assert_eq!(
+        bounded(pool.push(Task::new(|| 1u64))).await,
+        Err(TaskError::ClosureInProcessPool)
+    );
+    let too_big_in = pool.push(Task::job(Echo {
+        data: vec![1; 10_000],
+        reply: 0,
+    }));
+    assert!(
+        matches!(bounded(too_big_in).await, Err(TaskError::Wire(m)) if m.contains("over the limit"))
+    );
+    let too_big_out = pool.push(Task::job(Echo {
+        data: vec![],
+        reply: 10_000,
+    }));
+    assert!(
+        matches!(bounded(too_big_out).await, Err(TaskError::Wire(m)) if m.contains("over the frame limit"))
+    );
+    let at_limit = pool.push(Task::job(Echo {
+        data: vec![1; 1000],
+        reply: 1000,
+    }));
+    assert_eq!(bounded(at_limit).await.map(|v| v.len()), Ok(1000));
+    assert_eq!(bounded(pool.push(Task::job(Square(4)))).await, Ok(16));
+    bounded(pool.stop()).await;
+}
+
+async fn the_same_job_gives_the_same_result_in_both_modes() {
+    let threads = Pool::builder().min(2).start();
+    let procs = process_pool(2);
+    for i in [0u64, 1, 7, 1 << 20] {
+        let a = bounded(threads.push(Task::job(Square(i)))).await;
+        let b = bounded(procs.push(Task::job(Square(i)))).await;
+        assert_eq!(a, b);
+    }
+    let a = bounded(threads.push(Task::job(Echo {
+        data: vec![],
+        reply: 3,
+    })))
+    .await;
+    let b = bounded(procs.push(Task::job(Echo {
+        data: vec![],
+        reply: 3,
+    })))
+    .await;
+    assert_eq!(a, b);
+    bounded(threads.stop()).await;
+    bounded(procs.stop()).await;
+}
+
+type AsyncTest = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+fn main() {
+    circuits::init(jobs()); // worker processes serve jobs here and never return
+
+    let async_tests: Vec<(&str, AsyncTest)> = vec![
+        ("results_are_correct_for_1000_jobs_on_2_children", || {
+            Box::pin(results_are_correct_for_1000_jobs_on_2_children())
+        }),
+        ("abort_fails_only_its_task_and_the_pool_goes_on", || {
+            Box::pin(abort_fails_only_its_task_and_the_pool_goes_on())
+        }),
+        (
+            "a_segfault_fails_only_its_task_and_the_pool_goes_on",
+            || Box::pin(a_segfault_fails_only_its_task_and_the_pool_goes_on()),
+        ),
+        ("an_exit_fails_only_its_task_and_the_pool_goes_on", || {
+            Box::pin(an_exit_fails_only_its_task_and_the_pool_goes_on())
+        }),
+        (
+            "an_unwinding_panic_is_a_plain_failure_and_the_child_lives",
+            || Box::pin(an_unwinding_panic_is_a_plain_failure_and_the_child_lives()),
+        ),
+        ("a_timeout_kills_the_child_and_replaces_it", || {
+            Box::pin(a_timeout_kills_the_child_and_replaces_it())
+        }),
+        ("stop_abort_and_drop_leave_no_child_process", || {
+            Box::pin(stop_abort_and_drop_leave_no_child_process())
+        }),
+        ("bad_input_gets_named_errors", || {
+            Box::pin(bad_input_gets_named_errors())
+        }),
+        ("the_same_job_gives_the_same_result_in_both_modes", || {
+            Box::pin(the_same_job_gives_the_same_result_in_both_modes())
+        }),
+    ];
+    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    let (mut passed, mut failed) = (0, 0);
+    let mut run = |name: &str, f: &dyn Fn()| {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            return;
+        }
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(()) => {
+                println!("test {name} ... ok");
+                passed += 1;
+            }
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed += 1;
+            }
+        }
+    };
+    for (name, t) in &async_tests {
+        run(name, &|| actix::System::new().block_on(t()));
+    }
+    run(
+        "dropped_pools_leave_no_child_process",
+        &dropped_pools_leave_no_child_process,
+    );
+    println!("\npool_process: {passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
