@@ -1,0 +1,78 @@
+//! A process pool surviving bad jobs: real work (counting primes) on two child processes, then a
+//! job that aborts its process and one that hangs past its timeout. The pool replaces the dead
+//! children and goes on.
+//!
+//! Run it with `cargo run --release --example process`.
+
+use std::time::{Duration, Instant};
+
+use circuits::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Counts the primes below `limit`.
+#[derive(Serialize, Deserialize)]
+struct CountPrimes {
+    limit: u64,
+}
+
+impl Job for CountPrimes {
+    const NAME: &'static str = "count-primes";
+    type Output = u64;
+    fn run(self) -> u64 {
+        (2..self.limit)
+            .filter(|n| (2..).take_while(|d| d * d <= *n).all(|d| n % d != 0))
+            .count() as u64
+    }
+}
+
+/// Misbehaves on purpose.
+#[derive(Serialize, Deserialize)]
+enum Crash {
+    Abort,
+    Hang,
+}
+
+impl Job for Crash {
+    const NAME: &'static str = "crash";
+    type Output = ();
+    fn run(self) {
+        match self {
+            Crash::Abort => std::process::abort(),
+            Crash::Hang => loop {
+                std::thread::sleep(Duration::from_secs(1));
+            },
+        }
+    }
+}
+
+fn main() -> Result<(), circuits::Error> {
+    // First thing in main: in a worker process this serves jobs and never returns.
+    circuits::init(Jobs::new().register::<CountPrimes>().register::<Crash>());
+
+    actix::System::new().block_on(async {
+        let pool = Pool::builder().min(2).process().start();
+        println!("process pool with workers {:?}", pool.workers());
+
+        let started = Instant::now();
+        let counts: Vec<_> = (1..=8u64)
+            .map(|i| pool.push(Task::job(CountPrimes { limit: i * 100_000 })))
+            .collect();
+        for (i, c) in counts.into_iter().enumerate() {
+            println!("primes below {:>7}: {}", (i + 1) * 100_000, c.await?);
+        }
+        println!("counted in {:?}\n", started.elapsed());
+
+        let aborted = pool.push(Task::job(Crash::Abort)).await;
+        println!("a job that aborts its process: {aborted:?}");
+        let hung = pool
+            .push(Task::job(Crash::Hang).timeout(Duration::from_millis(300)))
+            .await;
+        println!("a job that hangs, with a 300 ms timeout: {hung:?}");
+
+        let after = pool.push(Task::job(CountPrimes { limit: 10_000 })).await?;
+        println!("\nthe pool goes on: primes below 10000 = {after}");
+        println!("workers now {:?}", pool.workers());
+        pool.stop().await;
+        Ok(())
+    })
+}
