@@ -44,12 +44,20 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
     fn run(self) -> Self::Output;
 }
 
+/// Encoded job inputs: one job, or a chunk of jobs of one type run as one task (see
+/// [`PoolHandle::map`](crate::PoolHandle::map)).
+#[derive(Debug, Clone)]
+pub(crate) enum Inputs {
+    One(Vec<u8>),
+    Batch(Vec<Vec<u8>>),
+}
+
 /// The encoded form of a job, as a worker process receives it.
 #[derive(Debug, Clone)]
 pub(crate) struct JobPayload {
     pub(crate) name: &'static str,
-    /// The encoded input, or why it could not be encoded.
-    pub(crate) bytes: Result<Vec<u8>, String>,
+    /// The encoded input(s), or why they could not be encoded.
+    pub(crate) inputs: Result<Inputs, String>,
 }
 
 /// A job inside a task: its payload and how to decode the answer.
@@ -74,18 +82,64 @@ impl<R: TaskOutput> Task<R> {
         J: Job<Output = R>,
         R: Serialize + DeserializeOwned,
     {
-        let bytes = postcard::to_allocvec(&job)
-            .map_err(|e| format!("the input of job {:?} does not encode: {e}", J::NAME));
+        let inputs = encode_input(&job).map(Inputs::One);
         let mut task = Task::from_closure(Box::new(move || Ok(job.run())));
         task.job = Some(JobCall {
             payload: JobPayload {
                 name: J::NAME,
-                bytes,
+                inputs,
             },
             decode: decode_output::<J>,
         });
         task
     }
+}
+
+fn encode_input<J: Job>(job: &J) -> Result<Vec<u8>, String> {
+    postcard::to_allocvec(job)
+        .map_err(|e| format!("the input of job {:?} does not encode: {e}", J::NAME))
+}
+
+/// The outcome of each job of a chunk, in order.
+pub(crate) type Outcomes<O> = Vec<Result<O, TaskError>>;
+
+/// A chunk of jobs run as one task: one frame each way in process mode, one queue entry in thread
+/// mode. A panic fails only its own job; a crash of the child fails the whole chunk.
+pub(crate) fn batch_task<J: Job>(jobs: Vec<J>) -> Task<Outcomes<J::Output>> {
+    let inputs = jobs
+        .iter()
+        .map(encode_input)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Inputs::Batch);
+    let mut task = Task::from_closure(Box::new(move || {
+        Ok(jobs
+            .into_iter()
+            .map(|j| {
+                catch_unwind(AssertUnwindSafe(|| j.run()))
+                    .map_err(|p| TaskError::Panicked(panic_message(&*p)))
+            })
+            .collect())
+    }));
+    task.job = Some(JobCall {
+        payload: JobPayload {
+            name: J::NAME,
+            inputs,
+        },
+        decode: decode_batch::<J>,
+    });
+    task
+}
+
+fn decode_batch<J: Job>(bytes: &[u8]) -> Result<Outcomes<J::Output>, TaskError> {
+    let answers: Vec<Result<Vec<u8>, crate::wire::Fault>> = postcard::from_bytes(bytes)
+        .map_err(|e| TaskError::Wire(format!("a chunk's answers do not decode: {e}")))?;
+    Ok(answers
+        .into_iter()
+        .map(|a| {
+            a.map_err(TaskError::from)
+                .and_then(|bytes| decode_output::<J>(&bytes))
+        })
+        .collect())
 }
 
 /// How a worker process runs one named job: decode, run (catching panics), encode.

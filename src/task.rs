@@ -89,6 +89,16 @@ pub enum TaskError {
     Wait(#[from] WaitError),
 }
 
+impl From<crate::wire::Fault> for TaskError {
+    fn from(f: crate::wire::Fault) -> Self {
+        match f {
+            crate::wire::Fault::Panicked(m) => TaskError::Panicked(m),
+            crate::wire::Fault::UnknownJob(n) => TaskError::UnknownJob(n),
+            crate::wire::Fault::Wire(m) => TaskError::Wire(m),
+        }
+    }
+}
+
 /// What a task may return: a value that can be sent across threads and cloned into result events.
 pub trait TaskOutput: Send + Clone + 'static {}
 impl<T: Send + Clone + 'static> TaskOutput for T {}

@@ -108,7 +108,17 @@ pub enum Frame {
         /// The job's encoded input.
         input: Vec<u8>,
     },
-    /// The answer to a `Run`.
+    /// Run a chunk of jobs of one type, in order; the answer is one `Done` whose output encodes
+    /// each job's `Result<Vec<u8>, Fault>`, in order.
+    RunBatch {
+        /// The parent's id for this run.
+        id: u64,
+        /// The jobs' registered name.
+        job: String,
+        /// Each job's encoded input.
+        inputs: Vec<Vec<u8>>,
+    },
+    /// The answer to a `Run` or `RunBatch`.
     Done {
         /// The run's id.
         id: u64,
@@ -120,6 +130,11 @@ pub enum Frame {
 /// Encodes a frame's body (without the length prefix).
 pub fn encode(frame: &Frame) -> Result<Vec<u8>, WireError> {
     postcard::to_allocvec(frame).map_err(|e| WireError::Encode(e.to_string()))
+}
+
+/// Encodes any serde value with the wire's codec.
+pub(crate) fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
+    postcard::to_allocvec(value).map_err(|e| WireError::Encode(e.to_string()))
 }
 
 /// Decodes a frame's body; arbitrary bytes give an error, never a panic.
@@ -228,6 +243,7 @@ pub fn frame_name(f: &Frame) -> &'static str {
     match f {
         Frame::Hello { .. } => "Hello",
         Frame::Run { .. } => "Run",
+        Frame::RunBatch { .. } => "RunBatch",
         Frame::Done { .. } => "Done",
     }
 }

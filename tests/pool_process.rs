@@ -360,6 +360,33 @@ async fn the_same_job_gives_the_same_result_in_both_modes() {
     bounded(procs.stop()).await;
 }
 
+async fn map_streams_results_in_input_order_in_chunks() {
+    use futures::StreamExt;
+    let pool = process_pool(2);
+    let squares: Vec<_> = bounded(pool.map((0..20_000u64).map(Square)).collect()).await;
+    assert_eq!(squares.len(), 20_000);
+    for (i, r) in squares.into_iter().enumerate() {
+        assert_eq!(r, Ok((i * i) as u64));
+    }
+    // A panic inside a chunk fails only its own job.
+    let mixed = [Misbehave::Pid, Misbehave::Panic, Misbehave::Pid];
+    let out: Vec<_> = bounded(pool.map_chunked(mixed, 3).collect()).await;
+    assert!(out[0].is_ok() && out[2].is_ok());
+    assert_eq!(
+        out[1],
+        Err(TaskError::Panicked("job panicked on purpose".into()))
+    );
+    // A crash fails the whole chunk it was running, and nothing else.
+    let crashy = [Misbehave::Pid, Misbehave::Abort, Misbehave::Pid];
+    let out: Vec<_> = bounded(pool.map_chunked(crashy, 3).collect()).await;
+    assert!(out
+        .iter()
+        .all(|r| matches!(r, Err(TaskError::WorkerCrashed { .. }))));
+    let after: Vec<_> = bounded(pool.map((0..10u64).map(Square)).collect()).await;
+    assert_eq!(after[9], Ok(81));
+    bounded(pool.stop()).await;
+}
+
 type AsyncTest = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
 fn main() {
@@ -388,6 +415,9 @@ fn main() {
         }),
         ("stop_abort_and_drop_leave_no_child_process", || {
             Box::pin(stop_abort_and_drop_leave_no_child_process())
+        }),
+        ("map_streams_results_in_input_order_in_chunks", || {
+            Box::pin(map_streams_results_in_input_order_in_chunks())
         }),
         ("bad_input_gets_named_errors", || {
             Box::pin(bad_input_gets_named_errors())

@@ -44,8 +44,10 @@ use crate::worker::Shutdown;
 pub mod balance;
 pub(crate) mod builder;
 pub(crate) mod core;
+pub(crate) mod map;
 
 pub use self::core::WorkerRestarted;
+pub use self::map::MapStream;
 pub use builder::{PoolBuilder, PoolError};
 
 use self::core::PoolCore;

@@ -11,7 +11,7 @@ use std::io::{BufReader, BufWriter, Write};
 use std::os::fd::{FromRawFd, RawFd};
 use std::sync::mpsc;
 
-use crate::job::Jobs;
+use crate::job::{Inputs, Jobs};
 use crate::task::TaskError;
 use crate::wire::{self, Fault, Frame, PROTOCOL_VERSION};
 
@@ -100,7 +100,7 @@ fn serve(jobs: &Jobs) -> Result<(), wire::WireError> {
 
     // A reader thread takes frames off the pipe so that the end of input (the pool closing it, or
     // the parent dying) ends this process at once, even in the middle of a job.
-    let (tx, rx) = mpsc::sync_channel::<(u64, String, Vec<u8>)>(1024);
+    let (tx, rx) = mpsc::sync_channel::<(u64, String, Inputs)>(1024);
     std::thread::Builder::new()
         .name("circuits-child-reader".into())
         .spawn(move || loop {
@@ -114,7 +114,12 @@ fn serve(jobs: &Jobs) -> Result<(), wire::WireError> {
             };
             match wire::decode(&body) {
                 Ok(Frame::Run { id, job, input }) => {
-                    if tx.send((id, job, input)).is_err() {
+                    if tx.send((id, job, Inputs::One(input))).is_err() {
+                        std::process::exit(0);
+                    }
+                }
+                Ok(Frame::RunBatch { id, job, inputs }) => {
+                    if tx.send((id, job, Inputs::Batch(inputs))).is_err() {
                         std::process::exit(0);
                     }
                 }
@@ -133,12 +138,23 @@ fn serve(jobs: &Jobs) -> Result<(), wire::WireError> {
             }
         })?;
 
-    while let Ok((id, job, input)) = rx.recv() {
-        let result = jobs.run(&job, &input).map_err(|e| match e {
-            TaskError::Panicked(m) => Fault::Panicked(m),
-            TaskError::UnknownJob(n) => Fault::UnknownJob(n),
-            other => Fault::Wire(other.to_string()),
-        });
+    let fault = |e: TaskError| match e {
+        TaskError::Panicked(m) => Fault::Panicked(m),
+        TaskError::UnknownJob(n) => Fault::UnknownJob(n),
+        other => Fault::Wire(other.to_string()),
+    };
+    while let Ok((id, job, inputs)) = rx.recv() {
+        let result = match inputs {
+            Inputs::One(input) => jobs.run(&job, &input).map_err(fault),
+            Inputs::Batch(inputs) => {
+                let answers: Vec<Result<Vec<u8>, Fault>> = inputs
+                    .iter()
+                    .map(|input| jobs.run(&job, input).map_err(fault))
+                    .collect();
+                wire::encode_value(&answers)
+                    .map_err(|e| Fault::Wire(format!("a chunk's answers do not encode: {e}")))
+            }
+        };
         let mut body = wire::encode(&Frame::Done { id, result })?;
         if body.len() > max_frame {
             let fault = Fault::Wire(format!(

@@ -21,10 +21,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::child::{MAX_FRAME_ENV, WORKER_ENV};
 use super::{Backend, Shutdown, WorkerSlot};
+use crate::job::Inputs;
 use crate::pool::core::PoolCore;
 use crate::task::{ErasedTask, Finisher, TaskError};
 use crate::value::{promise, Value};
-use crate::wire::{self, Fault, Frame, WireError, PROTOCOL_VERSION};
+use crate::wire::{self, Frame, WireError, PROTOCOL_VERSION};
 
 /// Settings for process-mode workers.
 ///
@@ -341,11 +342,7 @@ impl Host {
             return;
         };
         self.front_since = Instant::now();
-        let answer = result.map_err(|f| match f {
-            Fault::Panicked(m) => TaskError::Panicked(m),
-            Fault::UnknownJob(n) => TaskError::UnknownJob(n),
-            Fault::Wire(m) => TaskError::Wire(m),
-        });
+        let answer = result.map_err(TaskError::from);
         done.task.finish_encoded(answer, &self.fin);
         self.load.fetch_sub(1, Ordering::Relaxed);
         if self.stopping == Some(Shutdown::Abort) {
@@ -391,12 +388,18 @@ impl Host {
                 Some(job) if !jobs.contains(job.name) => {
                     Err(TaskError::UnknownJob(job.name.to_string()))
                 }
-                Some(job) => match &job.bytes {
+                Some(job) => match &job.inputs {
                     Err(e) => Err(TaskError::Wire(e.clone())),
-                    Ok(input) => wire::encode(&Frame::Run {
+                    Ok(Inputs::One(input)) => wire::encode(&Frame::Run {
                         id: self.next_run,
                         job: job.name.to_string(),
                         input: input.clone(),
+                    })
+                    .map_err(|e| TaskError::Wire(e.to_string())),
+                    Ok(Inputs::Batch(inputs)) => wire::encode(&Frame::RunBatch {
+                        id: self.next_run,
+                        job: job.name.to_string(),
+                        inputs: inputs.clone(),
                     })
                     .map_err(|e| TaskError::Wire(e.to_string())),
                 },

@@ -1,0 +1,131 @@
+//! Bulk `map`: many jobs of one type, results as a stream in input order.
+//!
+//! The jobs are cut into chunks; each chunk is one task (one queue entry, and in process mode one
+//! frame each way), which is what makes floods of tiny jobs cheap. A job that panics fails alone; a
+//! worker process that dies fails every job of the chunk it was running (with
+//! [`TaskError::WorkerCrashed`]), as Python's `Pool.map` fails the whole call.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::stream::{FuturesOrdered, Stream, StreamExt};
+
+use super::PoolHandle;
+use crate::job::{batch_task, Job};
+use crate::task::TaskError;
+
+type Chunk<O> = Pin<Box<dyn Future<Output = Vec<Result<O, TaskError>>> + Send>>;
+
+/// The results of [`PoolHandle::map`], in input order: a [`Stream`] of `Result<O, TaskError>`.
+///
+/// Every chunk is queued when `map` is called; the stream only collects. Dropping it does not
+/// cancel the jobs.
+#[must_use = "a MapStream yields the results; the jobs run whether or not it is polled"]
+pub struct MapStream<O> {
+    chunks: FuturesOrdered<Chunk<O>>,
+    ready: VecDeque<Result<O, TaskError>>,
+    remaining: usize,
+}
+
+impl<O> std::fmt::Debug for MapStream<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapStream")
+            .field("remaining", &self.remaining)
+            .finish()
+    }
+}
+
+impl<O> MapStream<O> {
+    /// How many results are still to come.
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+}
+
+impl<O> Stream for MapStream<O> {
+    type Item = Result<O, TaskError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(r) = self.ready.pop_front() {
+                self.remaining -= 1;
+                return Poll::Ready(Some(r));
+            }
+            match self.chunks.poll_next_unpin(cx) {
+                Poll::Ready(Some(results)) => self.ready.extend(results),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<O> Unpin for MapStream<O> {}
+
+impl PoolHandle {
+    /// Runs `job` over every input, in chunks sized for the pool, and streams the results in input
+    /// order. Works in both modes; in process mode each chunk travels as one frame.
+    ///
+    /// ```
+    /// use circuits::prelude::*;
+    /// use futures::StreamExt;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Square(u64);
+    /// # impl Job for Square { const NAME: &'static str = "square"; type Output = u64;
+    /// #     fn run(self) -> u64 { self.0 * self.0 } }
+    ///
+    /// # #[actix::main] async fn main() {
+    /// let pool = Pool::builder().min(2).start();
+    /// let squares: Vec<_> = pool.map((0..1000).map(Square)).collect().await;
+    /// assert_eq!(squares[999], Ok(998_001));
+    /// pool.stop().await;
+    /// # }
+    /// ```
+    pub fn map<J, I>(&self, jobs: I) -> MapStream<J::Output>
+    where
+        J: Job,
+        I: IntoIterator<Item = J>,
+    {
+        let jobs: Vec<J> = jobs.into_iter().collect();
+        // About four chunks per worker keeps every worker busy to the end without paying per job.
+        let per_worker = jobs.len() / (self.workers().len().max(1) * 4);
+        let chunk = per_worker.clamp(1, 4096);
+        self.map_chunked(jobs, chunk)
+    }
+
+    /// Like [`map`](Self::map) with an explicit chunk size (at least 1).
+    pub fn map_chunked<J, I>(&self, jobs: I, chunk: usize) -> MapStream<J::Output>
+    where
+        J: Job,
+        I: IntoIterator<Item = J>,
+    {
+        let chunk = chunk.max(1);
+        let mut chunks = FuturesOrdered::new();
+        let mut remaining = 0;
+        let mut iter = jobs.into_iter().peekable();
+        while iter.peek().is_some() {
+            let part: Vec<J> = iter.by_ref().take(chunk).collect();
+            let n = part.len();
+            remaining += n;
+            let value = self.push(batch_task(part));
+            chunks.push_back(Box::pin(async move {
+                match value.await {
+                    Ok(results) => results,
+                    // The chunk as a whole failed (crash, timeout, stop): each job shares that fate.
+                    Err(e) => vec![Err(e); n],
+                }
+            }) as Chunk<J::Output>);
+        }
+        MapStream {
+            chunks,
+            ready: VecDeque::new(),
+            remaining,
+        }
+    }
+}
