@@ -25,7 +25,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -55,9 +55,12 @@ enum State<T> {
 }
 
 /// The shared cell between the resolving side ([`Promise`]) and the waiting side ([`Value`]).
+///
+/// One waiter at a time (a `Value` is waited on through `&mut self`), registered as a [`Waker`]:
+/// an async task's, or for a blocking wait one that unparks the waiting thread. So resolving costs
+/// one uncontended lock and, only when someone waits, one wake.
 struct Slot<T> {
     state: Mutex<State<T>>,
-    cond: Condvar,
     /// Live promises; the last one to drop without resolving abandons the value.
     promises: AtomicUsize,
 }
@@ -80,7 +83,6 @@ pub(crate) struct Promise<T> {
 pub(crate) fn promise<U, E>() -> (Promise<Result<U, E>>, Value<U, E>) {
     let slot = Arc::new(Slot {
         state: Mutex::new(State::Pending(None)),
-        cond: Condvar::new(),
         promises: AtomicUsize::new(1),
     });
     (
@@ -118,7 +120,6 @@ impl<T> Promise<T> {
                 _ => return false,
             }
         };
-        self.slot.cond.notify_all();
         if let Some(w) = waker {
             w.wake();
         }
@@ -142,7 +143,6 @@ impl<T> Drop for Promise<T> {
                 _ => None,
             }
         };
-        self.slot.cond.notify_all();
         if let Some(w) = waker {
             w.wake();
         }
@@ -246,21 +246,36 @@ impl<T, E: From<WaitError>> Value<T, E> {
             Inner::Slot(s) => s.clone(),
         };
         let deadline = Instant::now() + timeout;
-        let mut st = slot.lock();
+        let waker = Waker::from(Arc::new(Unparker(std::thread::current())));
         loop {
-            if let Some(r) = Self::take_state(&mut st) {
-                return r;
+            {
+                let mut st = slot.lock();
+                if let Some(r) = Self::take_state(&mut st) {
+                    return r;
+                }
+                if let State::Pending(w) = &mut *st {
+                    *w = Some(waker.clone());
+                }
             }
             let now = Instant::now();
             if now >= deadline {
                 return Err(WaitError::Elapsed(timeout).into());
             }
-            st = slot
-                .cond
-                .wait_timeout(st, deadline - now)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
+            // Spurious wake-ups only cost another look at the state.
+            std::thread::park_timeout(deadline - now);
         }
+    }
+}
+
+/// Wakes a thread blocked in [`Value::wait_blocking`].
+struct Unparker(std::thread::Thread);
+
+impl std::task::Wake for Unparker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
     }
 }
 

@@ -1,0 +1,629 @@
+//! Thread-mode scenarios: S1 round trip, S2 pipelined throughput, S3 flood, S4 CPU scaling,
+//! S5 balancing quality, S9 memory per queued task.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use circuits::prelude::*;
+use circuits::Strategy;
+use futures::stream::{FuturesUnordered, StreamExt};
+use rand::{Rng, SeedableRng};
+
+use crate::measure::{Config, Kind, Scenario};
+
+// ---- peers -------------------------------------------------------------------------------------
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Noop;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Spin(u64);
+
+/// actix's `SyncArbiter` worker: the obvious actix build.
+struct SyncWorker;
+impl Actor for SyncWorker {
+    type Context = SyncContext<Self>;
+}
+impl Handler<Noop> for SyncWorker {
+    type Result = ();
+    fn handle(&mut self, _: Noop, _: &mut SyncContext<Self>) {}
+}
+impl Handler<Spin> for SyncWorker {
+    type Result = ();
+    fn handle(&mut self, s: Spin, _: &mut SyncContext<Self>) {
+        spin(s.0);
+    }
+}
+
+type Reply = tokio::sync::oneshot::Sender<()>;
+
+/// The floor: a crossbeam queue to worker threads, each job answering on a oneshot.
+struct Floor {
+    tx: crossbeam_channel::Sender<(u64, Reply)>,
+}
+
+impl Floor {
+    fn new(threads: usize) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded::<(u64, Reply)>();
+        for _ in 0..threads {
+            let rx = rx.clone();
+            std::thread::spawn(move || {
+                while let Ok((work, reply)) = rx.recv() {
+                    spin(work);
+                    let _ = reply.send(());
+                }
+            });
+        }
+        Floor { tx }
+    }
+    fn call(&self, work: u64) -> impl Future<Output = ()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = self.tx.send((work, tx));
+        async move {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn threadpool_call(pool: &threadpool::ThreadPool) -> impl Future<Output = ()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    pool.execute(move || {
+        let _ = tx.send(());
+    });
+    async move {
+        let _ = rx.await;
+    }
+}
+
+fn rayon_call(pool: &rayon::ThreadPool) -> impl Future<Output = ()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    pool.spawn(move || {
+        let _ = tx.send(());
+    });
+    async move {
+        let _ = rx.await;
+    }
+}
+
+/// Busy work of `iters` iterations.
+pub fn spin(iters: u64) {
+    let mut x = 0u64;
+    for i in 0..iters {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+    }
+    std::hint::black_box(x);
+}
+
+/// Iterations of `spin` that take about `target`.
+fn calibrate(target: Duration) -> u64 {
+    let mut iters = 1000u64;
+    loop {
+        let t = Instant::now();
+        spin(iters);
+        let e = t.elapsed();
+        if e > Duration::from_millis(20) {
+            return (iters as f64 * target.as_secs_f64() / e.as_secs_f64()) as u64;
+        }
+        iters *= 2;
+    }
+}
+
+/// Keeps `inflight` calls going until `n` are done; returns tasks per second.
+async fn pipelined<F, Fut>(n: usize, inflight: usize, mut call: F) -> f64
+where
+    F: FnMut() -> Fut,
+    Fut: Future,
+{
+    let t = Instant::now();
+    let mut running = FuturesUnordered::new();
+    let mut started = 0;
+    while started < n.min(inflight) {
+        running.push(call());
+        started += 1;
+    }
+    while running.next().await.is_some() {
+        if started < n {
+            running.push(call());
+            started += 1;
+        }
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// `n` calls one after another; returns microseconds per call.
+async fn serial<F, Fut>(n: usize, mut call: F) -> f64
+where
+    F: FnMut() -> Fut,
+    Fut: Future,
+{
+    let t = Instant::now();
+    for _ in 0..n {
+        call().await;
+    }
+    t.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
+/// Everything the thread scenarios compare, started once and reused across rounds.
+struct Contenders {
+    pool: PoolHandle,
+    sync: Addr<SyncWorker>,
+    floor: Floor,
+    threadpool: threadpool::ThreadPool,
+    rayon: rayon::ThreadPool,
+    blocking: tokio::runtime::Runtime,
+}
+
+impl Contenders {
+    fn start() -> Self {
+        Contenders {
+            pool: Pool::builder().min(2).start(),
+            sync: SyncArbiter::start(2, || SyncWorker),
+            floor: Floor::new(2),
+            threadpool: threadpool::ThreadPool::new(2),
+            rayon: rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap(),
+            blocking: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .max_blocking_threads(2)
+                .build()
+                .unwrap(),
+        }
+    }
+}
+
+fn noop() {}
+
+pub fn s1(cfg: &Config) -> Vec<Scenario> {
+    let n = cfg.size(20_000, 3_000);
+    let mut s = Scenario::new(
+        "S1",
+        "round trip, one no-op task in flight, thread mode",
+        "us per task",
+        false,
+        "within 1.25x of the floor",
+    );
+    for (name, kind) in [
+        ("circuits pool.push().await", Kind::Ours),
+        ("actix SyncArbiter send().await", Kind::Peer),
+        ("tokio spawn_blocking", Kind::Peer),
+        ("threadpool + oneshot", Kind::Peer),
+        ("floor: crossbeam + oneshot", Kind::Floor),
+    ] {
+        s.add(name, kind);
+    }
+    let sys = System::new();
+    let c = sys.block_on(async { Contenders::start() });
+    for _ in 0..cfg.rounds {
+        let v = sys.block_on(serial(n, || c.pool.push(Task::new(noop))));
+        s.push("circuits pool.push().await", v);
+        let v = sys.block_on(serial(n, || c.sync.send(Noop)));
+        s.push("actix SyncArbiter send().await", v);
+        let h = c.blocking.handle().clone();
+        let v = sys.block_on(serial(n, || h.spawn_blocking(noop)));
+        s.push("tokio spawn_blocking", v);
+        let v = sys.block_on(serial(n, || threadpool_call(&c.threadpool)));
+        s.push("threadpool + oneshot", v);
+        let v = sys.block_on(serial(n, || c.floor.call(0)));
+        s.push("floor: crossbeam + oneshot", v);
+    }
+    let r = s.median_of("circuits pool.push().await") / s.median_of("floor: crossbeam + oneshot");
+    s.judge(
+        r <= 1.25,
+        format!("ours / floor = {r:.2}x (target <= 1.25x)"),
+    );
+    sys.block_on(c.pool.stop());
+    vec![s]
+}
+
+pub fn s2(cfg: &Config) -> Vec<Scenario> {
+    let n = cfg.size(100_000, 20_000);
+    let mut s = Scenario::new(
+        "S2",
+        "pipelined throughput: no-op tasks, 2 workers, 64 in flight",
+        "tasks/s",
+        true,
+        "at least 5x SyncArbiter, within 2x of the floor",
+    );
+    for (name, kind) in [
+        ("circuits pool.push()", Kind::Ours),
+        ("actix SyncArbiter", Kind::Peer),
+        ("rayon spawn", Kind::Peer),
+        ("tokio spawn_blocking", Kind::Peer),
+        ("threadpool", Kind::Peer),
+        ("floor: crossbeam + oneshot", Kind::Floor),
+    ] {
+        s.add(name, kind);
+    }
+    let sys = System::new();
+    let c = sys.block_on(async { Contenders::start() });
+    for _ in 0..cfg.rounds {
+        let v = sys.block_on(pipelined(n, 64, || c.pool.push(Task::new(noop))));
+        s.push("circuits pool.push()", v);
+        let v = sys.block_on(pipelined(n, 64, || c.sync.send(Noop)));
+        s.push("actix SyncArbiter", v);
+        let v = sys.block_on(pipelined(n, 64, || rayon_call(&c.rayon)));
+        s.push("rayon spawn", v);
+        let h = c.blocking.handle().clone();
+        let v = sys.block_on(pipelined(n, 64, || h.spawn_blocking(noop)));
+        s.push("tokio spawn_blocking", v);
+        let v = sys.block_on(pipelined(n, 64, || threadpool_call(&c.threadpool)));
+        s.push("threadpool", v);
+        let v = sys.block_on(pipelined(n, 64, || c.floor.call(0)));
+        s.push("floor: crossbeam + oneshot", v);
+    }
+    let vs_sync = s.advantage("circuits pool.push()", "actix SyncArbiter");
+    let vs_floor = s.advantage("floor: crossbeam + oneshot", "circuits pool.push()");
+    s.judge(
+        vs_sync >= 5.0 && vs_floor <= 2.0,
+        format!("{vs_sync:.1}x SyncArbiter (target >= 5x); floor is {vs_floor:.2}x faster (target <= 2x)"),
+    );
+    sys.block_on(c.pool.stop());
+    vec![s]
+}
+
+pub fn s3(cfg: &Config) -> Vec<Scenario> {
+    let n = cfg.size(100_000, 30_000);
+    let mut s = Scenario::new(
+        "S3",
+        "flood: all tasks pushed at once, then awaited",
+        "tasks/s",
+        true,
+        "at least 0.8x of our own S2 rate (no collapse)",
+    );
+    for (name, kind) in [
+        ("circuits pool.push() flood", Kind::Ours),
+        ("circuits pool.push() 64 in flight (S2)", Kind::Ours),
+        ("actix SyncArbiter flood", Kind::Peer),
+        ("floor: crossbeam + oneshot flood", Kind::Floor),
+    ] {
+        s.add(name, kind);
+    }
+    let sys = System::new();
+    let c = sys.block_on(async { Contenders::start() });
+    for _ in 0..cfg.rounds {
+        let v = sys.block_on(async {
+            let t = Instant::now();
+            let values: Vec<_> = (0..n).map(|_| c.pool.push(Task::new(noop))).collect();
+            for v in values {
+                let _ = v.await;
+            }
+            n as f64 / t.elapsed().as_secs_f64()
+        });
+        s.push("circuits pool.push() flood", v);
+        let v = sys.block_on(pipelined(n, 64, || c.pool.push(Task::new(noop))));
+        s.push("circuits pool.push() 64 in flight (S2)", v);
+        let v = sys.block_on(async {
+            let t = Instant::now();
+            let sends: Vec<_> = (0..n).map(|_| c.sync.send(Noop)).collect();
+            futures::future::join_all(sends).await;
+            n as f64 / t.elapsed().as_secs_f64()
+        });
+        s.push("actix SyncArbiter flood", v);
+        let v = sys.block_on(async {
+            let t = Instant::now();
+            let calls: Vec<_> = (0..n).map(|_| c.floor.call(0)).collect();
+            for f in calls {
+                f.await;
+            }
+            n as f64 / t.elapsed().as_secs_f64()
+        });
+        s.push("floor: crossbeam + oneshot flood", v);
+    }
+    let r = s.median_of("circuits pool.push() flood")
+        / s.median_of("circuits pool.push() 64 in flight (S2)");
+    let vs_sync = s.advantage("circuits pool.push() flood", "actix SyncArbiter flood");
+    s.judge(
+        r >= 0.8,
+        format!("flood / pipelined = {r:.2} (target >= 0.8); {vs_sync:.1}x SyncArbiter's flood"),
+    );
+    sys.block_on(c.pool.stop());
+    vec![s]
+}
+
+pub fn s4(cfg: &Config) -> Vec<Scenario> {
+    let n = cfg.size(2_000, 600);
+    let iters = calibrate(Duration::from_micros(100));
+    let mut s = Scenario::new(
+        "S4",
+        "CPU scaling: 100 us spin tasks, 2 workers (makespan)",
+        "ms",
+        false,
+        "efficiency (sequential / 2 / makespan) at least 0.9",
+    );
+    for (name, kind) in [
+        ("circuits pool", Kind::Ours),
+        ("rayon par_iter", Kind::Peer),
+        ("actix SyncArbiter", Kind::Peer),
+        ("floor: sequential / 2", Kind::Floor),
+    ] {
+        s.add(name, kind);
+    }
+    let sys = System::new();
+    let c = sys.block_on(async { Contenders::start() });
+    for _ in 0..cfg.rounds {
+        let (seq, ()) = crate::measure::time(|| (0..n).for_each(|_| spin(iters)));
+        s.push("floor: sequential / 2", seq * 1e3 / 2.0);
+        let v = sys.block_on(async {
+            let t = Instant::now();
+            let values: Vec<_> = (0..n)
+                .map(|_| c.pool.push(Task::new(move || spin(iters))))
+                .collect();
+            for v in values {
+                let _ = v.await;
+            }
+            t.elapsed().as_secs_f64() * 1e3
+        });
+        s.push("circuits pool", v);
+        let (t, ()) = crate::measure::time(|| {
+            use rayon::prelude::*;
+            c.rayon
+                .install(|| (0..n).into_par_iter().for_each(|_| spin(iters)))
+        });
+        s.push("rayon par_iter", t * 1e3);
+        let v = sys.block_on(async {
+            let t = Instant::now();
+            let sends: Vec<_> = (0..n).map(|_| c.sync.send(Spin(iters))).collect();
+            futures::future::join_all(sends).await;
+            t.elapsed().as_secs_f64() * 1e3
+        });
+        s.push("actix SyncArbiter", v);
+    }
+    let eff = s.median_of("floor: sequential / 2") / s.median_of("circuits pool");
+    s.judge(eff >= 0.9, format!("efficiency {eff:.2} (target >= 0.9)"));
+    sys.block_on(c.pool.stop());
+    vec![s]
+}
+
+/// S5's task sizes, in microseconds.
+fn sizes(dist: &str, n: usize, seed: u64) -> Vec<u64> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| match dist {
+            "bimodal" => {
+                if rng.gen_bool(0.1) {
+                    20_000
+                } else {
+                    1_000
+                }
+            }
+            _ => {
+                // exponential, mean 5 ms
+                let u: f64 = rng.gen_range(1e-9..1.0);
+                (-u.ln() * 5_000.0) as u64
+            }
+        })
+        .collect()
+}
+
+fn strategies() -> Vec<(&'static str, Box<dyn Fn() -> Box<dyn StrategyBox>>)> {
+    vec![
+        (
+            "BelowAverage",
+            Box::new(|| Box::new(BelowAverage) as Box<dyn StrategyBox>),
+        ),
+        ("LeastLoaded", Box::new(|| Box::new(LeastLoaded))),
+        ("RoundRobin", Box::new(|| Box::new(RoundRobin::new()))),
+        ("Random", Box::new(|| Box::new(Random))),
+        ("PowerOfTwo", Box::new(|| Box::new(PowerOfTwo))),
+        (
+            "KeyAffinity (no keys)",
+            Box::new(|| Box::new(KeyAffinity::new())),
+        ),
+    ]
+}
+
+/// A strategy that can be moved into the builder from a box.
+trait StrategyBox {
+    fn build(self: Box<Self>, b: circuits::PoolBuilder) -> circuits::PoolBuilder;
+}
+impl<S: Strategy> StrategyBox for S {
+    fn build(self: Box<Self>, b: circuits::PoolBuilder) -> circuits::PoolBuilder {
+        b.strategy(*self)
+    }
+}
+
+/// Sleeps for the task's size: balancing is about waiting, so sleeping tasks let 8 workers share 2
+/// cores without the cores being the bottleneck.
+fn work(us: u64) {
+    std::thread::sleep(Duration::from_micros(us));
+}
+
+pub fn s5(cfg: &Config) -> Vec<Scenario> {
+    let n = cfg.size(200, 80);
+    let rounds = cfg.rounds.min(5);
+    let mut out = Vec::new();
+    let sys = System::new();
+    for dist in ["bimodal", "exponential"] {
+        for workers in [2usize, 8] {
+            let mut s = Scenario::new(
+                &format!("S5 {dist} {workers}w"),
+                &format!("balancing: {n} tasks, {dist} sizes, {workers} workers, all pushed at once (makespan / lower bound)"),
+                "x lower bound",
+                false,
+                "default strategy within 10% of the shared queue",
+            );
+            for (name, _) in strategies() {
+                s.add(name, Kind::Ours);
+            }
+            s.add("shared queue (ideal work sharing)", Kind::Peer);
+            for round in 0..rounds {
+                let tasks = sizes(dist, n, 1000 + round as u64);
+                let total: u64 = tasks.iter().sum();
+                let bound =
+                    (total as f64 / workers as f64).max(*tasks.iter().max().unwrap() as f64) / 1e6;
+                for (name, make) in strategies() {
+                    let v = sys.block_on(async {
+                        let pool = make().build(Pool::builder().min(workers)).start();
+                        let t = Instant::now();
+                        let values: Vec<_> = tasks
+                            .iter()
+                            .map(|&us| pool.push(Task::new(move || work(us))))
+                            .collect();
+                        for v in values {
+                            let _ = v.await;
+                        }
+                        let e = t.elapsed().as_secs_f64();
+                        pool.stop().await;
+                        e
+                    });
+                    s.push(name, v / bound);
+                }
+                let (t, ()) = crate::measure::time(|| {
+                    let (tx, rx) = crossbeam_channel::unbounded::<u64>();
+                    for &us in &tasks {
+                        tx.send(us).unwrap();
+                    }
+                    drop(tx);
+                    let handles: Vec<_> = (0..workers)
+                        .map(|_| {
+                            let rx = rx.clone();
+                            std::thread::spawn(move || {
+                                while let Ok(us) = rx.recv() {
+                                    work(us);
+                                }
+                            })
+                        })
+                        .collect();
+                    for h in handles {
+                        h.join().unwrap();
+                    }
+                });
+                s.push("shared queue (ideal work sharing)", t / bound);
+            }
+            let default = Pool::builder().min(1).max(1);
+            let default_name = match format!("{default:?}") {
+                d if d.contains("least-loaded") => "LeastLoaded",
+                d if d.contains("below-average") => "BelowAverage",
+                d if d.contains("power-of-two") => "PowerOfTwo",
+                d if d.contains("round-robin") => "RoundRobin",
+                _ => "LeastLoaded",
+            };
+            let r = s.median_of(default_name) / s.median_of("shared queue (ideal work sharing)");
+            s.judge(
+                r <= 1.10,
+                format!("default ({default_name}) / shared queue = {r:.2} (target <= 1.10)"),
+            );
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Memory per queued task, measured in a fresh child process per contender so that one's heap does
+/// not colour the other's.
+pub fn s9(cfg: &Config) -> Vec<Scenario> {
+    let n = cfg.size(1_000_000, 200_000);
+    let mut s = Scenario::new(
+        "S9",
+        &format!("memory: {n} queued no-op tasks (RSS growth per task, values held)"),
+        "bytes per task",
+        false,
+        "report; under 256 bytes of overhead per task",
+    );
+    s.add("circuits pool.push (task + Value)", Kind::Ours);
+    s.add("actix SyncArbiter do_send", Kind::Peer);
+    s.add("floor: boxed no-op closure", Kind::Floor);
+    for name in [
+        "circuits pool.push (task + Value)",
+        "actix SyncArbiter do_send",
+        "floor: boxed no-op closure",
+    ] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("CIRCUITS_BENCH_MEM", name)
+            .env("CIRCUITS_BENCH_MEM_N", n.to_string())
+            .output()
+            .expect("the memory child runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let bytes: f64 = text.trim().parse().unwrap_or(f64::NAN);
+        s.push(name, bytes);
+    }
+    let ours = s.median_of("circuits pool.push (task + Value)");
+    let floor = s.median_of("floor: boxed no-op closure");
+    s.judge(
+        ours - floor < 256.0,
+        format!(
+            "{:.0} bytes per task, {:.0} over a bare boxed closure (target < 256)",
+            ours,
+            ours - floor
+        ),
+    );
+    vec![s]
+}
+
+fn rss_bytes() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0.0);
+    pages * 4096.0
+}
+
+/// In a memory child: queue `n` tasks on a blocked worker, print the RSS growth per task, exit.
+pub fn serve_memory_child_if_asked() {
+    let Ok(which) = std::env::var("CIRCUITS_BENCH_MEM") else {
+        return;
+    };
+    let n: usize = std::env::var("CIRCUITS_BENCH_MEM_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let per_task = System::new().block_on(async move {
+        let gate = Arc::new(AtomicBool::new(false));
+        let before;
+        let after;
+        if which.starts_with("circuits") {
+            let pool = Pool::builder().min(1).start();
+            let g = gate.clone();
+            let _blocker = pool.push(Task::new(move || {
+                while !g.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }));
+            before = rss_bytes();
+            let values: Vec<_> = (0..n).map(|_| pool.push(Task::new(noop))).collect();
+            after = rss_bytes();
+            std::hint::black_box(&values);
+        } else if which.starts_with("actix") {
+            struct Blocked(Arc<AtomicBool>);
+            impl Actor for Blocked {
+                type Context = SyncContext<Self>;
+            }
+            impl Handler<Noop> for Blocked {
+                type Result = ();
+                fn handle(&mut self, _: Noop, _: &mut SyncContext<Self>) {
+                    while !self.0.load(Ordering::Acquire) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+            let g = gate.clone();
+            let addr = SyncArbiter::start(1, move || Blocked(g.clone()));
+            addr.do_send(Noop);
+            before = rss_bytes();
+            for _ in 0..n {
+                addr.do_send(Noop);
+            }
+            after = rss_bytes();
+        } else {
+            before = rss_bytes();
+            let tasks: Vec<Box<dyn FnOnce() + Send>> = (0..n)
+                .map(|_| Box::new(noop) as Box<dyn FnOnce() + Send>)
+                .collect();
+            after = rss_bytes();
+            std::hint::black_box(&tasks);
+        }
+        gate.store(true, Ordering::Release);
+        (after - before) / n as f64
+    });
+    println!("{per_task}");
+    std::process::exit(0);
+}
