@@ -49,7 +49,7 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
 #[derive(Debug, Clone)]
 pub(crate) enum Inputs {
     One(Vec<u8>),
-    Batch(Vec<Vec<u8>>),
+    Batch(Vec<serde_bytes::ByteBuf>),
 }
 
 /// The encoded form of a job, as a worker process receives it.
@@ -108,7 +108,7 @@ pub(crate) type Outcomes<O> = Vec<Result<O, TaskError>>;
 pub(crate) fn batch_task<J: Job>(jobs: Vec<J>) -> Task<Outcomes<J::Output>> {
     let inputs = jobs
         .iter()
-        .map(encode_input)
+        .map(|j| encode_input(j).map(serde_bytes::ByteBuf::from))
         .collect::<Result<Vec<_>, _>>()
         .map(Inputs::Batch);
     let mut task = Task::from_closure(Box::new(move || {
@@ -131,7 +131,7 @@ pub(crate) fn batch_task<J: Job>(jobs: Vec<J>) -> Task<Outcomes<J::Output>> {
 }
 
 fn decode_batch<J: Job>(bytes: &[u8]) -> Result<Outcomes<J::Output>, TaskError> {
-    let answers: Vec<Result<Vec<u8>, crate::wire::Fault>> = postcard::from_bytes(bytes)
+    let answers: crate::wire::BatchAnswers = postcard::from_bytes(bytes)
         .map_err(|e| TaskError::Wire(format!("a chunk's answers do not decode: {e}")))?;
     Ok(answers
         .into_iter()

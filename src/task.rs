@@ -341,7 +341,7 @@ pub(crate) trait ErasedTask: Send {
     /// Settles the task with an error without running it.
     fn fail(self: Box<Self>, error: TaskError, fin: &Finisher);
     /// Settles the task with a worker process's encoded answer (process mode).
-    fn finish_encoded(self: Box<Self>, answer: Result<Vec<u8>, TaskError>, fin: &Finisher);
+    fn finish_encoded(self: Box<Self>, answer: Result<&[u8], TaskError>, fin: &Finisher);
 }
 
 struct TaskCell<R> {
@@ -418,9 +418,9 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         fin.settle(self.id, &self.promise, Err(error));
     }
 
-    fn finish_encoded(self: Box<Self>, answer: Result<Vec<u8>, TaskError>, fin: &Finisher) {
+    fn finish_encoded(self: Box<Self>, answer: Result<&[u8], TaskError>, fin: &Finisher) {
         let result = match (answer, &self.job) {
-            (Ok(bytes), Some(j)) => (j.decode)(&bytes),
+            (Ok(bytes), Some(j)) => (j.decode)(bytes),
             (Ok(_), None) => Err(TaskError::ClosureInProcessPool),
             (Err(e), _) => Err(e),
         };

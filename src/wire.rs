@@ -106,6 +106,7 @@ pub enum Frame {
         /// The job's registered name.
         job: String,
         /// The job's encoded input.
+        #[serde(with = "serde_bytes")]
         input: Vec<u8>,
     },
     /// Run a chunk of jobs of one type, in order; the answer is one `Done` whose output encodes
@@ -116,16 +117,150 @@ pub enum Frame {
         /// The jobs' registered name.
         job: String,
         /// Each job's encoded input.
-        inputs: Vec<Vec<u8>>,
+        inputs: Vec<serde_bytes::ByteBuf>,
     },
     /// The answer to a `Run` or `RunBatch`.
     Done {
         /// The run's id.
         id: u64,
         /// The encoded output, or why there is none.
-        result: Result<Vec<u8>, Fault>,
+        result: Result<serde_bytes::ByteBuf, Fault>,
     },
 }
+
+/// The same encoding as [`Frame::Run`] and [`Frame::RunBatch`], from borrowed data, so that a
+/// job's input is not copied just to be framed. The variant order must match [`Frame`]'s.
+#[derive(Serialize)]
+enum FrameRef<'a> {
+    #[allow(dead_code)]
+    Hello { version: u32, jobs: &'a [String] },
+    Run {
+        id: u64,
+        job: &'a str,
+        #[serde(with = "serde_bytes")]
+        input: &'a [u8],
+    },
+    RunBatch {
+        id: u64,
+        job: &'a str,
+        inputs: &'a [serde_bytes::ByteBuf],
+    },
+}
+
+/// Encodes into a buffer sized up front, so a large payload is not copied by repeated growth.
+fn encode_sized<T: Serialize>(value: &T, payload: usize) -> Result<Vec<u8>, WireError> {
+    postcard::to_extend(value, Vec::with_capacity(payload + 64))
+        .map_err(|e| WireError::Encode(e.to_string()))
+}
+
+/// Encodes a `Run` frame without copying the input.
+pub(crate) fn encode_run(id: u64, job: &str, input: &[u8]) -> Result<Vec<u8>, WireError> {
+    encode_sized(&FrameRef::Run { id, job, input }, input.len())
+}
+
+/// Encodes a `Done` frame around an output without copying it.
+pub(crate) fn encode_done(id: u64, result: Result<&[u8], &Fault>) -> Result<Vec<u8>, WireError> {
+    let size = result.map_or(0, <[u8]>::len);
+    encode_sized(&FrameOut::Done { id, result }, size)
+}
+
+/// The borrowed twin of [`Frame::Done`] for encoding (variant order must match [`Frame`]'s).
+#[derive(Serialize)]
+enum FrameOut<'a> {
+    #[allow(dead_code)]
+    Hello { version: u32, jobs: &'a [String] },
+    #[allow(dead_code)]
+    Run { id: u64 },
+    #[allow(dead_code)]
+    RunBatch { id: u64 },
+    Done {
+        id: u64,
+        #[serde(with = "result_bytes")]
+        result: Result<&'a [u8], &'a Fault>,
+    },
+}
+
+/// A frame decoded without copying its byte payloads out of the received buffer.
+#[derive(Debug, Deserialize)]
+pub(crate) enum FrameIn<'a> {
+    Hello {
+        #[allow(dead_code)]
+        version: u32,
+        #[allow(dead_code)]
+        jobs: Vec<String>,
+    },
+    Run {
+        id: u64,
+        job: &'a str,
+        #[serde(borrow, with = "serde_bytes")]
+        input: &'a [u8],
+    },
+    RunBatch {
+        id: u64,
+        job: &'a str,
+        #[serde(borrow)]
+        inputs: Vec<&'a serde_bytes::Bytes>,
+    },
+    Done {
+        id: u64,
+        #[serde(borrow, with = "result_bytes")]
+        result: Result<&'a [u8], Fault>,
+    },
+}
+
+/// Decodes a frame, borrowing its payloads from `bytes`.
+pub(crate) fn decode_borrowed(bytes: &[u8]) -> Result<FrameIn<'_>, WireError> {
+    postcard::from_bytes(bytes).map_err(|e| WireError::Decode(e.to_string()))
+}
+
+/// `Result<&[u8], Fault>` with the bytes as one block, the same encoding as
+/// `Result<ByteBuf, Fault>`.
+mod result_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Fault;
+
+    #[derive(Serialize)]
+    enum Out<'a> {
+        Ok(#[serde(with = "serde_bytes")] &'a [u8]),
+        Err(&'a Fault),
+    }
+
+    #[derive(Deserialize)]
+    enum In<'a> {
+        Ok(#[serde(borrow, with = "serde_bytes")] &'a [u8]),
+        Err(Fault),
+    }
+
+    pub fn serialize<S: Serializer>(r: &Result<&[u8], &Fault>, s: S) -> Result<S::Ok, S::Error> {
+        match r {
+            Ok(b) => Out::Ok(b),
+            Err(f) => Out::Err(f),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Result<&'de [u8], Fault>, D::Error> {
+        Ok(match In::deserialize(d)? {
+            In::Ok(b) => Ok(b),
+            In::Err(f) => Err(f),
+        })
+    }
+}
+
+/// Encodes a `RunBatch` frame without copying the inputs.
+pub(crate) fn encode_run_batch(
+    id: u64,
+    job: &str,
+    inputs: &[serde_bytes::ByteBuf],
+) -> Result<Vec<u8>, WireError> {
+    encode_value(&FrameRef::RunBatch { id, job, inputs })
+}
+
+/// A chunk's answers, in order: what the output of a `RunBatch`'s `Done` decodes to.
+pub type BatchAnswers = Vec<Result<serde_bytes::ByteBuf, Fault>>;
 
 /// Encodes a frame's body (without the length prefix).
 pub fn encode(frame: &Frame) -> Result<Vec<u8>, WireError> {
@@ -291,6 +426,66 @@ mod tests {
             read_frame(&mut &[1u8, 0][..], 10),
             Err(WireError::Truncated)
         );
+    }
+
+    #[test]
+    fn borrowed_run_frames_encode_like_owned_ones() {
+        let owned = encode(&Frame::Run {
+            id: 3,
+            job: "echo".into(),
+            input: vec![9; 300],
+        })
+        .unwrap();
+        assert_eq!(encode_run(3, "echo", &[9; 300]).unwrap(), owned);
+        let inputs = vec![
+            serde_bytes::ByteBuf::from(vec![1, 2]),
+            serde_bytes::ByteBuf::from(vec![]),
+        ];
+        let owned = encode(&Frame::RunBatch {
+            id: 4,
+            job: "j".into(),
+            inputs: inputs.clone(),
+        })
+        .unwrap();
+        assert_eq!(encode_run_batch(4, "j", &inputs).unwrap(), owned);
+    }
+
+    #[test]
+    fn borrowed_done_frames_match_owned_ones_both_ways() {
+        let owned = Frame::Done {
+            id: 9,
+            result: Ok(serde_bytes::ByteBuf::from(vec![5; 70])),
+        };
+        let bytes = encode(&owned).unwrap();
+        assert_eq!(encode_done(9, Ok(&[5; 70])).unwrap(), bytes);
+        match decode_borrowed(&bytes).unwrap() {
+            FrameIn::Done {
+                id: 9,
+                result: Ok(b),
+            } => assert_eq!(b, &[5; 70][..]),
+            other => panic!("{other:?}"),
+        }
+        let fault = Fault::Panicked("x".into());
+        let failed = encode(&Frame::Done {
+            id: 1,
+            result: Err(fault.clone()),
+        })
+        .unwrap();
+        assert_eq!(encode_done(1, Err(&fault)).unwrap(), failed);
+        let run = encode(&Frame::Run {
+            id: 2,
+            job: "j".into(),
+            input: vec![1, 2, 3],
+        })
+        .unwrap();
+        match decode_borrowed(&run).unwrap() {
+            FrameIn::Run {
+                id: 2,
+                job: "j",
+                input,
+            } => assert_eq!(input, &[1, 2, 3][..]),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -13,15 +13,16 @@ use serde::{Deserialize, Serialize};
 use crate::measure::{median, Config, Kind, Scenario};
 use crate::python;
 
-/// Returns its payload (S6).
+/// Returns its payload (S6). `serde_bytes` makes the bytes travel as one block rather than as a
+/// sequence of numbers (the guide recommends it for binary payloads).
 #[derive(Serialize, Deserialize)]
-pub struct Echo(pub Vec<u8>);
+pub struct Echo(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 impl Job for Echo {
     const NAME: &'static str = "echo";
-    type Output = Vec<u8>;
-    fn run(self) -> Vec<u8> {
-        self.0
+    type Output = serde_bytes::ByteBuf;
+    fn run(self) -> serde_bytes::ByteBuf {
+        serde_bytes::ByteBuf::from(self.0)
     }
 }
 

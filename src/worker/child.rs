@@ -3,22 +3,24 @@
 //! A process pool starts each worker by re-executing the current binary with the environment
 //! variable [`WORKER_ENV`] set. The binary's `main` calls [`init`] first; in a worker process that
 //! call never returns: it answers the handshake, then reads `Run` frames, runs each job by name, and
-//! writes a `Done` frame for each, in order. It exits when its input ends (the pool closed it, or the
-//! parent died).
+//! writes a `Done` frame for each, in order. It exits when its input ends (the pool closed it), and
+//! the kernel kills it if the thread that started it dies (`PR_SET_PDEATHSIG`): no orphans.
 
+use serde_bytes::ByteBuf;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::os::fd::{FromRawFd, RawFd};
-use std::sync::mpsc;
 
-use crate::job::{Inputs, Jobs};
+use crate::job::Jobs;
 use crate::task::TaskError;
-use crate::wire::{self, Fault, Frame, PROTOCOL_VERSION};
+use crate::wire::{self, Fault, Frame, FrameIn, PROTOCOL_VERSION};
 
 /// The environment variable that marks a worker process.
 pub const WORKER_ENV: &str = "CIRCUITS_WORKER";
 /// The environment variable carrying the frame size limit to the child.
 pub(crate) const MAX_FRAME_ENV: &str = "CIRCUITS_MAX_FRAME";
+/// The environment variable carrying the parent's pid, to notice a parent that died at once.
+pub(crate) const PARENT_ENV: &str = "CIRCUITS_PARENT_PID";
 
 /// Call this first thing in `main` of every binary that starts process pools.
 ///
@@ -55,6 +57,20 @@ pub fn init(jobs: Jobs) {
     std::process::exit(code);
 }
 
+/// Asks the kernel to kill this process when the pool's worker thread (the parent side that
+/// started it) goes away, so that a parent that dies, even by SIGKILL, leaves no orphan; and exits
+/// at once if the parent is already gone.
+fn die_with_parent() {
+    let expected: Option<libc::pid_t> = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse().ok());
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number; getppid has no preconditions.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+        if expected.is_some_and(|p| p != libc::getppid()) {
+            std::process::exit(0);
+        }
+    }
+}
+
 /// Takes the protocol pipes off stdin/stdout, so that a job printing to stdout writes to stderr
 /// instead of corrupting the protocol, and stdin reads nothing.
 fn take_protocol_fds() -> std::io::Result<(File, File)> {
@@ -85,6 +101,7 @@ fn serve(jobs: &Jobs) -> Result<(), wire::WireError> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(wire::DEFAULT_MAX_FRAME);
+    die_with_parent();
     let (input, output) = take_protocol_fds()?;
     let mut input = BufReader::with_capacity(64 << 10, input);
     let mut output = BufWriter::with_capacity(64 << 10, output);
@@ -98,78 +115,50 @@ fn serve(jobs: &Jobs) -> Result<(), wire::WireError> {
     wire::write_frame(&mut output, &wire::encode(&hello)?, max_frame)?;
     output.flush()?;
 
-    // A reader thread takes frames off the pipe so that the end of input (the pool closing it, or
-    // the parent dying) ends this process at once, even in the middle of a job.
-    let (tx, rx) = mpsc::sync_channel::<(u64, String, Inputs)>(1024);
-    std::thread::Builder::new()
-        .name("circuits-child-reader".into())
-        .spawn(move || loop {
-            let body = match wire::read_frame(&mut input, max_frame) {
-                Ok(b) => b,
-                Err(wire::WireError::Closed) => std::process::exit(0),
-                Err(e) => {
-                    eprintln!("circuits worker {}: {e}", std::process::id());
-                    std::process::exit(4);
-                }
-            };
-            match wire::decode(&body) {
-                Ok(Frame::Run { id, job, input }) => {
-                    if tx.send((id, job, Inputs::One(input))).is_err() {
-                        std::process::exit(0);
-                    }
-                }
-                Ok(Frame::RunBatch { id, job, inputs }) => {
-                    if tx.send((id, job, Inputs::Batch(inputs))).is_err() {
-                        std::process::exit(0);
-                    }
-                }
-                Ok(other) => {
-                    eprintln!(
-                        "circuits worker {}: unexpected {} frame",
-                        std::process::id(),
-                        wire::frame_name(&other)
-                    );
-                    std::process::exit(4);
-                }
-                Err(e) => {
-                    eprintln!("circuits worker {}: {e}", std::process::id());
-                    std::process::exit(4);
-                }
-            }
-        })?;
-
     let fault = |e: TaskError| match e {
         TaskError::Panicked(m) => Fault::Panicked(m),
         TaskError::UnknownJob(n) => Fault::UnknownJob(n),
         other => Fault::Wire(other.to_string()),
     };
-    while let Ok((id, job, inputs)) = rx.recv() {
-        let result = match inputs {
-            Inputs::One(input) => jobs.run(&job, &input).map_err(fault),
-            Inputs::Batch(inputs) => {
-                let answers: Vec<Result<Vec<u8>, Fault>> = inputs
+    loop {
+        // The end of input is the pool closing it after its last answer (or the parent dying).
+        let body = match wire::read_frame(&mut input, max_frame) {
+            Ok(b) => b,
+            Err(wire::WireError::Closed) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let (id, job, result) = match wire::decode_borrowed(&body)? {
+            FrameIn::Run { id, job, input } => (id, job, jobs.run(job, input).map_err(fault)),
+            FrameIn::RunBatch { id, job, inputs } => {
+                let answers: wire::BatchAnswers = inputs
                     .iter()
-                    .map(|input| jobs.run(&job, input).map_err(fault))
+                    .map(|input| jobs.run(job, input).map_err(fault).map(ByteBuf::from))
                     .collect();
-                wire::encode_value(&answers)
-                    .map_err(|e| Fault::Wire(format!("a chunk's answers do not encode: {e}")))
+                let result = wire::encode_value(&answers)
+                    .map_err(|e| Fault::Wire(format!("a chunk's answers do not encode: {e}")));
+                (id, job, result)
+            }
+            other => {
+                return Err(wire::WireError::Unexpected(format!(
+                    "{} frame sent to a worker",
+                    match other {
+                        FrameIn::Hello { .. } => "Hello",
+                        _ => "Done",
+                    }
+                )))
             }
         };
-        let mut body = wire::encode(&Frame::Done { id, result })?;
-        if body.len() > max_frame {
+        let mut answer = wire::encode_done(id, result.as_deref())?;
+        if answer.len() > max_frame {
             let fault = Fault::Wire(format!(
                 "the output of job {job:?} is {} bytes, over the frame limit of {max_frame}",
-                body.len()
+                answer.len()
             ));
-            body = wire::encode(&Frame::Done {
-                id,
-                result: Err(fault),
-            })?;
+            answer = wire::encode_done(id, Err(&fault))?;
         }
-        wire::write_frame(&mut output, &body, max_frame)?;
+        wire::write_frame(&mut output, &answer, max_frame)?;
         // Each answer is on the pipe before the next job starts, so if this process dies the parent
         // knows exactly which job was running: the first one it has no answer for.
         output.flush()?;
     }
-    Ok(())
 }

@@ -12,20 +12,20 @@
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::child::{MAX_FRAME_ENV, WORKER_ENV};
+use super::child::{MAX_FRAME_ENV, PARENT_ENV, WORKER_ENV};
 use super::{Backend, Shutdown, WorkerSlot};
 use crate::job::Inputs;
 use crate::pool::core::PoolCore;
 use crate::task::{ErasedTask, Finisher, TaskError};
 use crate::value::{promise, Value};
-use crate::wire::{self, Frame, WireError, PROTOCOL_VERSION};
+use crate::wire::{self, Frame, FrameIn, WireError, PROTOCOL_VERSION};
 
 /// Settings for process-mode workers.
 ///
@@ -93,10 +93,12 @@ enum Msg {
     Run(Box<dyn ErasedTask>),
     Stop(Shutdown),
     Attach(Weak<PoolCore>, Weak<WorkerSlot>),
-    /// A frame from child generation `gen`.
-    Frame(u64, Vec<u8>),
-    /// Child generation `gen`'s output ended or broke.
+    /// The first frame of child generation `gen`: its handshake.
+    Hello(u64, Vec<u8>),
+    /// Child generation `gen`'s output ended or broke the protocol.
     Gone(u64, WireError),
+    /// The reader settled answers; there may be room to send more, or a stop to finish.
+    Answered,
 }
 
 /// A worker backed by a child process.
@@ -114,26 +116,35 @@ impl ProcessWorker {
     ) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (exit, done) = promise::<(), TaskError>();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                generation: 0,
+                fin,
+                inflight: VecDeque::new(),
+                front_since: Instant::now(),
+                stopping: None,
+                backlog: 0,
+            }),
+            load,
+            host: tx.clone(),
+            window: cfg.pipeline,
+        });
         let mut host = Host {
             cfg,
-            fin,
-            load,
-            tx: tx.clone(),
+            shared,
             core: Weak::new(),
             slot: Weak::new(),
             conn: None,
-            generation: 0,
             next_run: 1,
             pending: VecDeque::new(),
-            inflight: VecDeque::new(),
-            front_since: Instant::now(),
             stopping: None,
         };
-        // Start the first child now so that its start-up overlaps the pool's.
-        host.connect();
         std::thread::Builder::new()
             .name("circuits-process-host".into())
             .spawn(move || {
+                // Children are started from this thread, which lives as long as the worker: the
+                // kernel's parent-death signal is tied to it.
+                host.connect();
                 host.serve(&rx);
                 exit.complete(Ok(()));
             })?;
@@ -174,6 +185,80 @@ impl Drop for ProcessWorker {
     }
 }
 
+struct InFlight {
+    run: u64,
+    task: Box<dyn ErasedTask>,
+}
+
+/// What the host thread and the current child's reader thread share.
+struct State {
+    /// Bumped whenever a child is replaced, so the old child's reader settles nothing more.
+    generation: u64,
+    fin: Arc<Finisher>,
+    /// Tasks sent to the child, in order; the first is the one it is running.
+    inflight: VecDeque<InFlight>,
+    /// When the first in-flight task became first (its start, as near as the parent can tell).
+    front_since: Instant,
+    stopping: Option<Shutdown>,
+    /// Tasks the host holds that are not sent yet (so the reader knows when to ask for more).
+    backlog: usize,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    load: Arc<AtomicUsize>,
+    host: Sender<Msg>,
+    window: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Critical sections only move entries between queues; a poisoned lock still holds them.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn settle_fail(&self, fin: &Finisher, task: Box<dyn ErasedTask>, error: TaskError) {
+        task.fail(error, fin);
+        self.load.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The reader's side: settle the answer to run `run` of child `generation`. Returns false on a
+    /// protocol violation (an answer for something that is not running).
+    fn answer(&self, generation: u64, run: u64, result: Result<&[u8], TaskError>) -> bool {
+        let mut st = self.lock();
+        if st.generation != generation {
+            return true; // a replaced child's late answer: its task was already settled
+        }
+        match st.inflight.front() {
+            Some(f) if f.run == run => {}
+            _ => return false,
+        }
+        let Some(done) = st.inflight.pop_front() else {
+            return false;
+        };
+        st.front_since = Instant::now();
+        let fin = st.fin.clone();
+        // An abort finishes the running task and cancels the ones sent after it.
+        let cancelled = if st.stopping == Some(Shutdown::Abort) {
+            std::mem::take(&mut st.inflight)
+        } else {
+            VecDeque::new()
+        };
+        let wake = (st.backlog > 0 && st.inflight.len() <= self.window / 2)
+            || (st.stopping.is_some() && st.inflight.is_empty());
+        drop(st);
+        done.task.finish_encoded(result, &fin);
+        self.load.fetch_sub(1, Ordering::Relaxed);
+        for f in cancelled {
+            self.settle_fail(&fin, f.task, TaskError::Cancelled);
+        }
+        if wake {
+            let _ = self.host.send(Msg::Answered);
+        }
+        true
+    }
+}
+
 /// A live child and the write end of its input.
 struct Conn {
     child: Child,
@@ -181,29 +266,20 @@ struct Conn {
     /// Job names it serves; `None` until its handshake arrived.
     jobs: Option<HashSet<String>>,
     started: Instant,
-}
-
-struct InFlight {
-    run: u64,
-    task: Box<dyn ErasedTask>,
+    generation: u64,
+    /// Writing to it failed: it is dying, and its reader will say so.
+    broken: bool,
 }
 
 struct Host {
     cfg: ProcessConfig,
-    fin: Arc<Finisher>,
-    load: Arc<AtomicUsize>,
-    tx: Sender<Msg>,
+    shared: Arc<Shared>,
     core: Weak<PoolCore>,
     slot: Weak<WorkerSlot>,
     conn: Option<Conn>,
-    generation: u64,
     next_run: u64,
     /// Tasks accepted but not yet sent to the child.
     pending: VecDeque<Box<dyn ErasedTask>>,
-    /// Tasks sent to the child, in order; the first is the one it is running.
-    inflight: VecDeque<InFlight>,
-    /// When the first in-flight task became first (its start, as near as the parent can tell).
-    front_since: Instant,
     stopping: Option<Shutdown>,
 }
 
@@ -226,6 +302,50 @@ fn signal_name(s: i32) -> &'static str {
         libc::SIGILL => "SIGILL",
         libc::SIGFPE => "SIGFPE",
         _ => "signal",
+    }
+}
+
+/// Reads child generation `generation`'s frames: the handshake goes to the host, answers are
+/// settled right here (one thread hop fewer on every task), the end goes to the host.
+fn read_child(shared: Arc<Shared>, generation: u64, stdout: ChildStdout, max_frame: usize) {
+    let mut out = BufReader::with_capacity(64 << 10, stdout);
+    let mut first = true;
+    loop {
+        let body = match wire::read_frame(&mut out, max_frame) {
+            Ok(body) => body,
+            Err(e) => {
+                let _ = shared.host.send(Msg::Gone(generation, e));
+                return;
+            }
+        };
+        if first {
+            first = false;
+            let _ = shared.host.send(Msg::Hello(generation, body));
+            continue;
+        }
+        let settled = match wire::decode_borrowed(&body) {
+            Ok(FrameIn::Done { id, result }) => {
+                shared.answer(generation, id, result.map_err(TaskError::from))
+            }
+            Ok(_) => {
+                let what = "a frame other than Done from a worker".to_string();
+                let _ = shared
+                    .host
+                    .send(Msg::Gone(generation, WireError::Unexpected(what)));
+                return;
+            }
+            Err(e) => {
+                let _ = shared.host.send(Msg::Gone(generation, e));
+                return;
+            }
+        };
+        if !settled {
+            let what = "an answer for a job that is not running".to_string();
+            let _ = shared
+                .host
+                .send(Msg::Gone(generation, WireError::Unexpected(what)));
+            return;
+        }
     }
 }
 
@@ -254,7 +374,8 @@ impl Host {
                 return;
             }
             self.pump();
-            if self.stopping.is_some() && self.pending.is_empty() && self.inflight.is_empty() {
+            let idle = self.shared.lock().inflight.is_empty();
+            if self.stopping.is_some() && self.pending.is_empty() && idle {
                 self.close();
                 return;
             }
@@ -268,8 +389,13 @@ impl Host {
         if conn.jobs.is_none() {
             return Some(conn.started + self.cfg.handshake_timeout);
         }
-        let limit = self.inflight.front()?.task.timeout()?;
-        Some(self.front_since + limit)
+        let st = self.shared.lock();
+        let limit = st.inflight.front()?.task.timeout()?;
+        Some(st.front_since + limit)
+    }
+
+    fn fin(&self) -> Arc<Finisher> {
+        self.shared.lock().fin.clone()
     }
 
     fn handle(&mut self, msg: Msg) {
@@ -285,10 +411,12 @@ impl Host {
                 };
                 if rank(Some(how)) > rank(self.stopping) {
                     self.stopping = Some(how);
+                    self.shared.lock().stopping = Some(how);
                 }
                 if how != Shutdown::Drain {
+                    let fin = self.fin();
                     for task in std::mem::take(&mut self.pending) {
-                        self.settle_fail(task, TaskError::Cancelled);
+                        self.shared.settle_fail(&fin, task, TaskError::Cancelled);
                     }
                 }
             }
@@ -296,90 +424,56 @@ impl Host {
                 self.core = core;
                 self.slot = slot;
             }
-            Msg::Frame(generation, body) if generation == self.generation => self.on_frame(body),
-            Msg::Gone(generation, why) if generation == self.generation => {
-                let reason = match why {
-                    WireError::Closed | WireError::Truncated => None,
-                    other => Some(format!("protocol violation: {other}")),
+            Msg::Hello(generation, body) => {
+                let Some(conn) = self.conn.as_mut().filter(|c| c.generation == generation) else {
+                    return;
                 };
-                self.crashed(reason);
+                match wire::check_hello(&body) {
+                    Ok(jobs) => conn.jobs = Some(jobs.into_iter().collect()),
+                    Err(e) => self.start_failed(format!("handshake failed: {e}")),
+                }
             }
-            // Frames and ends of children already replaced.
-            Msg::Frame(..) | Msg::Gone(..) => {}
-        }
-    }
-
-    fn on_frame(&mut self, body: Vec<u8>) {
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        if conn.jobs.is_none() {
-            match wire::check_hello(&body) {
-                Ok(jobs) => conn.jobs = Some(jobs.into_iter().collect()),
-                Err(e) => self.start_failed(format!("handshake failed: {e}")),
+            Msg::Gone(generation, why) => {
+                if self
+                    .conn
+                    .as_ref()
+                    .is_some_and(|c| c.generation == generation)
+                {
+                    let reason = match why {
+                        WireError::Closed | WireError::Truncated => None,
+                        other => Some(format!("protocol violation: {other}")),
+                    };
+                    self.crashed(reason);
+                }
             }
-            return;
-        }
-        let (run, result) = match wire::decode(&body) {
-            Ok(Frame::Done { id, result }) => (id, result),
-            Ok(other) => {
-                return self.crashed(Some(format!(
-                    "protocol violation: unexpected {} frame",
-                    wire::frame_name(&other)
-                )))
-            }
-            Err(e) => return self.crashed(Some(format!("protocol violation: {e}"))),
-        };
-        match self.inflight.front() {
-            Some(f) if f.run == run => {}
-            _ => {
-                return self.crashed(Some(format!(
-                    "protocol violation: answer for run {run}, which is not the running one"
-                )))
-            }
-        }
-        let Some(done) = self.inflight.pop_front() else {
-            return;
-        };
-        self.front_since = Instant::now();
-        let answer = result.map_err(TaskError::from);
-        done.task.finish_encoded(answer, &self.fin);
-        self.load.fetch_sub(1, Ordering::Relaxed);
-        if self.stopping == Some(Shutdown::Abort) {
-            // The running task is done; the ones sent after it never started: cancel them.
-            self.cancel_inflight();
-        }
-    }
-
-    fn settle_fail(&self, task: Box<dyn ErasedTask>, error: TaskError) {
-        task.fail(error, &self.fin);
-        self.load.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    fn cancel_inflight(&mut self) {
-        for f in std::mem::take(&mut self.inflight) {
-            self.settle_fail(f.task, TaskError::Cancelled);
+            Msg::Answered => {}
         }
     }
 
     /// Sends pending tasks to the child, up to the pipeline depth, in one write.
     fn pump(&mut self) {
-        if self.pending.is_empty() || self.stopping == Some(Shutdown::Abort) {
+        if self.pending.is_empty() || self.stopping.is_some_and(|s| s != Shutdown::Drain) {
+            self.shared.lock().backlog = self.pending.len();
             return;
         }
         if self.conn.is_none() {
             self.connect();
         }
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(conn) = self.conn.as_mut().filter(|c| !c.broken) else {
             return;
         };
         let Some(jobs) = conn.jobs.as_ref() else {
             return; // handshake not in yet; its frame wakes us
         };
-        let was_idle = self.inflight.is_empty();
+        let room = {
+            let st = self.shared.lock();
+            self.cfg.pipeline.saturating_sub(st.inflight.len())
+        };
+        // Encode outside the lock; the reader settles answers meanwhile.
+        let mut frames = Vec::new();
+        let mut sent = Vec::new();
         let mut refused = Vec::new();
-        let mut broken = None;
-        while self.inflight.len() < self.cfg.pipeline {
+        while sent.len() < room {
             let Some(task) = self.pending.pop_front() else {
                 break;
             };
@@ -390,79 +484,86 @@ impl Host {
                 }
                 Some(job) => match &job.inputs {
                     Err(e) => Err(TaskError::Wire(e.clone())),
-                    Ok(Inputs::One(input)) => wire::encode(&Frame::Run {
-                        id: self.next_run,
-                        job: job.name.to_string(),
-                        input: input.clone(),
-                    })
-                    .map_err(|e| TaskError::Wire(e.to_string())),
-                    Ok(Inputs::Batch(inputs)) => wire::encode(&Frame::RunBatch {
-                        id: self.next_run,
-                        job: job.name.to_string(),
-                        inputs: inputs.clone(),
-                    })
-                    .map_err(|e| TaskError::Wire(e.to_string())),
+                    Ok(Inputs::One(input)) => wire::encode_run(self.next_run, job.name, input)
+                        .map_err(|e| TaskError::Wire(e.to_string())),
+                    Ok(Inputs::Batch(inputs)) => {
+                        wire::encode_run_batch(self.next_run, job.name, inputs)
+                            .map_err(|e| TaskError::Wire(e.to_string()))
+                    }
                 },
-            };
-            let body = match frame {
-                Ok(b) => b,
-                Err(e) => {
-                    refused.push((task, e));
-                    continue;
+            }
+            .and_then(|body| {
+                if body.len() > self.cfg.max_frame {
+                    Err(TaskError::Wire(format!(
+                        "the job's frame is {} bytes, over the limit of {}",
+                        body.len(),
+                        self.cfg.max_frame
+                    )))
+                } else {
+                    Ok(body)
                 }
-            };
-            match wire::write_frame(&mut conn.input, &body, self.cfg.max_frame) {
-                Ok(()) => {
-                    self.inflight.push_back(InFlight {
+            });
+            match frame {
+                Ok(body) => {
+                    frames.push(body);
+                    sent.push(InFlight {
                         run: self.next_run,
                         task,
                     });
                     self.next_run += 1;
                 }
-                Err(WireError::FrameTooLarge { size, limit }) => refused.push((
-                    task,
-                    TaskError::Wire(format!(
-                        "the job's frame is {size} bytes, over the limit of {limit}"
-                    )),
-                )),
-                Err(e) => {
-                    // The pipe broke: the child is gone. Its end comes as a Gone message.
-                    self.pending.push_front(task);
-                    broken = Some(e);
-                    break;
-                }
+                Err(e) => refused.push((task, e)),
             }
         }
-        if broken.is_none() {
-            if let Err(e) = conn.input.flush() {
-                broken = Some(e.into());
+        let fin = {
+            // In flight before it is written, so that its answer always finds it.
+            let mut st = self.shared.lock();
+            if st.inflight.is_empty() && !sent.is_empty() {
+                st.front_since = Instant::now();
             }
-        }
-        if was_idle {
-            self.front_since = Instant::now();
-        }
+            st.inflight.extend(sent);
+            st.backlog = self.pending.len();
+            st.fin.clone()
+        };
         for (task, e) in refused {
-            self.settle_fail(task, e);
+            self.shared.settle_fail(&fin, task, e);
         }
-        if broken.is_some() {
-            self.crashed(None);
+        let mut written = Ok(());
+        for body in &frames {
+            written = wire::write_frame(&mut conn.input, body, self.cfg.max_frame);
+            if written.is_err() {
+                break;
+            }
+        }
+        if written.is_ok() {
+            written = conn.input.flush().map_err(WireError::from);
+        }
+        if written.is_err() {
+            // The pipe broke: the child is gone. Its reader still holds the answers it wrote before
+            // dying; the reader's `Gone`, after those are settled, says which task it died in.
+            conn.broken = true;
         }
     }
 
-    /// Starts a child (generation + 1) and its reader thread; the handshake completes later.
+    /// Starts a child and its reader thread; the handshake completes later.
     fn connect(&mut self) {
-        self.generation += 1;
-        match self.start_child() {
+        let generation = {
+            let mut st = self.shared.lock();
+            st.generation += 1;
+            st.generation
+        };
+        match self.start_child(generation) {
             Ok(conn) => self.conn = Some(conn),
             Err(e) => self.start_failed(format!("could not start a worker process: {e}")),
         }
     }
 
-    fn start_child(&mut self) -> std::io::Result<Conn> {
+    fn start_child(&mut self, generation: u64) -> std::io::Result<Conn> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .env(WORKER_ENV, "1")
             .env(MAX_FRAME_ENV, self.cfg.max_frame.to_string())
+            .env(PARENT_ENV, std::process::id().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -485,27 +586,11 @@ impl Host {
             let _ = child.wait();
             return Err(std::io::Error::other(e.to_string()));
         }
-        let tx = self.tx.clone();
-        let generation = self.generation;
+        let shared = self.shared.clone();
         let max_frame = self.cfg.max_frame;
         let spawned = std::thread::Builder::new()
             .name("circuits-process-reader".into())
-            .spawn(move || {
-                let mut out = BufReader::with_capacity(64 << 10, stdout);
-                loop {
-                    match wire::read_frame(&mut out, max_frame) {
-                        Ok(body) => {
-                            if tx.send(Msg::Frame(generation, body)).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Msg::Gone(generation, e));
-                            return;
-                        }
-                    }
-                }
-            });
+            .spawn(move || read_child(shared, generation, stdout, max_frame));
         if let Err(e) = spawned {
             let _ = child.kill();
             let _ = child.wait();
@@ -516,6 +601,8 @@ impl Host {
             input,
             jobs: None,
             started: Instant::now(),
+            generation,
+            broken: false,
         })
     }
 
@@ -526,24 +613,18 @@ impl Host {
             let _ = conn.child.kill();
             let _ = conn.child.wait();
         }
-        let worker = self.fin.worker().to_string();
-        for f in std::mem::take(&mut self.inflight) {
-            self.settle_fail(
-                f.task,
-                TaskError::WorkerCrashed {
-                    worker: worker.clone(),
-                    reason: reason.clone(),
-                },
-            );
-        }
-        for task in std::mem::take(&mut self.pending) {
-            self.settle_fail(
-                task,
-                TaskError::WorkerCrashed {
-                    worker: worker.clone(),
-                    reason: reason.clone(),
-                },
-            );
+        let (fin, inflight) = {
+            let mut st = self.shared.lock();
+            st.generation += 1;
+            (st.fin.clone(), std::mem::take(&mut st.inflight))
+        };
+        let error = TaskError::WorkerCrashed {
+            worker: fin.worker().to_string(),
+            reason,
+        };
+        let failed = inflight.into_iter().map(|f| f.task);
+        for task in failed.chain(std::mem::take(&mut self.pending)) {
+            self.shared.settle_fail(&fin, task, error.clone());
         }
     }
 
@@ -557,14 +638,41 @@ impl Host {
             let limit = self.cfg.handshake_timeout;
             return self.start_failed(format!("no handshake within {limit:?}"));
         }
-        let Some(limit) = self.inflight.front().and_then(|f| f.task.timeout()) else {
-            return;
+        let Some((run, limit)) = ({
+            let st = self.shared.lock();
+            st.inflight.front().and_then(|f| {
+                let limit = f.task.timeout()?;
+                (st.front_since.elapsed() >= limit).then_some((f.run, limit))
+            })
+        }) else {
+            return; // the task finished meanwhile, or another one is first now
         };
         self.terminate();
-        if let Some(f) = self.inflight.pop_front() {
-            self.settle_fail(f.task, TaskError::TimedOut(limit));
+        let (fin, victim, rest) = self.take_inflight();
+        if let Some(v) = victim {
+            // Normally the task that timed out; if it answered in the instant before the kill,
+            // the one that had just started was killed with the child.
+            let error = if v.run == run {
+                TaskError::TimedOut(limit)
+            } else {
+                TaskError::WorkerCrashed {
+                    worker: fin.worker().to_string(),
+                    reason: "killed because the task before it timed out as it finished"
+                        .to_string(),
+                }
+            };
+            self.shared.settle_fail(&fin, v.task, error);
         }
-        self.replace("the running task timed out".to_string());
+        self.replace(rest, "the running task timed out".to_string());
+    }
+
+    /// Detaches the in-flight tasks from the current child (whose reader now settles nothing):
+    /// the running one, and the ones sent after it, which never started.
+    fn take_inflight(&mut self) -> (Arc<Finisher>, Option<InFlight>, VecDeque<InFlight>) {
+        let mut st = self.shared.lock();
+        st.generation += 1;
+        let mut all = std::mem::take(&mut st.inflight);
+        (st.fin.clone(), all.pop_front(), all)
     }
 
     /// SIGTERM, then SIGKILL after the grace period; reaps the child.
@@ -615,35 +723,34 @@ impl Host {
             (None, Some(s)) => describe(s),
             (None, None) => "its pipe closed".to_string(),
         };
-        if let Some(f) = self.inflight.pop_front() {
-            let worker = self.fin.worker().to_string();
-            self.settle_fail(
-                f.task,
-                TaskError::WorkerCrashed {
-                    worker,
-                    reason: reason.clone(),
-                },
-            );
+        let (fin, victim, rest) = self.take_inflight();
+        if let Some(v) = victim {
+            let error = TaskError::WorkerCrashed {
+                worker: fin.worker().to_string(),
+                reason: reason.clone(),
+            };
+            self.shared.settle_fail(&fin, v.task, error);
         }
-        self.replace(reason);
+        self.replace(rest, reason);
     }
 
     /// Puts the never-started in-flight tasks back at the head of the queue, gives the worker a
     /// fresh channel, and starts a new child unless the pool is stopping.
-    fn replace(&mut self, reason: String) {
+    fn replace(&mut self, never_started: VecDeque<InFlight>, reason: String) {
         self.conn = None;
-        for f in std::mem::take(&mut self.inflight).into_iter().rev() {
+        for f in never_started.into_iter().rev() {
             self.pending.push_front(f.task);
         }
-        if self.stopping == Some(Shutdown::Abort) || self.stopping == Some(Shutdown::Kill) {
+        if self.stopping.is_some_and(|s| s != Shutdown::Drain) {
+            let fin = self.fin();
             for task in std::mem::take(&mut self.pending) {
-                self.settle_fail(task, TaskError::Cancelled);
+                self.shared.settle_fail(&fin, task, TaskError::Cancelled);
             }
             return;
         }
         if let (Some(core), Some(slot)) = (self.core.upgrade(), self.slot.upgrade()) {
             if let Some(fin) = core.worker_restarted(&slot, reason) {
-                self.fin = fin;
+                self.shared.lock().fin = fin;
             }
         }
         if self.stopping.is_none() || !self.pending.is_empty() {
@@ -673,9 +780,10 @@ impl Host {
             let _ = conn.child.kill();
             let _ = conn.child.wait();
         }
-        self.cancel_inflight();
-        for task in std::mem::take(&mut self.pending) {
-            self.settle_fail(task, TaskError::Cancelled);
+        let (fin, victim, rest) = self.take_inflight();
+        let tasks = victim.into_iter().chain(rest).map(|f| f.task);
+        for task in tasks.chain(std::mem::take(&mut self.pending)) {
+            self.shared.settle_fail(&fin, task, TaskError::Cancelled);
         }
     }
 }
