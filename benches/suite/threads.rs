@@ -402,20 +402,16 @@ fn sizes(dist: &str, n: usize, seed: u64) -> Vec<u64> {
         .collect()
 }
 
-fn strategies() -> Vec<(&'static str, Box<dyn Fn() -> Box<dyn StrategyBox>>)> {
+type MakeStrategy = fn() -> Box<dyn StrategyBox>;
+
+fn strategies() -> Vec<(&'static str, MakeStrategy)> {
     vec![
-        (
-            "BelowAverage",
-            Box::new(|| Box::new(BelowAverage) as Box<dyn StrategyBox>),
-        ),
-        ("LeastLoaded", Box::new(|| Box::new(LeastLoaded))),
-        ("RoundRobin", Box::new(|| Box::new(RoundRobin::new()))),
-        ("Random", Box::new(|| Box::new(Random))),
-        ("PowerOfTwo", Box::new(|| Box::new(PowerOfTwo))),
-        (
-            "KeyAffinity (no keys)",
-            Box::new(|| Box::new(KeyAffinity::new())),
-        ),
+        ("BelowAverage", || Box::new(BelowAverage)),
+        ("LeastLoaded", || Box::new(LeastLoaded)),
+        ("RoundRobin", || Box::new(RoundRobin::new())),
+        ("Random", || Box::new(Random)),
+        ("PowerOfTwo", || Box::new(PowerOfTwo)),
+        ("KeyAffinity (no keys)", || Box::new(KeyAffinity::new())),
     ]
 }
 
