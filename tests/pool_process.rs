@@ -387,10 +387,77 @@ async fn map_streams_results_in_input_order_in_chunks() {
     bounded(pool.stop()).await;
 }
 
+const ORPHAN_PARENT_ENV: &str = "CIRCUITS_TEST_ORPHAN_PARENT";
+
+/// Runs as a separate parent process: starts a process pool, prints its children's pids, waits to
+/// be killed.
+fn orphan_parent_if_asked() {
+    if std::env::var_os(ORPHAN_PARENT_ENV).is_none() {
+        return;
+    }
+    actix::System::new().block_on(async {
+        let pool = process_pool(2);
+        for w in pool.workers() {
+            pool.push_to(&w, Task::job(Square(1))).await.unwrap();
+        }
+        let pids: Vec<String> = children().iter().map(u32::to_string).collect();
+        println!("{}", pids.join(" "));
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+/// Whether `pid` is gone (or a zombie nobody reaped yet: it runs nothing).
+fn is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 2..].chars().next())
+            .is_some_and(|state| state == 'Z' || state == 'X'),
+    }
+}
+
+fn children_die_with_their_parent() {
+    use std::io::BufRead;
+    let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(ORPHAN_PARENT_ENV, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(parent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pids: Vec<u32> = line
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(
+        pids.len(),
+        2,
+        "the parent reported its two workers: {line:?}"
+    );
+    assert!(pids.iter().all(|p| !is_dead(*p)));
+    parent.kill().unwrap(); // SIGKILL: no destructor, no clean-up of its own
+    parent.wait().unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !pids.iter().all(|p| is_dead(*p)) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let alive: Vec<_> = pids.iter().filter(|p| !is_dead(**p)).collect();
+    assert!(
+        alive.is_empty(),
+        "orphaned workers still running: {alive:?}"
+    );
+}
+
 type AsyncTest = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
 fn main() {
     circuits::init(jobs()); // worker processes serve jobs here and never return
+    orphan_parent_if_asked();
 
     let async_tests: Vec<(&str, AsyncTest)> = vec![
         ("results_are_correct_for_1000_jobs_on_2_children", || {
@@ -446,6 +513,10 @@ fn main() {
     for (name, t) in &async_tests {
         run(name, &|| actix::System::new().block_on(t()));
     }
+    run(
+        "children_die_with_their_parent",
+        &children_die_with_their_parent,
+    );
     run(
         "dropped_pools_leave_no_child_process",
         &dropped_pools_leave_no_child_process,
