@@ -260,6 +260,45 @@ async fn below_average_sends_work_to_the_idle_worker() {
 }
 
 #[actix_rt::test]
+async fn an_idle_worker_steals_queued_work_from_a_busy_one_but_never_pinned_work() {
+    let pool = Pool::builder().min(2).strategy(RoundRobin::new()).start();
+    let gate = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
+    let (g, s) = (gate.clone(), started.clone());
+    let w0 = pool.workers()[0].clone();
+    // Round robin: the blocker goes to worker 0, then one task to worker 1, then one to worker 0,
+    // queued behind the blocker.
+    let blocker = pool.push(Task::new(move || {
+        s.store(true, Ordering::Release);
+        while !g.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        0u64
+    }));
+    bounded(async {
+        while !started.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    let on_w1 = pool.push(Task::new(|| 1u64));
+    let behind_blocker = pool.push(Task::new(|| 2u64));
+    let pinned = pool.push_to(&w0, Task::new(|| 3u64));
+    // Worker 1 is idle after its own task and takes the one stuck behind the blocker.
+    assert_eq!(bounded(on_w1).await, Ok(1));
+    assert_eq!(bounded(behind_blocker).await, Ok(2));
+    let mut pinned = pinned;
+    assert!(
+        !pinned.is_ready(),
+        "a task fired at worker 0 waits for worker 0"
+    );
+    gate.store(true, Ordering::Release);
+    assert_eq!(bounded(blocker).await, Ok(0));
+    assert_eq!(bounded(&mut pinned).await, Ok(3));
+    pool.stop().await;
+}
+
+#[actix_rt::test]
 async fn a_panic_fails_only_that_task_and_the_worker_lives_on() {
     let pool = Pool::builder().min(1).start();
     let (events, _) = collect(&pool);

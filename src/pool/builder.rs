@@ -215,7 +215,7 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
     let load = Arc::new(AtomicUsize::new(0));
     let backend: Box<dyn Backend> = match &core.mode {
         Mode::Thread => Box::new(
-            ThreadWorker::spawn(fin.clone(), load.clone())
+            ThreadWorker::spawn(fin.clone(), load.clone(), core.siblings.clone())
                 .map_err(|e| PoolError::Spawn(e.to_string()))?,
         ),
         Mode::Process(cfg) => Box::new(

@@ -48,6 +48,8 @@ pub(crate) struct PoolCore {
     pub(crate) strategy: Box<dyn Strategy>,
     pub(crate) mode: Mode,
     pub(crate) default_timeout: Option<Duration>,
+    /// Thread workers that may steal each other's unpinned tasks.
+    pub(crate) siblings: crate::worker::thread::Siblings,
     next_id: AtomicU64,
     state: AtomicU8,
     /// Pushes between their state check and their enqueue; stop waits for zero so that nothing is
@@ -83,6 +85,7 @@ impl PoolCore {
             strategy,
             mode,
             default_timeout,
+            siblings: Default::default(),
             next_id: AtomicU64::new(1),
             state: AtomicU8::new(RUNNING),
             inflight: AtomicUsize::new(0),
@@ -118,23 +121,25 @@ impl PoolCore {
             self.default_timeout,
         );
         match to {
-            Some(slot) => Self::enqueue(slot, task),
+            Some(slot) => Self::enqueue(slot, task, true),
             None => {
                 let workers = self.workers();
                 if workers.is_empty() {
                     task.reject(TaskError::PoolStopped);
                 } else {
-                    let i = self.strategy.pick(&SlotLoads(&workers), task.key());
-                    Self::enqueue(&workers[i.min(workers.len() - 1)], task);
+                    let key = task.key();
+                    let i = self.strategy.pick(&SlotLoads(&workers), key);
+                    // A keyed task stays where its key sends it; others may be stolen.
+                    Self::enqueue(&workers[i.min(workers.len() - 1)], task, key.is_some());
                 }
             }
         }
         self.inflight.fetch_sub(1, Ordering::SeqCst);
     }
 
-    fn enqueue(slot: &WorkerSlot, task: Box<dyn ErasedTask>) {
+    fn enqueue(slot: &WorkerSlot, task: Box<dyn ErasedTask>, pinned: bool) {
         slot.load.fetch_add(1, Ordering::Relaxed);
-        if let Err(task) = slot.backend.submit(task) {
+        if let Err(task) = slot.backend.submit(task, pinned) {
             slot.load.fetch_sub(1, Ordering::Relaxed);
             task.fail(TaskError::PoolStopped, &slot.fin());
         }

@@ -33,8 +33,9 @@ pub(crate) enum Shutdown {
 
 /// One worker's execution engine, thread or process.
 pub(crate) trait Backend: Send + Sync {
-    /// Queues a task; gives it back when the backend has stopped.
-    fn submit(&self, task: Box<dyn ErasedTask>) -> Result<(), Box<dyn ErasedTask>>;
+    /// Queues a task; gives it back when the backend has stopped. A `pinned` task must run on this
+    /// worker; others may be taken by an idle sibling.
+    fn submit(&self, task: Box<dyn ErasedTask>, pinned: bool) -> Result<(), Box<dyn ErasedTask>>;
     /// Asks the backend to stop, draining or aborting its queue.
     fn shutdown(&self, how: Shutdown);
     /// Resolves once the backend has stopped and settled every task it was given.

@@ -156,7 +156,7 @@ impl ProcessWorker {
 }
 
 impl Backend for ProcessWorker {
-    fn submit(&self, task: Box<dyn ErasedTask>) -> Result<(), Box<dyn ErasedTask>> {
+    fn submit(&self, task: Box<dyn ErasedTask>, _pinned: bool) -> Result<(), Box<dyn ErasedTask>> {
         self.tx.send(Msg::Run(task)).map_err(|e| match e.0 {
             Msg::Run(t) => t,
             // Only Run is sent here, so only Run comes back.

@@ -1,12 +1,17 @@
-//! Thread mode: one dedicated OS thread per worker, fed by a lock-free queue.
+//! Thread mode: one dedicated OS thread per worker, fed by lock-free queues, with work stealing.
 //!
-//! The pool pushes tasks straight onto the worker's crossbeam channel (no actor mailbox on the hot
-//! path); the thread runs them in order, catching panics, and settles each task's value.
+//! The pool pushes tasks straight onto the worker's crossbeam channels (no actor mailbox on the hot
+//! path); the thread runs them in order, catching panics, and settles each task's value. Each
+//! worker has two queues: **pinned** tasks (fired at its channel, or carrying an affinity key) run
+//! only there; **shared** tasks (balanced by the strategy) may be stolen by an idle sibling. So a
+//! placement that turned out badly (a long task ahead of short ones) is corrected at run time, the
+//! way a single shared queue would, without a shared queue's contention on every push.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Select, Sender};
 
 use super::{Backend, Shutdown};
 use crate::task::{ErasedTask, Finisher, TaskError};
@@ -17,68 +22,186 @@ enum Msg {
     Stop,
 }
 
-/// A worker thread and its queue.
-pub(crate) struct ThreadWorker {
-    tx: Sender<Msg>,
-    abort: Arc<AtomicBool>,
-    done: Mutex<Option<Value<(), TaskError>>>,
+/// What an idle worker can take work from: a sibling's shared queue and the counter the sibling's
+/// tasks were counted on.
+#[derive(Clone)]
+pub(crate) struct Sibling {
+    id: u64,
+    shared: Receiver<Box<dyn ErasedTask>>,
+    load: Arc<AtomicUsize>,
+    /// Running a task right now. Only a busy worker's queue is stolen from: an idle one takes its
+    /// own next task at once, and stealing it would only move it away from where it was placed.
+    busy: Arc<AtomicBool>,
 }
 
+/// The workers of one pool that may steal from each other.
+pub(crate) type Siblings = Arc<RwLock<Vec<Sibling>>>;
+
+/// A worker thread and its queues.
+pub(crate) struct ThreadWorker {
+    pinned: Sender<Msg>,
+    shared: Sender<Box<dyn ErasedTask>>,
+    abort: Arc<AtomicBool>,
+    done: Mutex<Option<Value<(), TaskError>>>,
+    siblings: Siblings,
+    id: u64,
+}
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
 impl ThreadWorker {
-    /// Starts the thread. `load` is decremented as each task ends.
-    pub(crate) fn spawn(fin: Arc<Finisher>, load: Arc<AtomicUsize>) -> std::io::Result<Self> {
-        let (tx, rx) = crossbeam_channel::unbounded();
+    /// Starts the thread and makes its shared queue stealable by `siblings`. `load` is decremented
+    /// as each of its tasks ends (by whichever thread ran it).
+    pub(crate) fn spawn(
+        fin: Arc<Finisher>,
+        load: Arc<AtomicUsize>,
+        siblings: Siblings,
+    ) -> std::io::Result<Self> {
+        let (pinned_tx, pinned_rx) = crossbeam_channel::unbounded();
+        let (shared_tx, shared_rx) = crossbeam_channel::unbounded();
         let abort = Arc::new(AtomicBool::new(false));
         let (exit, done) = promise::<(), TaskError>();
-        let flag = abort.clone();
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) as u64;
+        let me = Sibling {
+            id,
+            shared: shared_rx,
+            load,
+            busy: Arc::new(AtomicBool::new(false)),
+        };
+        let worker = Worker {
+            me: me.clone(),
+            pinned: pinned_rx,
+            siblings: siblings.clone(),
+            fin,
+            abort: abort.clone(),
+        };
+        let name = worker.fin.worker().as_str();
         std::thread::Builder::new()
-            .name(format!(
-                "circuits-worker-{}",
-                &fin.worker.as_str()[..8.min(fin.worker.as_str().len())]
-            ))
+            .name(format!("circuits-worker-{}", &name[..8.min(name.len())]))
             .spawn(move || {
-                serve(&rx, &fin, &load, &flag);
+                worker.serve();
                 exit.complete(Ok(()));
             })?;
+        siblings.write().unwrap_or_else(|p| p.into_inner()).push(me);
         Ok(ThreadWorker {
-            tx,
+            pinned: pinned_tx,
+            shared: shared_tx,
             abort,
             done: Mutex::new(Some(done)),
+            siblings,
+            id,
         })
     }
 }
 
-fn serve(rx: &Receiver<Msg>, fin: &Arc<Finisher>, load: &AtomicUsize, abort: &AtomicBool) {
-    while let Ok(msg) = rx.recv() {
-        match msg {
-            Msg::Run(task) => {
-                if abort.load(Ordering::Acquire) {
-                    task.fail(TaskError::Cancelled, fin);
-                } else {
-                    task.run(fin);
-                }
-                load.fetch_sub(1, Ordering::Relaxed);
-            }
-            Msg::Stop => break,
+/// How long an idle worker keeps looking for its next task before it sleeps. A sleeping thread
+/// costs a futex wake-up (several microseconds here) on the next push; a caller awaiting one task
+/// at a time pushes the next one within about this long.
+const LINGER: Duration = Duration::from_micros(50);
+
+/// The thread's side.
+struct Worker {
+    me: Sibling,
+    pinned: Receiver<Msg>,
+    siblings: Siblings,
+    fin: Arc<Finisher>,
+    abort: Arc<AtomicBool>,
+}
+
+/// What to do next.
+enum Next {
+    /// A task, and the load counter it was counted on (ours, or the sibling's it was stolen from).
+    Task(Box<dyn ErasedTask>, Arc<AtomicUsize>),
+    Stop,
+}
+
+impl Worker {
+    fn serve(&self) {
+        while let Next::Task(task, load) = self.next() {
+            self.run(task, &load);
+        }
+        // Stop came after every pinned task; run (or cancel) what is still in the shared queue.
+        while let Ok(task) = self.me.shared.try_recv() {
+            self.run(task, &self.me.load);
+        }
+        // Leave the stealing list, then take anything a last-moment steal missed.
+        self.siblings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|s| s.id != self.me.id);
+        while let Ok(task) = self.me.shared.try_recv() {
+            self.run(task, &self.me.load);
         }
     }
-    // The pool's stop protocol queues nothing after Stop; should anything still be there, it gets
-    // an outcome rather than vanishing.
-    while let Ok(msg) = rx.try_recv() {
-        if let Msg::Run(task) = msg {
-            task.fail(TaskError::Cancelled, fin);
-            load.fetch_sub(1, Ordering::Relaxed);
+
+    fn run(&self, task: Box<dyn ErasedTask>, load: &AtomicUsize) {
+        if self.abort.load(Ordering::Acquire) {
+            task.fail(TaskError::Cancelled, &self.fin);
+        } else {
+            self.me.busy.store(true, Ordering::Relaxed);
+            task.run(&self.fin);
+            self.me.busy.store(false, Ordering::Relaxed);
         }
+        load.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Own pinned, own shared, then a busy sibling's shared queue (the fullest first); linger a little
+    /// before sleeping on the two own queues.
+    fn next(&self) -> Next {
+        let mut until = None;
+        loop {
+            match self.pinned.try_recv() {
+                Ok(Msg::Run(t)) => return Next::Task(t, self.me.load.clone()),
+                Ok(Msg::Stop) => return Next::Stop,
+                Err(_) => {}
+            }
+            if let Ok(t) = self.me.shared.try_recv() {
+                return Next::Task(t, self.me.load.clone());
+            }
+            if let Some(stolen) = self.steal() {
+                return stolen;
+            }
+            let deadline = *until.get_or_insert_with(|| Instant::now() + LINGER);
+            if Instant::now() < deadline {
+                std::thread::yield_now();
+                continue;
+            }
+            let mut sel = Select::new();
+            sel.recv(&self.pinned);
+            sel.recv(&self.me.shared);
+            // Wakes when either own queue has something (or is closed); the loop takes it.
+            let _ = sel.ready();
+            if self.pinned.is_empty() && self.me.shared.is_empty() {
+                // Both senders are gone: the pool was dropped without a stop.
+                return Next::Stop;
+            }
+        }
+    }
+
+    fn steal(&self) -> Option<Next> {
+        let siblings = self.siblings.read().unwrap_or_else(|p| p.into_inner());
+        let victim = siblings
+            .iter()
+            .filter(|s| {
+                s.id != self.me.id && s.busy.load(Ordering::Relaxed) && !s.shared.is_empty()
+            })
+            .max_by_key(|s| s.shared.len())?;
+        let task = victim.shared.try_recv().ok()?;
+        Some(Next::Task(task, victim.load.clone()))
     }
 }
 
 impl Backend for ThreadWorker {
-    fn submit(&self, task: Box<dyn ErasedTask>) -> Result<(), Box<dyn ErasedTask>> {
-        self.tx.send(Msg::Run(task)).map_err(|e| match e.0 {
-            Msg::Run(t) => t,
-            // Only Run is sent here, so only Run comes back.
-            Msg::Stop => unreachable!("submit sends only Run"),
-        })
+    fn submit(&self, task: Box<dyn ErasedTask>, pinned: bool) -> Result<(), Box<dyn ErasedTask>> {
+        if pinned {
+            self.pinned.send(Msg::Run(task)).map_err(|e| match e.0 {
+                Msg::Run(t) => t,
+                // Only Run is sent here, so only Run comes back.
+                Msg::Stop => unreachable!("submit sends only Run"),
+            })
+        } else {
+            self.shared.send(task).map_err(|e| e.0)
+        }
     }
 
     fn shutdown(&self, how: Shutdown) {
@@ -86,7 +209,7 @@ impl Backend for ThreadWorker {
             self.abort.store(true, Ordering::Release);
         }
         // A send error means the thread is gone already, which is what we want.
-        let _ = self.tx.send(Msg::Stop);
+        let _ = self.pinned.send(Msg::Stop);
     }
 
     fn finished(&self) -> Value<(), TaskError> {
@@ -96,5 +219,14 @@ impl Backend for ThreadWorker {
             // Asked twice: the first caller holds the real signal.
             None => Value::ready(Ok(())),
         }
+    }
+}
+
+impl Drop for ThreadWorker {
+    fn drop(&mut self) {
+        self.siblings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|s| s.id != self.id);
     }
 }
