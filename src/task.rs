@@ -188,10 +188,16 @@ impl<R: TaskOutput> Task<R> {
             Box::new(TaskCell {
                 id,
                 run: self.run,
-                job: self.job,
-                key: self.key,
-                timeout: self.timeout,
                 promise,
+                extra: (self.job.is_some() || self.key.is_some() || self.timeout.is_some()).then(
+                    || {
+                        Box::new(Extra {
+                            job: self.job,
+                            key: self.key,
+                            timeout: self.timeout,
+                        })
+                    },
+                ),
             }),
             value,
         )
@@ -347,10 +353,15 @@ pub(crate) trait ErasedTask: Send {
 struct TaskCell<R> {
     id: TaskId,
     run: Closure<R>,
+    promise: Promise<Result<R, TaskError>>,
+    /// What most tasks do not have, boxed so a plain closure task stays four words.
+    extra: Option<Box<Extra<R>>>,
+}
+
+struct Extra<R> {
     job: Option<JobCall<R>>,
     key: Option<u64>,
     timeout: Option<Duration>,
-    promise: Promise<Result<R, TaskError>>,
 }
 
 /// The text of a panic payload.
@@ -367,27 +378,31 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 impl<R: TaskOutput> ErasedTask for TaskCell<R> {
     fn prepare(&mut self, id: TaskId, default_timeout: Option<Duration>) {
         self.id = id;
-        if self.timeout.is_none() {
-            self.timeout = default_timeout;
+        if let Some(limit) = default_timeout {
+            let extra = self.extra.get_or_insert_with(|| {
+                Box::new(Extra {
+                    job: None,
+                    key: None,
+                    timeout: None,
+                })
+            });
+            extra.timeout.get_or_insert(limit);
         }
     }
     fn key(&self) -> Option<u64> {
-        self.key
+        self.extra.as_ref().and_then(|e| e.key)
     }
     fn timeout(&self) -> Option<Duration> {
-        self.timeout
+        self.extra.as_ref().and_then(|e| e.timeout)
     }
     fn job(&self) -> Option<&crate::job::JobPayload> {
-        self.job.as_ref().map(|j| &j.payload)
+        self.extra.as_ref()?.job.as_ref().map(|j| &j.payload)
     }
 
     fn run(self: Box<Self>, fin: &Arc<Finisher>) {
+        let timeout = self.timeout();
         let TaskCell {
-            id,
-            run,
-            timeout,
-            promise,
-            ..
+            id, run, promise, ..
         } = *self;
         if !promise.is_pending() {
             return; // already settled (it expired while queued)
@@ -419,7 +434,8 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
     }
 
     fn finish_encoded(self: Box<Self>, answer: Result<&[u8], TaskError>, fin: &Finisher) {
-        let result = match (answer, &self.job) {
+        let job = self.extra.as_ref().and_then(|e| e.job.as_ref());
+        let result = match (answer, job) {
             (Ok(bytes), Some(j)) => (j.decode)(bytes),
             (Ok(_), None) => Err(TaskError::ClosureInProcessPool),
             (Err(e), _) => Err(e),

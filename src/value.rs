@@ -151,7 +151,8 @@ impl<T> Drop for Promise<T> {
 
 enum Inner<T, E> {
     Slot(Arc<Slot<Result<T, E>>>),
-    Ready(Option<Result<T, E>>),
+    /// Resolved from the start (boxed: rare, and it keeps every `Value` two words small).
+    Ready(Option<Box<Result<T, E>>>),
 }
 
 /// The future result of a fire or a task: resolves once to `Result<T, E>`.
@@ -173,7 +174,7 @@ impl<T, E: From<WaitError>> Value<T, E> {
     /// A value that is already resolved.
     pub fn ready(result: Result<T, E>) -> Self {
         Value {
-            inner: Inner::Ready(Some(result)),
+            inner: Inner::Ready(Some(Box::new(result))),
         }
     }
 
@@ -188,7 +189,10 @@ impl<T, E: From<WaitError>> Value<T, E> {
     /// Takes the result if it is there, without waiting.
     pub fn try_take(&mut self) -> Option<Result<T, E>> {
         match &mut self.inner {
-            Inner::Ready(r) => Some(r.take().unwrap_or_else(|| Err(WaitError::Taken.into()))),
+            Inner::Ready(r) => Some(
+                r.take()
+                    .map_or_else(|| Err(WaitError::Taken.into()), |b| *b),
+            ),
             Inner::Slot(s) => {
                 let mut st = s.lock();
                 Self::take_state(&mut st)
@@ -242,7 +246,11 @@ impl<T, E: From<WaitError>> Value<T, E> {
             return Err(WaitError::ZeroTimeout.into());
         }
         let slot = match &mut self.inner {
-            Inner::Ready(r) => return r.take().unwrap_or_else(|| Err(WaitError::Taken.into())),
+            Inner::Ready(r) => {
+                return r
+                    .take()
+                    .map_or_else(|| Err(WaitError::Taken.into()), |b| *b)
+            }
             Inner::Slot(s) => s.clone(),
         };
         let deadline = Instant::now() + timeout;
@@ -286,9 +294,10 @@ impl<T, E: From<WaitError>> Future for Value<T, E> {
         // Value holds no self-references, so it is Unpin and this is plain access.
         let this = self.get_mut();
         match &mut this.inner {
-            Inner::Ready(r) => {
-                Poll::Ready(r.take().unwrap_or_else(|| Err(WaitError::Taken.into())))
-            }
+            Inner::Ready(r) => Poll::Ready(
+                r.take()
+                    .map_or_else(|| Err(WaitError::Taken.into()), |b| *b),
+            ),
             Inner::Slot(s) => {
                 let mut st = s.lock();
                 if let Some(r) = Self::take_state(&mut st) {
