@@ -138,6 +138,8 @@ impl ProcessWorker {
             next_run: 1,
             pending: VecDeque::new(),
             stopping: None,
+            retry_at: None,
+            backoff: Duration::ZERO,
         };
         std::thread::Builder::new()
             .name("circuits-process-host".into())
@@ -281,6 +283,9 @@ struct Host {
     /// Tasks accepted but not yet sent to the child.
     pending: VecDeque<Box<dyn ErasedTask>>,
     stopping: Option<Shutdown>,
+    /// After a failed start: when to try again, and how long to wait after the next failure.
+    retry_at: Option<Instant>,
+    backoff: Duration,
 }
 
 /// How a child ended, in words.
@@ -349,6 +354,24 @@ fn read_child(shared: Arc<Shared>, generation: u64, stdout: ChildStdout, max_fra
     }
 }
 
+/// How long the host looks for the next message before it sleeps: a caller awaiting one job at a
+/// time sends the next one within about a round trip, and a sleeping thread costs a wake-up.
+const LINGER: Duration = Duration::from_micros(50);
+
+/// How many times in a row a child start may fail before the waiting tasks fail.
+const START_ATTEMPTS: usize = 3;
+
+fn linger_recv(rx: &Receiver<Msg>) -> Result<Msg, crossbeam_channel::RecvError> {
+    let until = Instant::now() + LINGER;
+    while Instant::now() < until {
+        if let Ok(m) = rx.try_recv() {
+            return Ok(m);
+        }
+        std::thread::yield_now();
+    }
+    rx.recv()
+}
+
 impl Host {
     fn serve(&mut self, rx: &Receiver<Msg>) {
         loop {
@@ -358,7 +381,7 @@ impl Host {
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => Some(Msg::Stop(Shutdown::Kill)),
                 },
-                None => Some(rx.recv().unwrap_or(Msg::Stop(Shutdown::Kill))),
+                None => Some(linger_recv(rx).unwrap_or(Msg::Stop(Shutdown::Kill))),
             };
             match msg {
                 Some(m) => self.handle(m),
@@ -385,7 +408,9 @@ impl Host {
     /// The next moment something must happen without a message: the running task's timeout or the
     /// child's handshake limit.
     fn deadline(&self) -> Option<Instant> {
-        let conn = self.conn.as_ref()?;
+        let Some(conn) = self.conn.as_ref() else {
+            return self.retry_at;
+        };
         if conn.jobs.is_none() {
             return Some(conn.started + self.cfg.handshake_timeout);
         }
@@ -429,7 +454,10 @@ impl Host {
                     return;
                 };
                 match wire::check_hello(&body) {
-                    Ok(jobs) => conn.jobs = Some(jobs.into_iter().collect()),
+                    Ok(jobs) => {
+                        conn.jobs = Some(jobs.into_iter().collect());
+                        self.backoff = Duration::ZERO;
+                    }
                     Err(e) => self.start_failed(format!("handshake failed: {e}")),
                 }
             }
@@ -546,16 +574,27 @@ impl Host {
     }
 
     /// Starts a child and its reader thread; the handshake completes later.
+    /// Starts a child and its reader thread; the handshake completes later. A start that fails
+    /// (the OS refused, or the new child died before it could be greeted) is retried a few times
+    /// before the waiting tasks are failed.
     fn connect(&mut self) {
-        let generation = {
-            let mut st = self.shared.lock();
-            st.generation += 1;
-            st.generation
-        };
-        match self.start_child(generation) {
-            Ok(conn) => self.conn = Some(conn),
-            Err(e) => self.start_failed(format!("could not start a worker process: {e}")),
+        let mut last = None;
+        for _ in 0..START_ATTEMPTS {
+            let generation = {
+                let mut st = self.shared.lock();
+                st.generation += 1;
+                st.generation
+            };
+            match self.start_child(generation) {
+                Ok(conn) => {
+                    self.conn = Some(conn);
+                    return;
+                }
+                Err(e) => last = Some(e),
+            }
         }
+        let e = last.map_or_else(|| "unknown".to_string(), |e| e.to_string());
+        self.start_failed(format!("could not start a worker process: {e}"));
     }
 
     fn start_child(&mut self, generation: u64) -> std::io::Result<Conn> {
@@ -609,6 +648,9 @@ impl Host {
     /// A child could not be started or failed its handshake: the tasks waiting for it fail with the
     /// reason (rather than waiting for ever); the next task tries a new child.
     fn start_failed(&mut self, reason: String) {
+        let backoff = self.backoff.max(Duration::from_millis(100));
+        self.backoff = (backoff * 2).min(Duration::from_secs(5));
+        self.retry_at = Some(Instant::now() + backoff);
         if let Some(mut conn) = self.conn.take() {
             let _ = conn.child.kill();
             let _ = conn.child.wait();
@@ -632,6 +674,11 @@ impl Host {
     /// start a replacement.
     fn expire(&mut self) {
         let Some(conn) = self.conn.as_ref() else {
+            // A failed start's back-off is over: try again, so the pool keeps its size.
+            if self.retry_at.is_some_and(|t| Instant::now() >= t) && self.stopping.is_none() {
+                self.retry_at = None;
+                self.connect();
+            }
             return;
         };
         if conn.jobs.is_none() {

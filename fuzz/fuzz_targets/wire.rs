@@ -1,0 +1,19 @@
+//! Feeds arbitrary bytes to the wire's frame reader, decoder and handshake check: every input must
+//! give a frame or a named error, never a panic, and never a read past the size limit.
+//!
+//! cargo fuzz run wire            (from the repository root; see docs/architecture.md)
+
+#![no_main]
+
+use circuits::wire;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = wire::decode(data);
+    let _ = wire::check_hello(data);
+    let mut stream = data;
+    while let Ok(body) = wire::read_frame(&mut stream, 4096) {
+        assert!(body.len() <= 4096);
+        let _ = wire::decode(&body);
+    }
+});
