@@ -52,7 +52,10 @@ pub use job::{Job, Jobs};
 pub use pool::balance::{
     self, BelowAverage, KeyAffinity, LeastLoaded, Loads, PowerOfTwo, Random, RoundRobin, Strategy,
 };
-pub use pool::{MapStream, Pool, PoolBuilder, PoolError, PoolHandle, WorkerRestarted};
+pub use pool::{
+    Full, Latency, MapStream, Pool, PoolBuilder, PoolError, PoolHandle, PoolStats, Resizer,
+    WorkerRestarted, WorkerStarted, WorkerStopped,
+};
 pub use task::{Task, TaskComplete, TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess};
 pub use tree::{
     Component, ComponentId, ComponentInfo, Registered, Started, Stop, Stopped, Unregistered,

@@ -189,6 +189,7 @@ impl<R: TaskOutput> Task<R> {
                 id,
                 run: self.run,
                 promise,
+                permit: None,
                 extra: (self.job.is_some() || self.key.is_some() || self.timeout.is_some()).then(
                     || {
                         Box::new(Extra {
@@ -264,15 +265,29 @@ pub(crate) struct Finisher {
     pub(crate) pool: Channel,
     pub(crate) worker: Channel,
     pub(crate) listeners: [Arc<AtomicUsize>; 2],
+    /// This worker's own settled-task counters (no cache line shared with other workers).
+    pub(crate) counters: crate::pool::stats::Counters,
+    /// Thread mode with stuck detection: how long a task may run before its worker is declared
+    /// lost, and how to tell the pool.
+    pub(crate) stuck: std::sync::OnceLock<StuckHook>,
+}
+
+/// What a thread worker's stuck-task timer needs to replace the worker.
+pub(crate) struct StuckHook {
+    pub(crate) after: Duration,
+    pub(crate) core: std::sync::Weak<crate::pool::core::PoolCore>,
+    pub(crate) slot: std::sync::Weak<crate::worker::WorkerSlot>,
 }
 
 impl Finisher {
-    pub(crate) fn new(bus: &Bus, pool: &Channel, worker: &Channel) -> Self {
+    pub(crate) fn new(bus: &Bus, pool: &Channel, worker: &Channel, track_latency: bool) -> Self {
         Finisher {
             listeners: [bus.gauge(pool), bus.gauge(&Channel::wildcard())],
             bus: bus.clone(),
             pool: pool.clone(),
             worker: worker.clone(),
+            counters: crate::pool::stats::Counters::new(track_latency),
+            stuck: std::sync::OnceLock::new(),
         }
     }
 
@@ -296,7 +311,10 @@ impl Finisher {
         result: Result<R, TaskError>,
     ) {
         if !self.observed() {
-            promise.complete(result);
+            let ok = result.is_ok();
+            if promise.complete(result) {
+                self.counters.record(ok);
+            }
             return;
         }
         let terminal = match &result {
@@ -314,6 +332,7 @@ impl Finisher {
         if !promise.complete(result) {
             return;
         }
+        self.counters.record(terminal.is_ok());
         let bus = self.bus.clone();
         let target = Target::from(&self.pool);
         let complete = TaskComplete {
@@ -344,6 +363,8 @@ pub(crate) trait ErasedTask: Send {
     /// Refuses the task: resolves its value with `error` and fires no event (it was never
     /// accepted).
     fn reject(self: Box<Self>, error: TaskError);
+    /// Keeps a bounded pool's queue permit until the task is dropped (after it ended).
+    fn hold(&mut self, permit: tokio::sync::OwnedSemaphorePermit);
     /// Settles the task with an error without running it.
     fn fail(self: Box<Self>, error: TaskError, fin: &Finisher);
     /// Settles the task with a worker process's encoded answer (process mode).
@@ -354,6 +375,8 @@ struct TaskCell<R> {
     id: TaskId,
     run: Closure<R>,
     promise: Promise<Result<R, TaskError>>,
+    /// A bounded pool's permit: room frees when the task is dropped.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// What most tasks do not have, boxed so a plain closure task stays four words.
     extra: Option<Box<Extra<R>>>,
 }
@@ -418,15 +441,46 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
                 }
             });
         }
+        let finished = fin.stuck.get().map(|hook| {
+            // Stuck detection: if the task still runs after the limit, the worker is lost.
+            let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (done, expire, fin2) = (finished.clone(), promise.share(), fin.clone());
+            let (limit, core, slot) = (hook.after, hook.core.clone(), hook.slot.clone());
+            fin.bus.spawn(async move {
+                tokio::time::sleep(limit).await;
+                if done.load(Ordering::Acquire) {
+                    return;
+                }
+                if expire.is_pending() {
+                    fin2.settle(id, &expire, Err(TaskError::TimedOut(limit)));
+                }
+                if let (Some(core), Some(slot)) = (core.upgrade(), slot.upgrade()) {
+                    core.worker_lost(&slot);
+                }
+            });
+            finished
+        });
+        let _span = tracing::trace_span!("circuits.task", id = id.0).entered();
+        let started = fin.counters.tracks_latency().then(std::time::Instant::now);
         let result = match catch_unwind(AssertUnwindSafe(run)) {
             Ok(r) => r,
             Err(payload) => Err(TaskError::Panicked(panic_message(&*payload))),
         };
+        if let Some(t) = started {
+            fin.counters.latency(t.elapsed());
+        }
+        if let Some(f) = finished {
+            f.store(true, Ordering::Release);
+        }
         fin.settle(id, &promise, result);
     }
 
     fn reject(self: Box<Self>, error: TaskError) {
         self.promise.complete(Err(error));
+    }
+
+    fn hold(&mut self, permit: tokio::sync::OwnedSemaphorePermit) {
+        self.permit = Some(permit);
     }
 
     fn fail(self: Box<Self>, error: TaskError, fin: &Finisher) {

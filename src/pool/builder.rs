@@ -1,21 +1,18 @@
 //! [`PoolBuilder`]: sizes, channel, strategy, mode, and starting the pool.
 
-use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::core::{Mode, PoolCore, PoolRoute, WorkerRoute};
+use super::core::{Mode, PoolCore, PoolRoute, Settings};
+use super::resize::{add_worker, Resizer};
 use super::{Pool, PoolHandle};
 use crate::bus::{Bus, BusError};
 use crate::channel::Channel;
 use crate::pool::balance::{LeastLoaded, Strategy};
-use crate::task::Finisher;
 use crate::tree::Component;
-use crate::worker::process::{ProcessConfig, ProcessWorker};
-use crate::worker::thread::ThreadWorker;
-use crate::worker::{Backend, Worker, WorkerSlot};
+use crate::worker::process::ProcessConfig;
 
 /// Why a pool could not start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +67,11 @@ pub struct PoolBuilder {
     bus: Option<Bus>,
     timeout: Option<Duration>,
     mode: Mode,
+    queue_bound: Option<usize>,
+    stuck_after: Option<Duration>,
+    track_latency: bool,
+    resizer: Option<Resizer>,
+    stats_every: Option<Duration>,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -94,6 +96,11 @@ impl Default for PoolBuilder {
             bus: None,
             timeout: None,
             mode: Mode::Thread,
+            queue_bound: None,
+            stuck_after: None,
+            track_latency: false,
+            resizer: None,
+            stats_every: None,
         }
     }
 }
@@ -128,6 +135,38 @@ impl PoolBuilder {
     /// A timeout for every task that does not set its own ([`Task::timeout`](crate::Task::timeout)).
     pub fn task_timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
+        self
+    }
+    /// Bounds the tasks queued or running in the pool to `n` (at least 1). When full,
+    /// [`PoolHandle::push`] parks the task until room frees, [`PoolHandle::send`] waits for room
+    /// before queuing, and [`PoolHandle::try_push`], the actor and the bus fail at once with
+    /// [`TaskError::Full`](crate::TaskError::Full).
+    pub fn queue_bound(mut self, n: usize) -> Self {
+        self.queue_bound = Some(n.max(1));
+        self
+    }
+    /// Declares a worker lost when one task runs longer than `limit`: the task fails with
+    /// `TimedOut`, a replacement worker starts, and (thread mode) the stuck thread is left to finish
+    /// on its own and then exits. In process mode this is a default task timeout, which kills the
+    /// child.
+    pub fn stuck_after(mut self, limit: Duration) -> Self {
+        self.stuck_after = Some(limit);
+        self
+    }
+    /// Keeps run-time percentiles for [`PoolHandle::stats`] (two clock reads per task).
+    pub fn track_latency(mut self) -> Self {
+        self.track_latency = true;
+        self
+    }
+    /// How the pool grows and shrinks between `min` and `max` (a default [`Resizer`] runs whenever
+    /// `max > min`).
+    pub fn resizer(mut self, resizer: Resizer) -> Self {
+        self.resizer = Some(resizer);
+        self
+    }
+    /// Fires a [`PoolStats`](crate::PoolStats) event on the pool's channel every `period`.
+    pub fn stats_every(mut self, period: Duration) -> Self {
+        self.stats_every = Some(period);
         self
     }
     /// Process mode with default settings: each worker is a child process of this binary, which
@@ -178,9 +217,16 @@ impl PoolBuilder {
         let core = Arc::new(PoolCore::new(
             bus.clone(),
             self.channel.clone(),
-            self.strategy,
-            self.mode,
-            self.timeout,
+            Settings {
+                min: self.min,
+                max,
+                strategy: self.strategy,
+                mode: self.mode,
+                default_timeout: self.timeout,
+                queue_bound: self.queue_bound,
+                stuck_after: self.stuck_after,
+                track_latency: self.track_latency,
+            },
         ));
         let addr = Pool { core: core.clone() }.start();
         let pool_id = bus.register(
@@ -204,61 +250,18 @@ impl PoolBuilder {
             Arc::new(PoolRoute(Arc::downgrade(&core))),
         );
         bus.mark_started(pool_id)?;
+        let resizer = match self.resizer {
+            Some(r) => Some(r),
+            None if max > self.min => Some(Resizer::default()),
+            None => None,
+        };
+        if let Some(r) = resizer {
+            super::resize::run_resizer(&core, r);
+        }
+        if let Some(every) = self.stats_every {
+            super::resize::run_stats_events(&core, every);
+        }
         Ok(PoolHandle { core, addr })
     }
 }
 
-/// Starts one worker: its backend, its actor, its component and its route.
-pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolError> {
-    let channel = Channel::unique();
-    let fin = Arc::new(Finisher::new(&core.bus, &core.channel, &channel));
-    let load = Arc::new(AtomicUsize::new(0));
-    let backend: Box<dyn Backend> = match &core.mode {
-        Mode::Thread => Box::new(
-            ThreadWorker::spawn(fin.clone(), load.clone(), core.siblings.clone())
-                .map_err(|e| PoolError::Spawn(e.to_string()))?,
-        ),
-        Mode::Process(cfg) => Box::new(
-            ProcessWorker::spawn(cfg.clone(), fin.clone(), load.clone())
-                .map_err(|e| PoolError::Spawn(e.to_string()))?,
-        ),
-    };
-    let slot = Arc::new(WorkerSlot {
-        channel: RwLock::new(channel.clone()),
-        load,
-        fin: RwLock::new(fin),
-        backend,
-        component: Mutex::new(None),
-        stopper: OnceLock::new(),
-    });
-    slot.backend
-        .attach(Arc::downgrade(core), Arc::downgrade(&slot));
-    let addr = Worker {
-        slot: slot.clone(),
-        core: core.clone(),
-    }
-    .start();
-    let stopper = addr.recipient::<crate::tree::Stop>();
-    let _ = slot.stopper.set(stopper.clone());
-    let mut component = Component::new("worker")
-        .channel(channel.clone())
-        .stopper(stopper);
-    if let Some(parent) = core.component.get() {
-        component = component.parent(*parent);
-    }
-    let id = core.bus.register(component)?;
-    *slot.component.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
-    core.workers
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(slot.clone());
-    core.bus.add_route(
-        channel,
-        Arc::new(WorkerRoute {
-            core: Arc::downgrade(core),
-            slot: Arc::downgrade(&slot),
-        }),
-    );
-    core.bus.mark_started(id)?;
-    Ok(slot)
-}

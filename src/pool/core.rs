@@ -40,6 +40,18 @@ pub(crate) enum Mode {
     Process(crate::worker::process::ProcessConfig),
 }
 
+/// What a pool is configured with (from the builder).
+pub(crate) struct Settings {
+    pub(crate) min: usize,
+    pub(crate) max: usize,
+    pub(crate) strategy: Box<dyn Strategy>,
+    pub(crate) mode: Mode,
+    pub(crate) default_timeout: Option<Duration>,
+    pub(crate) queue_bound: Option<usize>,
+    pub(crate) stuck_after: Option<Duration>,
+    pub(crate) track_latency: bool,
+}
+
 pub(crate) struct PoolCore {
     pub(crate) bus: Bus,
     pub(crate) channel: Channel,
@@ -48,6 +60,19 @@ pub(crate) struct PoolCore {
     pub(crate) strategy: Box<dyn Strategy>,
     pub(crate) mode: Mode,
     pub(crate) default_timeout: Option<Duration>,
+    pub(crate) min: usize,
+    pub(crate) max: usize,
+    /// Permits for queued tasks when the pool is bounded; a task holds one until it ends.
+    pub(crate) bound: Option<Arc<tokio::sync::Semaphore>>,
+    pub(crate) stuck_after: Option<Duration>,
+    pub(crate) track_latency: bool,
+    /// Where worker actors live (the arbiter the pool started on), so workers can be added from
+    /// any thread.
+    pub(crate) arbiter: actix::ArbiterHandle,
+    /// Counts of workers that left the pool, so stats survive resizes.
+    pub(crate) retired: crate::pool::stats::Counters,
+    /// One resize at a time.
+    pub(crate) resizing: std::sync::Mutex<()>,
     /// Thread workers that may steal each other's unpinned tasks.
     pub(crate) siblings: crate::worker::thread::Siblings,
     next_id: AtomicU64,
@@ -70,21 +95,30 @@ impl Loads for SlotLoads<'_> {
 }
 
 impl PoolCore {
-    pub(crate) fn new(
-        bus: Bus,
-        channel: Channel,
-        strategy: Box<dyn Strategy>,
-        mode: Mode,
-        default_timeout: Option<Duration>,
-    ) -> Self {
+    pub(crate) fn new(bus: Bus, channel: Channel, s: Settings) -> Self {
+        let stuck_timeout = match s.mode {
+            // A process worker's stuck task is ended by the timeout rule (the child is killed).
+            Mode::Process(_) => s.default_timeout.or(s.stuck_after),
+            Mode::Thread => s.default_timeout,
+        };
         PoolCore {
             bus,
             channel,
             component: OnceLock::new(),
             workers: RwLock::new(Vec::new()),
-            strategy,
-            mode,
-            default_timeout,
+            strategy: s.strategy,
+            mode: s.mode,
+            default_timeout: stuck_timeout,
+            min: s.min,
+            max: s.max,
+            bound: s
+                .queue_bound
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
+            stuck_after: s.stuck_after,
+            track_latency: s.track_latency,
+            arbiter: actix::Arbiter::current(),
+            retired: Default::default(),
+            resizing: std::sync::Mutex::new(()),
             siblings: Default::default(),
             next_id: AtomicU64::new(1),
             state: AtomicU8::new(RUNNING),
@@ -106,6 +140,32 @@ impl PoolCore {
         self.state.load(Ordering::SeqCst) != RUNNING
     }
 
+    /// Tasks accepted so far (ids are handed out in order from 1).
+    pub(crate) fn pushed(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed) - 1
+    }
+
+    /// A finisher for a worker on `channel`, with its own counters.
+    pub(crate) fn finisher(&self, channel: &Channel) -> Finisher {
+        Finisher::new(&self.bus, &self.channel, channel, self.track_latency)
+    }
+
+    /// Admits a task that must not wait: with a bound, takes a permit or fails with `Full`.
+    pub(crate) fn admit(&self, mut task: Box<dyn ErasedTask>, to: Option<&Arc<WorkerSlot>>) {
+        if let Some(bound) = &self.bound {
+            match bound.clone().try_acquire_owned() {
+                Ok(permit) => task.hold(permit),
+                Err(tokio::sync::TryAcquireError::Closed) => {
+                    return task.reject(TaskError::PoolStopped)
+                }
+                Err(tokio::sync::TryAcquireError::NoPermits) => {
+                    return task.reject(TaskError::Full)
+                }
+            }
+        }
+        self.submit(task, to);
+    }
+
     /// The hot path: accept `task` and queue it on `to`, or on the worker the strategy picks.
     pub(crate) fn submit(&self, mut task: Box<dyn ErasedTask>, to: Option<&Arc<WorkerSlot>>) {
         if self.is_process() && task.job().is_none() {
@@ -121,7 +181,7 @@ impl PoolCore {
             self.default_timeout,
         );
         match to {
-            Some(slot) => Self::enqueue(slot, task, true),
+            Some(slot) => self.enqueue(slot, task, true),
             None => {
                 let workers = self.workers();
                 if workers.is_empty() {
@@ -130,18 +190,37 @@ impl PoolCore {
                     let key = task.key();
                     let i = self.strategy.pick(&SlotLoads(&workers), key);
                     // A keyed task stays where its key sends it; others may be stolen.
-                    Self::enqueue(&workers[i.min(workers.len() - 1)], task, key.is_some());
+                    self.enqueue(&workers[i.min(workers.len() - 1)], task, key.is_some());
                 }
             }
         }
         self.inflight.fetch_sub(1, Ordering::SeqCst);
     }
 
-    fn enqueue(slot: &WorkerSlot, task: Box<dyn ErasedTask>, pinned: bool) {
+    fn enqueue(&self, slot: &WorkerSlot, task: Box<dyn ErasedTask>, pinned: bool) {
         slot.load.fetch_add(1, Ordering::Relaxed);
         if let Err(task) = slot.backend.submit(task, pinned) {
+            // That worker left the pool (retired or lost) after the task was routed to it.
             slot.load.fetch_sub(1, Ordering::Relaxed);
-            task.fail(TaskError::PoolStopped, &slot.fin());
+            self.resubmit(task, &slot.fin());
+        }
+    }
+
+    /// Queues an already accepted task on a worker the strategy picks (a retiring worker's queue
+    /// moving to the others); fails it if no worker is left.
+    pub(crate) fn resubmit(&self, task: Box<dyn ErasedTask>, fallback: &Finisher) {
+        let workers = self.workers();
+        if workers.is_empty() || self.state.load(Ordering::SeqCst) == STOPPED {
+            drop(workers);
+            return task.fail(TaskError::Cancelled, fallback);
+        }
+        let i = self.strategy.pick(&SlotLoads(&workers), task.key());
+        let slot = workers[i.min(workers.len() - 1)].clone();
+        drop(workers);
+        slot.load.fetch_add(1, Ordering::Relaxed);
+        if let Err(task) = slot.backend.submit(task, false) {
+            slot.load.fetch_sub(1, Ordering::Relaxed);
+            task.fail(TaskError::Cancelled, fallback);
         }
     }
 
@@ -157,7 +236,7 @@ impl PoolCore {
         }
         let old = slot.channel();
         let new = Channel::unique();
-        let fin = Arc::new(Finisher::new(&self.bus, &self.channel, &new));
+        let fin = Arc::new(self.finisher(&new));
         *slot.channel.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
         *slot.fin.write().unwrap_or_else(|p| p.into_inner()) = fin.clone();
         self.bus.remove_route(&old);
@@ -207,6 +286,10 @@ impl PoolCore {
             let _ = rx.wait_for(|done| *done).await;
             return;
         }
+        if let Some(bound) = &self.bound {
+            // Producers waiting for room get PoolStopped instead of waiting for ever.
+            bound.close();
+        }
         // Pushes that saw RUNNING finish enqueuing within a few instructions; none can start now.
         while self.inflight.load(Ordering::SeqCst) != 0 {
             std::thread::yield_now();
@@ -254,7 +337,7 @@ pub(crate) struct PoolRoute(pub(crate) Weak<PoolCore>);
 impl Route for PoolRoute {
     fn submit(&self, task: Box<dyn ErasedTask>) {
         match self.0.upgrade() {
-            Some(core) => core.submit(task, None),
+            Some(core) => core.admit(task, None),
             None => task.reject(TaskError::PoolStopped),
         }
     }
@@ -269,7 +352,7 @@ pub(crate) struct WorkerRoute {
 impl Route for WorkerRoute {
     fn submit(&self, task: Box<dyn ErasedTask>) {
         match (self.core.upgrade(), self.slot.upgrade()) {
-            (Some(core), Some(slot)) => core.submit(task, Some(&slot)),
+            (Some(core), Some(slot)) => core.admit(task, Some(&slot)),
             _ => task.reject(TaskError::PoolStopped),
         }
     }

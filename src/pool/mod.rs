@@ -45,9 +45,13 @@ pub mod balance;
 pub(crate) mod builder;
 pub(crate) mod core;
 pub(crate) mod map;
+pub(crate) mod resize;
+pub(crate) mod stats;
 
 pub use self::core::WorkerRestarted;
 pub use self::map::MapStream;
+pub use self::resize::{Resizer, WorkerStarted, WorkerStopped};
+pub use self::stats::{Latency, PoolStats};
 pub use builder::{PoolBuilder, PoolError};
 
 use self::core::PoolCore;
@@ -73,8 +77,11 @@ impl Actor for Pool {
 impl<R: TaskOutput> Handler<Task<R>> for Pool {
     type Result = ResponseFuture<Result<R, TaskError>>;
 
+    /// On a bounded pool that is full, the task fails at once with [`TaskError::Full`].
     fn handle(&mut self, task: Task<R>, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(push(&self.core, task))
+        let (cell, value) = task.into_cell(Default::default());
+        self.core.admit(cell, None);
+        Box::pin(value)
     }
 }
 
@@ -91,11 +98,56 @@ impl Handler<Stop> for Pool {
     }
 }
 
-fn push<R: TaskOutput>(core: &PoolCore, task: Task<R>) -> Value<R, TaskError> {
-    let (cell, value) = task.into_cell(Default::default());
-    core.submit(cell, None);
+/// Queues a task; on a bounded pool that is full, parks it until a permit frees (its value
+/// resolves after it was admitted and ran).
+fn push<R: TaskOutput>(
+    core: &Arc<PoolCore>,
+    task: Task<R>,
+    to: Option<&Arc<crate::worker::WorkerSlot>>,
+) -> Value<R, TaskError> {
+    let (mut cell, value) = task.into_cell(Default::default());
+    let Some(bound) = &core.bound else {
+        core.submit(cell, to);
+        return value;
+    };
+    match bound.clone().try_acquire_owned() {
+        Ok(permit) => {
+            cell.hold(permit);
+            core.submit(cell, to);
+        }
+        Err(tokio::sync::TryAcquireError::Closed) => cell.reject(TaskError::PoolStopped),
+        Err(tokio::sync::TryAcquireError::NoPermits) => {
+            let (core2, bound, to) = (core.clone(), bound.clone(), to.cloned());
+            core.bus.spawn(async move {
+                match bound.acquire_owned().await {
+                    Ok(permit) => {
+                        cell.hold(permit);
+                        core2.submit(cell, to.as_ref());
+                    }
+                    Err(_) => cell.reject(TaskError::PoolStopped),
+                }
+            });
+        }
+    }
     value
 }
+
+/// [`PoolHandle::try_push`] found the pool full; the task is handed back.
+pub struct Full<R>(pub Task<R>);
+
+impl<R> std::fmt::Debug for Full<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Full(..)")
+    }
+}
+
+impl<R> std::fmt::Display for Full<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the pool's queue is full; the task was not queued")
+    }
+}
+
+impl<R> std::error::Error for Full<R> {}
 
 /// The handle a started pool is used through. Cheap to clone; every clone is the same pool.
 #[derive(Clone)]
@@ -121,8 +173,61 @@ impl PoolHandle {
     /// Never blocks. A task pushed to a stopped pool resolves at once to
     /// [`TaskError::PoolStopped`]; a closure pushed to a process pool to
     /// [`TaskError::ClosureInProcessPool`].
+    ///
+    /// On a pool with a [`queue_bound`](PoolBuilder::queue_bound) that is full, the task waits
+    /// (asynchronously, in order) for room, and its value resolves after it ran. To slow a producer
+    /// down until there is room, use [`send`](Self::send); to fail at once, [`try_push`](Self::try_push).
     pub fn push<R: TaskOutput>(&self, task: Task<R>) -> Value<R, TaskError> {
-        push(&self.core, task)
+        push(&self.core, task, None)
+    }
+
+    /// Queues `task` only if there is room: on a bounded pool that is full, gives the task back in
+    /// [`Full`]. On an unbounded pool this is [`push`](Self::push).
+    pub fn try_push<R: TaskOutput>(&self, task: Task<R>) -> Result<Value<R, TaskError>, Full<R>> {
+        let Some(bound) = &self.core.bound else {
+            return Ok(self.push(task));
+        };
+        match bound.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let (mut cell, value) = task.into_cell(Default::default());
+                cell.hold(permit);
+                self.core.submit(cell, None);
+                Ok(value)
+            }
+            Err(tokio::sync::TryAcquireError::NoPermits) => Err(Full(task)),
+            Err(tokio::sync::TryAcquireError::Closed) => Ok(self.push(task)),
+        }
+    }
+
+    /// Waits (asynchronously) until the pool has room for `task`, queues it, and returns its
+    /// value: the way for a producer to be slowed down by a bounded pool. Returns at once on an
+    /// unbounded pool.
+    pub async fn send<R: TaskOutput>(&self, task: Task<R>) -> Value<R, TaskError> {
+        let Some(bound) = &self.core.bound else {
+            return self.push(task);
+        };
+        let (mut cell, value) = task.into_cell(Default::default());
+        match bound.clone().acquire_owned().await {
+            Ok(permit) => {
+                cell.hold(permit);
+                self.core.submit(cell, None);
+            }
+            Err(_) => cell.reject(TaskError::PoolStopped),
+        }
+        value
+    }
+
+    /// Grows or shrinks the pool to `n` workers, clamped to `min..=max`, and returns the new size.
+    /// New workers get fresh UUID channels; a retired worker finishes its running task, and its
+    /// queued tasks move to the others. Blocks while workers start (threads or processes).
+    pub fn resize(&self, n: usize) -> usize {
+        self.core.resize_to(n)
+    }
+
+    /// A snapshot: workers, loads, tasks pushed, done, failed, queued, running, and latency
+    /// percentiles if the pool tracks them.
+    pub fn stats(&self) -> PoolStats {
+        self.core.stats()
     }
 
     /// Queues `task` on the worker registered under `worker` (one of [`workers`](Self::workers)).
@@ -134,12 +239,14 @@ impl PoolHandle {
             .iter()
             .find(|w| &w.channel() == worker)
             .cloned();
-        let (cell, value) = task.into_cell(Default::default());
         match slot {
-            Some(slot) => self.core.submit(cell, Some(&slot)),
-            None => cell.reject(TaskError::NoRoute(worker.to_string())),
+            Some(slot) => push(&self.core, task, Some(&slot)),
+            None => {
+                let (cell, value) = task.into_cell(Default::default());
+                cell.reject(TaskError::NoRoute(worker.to_string()));
+                value
+            }
         }
-        value
     }
 
     /// The pool actor's address: `addr.send(Task::new(f)).await` works as with any actor.

@@ -40,6 +40,11 @@ pub(crate) trait Backend: Send + Sync {
     fn shutdown(&self, how: Shutdown);
     /// Resolves once the backend has stopped and settled every task it was given.
     fn finished(&self) -> Value<(), TaskError>;
+    /// Leaves the pool: hands back every task still queued (to be moved to other workers) and
+    /// stops after the running task; tasks that reach it later come back through `submit`'s error.
+    fn retire(&self) -> Vec<Box<dyn ErasedTask>>;
+    /// How many tasks it is running right now (0 or 1).
+    fn running(&self) -> usize;
     /// Tells the backend which pool and slot it serves, once both exist (process workers need them
     /// to announce a replacement child).
     fn attach(&self, _core: Weak<PoolCore>, _slot: Weak<WorkerSlot>) {}
@@ -92,7 +97,7 @@ impl<R: TaskOutput> Handler<Task<R>> for Worker {
 
     fn handle(&mut self, task: Task<R>, _: &mut Context<Self>) -> Self::Result {
         let (cell, value) = task.into_cell(Default::default());
-        self.core.submit(cell, Some(&self.slot));
+        self.core.admit(cell, Some(&self.slot));
         Box::pin(value)
     }
 }

@@ -99,12 +99,15 @@ enum Msg {
     Gone(u64, WireError),
     /// The reader settled answers; there may be room to send more, or a stop to finish.
     Answered,
+    /// The worker leaves the pool: queued tasks go back to the pool, in-flight ones finish.
+    Retire,
 }
 
 /// A worker backed by a child process.
 pub(crate) struct ProcessWorker {
     tx: Sender<Msg>,
     done: Mutex<Option<Value<(), TaskError>>>,
+    shared: Arc<Shared>,
 }
 
 impl ProcessWorker {
@@ -131,7 +134,7 @@ impl ProcessWorker {
         });
         let mut host = Host {
             cfg,
-            shared,
+            shared: shared.clone(),
             core: Weak::new(),
             slot: Weak::new(),
             conn: None,
@@ -153,6 +156,7 @@ impl ProcessWorker {
         Ok(ProcessWorker {
             tx,
             done: Mutex::new(Some(done)),
+            shared,
         })
     }
 }
@@ -177,6 +181,16 @@ impl Backend for ProcessWorker {
 
     fn attach(&self, core: Weak<PoolCore>, slot: Weak<WorkerSlot>) {
         let _ = self.tx.send(Msg::Attach(core, slot));
+    }
+
+    fn retire(&self) -> Vec<Box<dyn ErasedTask>> {
+        // The host holds the queue; it hands it back to the pool itself.
+        let _ = self.tx.send(Msg::Retire);
+        Vec::new()
+    }
+
+    fn running(&self) -> usize {
+        usize::from(!self.shared.lock().inflight.is_empty())
     }
 }
 
@@ -475,6 +489,17 @@ impl Host {
                 }
             }
             Msg::Answered => {}
+            Msg::Retire => {
+                let fin = self.fin();
+                for task in std::mem::take(&mut self.pending) {
+                    self.shared.load.fetch_sub(1, Ordering::Relaxed);
+                    match self.core.upgrade() {
+                        Some(core) => core.resubmit(task, &fin),
+                        None => task.fail(TaskError::Cancelled, &fin),
+                    }
+                }
+                self.handle(Msg::Stop(Shutdown::Drain));
+            }
         }
     }
 

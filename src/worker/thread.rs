@@ -41,6 +41,9 @@ pub(crate) type Siblings = Arc<RwLock<Vec<Sibling>>>;
 pub(crate) struct ThreadWorker {
     pinned: Sender<Msg>,
     shared: Sender<Box<dyn ErasedTask>>,
+    /// Our own shared queue, to hand its tasks back when the worker retires.
+    shared_rx: Receiver<Box<dyn ErasedTask>>,
+    busy: Arc<AtomicBool>,
     abort: Arc<AtomicBool>,
     done: Mutex<Option<Value<(), TaskError>>>,
     siblings: Siblings,
@@ -68,6 +71,7 @@ impl ThreadWorker {
             load,
             busy: Arc::new(AtomicBool::new(false)),
         };
+        let (shared_rx, busy) = (me.shared.clone(), me.busy.clone());
         let worker = Worker {
             me: me.clone(),
             pinned: pinned_rx,
@@ -86,6 +90,8 @@ impl ThreadWorker {
         Ok(ThreadWorker {
             pinned: pinned_tx,
             shared: shared_tx,
+            shared_rx,
+            busy,
             abort,
             done: Mutex::new(Some(done)),
             siblings,
@@ -120,7 +126,11 @@ impl Worker {
         while let Next::Task(task, load) = self.next() {
             self.run(task, &load);
         }
-        // Stop came after every pinned task; run (or cancel) what is still in the shared queue.
+        // Stop came after every pinned task queued before it; run (or cancel) what is still in the
+        // queues (a retiring worker's shared queue was already handed back).
+        while let Ok(Msg::Run(task)) = self.pinned.try_recv() {
+            self.run(task, &self.me.load);
+        }
         while let Ok(task) = self.me.shared.try_recv() {
             self.run(task, &self.me.load);
         }
@@ -219,6 +229,17 @@ impl Backend for ThreadWorker {
             // Asked twice: the first caller holds the real signal.
             None => Value::ready(Ok(())),
         }
+    }
+
+    fn retire(&self) -> Vec<Box<dyn ErasedTask>> {
+        // Unpinned tasks move to other workers; pinned ones run here before the stop message.
+        let moved: Vec<_> = self.shared_rx.try_iter().collect();
+        let _ = self.pinned.send(Msg::Stop);
+        moved
+    }
+
+    fn running(&self) -> usize {
+        usize::from(self.busy.load(Ordering::Relaxed))
     }
 }
 

@@ -1,0 +1,397 @@
+//! An elastic pool: workers added and retired between `min` and `max`, by hand
+//! ([`PoolHandle::resize`](crate::PoolHandle::resize)) or by a [`Resizer`] watching the pressure;
+//! lost (stuck) workers replaced; [`WorkerStarted`] and [`WorkerStopped`] announced.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::builder::PoolError;
+use super::core::{Mode, PoolCore, WorkerRoute};
+use crate::bus::Target;
+use crate::channel::Channel;
+use crate::task::StuckHook;
+use crate::tree::{Component, Stop};
+use crate::worker::process::ProcessWorker;
+use crate::worker::thread::ThreadWorker;
+use crate::worker::{Backend, Shutdown, Worker, WorkerSlot};
+
+/// Fired on the pool's channel when a worker joins the pool.
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct WorkerStarted {
+    /// The new worker's channel.
+    pub worker: Channel,
+    /// How many workers the pool has now.
+    pub workers: usize,
+}
+
+/// Fired on the pool's channel when a worker leaves the pool (retired by a resize, or lost to a
+/// stuck task).
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct WorkerStopped {
+    /// The worker's channel.
+    pub worker: Channel,
+    /// How many workers the pool has now.
+    pub workers: usize,
+    /// Why: `"resized"` or `"lost: ..."`.
+    pub reason: String,
+}
+
+/// How the pool resizes itself from measured pressure, in the spirit of Akka's `DefaultResizer`.
+///
+/// Every `interval` the resizer counts the busy workers (load at least `pressure_threshold`). When
+/// every worker is busy and tasks are waiting, it grows by `rampup_rate` of the current size (at
+/// least one worker); when fewer than `backoff_threshold` of the workers are busy, it shrinks by
+/// `backoff_rate` (at least one). After a resize it waits `cooldown` before the next. Always within
+/// `min..=max`.
+///
+/// ```
+/// use std::time::Duration;
+/// use circuits::prelude::*;
+/// use circuits::Resizer;
+///
+/// # #[actix::main] async fn main() {
+/// let pool = Pool::builder()
+///     .min(1)
+///     .max(4)
+///     .resizer(Resizer::default().cooldown(Duration::from_millis(50)))
+///     .start();
+/// pool.stop().await;
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Resizer {
+    /// A worker with at least this many tasks (queued + running) counts as busy (default 1).
+    pub pressure_threshold: usize,
+    /// Grow by this fraction of the current size when all workers are busy (default 0.2).
+    pub rampup_rate: f64,
+    /// Shrink when fewer than this fraction of the workers are busy (default 0.3).
+    pub backoff_threshold: f64,
+    /// Shrink by this fraction of the current size (default 0.1).
+    pub backoff_rate: f64,
+    /// How often pressure is measured (default 100 ms).
+    pub interval: Duration,
+    /// The least time between two resizes (default 1 s).
+    pub cooldown: Duration,
+}
+
+impl Default for Resizer {
+    fn default() -> Self {
+        Resizer {
+            pressure_threshold: 1,
+            rampup_rate: 0.2,
+            backoff_threshold: 0.3,
+            backoff_rate: 0.1,
+            interval: Duration::from_millis(100),
+            cooldown: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Resizer {
+    /// Sets how often pressure is measured.
+    pub fn interval(mut self, every: Duration) -> Self {
+        self.interval = every.max(Duration::from_millis(1));
+        self
+    }
+    /// Sets the least time between two resizes.
+    pub fn cooldown(mut self, wait: Duration) -> Self {
+        self.cooldown = wait;
+        self
+    }
+    /// Sets the busy threshold, in tasks per worker.
+    pub fn pressure_threshold(mut self, tasks: usize) -> Self {
+        self.pressure_threshold = tasks.max(1);
+        self
+    }
+
+    /// The size to move to from `loads`, or `None` to stay.
+    pub(crate) fn decide(&self, loads: &[usize], min: usize, max: usize) -> Option<usize> {
+        let n = loads.len();
+        if n == 0 {
+            return Some(min);
+        }
+        let busy = loads.iter().filter(|l| **l >= self.pressure_threshold).count();
+        let waiting = loads.iter().any(|l| *l > self.pressure_threshold);
+        let step = |rate: f64| ((n as f64 * rate).ceil() as usize).max(1);
+        let target = if busy == n && waiting {
+            (n + step(self.rampup_rate)).min(max)
+        } else if (busy as f64) < n as f64 * self.backoff_threshold {
+            n.saturating_sub(step(self.backoff_rate)).max(min)
+        } else {
+            n
+        };
+        (target != n).then_some(target)
+    }
+}
+
+fn announce<E: crate::Event>(core: &PoolCore, event: E) {
+    let bus = core.bus.clone();
+    let target = Target::from(&core.channel);
+    core.bus
+        .spawn(async move { bus.fire_plain(&target, event).await });
+}
+
+/// Starts one worker: its backend, its actor, its component and its route; fires `WorkerStarted`.
+pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolError> {
+    let channel = Channel::unique();
+    let fin = Arc::new(core.finisher(&channel));
+    let load = Arc::new(AtomicUsize::new(0));
+    let backend: Box<dyn Backend> = match &core.mode {
+        Mode::Thread => Box::new(
+            ThreadWorker::spawn(fin.clone(), load.clone(), core.siblings.clone())
+                .map_err(|e| PoolError::Spawn(e.to_string()))?,
+        ),
+        Mode::Process(cfg) => Box::new(
+            ProcessWorker::spawn(cfg.clone(), fin.clone(), load.clone())
+                .map_err(|e| PoolError::Spawn(e.to_string()))?,
+        ),
+    };
+    let slot = Arc::new(WorkerSlot {
+        channel: RwLock::new(channel.clone()),
+        load,
+        fin: RwLock::new(fin.clone()),
+        backend,
+        component: Mutex::new(None),
+        stopper: OnceLock::new(),
+    });
+    slot.backend
+        .attach(Arc::downgrade(core), Arc::downgrade(&slot));
+    if let (Some(after), Mode::Thread) = (core.stuck_after, &core.mode) {
+        let _ = fin.stuck.set(StuckHook {
+            after,
+            core: Arc::downgrade(core),
+            slot: Arc::downgrade(&slot),
+        });
+    }
+    // Worker actors live on the pool's arbiter, so a worker can be added from any thread.
+    let actor = Worker {
+        slot: slot.clone(),
+        core: core.clone(),
+    };
+    let addr = Worker::start_in_arbiter(&core.arbiter, move |_| actor);
+    let stopper = addr.recipient::<Stop>();
+    let _ = slot.stopper.set(stopper.clone());
+    let mut component = Component::new("worker")
+        .channel(channel.clone())
+        .stopper(stopper);
+    if let Some(parent) = core.component.get() {
+        component = component.parent(*parent);
+    }
+    let id = core.bus.register(component)?;
+    *slot.component.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+    let workers = {
+        let mut w = core.workers.write().unwrap_or_else(|p| p.into_inner());
+        w.push(slot.clone());
+        w.len()
+    };
+    core.bus.add_route(
+        channel.clone(),
+        Arc::new(WorkerRoute {
+            core: Arc::downgrade(core),
+            slot: Arc::downgrade(&slot),
+        }),
+    );
+    core.bus.mark_started(id)?;
+    tracing::debug!(pool = %core.channel, worker = %channel, workers, "worker started");
+    announce(
+        core,
+        WorkerStarted {
+            worker: channel,
+            workers,
+        },
+    );
+    Ok(slot)
+}
+
+impl PoolCore {
+    /// Takes `slot` out of the pool: no new task is routed to it, its queued tasks move to the
+    /// others, it finishes its running task and stops. Fires `WorkerStopped`.
+    pub(crate) fn remove_worker(self: &Arc<Self>, slot: &Arc<WorkerSlot>, reason: String) -> bool {
+        let workers = {
+            let mut w = self.workers.write().unwrap_or_else(|p| p.into_inner());
+            let before = w.len();
+            w.retain(|s| !Arc::ptr_eq(s, slot));
+            if w.len() == before {
+                return false; // already gone
+            }
+            w.len()
+        };
+        let channel = slot.channel();
+        self.bus.remove_route(&channel);
+        let fin = slot.fin();
+        for task in slot.backend.retire() {
+            slot.load.fetch_sub(1, Ordering::Relaxed);
+            self.resubmit(task, &fin);
+        }
+        fin.counters.merge_into(&self.retired);
+        let component = slot
+            .component
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(id) = component {
+            let _ = self.bus.unregister(id);
+        }
+        if let Some(stopper) = slot.stopper.get() {
+            stopper.do_send(Stop);
+        }
+        tracing::debug!(pool = %self.channel, worker = %channel, workers, %reason, "worker stopped");
+        announce(
+            self,
+            WorkerStopped {
+                worker: channel,
+                workers,
+                reason,
+            },
+        );
+        true
+    }
+
+    /// Grows or shrinks to `n`, clamped to `min..=max`; returns the new size. Shrinking retires the
+    /// least loaded workers first.
+    pub(crate) fn resize_to(self: &Arc<Self>, n: usize) -> usize {
+        let target = n.clamp(self.min, self.max);
+        let _guard = self.resizing.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if self.is_stopped() {
+                break;
+            }
+            let current = self.workers().len();
+            if current < target {
+                if add_worker(self).is_err() {
+                    break;
+                }
+            } else if current > target {
+                let victim = self
+                    .workers()
+                    .iter()
+                    .min_by_key(|w| w.load.load(Ordering::Relaxed))
+                    .cloned();
+                match victim {
+                    Some(v) => {
+                        self.remove_worker(&v, "resized".into());
+                    }
+                    None => break,
+                }
+            } else {
+                break;
+            }
+        }
+        self.workers().len()
+    }
+
+    /// A thread worker ran one task past `stuck_after`: replace it. The stuck thread keeps running
+    /// its task and exits when it returns.
+    pub(crate) fn worker_lost(self: &Arc<Self>, slot: &Arc<WorkerSlot>) {
+        if self.is_stopped() {
+            return;
+        }
+        let _guard = self.resizing.lock().unwrap_or_else(|p| p.into_inner());
+        let limit = self.stuck_after.unwrap_or_default();
+        if self.remove_worker(slot, format!("lost: a task ran longer than {limit:?}")) {
+            slot.backend.shutdown(Shutdown::Drain);
+            if self.workers().len() < self.max.max(self.min) {
+                let _ = add_worker(self);
+            }
+        }
+    }
+
+    /// A snapshot of the pool.
+    pub(crate) fn stats(&self) -> super::stats::PoolStats {
+        let workers = self.workers();
+        let loads: Vec<usize> = workers
+            .iter()
+            .map(|w| w.load.load(Ordering::Relaxed))
+            .collect();
+        let fins: Vec<_> = workers.iter().map(|w| w.fin()).collect();
+        let running: u64 = workers.iter().map(|w| w.backend.running() as u64).sum();
+        let done = self.retired.done.load(Ordering::Relaxed)
+            + fins
+                .iter()
+                .map(|f| f.counters.done.load(Ordering::Relaxed))
+                .sum::<u64>();
+        let failed = self.retired.failed.load(Ordering::Relaxed)
+            + fins
+                .iter()
+                .map(|f| f.counters.failed.load(Ordering::Relaxed))
+                .sum::<u64>();
+        let load: u64 = loads.iter().map(|l| *l as u64).sum();
+        super::stats::PoolStats {
+            workers: workers.len(),
+            loads,
+            pushed: self.pushed(),
+            done,
+            failed,
+            running: running.min(load),
+            queued: load.saturating_sub(running),
+            latency: super::stats::latency(fins.iter().map(|f| &f.counters)),
+        }
+    }
+}
+
+/// Runs the resizer on the bus's dispatch thread until the pool stops or is dropped.
+pub(crate) fn run_resizer(core: &Arc<PoolCore>, r: Resizer) {
+    let weak = Arc::downgrade(core);
+    core.bus.spawn(async move {
+        let mut last = Instant::now() - r.cooldown;
+        loop {
+            tokio::time::sleep(r.interval).await;
+            let Some(core) = weak.upgrade() else { return };
+            if core.is_stopped() {
+                return;
+            }
+            if last.elapsed() < r.cooldown {
+                continue;
+            }
+            let loads: Vec<usize> = core
+                .workers()
+                .iter()
+                .map(|w| w.load.load(Ordering::Relaxed))
+                .collect();
+            if let Some(n) = r.decide(&loads, core.min, core.max) {
+                // Starting workers (threads, processes) blocks briefly; keep it off this thread.
+                let c = core.clone();
+                let _ = tokio::task::spawn_blocking(move || c.resize_to(n)).await;
+                last = Instant::now();
+            }
+        }
+    });
+}
+
+/// Fires `PoolStats` on the pool's channel every `period` until the pool stops or is dropped.
+pub(crate) fn run_stats_events(core: &Arc<PoolCore>, period: Duration) {
+    let weak = Arc::downgrade(core);
+    core.bus.spawn(async move {
+        loop {
+            tokio::time::sleep(period).await;
+            let Some(core) = weak.upgrade() else { return };
+            if core.is_stopped() {
+                return;
+            }
+            let stats = core.stats();
+            let target = Target::from(&core.channel);
+            core.bus.fire_plain(&target, stats).await;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resizer_grows_when_all_are_busy_and_shrinks_when_few_are() {
+        let r = Resizer::default();
+        assert_eq!(r.decide(&[3, 2], 1, 10), Some(3)); // all busy, tasks waiting: +20% (>= 1)
+        assert_eq!(r.decide(&[1, 1], 1, 10), None); // busy but nothing waiting
+        assert_eq!(r.decide(&[5, 5, 5, 5, 5, 5, 5, 5, 5, 5], 1, 10), None); // at max
+        assert_eq!(r.decide(&[0, 0, 0, 1], 1, 10), Some(3)); // 25% busy < 30%: -10% (>= 1)
+        assert_eq!(r.decide(&[0], 1, 10), None); // at min
+        assert_eq!(r.decide(&[1, 0], 1, 10), None); // 50% busy: stay
+    }
+}
