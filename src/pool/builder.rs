@@ -264,4 +264,3 @@ impl PoolBuilder {
         Ok(PoolHandle { core, addr })
     }
 }
-

@@ -109,14 +109,26 @@ impl Resizer {
         self
     }
 
-    /// The size to move to from `loads`, or `None` to stay.
-    pub(crate) fn decide(&self, loads: &[usize], min: usize, max: usize) -> Option<usize> {
-        let n = loads.len();
+    /// The size to move to from each worker's `(load, running)`, or `None` to stay. A worker is
+    /// busy when its load reaches the threshold or it is running a task (a task it stole counts
+    /// on its victim's load); tasks are waiting when the loads exceed what is running.
+    pub(crate) fn decide(
+        &self,
+        workers: &[(usize, usize)],
+        min: usize,
+        max: usize,
+    ) -> Option<usize> {
+        let n = workers.len();
         if n == 0 {
             return Some(min);
         }
-        let busy = loads.iter().filter(|l| **l >= self.pressure_threshold).count();
-        let waiting = loads.iter().any(|l| *l > self.pressure_threshold);
+        let busy = workers
+            .iter()
+            .filter(|(load, running)| *load >= self.pressure_threshold || *running > 0)
+            .count();
+        let load: usize = workers.iter().map(|w| w.0).sum();
+        let running: usize = workers.iter().map(|w| w.1).sum();
+        let waiting = load > running;
         let step = |rate: f64| ((n as f64 * rate).ceil() as usize).max(1);
         let target = if busy == n && waiting {
             (n + step(self.rampup_rate)).min(max)
@@ -348,12 +360,12 @@ pub(crate) fn run_resizer(core: &Arc<PoolCore>, r: Resizer) {
             if last.elapsed() < r.cooldown {
                 continue;
             }
-            let loads: Vec<usize> = core
+            let pressure: Vec<(usize, usize)> = core
                 .workers()
                 .iter()
-                .map(|w| w.load.load(Ordering::Relaxed))
+                .map(|w| (w.load.load(Ordering::Relaxed), w.backend.running()))
                 .collect();
-            if let Some(n) = r.decide(&loads, core.min, core.max) {
+            if let Some(n) = r.decide(&pressure, core.min, core.max) {
                 // Starting workers (threads, processes) blocks briefly; keep it off this thread.
                 let c = core.clone();
                 let _ = tokio::task::spawn_blocking(move || c.resize_to(n)).await;
@@ -387,11 +399,19 @@ mod tests {
     #[test]
     fn the_resizer_grows_when_all_are_busy_and_shrinks_when_few_are() {
         let r = Resizer::default();
-        assert_eq!(r.decide(&[3, 2], 1, 10), Some(3)); // all busy, tasks waiting: +20% (>= 1)
-        assert_eq!(r.decide(&[1, 1], 1, 10), None); // busy but nothing waiting
-        assert_eq!(r.decide(&[5, 5, 5, 5, 5, 5, 5, 5, 5, 5], 1, 10), None); // at max
-        assert_eq!(r.decide(&[0, 0, 0, 1], 1, 10), Some(3)); // 25% busy < 30%: -10% (>= 1)
-        assert_eq!(r.decide(&[0], 1, 10), None); // at min
-        assert_eq!(r.decide(&[1, 0], 1, 10), None); // 50% busy: stay
+        // all busy, tasks waiting: +20% (at least one)
+        assert_eq!(r.decide(&[(3, 1), (2, 1)], 1, 10), Some(3));
+        // busy but nothing waiting
+        assert_eq!(r.decide(&[(1, 1), (1, 1)], 1, 10), None);
+        // a worker running a stolen task is busy though its own load is 0
+        assert_eq!(r.decide(&[(5, 1), (0, 1)], 1, 10), Some(3));
+        // at max
+        assert_eq!(r.decide(&[(5, 1); 10], 1, 10), None);
+        // 25% busy < 30%: -10% (at least one)
+        assert_eq!(r.decide(&[(0, 0), (0, 0), (0, 0), (1, 1)], 1, 10), Some(3));
+        // at min
+        assert_eq!(r.decide(&[(0, 0)], 1, 10), None);
+        // 50% busy: stay
+        assert_eq!(r.decide(&[(1, 1), (0, 0)], 1, 10), None);
     }
 }

@@ -1,0 +1,358 @@
+//! An elastic, bounded, observable pool: resizing within bounds, backpressure, stuck workers, stats.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use circuits::prelude::*;
+use circuits::{Full, PoolStats, Resizer, WorkerStarted, WorkerStopped};
+use proptest::prelude::*;
+
+const BOUND: Duration = Duration::from_secs(60);
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .expect("the test went past its time bound")
+}
+
+/// A task that waits for `gate` to open.
+fn gated(gate: &Arc<AtomicBool>, v: u64) -> Task<u64> {
+    let g = gate.clone();
+    Task::new(move || {
+        while !g.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        v
+    })
+}
+
+fn quick_resizer() -> Resizer {
+    Resizer::default()
+        .interval(Duration::from_millis(5))
+        .cooldown(Duration::from_millis(10))
+}
+
+#[actix_rt::test]
+async fn the_pool_grows_to_max_under_a_burst_and_back_to_min_when_idle() {
+    let pool = Pool::builder()
+        .min(1)
+        .max(4)
+        .resizer(quick_resizer())
+        .start();
+    let gate = Arc::new(AtomicBool::new(false));
+    let burst: Vec<_> = (0..40).map(|i| pool.push(gated(&gate, i))).collect();
+    let mut sizes = Vec::new();
+    bounded(async {
+        while pool.workers().len() < 4 {
+            sizes.push(pool.workers().len());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    gate.store(true, Ordering::Release);
+    for (i, v) in burst.into_iter().enumerate() {
+        assert_eq!(bounded(v).await, Ok(i as u64));
+    }
+    bounded(async {
+        while pool.workers().len() > 1 {
+            sizes.push(pool.workers().len());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    assert!(
+        sizes.iter().all(|n| (1..=4).contains(n)),
+        "sizes seen: {sizes:?}"
+    );
+    assert_eq!(pool.workers().len(), 1);
+    pool.stop().await;
+}
+
+#[actix_rt::test]
+async fn resizing_by_hand_stays_within_the_bounds_and_announces_workers() {
+    #[derive(Default)]
+    struct Seen(Vec<String>);
+    struct Watch(Arc<Mutex<Seen>>);
+    impl Actor for Watch {
+        type Context = Context<Self>;
+    }
+    impl Handler<WorkerStarted> for Watch {
+        type Result = ();
+        fn handle(&mut self, e: WorkerStarted, _: &mut Context<Self>) {
+            self.0
+                .lock()
+                .unwrap()
+                .0
+                .push(format!("started {}", e.workers));
+        }
+    }
+    impl Handler<WorkerStopped> for Watch {
+        type Result = ();
+        fn handle(&mut self, e: WorkerStopped, _: &mut Context<Self>) {
+            self.0
+                .lock()
+                .unwrap()
+                .0
+                .push(format!("stopped {} {}", e.workers, e.reason));
+        }
+    }
+    let pool = Pool::builder()
+        .min(2)
+        .max(5)
+        .resizer(Resizer::default().interval(Duration::from_secs(3600)))
+        .start();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let w = Watch(seen.clone()).start();
+    pool.bus()
+        .subscribe(pool.channel(), w.clone().recipient::<WorkerStarted>())
+        .unwrap();
+    pool.bus()
+        .subscribe(pool.channel(), w.recipient::<WorkerStopped>())
+        .unwrap();
+    let first = pool.workers();
+    assert_eq!(pool.resize(50), 5);
+    assert_eq!(pool.workers().len(), 5);
+    assert!(
+        first.iter().all(|c| pool.workers().contains(c)),
+        "growing keeps the old workers"
+    );
+    let bus = pool.bus();
+    let pool_component = bus
+        .components()
+        .into_iter()
+        .find(|c| c.name == "pool")
+        .unwrap();
+    assert_eq!(
+        bus.children(pool_component.id).len(),
+        5,
+        "new workers join the tree"
+    );
+    assert_eq!(pool.resize(0), 2);
+    assert_eq!(bus.children(pool_component.id).len(), 2);
+    for i in 0..20u64 {
+        assert_eq!(bounded(pool.push(Task::new(move || i))).await, Ok(i));
+    }
+    let expected = [
+        "started 3",
+        "started 4",
+        "started 5",
+        "stopped 4 resized",
+        "stopped 3 resized",
+        "stopped 2 resized",
+    ];
+    bounded(async {
+        while !seen
+            .lock()
+            .unwrap()
+            .0
+            .ends_with(&expected.map(String::from))
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    // The start-up workers' own announcements may arrive after the subscription too.
+    let seen = seen.lock().unwrap().0.clone();
+    let early = &seen[..seen.len() - expected.len()];
+    assert!(
+        early.iter().all(|e| e == "started 1" || e == "started 2"),
+        "{seen:?}"
+    );
+    pool.stop().await;
+}
+
+#[actix_rt::test]
+async fn try_push_on_a_full_pool_gives_the_task_back() {
+    let pool = Pool::builder().min(1).queue_bound(2).start();
+    let gate = Arc::new(AtomicBool::new(false));
+    let a = pool.push(gated(&gate, 1));
+    let b = pool.push(gated(&gate, 2));
+    let Err(Full(task)) = pool.try_push(Task::new(|| 3u64)) else {
+        panic!("a full pool must refuse");
+    };
+    // The actor path and the bus get the same error.
+    assert_eq!(
+        pool.addr().send(Task::new(|| 4u64)).await.unwrap(),
+        Err(TaskError::Full)
+    );
+    assert_eq!(
+        bounded(pool.bus().call("pool", Task::new(|| 5u64))).await,
+        Err(TaskError::Full)
+    );
+    gate.store(true, Ordering::Release);
+    assert_eq!(bounded(a).await, Ok(1));
+    assert_eq!(bounded(b).await, Ok(2));
+    // The task handed back is whole: it runs once there is room.
+    let again = pool.try_push(task).expect("room again");
+    assert_eq!(bounded(again).await, Ok(3));
+    pool.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_producer_waiting_for_room_resumes_when_room_frees() {
+    let pool = Pool::builder().min(1).queue_bound(1).start();
+    let gate = Arc::new(AtomicBool::new(false));
+    let first = pool.push(gated(&gate, 1));
+    let mut waiting = Box::pin(pool.send(Task::new(|| 2u64)));
+    assert!(
+        futures::poll!(waiting.as_mut()).is_pending(),
+        "no room: send waits"
+    );
+    // push does not wait itself: its value resolves after the task got room and ran.
+    let parked = pool.push(Task::new(|| 3u64));
+    gate.store(true, Ordering::Release);
+    assert_eq!(bounded(first).await, Ok(1));
+    let second = bounded(waiting).await;
+    assert_eq!(bounded(second).await, Ok(2));
+    assert_eq!(bounded(parked).await, Ok(3));
+    pool.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_stuck_task_is_detected_and_the_pool_keeps_its_worker_count() {
+    let pool = Pool::builder()
+        .min(2)
+        .stuck_after(Duration::from_millis(100))
+        .start();
+    let gate = Arc::new(AtomicBool::new(false));
+    let before = pool.workers();
+    let stuck = pool.push(gated(&gate, 1).key("stuck")); // keyed: it stays on its worker
+    assert_eq!(
+        bounded(stuck).await,
+        Err(TaskError::TimedOut(Duration::from_millis(100)))
+    );
+    bounded(async {
+        while pool.workers().len() != 2 || pool.workers() == before {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    assert_eq!(pool.workers().len(), 2);
+    for i in 0..20u64 {
+        assert_eq!(bounded(pool.push(Task::new(move || i))).await, Ok(i));
+    }
+    gate.store(true, Ordering::Release); // the stuck thread finishes on its own and exits
+    pool.stop().await;
+}
+
+#[actix_rt::test]
+async fn stats_add_up_and_are_fired_periodically() {
+    struct Last(Arc<Mutex<Option<PoolStats>>>);
+    impl Actor for Last {
+        type Context = Context<Self>;
+    }
+    impl Handler<PoolStats> for Last {
+        type Result = ();
+        fn handle(&mut self, s: PoolStats, _: &mut Context<Self>) {
+            *self.0.lock().unwrap() = Some(s);
+        }
+    }
+    let pool = Pool::builder()
+        .min(2)
+        .track_latency()
+        .stats_every(Duration::from_millis(10))
+        .start();
+    let last = Arc::new(Mutex::new(None));
+    pool.bus()
+        .subscribe(pool.channel(), Last(last.clone()).start().recipient())
+        .unwrap();
+    let gate = Arc::new(AtomicBool::new(false));
+    let held: Vec<_> = (0..4).map(|i| pool.push(gated(&gate, i))).collect();
+    let values: Vec<_> = (0..100u64)
+        .map(|i| {
+            pool.push(Task::fallible(
+                move || if i % 4 == 0 { Err("no") } else { Ok(i) },
+            ))
+        })
+        .collect();
+    let s = pool.stats();
+    assert_eq!(s.pushed, 104);
+    assert_eq!(s.done + s.failed + s.queued + s.running, s.pushed, "{s:?}");
+    gate.store(true, Ordering::Release);
+    for v in held.into_iter().chain(values) {
+        let _ = bounded(v).await;
+    }
+    let s = bounded(async {
+        loop {
+            let s = pool.stats();
+            if s.loads.iter().all(|l| *l == 0) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!((s.done, s.failed, s.queued, s.running), (79, 25, 0, 0));
+    assert_eq!(s.done + s.failed, s.pushed);
+    assert_eq!(s.latency.map(|l| l.count), Some(104));
+    bounded(async {
+        while last
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_none_or(|s| s.done + s.failed < 104)
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    assert_eq!(last.lock().unwrap().as_ref().unwrap().workers, 2);
+    pool.stop().await;
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Push(usize),
+    Resize(usize),
+}
+
+fn steps() -> impl Strategy<Value = Vec<Step>> {
+    proptest::collection::vec(
+        prop_oneof![
+            (1usize..200).prop_map(Step::Push),
+            (0usize..8).prop_map(Step::Resize)
+        ],
+        5..20,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_task_is_lost_or_run_twice_across_resizes(plan in steps()) {
+        actix::System::new().block_on(async move {
+            let pool = Pool::builder().min(1).max(6).resizer(Resizer::default().interval(Duration::from_secs(3600))).start();
+            let total: usize = plan.iter().map(|s| if let Step::Push(n) = s { *n } else { 0 }).sum();
+            let runs: Arc<Vec<AtomicU32>> = Arc::new((0..total).map(|_| AtomicU32::new(0)).collect());
+            let mut values = Vec::new();
+            let mut next = 0usize;
+            for step in &plan {
+                match step {
+                    Step::Push(n) => {
+                        for _ in 0..*n {
+                            let (runs, i) = (runs.clone(), next);
+                            values.push((i, pool.push(Task::new(move || {
+                                runs[i].fetch_add(1, Ordering::SeqCst);
+                                std::thread::sleep(Duration::from_micros(50));
+                                i as u64
+                            }))));
+                            next += 1;
+                        }
+                    }
+                    Step::Resize(n) => {
+                        let size = pool.resize(*n);
+                        assert!((1..=6).contains(&size));
+                    }
+                }
+            }
+            for (i, v) in values {
+                assert_eq!(bounded(v).await, Ok(i as u64));
+            }
+            assert!(runs.iter().all(|r| r.load(Ordering::SeqCst) == 1), "every task ran exactly once");
+            pool.stop().await;
+        });
+    }
+}
