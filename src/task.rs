@@ -189,13 +189,13 @@ impl<R: TaskOutput> Task<R> {
                 id,
                 run: self.run,
                 promise,
-                permit: None,
                 extra: (self.job.is_some() || self.key.is_some() || self.timeout.is_some()).then(
                     || {
                         Box::new(Extra {
                             job: self.job,
                             key: self.key,
                             timeout: self.timeout,
+                            permit: None,
                         })
                     },
                 ),
@@ -375,8 +375,6 @@ struct TaskCell<R> {
     id: TaskId,
     run: Closure<R>,
     promise: Promise<Result<R, TaskError>>,
-    /// A bounded pool's permit: room frees when the task is dropped.
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// What most tasks do not have, boxed so a plain closure task stays four words.
     extra: Option<Box<Extra<R>>>,
 }
@@ -385,6 +383,19 @@ struct Extra<R> {
     job: Option<JobCall<R>>,
     key: Option<u64>,
     timeout: Option<Duration>,
+    /// A bounded pool's permit: room frees when the task is dropped.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl<R> Extra<R> {
+    fn empty() -> Box<Self> {
+        Box::new(Extra {
+            job: None,
+            key: None,
+            timeout: None,
+            permit: None,
+        })
+    }
 }
 
 /// The text of a panic payload.
@@ -402,13 +413,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
     fn prepare(&mut self, id: TaskId, default_timeout: Option<Duration>) {
         self.id = id;
         if let Some(limit) = default_timeout {
-            let extra = self.extra.get_or_insert_with(|| {
-                Box::new(Extra {
-                    job: None,
-                    key: None,
-                    timeout: None,
-                })
-            });
+            let extra = self.extra.get_or_insert_with(Extra::empty);
             extra.timeout.get_or_insert(limit);
         }
     }
@@ -460,7 +465,6 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             });
             finished
         });
-        let _span = tracing::trace_span!("circuits.task", id = id.0).entered();
         let started = fin.counters.tracks_latency().then(std::time::Instant::now);
         let result = match catch_unwind(AssertUnwindSafe(run)) {
             Ok(r) => r,
@@ -480,7 +484,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
     }
 
     fn hold(&mut self, permit: tokio::sync::OwnedSemaphorePermit) {
-        self.permit = Some(permit);
+        self.extra.get_or_insert_with(Extra::empty).permit = Some(permit);
     }
 
     fn fail(self: Box<Self>, error: TaskError, fin: &Finisher) {

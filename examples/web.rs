@@ -1,0 +1,325 @@
+//! An actix-web service that offloads work to two pools sharing one bus: hashing on a thread pool,
+//! prime counting (and a deliberately crashing job) on a process pool, and a Server-Sent Events
+//! stream of the pools' result events and stats.
+//!
+//! ```text
+//! cargo run --release --example web                 # listens on 127.0.0.1:8080 (--port N to change)
+//! curl -X POST --data-binary 'hello' 'localhost:8080/hash?rounds=1000'
+//! curl 'localhost:8080/primes?limit=1000000'
+//! curl -X POST localhost:8080/crash                 # 500 for this request; the server goes on
+//! curl -N localhost:8080/events                     # result events as they happen
+//! curl localhost:8080/stats
+//! ```
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
+use circuits::prelude::*;
+use circuits::PoolStats;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// Counts the primes below `limit` (in a worker process).
+#[derive(Serialize, Deserialize)]
+struct CountPrimes {
+    limit: u64,
+}
+
+impl Job for CountPrimes {
+    const NAME: &'static str = "count-primes";
+    type Output = u64;
+    fn run(self) -> u64 {
+        if self.limit < 3 {
+            return 0;
+        }
+        let mut sieve = vec![true; self.limit as usize];
+        sieve[0] = false;
+        sieve[1] = false;
+        let mut i = 2;
+        while i * i < sieve.len() {
+            if sieve[i] {
+                sieve[i * i..]
+                    .iter_mut()
+                    .step_by(i)
+                    .for_each(|s| *s = false);
+            }
+            i += 1;
+        }
+        sieve.iter().filter(|p| **p).count() as u64
+    }
+}
+
+/// Aborts its worker process: a stand-in for a native library that crashes.
+#[derive(Serialize, Deserialize)]
+struct Crash;
+
+impl Job for Crash {
+    const NAME: &'static str = "crash";
+    type Output = ();
+    fn run(self) {
+        std::process::abort()
+    }
+}
+
+/// FNV-1a over the data, `rounds` times over (each round hashes the previous digest too).
+fn hash(data: &[u8], rounds: u32) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for _ in 0..rounds {
+        for b in data.iter().chain(h.to_le_bytes().iter()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// Errors as HTTP answers: the request's fault is a 400, a task that died is a 500.
+#[derive(Debug)]
+enum ApiError {
+    BadRequest(String),
+    Task(TaskError),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::BadRequest(m) => write!(f, "{m}"),
+            ApiError::Task(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Task(TaskError::Full) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .json(serde_json::json!({ "error": self.to_string() }))
+    }
+}
+
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> Self {
+        ApiError::Task(e)
+    }
+}
+
+struct Pools {
+    threads: PoolHandle,
+    procs: PoolHandle,
+}
+
+/// Parses a required, bounded number from the query string, with a message a person can act on.
+fn number(
+    query: &web::Query<std::collections::HashMap<String, String>>,
+    name: &str,
+    max: u64,
+) -> Result<u64, ApiError> {
+    let raw = query
+        .get(name)
+        .ok_or_else(|| ApiError::BadRequest(format!("missing query parameter `{name}`")))?;
+    let n: u64 = raw.parse().map_err(|_| {
+        ApiError::BadRequest(format!("`{name}` must be a whole number, got {raw:?}"))
+    })?;
+    if n == 0 || n > max {
+        return Err(ApiError::BadRequest(format!(
+            "`{name}` must be between 1 and {max}, got {n}"
+        )));
+    }
+    Ok(n)
+}
+
+async fn hash_body(
+    pools: web::Data<Pools>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let rounds = number(&query, "rounds", 1_000_000)? as u32;
+    if body.is_empty() {
+        return Err(ApiError::BadRequest(
+            "send the data to hash as the request body".into(),
+        ));
+    }
+    let digest = pools
+        .threads
+        .push(Task::new(move || hash(&body, rounds)))
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "rounds": rounds, "hash": digest })))
+}
+
+async fn primes(
+    pools: web::Data<Pools>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = number(&query, "limit", 50_000_000)?;
+    let task = Task::job(CountPrimes { limit }).timeout(Duration::from_secs(30));
+    let count = pools.procs.push(task).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "limit": limit, "primes": count })))
+}
+
+async fn crash(pools: web::Data<Pools>) -> Result<HttpResponse, ApiError> {
+    pools.procs.push(Task::job(Crash)).await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+fn stats_json(s: &PoolStats) -> serde_json::Value {
+    serde_json::json!({
+        "workers": s.workers, "pushed": s.pushed, "done": s.done, "failed": s.failed,
+        "queued": s.queued, "running": s.running,
+    })
+}
+
+async fn stats(pools: web::Data<Pools>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "threads": stats_json(&pools.threads.stats()),
+        "processes": stats_json(&pools.procs.stats()),
+    }))
+}
+
+/// Forwards result events and stats to one SSE client; stops when the client goes away.
+struct Forwarder(mpsc::Sender<String>);
+
+impl Forwarder {
+    fn send(&mut self, ctx: &mut Context<Self>, event: &str, data: serde_json::Value) {
+        if self
+            .0
+            .try_send(format!("event: {event}\ndata: {data}\n\n"))
+            .is_err()
+            && self.0.is_closed()
+        {
+            ctx.stop(); // the client left: stopping prunes the subscriptions
+        }
+    }
+}
+
+impl Actor for Forwarder {
+    type Context = Context<Self>;
+}
+
+impl Handler<TaskSuccess<String>> for Forwarder {
+    type Result = ();
+    fn handle(&mut self, e: TaskSuccess<String>, ctx: &mut Context<Self>) {
+        let data = serde_json::json!({ "pool": "threads", "task": e.id.0, "value": e.value });
+        self.send(ctx, "success", data);
+    }
+}
+
+impl Handler<TaskSuccess<u64>> for Forwarder {
+    type Result = ();
+    fn handle(&mut self, e: TaskSuccess<u64>, ctx: &mut Context<Self>) {
+        let data = serde_json::json!({ "pool": "processes", "task": e.id.0, "value": e.value });
+        self.send(ctx, "success", data);
+    }
+}
+
+impl Handler<TaskFailure> for Forwarder {
+    type Result = ();
+    fn handle(&mut self, e: TaskFailure, ctx: &mut Context<Self>) {
+        let data = serde_json::json!({ "task": e.id.0, "worker": e.worker.as_str(), "error": e.error.to_string() });
+        self.send(ctx, "failure", data);
+    }
+}
+
+impl Handler<PoolStats> for Forwarder {
+    type Result = ();
+    fn handle(&mut self, s: PoolStats, ctx: &mut Context<Self>) {
+        self.send(ctx, "stats", stats_json(&s));
+    }
+}
+
+async fn events(pools: web::Data<Pools>) -> Result<HttpResponse, actix_web::Error> {
+    let (tx, rx) = mpsc::channel::<String>(256);
+    let fwd = Forwarder(tx).start();
+    let bus = pools.threads.bus();
+    let subscribe = || -> Result<(), circuits::BusError> {
+        bus.subscribe("threads", fwd.clone().recipient::<TaskSuccess<String>>())?;
+        bus.subscribe("processes", fwd.clone().recipient::<TaskSuccess<u64>>())?;
+        for ch in ["threads", "processes"] {
+            bus.subscribe(ch, fwd.clone().recipient::<TaskFailure>())?;
+            bus.subscribe(ch, fwd.clone().recipient::<PoolStats>())?;
+        }
+        Ok(())
+    };
+    subscribe().map_err(actix_web::error::ErrorInternalServerError)?;
+    let hello = futures::stream::once(async {
+        Ok::<_, actix_web::Error>(web::Bytes::from(": connected\n\n"))
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|line| (Ok::<_, actix_web::Error>(web::Bytes::from(line)), rx))
+    });
+    use futures::StreamExt;
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .streaming(hello.chain(stream)))
+}
+
+async fn serve(port: u16) -> std::io::Result<()> {
+    let bus = Bus::new();
+    let threads = Pool::builder()
+        .bus(&bus)
+        .channel("threads")
+        .min(2)
+        .queue_bound(10_000)
+        .stats_every(Duration::from_secs(1))
+        .start();
+    let procs = Pool::builder()
+        .bus(&bus)
+        .channel("processes")
+        .min(2)
+        .max(4)
+        .process()
+        .stats_every(Duration::from_secs(1))
+        .start();
+    let pools = web::Data::new(Pools {
+        threads: threads.clone(),
+        procs: procs.clone(),
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(pools.clone())
+            .route("/hash", web::post().to(hash_body))
+            .route("/primes", web::get().to(primes))
+            .route("/crash", web::post().to(crash))
+            .route("/stats", web::get().to(stats))
+            .route("/events", web::get().to(events))
+    })
+    .workers(2)
+    .shutdown_timeout(2)
+    .bind(("127.0.0.1", port))?;
+    let addr = server.addrs()[0];
+    println!("listening on http://{addr}");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    // Runs until SIGINT or SIGTERM, then drains the pools.
+    server.run().await?;
+    threads.stop().await;
+    procs.stop().await;
+    println!("stopped");
+    Ok(())
+}
+
+fn main() -> std::io::Result<()> {
+    // First: in the process pool's workers this serves jobs and never returns.
+    circuits::init(Jobs::new().register::<CountPrimes>().register::<Crash>());
+    let mut args = std::env::args().skip(1);
+    let mut port = 8080;
+    while let Some(a) = args.next() {
+        if a == "--port" {
+            port = args
+                .next()
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| std::io::Error::other("--port needs a number"))?;
+        }
+    }
+    actix_web::rt::System::new().block_on(serve(port))
+}

@@ -1,0 +1,200 @@
+//! The actix-web example, end to end: starts `examples/web` on a loopback port and drives it with
+//! a real HTTP client (awc): results, bad requests, a crashing job, the SSE stream, and shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+const BOUND: Duration = Duration::from_secs(60);
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .expect("the test went past its time bound")
+}
+
+/// The example binary cargo built next to this test.
+fn example() -> std::path::PathBuf {
+    let mut p = std::env::current_exe().unwrap();
+    p.pop(); // deps
+    p.pop(); // debug or release
+    p.join("examples").join("web")
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Server {
+    let mut child = Command::new(example())
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the web example was built by cargo test");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    Server { child, base }
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s[s.rfind(')')? + 2..]
+                        .split(' ')
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s[s.rfind(')')? + 2..].chars().next())
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+#[actix_rt::test]
+async fn the_web_service_computes_refuses_survives_streams_and_shuts_down() {
+    let server = start();
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let url = |path: &str| format!("{}{path}", server.base);
+
+    // The event stream first, so it sees what follows.
+    let mut sse = bounded(client.get(url("/events")).send()).await.unwrap();
+    assert_eq!(sse.status(), 200);
+    assert_eq!(
+        sse.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+
+    // Results from the process pool and the thread pool.
+    let mut r = bounded(client.get(url("/primes?limit=100")).send())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["primes"], 25);
+    let mut r = bounded(client.post(url("/hash?rounds=3")).send_body("hello"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let first: serde_json::Value = r.json().await.unwrap();
+    let mut r = bounded(client.post(url("/hash?rounds=3")).send_body("hello"))
+        .await
+        .unwrap();
+    let again: serde_json::Value = r.json().await.unwrap();
+    let mut r = bounded(client.post(url("/hash?rounds=3")).send_body("hellp"))
+        .await
+        .unwrap();
+    let other: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(first["hash"], again["hash"]);
+    assert_ne!(first["hash"], other["hash"]);
+
+    // Malformed requests: 400 with a message a person can act on.
+    for (path, says) in [
+        ("/primes?limit=abc", "whole number"),
+        ("/primes", "missing"),
+        ("/primes?limit=999999999999", "between"),
+    ] {
+        let mut r = bounded(client.get(url(path)).send()).await.unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains(says),
+            "{path}: {body}"
+        );
+    }
+    let r = bounded(client.post(url("/hash?rounds=1")).send())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "an empty body");
+
+    // A job that crashes its worker process: 500 for that request only.
+    let mut r = bounded(client.post(url("/crash")).send()).await.unwrap();
+    assert_eq!(r.status(), 500);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("died"), "{body}");
+    let mut r = bounded(client.get(url("/primes?limit=1000")).send())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the server keeps serving");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["primes"], 168);
+
+    // The stream carried the results and the crash, as events.
+    let mut seen = String::new();
+    bounded(async {
+        while !(seen.contains("\"value\":25")
+            && seen.contains("event: failure")
+            && seen.contains("\"value\":168"))
+        {
+            let chunk = sse.next().await.expect("the stream stays open").unwrap();
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(seen.contains("event: success"));
+    drop(sse);
+
+    let mut r = bounded(client.get(url("/stats")).send()).await.unwrap();
+    let stats: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        stats["processes"]["workers"].as_u64().map(|w| w >= 2),
+        Some(true)
+    );
+    assert!(stats["threads"]["done"].as_u64().unwrap() >= 3);
+
+    // Shutdown: SIGTERM drains the pools and exits cleanly, leaving no worker process behind.
+    let pid = server.child.id();
+    let workers = children_of(pid);
+    assert!(
+        workers.len() >= 2,
+        "the process pool's workers: {workers:?}"
+    );
+    // SAFETY: signalling the server process this test started.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let mut server = server;
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < until, "the server did not stop");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(status.success(), "{status}");
+    let until = Instant::now() + Duration::from_secs(10);
+    while workers.iter().any(|w| alive(*w)) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(workers.iter().all(|w| !alive(*w)), "orphaned workers");
+}
