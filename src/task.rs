@@ -265,8 +265,9 @@ pub(crate) struct Finisher {
     pub(crate) pool: Channel,
     pub(crate) worker: Channel,
     pub(crate) listeners: [Arc<AtomicUsize>; 2],
-    /// This worker's own settled-task counters (no cache line shared with other workers).
-    pub(crate) counters: crate::pool::stats::Counters,
+    /// This worker's own settled-task counters (no cache line shared with other workers); kept
+    /// across a process worker's child replacements.
+    pub(crate) counters: Arc<crate::pool::stats::Counters>,
     /// Thread mode with stuck detection: how long a task may run before its worker is declared
     /// lost, and how to tell the pool.
     pub(crate) stuck: std::sync::OnceLock<StuckHook>,
@@ -286,7 +287,20 @@ impl Finisher {
             bus: bus.clone(),
             pool: pool.clone(),
             worker: worker.clone(),
-            counters: crate::pool::stats::Counters::new(track_latency),
+            counters: Arc::new(crate::pool::stats::Counters::new(track_latency)),
+            stuck: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The same worker's finisher under a new channel (a process worker's replacement child),
+    /// keeping its counters.
+    pub(crate) fn renamed(&self, worker: &Channel) -> Self {
+        Finisher {
+            worker: worker.clone(),
+            counters: self.counters.clone(),
+            listeners: self.listeners.clone(),
+            bus: self.bus.clone(),
+            pool: self.pool.clone(),
             stuck: std::sync::OnceLock::new(),
         }
     }

@@ -453,6 +453,23 @@ fn children_die_with_their_parent() {
     );
 }
 
+async fn resizing_a_process_pool_loses_nothing() {
+    let pool = Pool::builder().min(1).max(3).process().start();
+    assert_eq!(pool.resize(3), 3);
+    let values: Vec<_> = (0..3000u64)
+        .map(|i| pool.push(Task::job(Square(i))))
+        .collect();
+    // Retiring workers hand back their queued jobs and finish the ones their child holds.
+    assert_eq!(pool.resize(1), 1);
+    for (i, v) in values.into_iter().enumerate() {
+        assert_eq!(bounded(v).await, Ok((i * i) as u64));
+    }
+    let s = pool.stats();
+    assert_eq!((s.pushed, s.done, s.failed), (3000, 3000, 0));
+    bounded(pool.stop()).await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+}
+
 type AsyncTest = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
 fn main() {
@@ -485,6 +502,9 @@ fn main() {
         }),
         ("map_streams_results_in_input_order_in_chunks", || {
             Box::pin(map_streams_results_in_input_order_in_chunks())
+        }),
+        ("resizing_a_process_pool_loses_nothing", || {
+            Box::pin(resizing_a_process_pool_loses_nothing())
         }),
         ("bad_input_gets_named_errors", || {
             Box::pin(bad_input_gets_named_errors())

@@ -69,8 +69,9 @@ pub(crate) struct PoolCore {
     /// Where worker actors live (the arbiter the pool started on), so workers can be added from
     /// any thread.
     pub(crate) arbiter: actix::ArbiterHandle,
-    /// Counts of workers that left the pool, so stats survive resizes.
-    pub(crate) retired: crate::pool::stats::Counters,
+    /// Counters of workers that left the pool (still counting what they finish while they drain),
+    /// so stats survive resizes.
+    pub(crate) retired: std::sync::Mutex<Vec<Arc<crate::pool::stats::Counters>>>,
     /// One resize at a time.
     pub(crate) resizing: std::sync::Mutex<()>,
     /// Thread workers that may steal each other's unpinned tasks.
@@ -236,7 +237,7 @@ impl PoolCore {
         }
         let old = slot.channel();
         let new = Channel::unique();
-        let fin = Arc::new(self.finisher(&new));
+        let fin = Arc::new(slot.fin().renamed(&new));
         *slot.channel.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
         *slot.fin.write().unwrap_or_else(|p| p.into_inner()) = fin.clone();
         self.bus.remove_route(&old);

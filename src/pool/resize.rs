@@ -240,7 +240,10 @@ impl PoolCore {
             slot.load.fetch_sub(1, Ordering::Relaxed);
             self.resubmit(task, &fin);
         }
-        fin.counters.merge_into(&self.retired);
+        self.retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(fin.counters.clone());
         let component = slot
             .component
             .lock()
@@ -320,18 +323,24 @@ impl PoolCore {
             .iter()
             .map(|w| w.load.load(Ordering::Relaxed))
             .collect();
-        let fins: Vec<_> = workers.iter().map(|w| w.fin()).collect();
+        let mut counters: Vec<Arc<super::stats::Counters>> =
+            workers.iter().map(|w| w.fin().counters.clone()).collect();
+        counters.extend(
+            self.retired
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned(),
+        );
         let running: u64 = workers.iter().map(|w| w.backend.running() as u64).sum();
-        let done = self.retired.done.load(Ordering::Relaxed)
-            + fins
-                .iter()
-                .map(|f| f.counters.done.load(Ordering::Relaxed))
-                .sum::<u64>();
-        let failed = self.retired.failed.load(Ordering::Relaxed)
-            + fins
-                .iter()
-                .map(|f| f.counters.failed.load(Ordering::Relaxed))
-                .sum::<u64>();
+        let done = counters
+            .iter()
+            .map(|c| c.done.load(Ordering::Relaxed))
+            .sum::<u64>();
+        let failed = counters
+            .iter()
+            .map(|c| c.failed.load(Ordering::Relaxed))
+            .sum::<u64>();
         let load: u64 = loads.iter().map(|l| *l as u64).sum();
         super::stats::PoolStats {
             workers: workers.len(),
@@ -341,7 +350,7 @@ impl PoolCore {
             failed,
             running: running.min(load),
             queued: load.saturating_sub(running),
-            latency: super::stats::latency(fins.iter().map(|f| &f.counters)),
+            latency: super::stats::latency(counters.iter().map(|c| &**c)),
         }
     }
 }

@@ -45,14 +45,6 @@ impl Counters {
         }
     }
 
-    /// Adds this worker's counts into `into` (when it leaves the pool).
-    pub(crate) fn merge_into(&self, into: &Counters) {
-        into.done
-            .fetch_add(self.done.load(Ordering::Relaxed), Ordering::Relaxed);
-        into.failed
-            .fetch_add(self.failed.load(Ordering::Relaxed), Ordering::Relaxed);
-    }
-
     fn add_histogram(&self, sum: &mut [u64; BUCKETS]) {
         if let Some(h) = &self.histogram {
             for (s, b) in sum.iter_mut().zip(h.iter()) {

@@ -108,6 +108,8 @@ pub(crate) struct ProcessWorker {
     tx: Sender<Msg>,
     done: Mutex<Option<Value<(), TaskError>>>,
     shared: Arc<Shared>,
+    /// A stop or a retirement is under way: dropping this handle must not kill what it drains.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 impl ProcessWorker {
@@ -157,6 +159,7 @@ impl ProcessWorker {
             tx,
             done: Mutex::new(Some(done)),
             shared,
+            leaving: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -171,6 +174,7 @@ impl Backend for ProcessWorker {
     }
 
     fn shutdown(&self, how: Shutdown) {
+        self.leaving.store(true, Ordering::SeqCst);
         let _ = self.tx.send(Msg::Stop(how));
     }
 
@@ -184,6 +188,7 @@ impl Backend for ProcessWorker {
     }
 
     fn retire(&self) -> Vec<Box<dyn ErasedTask>> {
+        self.leaving.store(true, Ordering::SeqCst);
         // The host holds the queue; it hands it back to the pool itself.
         let _ = self.tx.send(Msg::Retire);
         Vec::new()
@@ -195,9 +200,12 @@ impl Backend for ProcessWorker {
 }
 
 impl Drop for ProcessWorker {
-    /// The last handle to a worker going away kills its child: no orphans.
+    /// The last handle to a worker going away kills its child (no orphans), unless a stop or a
+    /// retirement is draining it: the host ends the child itself when that is done.
     fn drop(&mut self) {
-        let _ = self.tx.send(Msg::Stop(Shutdown::Kill));
+        if !self.leaving.load(Ordering::SeqCst) {
+            let _ = self.tx.send(Msg::Stop(Shutdown::Kill));
+        }
     }
 }
 

@@ -1,0 +1,164 @@
+//! The soak run: a million tasks through a process pool that is resized and has its children
+//! SIGKILLed all along; checks that every task ends exactly once and that memory (RSS) at the end
+//! is within 10% of what it was after the first 100,000 tasks. Writes docs/soak.md.
+//!
+//! Run it with `cargo run --release --example soak` (`-- --tasks N` for another count).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use circuits::prelude::*;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Inc(u64);
+
+impl Job for Inc {
+    const NAME: &'static str = "inc";
+    type Output = u64;
+    fn run(self) -> u64 {
+        self.0 + 1
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn children() -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+                .filter(|p| {
+                    std::fs::read_to_string(format!("/proc/{p}/stat"))
+                        .ok()
+                        .and_then(|s| {
+                            s[s.rfind(')')? + 2..]
+                                .split(' ')
+                                .nth(1)?
+                                .parse::<u32>()
+                                .ok()
+                        })
+                        == Some(me)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn main() {
+    circuits::init(Jobs::new().register::<Inc>());
+    let total: u64 = std::env::args()
+        .skip_while(|a| a != "--tasks")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    actix::System::new().block_on(async move {
+        let pool = Pool::builder()
+            .min(2)
+            .max(4)
+            .queue_bound(20_000)
+            .process()
+            .start();
+        let done = Arc::new(AtomicBool::new(false));
+        let (kills, resizes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let chaos = {
+            let (done, kills, resizes, pool) = (done.clone(), kills.clone(), resizes.clone(), pool.clone());
+            std::thread::spawn(move || {
+                let mut rng = rand::thread_rng();
+                let mut tick = 0u64;
+                while !done.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(20));
+                    tick += 1;
+                    if tick % 3 == 0 {
+                        pool.resize(rng.gen_range(2..=4));
+                        resizes.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let c = children();
+                    if let Some(&pid) = c.get(rng.gen_range(0..c.len().max(1))) {
+                        // SAFETY: SIGKILL to our own child, found in /proc just now.
+                        if unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0 {
+                            kills.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        };
+        let started = Instant::now();
+        let (mut ok, mut crashed, mut other) = (0u64, 0u64, 0u64);
+        let mut rss_at_100k = 0;
+        let mut pending = std::collections::VecDeque::new();
+        for i in 0..total {
+            pending.push_back((i, pool.send(Task::job(Inc(i))).await));
+            while pending.len() > 10_000 || (i + 1 == total && !pending.is_empty()) {
+                let (n, v) = pending.pop_front().unwrap();
+                match v.await {
+                    Ok(r) if r == n + 1 => ok += 1,
+                    Err(TaskError::WorkerCrashed { .. }) => crashed += 1,
+                    unexpected => {
+                        other += 1;
+                        if other <= 5 {
+                            eprintln!("task {n} ended with {unexpected:?}");
+                        }
+                    }
+                }
+            }
+            if i + 1 == 100_000 {
+                rss_at_100k = rss_kib();
+            }
+        }
+        done.store(true, Ordering::Release);
+        chaos.join().unwrap();
+        let elapsed = started.elapsed();
+        let rss_end = rss_kib();
+        let stats = pool.stats();
+        pool.stop().await;
+        let leftover = children().len();
+        let growth = rss_end as f64 / rss_at_100k.max(1) as f64;
+        let verdict = ok + crashed == total
+            && other == 0
+            && (stats.pushed, stats.done, stats.failed) == (total, ok, crashed)
+            && growth <= 1.10
+            && leftover == 0;
+        let report = format!(
+            "## Soak\n\n\
+             Produced by `cargo run --release --example soak` ({date}).\n\n\
+             | measure | value |\n| --- | --- |\n\
+             | tasks | {total} |\n| time | {secs:.1} s ({rate:.0} tasks/s) |\n\
+             | children SIGKILLed | {kills} |\n| resizes (2..=4 workers) | {resizes} |\n\
+             | succeeded | {ok} |\n| failed with WorkerCrashed | {crashed} |\n| any other outcome | {other} |\n\
+             | pool stats: pushed / done / failed | {pushed} / {sdone} / {sfailed} |\n\
+             | RSS after 100,000 tasks | {rss_at_100k} KiB |\n| RSS at the end | {rss_end} KiB |\n\
+             | growth | {growth:.3}x (target <= 1.10x) |\n| child processes left after stop | {leftover} |\n\n\
+             Verdict: {v}.\n",
+            date = "see git log for the date",
+            secs = elapsed.as_secs_f64(),
+            rate = total as f64 / elapsed.as_secs_f64(),
+            kills = kills.load(Ordering::Relaxed),
+            resizes = resizes.load(Ordering::Relaxed),
+            pushed = stats.pushed,
+            sdone = stats.done,
+            sfailed = stats.failed,
+            v = if verdict { "every task ended exactly once, memory flat, no orphans" } else { "FAILED" },
+        );
+        println!("{report}");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/soak.md");
+        if let Err(e) = std::fs::write(&path, &report) {
+            eprintln!("could not write {}: {e}", path.display());
+        }
+        if !verdict {
+            std::process::exit(1);
+        }
+    });
+}
