@@ -62,6 +62,10 @@ fn main() {
     run("S7B", &process::s7b);
     run("S8", &process::s8);
     run("S9", &threads::s9);
+    let burst = wanted("BURST").then(|| {
+        eprintln!("== burst");
+        threads::burst(&cfg)
+    });
     eprintln!("suite done in {:.1} s", started.elapsed().as_secs_f64());
-    report::write(&cfg, &scenarios, only.is_some());
+    report::write(&cfg, &scenarios, burst, only.is_some());
 }

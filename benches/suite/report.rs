@@ -61,7 +61,7 @@ fn ratio(s: &Scenario, a: f64, b: f64) -> f64 {
     }
 }
 
-pub fn write(cfg: &Config, scenarios: &[Scenario], partial: bool) {
+pub fn write(cfg: &Config, scenarios: &[Scenario], burst: Option<String>, partial: bool) {
     let dir = root().join("target/bench");
     let _ = std::fs::create_dir_all(&dir);
     let json = json!({
@@ -156,6 +156,15 @@ pub fn write(cfg: &Config, scenarios: &[Scenario], partial: bool) {
         }
     }
     plots(&mut md, scenarios);
+    if let Some(burst) = burst {
+        let _ = writeln!(md, "{burst}");
+    }
+    let notes = include_str!("notes.md");
+    let _ = writeln!(md, "{notes}");
+    // The soak is its own command (`cargo run --release --example soak`); its last result is kept.
+    if let Ok(soak) = std::fs::read_to_string(root().join("docs/soak.md")) {
+        let _ = writeln!(md, "{soak}");
+    }
     let name = if partial {
         "target/bench/benchmarks-partial.md"
     } else {

@@ -196,3 +196,72 @@ pub fn bars(
     svg.push_str("</svg>\n");
     svg
 }
+
+/// Lines of (x, y) points on linear axes from zero.
+pub fn lines(
+    title: &str,
+    xlabel: &str,
+    ylabel: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> String {
+    let xmax = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.0))
+        .fold(1e-9, f64::max);
+    let ymax = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.1))
+        .fold(1.0, f64::max)
+        .ceil();
+    let sx = |x: f64| L + x / xmax * (W - L - R);
+    let sy = |y: f64| H - B - y / ymax * (H - T - B);
+    let mut svg = header(title);
+    let _ = writeln!(
+        svg,
+        "<line x1=\"{L}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>",
+        H - B,
+        W - R,
+        H - B
+    );
+    let _ = writeln!(
+        svg,
+        "<line x1=\"{L}\" y1=\"{T}\" x2=\"{L}\" y2=\"{}\" stroke=\"black\"/>",
+        H - B
+    );
+    for i in 0..=4 {
+        let y = ymax * i as f64 / 4.0;
+        let _ = writeln!(svg, "<line x1=\"{L}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#eee\"/><text x=\"{2}\" y=\"{3}\" text-anchor=\"end\">{y:.1}</text>", sy(y), W - R, L - 6.0, sy(y) + 4.0);
+        let x = xmax * i as f64 / 4.0;
+        let _ = writeln!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{x:.2}</text>",
+            sx(x),
+            H - B + 18.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{xlabel}</text>",
+        (L + W - R) / 2.0,
+        H - 15.0
+    );
+    let _ = writeln!(svg, "<text x=\"18\" y=\"{}\" transform=\"rotate(-90 18 {})\" text-anchor=\"middle\">{ylabel}</text>", (T + H - B) / 2.0, (T + H - B) / 2.0);
+    for (i, (_, points)) in series.iter().enumerate() {
+        let path: Vec<String> = points
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", sx(p.0), sy(p.1)))
+            .collect();
+        let _ = writeln!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
+            COLORS[i % COLORS.len()],
+            path.join(" ")
+        );
+    }
+    legend(
+        &mut svg,
+        &series.iter().map(|s| s.0.clone()).collect::<Vec<_>>(),
+    );
+    svg.push_str("</svg>\n");
+    svg
+}

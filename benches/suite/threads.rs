@@ -623,3 +623,69 @@ pub fn serve_memory_child_if_asked() {
     println!("{per_task}");
     std::process::exit(0);
 }
+
+/// The burst scenario for the elastic pool: pool size and queue over time while a burst of tasks
+/// arrives at an idle pool of 1..=8 workers, drawn as docs/bench-burst.svg.
+pub fn burst(cfg: &Config) -> String {
+    let tasks = cfg.size(400, 200);
+    let sys = System::new();
+    let trace = sys.block_on(async move {
+        let pool = Pool::builder()
+            .min(1)
+            .max(8)
+            .resizer(
+                circuits::Resizer::default()
+                    .interval(Duration::from_millis(10))
+                    .cooldown(Duration::from_millis(50)),
+            )
+            .start();
+        let t0 = Instant::now();
+        let values: Vec<_> = (0..tasks)
+            .map(|_| pool.push(Task::new(|| std::thread::sleep(Duration::from_millis(5)))))
+            .collect();
+        let waiter = actix::spawn(async move {
+            for v in values {
+                let _ = v.await;
+            }
+        });
+        let mut trace = Vec::new();
+        let mut done_at = None;
+        loop {
+            let s = pool.stats();
+            let t = t0.elapsed().as_secs_f64();
+            trace.push((t, s.workers as f64, (s.queued + s.running) as f64));
+            if waiter.is_finished() && done_at.is_none() {
+                done_at = Some(t);
+            }
+            if (done_at.is_some() && s.workers == 1) || t > 30.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        pool.stop().await;
+        (trace, done_at)
+    });
+    let (trace, done_at) = trace;
+    let workers: Vec<(f64, f64)> = trace.iter().map(|p| (p.0, p.1)).collect();
+    let queued: Vec<(f64, f64)> = trace.iter().map(|p| (p.0, p.2 / 50.0)).collect();
+    let peak = workers.iter().map(|p| p.1).fold(0.0, f64::max);
+    let chart = crate::svg::lines(
+        "Burst: pool size over time (min 1, max 8)",
+        "seconds since the burst",
+        "workers; tasks in the pool / 50",
+        &[
+            ("workers".into(), workers),
+            ("tasks queued or running / 50".into(), queued),
+        ],
+    );
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/bench-burst.svg");
+    let _ = std::fs::write(path, chart);
+    format!(
+        "## Plot: an elastic pool under a burst\n\n{tasks} tasks of 5 ms pushed at once at an idle pool \
+         (min 1, max 8, resizer every 10 ms with a 50 ms cool-down). The pool grew to {peak:.0} workers, \
+         the burst was done after {:.2} s, and the pool was back at 1 worker after {:.2} s.\n\n\
+         ![pool size over time](bench-burst.svg)\n",
+        done_at.unwrap_or(f64::NAN),
+        trace.last().map_or(f64::NAN, |p| p.0)
+    )
+}
