@@ -1,5 +1,9 @@
 //! The event bus: the behaviours of the circuits core test suite, in Rust.
 
+mod common;
+
+use common::{bounded, BOUND};
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -7,14 +11,6 @@ use actix::prelude::*;
 use circuits::{
     Bus, BusError, Complete, Component, Derived, Failure, Subscribe, Success, WaitError,
 };
-
-const BOUND: Duration = Duration::from_secs(20);
-
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .expect("the test went past its time bound")
-}
 
 type Log = Arc<Mutex<Vec<String>>>;
 

@@ -2,6 +2,10 @@
 //! children write garbage, close their pipe mid-frame, or produce outputs that cannot be encoded.
 //! Own `main` (`harness = false`): worker processes are this binary, re-executed.
 
+mod common;
+
+use common::{bounded, children, BOUND};
+
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,8 +17,6 @@ use circuits::prelude::*;
 use circuits::TaskId;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-
-const BOUND: Duration = Duration::from_secs(60);
 
 /// Spins for about `us` microseconds, then answers `n`.
 #[derive(Serialize, Deserialize)]
@@ -103,33 +105,6 @@ impl Job for Hostile {
 
 fn jobs() -> Jobs {
     Jobs::new().register::<Work>().register::<Hostile>()
-}
-
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .expect("the test went past its time bound")
-}
-
-fn children() -> Vec<u32> {
-    let me = std::process::id();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = &s[s.rfind(')')? + 2..];
-                    let mut f = rest.split(' ');
-                    let state = f.next()?;
-                    let ppid = f.next()?.parse::<u32>().ok()?;
-                    Some(ppid == me && state != "Z")
-                })
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,9 @@
 //! An elastic, bounded, observable pool: resizing within bounds, backpressure, stuck workers, stats.
 
+mod common;
+
+use common::bounded;
+
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,14 +12,6 @@ use actix::prelude::*;
 use circuits::prelude::*;
 use circuits::{Full, PoolStats, Resizer, WorkerStarted, WorkerStopped};
 use proptest::prelude::*;
-
-const BOUND: Duration = Duration::from_secs(60);
-
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .expect("the test went past its time bound")
-}
 
 /// A task that waits for `gate` to open.
 fn gated(gate: &Arc<AtomicBool>, v: u64) -> Task<u64> {

@@ -2,6 +2,10 @@
 //! orphans. This test target has its own `main` (`harness = false`) because worker processes are
 //! this very binary re-executed: `circuits::init` must run first.
 
+mod common;
+
+use common::{alive, bounded, children};
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,8 +14,6 @@ use actix::prelude::*;
 use circuits::prelude::*;
 use circuits::{ProcessConfig, WorkerRestarted};
 use serde::{Deserialize, Serialize};
-
-const BOUND: Duration = Duration::from_secs(60);
 
 #[derive(Serialize, Deserialize)]
 struct Square(u64);
@@ -84,35 +86,6 @@ fn jobs() -> Jobs {
         .register::<Square>()
         .register::<Misbehave>()
         .register::<Echo>()
-}
-
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .expect("the test went past its time bound")
-}
-
-/// The live (or unreaped) child processes of this process, read from /proc.
-fn children() -> Vec<u32> {
-    let me = std::process::id();
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // The fields after the command name (which may hold spaces) start after the last ')'.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-            continue;
-        };
-        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(me) {
-            out.push(pid);
-        }
-    }
-    out
 }
 
 async fn wait_for_no_children() -> Vec<u32> {
@@ -408,17 +381,6 @@ fn orphan_parent_if_asked() {
     });
 }
 
-/// Whether `pid` is gone (or a zombie nobody reaped yet: it runs nothing).
-fn is_dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 2..].chars().next())
-            .is_some_and(|state| state == 'Z' || state == 'X'),
-    }
-}
-
 fn children_die_with_their_parent() {
     use std::io::BufRead;
     let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
@@ -439,17 +401,17 @@ fn children_die_with_their_parent() {
         2,
         "the parent reported its two workers: {line:?}"
     );
-    assert!(pids.iter().all(|p| !is_dead(*p)));
+    assert!(pids.iter().all(|p| alive(*p)));
     parent.kill().unwrap(); // SIGKILL: no destructor, no clean-up of its own
     parent.wait().unwrap();
     let until = Instant::now() + Duration::from_secs(10);
-    while !pids.iter().all(|p| is_dead(*p)) && Instant::now() < until {
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let alive: Vec<_> = pids.iter().filter(|p| !is_dead(**p)).collect();
+    let running: Vec<_> = pids.iter().filter(|p| alive(**p)).collect();
     assert!(
-        alive.is_empty(),
-        "orphaned workers still running: {alive:?}"
+        running.is_empty(),
+        "orphaned workers still running: {running:?}"
     );
 }
 

@@ -1,5 +1,9 @@
 //! Thread-mode pools: routing, exactly-once outcomes and events, panics, stop and abort.
 
+mod common;
+
+use common::{bounded, BOUND};
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,14 +13,6 @@ use actix::prelude::*;
 use circuits::prelude::*;
 use circuits::{TaskId, WaitError};
 use proptest::prelude::*;
-
-const BOUND: Duration = Duration::from_secs(60);
-
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .expect("the test went past its time bound")
-}
 
 #[derive(Debug, Clone, PartialEq)]
 enum Seen {

@@ -1,5 +1,9 @@
 //! The component tree: register, unregister and stop subtrees; lifecycle events; invariants.
 
+mod common;
+
+use common::bounded;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,14 +13,6 @@ use circuits::{
     Bus, BusError, Component, ComponentId, Registered, Started, Stop, Stopped, Subscribe,
     Unregistered,
 };
-
-const BOUND: Duration = Duration::from_secs(20);
-
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .expect("the test went past its time bound")
-}
 
 type Log = Arc<Mutex<Vec<String>>>;
 

@@ -1,19 +1,15 @@
 //! The actix-web example, end to end: starts `examples/web` on a loopback port and drives it with
 //! a real HTTP client (awc): results, bad requests, a crashing job, the SSE stream, and shutdown.
 
+mod common;
+
+use common::{alive, bounded, children_of};
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-
-const BOUND: Duration = Duration::from_secs(60);
-
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .expect("the test went past its time bound")
-}
 
 /// The example binary cargo built next to this test.
 fn example() -> std::path::PathBuf {
@@ -51,33 +47,6 @@ fn start() -> Server {
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
     Server { child, base }
-}
-
-fn children_of(pid: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s[s.rfind(')')? + 2..]
-                        .split(' ')
-                        .nth(1)?
-                        .parse::<u32>()
-                        .ok()
-                })
-                == Some(pid)
-        })
-        .collect()
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s[s.rfind(')')? + 2..].chars().next())
-        .is_some_and(|state| state != 'Z' && state != 'X')
 }
 
 #[actix_rt::test]

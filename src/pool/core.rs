@@ -225,6 +225,53 @@ impl PoolCore {
         }
     }
 
+    /// Puts a worker into the tree (as the pool's child, stoppable through its actor) and routes
+    /// its channel to it.
+    pub(crate) fn register_worker(
+        self: &Arc<Self>,
+        slot: &Arc<WorkerSlot>,
+        channel: &Channel,
+    ) -> Result<ComponentId, crate::bus::BusError> {
+        let mut component = Component::new("worker").channel(channel.clone());
+        if let Some(parent) = self.component.get() {
+            component = component.parent(*parent);
+        }
+        if let Some(stopper) = slot.stopper.get() {
+            component = component.stopper(stopper.clone());
+        }
+        let id = self.bus.register(component)?;
+        *slot.component.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+        self.bus.add_route(
+            channel.clone(),
+            Arc::new(WorkerRoute {
+                core: Arc::downgrade(self),
+                slot: Arc::downgrade(slot),
+            }),
+        );
+        Ok(id)
+    }
+
+    /// Takes a worker's channel off the routes and its component out of the tree.
+    pub(crate) fn unregister_worker(&self, slot: &WorkerSlot, channel: &Channel) {
+        self.bus.remove_route(channel);
+        let component = slot
+            .component
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(id) = component {
+            let _ = self.bus.unregister(id);
+        }
+    }
+
+    /// Fires `event` on the pool's channel (from the bus's dispatch thread).
+    pub(crate) fn announce<E: crate::Event>(&self, event: E) {
+        let bus = self.bus.clone();
+        let target = Target::from(&self.channel);
+        self.bus
+            .spawn(async move { bus.fire_plain(&target, event).await });
+    }
+
     /// A process worker replaced its child: give the worker a fresh channel (route, component,
     /// finisher) and fire [`WorkerRestarted`]. Returns the finisher for the new channel.
     pub(crate) fn worker_restarted(
@@ -240,38 +287,11 @@ impl PoolCore {
         let fin = Arc::new(slot.fin().renamed(&new));
         *slot.channel.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
         *slot.fin.write().unwrap_or_else(|p| p.into_inner()) = fin.clone();
-        self.bus.remove_route(&old);
-        self.bus.add_route(
-            new.clone(),
-            Arc::new(WorkerRoute {
-                core: Arc::downgrade(self),
-                slot: Arc::downgrade(slot),
-            }),
-        );
-        let old_component = slot
-            .component
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(id) = old_component {
-            let _ = self.bus.unregister(id);
-        }
-        let mut component = Component::new("worker").channel(new.clone());
-        if let Some(parent) = self.component.get() {
-            component = component.parent(*parent);
-        }
-        if let Some(stopper) = slot.stopper.get() {
-            component = component.stopper(stopper.clone());
-        }
-        if let Ok(id) = self.bus.register(component) {
-            *slot.component.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+        self.unregister_worker(slot, &old);
+        if let Ok(id) = self.register_worker(slot, &new) {
             let _ = self.bus.mark_started(id);
         }
-        let event = WorkerRestarted { old, new, reason };
-        let bus = self.bus.clone();
-        let target = Target::from(&self.channel);
-        self.bus
-            .spawn(async move { bus.fire_plain(&target, event).await });
+        self.announce(WorkerRestarted { old, new, reason });
         Some(fin)
     }
 

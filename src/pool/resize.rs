@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::builder::PoolError;
-use super::core::{Mode, PoolCore, WorkerRoute};
+use super::core::{Mode, PoolCore};
 use crate::bus::Target;
 use crate::channel::Channel;
 use crate::task::StuckHook;
-use crate::tree::{Component, Stop};
+use crate::tree::Stop;
 use crate::worker::process::ProcessWorker;
 use crate::worker::thread::ThreadWorker;
 use crate::worker::{Backend, Shutdown, Worker, WorkerSlot};
@@ -141,13 +141,6 @@ impl Resizer {
     }
 }
 
-fn announce<E: crate::Event>(core: &PoolCore, event: E) {
-    let bus = core.bus.clone();
-    let target = Target::from(&core.channel);
-    core.bus
-        .spawn(async move { bus.fire_plain(&target, event).await });
-}
-
 /// Starts one worker: its backend, its actor, its component and its route; fires `WorkerStarted`.
 pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolError> {
     let channel = Channel::unique();
@@ -186,37 +179,19 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
         core: core.clone(),
     };
     let addr = Worker::start_in_arbiter(&core.arbiter, move |_| actor);
-    let stopper = addr.recipient::<Stop>();
-    let _ = slot.stopper.set(stopper.clone());
-    let mut component = Component::new("worker")
-        .channel(channel.clone())
-        .stopper(stopper);
-    if let Some(parent) = core.component.get() {
-        component = component.parent(*parent);
-    }
-    let id = core.bus.register(component)?;
-    *slot.component.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+    let _ = slot.stopper.set(addr.recipient::<Stop>());
+    let id = core.register_worker(&slot, &channel)?;
     let workers = {
         let mut w = core.workers.write().unwrap_or_else(|p| p.into_inner());
         w.push(slot.clone());
         w.len()
     };
-    core.bus.add_route(
-        channel.clone(),
-        Arc::new(WorkerRoute {
-            core: Arc::downgrade(core),
-            slot: Arc::downgrade(&slot),
-        }),
-    );
     core.bus.mark_started(id)?;
     tracing::debug!(pool = %core.channel, worker = %channel, workers, "worker started");
-    announce(
-        core,
-        WorkerStarted {
-            worker: channel,
-            workers,
-        },
-    );
+    core.announce(WorkerStarted {
+        worker: channel,
+        workers,
+    });
     Ok(slot)
 }
 
@@ -234,7 +209,7 @@ impl PoolCore {
             w.len()
         };
         let channel = slot.channel();
-        self.bus.remove_route(&channel);
+        self.unregister_worker(slot, &channel);
         let fin = slot.fin();
         for task in slot.backend.retire() {
             slot.load.fetch_sub(1, Ordering::Relaxed);
@@ -244,26 +219,15 @@ impl PoolCore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(fin.counters.clone());
-        let component = slot
-            .component
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(id) = component {
-            let _ = self.bus.unregister(id);
-        }
         if let Some(stopper) = slot.stopper.get() {
             stopper.do_send(Stop);
         }
         tracing::debug!(pool = %self.channel, worker = %channel, workers, %reason, "worker stopped");
-        announce(
-            self,
-            WorkerStopped {
-                worker: channel,
-                workers,
-                reason,
-            },
-        );
+        self.announce(WorkerStopped {
+            worker: channel,
+            workers,
+            reason,
+        });
         true
     }
 
