@@ -22,6 +22,22 @@ fn header(title: &str) -> String {
     )
 }
 
+/// The x and y axis lines of the plot area.
+fn axes(svg: &mut String) {
+    let _ = writeln!(
+        svg,
+        "<line x1=\"{L}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>",
+        H - B,
+        W - R,
+        H - B
+    );
+    let _ = writeln!(
+        svg,
+        "<line x1=\"{L}\" y1=\"{T}\" x2=\"{L}\" y2=\"{}\" stroke=\"black\"/>",
+        H - B
+    );
+}
+
 fn legend(svg: &mut String, names: &[String]) {
     for (i, n) in names.iter().enumerate() {
         let y = T + 10.0 + i as f64 * 18.0;
@@ -66,18 +82,7 @@ pub fn log_lines(
     let sx = |x: f64| L + (x.log10() - x0) / (x1 - x0).max(1e-9) * (W - L - R);
     let sy = |y: f64| H - B - (y.log10() - y0) / (y1 - y0).max(1e-9) * (H - T - B);
     let mut svg = header(title);
-    let _ = writeln!(
-        svg,
-        "<line x1=\"{L}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>",
-        H - B,
-        W - R,
-        H - B
-    );
-    let _ = writeln!(
-        svg,
-        "<line x1=\"{L}\" y1=\"{T}\" x2=\"{L}\" y2=\"{}\" stroke=\"black\"/>",
-        H - B
-    );
+    axes(&mut svg);
     let mut e = y0 as i32;
     while e <= y1 as i32 {
         let y = sy(10f64.powi(e));
@@ -146,18 +151,7 @@ pub fn bars(
     let gw = (W - L - R) / groups.len().max(1) as f64;
     let bw = gw * 0.8 / series.len().max(1) as f64;
     let mut svg = header(title);
-    let _ = writeln!(
-        svg,
-        "<line x1=\"{L}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>",
-        H - B,
-        W - R,
-        H - B
-    );
-    let _ = writeln!(
-        svg,
-        "<line x1=\"{L}\" y1=\"{T}\" x2=\"{L}\" y2=\"{}\" stroke=\"black\"/>",
-        H - B
-    );
+    axes(&mut svg);
     let step = if ymax > 4.0 { 1.0 } else { 0.25 };
     let mut y = 0.0;
     while y <= ymax {
@@ -216,18 +210,7 @@ pub fn lines(
     let sx = |x: f64| L + x / xmax * (W - L - R);
     let sy = |y: f64| H - B - y / ymax * (H - T - B);
     let mut svg = header(title);
-    let _ = writeln!(
-        svg,
-        "<line x1=\"{L}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>",
-        H - B,
-        W - R,
-        H - B
-    );
-    let _ = writeln!(
-        svg,
-        "<line x1=\"{L}\" y1=\"{T}\" x2=\"{L}\" y2=\"{}\" stroke=\"black\"/>",
-        H - B
-    );
+    axes(&mut svg);
     for i in 0..=4 {
         let y = ymax * i as f64 / 4.0;
         let _ = writeln!(svg, "<line x1=\"{L}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#eee\"/><text x=\"{2}\" y=\"{3}\" text-anchor=\"end\">{y:.1}</text>", sy(y), W - R, L - 6.0, sy(y) + 4.0);
