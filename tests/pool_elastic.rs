@@ -352,3 +352,33 @@ proptest! {
         });
     }
 }
+
+#[actix_rt::test]
+async fn tasks_fired_at_a_retiring_worker_are_never_lost() {
+    let pool = Pool::builder()
+        .min(1)
+        .max(4)
+        .resizer(Resizer::default().interval(Duration::from_secs(3600)))
+        .start();
+    for _ in 0..20 {
+        pool.resize(4);
+        let targets = pool.workers();
+        let (bus, fire) = (pool.bus().clone(), targets.clone());
+        // Fire at every worker's channel from another thread while the pool shrinks under it.
+        let shooter = std::thread::spawn(move || {
+            (0..400u64)
+                .map(|i| bus.call(&fire[i as usize % fire.len()], Task::new(move || i)))
+                .collect::<Vec<_>>()
+        });
+        pool.resize(1);
+        for (i, v) in shooter.join().unwrap().into_iter().enumerate() {
+            match bounded(v).await {
+                Ok(n) => assert_eq!(n, i as u64),
+                // Fired after its worker's channel was gone: refused, never lost.
+                Err(TaskError::NoRoute(_)) => {}
+                Err(e) => panic!("task {i}: {e:?}"),
+            }
+        }
+    }
+    pool.stop().await;
+}

@@ -182,7 +182,9 @@ impl PoolCore {
             self.default_timeout,
         );
         match to {
-            Some(slot) => self.enqueue(slot, task, true),
+            // A worker that is leaving the pool takes nothing more; its tasks go elsewhere.
+            Some(slot) if !slot.retired.load(Ordering::SeqCst) => self.enqueue(slot, task, true),
+            Some(_) => self.resubmit(task, &self.retiring_fallback()),
             None => {
                 let workers = self.workers();
                 if workers.is_empty() {
@@ -204,6 +206,19 @@ impl PoolCore {
             // That worker left the pool (retired or lost) after the task was routed to it.
             slot.load.fetch_sub(1, Ordering::Relaxed);
             self.resubmit(task, &slot.fin());
+        }
+    }
+
+    /// A finisher for tasks that must fail while no worker is at hand.
+    fn retiring_fallback(&self) -> Finisher {
+        self.finisher(&self.channel)
+    }
+
+    /// Waits until every push that already passed the state check has finished enqueuing (a few
+    /// instructions each), so that a worker leaving the pool sees all it will ever be given.
+    pub(crate) fn quiesce_pushes(&self) {
+        while self.inflight.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
         }
     }
 
@@ -312,9 +327,7 @@ impl PoolCore {
             bound.close();
         }
         // Pushes that saw RUNNING finish enqueuing within a few instructions; none can start now.
-        while self.inflight.load(Ordering::SeqCst) != 0 {
-            std::thread::yield_now();
-        }
+        self.quiesce_pushes();
         let workers: Vec<_> = self.workers().clone();
         for w in &workers {
             w.backend.shutdown(how);

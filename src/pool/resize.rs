@@ -163,6 +163,7 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
         backend,
         component: Mutex::new(None),
         stopper: OnceLock::new(),
+        retired: std::sync::atomic::AtomicBool::new(false),
     });
     slot.backend
         .attach(Arc::downgrade(core), Arc::downgrade(&slot));
@@ -210,6 +211,10 @@ impl PoolCore {
         };
         let channel = slot.channel();
         self.unregister_worker(slot, &channel);
+        // A push that took this worker from its route before now either sees `retired` and goes
+        // elsewhere, or has finished enqueuing here once this returns: nothing is left behind.
+        slot.retired.store(true, Ordering::SeqCst);
+        self.quiesce_pushes();
         let fin = slot.fin();
         for task in slot.backend.retire() {
             slot.load.fetch_sub(1, Ordering::Relaxed);

@@ -60,6 +60,8 @@ pub(crate) struct WorkerSlot {
     pub(crate) backend: Box<dyn Backend>,
     pub(crate) component: Mutex<Option<ComponentId>>,
     pub(crate) stopper: OnceLock<Recipient<Stop>>,
+    /// Set when the worker leaves the pool: tasks aimed at it are placed elsewhere.
+    pub(crate) retired: std::sync::atomic::AtomicBool,
 }
 
 impl WorkerSlot {
