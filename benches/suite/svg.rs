@@ -9,15 +9,18 @@ const L: f64 = 70.0;
 const R: f64 = 230.0;
 const T: f64 = 40.0;
 const B: f64 = 60.0;
+/// Extra width on the right so that long legend entries are not cut off.
+const LEGEND_ROOM: f64 = 140.0;
 const COLORS: [&str; 8] = [
     "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#7f7f7f",
 ];
 
 fn header(title: &str) -> String {
     format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
          <text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{title}</text>\n",
+        W + LEGEND_ROOM,
         (W - R + L) / 2.0
     )
 }
