@@ -479,6 +479,9 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             });
             finished
         });
+        // A span per task for `tracing` subscribers; with none (or TRACE off) this is one load.
+        let _span =
+            tracing::trace_span!("circuits.task", id = id.0, worker = %fin.worker).entered();
         let started = fin.counters.tracks_latency().then(std::time::Instant::now);
         let result = match catch_unwind(AssertUnwindSafe(run)) {
             Ok(r) => r,
