@@ -184,7 +184,7 @@ impl PoolCore {
         match to {
             // A worker that is leaving the pool takes nothing more; its tasks go elsewhere.
             Some(slot) if !slot.retired.load(Ordering::SeqCst) => self.enqueue(slot, task, true),
-            Some(_) => self.resubmit(task, &self.retiring_fallback()),
+            Some(slot) => self.resubmit(task, &slot.fin()),
             None => {
                 let workers = self.workers();
                 if workers.is_empty() {
@@ -207,11 +207,6 @@ impl PoolCore {
             slot.load.fetch_sub(1, Ordering::Relaxed);
             self.resubmit(task, &slot.fin());
         }
-    }
-
-    /// A finisher for tasks that must fail while no worker is at hand.
-    fn retiring_fallback(&self) -> Finisher {
-        self.finisher(&self.channel)
     }
 
     /// Waits until every push that already passed the state check has finished enqueuing (a few

@@ -310,6 +310,19 @@ struct Host {
     backoff: Duration,
 }
 
+/// Waits up to `within` for `child` to exit, then SIGKILLs it; reaps it either way.
+fn reap(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = child.kill();
+    child.wait().ok()
+}
+
 /// How a child ended, in words.
 fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
@@ -763,15 +776,7 @@ impl Host {
         unsafe {
             libc::kill(pid, libc::SIGTERM);
         }
-        let until = Instant::now() + self.cfg.kill_grace;
-        while Instant::now() < until {
-            if let Ok(Some(status)) = conn.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let _ = conn.child.kill();
-        conn.child.wait().ok()
+        reap(&mut conn.child, self.cfg.kill_grace)
     }
 
     /// The child died (or broke the protocol): fail the task it was running, keep the rest, and
@@ -780,19 +785,7 @@ impl Host {
         let status = match self.conn.as_mut() {
             Some(conn) if protocol.is_none() => {
                 // Its output ended, so it is exiting; give it a moment to be reaped, then make sure.
-                let until = Instant::now() + Duration::from_secs(2);
-                let mut status = None;
-                while Instant::now() < until {
-                    if let Ok(Some(s)) = conn.child.try_wait() {
-                        status = Some(s);
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                if status.is_none() {
-                    let _ = conn.child.kill();
-                    status = conn.child.wait().ok();
-                }
+                let status = reap(&mut conn.child, Duration::from_secs(2));
                 self.conn = None;
                 status
             }
@@ -842,15 +835,10 @@ impl Host {
     fn close(&mut self) {
         if let Some(mut conn) = self.conn.take() {
             drop(conn.input);
-            let until = Instant::now() + self.cfg.kill_grace.max(Duration::from_secs(1));
-            while Instant::now() < until {
-                if let Ok(Some(_)) = conn.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            let _ = conn.child.kill();
-            let _ = conn.child.wait();
+            reap(
+                &mut conn.child,
+                self.cfg.kill_grace.max(Duration::from_secs(1)),
+            );
         }
     }
 
