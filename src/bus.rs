@@ -566,14 +566,24 @@ impl Bus {
         }
     }
 
-    /// Registers the task route for a channel (a pool or one of its workers).
-    pub(crate) fn add_route(&self, channel: Channel, route: Arc<dyn Route>) {
-        write(&self.inner.routes).insert(channel, route);
+    /// Registers the task route for a channel (a pool or one of its workers); a channel that is
+    /// routed already keeps its route, and the channel comes back as the error.
+    pub(crate) fn add_route(&self, channel: Channel, route: Arc<dyn Route>) -> Result<(), Channel> {
+        match write(&self.inner.routes).entry(channel) {
+            std::collections::hash_map::Entry::Occupied(e) => Err(e.key().clone()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(route);
+                Ok(())
+            }
+        }
     }
 
-    /// Removes the task route of a channel.
-    pub(crate) fn remove_route(&self, channel: &Channel) {
-        write(&self.inner.routes).remove(channel);
+    /// Removes the task route of a channel if it is `route` (a pool removes only its own).
+    pub(crate) fn remove_route(&self, channel: &Channel, route: &Arc<dyn Route>) {
+        let mut routes = write(&self.inner.routes);
+        if routes.get(channel).is_some_and(|r| Arc::ptr_eq(r, route)) {
+            routes.remove(channel);
+        }
     }
 
     pub(crate) fn route(&self, channel: &Channel) -> Option<Arc<dyn Route>> {

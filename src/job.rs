@@ -105,12 +105,13 @@ pub(crate) type Outcomes<O> = Vec<Result<O, TaskError>>;
 
 /// A chunk of jobs run as one task: one frame each way in process mode, one queue entry in thread
 /// mode. A panic fails only its own job; a crash of the child fails the whole chunk.
-pub(crate) fn batch_task<J: Job>(jobs: Vec<J>) -> Task<Outcomes<J::Output>> {
-    let inputs = jobs
-        .iter()
-        .map(|j| encode_input(j).map(serde_bytes::ByteBuf::from))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Inputs::Batch);
+///
+/// `inputs` are the jobs' encoded inputs (see [`encode_inputs`]), in order.
+pub(crate) fn batch_task<J: Job>(
+    jobs: Vec<J>,
+    inputs: Result<Vec<serde_bytes::ByteBuf>, String>,
+) -> Task<Outcomes<J::Output>> {
+    let inputs = inputs.map(Inputs::Batch);
     let mut task = Task::from_closure(Box::new(move || {
         Ok(jobs
             .into_iter()
@@ -128,6 +129,11 @@ pub(crate) fn batch_task<J: Job>(jobs: Vec<J>) -> Task<Outcomes<J::Output>> {
         decode: decode_batch::<J>,
     });
     task
+}
+
+/// Each job's encoded input, or the first job's encoding error.
+pub(crate) fn encode_one<J: Job>(job: &J) -> Result<serde_bytes::ByteBuf, String> {
+    encode_input(job).map(serde_bytes::ByteBuf::from)
 }
 
 fn decode_batch<J: Job>(bytes: &[u8]) -> Result<Outcomes<J::Output>, TaskError> {

@@ -56,7 +56,9 @@ pub use pool::{
     Full, Latency, MapStream, Pool, PoolBuilder, PoolError, PoolHandle, PoolStats, Resizer,
     WorkerRestarted, WorkerStarted, WorkerStopped,
 };
-pub use task::{Task, TaskComplete, TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess};
+pub use task::{
+    StartStage, Task, TaskComplete, TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess,
+};
 pub use tree::{
     Component, ComponentId, ComponentInfo, Registered, Started, Stop, Stopped, Unregistered,
 };

@@ -29,7 +29,7 @@ use actix::Message;
 use crate::bus::{Bus, Target};
 use crate::channel::Channel;
 use crate::job::JobCall;
-use crate::value::{promise, Promise, Value, WaitError};
+use crate::value::{promise, FailSlot, Promise, Value, WaitError};
 
 /// Identifies a task within its pool (ids count up from 1 in push order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -75,6 +75,19 @@ pub enum TaskError {
         /// How it died: an exit code or a signal.
         reason: String,
     },
+    /// A worker process could not be started, several times in a row (see
+    /// [`ProcessConfig::max_start_failures`](crate::ProcessConfig::max_start_failures)): the tasks
+    /// waiting on that worker fail with this instead of waiting for ever. The pool keeps trying to
+    /// start it at the slowest back-off.
+    #[error("the worker process {worker} could not be started ({stage}): {reason}")]
+    WorkerStartFailed {
+        /// The channel of the worker that could not start.
+        worker: String,
+        /// Where the last attempt failed.
+        stage: StartStage,
+        /// What happened (the OS's error, the exit status or signal, and the likely cause).
+        reason: String,
+    },
     /// The worker process does not know the job's name (register it in the binary's job set).
     #[error("the worker does not know a job named {0:?}; register it in the binary's jobs")]
     UnknownJob(String),
@@ -87,6 +100,28 @@ pub enum TaskError {
     /// Waiting on the task's value failed (timeout while waiting, or abandoned).
     #[error(transparent)]
     Wait(#[from] WaitError),
+}
+
+/// Where starting a worker process failed (see [`TaskError::WorkerStartFailed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StartStage {
+    /// The OS refused to start the process (or a thread to read it).
+    Spawn,
+    /// The process started but ended, or answered wrongly, before completing the handshake.
+    Handshake,
+    /// The process completed the handshake but died before answering its first job.
+    FirstJob,
+}
+
+impl fmt::Display for StartStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StartStage::Spawn => "spawn",
+            StartStage::Handshake => "handshake",
+            StartStage::FirstJob => "first job",
+        })
+    }
 }
 
 impl From<crate::wire::Fault> for TaskError {
@@ -273,11 +308,11 @@ pub(crate) struct Finisher {
     pub(crate) stuck: std::sync::OnceLock<StuckHook>,
 }
 
-/// What a thread worker's stuck-task timer needs to replace the worker.
+/// What a thread worker's stuck-task timer needs: the limit, and what to call when a task passes
+/// it (the pool replaces the worker; given by the pool, so this layer knows nothing of pools).
 pub(crate) struct StuckHook {
     pub(crate) after: Duration,
-    pub(crate) core: std::sync::Weak<crate::pool::core::PoolCore>,
-    pub(crate) slot: std::sync::Weak<crate::worker::WorkerSlot>,
+    pub(crate) lost: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl Finisher {
@@ -316,19 +351,21 @@ impl Finisher {
         self.listeners.iter().any(|g| g.load(Ordering::Relaxed) > 0)
     }
 
-    /// Resolves the task's value with `result` and, if that was its one outcome and someone
-    /// listens, fires the terminal event then `TaskComplete`.
+    /// Resolves the task's value with `result` and, if that was its one outcome, counts it and (when
+    /// someone listens) fires the terminal event then `TaskComplete`. A bounded pool's permit is
+    /// released first, and the count is made before the value resolves, so whoever awaited the
+    /// value finds room in the pool and the task in [`stats`](crate::PoolHandle::stats).
     fn settle<R: TaskOutput>(
         &self,
         id: TaskId,
         promise: &Promise<Result<R, TaskError>>,
         result: Result<R, TaskError>,
+        permit: Option<&Permit>,
     ) {
+        release(permit);
+        let ok = result.is_ok();
         if !self.observed() {
-            let ok = result.is_ok();
-            if promise.complete(result) {
-                self.counters.record(ok);
-            }
+            promise.complete_then(result, || self.counters.record(ok));
             return;
         }
         let terminal = match &result {
@@ -337,16 +374,40 @@ impl Finisher {
                 worker: self.worker.clone(),
                 value: v.clone(),
             }),
-            Err(e) => Err(TaskFailure {
-                id,
-                worker: self.worker.clone(),
-                error: e.clone(),
-            }),
+            Err(e) => Err(self.failure(id, e.clone())),
         };
-        if !promise.complete(result) {
-            return;
+        if promise.complete_then(result, || self.counters.record(ok)) {
+            self.fire(id, terminal);
         }
-        self.counters.record(terminal.is_ok());
+    }
+
+    /// [`settle`](Self::settle) with an error, for a value whose type is not known here.
+    fn settle_err(
+        &self,
+        id: TaskId,
+        slot: &dyn FailSlot<TaskError>,
+        error: TaskError,
+        permit: Option<&Permit>,
+    ) {
+        release(permit);
+        let failure = self.observed().then(|| self.failure(id, error.clone()));
+        if slot.fail_then(error, &mut || self.counters.record(false)) {
+            if let Some(f) = failure {
+                self.fire::<()>(id, Err(f));
+            }
+        }
+    }
+
+    fn failure(&self, id: TaskId, error: TaskError) -> TaskFailure {
+        TaskFailure {
+            id,
+            worker: self.worker.clone(),
+            error,
+        }
+    }
+
+    /// Fires the terminal event, then `TaskComplete`, on the pool's channel.
+    fn fire<R: TaskOutput>(&self, id: TaskId, terminal: Result<TaskSuccess<R>, TaskFailure>) {
         let bus = self.bus.clone();
         let target = Target::from(&self.pool);
         let complete = TaskComplete {
@@ -364,6 +425,41 @@ impl Finisher {
     }
 }
 
+/// A bounded pool's queue permit, shared by whoever may settle the task (the worker, a timer, an
+/// abort): the first to settle it frees the room, before the value resolves.
+pub(crate) type Permit = Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>;
+
+fn release(permit: Option<&Permit>) {
+    if let Some(p) = permit {
+        drop(p.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+}
+
+/// The task a thread worker is running, so that an abort can resolve its value at once (the
+/// thread finishes the closure on its own and its result is discarded).
+#[derive(Default)]
+pub(crate) struct RunningSlot(std::sync::Mutex<Option<Running>>);
+
+struct Running {
+    id: TaskId,
+    slot: Arc<dyn FailSlot<TaskError>>,
+    permit: Option<Permit>,
+}
+
+impl RunningSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Fails the running task (if any, and if still pending) with `error`.
+    pub(crate) fn fail(&self, error: TaskError, fin: &Finisher) {
+        let running = self.lock().take();
+        if let Some(r) = running {
+            fin.settle_err(r.id, &*r.slot, error, r.permit.as_ref());
+        }
+    }
+}
+
 /// A queued task with its type erased, so one worker queue carries tasks of every result type.
 pub(crate) trait ErasedTask: Send {
     /// Gives the task its id, and the pool's default timeout if it has none of its own.
@@ -372,12 +468,13 @@ pub(crate) trait ErasedTask: Send {
     fn timeout(&self) -> Option<Duration>;
     /// The job to send to a worker process, if the task is a job.
     fn job(&self) -> Option<&crate::job::JobPayload>;
-    /// Runs the closure on this thread and settles the task (thread mode).
-    fn run(self: Box<Self>, fin: &Arc<Finisher>);
+    /// Runs the closure on this thread and settles the task (thread mode). While it runs, the
+    /// task is in `running`, where an abort can fail it at once.
+    fn run(self: Box<Self>, fin: &Arc<Finisher>, running: &RunningSlot);
     /// Refuses the task: resolves its value with `error` and fires no event (it was never
     /// accepted).
     fn reject(self: Box<Self>, error: TaskError);
-    /// Keeps a bounded pool's queue permit until the task is dropped (after it ended).
+    /// Keeps a bounded pool's queue permit until the task is settled.
     fn hold(&mut self, permit: tokio::sync::OwnedSemaphorePermit);
     /// Settles the task with an error without running it.
     fn fail(self: Box<Self>, error: TaskError, fin: &Finisher);
@@ -397,8 +494,8 @@ struct Extra<R> {
     job: Option<JobCall<R>>,
     key: Option<u64>,
     timeout: Option<Duration>,
-    /// A bounded pool's permit: room frees when the task is dropped.
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// A bounded pool's permit: room frees when the task is settled.
+    permit: Option<Permit>,
 }
 
 impl<R> Extra<R> {
@@ -409,6 +506,12 @@ impl<R> Extra<R> {
             timeout: None,
             permit: None,
         })
+    }
+}
+
+impl<R> TaskCell<R> {
+    fn permit(&self) -> Option<&Permit> {
+        self.extra.as_ref()?.permit.as_ref()
     }
 }
 
@@ -441,22 +544,25 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         self.extra.as_ref()?.job.as_ref().map(|j| &j.payload)
     }
 
-    fn run(self: Box<Self>, fin: &Arc<Finisher>) {
+    fn run(self: Box<Self>, fin: &Arc<Finisher>, running: &RunningSlot) {
         let timeout = self.timeout();
         let TaskCell {
-            id, run, promise, ..
+            id,
+            run,
+            promise,
+            extra,
         } = *self;
+        let permit = extra.and_then(|e| e.permit);
         if !promise.is_pending() {
-            return; // already settled (it expired while queued)
+            return; // already settled (cancelled while queued)
         }
         if let Some(limit) = timeout {
-            let expire = promise.share();
-            let fin2 = fin.clone();
-            let bus = fin.bus.clone();
-            bus.spawn(async move {
+            let (expire, fin2, permit2) = (promise.share(), fin.clone(), permit.clone());
+            fin.bus.spawn(async move {
                 tokio::time::sleep(limit).await;
                 if expire.is_pending() {
-                    fin2.settle(id, &expire, Err(TaskError::TimedOut(limit)));
+                    let error = Err(TaskError::TimedOut(limit));
+                    fin2.settle(id, &expire, error, permit2.as_ref());
                 }
             });
         }
@@ -464,20 +570,24 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             // Stuck detection: if the task still runs after the limit, the worker is lost.
             let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let (done, expire, fin2) = (finished.clone(), promise.share(), fin.clone());
-            let (limit, core, slot) = (hook.after, hook.core.clone(), hook.slot.clone());
+            let (limit, permit2, lost) = (hook.after, permit.clone(), hook.lost.clone());
             fin.bus.spawn(async move {
                 tokio::time::sleep(limit).await;
                 if done.load(Ordering::Acquire) {
                     return;
                 }
                 if expire.is_pending() {
-                    fin2.settle(id, &expire, Err(TaskError::TimedOut(limit)));
+                    let error = Err(TaskError::TimedOut(limit));
+                    fin2.settle(id, &expire, error, permit2.as_ref());
                 }
-                if let (Some(core), Some(slot)) = (core.upgrade(), slot.upgrade()) {
-                    core.worker_lost(&slot);
-                }
+                lost();
             });
             finished
+        });
+        *running.lock() = Some(Running {
+            id,
+            slot: promise.fail_slot(),
+            permit: permit.clone(),
         });
         // A span per task for `tracing` subscribers; with none (or TRACE off) this is one load.
         let _span =
@@ -487,25 +597,28 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             Ok(r) => r,
             Err(payload) => Err(TaskError::Panicked(panic_message(&*payload))),
         };
+        *running.lock() = None;
         if let Some(t) = started {
             fin.counters.latency(t.elapsed());
         }
         if let Some(f) = finished {
             f.store(true, Ordering::Release);
         }
-        fin.settle(id, &promise, result);
+        fin.settle(id, &promise, result, permit.as_ref());
     }
 
     fn reject(self: Box<Self>, error: TaskError) {
+        release(self.permit());
         self.promise.complete(Err(error));
     }
 
     fn hold(&mut self, permit: tokio::sync::OwnedSemaphorePermit) {
-        self.extra.get_or_insert_with(Extra::empty).permit = Some(permit);
+        self.extra.get_or_insert_with(Extra::empty).permit =
+            Some(Arc::new(std::sync::Mutex::new(Some(permit))));
     }
 
     fn fail(self: Box<Self>, error: TaskError, fin: &Finisher) {
-        fin.settle(self.id, &self.promise, Err(error));
+        fin.settle(self.id, &self.promise, Err(error), self.permit());
     }
 
     fn finish_encoded(self: Box<Self>, answer: Result<&[u8], TaskError>, fin: &Finisher) {
@@ -515,6 +628,6 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             (Ok(_), None) => Err(TaskError::ClosureInProcessPool),
             (Err(e), _) => Err(e),
         };
-        fin.settle(self.id, &self.promise, result);
+        fin.settle(self.id, &self.promise, result, self.permit());
     }
 }

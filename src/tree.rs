@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use actix::{Message, Recipient};
+use actix::{Message, Recipient, WeakRecipient};
 
 use crate::bus::{Bus, BusError, Target};
 use crate::channel::Channel;
@@ -61,7 +61,24 @@ pub struct Component {
     name: String,
     channel: Option<Channel>,
     parent: Option<ComponentId>,
-    stopper: Option<Recipient<Stop>>,
+    stopper: Option<Stopper>,
+}
+
+/// Where the tree sends [`Stop`]: an address that keeps the actor alive while it is registered, or
+/// one that does not.
+#[derive(Clone)]
+enum Stopper {
+    Strong(Recipient<Stop>),
+    Weak(WeakRecipient<Stop>),
+}
+
+impl Stopper {
+    fn get(&self) -> Option<Recipient<Stop>> {
+        match self {
+            Stopper::Strong(r) => Some(r.clone()),
+            Stopper::Weak(w) => w.upgrade(),
+        }
+    }
 }
 
 impl Component {
@@ -85,9 +102,17 @@ impl Component {
         self.parent = Some(parent);
         self
     }
-    /// Where to send [`Stop`] when the component (or an ancestor) is stopped.
+    /// Where to send [`Stop`] when the component (or an ancestor) is stopped. The tree holds this
+    /// address, so the actor lives at least as long as it is registered.
     pub fn stopper(mut self, stopper: Recipient<Stop>) -> Self {
-        self.stopper = Some(stopper);
+        self.stopper = Some(Stopper::Strong(stopper));
+        self
+    }
+    /// Like [`stopper`](Component::stopper), but the tree does not keep the actor alive: an actor
+    /// that stopped for want of other addresses is skipped when the tree is stopped. Pools register
+    /// this way, so that a pool nobody can reach any more stops itself.
+    pub fn weak_stopper(mut self, stopper: WeakRecipient<Stop>) -> Self {
+        self.stopper = Some(Stopper::Weak(stopper));
         self
     }
 }
@@ -128,7 +153,7 @@ pub struct Unregistered(pub ComponentInfo);
 struct Node {
     info: ComponentInfo,
     children: Vec<ComponentId>,
-    stopper: Option<Recipient<Stop>>,
+    stopper: Option<Stopper>,
 }
 
 /// The tree itself, kept inside the bus.
@@ -268,7 +293,7 @@ impl Bus {
                         (
                             lifecycle_target(&n.info, &tree),
                             n.info.clone(),
-                            n.stopper.clone(),
+                            n.stopper.as_ref().and_then(Stopper::get),
                         )
                     })
                 })

@@ -109,11 +109,19 @@ impl<T> Promise<T> {
 
     /// Resolves the value; `false` when it was already resolved (the value `v` is dropped).
     pub(crate) fn complete(&self, v: T) -> bool {
+        self.complete_then(v, || {})
+    }
+
+    /// Resolves the value and, only if this call is the one that resolves it, runs `first` before
+    /// anyone waiting can see the result (so counters bumped there are visible to whoever awaited
+    /// the value). `first` runs under the value's lock: keep it to a few atomic operations.
+    pub(crate) fn complete_then(&self, v: T, first: impl FnOnce()) -> bool {
         let waker = {
             let mut st = self.slot.lock();
             match &mut *st {
                 State::Pending(w) => {
                     let w = w.take();
+                    first();
                     *st = State::Ready(v);
                     w
                 }
@@ -124,6 +132,42 @@ impl<T> Promise<T> {
             w.wake();
         }
         true
+    }
+}
+
+/// A pending value's slot seen only as "something that can fail with `E`": lets code that does
+/// not know the value's type (a worker aborting its running task) resolve it with an error.
+pub(crate) trait FailSlot<E>: Send + Sync {
+    /// Resolves the value with `Err(e)` if it is still pending, running `first` just before (see
+    /// [`Promise::complete_then`]); `false` when it was already resolved.
+    fn fail_then(&self, e: E, first: &mut dyn FnMut()) -> bool;
+}
+
+impl<U: Send, E: Send> FailSlot<E> for Slot<Result<U, E>> {
+    fn fail_then(&self, e: E, first: &mut dyn FnMut()) -> bool {
+        let waker = {
+            let mut st = self.lock();
+            match &mut *st {
+                State::Pending(w) => {
+                    let w = w.take();
+                    first();
+                    *st = State::Ready(Err(e));
+                    w
+                }
+                _ => return false,
+            }
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+}
+
+impl<U: Send + 'static, E: Send + 'static> Promise<Result<U, E>> {
+    /// This value's slot as a [`FailSlot`] (no allocation: the same shared cell).
+    pub(crate) fn fail_slot(&self) -> Arc<dyn FailSlot<E>> {
+        self.slot.clone()
     }
 }
 

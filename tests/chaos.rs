@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use circuits::prelude::*;
-use circuits::TaskId;
+use circuits::{ProcessConfig, TaskId};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -206,7 +206,12 @@ async fn exactly_one_event_each(events: &Events, n: usize) -> HashMap<TaskId, Se
 async fn process_chaos_loses_and_doubles_nothing() {
     const PER: usize = 5_000;
     const PRODUCERS: usize = 4;
-    let pool = Pool::builder().min(3).process().start();
+    // The killer also kills children that are still starting, every few milliseconds, as fast as a
+    // debug build's child starts: enough to trip the limit of failed starts in a row (whose tasks
+    // then fail `WorkerStartFailed`, see tests/lifecycle.rs). This test checks crash attribution,
+    // so it raises that limit; the back-off still applies.
+    let config = ProcessConfig::default().max_start_failures(1_000);
+    let pool = Pool::builder().min(3).process_with(config).start();
     let events = collect(&pool);
     let done = Arc::new(AtomicBool::new(false));
     let kills = Arc::new(AtomicUsize::new(0));

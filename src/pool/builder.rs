@@ -8,6 +8,7 @@ use actix::prelude::*;
 use super::core::{Mode, PoolCore, PoolRoute, Settings};
 use super::resize::{add_worker, Resizer};
 use super::{Pool, PoolHandle};
+use crate::bus::Route;
 use crate::bus::{Bus, BusError};
 use crate::channel::Channel;
 use crate::pool::balance::{LeastLoaded, Strategy};
@@ -32,6 +33,10 @@ pub enum PoolError {
     /// binary's `main` does not call [`init`](crate::init) first.
     #[error("this is a worker process but circuits::init was not called first in main; call it before anything else")]
     NotInitialized,
+    /// Another pool (or anything that routes tasks) already takes tasks on this channel of the
+    /// bus; give the pool another channel, or stop the other one first.
+    #[error("channel {0:?} already routes tasks on this bus; a pool needs a channel of its own")]
+    ChannelTaken(Channel),
     /// The OS refused a worker thread or process.
     #[error("could not start a worker: {0}")]
     Spawn(String),
@@ -60,7 +65,8 @@ pub enum PoolError {
 /// # }
 /// ```
 pub struct PoolBuilder {
-    min: usize,
+    /// `None` until set: then the number of CPUs, lowered to `max` if that is smaller.
+    min: Option<usize>,
     max: Option<usize>,
     channel: Channel,
     strategy: Box<dyn Strategy>,
@@ -89,7 +95,7 @@ impl std::fmt::Debug for PoolBuilder {
 impl Default for PoolBuilder {
     fn default() -> Self {
         PoolBuilder {
-            min: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            min: None,
             max: None,
             channel: Channel::from("pool"),
             strategy: Box::new(LeastLoaded),
@@ -106,12 +112,13 @@ impl Default for PoolBuilder {
 }
 
 impl PoolBuilder {
-    /// Workers started at startup (default: the number of CPUs).
+    /// Workers started at startup (default: the number of CPUs, or `max` if that is smaller).
     pub fn min(mut self, n: usize) -> Self {
-        self.min = n;
+        self.min = Some(n);
         self
     }
-    /// The most workers the pool may grow to (default: `min`).
+    /// The most workers the pool may grow to (default: `min`). Without an explicit
+    /// [`min`](Self::min), a `max` below the number of CPUs lowers the default `min` to it.
     pub fn max(mut self, n: usize) -> Self {
         self.max = Some(n);
         self
@@ -187,7 +194,9 @@ impl PoolBuilder {
     ///
     /// With the message of [`PoolError`] if the pool cannot start: an invalid size, no actix
     /// `System` running, or the OS refusing a thread or process. Use
-    /// [`try_start`](PoolBuilder::try_start) to handle these as errors.
+    /// [`try_start`](PoolBuilder::try_start) to handle these as errors. The panic points at the
+    /// caller's line.
+    #[track_caller]
     pub fn start(self) -> PoolHandle {
         match self.try_start() {
             Ok(p) => p,
@@ -196,10 +205,22 @@ impl PoolBuilder {
     }
 
     /// Starts the pool, or says why it could not.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::InvalidSize`] unless `1 <= min <= max`; [`PoolError::NoSystem`] outside an
+    /// actix `System`; [`PoolError::NotInitialized`] for a process pool in a worker process whose
+    /// `main` skipped [`init`](crate::init); [`PoolError::ChannelTaken`] when the channel already
+    /// routes tasks on the bus; [`PoolError::Spawn`] when the OS refuses a worker thread or
+    /// process; [`PoolError::Bus`] for an empty channel name or a bus that refuses the pool.
     pub fn try_start(self) -> Result<PoolHandle, PoolError> {
-        let max = self.max.unwrap_or(self.min);
-        if self.min == 0 || max < self.min {
-            return Err(PoolError::InvalidSize { min: self.min, max });
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let min = self
+            .min
+            .unwrap_or_else(|| self.max.map_or(cpus, |max| cpus.min(max)));
+        let max = self.max.unwrap_or(min);
+        if min == 0 || max < min {
+            return Err(PoolError::InvalidSize { min, max });
         }
         if System::try_current().is_none() {
             return Err(PoolError::NoSystem);
@@ -218,7 +239,7 @@ impl PoolBuilder {
             bus.clone(),
             self.channel.clone(),
             Settings {
-                min: self.min,
+                min,
                 max,
                 strategy: self.strategy,
                 mode: self.mode,
@@ -228,31 +249,37 @@ impl PoolBuilder {
                 track_latency: self.track_latency,
             },
         ));
+        // The channel first: a pool that cannot have it starts nothing.
+        let route: Arc<dyn Route> = Arc::new(PoolRoute(Arc::downgrade(&core)));
+        bus.add_route(self.channel.clone(), route.clone())
+            .map_err(PoolError::ChannelTaken)?;
+        let _ = core.route.set(route);
         let addr = Pool { core: core.clone() }.start();
-        let pool_id = bus.register(
+        // The tree does not keep the pool alive: the handles and addresses do.
+        let registered = bus.register(
             Component::new("pool")
                 .channel(self.channel.clone())
-                .stopper(addr.clone().recipient()),
-        )?;
+                .weak_stopper(addr.downgrade().recipient()),
+        );
+        let pool_id = match registered {
+            Ok(id) => id,
+            Err(e) => {
+                core.begin_stop(crate::worker::Shutdown::Abort);
+                return Err(e.into());
+            }
+        };
         let _ = core.component.set(pool_id);
-        for _ in 0..self.min {
+        for _ in 0..min {
             if let Err(e) = add_worker(&core) {
                 // Leave nothing half-started behind.
-                core.bus.spawn({
-                    let core = core.clone();
-                    async move { core.stop(crate::worker::Shutdown::Abort).await }
-                });
+                core.begin_stop(crate::worker::Shutdown::Abort);
                 return Err(e);
             }
         }
-        bus.add_route(
-            self.channel.clone(),
-            Arc::new(PoolRoute(Arc::downgrade(&core))),
-        );
         bus.mark_started(pool_id)?;
         let resizer = match self.resizer {
             Some(r) => Some(r),
-            None if max > self.min => Some(Resizer::default()),
+            None if max > min => Some(Resizer::default()),
             None => None,
         };
         if let Some(r) = resizer {

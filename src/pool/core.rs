@@ -5,7 +5,7 @@
 //! task straight to its backend's queue. No lock is held while a task runs, and no actor mailbox is
 //! crossed.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, Weak};
 use std::time::Duration;
 
@@ -62,7 +62,7 @@ pub(crate) struct PoolCore {
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) min: usize,
     pub(crate) max: usize,
-    /// Permits for queued tasks when the pool is bounded; a task holds one until it ends.
+    /// Permits for queued tasks when the pool is bounded; a task holds one until it is settled.
     pub(crate) bound: Option<Arc<tokio::sync::Semaphore>>,
     pub(crate) stuck_after: Option<Duration>,
     pub(crate) track_latency: bool,
@@ -70,17 +70,25 @@ pub(crate) struct PoolCore {
     /// any thread.
     pub(crate) arbiter: actix::ArbiterHandle,
     /// Counters of workers that left the pool (still counting what they finish while they drain),
-    /// so stats survive resizes.
+    /// so stats survive resizes. Changed only while `workers` is write-locked, so a reader holding
+    /// `workers` sees each worker's counters exactly once.
     pub(crate) retired: std::sync::Mutex<Vec<Arc<crate::pool::stats::Counters>>>,
     /// One resize at a time.
     pub(crate) resizing: std::sync::Mutex<()>,
     /// Thread workers that may steal each other's unpinned tasks.
     pub(crate) siblings: crate::worker::thread::Siblings,
+    /// The route of the pool's channel, once it is taken (to remove only our own).
+    pub(crate) route: OnceLock<Arc<dyn Route>>,
     next_id: AtomicU64,
     state: AtomicU8,
+    /// An abort was asked for (by `abort`, a deadline, or escalating a draining stop).
+    aborting: AtomicBool,
     /// Pushes between their state check and their enqueue; stop waits for zero so that nothing is
     /// queued behind a worker's stop message.
     inflight: AtomicUsize,
+    /// Tasks `push` accepted on a full bounded pool, waiting for room: a draining stop waits for
+    /// them to be queued (they run during the drain); an abort cancels them.
+    parked: tokio::sync::watch::Sender<usize>,
     stopped: tokio::sync::watch::Sender<bool>,
 }
 
@@ -93,6 +101,14 @@ impl Loads for SlotLoads<'_> {
     fn load(&self, i: usize) -> usize {
         self.0[i].load.load(Ordering::Relaxed)
     }
+}
+
+/// Why the admission gate refused a task.
+pub(crate) enum Refused {
+    /// The bounded pool has no room now.
+    Full,
+    /// The pool is stopping or stopped.
+    Stopped,
 }
 
 impl PoolCore {
@@ -121,9 +137,12 @@ impl PoolCore {
             retired: Default::default(),
             resizing: std::sync::Mutex::new(()),
             siblings: Default::default(),
+            route: OnceLock::new(),
             next_id: AtomicU64::new(1),
             state: AtomicU8::new(RUNNING),
+            aborting: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
+            parked: tokio::sync::watch::channel(0).0,
             stopped: tokio::sync::watch::channel(false).0,
         }
     }
@@ -151,31 +170,96 @@ impl PoolCore {
         Finisher::new(&self.bus, &self.channel, channel, self.track_latency)
     }
 
-    /// Admits a task that must not wait: with a bound, takes a permit or fails with `Full`.
+    /// The one admission gate of every entry point: a stopped pool refuses; a bounded pool gives the
+    /// task a permit (room for it) or says it is full. What a refusal means is the entry point's
+    /// rule: `push` parks the task, `send` waits, `try_push` hands it back, the actor and the bus
+    /// fail it.
+    pub(crate) fn gate(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Refused> {
+        if self.is_stopped() {
+            return Err(Refused::Stopped);
+        }
+        match &self.bound {
+            None => Ok(None),
+            Some(bound) => match bound.clone().try_acquire_owned() {
+                Ok(permit) => Ok(Some(permit)),
+                Err(tokio::sync::TryAcquireError::Closed) => Err(Refused::Stopped),
+                Err(tokio::sync::TryAcquireError::NoPermits) => Err(Refused::Full),
+            },
+        }
+    }
+
+    /// Admits a task that must not wait (the actor, the bus): a full pool fails it with `Full`.
     pub(crate) fn admit(&self, mut task: Box<dyn ErasedTask>, to: Option<&Arc<WorkerSlot>>) {
-        if let Some(bound) = &self.bound {
-            match bound.clone().try_acquire_owned() {
-                Ok(permit) => task.hold(permit),
-                Err(tokio::sync::TryAcquireError::Closed) => {
-                    return task.reject(TaskError::PoolStopped)
+        match self.gate() {
+            Ok(permit) => {
+                if let Some(p) = permit {
+                    task.hold(p);
                 }
-                Err(tokio::sync::TryAcquireError::NoPermits) => {
-                    return task.reject(TaskError::Full)
+                self.submit(task, to, false)
+            }
+            Err(Refused::Full) => task.reject(TaskError::Full),
+            Err(Refused::Stopped) => task.reject(TaskError::PoolStopped),
+        }
+    }
+
+    /// `push`'s rule: a full pool parks the task until room frees. It was accepted: a draining stop
+    /// queues it and runs it; an abort cancels it.
+    pub(crate) fn push(
+        self: &Arc<Self>,
+        mut task: Box<dyn ErasedTask>,
+        to: Option<&Arc<WorkerSlot>>,
+    ) {
+        match self.gate() {
+            Ok(permit) => {
+                if let Some(p) = permit {
+                    task.hold(p);
                 }
+                self.submit(task, to, false)
+            }
+            Err(Refused::Stopped) => task.reject(TaskError::PoolStopped),
+            Err(Refused::Full) => {
+                let Some(bound) = self.bound.clone() else {
+                    return self.submit(task, to, false);
+                };
+                self.parked.send_modify(|n| *n += 1);
+                let (core, to) = (self.clone(), to.cloned());
+                self.bus.spawn(async move {
+                    match bound.acquire_owned().await {
+                        Ok(permit) => {
+                            task.hold(permit);
+                            core.submit(task, to.as_ref(), true);
+                        }
+                        // Closed by an abort.
+                        Err(_) => task.reject(TaskError::Cancelled),
+                    }
+                    core.parked.send_modify(|n| *n -= 1);
+                });
             }
         }
-        self.submit(task, to);
     }
 
     /// The hot path: accept `task` and queue it on `to`, or on the worker the strategy picks.
-    pub(crate) fn submit(&self, mut task: Box<dyn ErasedTask>, to: Option<&Arc<WorkerSlot>>) {
+    /// `parked` tasks were accepted before a stop began, so a draining stop still takes them.
+    pub(crate) fn submit(
+        &self,
+        mut task: Box<dyn ErasedTask>,
+        to: Option<&Arc<WorkerSlot>>,
+        parked: bool,
+    ) {
         if self.is_process() && task.job().is_none() {
             return task.reject(TaskError::ClosureInProcessPool);
         }
         self.inflight.fetch_add(1, Ordering::SeqCst);
-        if self.state.load(Ordering::SeqCst) != RUNNING {
+        let state = self.state.load(Ordering::SeqCst);
+        let open = state == RUNNING
+            || (parked && state == STOPPING && !self.aborting.load(Ordering::SeqCst));
+        if !open {
             self.inflight.fetch_sub(1, Ordering::SeqCst);
-            return task.reject(TaskError::PoolStopped);
+            return task.reject(if parked {
+                TaskError::Cancelled
+            } else {
+                TaskError::PoolStopped
+            });
         }
         task.prepare(
             TaskId(self.next_id.fetch_add(1, Ordering::Relaxed)),
@@ -188,6 +272,7 @@ impl PoolCore {
             None => {
                 let workers = self.workers();
                 if workers.is_empty() {
+                    drop(workers);
                     task.reject(TaskError::PoolStopped);
                 } else {
                     let key = task.key();
@@ -251,19 +336,23 @@ impl PoolCore {
         }
         let id = self.bus.register(component)?;
         *slot.component.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
-        self.bus.add_route(
-            channel.clone(),
-            Arc::new(WorkerRoute {
-                core: Arc::downgrade(self),
-                slot: Arc::downgrade(slot),
-            }),
-        );
+        let route: Arc<dyn Route> = Arc::new(WorkerRoute {
+            core: Arc::downgrade(self),
+            slot: Arc::downgrade(slot),
+        });
+        // A fresh UUID channel: nobody else routes it.
+        if self.bus.add_route(channel.clone(), route.clone()).is_ok() {
+            *slot.route.lock().unwrap_or_else(|p| p.into_inner()) = Some(route);
+        }
         Ok(id)
     }
 
     /// Takes a worker's channel off the routes and its component out of the tree.
     pub(crate) fn unregister_worker(&self, slot: &WorkerSlot, channel: &Channel) {
-        self.bus.remove_route(channel);
+        let route = slot.route.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(route) = route {
+            self.bus.remove_route(channel, &route);
+        }
         let component = slot
             .component
             .lock()
@@ -305,24 +394,63 @@ impl PoolCore {
         Some(fin)
     }
 
-    /// Stops the pool: refuses new tasks, drains or aborts every worker, waits for them, removes the
-    /// routes and unregisters the pool's subtree. A second caller waits for the first to finish.
-    pub(crate) async fn stop(&self, how: Shutdown) {
+    /// A receiver that turns `true` when the pool has stopped.
+    pub(crate) fn stopped_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopped.subscribe()
+    }
+
+    /// Stops the pool and resolves when it is stopped. The first call starts the stop in the
+    /// background (so it completes even if every caller goes away); `Abort` during a draining stop
+    /// escalates it; every caller waits for the one stop to finish.
+    pub(crate) async fn stop(self: &Arc<Self>, how: Shutdown) {
+        self.begin_stop(how);
+        let mut rx = self.stopped.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    /// Starts stopping (or escalates a draining stop to an abort) without waiting.
+    pub(crate) fn begin_stop(self: &Arc<Self>, how: Shutdown) {
+        if how == Shutdown::Abort {
+            self.escalate();
+        }
         if self
             .state
             .compare_exchange(RUNNING, STOPPING, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
+            .is_ok()
         {
-            let mut rx = self.stopped.subscribe();
-            let _ = rx.wait_for(|done| *done).await;
+            let core = self.clone();
+            self.bus.spawn(async move { core.run_stop().await });
+        }
+    }
+
+    /// Turns whatever stop is under way into an abort: parked tasks and queued tasks are cancelled,
+    /// running tasks end now.
+    fn escalate(&self) {
+        if self.aborting.swap(true, Ordering::SeqCst) {
             return;
         }
         if let Some(bound) = &self.bound {
-            // Producers waiting for room get PoolStopped instead of waiting for ever.
-            bound.close();
+            bound.close(); // parked pushes and waiting sends give up
         }
+        if self.state.load(Ordering::SeqCst) == STOPPING {
+            // Workers the stop has already asked to drain: abort them too.
+            for w in self.workers().iter() {
+                w.backend.shutdown(Shutdown::Abort);
+            }
+        }
+    }
+
+    async fn run_stop(&self) {
+        // Tasks `push` parked before the stop are queued as room frees (the workers still run).
+        let mut parked = self.parked.subscribe();
+        let _ = parked.wait_for(|n| *n == 0).await;
         // Pushes that saw RUNNING finish enqueuing within a few instructions; none can start now.
         self.quiesce_pushes();
+        let how = if self.aborting.load(Ordering::SeqCst) {
+            Shutdown::Abort
+        } else {
+            Shutdown::Drain
+        };
         let workers: Vec<_> = self.workers().clone();
         for w in &workers {
             w.backend.shutdown(how);
@@ -330,33 +458,46 @@ impl PoolCore {
         for w in &workers {
             let _ = w.backend.finished().await;
         }
-        self.bus.remove_route(&self.channel);
-        for w in &workers {
-            self.bus.remove_route(&w.channel());
-        }
         self.state.store(STOPPED, Ordering::SeqCst);
+        self.release_routes(&workers);
         if let Some(id) = self.component.get() {
             // Stops the Pool and Worker actors (children first) and unregisters them.
             let _ = self.bus.stop_component(*id).await;
         }
         self.stopped.send_replace(true);
     }
+
+    /// Removes the routes this pool owns (its channel's and its workers').
+    fn release_routes(&self, workers: &[Arc<WorkerSlot>]) {
+        if let Some(route) = self.route.get() {
+            self.bus.remove_route(&self.channel, route);
+        }
+        for w in workers {
+            let route = w.route.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(route) = route {
+                self.bus.remove_route(&w.channel(), &route);
+            }
+        }
+    }
 }
 
 impl Drop for PoolCore {
-    /// A pool dropped without `stop` aborts its workers (threads finish their running task and
-    /// exit; process workers are killed), so nothing outlives it.
+    /// A pool that nothing can reach any more (every handle and `Addr<Pool>` dropped) stops itself
+    /// in the background: its workers drain what is queued, then every thread and child ends; its
+    /// routes and components leave the bus.
     fn drop(&mut self) {
-        if self.state.swap(STOPPED, Ordering::SeqCst) != STOPPED {
-            for w in self
-                .workers
-                .get_mut()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-            {
-                w.backend.shutdown(Shutdown::Abort);
-            }
+        if self.state.swap(STOPPED, Ordering::SeqCst) == STOPPED {
+            return;
         }
+        let workers = std::mem::take(self.workers.get_mut().unwrap_or_else(|p| p.into_inner()));
+        for w in &workers {
+            w.backend.shutdown(Shutdown::Drain);
+        }
+        self.release_routes(&workers);
+        if let Some(id) = self.component.get() {
+            let _ = self.bus.unregister(*id);
+        }
+        self.stopped.send_replace(true);
     }
 }
 

@@ -12,9 +12,11 @@ use std::task::{Context, Poll};
 
 use futures::stream::{FuturesOrdered, Stream, StreamExt};
 
+use super::core::Mode;
 use super::PoolHandle;
-use crate::job::{batch_task, Job};
+use crate::job::{batch_task, encode_one, Job};
 use crate::task::TaskError;
+use serde_bytes::ByteBuf;
 
 type Chunk<O> = Pin<Box<dyn Future<Output = Vec<Result<O, TaskError>>> + Send>>;
 
@@ -100,20 +102,42 @@ impl PoolHandle {
     }
 
     /// Like [`map`](Self::map) with an explicit chunk size (at least 1).
+    ///
+    /// Chunks are cut by bytes as well as by count: in a process pool no chunk's frame goes over
+    /// [`ProcessConfig::max_frame`](crate::ProcessConfig::max_frame) (a single job over the limit
+    /// travels alone and fails alone with [`TaskError::Wire`]). On a pool with a
+    /// [`task_timeout`](crate::PoolBuilder::task_timeout) the limit applies to each job: every job
+    /// is then its own task, so that a job is timed (and in process mode killed) on its own.
     pub fn map_chunked<J, I>(&self, jobs: I, chunk: usize) -> MapStream<J::Output>
     where
         J: Job,
         I: IntoIterator<Item = J>,
     {
-        let chunk = chunk.max(1);
+        let chunk = if self.core.default_timeout.is_some() {
+            1
+        } else {
+            chunk.max(1)
+        };
+        // What a chunk's inputs may add up to so that its frame fits (unbounded in thread mode).
+        let budget = match &self.core.mode {
+            Mode::Process(cfg) => cfg
+                .max_frame_bytes()
+                .saturating_sub(FRAME_HEADROOM + J::NAME.len()),
+            Mode::Thread => usize::MAX,
+        };
         let mut chunks = FuturesOrdered::new();
         let mut remaining = 0;
-        let mut iter = jobs.into_iter().peekable();
-        while iter.peek().is_some() {
-            let part: Vec<J> = iter.by_ref().take(chunk).collect();
+        let mut part: Vec<J> = Vec::new();
+        let mut inputs: Result<Vec<ByteBuf>, String> = Ok(Vec::new());
+        let mut bytes = 0usize;
+        let mut flush = |part: &mut Vec<J>, inputs: &mut Result<Vec<ByteBuf>, String>| {
             let n = part.len();
             remaining += n;
-            let value = self.push(batch_task(part));
+            let task = batch_task(
+                std::mem::take(part),
+                std::mem::replace(inputs, Ok(Vec::new())),
+            );
+            let value = self.push(task);
             chunks.push_back(Box::pin(async move {
                 match value.await {
                     Ok(results) => results,
@@ -121,6 +145,24 @@ impl PoolHandle {
                     Err(e) => vec![Err(e); n],
                 }
             }) as Chunk<J::Output>);
+        };
+        for job in jobs {
+            let input = encode_one(&job);
+            let size = input.as_ref().map_or(0, |i| i.len() + ITEM_HEADROOM);
+            if !part.is_empty() && (part.len() >= chunk || bytes.saturating_add(size) > budget) {
+                flush(&mut part, &mut inputs);
+                bytes = 0;
+            }
+            bytes = bytes.saturating_add(size);
+            match (&mut inputs, input) {
+                (Ok(all), Ok(one)) => all.push(one),
+                (Ok(_), Err(e)) => inputs = Err(e),
+                (Err(_), _) => {}
+            }
+            part.push(job);
+        }
+        if !part.is_empty() {
+            flush(&mut part, &mut inputs);
         }
         MapStream {
             chunks,
@@ -129,3 +171,9 @@ impl PoolHandle {
         }
     }
 }
+
+/// A chunk frame's bytes besides its inputs: tag, id, the job's name and the count (postcard
+/// varints, generously rounded up).
+const FRAME_HEADROOM: usize = 32;
+/// Each input's length prefix (a varint).
+const ITEM_HEADROOM: usize = 5;

@@ -54,7 +54,7 @@ pub use self::resize::{Resizer, WorkerStarted, WorkerStopped};
 pub use self::stats::{Latency, PoolStats};
 pub use builder::{PoolBuilder, PoolError};
 
-use self::core::PoolCore;
+use self::core::{PoolCore, Refused};
 
 /// The pool actor. `Addr<Pool>` handles [`Task<R>`] messages (balanced onto the workers) and
 /// [`Stop`] (drains and stops the pool). Build one with [`Pool::builder`].
@@ -72,6 +72,12 @@ impl Pool {
 
 impl Actor for Pool {
     type Context = Context<Self>;
+
+    /// The actor stops when the pool is stopped, when no `Addr<Pool>` (and so no [`PoolHandle`])
+    /// is left, or when its actix `System` stops: in each case the pool drains and ends.
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.core.begin_stop(Shutdown::Drain);
+    }
 }
 
 impl<R: TaskOutput> Handler<Task<R>> for Pool {
@@ -90,46 +96,9 @@ impl Handler<Stop> for Pool {
 
     /// Starts a draining stop of the pool (if none is under way) and stops this actor.
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
-        if !self.core.is_stopped() {
-            let core = self.core.clone();
-            actix::spawn(async move { core.stop(Shutdown::Drain).await });
-        }
+        self.core.begin_stop(Shutdown::Drain);
         ctx.stop();
     }
-}
-
-/// Queues a task; on a bounded pool that is full, parks it until a permit frees (its value
-/// resolves after it was admitted and ran).
-fn push<R: TaskOutput>(
-    core: &Arc<PoolCore>,
-    task: Task<R>,
-    to: Option<&Arc<crate::worker::WorkerSlot>>,
-) -> Value<R, TaskError> {
-    let (mut cell, value) = task.into_cell(Default::default());
-    let Some(bound) = &core.bound else {
-        core.submit(cell, to);
-        return value;
-    };
-    match bound.clone().try_acquire_owned() {
-        Ok(permit) => {
-            cell.hold(permit);
-            core.submit(cell, to);
-        }
-        Err(tokio::sync::TryAcquireError::Closed) => cell.reject(TaskError::PoolStopped),
-        Err(tokio::sync::TryAcquireError::NoPermits) => {
-            let (core2, bound, to) = (core.clone(), bound.clone(), to.cloned());
-            core.bus.spawn(async move {
-                match bound.acquire_owned().await {
-                    Ok(permit) => {
-                        cell.hold(permit);
-                        core2.submit(cell, to.as_ref());
-                    }
-                    Err(_) => cell.reject(TaskError::PoolStopped),
-                }
-            });
-        }
-    }
-    value
 }
 
 /// [`PoolHandle::try_push`] found the pool full; the task is handed back.
@@ -178,41 +147,74 @@ impl PoolHandle {
     /// (asynchronously, in order) for room, and its value resolves after it ran. To slow a producer
     /// down until there is room, use [`send`](Self::send); to fail at once, [`try_push`](Self::try_push).
     pub fn push<R: TaskOutput>(&self, task: Task<R>) -> Value<R, TaskError> {
-        push(&self.core, task, None)
+        let (cell, value) = task.into_cell(Default::default());
+        self.core.push(cell, None);
+        value
     }
 
     /// Queues `task` only if there is room: on a bounded pool that is full, gives the task back in
     /// [`Full`]. On an unbounded pool this is [`push`](Self::push).
     pub fn try_push<R: TaskOutput>(&self, task: Task<R>) -> Result<Value<R, TaskError>, Full<R>> {
-        let Some(bound) = &self.core.bound else {
-            return Ok(self.push(task));
+        let permit = match self.core.gate() {
+            Ok(permit) => permit,
+            // Nothing was handed to the pool; give the caller its task back.
+            Err(Refused::Full) => return Err(Full(task)),
+            Err(Refused::Stopped) => None,
         };
-        match bound.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let (mut cell, value) = task.into_cell(Default::default());
-                cell.hold(permit);
-                self.core.submit(cell, None);
-                Ok(value)
-            }
-            Err(tokio::sync::TryAcquireError::NoPermits) => Err(Full(task)),
-            Err(tokio::sync::TryAcquireError::Closed) => Ok(self.push(task)),
+        let (mut cell, value) = task.into_cell(Default::default());
+        if let Some(p) = permit {
+            cell.hold(p);
         }
+        // A stopped pool refuses it here, resolving the value to `PoolStopped`.
+        self.core.submit(cell, None, false);
+        Ok(value)
     }
 
     /// Waits (asynchronously) until the pool has room for `task`, queues it, and returns its
     /// value: the way for a producer to be slowed down by a bounded pool. Returns at once on an
-    /// unbounded pool.
+    /// unbounded pool. If the pool stops while this waits, the value resolves to
+    /// [`TaskError::PoolStopped`] (the task was never accepted).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it waits for room drops the task: it was not queued and never
+    /// runs. Once the future has returned, the task is queued.
     pub async fn send<R: TaskOutput>(&self, task: Task<R>) -> Value<R, TaskError> {
-        let Some(bound) = &self.core.bound else {
-            return self.push(task);
-        };
         let (mut cell, value) = task.into_cell(Default::default());
-        match bound.clone().acquire_owned().await {
-            Ok(permit) => {
-                cell.hold(permit);
-                self.core.submit(cell, None);
+        let mut stopped = self.core.stopped_signal();
+        loop {
+            match self.core.gate() {
+                Ok(permit) => {
+                    if let Some(p) = permit {
+                        cell.hold(p);
+                    }
+                    self.core.submit(cell, None, false);
+                    break;
+                }
+                Err(Refused::Stopped) => {
+                    cell.reject(TaskError::PoolStopped);
+                    break;
+                }
+                Err(Refused::Full) => {
+                    let Some(bound) = self.core.bound.clone() else {
+                        continue;
+                    };
+                    tokio::select! {
+                        permit = bound.acquire_owned() => match permit {
+                            // Room: hand the permit back and go through the gate with it.
+                            Ok(p) => drop(p),
+                            Err(_) => {
+                                cell.reject(TaskError::PoolStopped);
+                                break;
+                            }
+                        },
+                        _ = stopped.wait_for(|s| *s) => {
+                            cell.reject(TaskError::PoolStopped);
+                            break;
+                        }
+                    }
+                }
             }
-            Err(_) => cell.reject(TaskError::PoolStopped),
         }
         value
     }
@@ -239,14 +241,12 @@ impl PoolHandle {
             .iter()
             .find(|w| &w.channel() == worker)
             .cloned();
+        let (cell, value) = task.into_cell(Default::default());
         match slot {
-            Some(slot) => push(&self.core, task, Some(&slot)),
-            None => {
-                let (cell, value) = task.into_cell(Default::default());
-                cell.reject(TaskError::NoRoute(worker.to_string()));
-                value
-            }
+            Some(slot) => self.core.push(cell, Some(&slot)),
+            None => cell.reject(TaskError::NoRoute(worker.to_string())),
         }
+        value
     }
 
     /// The pool actor's address: `addr.send(Task::new(f)).await` works as with any actor.
@@ -288,16 +288,50 @@ impl PoolHandle {
         self.core.is_stopped()
     }
 
-    /// Stops the pool, draining: new tasks are refused at once, every queued task runs to its end
-    /// and every value resolves, then the workers stop and leave the tree. Resolves when all that
-    /// is done; a second call waits for the first.
+    /// Stops the pool, draining: new tasks are refused at once, every task accepted before (queued,
+    /// or parked by [`push`](Self::push) on a full bounded pool) runs to its end and every value
+    /// resolves, then the workers stop and leave the tree. Resolves when all that is done; a second
+    /// call waits for the first. A job that never ends keeps a draining stop waiting: use
+    /// [`stop_within`](Self::stop_within) or [`abort`](Self::abort) when that matters.
+    ///
+    /// # Cancel safety
+    ///
+    /// The stop runs in the background once started: dropping this future does not undo or
+    /// interrupt it.
     pub async fn stop(&self) {
         self.core.stop(Shutdown::Drain).await
     }
 
-    /// Stops the pool, aborting: running tasks finish, queued tasks fail with
-    /// [`TaskError::Cancelled`] (each with its failure event), then the workers stop.
+    /// Stops the pool now: queued and parked tasks fail with [`TaskError::Cancelled`], and so do
+    /// running ones, at once (a process worker's child is killed with its process group; a thread
+    /// worker's value resolves and the thread finishes the closure detached, then exits). Each
+    /// cancelled task fires its failure event. Called during a draining [`stop`](Self::stop), it
+    /// escalates that stop. Resolves when the pool is stopped.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`stop`](Self::stop): the abort runs in the background once started.
     pub async fn abort(&self) {
         self.core.stop(Shutdown::Abort).await
+    }
+
+    /// Stops the pool within a budget, for servers with a shutdown deadline: drains as
+    /// [`stop`](Self::stop) does and, if that is not done within `budget`, aborts what is left as
+    /// [`abort`](Self::abort) does. Resolves to `true` if the drain finished in time.
+    ///
+    /// # Cancel safety
+    ///
+    /// The drain runs in the background once started; dropping this future before the budget
+    /// passed leaves it draining without a deadline.
+    pub async fn stop_within(&self, budget: std::time::Duration) -> bool {
+        let mut stopped = self.core.stopped_signal();
+        self.core.begin_stop(Shutdown::Drain);
+        let drained = tokio::time::timeout(budget, stopped.wait_for(|done| *done))
+            .await
+            .is_ok();
+        if !drained {
+            self.core.stop(Shutdown::Abort).await;
+        }
+        drained
     }
 }

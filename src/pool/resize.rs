@@ -163,21 +163,31 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
         backend,
         component: Mutex::new(None),
         stopper: OnceLock::new(),
+        route: Mutex::new(None),
         retired: std::sync::atomic::AtomicBool::new(false),
     });
     slot.backend
         .attach(Arc::downgrade(core), Arc::downgrade(&slot));
     if let (Some(after), Mode::Thread) = (core.stuck_after, &core.mode) {
+        let (core, slot) = (Arc::downgrade(core), Arc::downgrade(&slot));
+        let lost = move || {
+            if let (Some(core), Some(slot)) = (core.upgrade(), slot.upgrade()) {
+                // Replacing a worker starts a thread and takes the resize lock: not on the bus's
+                // dispatch thread, where the stuck timer fires.
+                let _ = std::thread::Builder::new()
+                    .name("circuits-replace".into())
+                    .spawn(move || core.worker_lost(&slot));
+            }
+        };
         let _ = fin.stuck.set(StuckHook {
             after,
-            core: Arc::downgrade(core),
-            slot: Arc::downgrade(&slot),
+            lost: Arc::new(lost),
         });
     }
     // Worker actors live on the pool's arbiter, so a worker can be added from any thread.
     let actor = Worker {
         slot: slot.clone(),
-        core: core.clone(),
+        core: Arc::downgrade(core),
     };
     let addr = Worker::start_in_arbiter(&core.arbiter, move |_| actor);
     let _ = slot.stopper.set(addr.recipient::<Stop>());
@@ -207,6 +217,12 @@ impl PoolCore {
             if w.len() == before {
                 return false; // already gone
             }
+            // Its counters move to the retired ones in the same step, so `stats` never misses
+            // or doubles them.
+            self.retired
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(slot.fin().counters.clone());
             w.len()
         };
         let channel = slot.channel();
@@ -220,10 +236,6 @@ impl PoolCore {
             slot.load.fetch_sub(1, Ordering::Relaxed);
             self.resubmit(task, &fin);
         }
-        self.retired
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(fin.counters.clone());
         if let Some(stopper) = slot.stopper.get() {
             stopper.do_send(Stop);
         }
@@ -277,11 +289,13 @@ impl PoolCore {
         }
         let _guard = self.resizing.lock().unwrap_or_else(|p| p.into_inner());
         let limit = self.stuck_after.unwrap_or_default();
+        if !self.workers().iter().any(|w| Arc::ptr_eq(w, slot)) {
+            return; // already gone
+        }
+        // The replacement first, so that the stuck worker's queued tasks have somewhere to go.
+        let _ = add_worker(self);
         if self.remove_worker(slot, format!("lost: a task ran longer than {limit:?}")) {
             slot.backend.shutdown(Shutdown::Drain);
-            if self.workers().len() < self.max.max(self.min) {
-                let _ = add_worker(self);
-            }
         }
     }
 

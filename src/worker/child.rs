@@ -9,7 +9,6 @@
 use serde_bytes::ByteBuf;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
-use std::os::fd::{FromRawFd, RawFd};
 
 use crate::job::Jobs;
 use crate::task::TaskError;
@@ -47,7 +46,18 @@ pub fn init(jobs: Jobs) {
     if std::env::var_os(WORKER_ENV).is_none() {
         return;
     }
-    let code = match serve(&jobs) {
+    let max_frame = std::env::var(MAX_FRAME_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(wire::DEFAULT_MAX_FRAME);
+    let parent: Option<libc::pid_t> = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse().ok());
+    // What made this process a worker is not passed on: a job's subprocesses are ordinary
+    // processes, and a process pool started inside a job starts workers of its own. (`init` runs
+    // first in `main`, before any other thread could read the environment.)
+    for var in [WORKER_ENV, MAX_FRAME_ENV, PARENT_ENV] {
+        std::env::remove_var(var);
+    }
+    let code = match serve(&jobs, max_frame, parent) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("circuits worker {}: {e}", std::process::id());
@@ -60,48 +70,48 @@ pub fn init(jobs: Jobs) {
 /// Asks the kernel to kill this process when the pool's worker thread (the parent side that
 /// started it) goes away, so that a parent that dies, even by SIGKILL, leaves no orphan; and exits
 /// at once if the parent is already gone.
-fn die_with_parent() {
-    let expected: Option<libc::pid_t> = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse().ok());
-    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number; getppid has no preconditions.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-        if expected.is_some_and(|p| p != libc::getppid()) {
-            std::process::exit(0);
-        }
+///
+/// # Errors
+///
+/// When the kernel refuses the parent-death signal: without it the no-orphans promise would not
+/// hold, so the worker does not start.
+fn die_with_parent(expected: Option<libc::pid_t>) -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and touches no memory of ours.
+    let r = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: getppid has no preconditions.
+    if expected.is_some_and(|p| p != unsafe { libc::getppid() }) {
+        std::process::exit(0);
+    }
+    Ok(())
 }
 
 /// Takes the protocol pipes off stdin/stdout, so that a job printing to stdout writes to stderr
-/// instead of corrupting the protocol, and stdin reads nothing.
+/// instead of corrupting the protocol, and stdin reads nothing. Every new descriptor is owned (and
+/// closed on a failed step) and close-on-exec.
 fn take_protocol_fds() -> std::io::Result<(File, File)> {
-    // SAFETY: plain descriptor calls on fds 0, 1 and 2, which the pool set up for this process;
-    // each result is checked before use and each new fd is owned by exactly one File.
+    use std::os::fd::{AsFd, AsRawFd};
+    let input = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let output = std::io::stdout().as_fd().try_clone_to_owned()?;
+    let null = File::open("/dev/null")?;
+    // SAFETY: dup2 onto the standard descriptors 0 and 1, from descriptors that are open (stderr
+    // and our /dev/null); it touches no memory, and each result is checked.
     unsafe {
-        let input: RawFd = libc::dup(0);
-        let output: RawFd = libc::dup(1);
-        if input < 0 || output < 0 {
+        if libc::dup2(2, 1) < 0 || libc::dup2(null.as_raw_fd(), 0) < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        libc::fcntl(input, libc::F_SETFD, libc::FD_CLOEXEC);
-        libc::fcntl(output, libc::F_SETFD, libc::FD_CLOEXEC);
-        if libc::dup2(2, 1) < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
-        if null >= 0 {
-            libc::dup2(null, 0);
-            libc::close(null);
-        }
-        Ok((File::from_raw_fd(input), File::from_raw_fd(output)))
     }
+    Ok((File::from(input), File::from(output)))
 }
 
-fn serve(jobs: &Jobs) -> Result<(), wire::WireError> {
-    let max_frame = std::env::var(MAX_FRAME_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(wire::DEFAULT_MAX_FRAME);
-    die_with_parent();
+fn serve(
+    jobs: &Jobs,
+    max_frame: usize,
+    parent: Option<libc::pid_t>,
+) -> Result<(), wire::WireError> {
+    die_with_parent(parent)?;
     let (input, output) = take_protocol_fds()?;
     let mut input = BufReader::with_capacity(64 << 10, input);
     let mut output = BufWriter::with_capacity(64 << 10, output);

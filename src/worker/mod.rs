@@ -25,10 +25,9 @@ pub(crate) mod thread;
 pub(crate) enum Shutdown {
     /// Run every queued task, then stop.
     Drain,
-    /// Finish the running task, cancel the queued ones, then stop.
+    /// Stop now: cancel the queued tasks and the running one (a child process is killed; a
+    /// thread finishes its closure detached), then stop.
     Abort,
-    /// Stop now: kill a child process at once, cancel everything (the pool was dropped).
-    Kill,
 }
 
 /// One worker's execution engine, thread or process.
@@ -38,7 +37,8 @@ pub(crate) trait Backend: Send + Sync {
     fn submit(&self, task: Box<dyn ErasedTask>, pinned: bool) -> Result<(), Box<dyn ErasedTask>>;
     /// Asks the backend to stop, draining or aborting its queue.
     fn shutdown(&self, how: Shutdown);
-    /// Resolves once the backend has stopped and settled every task it was given.
+    /// Resolves once the backend has settled every task it was given and stopped (after an abort,
+    /// once everything is settled: an aborted thread may still finish a closure, detached).
     fn finished(&self) -> Value<(), TaskError>;
     /// Leaves the pool: hands back every task still queued (to be moved to other workers) and
     /// stops after the running task; tasks that reach it later come back through `submit`'s error.
@@ -60,6 +60,8 @@ pub(crate) struct WorkerSlot {
     pub(crate) backend: Box<dyn Backend>,
     pub(crate) component: Mutex<Option<ComponentId>>,
     pub(crate) stopper: OnceLock<Recipient<Stop>>,
+    /// The route of the worker's channel on the bus, while it has one.
+    pub(crate) route: Mutex<Option<Arc<dyn crate::bus::Route>>>,
     /// Set when the worker leaves the pool: tasks aimed at it are placed elsewhere.
     pub(crate) retired: std::sync::atomic::AtomicBool,
 }
@@ -80,7 +82,8 @@ impl WorkerSlot {
 /// the pool normally hands tasks to the backend directly, without this mailbox hop.
 pub struct Worker {
     pub(crate) slot: Arc<WorkerSlot>,
-    pub(crate) core: Arc<PoolCore>,
+    /// Weak: the pool keeps its workers, not the other way round.
+    pub(crate) core: Weak<PoolCore>,
 }
 
 impl Worker {
@@ -99,7 +102,10 @@ impl<R: TaskOutput> Handler<Task<R>> for Worker {
 
     fn handle(&mut self, task: Task<R>, _: &mut Context<Self>) -> Self::Result {
         let (cell, value) = task.into_cell(Default::default());
-        self.core.admit(cell, Some(&self.slot));
+        match self.core.upgrade() {
+            Some(core) => core.admit(cell, Some(&self.slot)),
+            None => cell.reject(TaskError::PoolStopped),
+        }
         Box::pin(value)
     }
 }

@@ -11,7 +11,8 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufReader, BufWriter, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -23,7 +24,7 @@ use super::child::{MAX_FRAME_ENV, PARENT_ENV, WORKER_ENV};
 use super::{Backend, Shutdown, WorkerSlot};
 use crate::job::Inputs;
 use crate::pool::core::PoolCore;
-use crate::task::{ErasedTask, Finisher, TaskError};
+use crate::task::{ErasedTask, Finisher, StartStage, TaskError};
 use crate::value::{promise, Value};
 use crate::wire::{self, Frame, FrameIn, WireError, PROTOCOL_VERSION};
 
@@ -45,6 +46,9 @@ pub struct ProcessConfig {
     pipeline: usize,
     kill_grace: Duration,
     handshake_timeout: Duration,
+    backoff_first: Duration,
+    backoff_max: Duration,
+    max_start_failures: usize,
 }
 
 impl Default for ProcessConfig {
@@ -54,6 +58,9 @@ impl Default for ProcessConfig {
             pipeline: 32,
             kill_grace: Duration::from_millis(100),
             handshake_timeout: Duration::from_secs(10),
+            backoff_first: Duration::from_millis(10),
+            backoff_max: Duration::from_secs(5),
+            max_start_failures: 5,
         }
     }
 }
@@ -83,9 +90,37 @@ impl ProcessConfig {
         self.handshake_timeout = limit;
         self
     }
+    /// How long to wait before starting a worker's child again after a failed start: `first`
+    /// after the first failure, doubling with each failure in a row, at most `max` (defaults 10 ms
+    /// and 5 s). A start fails when the OS refuses the process, when the child ends or answers
+    /// wrongly before its handshake, or when it dies before answering its first job. A child that
+    /// crashes after it answered a job is replaced at once.
+    pub fn restart_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.backoff_first = first.max(Duration::from_millis(1));
+        self.backoff_max = max.max(self.backoff_first);
+        self
+    }
+    /// How many failed starts in a row a worker may have before the tasks waiting on it fail with
+    /// [`TaskError::WorkerStartFailed`] (default 5, at least 1). Past it the worker tries again
+    /// only at the slowest back-off, and tasks given to it meanwhile fail at once with the same
+    /// error; the first child that starts and answers ends that state.
+    pub fn max_start_failures(mut self, n: usize) -> Self {
+        self.max_start_failures = n.max(1);
+        self
+    }
     /// The frame size limit in bytes.
     pub fn max_frame_bytes(&self) -> usize {
         self.max_frame
+    }
+    /// The back-off before the `n`th start after `n` failures in a row (0: none).
+    fn backoff(&self, failures: usize) -> Duration {
+        if failures == 0 {
+            return Duration::ZERO;
+        }
+        let doublings = (failures - 1).min(30) as u32;
+        self.backoff_first
+            .saturating_mul(1 << doublings)
+            .min(self.backoff_max)
     }
 }
 
@@ -129,6 +164,7 @@ impl ProcessWorker {
                 front_since: Instant::now(),
                 stopping: None,
                 backlog: 0,
+                answered: false,
             }),
             load,
             host: tx.clone(),
@@ -144,7 +180,8 @@ impl ProcessWorker {
             pending: VecDeque::new(),
             stopping: None,
             retry_at: None,
-            backoff: Duration::ZERO,
+            failures: 0,
+            last_failure: None,
         };
         std::thread::Builder::new()
             .name("circuits-process-host".into())
@@ -204,7 +241,7 @@ impl Drop for ProcessWorker {
     /// retirement is draining it: the host ends the child itself when that is done.
     fn drop(&mut self) {
         if !self.leaving.load(Ordering::SeqCst) {
-            let _ = self.tx.send(Msg::Stop(Shutdown::Kill));
+            let _ = self.tx.send(Msg::Stop(Shutdown::Drain));
         }
     }
 }
@@ -226,6 +263,8 @@ struct State {
     stopping: Option<Shutdown>,
     /// Tasks the host holds that are not sent yet (so the reader knows when to ask for more).
     backlog: usize,
+    /// The current child answered at least one job (so it started well).
+    answered: bool,
 }
 
 struct Shared {
@@ -260,6 +299,7 @@ impl Shared {
         let Some(done) = st.inflight.pop_front() else {
             return false;
         };
+        st.answered = true;
         st.front_since = Instant::now();
         let fin = st.fin.clone();
         // An abort finishes the running task and cancels the ones sent after it.
@@ -305,21 +345,50 @@ struct Host {
     /// Tasks accepted but not yet sent to the child.
     pending: VecDeque<Box<dyn ErasedTask>>,
     stopping: Option<Shutdown>,
-    /// After a failed start: when to try again, and how long to wait after the next failure.
+    /// After a failed start: when to try again.
     retry_at: Option<Instant>,
-    backoff: Duration,
+    /// Failed starts in a row, and the last one's stage and reason.
+    failures: usize,
+    last_failure: Option<(StartStage, String)>,
 }
 
-/// Waits up to `within` for `child` to exit, then SIGKILLs it; reaps it either way.
+/// Whether `pid` (our unreaped child) has exited, without reaping it.
+fn exited(pid: libc::pid_t) -> bool {
+    // SAFETY: waitid writes only into `info`, which lives on this stack; WNOWAIT leaves the child
+    // unreaped, so its pid stays ours.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let r = libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        r == 0 && info.si_pid() == pid
+    }
+}
+
+/// Sends `signal` to the child's whole process group (it leads one of its own), so that whatever
+/// its jobs started goes with it. Call only before the child is reaped: until then its pid, and
+/// so its group id, cannot belong to anyone else.
+fn signal_group(child: &Child, signal: libc::c_int) {
+    // SAFETY: signalling a process group we created (the child's pid as its group id); the child
+    // is not reaped yet.
+    unsafe {
+        libc::kill(-(child.id() as libc::pid_t), signal);
+    }
+}
+
+/// Waits up to `within` for `child` to exit, then SIGKILLs its whole process group (the child if
+/// it still runs, and anything its jobs left behind) and reaps the child. The one way every child
+/// ends.
 fn reap(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let pid = child.id() as libc::pid_t;
     let until = Instant::now() + within;
-    while Instant::now() < until {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
+    while !exited(pid) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let _ = child.kill();
+    signal_group(child, libc::SIGKILL);
     child.wait().ok()
 }
 
@@ -345,9 +414,68 @@ fn signal_name(s: i32) -> &'static str {
     }
 }
 
+/// A child's output pipe, read until it ends or the child itself has exited: a process that the
+/// child forked (and that still holds the pipe) cannot hide the child's death. Answers the child
+/// wrote before it died are read first.
+struct Output {
+    pipe: ChildStdout,
+    /// The child's pidfd (Linux 5.3 and later; without it, the pipe's end alone tells).
+    pidfd: Option<std::os::fd::OwnedFd>,
+}
+
+impl Output {
+    fn new(pipe: ChildStdout, pid: u32) -> Self {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor (close-on-exec) or
+        // -1; a returned descriptor is owned by nobody else.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        let pidfd = (fd >= 0).then(|| {
+            // SAFETY: see above: a fresh descriptor we own.
+            unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) }
+        });
+        Output { pipe, pidfd }
+    }
+}
+
+impl std::io::Read for Output {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(pidfd) = &self.pidfd {
+            loop {
+                let mut fds = [
+                    libc::pollfd {
+                        fd: self.pipe.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                    libc::pollfd {
+                        fd: pidfd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                ];
+                // SAFETY: two valid pollfd entries on this stack, both descriptors open.
+                let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+                if r < 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                if fds[0].revents != 0 {
+                    break; // data, or the pipe's end: read it
+                }
+                if fds[1].revents != 0 {
+                    return Ok(0); // the child exited and left nothing more to read
+                }
+            }
+        }
+        self.pipe.read(buf)
+    }
+}
+
 /// Reads child generation `generation`'s frames: the handshake goes to the host, answers are
 /// settled right here (one thread hop fewer on every task), the end goes to the host.
-fn read_child(shared: Arc<Shared>, generation: u64, stdout: ChildStdout, max_frame: usize) {
+fn read_child(shared: Arc<Shared>, generation: u64, stdout: Output, max_frame: usize) {
     let mut out = BufReader::with_capacity(64 << 10, stdout);
     let mut first = true;
     loop {
@@ -393,9 +521,6 @@ fn read_child(shared: Arc<Shared>, generation: u64, stdout: ChildStdout, max_fra
 /// time sends the next one within about a round trip, and a sleeping thread costs a wake-up.
 const LINGER: Duration = Duration::from_micros(50);
 
-/// How many times in a row a child start may fail before the waiting tasks fail.
-const START_ATTEMPTS: usize = 3;
-
 fn linger_recv(rx: &Receiver<Msg>) -> Result<Msg, crossbeam_channel::RecvError> {
     let until = Instant::now() + LINGER;
     while Instant::now() < until {
@@ -414,9 +539,9 @@ impl Host {
                 Some(at) => match rx.recv_deadline(at) {
                     Ok(m) => Some(m),
                     Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => Some(Msg::Stop(Shutdown::Kill)),
+                    Err(RecvTimeoutError::Disconnected) => Some(Msg::Stop(Shutdown::Drain)),
                 },
-                None => Some(linger_recv(rx).unwrap_or(Msg::Stop(Shutdown::Kill))),
+                None => Some(linger_recv(rx).unwrap_or(Msg::Stop(Shutdown::Drain))),
             };
             match msg {
                 Some(m) => self.handle(m),
@@ -427,7 +552,7 @@ impl Host {
             while let Ok(m) = rx.try_recv() {
                 self.handle(m);
             }
-            if self.stopping == Some(Shutdown::Kill) {
+            if self.stopping == Some(Shutdown::Abort) {
                 self.kill_all();
                 return;
             }
@@ -467,7 +592,6 @@ impl Host {
                     None => 0,
                     Some(Shutdown::Drain) => 1,
                     Some(Shutdown::Abort) => 2,
-                    Some(Shutdown::Kill) => 3,
                 };
                 if rank(Some(how)) > rank(self.stopping) {
                     self.stopping = Some(how);
@@ -489,11 +613,8 @@ impl Host {
                     return;
                 };
                 match wire::check_hello(&body) {
-                    Ok(jobs) => {
-                        conn.jobs = Some(jobs.into_iter().collect());
-                        self.backoff = Duration::ZERO;
-                    }
-                    Err(e) => self.start_failed(format!("handshake failed: {e}")),
+                    Ok(jobs) => conn.jobs = Some(jobs.into_iter().collect()),
+                    Err(e) => self.crashed(Some(format!("its handshake was wrong: {e}"))),
                 }
             }
             Msg::Gone(generation, why) => {
@@ -531,6 +652,13 @@ impl Host {
             return;
         }
         if self.conn.is_none() {
+            if self.retry_at.is_some() {
+                // Waiting out a failed start's back-off; past the limit, nobody waits for it.
+                if self.failures >= self.cfg.max_start_failures {
+                    self.fail_waiting();
+                }
+                return;
+            }
             self.connect();
         }
         let Some(conn) = self.conn.as_mut().filter(|c| !c.broken) else {
@@ -619,28 +747,23 @@ impl Host {
         }
     }
 
-    /// Starts a child and its reader thread; the handshake completes later.
-    /// Starts a child and its reader thread; the handshake completes later. A start that fails
-    /// (the OS refused, or the new child died before it could be greeted) is retried a few times
-    /// before the waiting tasks are failed.
+    /// Starts a child and its reader thread; the handshake completes later. A start the OS
+    /// refuses goes through the restart policy like any other failed start.
     fn connect(&mut self) {
-        let mut last = None;
-        for _ in 0..START_ATTEMPTS {
-            let generation = {
-                let mut st = self.shared.lock();
-                st.generation += 1;
-                st.generation
-            };
-            match self.start_child(generation) {
-                Ok(conn) => {
-                    self.conn = Some(conn);
-                    return;
-                }
-                Err(e) => last = Some(e),
-            }
+        self.retry_at = None;
+        let generation = {
+            let mut st = self.shared.lock();
+            st.generation += 1;
+            st.answered = false;
+            st.generation
+        };
+        match self.start_child(generation) {
+            Ok(conn) => self.conn = Some(conn),
+            Err(e) => self.start_failed(
+                StartStage::Spawn,
+                format!("could not start a worker process: {e}"),
+            ),
         }
-        let e = last.map_or_else(|| "unknown".to_string(), |e| e.to_string());
-        self.start_failed(format!("could not start a worker process: {e}"));
     }
 
     fn start_child(&mut self, generation: u64) -> std::io::Result<Conn> {
@@ -649,13 +772,14 @@ impl Host {
             .env(WORKER_ENV, "1")
             .env(MAX_FRAME_ENV, self.cfg.max_frame.to_string())
             .env(PARENT_ENV, std::process::id().to_string())
+            // Its own process group, so that ending it ends whatever its jobs started.
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            let _ = child.kill();
-            let _ = child.wait();
+            reap(&mut child, Duration::ZERO);
             return Err(std::io::Error::other("the child's pipes were not set up"));
         };
         let mut input = BufWriter::with_capacity(64 << 10, stdin);
@@ -667,18 +791,17 @@ impl Host {
             .and_then(|b| wire::write_frame(&mut input, &b, self.cfg.max_frame))
             .and_then(|()| input.flush().map_err(WireError::from));
         if let Err(e) = sent {
-            let _ = child.kill();
-            let _ = child.wait();
+            reap(&mut child, Duration::ZERO);
             return Err(std::io::Error::other(e.to_string()));
         }
         let shared = self.shared.clone();
         let max_frame = self.cfg.max_frame;
+        let output = Output::new(stdout, child.id());
         let spawned = std::thread::Builder::new()
             .name("circuits-process-reader".into())
-            .spawn(move || read_child(shared, generation, stdout, max_frame));
+            .spawn(move || read_child(shared, generation, output, max_frame));
         if let Err(e) = spawned {
-            let _ = child.kill();
-            let _ = child.wait();
+            reap(&mut child, Duration::ZERO);
             return Err(e);
         }
         Ok(Conn {
@@ -691,45 +814,48 @@ impl Host {
         })
     }
 
-    /// A child could not be started or failed its handshake: the tasks waiting for it fail with the
-    /// reason (rather than waiting for ever); the next task tries a new child.
-    fn start_failed(&mut self, reason: String) {
-        let backoff = self.backoff.max(Duration::from_millis(100));
-        self.backoff = (backoff * 2).min(Duration::from_secs(5));
-        self.retry_at = Some(Instant::now() + backoff);
-        if let Some(mut conn) = self.conn.take() {
-            let _ = conn.child.kill();
-            let _ = conn.child.wait();
+    /// A start failed (the OS refused the child, or it ended before answering a job): wait the
+    /// back-off before the next one; past the limit of failures in a row, fail the tasks waiting.
+    fn start_failed(&mut self, stage: StartStage, reason: String) {
+        self.failures += 1;
+        let wait = self.cfg.backoff(self.failures);
+        self.retry_at = Some(Instant::now() + wait);
+        tracing::debug!(worker = %self.fin().worker(), failures = self.failures, ?wait, %stage, %reason, "worker process start failed");
+        self.last_failure = Some((stage, reason));
+        if self.failures >= self.cfg.max_start_failures {
+            self.fail_waiting();
         }
-        let (fin, inflight) = {
-            let mut st = self.shared.lock();
-            st.generation += 1;
-            (st.fin.clone(), std::mem::take(&mut st.inflight))
+    }
+
+    /// Fails every task waiting for a child with the last start failure.
+    fn fail_waiting(&mut self) {
+        let Some((stage, reason)) = self.last_failure.clone() else {
+            return;
         };
-        let error = TaskError::WorkerCrashed {
+        let fin = self.fin();
+        let error = TaskError::WorkerStartFailed {
             worker: fin.worker().to_string(),
+            stage,
             reason,
         };
-        let failed = inflight.into_iter().map(|f| f.task);
-        for task in failed.chain(std::mem::take(&mut self.pending)) {
+        for task in std::mem::take(&mut self.pending) {
             self.shared.settle_fail(&fin, task, error.clone());
         }
     }
 
-    /// The running task's timeout passed (or the handshake's): kill the child, fail the task, and
-    /// start a replacement.
+    /// The running task's timeout passed (or the handshake's): fail the task at once, then kill the
+    /// child and start a replacement (the kill grace delays only the replacement).
     fn expire(&mut self) {
         let Some(conn) = self.conn.as_ref() else {
             // A failed start's back-off is over: try again, so the pool keeps its size.
             if self.retry_at.is_some_and(|t| Instant::now() >= t) && self.stopping.is_none() {
-                self.retry_at = None;
                 self.connect();
             }
             return;
         };
         if conn.jobs.is_none() {
             let limit = self.cfg.handshake_timeout;
-            return self.start_failed(format!("no handshake within {limit:?}"));
+            return self.crashed(Some(format!("it sent no handshake within {limit:?}")));
         }
         let Some((run, limit)) = ({
             let st = self.shared.lock();
@@ -740,11 +866,11 @@ impl Host {
         }) else {
             return; // the task finished meanwhile, or another one is first now
         };
-        self.terminate();
+        // From here the child's answers are ignored: the task fails now, whatever it does.
         let (fin, victim, rest) = self.take_inflight();
         if let Some(v) = victim {
-            // Normally the task that timed out; if it answered in the instant before the kill,
-            // the one that had just started was killed with the child.
+            // Normally the task that timed out; if it answered in the instant before, the one
+            // that had just started is killed with the child.
             let error = if v.run == run {
                 TaskError::TimedOut(limit)
             } else {
@@ -756,6 +882,8 @@ impl Host {
             };
             self.shared.settle_fail(&fin, v.task, error);
         }
+        self.terminate();
+        self.failures = 0;
         self.replace(rest, "the running task timed out".to_string());
     }
 
@@ -768,22 +896,29 @@ impl Host {
         (st.fin.clone(), all.pop_front(), all)
     }
 
-    /// SIGTERM, then SIGKILL after the grace period; reaps the child.
+    /// SIGTERM to the child's group, then SIGKILL after the grace period; reaps the child.
     fn terminate(&mut self) -> Option<ExitStatus> {
         let mut conn = self.conn.take()?;
-        let pid = conn.child.id() as libc::pid_t;
-        // SAFETY: signalling our own child, which has not been reaped yet (so the pid is still ours).
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
+        signal_group(&conn.child, libc::SIGTERM);
         reap(&mut conn.child, self.cfg.kill_grace)
     }
 
-    /// The child died (or broke the protocol): fail the task it was running, keep the rest, and
-    /// start a replacement.
+    /// The child died, broke the protocol or failed its handshake: fail the task it was running,
+    /// keep the rest, and start a replacement (at once if the child had answered a job, after the
+    /// restart back-off if not).
     fn crashed(&mut self, protocol: Option<String>) {
-        let status = match self.conn.as_mut() {
-            Some(conn) if protocol.is_none() => {
+        let Some(conn) = self.conn.as_ref() else {
+            return;
+        };
+        let stage = if conn.jobs.is_none() {
+            Some(StartStage::Handshake)
+        } else if !self.shared.lock().answered {
+            Some(StartStage::FirstJob)
+        } else {
+            None
+        };
+        let status = match (self.conn.as_mut(), &protocol) {
+            (Some(conn), None) => {
                 // Its output ended, so it is exiting; give it a moment to be reaped, then make sure.
                 let status = reap(&mut conn.child, Duration::from_secs(2));
                 self.conn = None;
@@ -791,11 +926,17 @@ impl Host {
             }
             _ => self.terminate(),
         };
-        let reason = match (protocol, status) {
+        let mut reason = match (protocol, status) {
             (Some(p), _) => p,
             (None, Some(s)) => describe(s),
             (None, None) => "its pipe closed".to_string(),
         };
+        if stage == Some(StartStage::Handshake) {
+            reason = format!(
+                "{reason} before its handshake; does this binary's main call circuits::init() \
+                 first? (a worker process that does not runs main again)"
+            );
+        }
         let (fin, victim, rest) = self.take_inflight();
         if let Some(v) = victim {
             let error = TaskError::WorkerCrashed {
@@ -804,16 +945,40 @@ impl Host {
             };
             self.shared.settle_fail(&fin, v.task, error);
         }
-        self.replace(rest, reason);
+        match stage {
+            Some(stage) => {
+                self.requeue(rest);
+                self.start_failed(stage, reason.clone());
+                self.renamed(reason);
+            }
+            None => {
+                self.failures = 0;
+                self.replace(rest, reason);
+            }
+        }
+    }
+
+    /// Puts never-started in-flight tasks back at the head of the queue.
+    fn requeue(&mut self, never_started: VecDeque<InFlight>) {
+        for f in never_started.into_iter().rev() {
+            self.pending.push_front(f.task);
+        }
+    }
+
+    /// The worker's child changed: a fresh channel, announced with [`WorkerRestarted`].
+    fn renamed(&mut self, reason: String) {
+        if let (Some(core), Some(slot)) = (self.core.upgrade(), self.slot.upgrade()) {
+            if let Some(fin) = core.worker_restarted(&slot, reason) {
+                self.shared.lock().fin = fin;
+            }
+        }
     }
 
     /// Puts the never-started in-flight tasks back at the head of the queue, gives the worker a
     /// fresh channel, and starts a new child unless the pool is stopping.
     fn replace(&mut self, never_started: VecDeque<InFlight>, reason: String) {
         self.conn = None;
-        for f in never_started.into_iter().rev() {
-            self.pending.push_front(f.task);
-        }
+        self.requeue(never_started);
         if self.stopping.is_some_and(|s| s != Shutdown::Drain) {
             let fin = self.fin();
             for task in std::mem::take(&mut self.pending) {
@@ -821,17 +986,14 @@ impl Host {
             }
             return;
         }
-        if let (Some(core), Some(slot)) = (self.core.upgrade(), self.slot.upgrade()) {
-            if let Some(fin) = core.worker_restarted(&slot, reason) {
-                self.shared.lock().fin = fin;
-            }
-        }
+        self.renamed(reason);
         if self.stopping.is_none() || !self.pending.is_empty() {
             self.connect();
         }
     }
 
-    /// A draining stop is done: close the child's input (it exits at the end of input) and reap it.
+    /// A draining stop is done: close the child's input (it exits at the end of input) and reap it
+    /// with its process group.
     fn close(&mut self) {
         if let Some(mut conn) = self.conn.take() {
             drop(conn.input);
@@ -842,11 +1004,10 @@ impl Host {
         }
     }
 
-    /// An immediate stop: kill the child and cancel everything.
+    /// An abort: kill the child's group at once and cancel everything, running tasks included.
     fn kill_all(&mut self) {
         if let Some(mut conn) = self.conn.take() {
-            let _ = conn.child.kill();
-            let _ = conn.child.wait();
+            reap(&mut conn.child, Duration::ZERO);
         }
         let (fin, victim, rest) = self.take_inflight();
         let tasks = victim.into_iter().chain(rest).map(|f| f.task);

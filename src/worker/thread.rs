@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Select, Sender};
 
 use super::{Backend, Shutdown};
-use crate::task::{ErasedTask, Finisher, TaskError};
-use crate::value::{promise, Value};
+use crate::task::{ErasedTask, Finisher, RunningSlot, TaskError};
+use crate::value::{promise, Promise, Value};
 
 enum Msg {
     Run(Box<dyn ErasedTask>),
@@ -40,11 +40,19 @@ pub(crate) type Siblings = Arc<RwLock<Vec<Sibling>>>;
 /// A worker thread and its queues.
 pub(crate) struct ThreadWorker {
     pinned: Sender<Msg>,
+    /// Our own pinned queue, to cancel what it holds when the pool is aborted.
+    pinned_rx: Receiver<Msg>,
+    /// The task the thread is running, to fail at once on abort.
+    running: Arc<RunningSlot>,
+    fin: Arc<Finisher>,
+    load: Arc<AtomicUsize>,
     shared: Sender<Box<dyn ErasedTask>>,
     /// Our own shared queue, to hand its tasks back when the worker retires.
     shared_rx: Receiver<Box<dyn ErasedTask>>,
     busy: Arc<AtomicBool>,
     abort: Arc<AtomicBool>,
+    /// Resolves `done` when the thread exits, or at once on abort.
+    exit: Promise<Result<(), TaskError>>,
     done: Mutex<Option<Value<(), TaskError>>>,
     siblings: Siblings,
     id: u64,
@@ -71,28 +79,36 @@ impl ThreadWorker {
             load,
             busy: Arc::new(AtomicBool::new(false)),
         };
-        let (shared_rx, busy) = (me.shared.clone(), me.busy.clone());
+        let (shared_rx, busy, own_load) = (me.shared.clone(), me.busy.clone(), me.load.clone());
+        let running = Arc::new(RunningSlot::default());
         let worker = Worker {
             me: me.clone(),
-            pinned: pinned_rx,
+            pinned: pinned_rx.clone(),
             siblings: siblings.clone(),
-            fin,
+            fin: fin.clone(),
             abort: abort.clone(),
+            running: running.clone(),
         };
         let name = worker.fin.worker().as_str();
+        let exited = exit.share();
         std::thread::Builder::new()
             .name(format!("circuits-worker-{}", &name[..8.min(name.len())]))
             .spawn(move || {
                 worker.serve();
-                exit.complete(Ok(()));
+                exited.complete(Ok(()));
             })?;
         siblings.write().unwrap_or_else(|p| p.into_inner()).push(me);
         Ok(ThreadWorker {
             pinned: pinned_tx,
+            pinned_rx,
+            running,
+            fin,
+            load: own_load,
             shared: shared_tx,
             shared_rx,
             busy,
             abort,
+            exit,
             done: Mutex::new(Some(done)),
             siblings,
             id,
@@ -112,6 +128,7 @@ struct Worker {
     siblings: Siblings,
     fin: Arc<Finisher>,
     abort: Arc<AtomicBool>,
+    running: Arc<RunningSlot>,
 }
 
 /// What to do next.
@@ -149,7 +166,7 @@ impl Worker {
             task.fail(TaskError::Cancelled, &self.fin);
         } else {
             self.me.busy.store(true, Ordering::Relaxed);
-            task.run(&self.fin);
+            task.run(&self.fin, &self.running);
             self.me.busy.store(false, Ordering::Relaxed);
         }
         load.fetch_sub(1, Ordering::Relaxed);
@@ -215,8 +232,27 @@ impl Backend for ThreadWorker {
     }
 
     fn shutdown(&self, how: Shutdown) {
-        if how != Shutdown::Drain {
+        if how == Shutdown::Abort {
+            // Everything this worker holds is settled now: the running task's value resolves
+            // `Cancelled` (the thread finishes the closure detached and exits), and so does every
+            // queued task. The thread cancels whatever it takes from here on.
             self.abort.store(true, Ordering::Release);
+            self.running.fail(TaskError::Cancelled, &self.fin);
+            let queued =
+                self.shared_rx
+                    .try_iter()
+                    .chain(self.pinned_rx.try_iter().filter_map(|m| {
+                        if let Msg::Run(t) = m {
+                            Some(t)
+                        } else {
+                            None
+                        }
+                    }));
+            for task in queued {
+                task.fail(TaskError::Cancelled, &self.fin);
+                self.load.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.exit.complete(Ok(()));
         }
         // A send error means the thread is gone already, which is what we want.
         let _ = self.pinned.send(Msg::Stop);

@@ -1,0 +1,972 @@
+//! Lifecycle promises of pools: dropped pools clean up after themselves; a worker process that
+//! cannot start backs off and fails its tasks with a named error; `abort` cancels running tasks at
+//! once and escalates a draining `stop`; `stop_within` bounds a drain; bounded queues release their
+//! permits in time; `map` respects the frame limit and per-job timeouts; a channel takes one pool;
+//! a worker's whole process group ends with it; jobs see an ordinary environment; stats agree with
+//! outcomes.
+//!
+//! Own `main` (`harness = false`): worker processes are this binary, re-executed, and some tests
+//! make those re-executed copies misbehave before `circuits::init` through environment variables.
+
+mod common;
+
+use common::{alive, bounded, children};
+
+use std::future::Future;
+use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use circuits::prelude::*;
+use circuits::{PoolError, ProcessConfig, StartStage, TaskOutput};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize)]
+struct Square(u64);
+impl Job for Square {
+    const NAME: &'static str = "square";
+    type Output = u64;
+    fn run(self) -> u64 {
+        self.0 * self.0
+    }
+}
+
+/// Writes its process id to `mark` (when given), then never returns.
+#[derive(Serialize, Deserialize)]
+struct Hang {
+    mark: Option<String>,
+}
+impl Job for Hang {
+    const NAME: &'static str = "hang";
+    type Output = u32;
+    fn run(self) -> u32 {
+        if let Some(path) = &self.mark {
+            write_pid_file(path, std::process::id());
+        }
+        loop {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Carries bytes; answers how many.
+#[derive(Serialize, Deserialize)]
+struct Blob(Vec<u8>);
+impl Job for Blob {
+    const NAME: &'static str = "blob";
+    type Output = u32;
+    fn run(self) -> u32 {
+        self.0.len() as u32
+    }
+}
+
+/// Sleeps one millisecond, then answers its number.
+#[derive(Serialize, Deserialize)]
+struct Nap(u32);
+impl Job for Nap {
+    const NAME: &'static str = "nap";
+    type Output = u32;
+    fn run(self) -> u32 {
+        std::thread::sleep(Duration::from_millis(1));
+        self.0
+    }
+}
+
+/// Starts `sleep 300`, writes its pid to `pid_file`, then hangs (`hang`) or answers the pid.
+#[derive(Serialize, Deserialize)]
+struct SpawnSleep {
+    pid_file: String,
+    hang: bool,
+}
+impl Job for SpawnSleep {
+    const NAME: &'static str = "spawn_sleep";
+    type Output = u32;
+    fn run(self) -> u32 {
+        let child = std::process::Command::new("sleep")
+            .arg("300")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("`sleep 300` starts");
+        let pid = child.id();
+        // Not waited for on purpose: what the job started must end with the worker's group.
+        drop(child);
+        write_pid_file(&self.pid_file, pid);
+        if self.hang {
+            loop {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        pid
+    }
+}
+
+/// Forks without exec (the copy keeps the protocol pipes and sleeps 30 s), writes the copy's pid
+/// to `pid_file`, then aborts the worker.
+#[derive(Serialize, Deserialize)]
+struct ForkThenAbort {
+    pid_file: String,
+}
+impl Job for ForkThenAbort {
+    const NAME: &'static str = "fork_then_abort";
+    type Output = u32;
+    fn run(self) -> u32 {
+        // SAFETY: the forked copy only sleeps and leaves with `_exit`, running no destructor, no
+        // atexit handler and nothing that could need a lock another thread held at the fork.
+        let pid = unsafe { libc::fork() };
+        match pid {
+            0 => {
+                std::thread::sleep(Duration::from_secs(30));
+                // SAFETY: ends the forked copy at once, as intended.
+                unsafe { libc::_exit(0) }
+            }
+            p if p > 0 => {
+                write_pid_file(&self.pid_file, p as u32);
+                std::process::abort()
+            }
+            _ => panic!("fork failed: {}", std::io::Error::last_os_error()),
+        }
+    }
+}
+
+/// The worker-protocol variables still set in the job's environment, and (prefixed with
+/// `subprocess:`) in the environment of a subprocess the job starts.
+#[derive(Serialize, Deserialize)]
+struct WorkerEnv;
+impl Job for WorkerEnv {
+    const NAME: &'static str = "worker_env";
+    type Output = Vec<String>;
+    fn run(self) -> Vec<String> {
+        const VARS: [&str; 3] = [
+            "CIRCUITS_WORKER",
+            "CIRCUITS_MAX_FRAME",
+            "CIRCUITS_PARENT_PID",
+        ];
+        let mut set: Vec<String> = VARS
+            .into_iter()
+            .filter(|v| std::env::var_os(v).is_some())
+            .map(String::from)
+            .collect();
+        let env = std::process::Command::new("env")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("`env` runs");
+        let listed = String::from_utf8_lossy(&env.stdout);
+        for v in VARS {
+            if listed.lines().any(|l| l.starts_with(&format!("{v}="))) {
+                set.push(format!("subprocess:{v}"));
+            }
+        }
+        set
+    }
+}
+
+/// Starts a process pool of its own inside the job and squares its number there.
+#[derive(Serialize, Deserialize)]
+struct Nested(u64);
+impl Job for Nested {
+    const NAME: &'static str = "nested";
+    type Output = u64;
+    fn run(self) -> u64 {
+        let n = self.0;
+        let r = actix::System::new().block_on(async move {
+            let p = Pool::builder().min(1).process().start();
+            let r = bounded(p.push(Task::job(Square(n)))).await;
+            bounded(p.stop()).await;
+            r
+        });
+        match r {
+            Ok(v) => v,
+            Err(e) => panic!("the pool inside the job failed its task: {e}"),
+        }
+    }
+}
+
+fn jobs() -> Jobs {
+    Jobs::new()
+        .register::<Square>()
+        .register::<Hang>()
+        .register::<Blob>()
+        .register::<Nap>()
+        .register::<SpawnSleep>()
+        .register::<ForkThenAbort>()
+        .register::<WorkerEnv>()
+        .register::<Nested>()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Children that fail before `circuits::init`
+// ---------------------------------------------------------------------------------------------
+
+/// Set in the test process while a test wants its worker processes to exit before `init`.
+const DIE_EARLY_ENV: &str = "LIFECYCLE_DIE_EARLY";
+/// Set while a test wants its worker processes to claim a huge first frame before `init`.
+const HUGE_FRAME_ENV: &str = "LIFECYCLE_HUGE_FRAME";
+/// The file each misbehaving worker process appends its pid to, one line per start.
+const COUNT_ENV: &str = "LIFECYCLE_COUNT";
+
+/// In a worker process, when asked: count this start, then fail it. Runs before `circuits::init`.
+fn misbehave_before_init_if_asked() {
+    if std::env::var_os(circuits::WORKER_ENV).is_none() {
+        return;
+    }
+    let die_early = std::env::var_os(DIE_EARLY_ENV).is_some();
+    let huge_frame = std::env::var_os(HUGE_FRAME_ENV).is_some();
+    if !die_early && !huge_frame {
+        return;
+    }
+    if let Some(path) = std::env::var_os(COUNT_ENV) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            // One write of one short line to an O_APPEND file: lines from racing children do not mix.
+            let _ = f.write_all(format!("{}\n", std::process::id()).as_bytes());
+        }
+    }
+    if die_early {
+        std::process::exit(7);
+    }
+    // A length prefix of 4 GiB on the protocol output (still fd 1 before `init`), then silence.
+    let bytes = [0xffu8; 4];
+    // SAFETY: writes a buffer we own to fd 1, which the pool opened for this process.
+    unsafe {
+        libc::write(1, bytes.as_ptr().cast(), bytes.len());
+    }
+    std::thread::sleep(Duration::from_secs(30));
+    std::process::exit(0);
+}
+
+/// Sets environment variables for the length of a test; removes them when dropped, even when the
+/// test panics, so that later tests' workers start normally.
+struct EnvVars(Vec<&'static str>);
+impl EnvVars {
+    fn set(vars: &[(&'static str, &std::ffi::OsStr)]) -> Self {
+        for (k, v) in vars {
+            std::env::set_var(k, v);
+        }
+        EnvVars(vars.iter().map(|(k, _)| *k).collect())
+    }
+}
+impl Drop for EnvVars {
+    fn drop(&mut self) {
+        for k in &self.0 {
+            std::env::remove_var(k);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Polls `done` every few milliseconds until it holds or `secs` seconds pass; returns its last
+/// answer. For conditions with no event to await.
+async fn eventually(secs: u64, mut done: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() > until {
+            return done();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits (up to 10 s) for this process to have no child process; returns those left.
+async fn wait_for_no_children() -> Vec<u32> {
+    eventually(10, || children().is_empty()).await;
+    children()
+}
+
+/// Waits (up to 10 s) for `pid` to end; returns whether it did.
+async fn ended(pid: u32) -> bool {
+    eventually(10, || !alive(pid)).await
+}
+
+/// The names of this process's threads that start with `circuits-`.
+fn circuits_threads() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+                .map(|n| n.trim_end().to_string())
+                .filter(|n| n.starts_with("circuits-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A fresh scratch file path for this run and `tag` (nothing there yet).
+fn scratch(tag: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("circuits-lifecycle-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+fn path_arg(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Writes `pid` to `path` whole (through a rename), so a reader never sees half of it.
+fn write_pid_file(path: &str, pid: u32) {
+    let tmp = format!("{path}.tmp");
+    std::fs::write(&tmp, pid.to_string()).expect("the pid file is written");
+    std::fs::rename(&tmp, path).expect("the pid file is renamed into place");
+}
+
+/// The pid a job wrote to `path`, waiting up to 30 s for it to appear (worker start included).
+async fn pid_from(path: &Path) -> u32 {
+    let read = || {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+    };
+    eventually(30, || read().is_some()).await;
+    let pid = read().unwrap_or_else(|| panic!("no pid was written to {}", path.display()));
+    let _ = std::fs::remove_file(path);
+    pid
+}
+
+/// How many lines `path` holds (0 when it does not exist).
+fn lines_in(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |s| s.lines().count())
+}
+
+/// Opens a gated task: dropping the gate (on purpose or by a failing test unwinding) opens it too.
+struct Gate(std::sync::mpsc::Sender<()>);
+impl Gate {
+    fn open(self) {
+        let _ = self.0.send(());
+    }
+}
+
+/// A thread-mode task that reports when it starts, then blocks until its gate opens, then answers
+/// `answer`.
+fn gated<R: TaskOutput>(answer: R) -> (Task<R>, Gate, tokio::sync::oneshot::Receiver<()>) {
+    let (open_tx, open_rx) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let task = Task::new(move || {
+        let _ = started_tx.send(());
+        let _ = open_rx.recv();
+        answer
+    });
+    (task, Gate(open_tx), started_rx)
+}
+
+fn process_pool(n: usize) -> PoolHandle {
+    Pool::builder().min(n).process().start()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+async fn dropped_pools_leave_no_thread_and_no_child() {
+    for i in 0..50 {
+        let pool = Pool::builder().min(2).start();
+        assert_eq!(bounded(pool.push(Task::new(move || i))).await, Ok(i));
+        drop(pool);
+    }
+    for i in 0..10u64 {
+        let pool = process_pool(2);
+        assert_eq!(bounded(pool.push(Task::job(Square(i)))).await, Ok(i * i));
+        drop(pool);
+    }
+    eventually(30, || {
+        circuits_threads().is_empty() && children().is_empty()
+    })
+    .await;
+    assert_eq!(
+        circuits_threads(),
+        Vec::<String>::new(),
+        "threads of dropped pools still run"
+    );
+    assert_eq!(
+        children(),
+        Vec::<u32>::new(),
+        "children of dropped pools still run"
+    );
+}
+
+/// Starts a process pool whose every child fails its start the way `mode` says, and checks the
+/// named error, the back-off, and that nothing is left after `abort`.
+async fn failed_starts_are_bounded(mode: &'static str, tag: &str, expect_init_hint: bool) {
+    const LIMIT: usize = 3;
+    let count = scratch(tag);
+    let one = std::ffi::OsStr::new("1");
+    let _env = EnvVars::set(&[(COUNT_ENV, count.as_os_str()), (mode, one)]);
+    let cfg = ProcessConfig::default()
+        .max_start_failures(LIMIT)
+        .restart_backoff(Duration::from_millis(10), Duration::from_millis(200));
+    let pool = Pool::builder()
+        .min(1)
+        .process_with(cfg)
+        .try_start()
+        .expect("the pool starts (its child fails afterwards)");
+    let first = bounded(pool.push(Task::job(Square(3)))).await;
+    let starts_at_failure = lines_in(&count);
+    match &first {
+        Err(TaskError::WorkerStartFailed { stage, reason, .. }) => {
+            assert_eq!(*stage, StartStage::Handshake, "reason: {reason}");
+            if expect_init_hint {
+                assert!(
+                    reason.contains("circuits::init()"),
+                    "the reason {reason:?} should point at circuits::init()"
+                );
+            }
+        }
+        other => panic!("expected WorkerStartFailed at the handshake, got {other:?}"),
+    }
+    assert!(
+        starts_at_failure >= LIMIT,
+        "the task failed after {starts_at_failure} starts, before the limit of {LIMIT}"
+    );
+    // Past the limit, a task pushed meanwhile fails with the same error.
+    let again = bounded(pool.push(Task::job(Square(4)))).await;
+    assert!(
+        matches!(
+            &again,
+            Err(TaskError::WorkerStartFailed {
+                stage: StartStage::Handshake,
+                ..
+            })
+        ),
+        "a task pushed past the limit: {again:?}"
+    );
+    // Not a wait for an event: one second in which a restart storm would show in the count.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let starts = lines_in(&count);
+    assert!(
+        starts <= LIMIT + 6,
+        "{starts} starts: the worker does not keep to its back-off"
+    );
+    bounded(pool.abort()).await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+    let _ = std::fs::remove_file(&count);
+}
+
+async fn a_child_that_dies_before_its_handshake_backs_off_and_fails_with_a_named_error() {
+    failed_starts_are_bounded(DIE_EARLY_ENV, "die-early", true).await;
+}
+
+async fn a_child_that_claims_a_huge_frame_is_a_failed_start() {
+    failed_starts_are_bounded(HUGE_FRAME_ENV, "huge-frame", false).await;
+}
+
+async fn abort_cancels_running_thread_tasks_at_once() {
+    let pool = Pool::builder().min(1).start();
+    let (task, gate, started) = gated(1u32);
+    let running = pool.push(task);
+    bounded(started).await.expect("the gated task started");
+    let queued: Vec<_> = (0..5u32).map(|i| pool.push(Task::new(move || i))).collect();
+    // The running task is still blocked: abort must not wait for it.
+    bounded(pool.abort()).await;
+    assert_eq!(bounded(running).await, Err(TaskError::Cancelled));
+    for v in queued {
+        assert_eq!(bounded(v).await, Err(TaskError::Cancelled));
+    }
+    gate.open();
+}
+
+async fn abort_kills_a_hanging_process_job() {
+    let pool = process_pool(1);
+    let mark = scratch("abort-hang");
+    let hang = pool.push(Task::job(Hang {
+        mark: Some(path_arg(&mark)),
+    }));
+    let pid = pid_from(&mark).await; // the job is running in that child
+    bounded(pool.abort()).await;
+    assert_eq!(bounded(hang).await, Err(TaskError::Cancelled));
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+    assert!(!alive(pid), "the hung child {pid} is gone");
+}
+
+async fn abort_during_a_draining_stop_escalates_it() {
+    let pool = Pool::builder().min(1).start();
+    let (task, gate, started) = gated(0usize);
+    let running = pool.push(task);
+    bounded(started).await.expect("the gated task started");
+    let queued: Vec<_> = (1..=1000usize)
+        .map(|i| pool.push(Task::new(move || i)))
+        .collect();
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopper = pool.clone();
+    let _detached = actix::spawn(async move {
+        stopper.stop().await;
+        let _ = stopped_tx.send(());
+    });
+    assert!(
+        eventually(10, || pool.is_stopped()).await,
+        "the draining stop began"
+    );
+    bounded(pool.abort()).await;
+    gate.open();
+    assert_eq!(bounded(running).await, Err(TaskError::Cancelled));
+    for (i, v) in queued.into_iter().enumerate() {
+        assert_eq!(
+            bounded(v).await,
+            Err(TaskError::Cancelled),
+            "queued task {}",
+            i + 1
+        );
+    }
+    bounded(stopped_rx)
+        .await
+        .expect("the escalated stop completes");
+}
+
+async fn stop_within_aborts_a_drain_past_its_budget() {
+    let pool = process_pool(1);
+    let mark = scratch("stop-within-hang");
+    let hang = pool.push(Task::job(Hang {
+        mark: Some(path_arg(&mark)),
+    }));
+    let pid = pid_from(&mark).await;
+    assert!(
+        !bounded(pool.stop_within(Duration::from_millis(500))).await,
+        "a drain with a hanging job cannot finish within its budget"
+    );
+    assert_eq!(bounded(hang).await, Err(TaskError::Cancelled));
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+    assert!(!alive(pid), "the hung child {pid} is gone");
+
+    let pool = Pool::builder().min(2).start();
+    let values: Vec<_> = (0..100u64)
+        .map(|i| pool.push(Task::new(move || i)))
+        .collect();
+    assert!(
+        bounded(pool.stop_within(Duration::from_secs(30))).await,
+        "a drain of quick tasks finishes within 30 s"
+    );
+    for (i, v) in values.into_iter().enumerate() {
+        assert_eq!(bounded(v).await, Ok(i as u64));
+    }
+}
+
+async fn a_parked_push_runs_during_the_drain() {
+    let pool = Pool::builder().min(1).queue_bound(2).start();
+    let (task, gate, started) = gated(usize::MAX);
+    let first = pool.push(task);
+    bounded(started).await.expect("the gated task started");
+    let values: Vec<_> = (0..10usize)
+        .map(|i| pool.push(Task::new(move || i)))
+        .collect();
+    assert!(
+        pool.try_push(Task::new(|| 0usize)).is_err(),
+        "the pool is full, so pushes were parked"
+    );
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopper = pool.clone();
+    let _detached = actix::spawn(async move {
+        stopper.stop().await;
+        let _ = stopped_tx.send(());
+    });
+    assert!(
+        eventually(10, || pool.is_stopped()).await,
+        "the draining stop began"
+    );
+    gate.open();
+    assert_eq!(bounded(first).await, Ok(usize::MAX));
+    for (i, v) in values.into_iter().enumerate() {
+        assert_eq!(bounded(v).await, Ok(i), "parked task {i}");
+    }
+    bounded(stopped_rx).await.expect("the stop completes");
+}
+
+async fn a_permit_is_free_before_the_value_resolves() {
+    let pool = Pool::builder().min(1).queue_bound(1).start();
+    for i in 0..2_000 {
+        let v = pool
+            .try_push(Task::new(|| 1))
+            .unwrap_or_else(|_| panic!("no room for task {i} after the previous value resolved"));
+        assert_eq!(bounded(v).await, Ok(1));
+    }
+    bounded(pool.stop()).await;
+}
+
+async fn a_stuck_task_releases_its_permit_when_declared_stuck() {
+    let pool = Pool::builder()
+        .min(1)
+        .max(2)
+        .queue_bound(1)
+        .stuck_after(Duration::from_millis(300))
+        .start();
+    let (task, gate, _started) = gated(1u32);
+    let stuck = bounded(pool.push(task)).await;
+    assert!(
+        matches!(stuck, Err(TaskError::TimedOut(_))),
+        "the stuck task: {stuck:?}"
+    );
+    let next = pool
+        .try_push(Task::new(|| 2u32))
+        .expect("the stuck task's permit is free once its value resolved");
+    assert_eq!(bounded(next).await, Ok(2));
+    gate.open();
+    bounded(pool.stop()).await;
+}
+
+async fn map_chunks_stay_under_the_frame_limit() {
+    let pool = Pool::builder()
+        .min(2)
+        .process_with(ProcessConfig::default().max_frame(64 * 1024))
+        .start();
+    let out: Vec<Result<u32, TaskError>> =
+        bounded(pool.map((0..10_000).map(|_| Blob(vec![1; 100]))).collect()).await;
+    assert_eq!(out.len(), 10_000);
+    if let Some((i, r)) = out.iter().enumerate().find(|(_, r)| **r != Ok(100)) {
+        panic!("job {i} of 10,000 small ones: {r:?}");
+    }
+
+    let mixed = vec![
+        Blob(vec![1; 100]),
+        Blob(vec![2; 100 * 1024]),
+        Blob(vec![3; 100]),
+    ];
+    let out: Vec<Result<u32, TaskError>> = bounded(pool.map(mixed).collect()).await;
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[0], Ok(100));
+    assert!(
+        matches!(&out[1], Err(TaskError::Wire(_))),
+        "the job over the frame limit: {:?}",
+        out[1]
+    );
+    assert_eq!(out[2], Ok(100));
+
+    // Among many small jobs, the one too big for any frame fails alone.
+    let many = (0..1000).map(|i| {
+        if i == 500 {
+            Blob(vec![4; 100 * 1024])
+        } else {
+            Blob(vec![5; 100])
+        }
+    });
+    let out: Vec<Result<u32, TaskError>> = bounded(pool.map(many).collect()).await;
+    assert_eq!(out.len(), 1000);
+    for (i, r) in out.iter().enumerate() {
+        if i == 500 {
+            assert!(matches!(r, Err(TaskError::Wire(_))), "job 500: {r:?}");
+        } else {
+            assert_eq!(*r, Ok(100), "job {i}");
+        }
+    }
+    assert_eq!(bounded(pool.push(Task::job(Square(9)))).await, Ok(81));
+    bounded(pool.stop()).await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+}
+
+async fn each_job_of_a_map_gets_the_whole_timeout(pool: PoolHandle, mode: &str) {
+    let out: Vec<Result<u32, TaskError>> = bounded(pool.map((0..2_000).map(Nap)).collect()).await;
+    assert_eq!(out.len(), 2_000);
+    for (i, r) in out.into_iter().enumerate() {
+        assert_eq!(r, Ok(i as u32), "{mode} pool, job {i}");
+    }
+    bounded(pool.stop()).await;
+}
+
+async fn a_pool_timeout_applies_to_each_job_of_a_map() {
+    let timeout = Duration::from_millis(200);
+    let threads = Pool::builder().min(1).task_timeout(timeout).start();
+    each_job_of_a_map_gets_the_whole_timeout(threads, "thread").await;
+    let procs = Pool::builder()
+        .min(1)
+        .task_timeout(timeout)
+        .process()
+        .start();
+    each_job_of_a_map_gets_the_whole_timeout(procs, "process").await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+}
+
+async fn a_second_pool_on_a_channel_fails_to_start() {
+    let bus = Bus::new();
+    let first = Pool::builder()
+        .min(1)
+        .bus(&bus)
+        .channel("work")
+        .try_start()
+        .expect("the first pool on \"work\" starts");
+    match Pool::builder().min(1).bus(&bus).channel("work").try_start() {
+        Err(PoolError::ChannelTaken(c)) => assert_eq!(c.as_str(), "work"),
+        Ok(second) => {
+            bounded(second.stop()).await;
+            panic!("a second pool started on channel \"work\"");
+        }
+        Err(e) => panic!("expected ChannelTaken, got {e:?}"),
+    }
+    assert_eq!(
+        bounded(bus.call("work", Task::new(|| 1))).await,
+        Ok(1),
+        "the first pool still answers on its channel"
+    );
+
+    let a = Pool::builder()
+        .min(1)
+        .bus(&bus)
+        .channel("a")
+        .try_start()
+        .expect("a pool on \"a\" starts");
+    let b = Pool::builder()
+        .min(1)
+        .bus(&bus)
+        .channel("b")
+        .try_start()
+        .expect("a pool on \"b\" starts");
+    bounded(a.stop()).await;
+    assert_eq!(
+        bounded(bus.call("b", Task::new(|| 2))).await,
+        Ok(2),
+        "stopping the pool on \"a\" left \"b\" routed"
+    );
+    assert_eq!(
+        bounded(bus.call("work", Task::new(|| 3))).await,
+        Ok(3),
+        "stopping the pool on \"a\" left \"work\" routed"
+    );
+    let gone = bounded(bus.call("a", Task::new(|| 4))).await;
+    assert!(
+        matches!(
+            gone,
+            Err(TaskError::NoRoute(_)) | Err(TaskError::PoolStopped)
+        ),
+        "a task for the stopped pool's channel: {gone:?}"
+    );
+    let again = Pool::builder()
+        .min(1)
+        .bus(&bus)
+        .channel("a")
+        .try_start()
+        .expect("channel \"a\" is free again once its pool stopped");
+    assert_eq!(bounded(bus.call("a", Task::new(|| 5))).await, Ok(5));
+    bounded(again.stop()).await;
+    bounded(b.stop()).await;
+    bounded(first.stop()).await;
+}
+
+async fn max_below_the_default_min_lowers_min() {
+    let pool = Pool::builder()
+        .max(1)
+        .try_start()
+        .expect("max(1) alone starts a pool on any machine");
+    assert_eq!(pool.workers().len(), 1);
+    assert_eq!(pool.resize(2), 1, "max stays 1");
+    assert_eq!(bounded(pool.push(Task::new(|| 5))).await, Ok(5));
+    bounded(pool.stop()).await;
+}
+
+async fn a_timeout_ends_what_the_job_started() {
+    let pool = Pool::builder()
+        .min(1)
+        .task_timeout(Duration::from_millis(300))
+        .process()
+        .start();
+    let first = scratch("timeout-sleep");
+    let hung = bounded(pool.push(Task::job(SpawnSleep {
+        pid_file: path_arg(&first),
+        hang: true,
+    })))
+    .await;
+    assert!(
+        matches!(hung, Err(TaskError::TimedOut(_))),
+        "the hanging job: {hung:?}"
+    );
+    let sleep1 = pid_from(&first).await;
+    assert!(
+        ended(sleep1).await,
+        "the `sleep 300` (pid {sleep1}) started by a timed-out job still runs"
+    );
+
+    let second = scratch("stop-sleep");
+    let sleep2 = bounded(pool.push(Task::job(SpawnSleep {
+        pid_file: path_arg(&second),
+        hang: false,
+    })))
+    .await
+    .expect("the job that returns at once succeeds");
+    let _ = std::fs::remove_file(&second);
+    assert!(
+        alive(sleep2),
+        "a job that ended normally leaves what it started running until the worker ends"
+    );
+    bounded(pool.stop()).await;
+    assert!(
+        ended(sleep2).await,
+        "the `sleep 300` (pid {sleep2}) started by a job outlived the pool's stop"
+    );
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+}
+
+async fn a_fork_without_exec_then_abort_fails_worker_crashed_at_once() {
+    let pool = process_pool(1);
+    let file = scratch("forked");
+    let crashed = bounded(pool.push(Task::job(ForkThenAbort {
+        pid_file: path_arg(&file),
+    })))
+    .await;
+    assert!(
+        matches!(crashed, Err(TaskError::WorkerCrashed { .. })),
+        "the job whose worker aborted: {crashed:?}"
+    );
+    let forked = pid_from(&file).await;
+    bounded(pool.stop()).await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+    assert!(
+        ended(forked).await,
+        "the forked copy (pid {forked}) outlived its worker's group"
+    );
+}
+
+async fn a_job_subprocess_is_an_ordinary_process() {
+    let pool = process_pool(1);
+    assert_eq!(
+        bounded(pool.push(Task::job(WorkerEnv))).await,
+        Ok(Vec::<String>::new()),
+        "worker-protocol variables left in a job's environment"
+    );
+    bounded(pool.stop()).await;
+}
+
+async fn a_process_pool_inside_a_job_works() {
+    let pool = process_pool(1);
+    assert_eq!(bounded(pool.push(Task::job(Nested(7)))).await, Ok(49));
+    bounded(pool.stop()).await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+}
+
+/// Pushes 3,000 squares while another thread resizes the pool 2→4→2→4→2, awaits every value, then
+/// checks that the stats count every outcome.
+async fn stats_agree(pool: PoolHandle, mode: &str) {
+    const N: u64 = 3_000;
+    const SIZES: [usize; 4] = [4, 2, 4, 2];
+    let (size_tx, size_rx) = std::sync::mpsc::channel::<usize>();
+    let (resized_tx, resized_rx) = tokio::sync::oneshot::channel::<()>();
+    let resizer = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            for n in size_rx {
+                pool.resize(n);
+            }
+            let _ = resized_tx.send(());
+        })
+    };
+    let per_round = N / (SIZES.len() as u64 + 1);
+    let mut values = Vec::with_capacity(N as usize);
+    let mut next = 0u64;
+    for round in 0..=SIZES.len() {
+        let end = if round == SIZES.len() {
+            N
+        } else {
+            next + per_round
+        };
+        for i in next..end {
+            values.push((i, pool.push(Task::job(Square(i)))));
+        }
+        next = end;
+        if let Some(&n) = SIZES.get(round) {
+            size_tx.send(n).expect("the resizer thread listens");
+        }
+        tokio::task::yield_now().await;
+    }
+    drop(size_tx);
+    let mut ok = 0u64;
+    for (i, v) in values {
+        if let Ok(x) = bounded(v).await {
+            assert_eq!(x, i * i, "{mode} pool, task {i}");
+            ok += 1;
+        }
+    }
+    bounded(resized_rx)
+        .await
+        .expect("the resizer thread finished");
+    resizer.join().expect("the resizer thread did not panic");
+    let s = pool.stats();
+    assert_eq!(s.pushed, N, "{mode} pool: {s:?}");
+    assert_eq!(s.done + s.failed, N, "{mode} pool: {s:?}");
+    assert_eq!(s.done, ok, "{mode} pool: {s:?}");
+    bounded(pool.stop()).await;
+}
+
+async fn stats_agree_with_outcomes_after_every_value_resolved() {
+    stats_agree(Pool::builder().min(2).max(4).process().start(), "process").await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+    stats_agree(Pool::builder().min(2).max(4).start(), "thread").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runner
+// ---------------------------------------------------------------------------------------------
+
+type AsyncTest = fn() -> Pin<Box<dyn Future<Output = ()>>>;
+
+/// The async tests, in running order, each named as its function.
+macro_rules! async_tests {
+    ($($name:ident),* $(,)?) => {{
+        let tests: Vec<(&'static str, AsyncTest)> =
+            vec![$((stringify!($name), || Box::pin($name()))),*];
+        tests
+    }};
+}
+
+fn main() {
+    misbehave_before_init_if_asked(); // before init, as a binary that forgot it would
+    circuits::init(jobs()); // worker processes serve jobs here and never return
+
+    let async_tests = async_tests![
+        // First: no other test has started a bus or a pool yet.
+        dropped_pools_leave_no_thread_and_no_child,
+        a_child_that_dies_before_its_handshake_backs_off_and_fails_with_a_named_error,
+        a_child_that_claims_a_huge_frame_is_a_failed_start,
+        abort_cancels_running_thread_tasks_at_once,
+        abort_kills_a_hanging_process_job,
+        abort_during_a_draining_stop_escalates_it,
+        stop_within_aborts_a_drain_past_its_budget,
+        a_parked_push_runs_during_the_drain,
+        a_permit_is_free_before_the_value_resolves,
+        a_stuck_task_releases_its_permit_when_declared_stuck,
+        map_chunks_stay_under_the_frame_limit,
+        a_pool_timeout_applies_to_each_job_of_a_map,
+        a_second_pool_on_a_channel_fails_to_start,
+        max_below_the_default_min_lowers_min,
+        a_timeout_ends_what_the_job_started,
+        a_fork_without_exec_then_abort_fails_worker_crashed_at_once,
+        a_job_subprocess_is_an_ordinary_process,
+        a_process_pool_inside_a_job_works,
+        stats_agree_with_outcomes_after_every_value_resolved,
+    ];
+    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    let (mut passed, mut failed) = (0, 0);
+    let mut run = |name: &str, f: &dyn Fn()| {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            return;
+        }
+        let started = Instant::now();
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(()) => {
+                println!(
+                    "test {name} ... ok ({:.1} s)",
+                    started.elapsed().as_secs_f64()
+                );
+                passed += 1;
+            }
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed += 1;
+            }
+        }
+    };
+    for (name, t) in &async_tests {
+        run(name, &|| actix::System::new().block_on(t()));
+    }
+    println!("\nlifecycle: {passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
