@@ -32,6 +32,12 @@
 //! [actix]: https://docs.rs/actix
 
 #![deny(missing_docs)]
+// Without process mode, the job encoding that only worker processes read is still built (jobs run
+// in thread pools too) but parts of the wire go unused.
+#![cfg_attr(
+    not(all(feature = "process", target_os = "linux")),
+    allow(dead_code, unused_imports)
+)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 mod bus;

@@ -188,8 +188,27 @@ impl Job for Nested {
     }
 }
 
+/// Ignores SIGTERM, writes its process id to `mark`, then never returns.
+#[derive(Serialize, Deserialize)]
+struct IgnoreTerm {
+    mark: String,
+}
+impl Job for IgnoreTerm {
+    const NAME: &'static str = "ignore_term";
+    type Output = u32;
+    fn run(self) -> u32 {
+        // SAFETY: installs SIG_IGN for SIGTERM in this worker process: no handler code runs.
+        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+        write_pid_file(&self.mark, std::process::id());
+        loop {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 fn jobs() -> Jobs {
     Jobs::new()
+        .register::<IgnoreTerm>()
         .register::<Square>()
         .register::<Hang>()
         .register::<Blob>()
@@ -489,6 +508,30 @@ async fn abort_kills_a_hanging_process_job() {
     assert_eq!(bounded(hang).await, Err(TaskError::Cancelled));
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
     assert!(!alive(pid), "the hung child {pid} is gone");
+}
+
+async fn a_timeout_fails_its_task_when_it_fires_whatever_the_kill_grace() {
+    // The child ignores SIGTERM, so ending it takes the whole grace (6 s); the task fails when its
+    // 300 ms timeout fires, not after the grace.
+    let pool = Pool::builder()
+        .min(1)
+        .task_timeout(Duration::from_millis(300))
+        .process_with(ProcessConfig::default().kill_grace(Duration::from_secs(6)))
+        .start();
+    let mark = scratch("ignore-term");
+    let mut stubborn = pool.push(Task::job(IgnoreTerm {
+        mark: path_arg(&mark),
+    }));
+    let pid = pid_from(&mark).await;
+    assert_eq!(
+        stubborn.wait(Duration::from_secs(3)).await,
+        Err(TaskError::TimedOut(Duration::from_millis(300))),
+        "the task fails when its timeout fires, seconds before the grace ends"
+    );
+    // The next task waits for the replacement child, which starts after the grace.
+    assert_eq!(bounded(pool.push(Task::job(Square(4)))).await, Ok(16));
+    assert!(!alive(pid), "the child that ignored SIGTERM was killed");
+    bounded(pool.stop()).await;
 }
 
 async fn abort_during_a_draining_stop_escalates_it() {
@@ -915,6 +958,37 @@ macro_rules! async_tests {
     }};
 }
 
+/// An application keeps its handle past the end of its actix `System` (in a global, say): the
+/// System's stop still ends the pool, its threads and its children.
+fn stopping_the_system_ends_a_pool_whose_handle_is_still_held() {
+    let system = actix::System::new();
+    let kept = system.block_on(async {
+        let pool = process_pool(2);
+        assert_eq!(bounded(pool.push(Task::job(Square(5)))).await, Ok(25));
+        assert_eq!(children().len(), 2);
+        pool
+    });
+    system.block_on(async { actix::System::current().stop() });
+    system.run().expect("the System stops cleanly");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !children().is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        children(),
+        Vec::<u32>::new(),
+        "no child outlives the System"
+    );
+    assert!(
+        kept.is_stopped(),
+        "the pool behind the kept handle is stopped"
+    );
+    assert_eq!(
+        kept.push(Task::job(Square(2))).try_take(),
+        Some(Err(TaskError::PoolStopped))
+    );
+}
+
 fn main() {
     misbehave_before_init_if_asked(); // before init, as a binary that forgot it would
     circuits::init(jobs()); // worker processes serve jobs here and never return
@@ -926,6 +1000,7 @@ fn main() {
         a_child_that_claims_a_huge_frame_is_a_failed_start,
         abort_cancels_running_thread_tasks_at_once,
         abort_kills_a_hanging_process_job,
+        a_timeout_fails_its_task_when_it_fires_whatever_the_kill_grace,
         abort_during_a_draining_stop_escalates_it,
         stop_within_aborts_a_drain_past_its_budget,
         a_parked_push_runs_during_the_drain,
@@ -965,6 +1040,10 @@ fn main() {
     for (name, t) in &async_tests {
         run(name, &|| actix::System::new().block_on(t()));
     }
+    run(
+        "stopping_the_system_ends_a_pool_whose_handle_is_still_held",
+        &stopping_the_system_ends_a_pool_whose_handle_is_still_held,
+    );
     println!("\nlifecycle: {passed} passed, {failed} failed");
     if failed > 0 {
         std::process::exit(1);

@@ -37,6 +37,10 @@ pub enum PoolError {
     /// bus; give the pool another channel, or stop the other one first.
     #[error("channel {0:?} already routes tasks on this bus; a pool needs a channel of its own")]
     ChannelTaken(Channel),
+    /// Process mode is not available in this build: it needs Linux and the crate's `process`
+    /// feature (on by default). Thread mode works everywhere.
+    #[error("process mode needs Linux and the `process` feature; use thread mode here")]
+    Unsupported,
     /// The OS refused a worker thread or process.
     #[error("could not start a worker: {0}")]
     Spawn(String),
@@ -210,7 +214,8 @@ impl PoolBuilder {
     ///
     /// [`PoolError::InvalidSize`] unless `1 <= min <= max`; [`PoolError::NoSystem`] outside an
     /// actix `System`; [`PoolError::NotInitialized`] for a process pool in a worker process whose
-    /// `main` skipped [`init`](crate::init); [`PoolError::ChannelTaken`] when the channel already
+    /// `main` skipped [`init`](crate::init); [`PoolError::Unsupported`] for a process pool where
+    /// process mode is not built; [`PoolError::ChannelTaken`] when the channel already
     /// routes tasks on the bus; [`PoolError::Spawn`] when the OS refuses a worker thread or
     /// process; [`PoolError::Bus`] for an empty channel name or a bus that refuses the pool.
     pub fn try_start(self) -> Result<PoolHandle, PoolError> {
@@ -224,6 +229,9 @@ impl PoolBuilder {
         }
         if System::try_current().is_none() {
             return Err(PoolError::NoSystem);
+        }
+        if matches!(self.mode, Mode::Process(_)) && !crate::worker::process::SUPPORTED {
+            return Err(PoolError::Unsupported);
         }
         if matches!(self.mode, Mode::Process(_))
             && std::env::var_os(crate::worker::child::WORKER_ENV).is_some()

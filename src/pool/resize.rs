@@ -14,7 +14,6 @@ use crate::bus::Target;
 use crate::channel::Channel;
 use crate::task::StuckHook;
 use crate::tree::Stop;
-use crate::worker::process::ProcessWorker;
 use crate::worker::thread::ThreadWorker;
 use crate::worker::{Backend, Shutdown, Worker, WorkerSlot};
 
@@ -151,10 +150,8 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
             ThreadWorker::spawn(fin.clone(), load.clone(), core.siblings.clone())
                 .map_err(|e| PoolError::Spawn(e.to_string()))?,
         ),
-        Mode::Process(cfg) => Box::new(
-            ProcessWorker::spawn(cfg.clone(), fin.clone(), load.clone())
-                .map_err(|e| PoolError::Spawn(e.to_string()))?,
-        ),
+        Mode::Process(cfg) => crate::worker::process::spawn(cfg.clone(), fin.clone(), load.clone())
+            .map_err(|e| PoolError::Spawn(e.to_string()))?,
     };
     let slot = Arc::new(WorkerSlot {
         channel: RwLock::new(channel.clone()),

@@ -6,13 +6,17 @@
 //! writes a `Done` frame for each, in order. It exits when its input ends (the pool closed it), and
 //! the kernel kills it if the thread that started it dies (`PR_SET_PDEATHSIG`): no orphans.
 
-use serde_bytes::ByteBuf;
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+#[cfg(all(feature = "process", target_os = "linux"))]
+use {
+    crate::task::TaskError,
+    crate::wire::{Fault, Frame, FrameIn, PROTOCOL_VERSION},
+    serde_bytes::ByteBuf,
+    std::fs::File,
+    std::io::{BufReader, BufWriter, Write},
+};
 
 use crate::job::Jobs;
-use crate::task::TaskError;
-use crate::wire::{self, Fault, Frame, FrameIn, PROTOCOL_VERSION};
+use crate::wire;
 
 /// The environment variable that marks a worker process.
 pub const WORKER_ENV: &str = "CIRCUITS_WORKER";
@@ -67,6 +71,7 @@ pub fn init(jobs: Jobs) {
     std::process::exit(code);
 }
 
+#[cfg(all(feature = "process", target_os = "linux"))]
 /// Asks the kernel to kill this process when the pool's worker thread (the parent side that
 /// started it) goes away, so that a parent that dies, even by SIGKILL, leaves no orphan; and exits
 /// at once if the parent is already gone.
@@ -88,6 +93,7 @@ fn die_with_parent(expected: Option<libc::pid_t>) -> std::io::Result<()> {
     Ok(())
 }
 
+#[cfg(all(feature = "process", target_os = "linux"))]
 /// Takes the protocol pipes off stdin/stdout, so that a job printing to stdout writes to stderr
 /// instead of corrupting the protocol, and stdin reads nothing. Every new descriptor is owned (and
 /// closed on a failed step) and close-on-exec.
@@ -106,6 +112,7 @@ fn take_protocol_fds() -> std::io::Result<(File, File)> {
     Ok((File::from(input), File::from(output)))
 }
 
+#[cfg(all(feature = "process", target_os = "linux"))]
 fn serve(
     jobs: &Jobs,
     max_frame: usize,
@@ -171,4 +178,12 @@ fn serve(
         // knows exactly which job was running: the first one it has no answer for.
         output.flush()?;
     }
+}
+
+/// Without process mode in this build, a worker process cannot serve: it says so and exits.
+#[cfg(not(all(feature = "process", target_os = "linux")))]
+fn serve(_: &Jobs, _: usize, _: Option<libc::pid_t>) -> Result<(), wire::WireError> {
+    Err(wire::WireError::Unexpected(
+        "this build has no process mode (it needs Linux and the `process` feature)".into(),
+    ))
 }

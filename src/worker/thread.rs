@@ -238,16 +238,16 @@ impl Backend for ThreadWorker {
             // queued task. The thread cancels whatever it takes from here on.
             self.abort.store(true, Ordering::Release);
             self.running.fail(TaskError::Cancelled, &self.fin);
-            let queued =
-                self.shared_rx
-                    .try_iter()
-                    .chain(self.pinned_rx.try_iter().filter_map(|m| {
-                        if let Msg::Run(t) = m {
-                            Some(t)
-                        } else {
-                            None
-                        }
-                    }));
+            let queued = self
+                .shared_rx
+                .try_iter()
+                .chain(self.pinned_rx.try_iter().filter_map(|m| {
+                    if let Msg::Run(t) = m {
+                        Some(t)
+                    } else {
+                        None
+                    }
+                }));
             for task in queued {
                 task.fail(TaskError::Cancelled, &self.fin);
                 self.load.fetch_sub(1, Ordering::Relaxed);

@@ -1,142 +1,27 @@
-//! Process mode, the parent's side: one child process per worker, behind the same [`Backend`]
-//! interface as a thread.
-//!
-//! Each worker has one host thread that owns the worker's queue and its child. The parent keeps the
-//! queue: it sends up to [`ProcessConfig::pipeline`] jobs ahead to the child (batched in one write)
-//! and knows which one the child is running — the first one without an answer, because the child
-//! writes each answer before it starts the next job. So when the child dies, exactly that task fails
-//! with [`TaskError::WorkerCrashed`]; the jobs sent after it never started and go to the replacement
-//! child, which starts at once under a fresh channel. A per-task timeout kills the child (SIGTERM,
-//! then SIGKILL after a grace period): real cancellation.
+//! The host thread of one process worker: it owns the worker's queue and its child, pipelines
+//! jobs to it, and replaces it when it dies, through the restart policy.
 
 use std::collections::{HashSet, VecDeque};
-use std::io::{BufReader, BufWriter, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::io::{BufWriter, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::child::{MAX_FRAME_ENV, PARENT_ENV, WORKER_ENV};
-use super::{Backend, Shutdown, WorkerSlot};
+use super::config::ProcessConfig;
+use super::reader::{read_child, Output};
+use super::reap::{describe, reap, signal_group};
+use super::shared::{InFlight, Msg, Shared, State};
 use crate::job::Inputs;
 use crate::pool::core::PoolCore;
 use crate::task::{ErasedTask, Finisher, StartStage, TaskError};
 use crate::value::{promise, Value};
-use crate::wire::{self, Frame, FrameIn, WireError, PROTOCOL_VERSION};
-
-/// Settings for process-mode workers.
-///
-/// ```
-/// use std::time::Duration;
-/// use circuits::ProcessConfig;
-///
-/// let cfg = ProcessConfig::default()
-///     .max_frame(1 << 20)
-///     .pipeline(16)
-///     .kill_grace(Duration::from_millis(50));
-/// assert_eq!(cfg.max_frame_bytes(), 1 << 20);
-/// ```
-#[derive(Debug, Clone)]
-pub struct ProcessConfig {
-    max_frame: usize,
-    pipeline: usize,
-    kill_grace: Duration,
-    handshake_timeout: Duration,
-    backoff_first: Duration,
-    backoff_max: Duration,
-    max_start_failures: usize,
-}
-
-impl Default for ProcessConfig {
-    fn default() -> Self {
-        ProcessConfig {
-            max_frame: wire::DEFAULT_MAX_FRAME,
-            pipeline: 32,
-            kill_grace: Duration::from_millis(100),
-            handshake_timeout: Duration::from_secs(10),
-            backoff_first: Duration::from_millis(10),
-            backoff_max: Duration::from_secs(5),
-            max_start_failures: 5,
-        }
-    }
-}
-
-impl ProcessConfig {
-    /// The largest frame either side may send (default 64 MiB). A job whose input is larger fails
-    /// with [`TaskError::Wire`] before it is sent; a child that sends a larger frame is treated as
-    /// crashed.
-    pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.max_frame = bytes.max(64);
-        self
-    }
-    /// How many jobs may be sent ahead to one child (default 32, at least 1). More hides the pipe's
-    /// latency for floods of small jobs.
-    pub fn pipeline(mut self, jobs: usize) -> Self {
-        self.pipeline = jobs.max(1);
-        self
-    }
-    /// How long a child gets between SIGTERM and SIGKILL when a timeout or a kill stops it
-    /// (default 100 ms).
-    pub fn kill_grace(mut self, grace: Duration) -> Self {
-        self.kill_grace = grace;
-        self
-    }
-    /// How long a new child may take to answer the handshake (default 10 s).
-    pub fn handshake_timeout(mut self, limit: Duration) -> Self {
-        self.handshake_timeout = limit;
-        self
-    }
-    /// How long to wait before starting a worker's child again after a failed start: `first`
-    /// after the first failure, doubling with each failure in a row, at most `max` (defaults 10 ms
-    /// and 5 s). A start fails when the OS refuses the process, when the child ends or answers
-    /// wrongly before its handshake, or when it dies before answering its first job. A child that
-    /// crashes after it answered a job is replaced at once.
-    pub fn restart_backoff(mut self, first: Duration, max: Duration) -> Self {
-        self.backoff_first = first.max(Duration::from_millis(1));
-        self.backoff_max = max.max(self.backoff_first);
-        self
-    }
-    /// How many failed starts in a row a worker may have before the tasks waiting on it fail with
-    /// [`TaskError::WorkerStartFailed`] (default 5, at least 1). Past it the worker tries again
-    /// only at the slowest back-off, and tasks given to it meanwhile fail at once with the same
-    /// error; the first child that starts and answers ends that state.
-    pub fn max_start_failures(mut self, n: usize) -> Self {
-        self.max_start_failures = n.max(1);
-        self
-    }
-    /// The frame size limit in bytes.
-    pub fn max_frame_bytes(&self) -> usize {
-        self.max_frame
-    }
-    /// The back-off before the `n`th start after `n` failures in a row (0: none).
-    fn backoff(&self, failures: usize) -> Duration {
-        if failures == 0 {
-            return Duration::ZERO;
-        }
-        let doublings = (failures - 1).min(30) as u32;
-        self.backoff_first
-            .saturating_mul(1 << doublings)
-            .min(self.backoff_max)
-    }
-}
-
-enum Msg {
-    Run(Box<dyn ErasedTask>),
-    Stop(Shutdown),
-    Attach(Weak<PoolCore>, Weak<WorkerSlot>),
-    /// The first frame of child generation `gen`: its handshake.
-    Hello(u64, Vec<u8>),
-    /// Child generation `gen`'s output ended or broke the protocol.
-    Gone(u64, WireError),
-    /// The reader settled answers; there may be room to send more, or a stop to finish.
-    Answered,
-    /// The worker leaves the pool: queued tasks go back to the pool, in-flight ones finish.
-    Retire,
-}
+use crate::wire::{self, Frame, WireError, PROTOCOL_VERSION};
+use crate::worker::child::{MAX_FRAME_ENV, PARENT_ENV, WORKER_ENV};
+use crate::worker::{Backend, Shutdown, WorkerSlot};
 
 /// A worker backed by a child process.
 pub(crate) struct ProcessWorker {
@@ -246,83 +131,6 @@ impl Drop for ProcessWorker {
     }
 }
 
-struct InFlight {
-    run: u64,
-    task: Box<dyn ErasedTask>,
-}
-
-/// What the host thread and the current child's reader thread share.
-struct State {
-    /// Bumped whenever a child is replaced, so the old child's reader settles nothing more.
-    generation: u64,
-    fin: Arc<Finisher>,
-    /// Tasks sent to the child, in order; the first is the one it is running.
-    inflight: VecDeque<InFlight>,
-    /// When the first in-flight task became first (its start, as near as the parent can tell).
-    front_since: Instant,
-    stopping: Option<Shutdown>,
-    /// Tasks the host holds that are not sent yet (so the reader knows when to ask for more).
-    backlog: usize,
-    /// The current child answered at least one job (so it started well).
-    answered: bool,
-}
-
-struct Shared {
-    state: Mutex<State>,
-    load: Arc<AtomicUsize>,
-    host: Sender<Msg>,
-    window: usize,
-}
-
-impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // Critical sections only move entries between queues; a poisoned lock still holds them.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn settle_fail(&self, fin: &Finisher, task: Box<dyn ErasedTask>, error: TaskError) {
-        task.fail(error, fin);
-        self.load.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// The reader's side: settle the answer to run `run` of child `generation`. Returns false on a
-    /// protocol violation (an answer for something that is not running).
-    fn answer(&self, generation: u64, run: u64, result: Result<&[u8], TaskError>) -> bool {
-        let mut st = self.lock();
-        if st.generation != generation {
-            return true; // a replaced child's late answer: its task was already settled
-        }
-        match st.inflight.front() {
-            Some(f) if f.run == run => {}
-            _ => return false,
-        }
-        let Some(done) = st.inflight.pop_front() else {
-            return false;
-        };
-        st.answered = true;
-        st.front_since = Instant::now();
-        let fin = st.fin.clone();
-        // An abort finishes the running task and cancels the ones sent after it.
-        let cancelled = if st.stopping == Some(Shutdown::Abort) {
-            std::mem::take(&mut st.inflight)
-        } else {
-            VecDeque::new()
-        };
-        let wake = (st.backlog > 0 && st.inflight.len() <= self.window / 2)
-            || (st.stopping.is_some() && st.inflight.is_empty());
-        drop(st);
-        done.task.finish_encoded(result, &fin);
-        self.load.fetch_sub(1, Ordering::Relaxed);
-        for f in cancelled {
-            self.settle_fail(&fin, f.task, TaskError::Cancelled);
-        }
-        if wake {
-            let _ = self.host.send(Msg::Answered);
-        }
-        true
-    }
-}
-
 /// A live child and the write end of its input.
 struct Conn {
     child: Child,
@@ -350,171 +158,6 @@ struct Host {
     /// Failed starts in a row, and the last one's stage and reason.
     failures: usize,
     last_failure: Option<(StartStage, String)>,
-}
-
-/// Whether `pid` (our unreaped child) has exited, without reaping it.
-fn exited(pid: libc::pid_t) -> bool {
-    // SAFETY: waitid writes only into `info`, which lives on this stack; WNOWAIT leaves the child
-    // unreaped, so its pid stays ours.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let r = libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        );
-        r == 0 && info.si_pid() == pid
-    }
-}
-
-/// Sends `signal` to the child's whole process group (it leads one of its own), so that whatever
-/// its jobs started goes with it. Call only before the child is reaped: until then its pid, and
-/// so its group id, cannot belong to anyone else.
-fn signal_group(child: &Child, signal: libc::c_int) {
-    // SAFETY: signalling a process group we created (the child's pid as its group id); the child
-    // is not reaped yet.
-    unsafe {
-        libc::kill(-(child.id() as libc::pid_t), signal);
-    }
-}
-
-/// Waits up to `within` for `child` to exit, then SIGKILLs its whole process group (the child if
-/// it still runs, and anything its jobs left behind) and reaps the child. The one way every child
-/// ends.
-fn reap(child: &mut Child, within: Duration) -> Option<ExitStatus> {
-    let pid = child.id() as libc::pid_t;
-    let until = Instant::now() + within;
-    while !exited(pid) && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    signal_group(child, libc::SIGKILL);
-    child.wait().ok()
-}
-
-/// How a child ended, in words.
-fn describe(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exited with code {c}"),
-        (None, Some(s)) => format!("killed by signal {s} ({})", signal_name(s)),
-        _ => format!("ended ({status})"),
-    }
-}
-
-fn signal_name(s: i32) -> &'static str {
-    match s {
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGILL => "SIGILL",
-        libc::SIGFPE => "SIGFPE",
-        _ => "signal",
-    }
-}
-
-/// A child's output pipe, read until it ends or the child itself has exited: a process that the
-/// child forked (and that still holds the pipe) cannot hide the child's death. Answers the child
-/// wrote before it died are read first.
-struct Output {
-    pipe: ChildStdout,
-    /// The child's pidfd (Linux 5.3 and later; without it, the pipe's end alone tells).
-    pidfd: Option<std::os::fd::OwnedFd>,
-}
-
-impl Output {
-    fn new(pipe: ChildStdout, pid: u32) -> Self {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor (close-on-exec) or
-        // -1; a returned descriptor is owned by nobody else.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        let pidfd = (fd >= 0).then(|| {
-            // SAFETY: see above: a fresh descriptor we own.
-            unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) }
-        });
-        Output { pipe, pidfd }
-    }
-}
-
-impl std::io::Read for Output {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if let Some(pidfd) = &self.pidfd {
-            loop {
-                let mut fds = [
-                    libc::pollfd {
-                        fd: self.pipe.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    },
-                    libc::pollfd {
-                        fd: pidfd.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    },
-                ];
-                // SAFETY: two valid pollfd entries on this stack, both descriptors open.
-                let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-                if r < 0 {
-                    let e = std::io::Error::last_os_error();
-                    if e.kind() == std::io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    return Err(e);
-                }
-                if fds[0].revents != 0 {
-                    break; // data, or the pipe's end: read it
-                }
-                if fds[1].revents != 0 {
-                    return Ok(0); // the child exited and left nothing more to read
-                }
-            }
-        }
-        self.pipe.read(buf)
-    }
-}
-
-/// Reads child generation `generation`'s frames: the handshake goes to the host, answers are
-/// settled right here (one thread hop fewer on every task), the end goes to the host.
-fn read_child(shared: Arc<Shared>, generation: u64, stdout: Output, max_frame: usize) {
-    let mut out = BufReader::with_capacity(64 << 10, stdout);
-    let mut first = true;
-    loop {
-        let body = match wire::read_frame(&mut out, max_frame) {
-            Ok(body) => body,
-            Err(e) => {
-                let _ = shared.host.send(Msg::Gone(generation, e));
-                return;
-            }
-        };
-        if first {
-            first = false;
-            let _ = shared.host.send(Msg::Hello(generation, body));
-            continue;
-        }
-        let settled = match wire::decode_borrowed(&body) {
-            Ok(FrameIn::Done { id, result }) => {
-                shared.answer(generation, id, result.map_err(TaskError::from))
-            }
-            Ok(_) => {
-                let what = "a frame other than Done from a worker".to_string();
-                let _ = shared
-                    .host
-                    .send(Msg::Gone(generation, WireError::Unexpected(what)));
-                return;
-            }
-            Err(e) => {
-                let _ = shared.host.send(Msg::Gone(generation, e));
-                return;
-            }
-        };
-        if !settled {
-            let what = "an answer for a job that is not running".to_string();
-            let _ = shared
-                .host
-                .send(Msg::Gone(generation, WireError::Unexpected(what)));
-            return;
-        }
-    }
 }
 
 /// How long the host looks for the next message before it sleeps: a caller awaiting one job at a

@@ -1,0 +1,101 @@
+//! [`ProcessConfig`]: the settings of process-mode workers.
+
+use std::time::Duration;
+
+use crate::wire;
+
+/// Settings for process-mode workers.
+///
+/// ```
+/// use std::time::Duration;
+/// use circuits::ProcessConfig;
+///
+/// let cfg = ProcessConfig::default()
+///     .max_frame(1 << 20)
+///     .pipeline(16)
+///     .kill_grace(Duration::from_millis(50));
+/// assert_eq!(cfg.max_frame_bytes(), 1 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    pub(crate) max_frame: usize,
+    pub(crate) pipeline: usize,
+    pub(crate) kill_grace: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) backoff_first: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) max_start_failures: usize,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        ProcessConfig {
+            max_frame: wire::DEFAULT_MAX_FRAME,
+            pipeline: 32,
+            kill_grace: Duration::from_millis(100),
+            handshake_timeout: Duration::from_secs(10),
+            backoff_first: Duration::from_millis(10),
+            backoff_max: Duration::from_secs(5),
+            max_start_failures: 5,
+        }
+    }
+}
+
+impl ProcessConfig {
+    /// The largest frame either side may send (default 64 MiB). A job whose input is larger fails
+    /// with [`TaskError::Wire`](crate::TaskError::Wire) before it is sent; a child that sends a larger frame is treated as
+    /// crashed.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes.max(64);
+        self
+    }
+    /// How many jobs may be sent ahead to one child (default 32, at least 1). More hides the pipe's
+    /// latency for floods of small jobs.
+    pub fn pipeline(mut self, jobs: usize) -> Self {
+        self.pipeline = jobs.max(1);
+        self
+    }
+    /// How long a child gets between SIGTERM and SIGKILL when a timeout or a kill stops it
+    /// (default 100 ms).
+    pub fn kill_grace(mut self, grace: Duration) -> Self {
+        self.kill_grace = grace;
+        self
+    }
+    /// How long a new child may take to answer the handshake (default 10 s).
+    pub fn handshake_timeout(mut self, limit: Duration) -> Self {
+        self.handshake_timeout = limit;
+        self
+    }
+    /// How long to wait before starting a worker's child again after a failed start: `first`
+    /// after the first failure, doubling with each failure in a row, at most `max` (defaults 10 ms
+    /// and 5 s). A start fails when the OS refuses the process, when the child ends or answers
+    /// wrongly before its handshake, or when it dies before answering its first job. A child that
+    /// crashes after it answered a job is replaced at once.
+    pub fn restart_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.backoff_first = first.max(Duration::from_millis(1));
+        self.backoff_max = max.max(self.backoff_first);
+        self
+    }
+    /// How many failed starts in a row a worker may have before the tasks waiting on it fail with
+    /// [`TaskError::WorkerStartFailed`](crate::TaskError::WorkerStartFailed) (default 5, at least 1). Past it the worker tries again
+    /// only at the slowest back-off, and tasks given to it meanwhile fail at once with the same
+    /// error; the first child that starts and answers ends that state.
+    pub fn max_start_failures(mut self, n: usize) -> Self {
+        self.max_start_failures = n.max(1);
+        self
+    }
+    /// The frame size limit in bytes.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.max_frame
+    }
+    /// The back-off before the `n`th start after `n` failures in a row (0: none).
+    pub(crate) fn backoff(&self, failures: usize) -> Duration {
+        if failures == 0 {
+            return Duration::ZERO;
+        }
+        let doublings = (failures - 1).min(30) as u32;
+        self.backoff_first
+            .saturating_mul(1 << doublings)
+            .min(self.backoff_max)
+    }
+}

@@ -1,0 +1,114 @@
+//! The reader thread of one child: its answers are settled right here, its handshake and its end
+//! go to the host.
+
+use std::io::BufReader;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::process::ChildStdout;
+use std::sync::Arc;
+
+use super::shared::{Msg, Shared};
+use crate::task::TaskError;
+use crate::wire::{self, FrameIn, WireError};
+
+/// A child's output pipe, read until it ends or the child itself has exited: a process that the
+/// child forked (and that still holds the pipe) cannot hide the child's death. Answers the child
+/// wrote before it died are read first.
+pub(super) struct Output {
+    pipe: ChildStdout,
+    /// The child's pidfd (Linux 5.3 and later; without it, the pipe's end alone tells).
+    pidfd: Option<std::os::fd::OwnedFd>,
+}
+
+impl Output {
+    pub(super) fn new(pipe: ChildStdout, pid: u32) -> Self {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor (close-on-exec) or
+        // -1; a returned descriptor is owned by nobody else.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        let pidfd = (fd >= 0).then(|| {
+            // SAFETY: see above: a fresh descriptor we own.
+            unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) }
+        });
+        Output { pipe, pidfd }
+    }
+}
+
+impl std::io::Read for Output {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(pidfd) = &self.pidfd {
+            loop {
+                let mut fds = [
+                    libc::pollfd {
+                        fd: self.pipe.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                    libc::pollfd {
+                        fd: pidfd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                ];
+                // SAFETY: two valid pollfd entries on this stack, both descriptors open.
+                let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+                if r < 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                if fds[0].revents != 0 {
+                    break; // data, or the pipe's end: read it
+                }
+                if fds[1].revents != 0 {
+                    return Ok(0); // the child exited and left nothing more to read
+                }
+            }
+        }
+        self.pipe.read(buf)
+    }
+}
+
+/// Reads child generation `generation`'s frames: the handshake goes to the host, answers are
+/// settled right here (one thread hop fewer on every task), the end goes to the host.
+pub(super) fn read_child(shared: Arc<Shared>, generation: u64, stdout: Output, max_frame: usize) {
+    let mut out = BufReader::with_capacity(64 << 10, stdout);
+    let mut first = true;
+    loop {
+        let body = match wire::read_frame(&mut out, max_frame) {
+            Ok(body) => body,
+            Err(e) => {
+                let _ = shared.host.send(Msg::Gone(generation, e));
+                return;
+            }
+        };
+        if first {
+            first = false;
+            let _ = shared.host.send(Msg::Hello(generation, body));
+            continue;
+        }
+        let settled = match wire::decode_borrowed(&body) {
+            Ok(FrameIn::Done { id, result }) => {
+                shared.answer(generation, id, result.map_err(TaskError::from))
+            }
+            Ok(_) => {
+                let what = "a frame other than Done from a worker".to_string();
+                let _ = shared
+                    .host
+                    .send(Msg::Gone(generation, WireError::Unexpected(what)));
+                return;
+            }
+            Err(e) => {
+                let _ = shared.host.send(Msg::Gone(generation, e));
+                return;
+            }
+        };
+        if !settled {
+            let what = "an answer for a job that is not running".to_string();
+            let _ = shared
+                .host
+                .send(Msg::Gone(generation, WireError::Unexpected(what)));
+            return;
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! What a process worker's host thread and its reader thread share: the in-flight table, and the
+//! messages the reader (and the pool) send to the host.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+
+use crate::pool::core::PoolCore;
+use crate::task::{ErasedTask, Finisher, TaskError};
+use crate::wire::WireError;
+use crate::worker::{Shutdown, WorkerSlot};
+
+pub(super) enum Msg {
+    Run(Box<dyn ErasedTask>),
+    Stop(Shutdown),
+    Attach(Weak<PoolCore>, Weak<WorkerSlot>),
+    /// The first frame of child generation `gen`: its handshake.
+    Hello(u64, Vec<u8>),
+    /// Child generation `gen`'s output ended or broke the protocol.
+    Gone(u64, WireError),
+    /// The reader settled answers; there may be room to send more, or a stop to finish.
+    Answered,
+    /// The worker leaves the pool: queued tasks go back to the pool, in-flight ones finish.
+    Retire,
+}
+
+pub(super) struct InFlight {
+    pub(super) run: u64,
+    pub(super) task: Box<dyn ErasedTask>,
+}
+
+/// What the host thread and the current child's reader thread share.
+pub(super) struct State {
+    /// Bumped whenever a child is replaced, so the old child's reader settles nothing more.
+    pub(super) generation: u64,
+    pub(super) fin: Arc<Finisher>,
+    /// Tasks sent to the child, in order; the first is the one it is running.
+    pub(super) inflight: VecDeque<InFlight>,
+    /// When the first in-flight task became first (its start, as near as the parent can tell).
+    pub(super) front_since: Instant,
+    pub(super) stopping: Option<Shutdown>,
+    /// Tasks the host holds that are not sent yet (so the reader knows when to ask for more).
+    pub(super) backlog: usize,
+    /// The current child answered at least one job (so it started well).
+    pub(super) answered: bool,
+}
+
+pub(super) struct Shared {
+    pub(super) state: Mutex<State>,
+    pub(super) load: Arc<AtomicUsize>,
+    pub(super) host: Sender<Msg>,
+    pub(super) window: usize,
+}
+
+impl Shared {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Critical sections only move entries between queues; a poisoned lock still holds them.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn settle_fail(&self, fin: &Finisher, task: Box<dyn ErasedTask>, error: TaskError) {
+        task.fail(error, fin);
+        self.load.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The reader's side: settle the answer to run `run` of child `generation`. Returns false on a
+    /// protocol violation (an answer for something that is not running).
+    pub(super) fn answer(
+        &self,
+        generation: u64,
+        run: u64,
+        result: Result<&[u8], TaskError>,
+    ) -> bool {
+        let mut st = self.lock();
+        if st.generation != generation {
+            return true; // a replaced child's late answer: its task was already settled
+        }
+        match st.inflight.front() {
+            Some(f) if f.run == run => {}
+            _ => return false,
+        }
+        let Some(done) = st.inflight.pop_front() else {
+            return false;
+        };
+        st.answered = true;
+        st.front_since = Instant::now();
+        let fin = st.fin.clone();
+        // An abort finishes the running task and cancels the ones sent after it.
+        let cancelled = if st.stopping == Some(Shutdown::Abort) {
+            std::mem::take(&mut st.inflight)
+        } else {
+            VecDeque::new()
+        };
+        let wake = (st.backlog > 0 && st.inflight.len() <= self.window / 2)
+            || (st.stopping.is_some() && st.inflight.is_empty());
+        drop(st);
+        done.task.finish_encoded(result, &fin);
+        self.load.fetch_sub(1, Ordering::Relaxed);
+        for f in cancelled {
+            self.settle_fail(&fin, f.task, TaskError::Cancelled);
+        }
+        if wake {
+            let _ = self.host.send(Msg::Answered);
+        }
+        true
+    }
+}
