@@ -28,6 +28,10 @@
 //! * Process mode ([`PoolBuilder::process`]): [`Job`]s run in child processes of the same binary,
 //!   with crash isolation and real cancellation; call [`init`] first thing in `main`.
 //!
+//! Platforms: thread mode and the bus run wherever actix does. Process mode needs Linux and the
+//! `process` feature (on by default); elsewhere a process pool fails to start with
+//! [`PoolError::Unsupported`].
+//!
 //! [circuits]: https://pypi.org/project/circuits/
 //! [actix]: https://docs.rs/actix
 

@@ -88,7 +88,8 @@ impl Shared {
         st.answered = true;
         st.front_since = Instant::now();
         let fin = st.fin.clone();
-        // An abort finishes the running task and cancels the ones sent after it.
+        // An abort under way (the host is killing the child): the tasks sent after this one are
+        // cancelled now.
         let cancelled = if st.stopping == Some(Shutdown::Abort) {
             std::mem::take(&mut st.inflight)
         } else {
