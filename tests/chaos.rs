@@ -202,25 +202,35 @@ async fn exactly_one_event_each(events: &Events, n: usize) -> HashMap<TaskId, Se
     terminal
 }
 
-/// 20,000 jobs from 4 producers while a killer SIGKILLs a random child every 3 ms.
+/// 20,000 jobs from 4 producers while a killer SIGKILLs a random child after every 150 settled
+/// tasks (paced by progress, not by the clock, so a busy machine gets as many kills per task).
 async fn process_chaos_loses_and_doubles_nothing() {
     const PER: usize = 5_000;
     const PRODUCERS: usize = 4;
-    // The killer also kills children that are still starting, every few milliseconds, as fast as a
-    // debug build's child starts: enough to trip the limit of failed starts in a row (whose tasks
-    // then fail `WorkerStartFailed`, see tests/lifecycle.rs). This test checks crash attribution,
-    // so it raises that limit; the back-off still applies.
-    let config = ProcessConfig::default().max_start_failures(1_000);
+    const KILL_EVERY: u64 = 150;
+    // The killer also kills children that are still starting: enough kills in a row trip the
+    // limit of failed starts (whose tasks then fail `WorkerStartFailed`, see tests/lifecycle.rs).
+    // This test checks crash attribution, so it raises that limit and keeps the back-off short.
+    let config = ProcessConfig::default()
+        .max_start_failures(1_000)
+        .restart_backoff(Duration::from_millis(10), Duration::from_millis(50));
     let pool = Pool::builder().min(3).process_with(config).start();
     let events = collect(&pool);
     let done = Arc::new(AtomicBool::new(false));
     let kills = Arc::new(AtomicUsize::new(0));
     let killer = {
-        let (done, kills) = (done.clone(), kills.clone());
+        let (done, kills, pool) = (done.clone(), kills.clone(), pool.clone());
         std::thread::spawn(move || {
             let mut rng = rand::thread_rng();
+            let mut last = 0;
             while !done.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(3));
+                std::thread::sleep(Duration::from_millis(1));
+                let stats = pool.stats();
+                let settled = stats.done + stats.failed;
+                if settled < last + KILL_EVERY {
+                    continue;
+                }
+                last = settled;
                 let c = children();
                 if let Some(&pid) = c.get(rng.gen_range(0..c.len().max(1))) {
                     // SAFETY: SIGKILL to our own child process, found in /proc just now.

@@ -67,14 +67,14 @@ impl Job for Blob {
     }
 }
 
-/// Sleeps one millisecond, then answers its number.
+/// Sleeps 10 ms, then answers its number.
 #[derive(Serialize, Deserialize)]
 struct Nap(u32);
 impl Job for Nap {
     const NAME: &'static str = "nap";
     type Output = u32;
     fn run(self) -> u32 {
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(10));
         self.0
     }
 }
@@ -426,7 +426,7 @@ async fn failed_starts_are_bounded(mode: &'static str, tag: &str, expect_init_hi
     let _env = EnvVars::set(&[(COUNT_ENV, count.as_os_str()), (mode, one)]);
     let cfg = ProcessConfig::default()
         .max_start_failures(LIMIT)
-        .restart_backoff(Duration::from_millis(10), Duration::from_millis(200));
+        .restart_backoff(Duration::from_millis(10), Duration::from_secs(1));
     let pool = Pool::builder()
         .min(1)
         .process_with(cfg)
@@ -511,22 +511,28 @@ async fn abort_kills_a_hanging_process_job() {
 }
 
 async fn a_timeout_fails_its_task_when_it_fires_whatever_the_kill_grace() {
-    // The child ignores SIGTERM, so ending it takes the whole grace (6 s); the task fails when its
-    // 300 ms timeout fires, not after the grace.
+    // The child ignores SIGTERM, so ending it takes the whole grace (8 s). The task must fail when
+    // its 300 ms timeout fires: checked as an order, not a clock: the task has failed while the
+    // child it ran in is still alive, inside its grace.
     let pool = Pool::builder()
         .min(1)
-        .task_timeout(Duration::from_millis(300))
-        .process_with(ProcessConfig::default().kill_grace(Duration::from_secs(6)))
+        .process_with(ProcessConfig::default().kill_grace(Duration::from_secs(8)))
         .start();
     let mark = scratch("ignore-term");
-    let mut stubborn = pool.push(Task::job(IgnoreTerm {
-        mark: path_arg(&mark),
-    }));
+    let stubborn = pool.push(
+        Task::job(IgnoreTerm {
+            mark: path_arg(&mark),
+        })
+        .timeout(Duration::from_millis(300)),
+    );
     let pid = pid_from(&mark).await;
     assert_eq!(
-        stubborn.wait(Duration::from_secs(3)).await,
-        Err(TaskError::TimedOut(Duration::from_millis(300))),
-        "the task fails when its timeout fires, seconds before the grace ends"
+        bounded(stubborn).await,
+        Err(TaskError::TimedOut(Duration::from_millis(300)))
+    );
+    assert!(
+        alive(pid),
+        "the task failed only once its child was gone, after the kill grace"
     );
     // The next task waits for the replacement child, which starts after the grace.
     assert_eq!(bounded(pool.push(Task::job(Square(4)))).await, Ok(16));
@@ -642,7 +648,8 @@ async fn a_stuck_task_releases_its_permit_when_declared_stuck() {
         .min(1)
         .max(2)
         .queue_bound(1)
-        .stuck_after(Duration::from_millis(300))
+        // Seconds: a quick task preempted on a busy machine must not count as stuck.
+        .stuck_after(Duration::from_secs(3))
         .start();
     let (task, gate, _started) = gated(1u32);
     let stuck = bounded(pool.push(task)).await;
@@ -707,9 +714,12 @@ async fn map_chunks_stay_under_the_frame_limit() {
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
 }
 
+/// 250 jobs of 10 ms in one chunk on one worker: the chunk takes 2.5 s, each job 10 ms, and the
+/// pool's timeout (2 s) lies between, so a timeout applied to the chunk would fail every job.
 async fn each_job_of_a_map_gets_the_whole_timeout(pool: PoolHandle, mode: &str) {
-    let out: Vec<Result<u32, TaskError>> = bounded(pool.map((0..2_000).map(Nap)).collect()).await;
-    assert_eq!(out.len(), 2_000);
+    let out: Vec<Result<u32, TaskError>> =
+        bounded(pool.map_chunked((0..250).map(Nap), 250).collect()).await;
+    assert_eq!(out.len(), 250);
     for (i, r) in out.into_iter().enumerate() {
         assert_eq!(r, Ok(i as u32), "{mode} pool, job {i}");
     }
@@ -717,7 +727,7 @@ async fn each_job_of_a_map_gets_the_whole_timeout(pool: PoolHandle, mode: &str) 
 }
 
 async fn a_pool_timeout_applies_to_each_job_of_a_map() {
-    let timeout = Duration::from_millis(200);
+    let timeout = Duration::from_secs(2);
     let threads = Pool::builder().min(1).task_timeout(timeout).start();
     each_job_of_a_map_gets_the_whole_timeout(threads, "thread").await;
     let procs = Pool::builder()
@@ -806,16 +816,18 @@ async fn max_below_the_default_min_lowers_min() {
 }
 
 async fn a_timeout_ends_what_the_job_started() {
-    let pool = Pool::builder()
-        .min(1)
-        .task_timeout(Duration::from_millis(300))
-        .process()
-        .start();
+    let pool = process_pool(1);
     let first = scratch("timeout-sleep");
-    let hung = bounded(pool.push(Task::job(SpawnSleep {
-        pid_file: path_arg(&first),
-        hang: true,
-    })))
+    // Seconds: long enough for the job to start `sleep` and write its pid on a busy machine.
+    let hung = bounded(
+        pool.push(
+            Task::job(SpawnSleep {
+                pid_file: path_arg(&first),
+                hang: true,
+            })
+            .timeout(Duration::from_secs(2)),
+        ),
+    )
     .await;
     assert!(
         matches!(hung, Err(TaskError::TimedOut(_))),
@@ -965,7 +977,7 @@ fn stopping_the_system_ends_a_pool_whose_handle_is_still_held() {
     let kept = system.block_on(async {
         let pool = process_pool(2);
         assert_eq!(bounded(pool.push(Task::job(Square(5)))).await, Ok(25));
-        assert_eq!(children().len(), 2);
+        assert_eq!(common::await_children(2).len(), 2);
         pool
     });
     system.block_on(async { actix::System::current().stop() });

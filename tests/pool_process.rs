@@ -239,7 +239,7 @@ async fn a_timeout_kills_the_child_and_replaces_it() {
 async fn stop_abort_and_drop_leave_no_child_process() {
     let pool = process_pool(3);
     bounded(pool.push(Task::job(Square(2)))).await.unwrap();
-    assert_eq!(children().len(), 3);
+    assert_eq!(common::await_children(3).len(), 3);
     bounded(pool.stop()).await;
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
 
@@ -265,7 +265,7 @@ fn dropped_pools_leave_no_child_process() {
     actix::System::new().block_on(async {
         let pool = process_pool(2);
         bounded(pool.push(Task::job(Square(3)))).await.unwrap();
-        assert_eq!(children().len(), 2);
+        assert_eq!(common::await_children(2).len(), 2);
     });
     let until = Instant::now() + Duration::from_secs(10);
     while !children().is_empty() && Instant::now() < until {

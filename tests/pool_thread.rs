@@ -411,9 +411,11 @@ async fn abort_cancels_queued_tasks_and_fires_their_failures() {
 async fn a_timed_out_task_fails_once_and_the_late_result_is_discarded() {
     let pool = Pool::builder().min(1).start();
     let (events, _) = collect(&pool);
+    // The task cannot end before its timeout: it waits for a gate opened only after it failed.
+    let (open, gate) = std::sync::mpsc::channel::<()>();
     let slow = pool.push(
-        Task::new(|| {
-            std::thread::sleep(Duration::from_millis(300));
+        Task::new(move || {
+            let _ = gate.recv();
             1u64
         })
         .timeout(Duration::from_millis(20)),
@@ -422,6 +424,7 @@ async fn a_timed_out_task_fails_once_and_the_late_result_is_discarded() {
         bounded(slow).await,
         Err(TaskError::TimedOut(Duration::from_millis(20)))
     );
+    open.send(()).unwrap();
     // The next task runs after the slow one really ends on the one worker.
     assert_eq!(bounded(pool.push(Task::new(|| 2u64))).await, Ok(2));
     let seen = completed(&events, 2).await;
@@ -457,8 +460,10 @@ async fn unsubscribed_collectors_hear_nothing_more() {
 #[actix_rt::test]
 async fn waiting_on_a_task_value_is_bounded() {
     let pool = Pool::builder().min(1).start();
-    let mut v = pool.push(Task::new(|| {
-        std::thread::sleep(Duration::from_millis(100));
+    // The task cannot end before the gate opens, which happens after the bounded wait elapsed.
+    let (open, gate) = std::sync::mpsc::channel::<()>();
+    let mut v = pool.push(Task::new(move || {
+        let _ = gate.recv();
         3u64
     }));
     assert_eq!(
@@ -467,6 +472,7 @@ async fn waiting_on_a_task_value_is_bounded() {
             1
         ))))
     );
+    open.send(()).unwrap();
     assert_eq!(v.wait(BOUND).await, Ok(3));
     pool.stop().await;
 }

@@ -144,7 +144,13 @@ async fn the_web_service_computes_refuses_survives_streams_and_shuts_down() {
 
     // Shutdown: SIGTERM drains the pools and exits cleanly, leaving no worker process behind.
     let pid = server.child.id();
-    let workers = children_of(pid);
+    // The crashed child's replacement may still be starting: a start has no event to await.
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut workers = children_of(pid);
+    while workers.len() < 2 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        workers = children_of(pid);
+    }
     assert!(
         workers.len() >= 2,
         "the process pool's workers: {workers:?}"

@@ -46,3 +46,16 @@ pub fn children_of(parent: u32) -> Vec<u32> {
 pub fn children() -> Vec<u32> {
     children_of(std::process::id())
 }
+
+/// Waits (up to 10 s, polling /proc: a child's start has no event) until this process has `n`
+/// live children, and returns them (fewer or more if the deadline passed).
+pub fn await_children(n: usize) -> Vec<u32> {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = children();
+        if c.len() == n || std::time::Instant::now() > until {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

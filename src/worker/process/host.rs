@@ -461,7 +461,12 @@ impl Host {
     /// back-off before the next one; past the limit of failures in a row, fail the tasks waiting.
     fn start_failed(&mut self, stage: StartStage, reason: String) {
         self.failures += 1;
-        let wait = self.cfg.backoff(self.failures);
+        // Past the limit, only the slowest back-off: the worker keeps trying, slowly.
+        let wait = if self.failures >= self.cfg.max_start_failures {
+            self.cfg.backoff_max
+        } else {
+            self.cfg.backoff(self.failures)
+        };
         self.retry_at = Some(Instant::now() + wait);
         tracing::debug!(worker = %self.fin().worker(), failures = self.failures, ?wait, %stage, %reason, "worker process start failed");
         self.last_failure = Some((stage, reason));
