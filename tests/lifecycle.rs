@@ -970,6 +970,27 @@ macro_rules! async_tests {
     }};
 }
 
+/// A pool that cannot start panics at the caller's line (`#[track_caller]`), not inside the
+/// library.
+fn a_failed_start_panics_at_the_callers_line() {
+    let location = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let previous = std::panic::take_hook();
+    let seen = location.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        *seen.lock().unwrap() = info.location().map(|l| l.file().to_string());
+    }));
+    let line = line!() + 1;
+    let outcome = catch_unwind(|| Pool::builder().min(0).start());
+    std::panic::set_hook(previous);
+    assert!(outcome.is_err(), "min(0) cannot start");
+    let file = location.lock().unwrap().clone();
+    assert_eq!(
+        file.as_deref(),
+        Some(file!()),
+        "the panic names the caller's file (line {line}), not the library's"
+    );
+}
+
 /// An application keeps its handle past the end of its actix `System` (in a global, say): the
 /// System's stop still ends the pool, its threads and its children.
 fn stopping_the_system_ends_a_pool_whose_handle_is_still_held() {
@@ -1052,6 +1073,10 @@ fn main() {
     for (name, t) in &async_tests {
         run(name, &|| actix::System::new().block_on(t()));
     }
+    run(
+        "a_failed_start_panics_at_the_callers_line",
+        &a_failed_start_panics_at_the_callers_line,
+    );
     run(
         "stopping_the_system_ends_a_pool_whose_handle_is_still_held",
         &stopping_the_system_ends_a_pool_whose_handle_is_still_held,

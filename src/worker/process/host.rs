@@ -433,10 +433,9 @@ impl Host {
         let sent = wire::encode(&hello)
             .and_then(|b| wire::write_frame(&mut input, &b, self.cfg.max_frame))
             .and_then(|()| input.flush().map_err(WireError::from));
-        if let Err(e) = sent {
-            reap(&mut child, Duration::ZERO);
-            return Err(std::io::Error::other(e.to_string()));
-        }
+        // A child that already died (a broken pipe) failed its handshake, not its spawn: its
+        // reader sees the end of its output and says how it ended.
+        let broken = sent.is_err();
         let shared = self.shared.clone();
         let max_frame = self.cfg.max_frame;
         let output = Output::new(stdout, child.id());
@@ -453,7 +452,7 @@ impl Host {
             jobs: None,
             started: Instant::now(),
             generation,
-            broken: false,
+            broken,
         })
     }
 
