@@ -82,7 +82,9 @@ async fn a_binary_without_init_fails_its_tasks_with_a_named_error(count: &Path, 
         std::process::exit(101);
     }
     let pool = started.expect("the process pool starts in the parent");
+    let t0 = Instant::now();
     let value = bounded(pool.push(Task::job(Square(3)))).await;
+    let failed_after = t0.elapsed();
     let starts_at_failure = lines_in(count);
     match &value {
         Err(e @ TaskError::WorkerStartFailed { .. }) => assert!(
@@ -98,6 +100,9 @@ async fn a_binary_without_init_fails_its_tasks_with_a_named_error(count: &Path, 
     // Not a wait for an event: two seconds in which a restart storm would show in the count.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let starts = lines_in(count);
+    println!(
+        "  the task failed after {failed_after:.2?} and {starts_at_failure} starts; {starts} starts 2 s later"
+    );
     assert!(
         starts <= 12,
         "{starts} starts: the worker does not keep to the default back-off"
