@@ -36,6 +36,7 @@
 //! [actix]: https://docs.rs/actix
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // Without process mode, the job encoding that only worker processes read is still built (jobs run
 // in thread pools too) but parts of the wire go unused.
 #![cfg_attr(
@@ -52,6 +53,9 @@ pub mod pool;
 mod task;
 mod tree;
 mod value;
+#[cfg(feature = "actix-web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
+pub mod web;
 pub mod wire;
 mod worker;
 

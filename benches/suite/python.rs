@@ -19,14 +19,14 @@ pub struct Peers {
 }
 
 fn venv() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench/venv")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench/venv")
 }
 
 impl Peers {
     /// Finds python3; makes a virtual environment with circuits from PyPI once (kept under
     /// target/bench), falling back to the plain python3 when that fails.
     pub fn setup() -> Peers {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peers.py");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers.py");
         let why = Mutex::new(BTreeMap::new());
         let system = Command::new("python3")
             .arg("--version")

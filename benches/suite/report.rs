@@ -10,7 +10,8 @@ use crate::measure::{Config, Kind, Scenario};
 use crate::svg;
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // The repository's root: this crate is its `benches/` member.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn machine() -> String {

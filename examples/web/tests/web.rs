@@ -1,6 +1,7 @@
-//! The actix-web example, end to end: starts `examples/web` on a loopback port and drives it with
+//! The actix-web example, end to end: starts the `web` binary on a loopback port and drives it with
 //! a real HTTP client (awc): results, bad requests, a crashing job, the SSE stream, and shutdown.
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use common::{alive, bounded, children_of};
@@ -11,12 +12,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-/// The example binary cargo built next to this test.
+/// The example binary cargo built for this test.
 fn example() -> std::path::PathBuf {
-    let mut p = std::env::current_exe().unwrap();
-    p.pop(); // deps
-    p.pop(); // debug or release
-    p.join("examples").join("web")
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_web"))
 }
 
 struct Server {

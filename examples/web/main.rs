@@ -95,8 +95,8 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Task(TaskError::Full) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // circuits' own mapping (feature `actix-web`): 504 timeout, 503 full, 500 crash...
+            ApiError::Task(e) => e.status_code(),
         }
     }
     fn error_response(&self) -> HttpResponse {
