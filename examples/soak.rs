@@ -1,10 +1,15 @@
 //! The soak run: a million tasks through a process pool that is resized and has its children
 //! SIGKILLed all along; checks that every task ends exactly once (exit code 1 if not) and reports
 //! whether memory (RSS) at the end is within 10% of what it was after the first 100,000 tasks, with
-//! the RSS every 100,000 tasks to tell a leak from warm-up. Writes docs/soak.md.
+//! the RSS every 100,000 tasks to tell a leak from warm-up. Writes the report to `target/soak.md`
+//! in the repository, so that a trial run leaves the tracked docs alone; with `--update-docs` it
+//! writes `docs/soak.md` instead (which the benchmark report includes). The last line it prints
+//! says which file it wrote.
 //!
-//! Run it with `cargo run --release --example soak` (`-- --tasks N` for another count).
+//! Run it with `cargo run --release --example soak` (`-- --tasks N` for another count,
+//! `-- --update-docs` to refresh the docs).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,8 +63,33 @@ fn children() -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Where the report goes: the tracked `docs/soak.md` only when asked for, `target/soak.md`
+/// otherwise (both in the repository's root, whatever the working directory).
+fn report_path(update_docs: bool) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if update_docs {
+        root.join("docs/soak.md")
+    } else {
+        root.join("target/soak.md")
+    }
+}
+
+/// Writes the report and says where as the last line printed (`target/` may not exist yet when
+/// the build went to another target directory).
+fn write_report(path: &Path, report: &str) {
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(path, report));
+    match written {
+        Ok(()) => println!("Report written to {}", path.display()),
+        Err(e) => eprintln!("could not write {}: {e}", path.display()),
+    }
+}
+
 fn main() {
     circuits::init(Jobs::new().register::<Inc>());
+    let path = report_path(std::env::args().any(|a| a == "--update-docs"));
     let total: u64 = std::env::args()
         .skip_while(|a| a != "--tasks")
         .nth(1)
@@ -138,7 +168,7 @@ fn main() {
         let memory = if growth <= 1.10 { "met" } else { "missed" };
         let report = format!(
             "## Soak\n\n\
-             Produced by `cargo run --release --example soak` ({date}).\n\n\
+             Produced by `cargo run --release --example soak -- --update-docs` ({date}).\n\n\
              | measure | value |\n| --- | --- |\n\
              | tasks | {total} |\n| time | {secs:.1} s ({rate:.0} tasks/s) |\n\
              | children SIGKILLed | {kills} |\n| resizes (2..=4 workers) | {resizes} |\n\
@@ -168,10 +198,7 @@ fn main() {
             },
         );
         println!("{report}");
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/soak.md");
-        if let Err(e) = std::fs::write(&path, &report) {
-            eprintln!("could not write {}: {e}", path.display());
-        }
+        write_report(&path, &report);
         if !verdict {
             std::process::exit(1);
         }

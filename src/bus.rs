@@ -172,6 +172,11 @@ pub trait Dispatch {
     /// What the caller gets back.
     type Output;
     /// Sends `self` to `target` on `bus`.
+    ///
+    /// # Errors
+    ///
+    /// The crate's implementations answer with a [`Value`] that can resolve to an error, as
+    /// described under [`Bus::call`].
     fn dispatch(self, bus: &Bus, target: Target) -> Self::Output;
 }
 
@@ -253,7 +258,38 @@ pub(crate) struct BusInner {
     dispatcher: OnceLock<Result<Dispatcher, BusError>>,
 }
 
-/// The event bus. Cloning gives another handle to the same bus.
+/// The event bus: actix recipients subscribed to event types on named channels, fires and calls
+/// that reach them, and the [component tree](crate::tree). Cloning gives another handle to the
+/// same bus.
+///
+/// A [`Pool`](crate::Pool) registers on a bus (its own, or the one given to
+/// [`PoolBuilder::bus`](crate::PoolBuilder::bus)) so that tasks can be [`call`](Bus::call)ed at
+/// its channel and its result events reach the bus's subscribers.
+///
+/// ```
+/// use actix::prelude::*;
+/// use circuits::{Bus, Subscribe};
+///
+/// #[derive(Clone, Message)]
+/// #[rtype(result = "String")]
+/// struct Who;
+///
+/// struct Named(&'static str);
+/// impl Actor for Named { type Context = Context<Self>; }
+/// impl Handler<Who> for Named {
+///     type Result = String;
+///     fn handle(&mut self, _: Who, _: &mut Context<Self>) -> String { self.0.into() }
+/// }
+///
+/// # #[actix::main] async fn main() -> Result<(), circuits::BusError> {
+/// let bus = Bus::new();
+/// bus.subscribe("app", Named("low").start().recipient())?;
+/// bus.subscribe_with("app", Named("high").start().recipient(), Subscribe::new().priority(10))?;
+/// bus.subscribe("*", Named("anywhere").start().recipient())?; // the wildcard channel
+/// // Highest priority first, ties in subscription order.
+/// assert_eq!(bus.fire("app", Who).await?, vec!["high", "low", "anywhere"]);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Bus {
     pub(crate) inner: Arc<BusInner>,
@@ -300,8 +336,16 @@ impl Bus {
 
     /// Subscribes `recipient` to events of type `E` on `channel`, with priority 0.
     ///
-    /// Fails with [`BusError::EmptyChannel`], [`BusError::RecipientStopped`] or
-    /// [`BusError::Stopped`].
+    /// The subscription lasts until [`unsubscribe`](Bus::unsubscribe) or until the recipient's
+    /// actor stops (it is then pruned).
+    ///
+    /// # Errors
+    ///
+    /// Nothing is subscribed when:
+    ///
+    /// * [`BusError::EmptyChannel`]: `channel` is the empty name;
+    /// * [`BusError::RecipientStopped`]: the recipient's actor has already stopped;
+    /// * [`BusError::Stopped`]: the bus was [stopped](Bus::stop).
     pub fn subscribe<E: Event>(
         &self,
         channel: impl Into<Channel>,
@@ -311,6 +355,11 @@ impl Bus {
     }
 
     /// Subscribes with a priority and/or an owning component (see [`Subscribe`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe`](Bus::subscribe), and [`BusError::UnknownComponent`] when
+    /// [`Subscribe::component`] names a component that is not registered on this bus.
     pub fn subscribe_with<E: Event>(
         &self,
         channel: impl Into<Channel>,
@@ -423,8 +472,20 @@ impl Bus {
     /// Fires `event` at `target` (a channel name, several, or a component) and returns the future
     /// of the handlers' answers, in dispatch order.
     ///
-    /// Handlers whose actor stopped before answering are left out of the answers. The value fails
-    /// with [`BusError::Stopped`], [`BusError::EmptyChannel`] or [`BusError::NoTarget`] on bad use.
+    /// Handlers whose actor stopped before answering are left out of the answers. A handler that
+    /// answers with a failure (an `Err`, see [`Outcome`]) is not an error of the fire: its answer
+    /// is in the list like any other. Dropping the value does not cancel the delivery.
+    ///
+    /// # Errors
+    ///
+    /// The value resolves at once to an error, and nothing is delivered, when:
+    ///
+    /// * [`BusError::Stopped`]: the bus was [stopped](Bus::stop);
+    /// * [`BusError::EmptyChannel`]: one of the target channels is the empty name;
+    /// * [`BusError::NoTarget`]: the target names no channel at all (an empty list).
+    ///
+    /// Waiting on it with a bound ([`Value::wait`]) adds [`BusError::Wait`]; so does a bus whose
+    /// dispatch thread could not start ([`WaitError::Abandoned`]).
     pub fn fire<E: Event>(
         &self,
         target: impl Into<Target>,
@@ -436,6 +497,10 @@ impl Bus {
     /// Fires like [`fire`](Bus::fire) and also fires the [`Derived`] events asked for:
     /// [`Success<E>`], [`Failure<E>`] (once per failed handler) and [`Complete<E>`], on the same
     /// channels. `Complete` comes last, after every handler has answered.
+    ///
+    /// # Errors
+    ///
+    /// As [`fire`](Bus::fire); a fire refused that way fires no derived event either.
     pub fn fire_with<E: Event>(
         &self,
         target: impl Into<Target>,
@@ -501,6 +566,27 @@ impl Bus {
     /// Sends anything [`Dispatch`]able: an event (as [`fire`](Bus::fire)) or a
     /// [`Task`](crate::Task), which runs on the pool or worker registered under the target channel
     /// and resolves to the task's own result.
+    ///
+    /// ```
+    /// use circuits::prelude::*;
+    ///
+    /// # #[actix::main] async fn main() -> Result<(), TaskError> {
+    /// let pool = Pool::builder().min(1).channel("math").start();
+    /// let answer = pool.bus().call("math", Task::new(|| 6 * 7));
+    /// assert_eq!(answer.await?, 42);
+    /// pool.stop().await;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// For an event, as [`fire`](Bus::fire). For a task, the value resolves to a [`TaskError`]:
+    /// [`NoRoute`](crate::TaskError::NoRoute) when the target is not exactly one channel on which
+    /// a pool or one of its workers takes tasks; [`Full`](crate::TaskError::Full) when that pool is
+    /// bounded and full (a call never waits for room); otherwise as
+    /// [`PoolHandle::push`](crate::PoolHandle::push).
+    ///
+    /// [`TaskError`]: crate::TaskError
     pub fn call<D: Dispatch>(&self, target: impl Into<Target>, message: D) -> D::Output {
         message.dispatch(self, target.into())
     }

@@ -35,6 +35,36 @@ use serde::Serialize;
 use crate::task::{panic_message, Task, TaskError, TaskOutput};
 
 /// A unit of work that can run in another process: serde in, serde out, found by name.
+///
+/// Build its task with [`Task::job`]. A thread pool calls [`run`](Job::run) directly; a process
+/// pool encodes the job, runs it by [`NAME`](Job::NAME) in a worker process of the same binary,
+/// and decodes the output, so the binary lists the job in the [`Jobs`] it passes to
+/// [`init`](crate::init) (see [`PoolBuilder::process`](crate::PoolBuilder::process)).
+///
+/// ```
+/// use circuits::prelude::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct WordCount {
+///     text: String,
+/// }
+///
+/// impl Job for WordCount {
+///     const NAME: &'static str = "word-count";
+///     type Output = usize;
+///     fn run(self) -> usize {
+///         self.text.split_whitespace().count()
+///     }
+/// }
+///
+/// # #[actix::main] async fn main() -> Result<(), TaskError> {
+/// let pool = Pool::builder().min(1).start();
+/// let n = pool.push(Task::job(WordCount { text: "to be or not".into() })).await?;
+/// assert_eq!(n, 4);
+/// pool.stop().await;
+/// # Ok(()) }
+/// ```
 pub trait Job: Serialize + DeserializeOwned + Send + 'static {
     /// The job's stable name on the wire; unique among the jobs of a binary.
     const NAME: &'static str;
@@ -77,6 +107,12 @@ fn decode_output<J: Job>(bytes: &[u8]) -> Result<J::Output, TaskError> {
 
 impl<R: TaskOutput> Task<R> {
     /// A task running the job `job`, in a thread pool or a process pool alike.
+    ///
+    /// Besides what any task can fail with, in a process pool the task fails with
+    /// [`TaskError::Wire`] when the job's input does not encode, its frame is over
+    /// [`ProcessConfig::max_frame`](crate::ProcessConfig::max_frame) or its output does not decode,
+    /// and with [`TaskError::UnknownJob`] when the worker processes were not given the job (see
+    /// [`Jobs`]).
     pub fn job<J>(job: J) -> Task<R>
     where
         J: Job<Output = R>,

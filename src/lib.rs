@@ -28,6 +28,16 @@
 //! * Process mode ([`PoolBuilder::process`]): [`Job`]s run in child processes of the same binary,
 //!   with crash isolation and real cancellation; call [`init`] first thing in `main`.
 //!
+//! Every public type is re-exported at the crate root, and the common ones in [`prelude`]. The
+//! modules explain each part at length, with examples: [`bus`], [`channel`], [`event`], [`tree`],
+//! [`value`], [`task`], [`job`], [`pool`] (with [`balance`]), [`wire`], and with the `actix-web`
+//! feature, `web`.
+//!
+//! Further reading, in the `docs/` directory of the crate's source: `docs/guide.md`, a tutorial from
+//! `cargo add` to an elastic process pool whose results any actor can watch (every snippet in it is
+//! compiled and run as a doctest), and `docs/architecture.md`, how the bus, the tree, the pools and
+//! process mode work inside.
+//!
 //! Platforms: thread mode and the bus run wherever actix does. Process mode needs Linux and the
 //! `process` feature (on by default); elsewhere a process pool fails to start with
 //! [`PoolError::Unsupported`].
@@ -45,14 +55,14 @@
 )]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
-mod bus;
-mod channel;
-mod event;
-mod job;
+pub mod bus;
+pub mod channel;
+pub mod event;
+pub mod job;
 pub mod pool;
-mod task;
-mod tree;
-mod value;
+pub mod task;
+pub mod tree;
+pub mod value;
 #[cfg(feature = "actix-web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
 pub mod web;
@@ -109,11 +119,26 @@ pub mod prelude {
 }
 
 /// The README's examples, compiled as doctests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "process"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-/// The guide's examples, compiled and run as doctests.
-#[cfg(doctest)]
+/// The guide's examples, compiled and run as doctests (the actix-web section needs that feature,
+/// process mode needs its own).
+#[cfg(all(doctest, feature = "process", feature = "actix-web"))]
 #[doc = include_str!("../docs/guide.md")]
 pub struct GuideDoctests;
+
+/// The guide (`docs/guide.md`): from `cargo add` to a process pool whose results any actor can
+/// watch, rendered with the API docs. Its examples run as tests.
+#[cfg(all(doc, not(doctest)))]
+pub mod guide {
+    #![doc = include_str!("../docs/guide.md")]
+}
+
+/// The architecture (`docs/architecture.md`): how the bus, the tree, the pool and the wire fit,
+/// and the layer rule.
+#[cfg(all(doc, not(doctest)))]
+pub mod architecture {
+    #![doc = include_str!("../docs/architecture.md")]
+}

@@ -41,7 +41,28 @@ impl fmt::Display for TaskId {
     }
 }
 
-/// Why a task did not produce its result.
+/// Why a task did not produce its result: the error of every task's [`Value`], of
+/// [`TaskFailure`] events and of [`MapStream`](crate::MapStream) items.
+///
+/// Some variants come from the task itself (`Panicked`, `Failed`, `TimedOut`), some from the
+/// pool (`PoolStopped`, `Full`, `Cancelled`, `NoRoute`), some from process mode only
+/// (`ClosureInProcessPool`, `WorkerCrashed`, `WorkerStartFailed`, `UnknownJob`, `Wire`). It
+/// converts into [`Error`](crate::Error) for `?`.
+///
+/// ```
+/// use circuits::prelude::*;
+///
+/// # #[actix::main] async fn main() {
+/// let pool = Pool::builder().min(1).start();
+/// let failed = pool.push(Task::fallible(|| "x".parse::<u32>())).await;
+/// assert!(matches!(failed, Err(TaskError::Failed(_))));
+/// let panicked = pool.push(Task::new(|| -> u32 { panic!("boom") })).await;
+/// assert_eq!(panicked, Err(TaskError::Panicked("boom".into())));
+/// pool.stop().await;
+/// let late = pool.push(Task::new(|| 1)).await;
+/// assert_eq!(late, Err(TaskError::PoolStopped));
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
     /// The task panicked; the message is the panic payload. The worker lives on.
@@ -146,6 +167,21 @@ type Closure<R> = Box<dyn FnOnce() -> Result<R, TaskError> + Send + 'static>;
 /// [`Job`](crate::Job) ([`Task::job`]) for either mode. Send it with
 /// [`PoolHandle::push`](crate::PoolHandle::push), `Addr<Pool>::send`, or
 /// [`Bus::call`](crate::Bus::call) at the pool's channel (balanced) or a worker's channel.
+///
+/// ```
+/// use std::time::Duration;
+/// use circuits::prelude::*;
+///
+/// # #[actix::main] async fn main() -> Result<(), TaskError> {
+/// let pool = Pool::builder().min(2).strategy(KeyAffinity::new()).start();
+/// let (a, b) = (20, 22);
+/// let sum = Task::new(move || a + b) // arguments travel in the captures
+///     .key("user-42") // equal keys, same worker (with KeyAffinity)
+///     .timeout(Duration::from_secs(5)); // fails with TimedOut past this
+/// assert_eq!(pool.push(sum).await?, 42);
+/// pool.stop().await;
+/// # Ok(()) }
+/// ```
 #[must_use = "a Task does nothing until it is pushed to a pool"]
 pub struct Task<R> {
     pub(crate) run: Closure<R>,

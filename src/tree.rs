@@ -190,9 +190,17 @@ impl Bus {
         self.inner.tree.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a component and fires [`Registered`]. Fails with
-    /// [`BusError::UnknownComponent`] when the parent is not registered, [`BusError::EmptyChannel`]
-    /// for an empty channel name, and [`BusError::Stopped`] on a stopped bus.
+    /// Registers a component and fires [`Registered`] on its channel and its parent's. Returns
+    /// its new id.
+    ///
+    /// # Errors
+    ///
+    /// Nothing is registered when:
+    ///
+    /// * [`BusError::UnknownComponent`]: the [`parent`](Component::parent) is not registered on
+    ///   this bus;
+    /// * [`BusError::EmptyChannel`]: the [`channel`](Component::channel) is the empty name;
+    /// * [`BusError::Stopped`]: the bus was [stopped](Bus::stop).
     pub fn register(&self, component: Component) -> Result<ComponentId, BusError> {
         if self.is_stopped() {
             return Err(BusError::Stopped);
@@ -232,6 +240,11 @@ impl Bus {
     }
 
     /// Fires [`Started`] for a registered component (call it once the component is ready).
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::UnknownComponent`] when `id` is not registered on this bus (never was, or was
+    /// unregistered); nothing is fired.
     pub fn mark_started(&self, id: ComponentId) -> Result<(), BusError> {
         let (target, info) = {
             let tree = self.tree();
@@ -244,6 +257,13 @@ impl Bus {
 
     /// Unregisters `id` and everything below it, children first: removes their subscriptions and
     /// fires [`Unregistered`] for each. Returns the removed ids in that order.
+    ///
+    /// It does not stop the components' actors: [`stop_component`](Bus::stop_component) does.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::UnknownComponent`] when `id` is not registered on this bus (never was, or was
+    /// unregistered already); nothing changes.
     pub fn unregister(&self, id: ComponentId) -> Result<Vec<ComponentId>, BusError> {
         let mut removed = Vec::new();
         let mut announcements = Vec::new();
@@ -278,6 +298,16 @@ impl Bus {
     /// Stops `id` and its subtree, children first: sends each component that registered a stopper
     /// the [`Stop`] message and waits for it to be handled, fires [`Stopped`] for each, then
     /// unregisters the subtree. The value resolves to the stopped ids, children first.
+    ///
+    /// The stop runs on the bus's dispatch thread: dropping the value does not cancel it.
+    ///
+    /// # Errors
+    ///
+    /// The value resolves to [`BusError::UnknownComponent`] at once, stopping nothing, when `id`
+    /// is not registered on this bus; and to the same error after the stop messages were sent if
+    /// the subtree was unregistered by someone else meanwhile. A stopper whose actor has already
+    /// stopped is not an error. [`BusError::Wait`] comes from a bounded [`Value::wait`], or from a
+    /// bus whose dispatch thread could not start.
     pub fn stop_component(&self, id: ComponentId) -> Value<Vec<ComponentId>, BusError> {
         let order = {
             let tree = self.tree();

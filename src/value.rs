@@ -207,8 +207,28 @@ enum Inner<T, E> {
 /// * [`wait`](Value::wait) waits at most a [`Duration`] and fails with [`WaitError::Elapsed`]; the
 ///   value stays usable and can be waited on again.
 /// * [`wait_blocking`](Value::wait_blocking) does the same from a plain thread, without a runtime.
+/// * [`try_take`](Value::try_take) looks without waiting.
 ///
-/// Dropping a `Value` does not cancel what it waits for.
+/// Dropping a `Value` does not cancel what it waits for. Every wait takes `&mut self`: one waiter
+/// at a time, and the result is taken by whoever gets it first.
+///
+/// ```
+/// use std::time::Duration;
+/// use circuits::prelude::*;
+/// use circuits::WaitError;
+///
+/// # #[actix::main] async fn main() -> Result<(), TaskError> {
+/// let pool = Pool::builder().min(1).start();
+/// let (go, gate) = std::sync::mpsc::channel::<()>();
+/// let mut v = pool.push(Task::new(move || { gate.recv().unwrap(); 7 }));
+/// assert!(v.try_take().is_none()); // still running
+/// let waited = v.wait(Duration::from_millis(10)).await;
+/// assert!(matches!(waited, Err(TaskError::Wait(WaitError::Elapsed(_)))));
+/// go.send(()).unwrap(); // let it finish; the value is still usable
+/// assert_eq!(v.await?, 7);
+/// pool.stop().await;
+/// # Ok(()) }
+/// ```
 #[must_use = "a Value does nothing unless awaited or waited on; dropping it does not cancel the work"]
 pub struct Value<T, E> {
     inner: Inner<T, E>,
@@ -230,7 +250,14 @@ impl<T, E: From<WaitError>> Value<T, E> {
         }
     }
 
-    /// Takes the result if it is there, without waiting.
+    /// Takes the result if it is there, without waiting: `None` while the value is pending.
+    ///
+    /// # Errors
+    ///
+    /// `Some(Err(_))` carries the value's own error, or one made from a [`WaitError`]:
+    /// [`Taken`](WaitError::Taken) when the result was already taken out of this value (by
+    /// `try_take`, a wait or an await), [`Abandoned`](WaitError::Abandoned) when whatever was to
+    /// resolve it went away without doing so.
     pub fn try_take(&mut self) -> Option<Result<T, E>> {
         match &mut self.inner {
             Inner::Ready(r) => Some(
@@ -261,10 +288,31 @@ impl<T, E: From<WaitError>> Value<T, E> {
 
     /// Waits at most `timeout` for the result.
     ///
-    /// Returns at once when the value is already resolved. Fails with [`WaitError::ZeroTimeout`]
-    /// for a zero duration and [`WaitError::Elapsed`] when the bound passes; after `Elapsed` the
-    /// value can be waited on again. Inside a Tokio (or actix) runtime the wait is asynchronous;
-    /// with no runtime around it falls back to [`wait_blocking`](Value::wait_blocking).
+    /// Returns at once when the value is already resolved. Inside a Tokio (or actix) runtime the
+    /// wait is asynchronous; with no runtime around it falls back to
+    /// [`wait_blocking`](Value::wait_blocking), which blocks the thread that polls it.
+    ///
+    /// # Errors
+    ///
+    /// The value's own error when what it waited for failed, or one made from a [`WaitError`]:
+    ///
+    /// * [`ZeroTimeout`](WaitError::ZeroTimeout): `timeout` is zero; nothing was waited for;
+    /// * [`Elapsed`](WaitError::Elapsed): the bound passed first; the value is untouched and can
+    ///   be waited on again;
+    /// * [`Taken`](WaitError::Taken): the result was already taken out of this value;
+    /// * [`Abandoned`](WaitError::Abandoned): whatever was to resolve the value went away.
+    ///
+    /// # Panics
+    ///
+    /// Inside a Tokio runtime built without its time driver (no `enable_time` or `enable_all`),
+    /// when the value is still pending: Tokio's timer panics. The actix runtime has timers. With
+    /// no runtime, as [`wait_blocking`](Value::wait_blocking).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropping the future before it completes takes nothing out of the value: a
+    /// result that arrives meanwhile stays there for the next wait, await or
+    /// [`try_take`](Value::try_take).
     pub async fn wait(&mut self, timeout: Duration) -> Result<T, E> {
         if timeout.is_zero() {
             return Err(WaitError::ZeroTimeout.into());
@@ -284,7 +332,18 @@ impl<T, E: From<WaitError>> Value<T, E> {
     /// Blocks the current thread for at most `timeout` waiting for the result.
     ///
     /// For plain threads outside any runtime; inside an async task prefer [`wait`](Value::wait),
-    /// which does not block the executor. Errors as for `wait`.
+    /// which does not block the executor.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Value::wait): the value's own error, or [`WaitError::ZeroTimeout`],
+    /// [`WaitError::Elapsed`] (the value can be waited on again), [`WaitError::Taken`] or
+    /// [`WaitError::Abandoned`].
+    ///
+    /// # Panics
+    ///
+    /// When `timeout` is too large to be added to the current [`Instant`] (such as
+    /// [`Duration::MAX`]), unless the value was resolved from the start ([`Value::ready`]).
     pub fn wait_blocking(&mut self, timeout: Duration) -> Result<T, E> {
         if timeout.is_zero() {
             return Err(WaitError::ZeroTimeout.into());

@@ -263,6 +263,12 @@ pub(crate) fn encode_run_batch(
 pub type BatchAnswers = Vec<Result<serde_bytes::ByteBuf, Fault>>;
 
 /// Encodes a frame's body (without the length prefix).
+///
+/// # Errors
+///
+/// [`WireError::Encode`] when the codec refuses the frame (every field of a [`Frame`] encodes,
+/// so in practice this does not happen). The size limit is not checked here but by
+/// [`write_frame`].
 pub fn encode(frame: &Frame) -> Result<Vec<u8>, WireError> {
     postcard::to_allocvec(frame).map_err(|e| WireError::Encode(e.to_string()))
 }
@@ -273,6 +279,11 @@ pub(crate) fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError
 }
 
 /// Decodes a frame's body; arbitrary bytes give an error, never a panic.
+///
+/// # Errors
+///
+/// [`WireError::Decode`] when `bytes` do not decode as a [`Frame`] (an unknown variant, a body
+/// cut short, a name that is not UTF-8...).
 pub fn decode(bytes: &[u8]) -> Result<Frame, WireError> {
     postcard::from_bytes(bytes).map_err(|e| WireError::Decode(e.to_string()))
 }
@@ -281,10 +292,25 @@ pub fn decode(bytes: &[u8]) -> Result<Frame, WireError> {
 /// would be another.
 pub trait Transport {
     /// Sends one frame body.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::FrameTooLarge`] when the body is over the transport's limit (nothing is
+    /// sent); [`WireError::Io`] when the transport fails.
     fn send(&mut self, body: &[u8]) -> Result<(), WireError>;
     /// Makes everything sent so far visible to the other side.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::Io`] when the transport fails.
     fn flush(&mut self) -> Result<(), WireError>;
-    /// Receives the next frame body; [`WireError::Closed`] at a clean end of stream.
+    /// Receives the next frame body.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::Closed`] at a clean end of stream (between frames);
+    /// [`WireError::Truncated`] when it ends inside a frame; [`WireError::FrameTooLarge`] when the
+    /// announced body is over the limit; [`WireError::Io`] when the transport fails.
     fn recv(&mut self) -> Result<Vec<u8>, WireError>;
 }
 
@@ -309,6 +335,12 @@ impl<R: Read, W: Write> PipeTransport<R, W> {
 
 /// Reads one length-prefixed frame body from `r`, refusing bodies over `max_frame` before
 /// allocating them.
+///
+/// # Errors
+///
+/// [`WireError::Closed`] when the stream ends cleanly before a frame; [`WireError::Truncated`]
+/// when it ends inside one; [`WireError::FrameTooLarge`] when the length prefix announces more
+/// than `max_frame` bytes (the body is not read); [`WireError::Io`] for any other read error.
 pub fn read_frame(r: &mut impl Read, max_frame: usize) -> Result<Vec<u8>, WireError> {
     let mut len = [0u8; 4];
     let mut got = 0;
@@ -334,6 +366,12 @@ pub fn read_frame(r: &mut impl Read, max_frame: usize) -> Result<Vec<u8>, WireEr
 }
 
 /// Writes one length-prefixed frame body to `w`, refusing bodies over `max_frame`.
+///
+/// # Errors
+///
+/// [`WireError::FrameTooLarge`] when `body` is over `max_frame` (or over `u32::MAX` bytes):
+/// nothing is written. [`WireError::Io`] when writing fails (part of the frame may have been
+/// written).
 pub fn write_frame(w: &mut impl Write, body: &[u8], max_frame: usize) -> Result<(), WireError> {
     if body.len() > max_frame || body.len() > u32::MAX as usize {
         return Err(WireError::FrameTooLarge {
@@ -358,7 +396,13 @@ impl<R: Read, W: Write> Transport for PipeTransport<R, W> {
     }
 }
 
-/// Checks the other side's `Hello`: the right frame, the right version.
+/// Checks the other side's `Hello`: the right frame, the right version. Returns the job names it
+/// lists.
+///
+/// # Errors
+///
+/// [`WireError::Decode`] when `body` is not a frame; [`WireError::VersionMismatch`] for a
+/// `Hello` of another [`PROTOCOL_VERSION`]; [`WireError::Unexpected`] for any other frame.
 pub fn check_hello(body: &[u8]) -> Result<Vec<String>, WireError> {
     match decode(body)? {
         Frame::Hello { version, jobs } if version == PROTOCOL_VERSION => Ok(jobs),

@@ -599,3 +599,21 @@ proptest! {
         exactly_once(kinds);
     }
 }
+
+#[cfg(not(feature = "process"))]
+#[actix_rt::test]
+async fn process_mode_says_it_is_unsupported_without_its_feature() {
+    let started = Pool::builder().min(1).process().try_start();
+    assert_eq!(started.err(), Some(circuits::PoolError::Unsupported));
+}
+
+#[test]
+fn a_pool_started_where_no_system_runs_is_an_error_not_a_panic() {
+    // No System at all.
+    let none = Pool::builder().min(1).try_start();
+    assert_eq!(none.err(), Some(circuits::PoolError::NoSystem));
+    // A System created but not running on this thread (outside its block_on).
+    let _system = actix::System::new();
+    let idle = Pool::builder().min(1).try_start();
+    assert_eq!(idle.err(), Some(circuits::PoolError::NoSystem));
+}

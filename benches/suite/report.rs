@@ -9,8 +9,9 @@ use serde_json::json;
 use crate::measure::{Config, Kind, Scenario};
 use crate::svg;
 
-fn root() -> PathBuf {
-    // The repository's root: this crate is its `benches/` member.
+/// The repository's root, where `docs/` is: this crate is its `benches/` member, so its own
+/// manifest directory is one level down.
+pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
@@ -98,7 +99,7 @@ pub fn write(cfg: &Config, scenarios: &[Scenario], burst: Option<String>, partia
 
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
-    let _ = writeln!(md, "Produced by `cargo bench --bench suite{}` (this file is written by the suite; do not edit by hand).\n", if cfg.quick { " -- --quick" } else { "" });
+    let _ = writeln!(md, "Produced by `cargo bench -p circuits-bench --bench suite{}` (this file is written by the suite; do not edit by hand).\n", if cfg.quick { " -- --quick" } else { "" });
     let _ = writeln!(md, "- Machine: {}", machine());
     let _ = writeln!(md, "- Mode: {}, {} interleaved rounds per scenario (contenders run A B C, A B C, ...); medians, with min..max", if cfg.quick { "quick (reduced sizes)" } else { "full" }, cfg.rounds);
     let _ = writeln!(md, "- Ratios read \"times better than\": above 1 means our pool wins, whatever the unit's direction.");
@@ -222,7 +223,7 @@ fn plots(md: &mut String, scenarios: &[Scenario]) {
             ],
             &series,
         );
-        let _ = std::fs::write(root().join("docs/bench-throughput-by-size.svg"), chart);
+        svg::save(&root().join("docs/bench-throughput-by-size.svg"), chart);
         let _ = writeln!(md, "## Plot: throughput against task size\n\n![round trips per second against payload size](bench-throughput-by-size.svg)\n");
     }
     let s5: Vec<&Scenario> = scenarios
@@ -246,7 +247,7 @@ fn plots(md: &mut String, scenarios: &[Scenario]) {
             &series,
             1.0,
         );
-        let _ = std::fs::write(root().join("docs/bench-balancing.svg"), chart);
+        svg::save(&root().join("docs/bench-balancing.svg"), chart);
         let _ = writeln!(md, "## Plot: makespan per strategy\n\n![makespan over lower bound per strategy](bench-balancing.svg)\n");
     }
 }

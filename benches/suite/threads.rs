@@ -678,8 +678,7 @@ pub fn burst(cfg: &Config) -> String {
             ("tasks queued or running / 50".into(), queued),
         ],
     );
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/bench-burst.svg");
-    let _ = std::fs::write(path, chart);
+    crate::svg::save(&crate::report::root().join("docs/bench-burst.svg"), chart);
     format!(
         "## Plot: an elastic pool under a burst\n\n{tasks} tasks of 5 ms pushed at once at an idle pool \
          (min 1, max 8, resizer every 10 ms with a 50 ms cool-down). The pool grew to {peak:.0} workers, \

@@ -63,6 +63,12 @@ impl Loads for Vec<usize> {
 /// clamps anything else). `key` is the task's affinity key, if it has one.
 pub trait Strategy: Send + Sync + 'static {
     /// The index of the worker to give the task to.
+    ///
+    /// # Panics
+    ///
+    /// The pool never asks with no workers. Called by hand with empty `loads`, the strategies of
+    /// this module panic, since there is no index to return; except [`LeastLoaded`], which answers
+    /// 0, and [`KeyAffinity`] for a task without a key, which answers as its fallback.
     fn pick(&self, loads: &dyn Loads, key: Option<u64>) -> usize;
     /// A short name, for stats and reports.
     fn name(&self) -> &'static str;

@@ -182,6 +182,32 @@ impl PoolBuilder {
     }
     /// Process mode with default settings: each worker is a child process of this binary, which
     /// must call [`init`](crate::init) first thing in `main`. Only [`Job`](crate::Job) tasks run here.
+    ///
+    /// Needs Linux and the `process` feature; elsewhere [`try_start`](Self::try_start) fails with
+    /// [`PoolError::Unsupported`].
+    ///
+    /// ```no_run
+    /// use circuits::prelude::*;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Square(u64);
+    ///
+    /// impl Job for Square {
+    ///     const NAME: &'static str = "square";
+    ///     type Output = u64;
+    ///     fn run(self) -> u64 { self.0 * self.0 }
+    /// }
+    ///
+    /// fn main() {
+    ///     circuits::init(Jobs::new().register::<Square>()); // first: worker processes stop here
+    ///     actix::System::new().block_on(async {
+    ///         let pool = Pool::builder().min(2).process().start();
+    ///         assert_eq!(pool.push(Task::job(Square(9))).await, Ok(81));
+    ///         pool.stop().await;
+    ///     });
+    /// }
+    /// ```
     pub fn process(self) -> Self {
         self.process_with(ProcessConfig::default())
     }
@@ -218,6 +244,7 @@ impl PoolBuilder {
     /// process mode is not built; [`PoolError::ChannelTaken`] when the channel already
     /// routes tasks on the bus; [`PoolError::Spawn`] when the OS refuses a worker thread or
     /// process; [`PoolError::Bus`] for an empty channel name or a bus that refuses the pool.
+    ///
     pub fn try_start(self) -> Result<PoolHandle, PoolError> {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let min = self
@@ -227,7 +254,12 @@ impl PoolBuilder {
         if min == 0 || max < min {
             return Err(PoolError::InvalidSize { min, max });
         }
-        if System::try_current().is_none() {
+        // A System must exist and be running on this thread (inside its `block_on`, an actor or
+        // `#[actix::main]`): starting an actor anywhere else panics.
+        if System::try_current().is_none()
+            || actix::Arbiter::try_current().is_none()
+            || tokio::runtime::Handle::try_current().is_err()
+        {
             return Err(PoolError::NoSystem);
         }
         if matches!(self.mode, Mode::Process(_)) && !crate::worker::process::SUPPORTED {

@@ -89,6 +89,14 @@ impl PoolHandle {
     /// pool.stop().await;
     /// # }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// Each item is the job's output or the [`TaskError`] that ended it. A job that panics fails
+    /// alone ([`TaskError::Panicked`]). Whatever ends a whole chunk fails each of its jobs with the
+    /// same error: a worker process that died ([`TaskError::WorkerCrashed`]), a chunk whose
+    /// inputs do not encode ([`TaskError::Wire`]), a stopping or aborting pool, and the other
+    /// errors of [`push`](PoolHandle::push).
     pub fn map<J, I>(&self, jobs: I) -> MapStream<J::Output>
     where
         J: Job,
@@ -108,6 +116,10 @@ impl PoolHandle {
     /// travels alone and fails alone with [`TaskError::Wire`]). On a pool with a
     /// [`task_timeout`](crate::PoolBuilder::task_timeout) the limit applies to each job: every job
     /// is then its own task, so that a job is timed (and in process mode killed) on its own.
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Self::map).
     pub fn map_chunked<J, I>(&self, jobs: I, chunk: usize) -> MapStream<J::Output>
     where
         J: Job,

@@ -56,8 +56,24 @@ pub use builder::{PoolBuilder, PoolError};
 
 use self::core::{PoolCore, Refused};
 
-/// The pool actor. `Addr<Pool>` handles [`Task<R>`] messages (balanced onto the workers) and
-/// [`Stop`] (drains and stops the pool). Build one with [`Pool::builder`].
+/// A pool of workers (threads or child processes) that runs [`Task`]s, as an actix actor.
+///
+/// `Addr<Pool>` handles [`Task<R>`] messages (balanced onto the workers) and [`Stop`] (drains and
+/// stops the pool). Build one with [`Pool::builder`]; the started pool is used through its
+/// [`PoolHandle`], which also gives the actor's address ([`PoolHandle::addr`]).
+///
+/// ```
+/// use circuits::prelude::*;
+///
+/// # #[actix::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool: PoolHandle = Pool::builder().min(2).start();
+/// let addr: actix::Addr<Pool> = pool.addr();
+/// // The mailbox error first (the actor is gone), then the task's own result.
+/// let n = addr.send(Task::new(|| 6 * 7)).await??;
+/// assert_eq!(n, 42);
+/// pool.stop().await;
+/// # Ok(()) }
+/// ```
 pub struct Pool {
     core: Arc<PoolCore>,
 }
@@ -118,7 +134,26 @@ impl<R> std::fmt::Display for Full<R> {
 
 impl<R> std::error::Error for Full<R> {}
 
-/// The handle a started pool is used through. Cheap to clone; every clone is the same pool.
+/// The handle a started pool is used through: push tasks, map jobs, resize, watch, stop. Cheap to
+/// clone; every clone is the same pool. Get one from [`PoolBuilder::start`].
+///
+/// The pool lives while a handle or an `Addr<Pool>` does: when the last is dropped, it drains and
+/// stops in the background.
+///
+/// ```
+/// use circuits::prelude::*;
+///
+/// # #[actix::main] async fn main() -> Result<(), TaskError> {
+/// let pool = Pool::builder().min(2).queue_bound(64).start();
+/// let same = pool.clone();
+/// let a = pool.push(Task::new(|| 1)); // queued at once (parks if the pool is full)
+/// let b = same.send(Task::new(|| 2)).await; // waits for room first
+/// assert_eq!(a.await? + b.await?, 3);
+/// assert_eq!(pool.workers().len(), 2);
+/// pool.stop().await; // drains, then stops every worker
+/// assert!(same.is_stopped());
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct PoolHandle {
     core: Arc<PoolCore>,
@@ -146,6 +181,24 @@ impl PoolHandle {
     /// On a pool with a [`queue_bound`](PoolBuilder::queue_bound) that is full, the task waits
     /// (asynchronously, in order) for room, and its value resolves after it ran. To slow a producer
     /// down until there is room, use [`send`](Self::send); to fail at once, [`try_push`](Self::try_push).
+    ///
+    /// # Errors
+    ///
+    /// The value resolves to a [`TaskError`]:
+    ///
+    /// * from the task itself: [`Panicked`](TaskError::Panicked), [`Failed`](TaskError::Failed)
+    ///   (a [`Task::fallible`] returned `Err`), [`TimedOut`](TaskError::TimedOut) (its
+    ///   [`timeout`](Task::timeout), the pool's [`task_timeout`](PoolBuilder::task_timeout) or
+    ///   [`stuck_after`](PoolBuilder::stuck_after));
+    /// * [`PoolStopped`](TaskError::PoolStopped): the pool is stopping or stopped; the task never
+    ///   ran;
+    /// * [`Cancelled`](TaskError::Cancelled): an [`abort`](Self::abort) (or a
+    ///   [`stop_within`](Self::stop_within) past its budget) ended it, queued, parked or running;
+    /// * process pools only: [`ClosureInProcessPool`](TaskError::ClosureInProcessPool) for a
+    ///   closure task, [`WorkerCrashed`](TaskError::WorkerCrashed) when the child died running it,
+    ///   [`WorkerStartFailed`](TaskError::WorkerStartFailed) when its worker cannot start a child,
+    ///   [`UnknownJob`](TaskError::UnknownJob) and [`Wire`](TaskError::Wire) (see [`Task::job`]);
+    /// * [`Wait`](TaskError::Wait): only from a bounded [`Value::wait`].
     pub fn push<R: TaskOutput>(&self, task: Task<R>) -> Value<R, TaskError> {
         let (cell, value) = task.into_cell(Default::default());
         self.core.push(cell, None);
@@ -154,6 +207,13 @@ impl PoolHandle {
 
     /// Queues `task` only if there is room: on a bounded pool that is full, gives the task back in
     /// [`Full`]. On an unbounded pool this is [`push`](Self::push).
+    ///
+    /// # Errors
+    ///
+    /// `Err(Full(task))` when the pool is bounded ([`queue_bound`](PoolBuilder::queue_bound)) and
+    /// has no room now: nothing was queued, and the task is handed back to try again later. A
+    /// stopped pool is not an `Err`: the value resolves to [`TaskError::PoolStopped`]. The value
+    /// resolves to errors as for [`push`](Self::push).
     pub fn try_push<R: TaskOutput>(&self, task: Task<R>) -> Result<Value<R, TaskError>, Full<R>> {
         let permit = match self.core.gate() {
             Ok(permit) => permit,
@@ -174,6 +234,12 @@ impl PoolHandle {
     /// value: the way for a producer to be slowed down by a bounded pool. Returns at once on an
     /// unbounded pool. If the pool stops while this waits, the value resolves to
     /// [`TaskError::PoolStopped`] (the task was never accepted).
+    ///
+    /// # Errors
+    ///
+    /// The value resolves to errors as for [`push`](Self::push), including
+    /// [`PoolStopped`](TaskError::PoolStopped) when the pool stopped before there was room. Never
+    /// [`Full`](TaskError::Full): it waits instead.
     ///
     /// # Cancel safety
     ///
@@ -199,16 +265,13 @@ impl PoolHandle {
                     let Some(bound) = self.core.bound.clone() else {
                         continue;
                     };
-                    tokio::select! {
-                        permit = bound.acquire_owned() => match permit {
-                            // Room: hand the permit back and go through the gate with it.
-                            Ok(p) => drop(p),
-                            Err(_) => {
-                                cell.reject(TaskError::PoolStopped);
-                                break;
-                            }
-                        },
-                        _ = stopped.wait_for(|s| *s) => {
+                    let room = std::pin::pin!(bound.acquire_owned());
+                    let stop = std::pin::pin!(stopped.wait_for(|s| *s));
+                    match futures::future::select(room, stop).await {
+                        // Room: hand the permit back and go through the gate with it.
+                        futures::future::Either::Left((Ok(permit), _)) => drop(permit),
+                        // The bound closed (an abort) or the pool stopped.
+                        _ => {
                             cell.reject(TaskError::PoolStopped);
                             break;
                         }
@@ -221,7 +284,11 @@ impl PoolHandle {
 
     /// Grows or shrinks the pool to `n` workers, clamped to `min..=max`, and returns the new size.
     /// New workers get fresh UUID channels; a retired worker finishes its running task, and its
-    /// queued tasks move to the others. Blocks while workers start (threads or processes).
+    /// queued tasks move to the others. Blocks while workers start (threads or processes) and
+    /// while another resize (such as the [`Resizer`]'s) is under way; it works from any thread.
+    ///
+    /// It does not fail: the size it returns says what it reached. A stopped pool is not resized;
+    /// if the OS refuses a new worker, growing stops there.
     pub fn resize(&self, n: usize) -> usize {
         self.core.resize_to(n)
     }
@@ -233,7 +300,14 @@ impl PoolHandle {
     }
 
     /// Queues `task` on the worker registered under `worker` (one of [`workers`](Self::workers)).
-    /// An unknown channel resolves to [`TaskError::NoRoute`].
+    /// The task stays on that worker (no balancing, no stealing), unless the worker leaves the
+    /// pool before running it.
+    ///
+    /// # Errors
+    ///
+    /// The value resolves to [`TaskError::NoRoute`] when `worker` is not one of the pool's workers
+    /// (never was, was retired by a resize, or is a process worker's channel from before its child
+    /// was replaced); otherwise to errors as for [`push`](Self::push).
     pub fn push_to<R: TaskOutput>(&self, worker: &Channel, task: Task<R>) -> Value<R, TaskError> {
         let slot = self
             .core
@@ -318,6 +392,13 @@ impl PoolHandle {
     /// Stops the pool within a budget, for servers with a shutdown deadline: drains as
     /// [`stop`](Self::stop) does and, if that is not done within `budget`, aborts what is left as
     /// [`abort`](Self::abort) does. Resolves to `true` if the drain finished in time.
+    ///
+    /// # Panics
+    ///
+    /// When polled outside a Tokio runtime with timers (for example under
+    /// `futures::executor::block_on`): the budget is a Tokio timer. The draining stop has begun
+    /// by then. Inside an actix `System` it works; [`stop`](Self::stop) and
+    /// [`abort`](Self::abort) need no runtime.
     ///
     /// # Cancel safety
     ///

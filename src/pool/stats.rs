@@ -3,22 +3,31 @@
 //! Each worker counts the tasks it settled (done, failed) in counters of its own, so no cache line
 //! is shared between workers; the number of tasks pushed is the pool's task-id counter. Latency
 //! percentiles are kept only when the pool was built with
-//! [`track_latency`](crate::PoolBuilder::track_latency), in a log-scale histogram per worker.
+//! [`track_latency`](crate::PoolBuilder::track_latency), in an HDR histogram per worker (two
+//! significant digits: at most 1% off).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use actix::Message;
+use hdrhistogram::Histogram;
 
-/// 64 power-of-two buckets of nanoseconds: bucket `i` holds durations in `[2^i, 2^(i+1))`.
-const BUCKETS: usize = 64;
+/// Run times kept to two significant digits (at most 1% off), from 1 ns to an hour (longer ones
+/// count as an hour).
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HOUR_NS, 2).expect("valid histogram bounds")
+}
+
+const HOUR_NS: u64 = 3_600_000_000_000;
 
 /// One worker's (or the retired workers') settled-task counters.
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) done: AtomicU64,
     pub(crate) failed: AtomicU64,
-    histogram: Option<Box<[AtomicU64; BUCKETS]>>,
+    /// Only the worker's own thread records, so the lock is uncontended but for `stats()`.
+    histogram: Option<Mutex<Histogram<u64>>>,
 }
 
 impl Counters {
@@ -26,7 +35,7 @@ impl Counters {
         Counters {
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
-            histogram: track_latency.then(|| Box::new(std::array::from_fn(|_| AtomicU64::new(0)))),
+            histogram: track_latency.then(|| Mutex::new(histogram())),
         }
     }
 
@@ -40,16 +49,19 @@ impl Counters {
 
     pub(crate) fn latency(&self, d: Duration) {
         if let Some(h) = &self.histogram {
-            let ns = (d.as_nanos() as u64).max(1);
-            h[63 - ns.leading_zeros() as usize].fetch_add(1, Ordering::Relaxed);
+            let ns = u64::try_from(d.as_nanos())
+                .unwrap_or(u64::MAX)
+                .clamp(1, HOUR_NS);
+            h.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .saturating_record(ns);
         }
     }
 
-    fn add_histogram(&self, sum: &mut [u64; BUCKETS]) {
+    fn add_histogram(&self, sum: &mut Histogram<u64>) {
         if let Some(h) = &self.histogram {
-            for (s, b) in sum.iter_mut().zip(h.iter()) {
-                *s += b.load(Ordering::Relaxed);
-            }
+            // Same bounds on both sides: adding cannot fail.
+            let _ = sum.add(&*h.lock().unwrap_or_else(|p| p.into_inner()));
         }
     }
 }
@@ -59,7 +71,7 @@ impl Counters {
 pub struct Latency {
     /// Tasks measured.
     pub count: u64,
-    /// Median (upper edge of its power-of-two bucket).
+    /// Median (to two significant digits: at most 1% off).
     pub p50: Duration,
     /// 90th percentile.
     pub p90: Duration,
@@ -94,31 +106,47 @@ pub struct PoolStats {
 
 /// Folds per-worker counters into percentiles.
 pub(crate) fn latency<'a>(counters: impl Iterator<Item = &'a Counters>) -> Option<Latency> {
-    let mut sum = [0u64; BUCKETS];
+    let mut sum = histogram();
     let mut any = false;
     for c in counters {
         any |= c.tracks_latency();
         c.add_histogram(&mut sum);
     }
-    let count: u64 = sum.iter().sum();
-    if !any || count == 0 {
+    if !any || sum.is_empty() {
         return None;
     }
-    let at = |q: f64| {
-        let rank = ((count as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, n) in sum.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return Duration::from_nanos(1u64 << (i + 1).min(63));
-            }
-        }
-        Duration::MAX
-    };
+    let at = |q: f64| Duration::from_nanos(sum.value_at_quantile(q));
     Some(Latency {
-        count,
+        count: sum.len(),
         p50: at(0.50),
         p90: at(0.90),
         p99: at(0.99),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_within_one_percent() {
+        let c = Counters::new(true);
+        // 1..=1000 microseconds: p50 = 500 us, p90 = 900 us, p99 = 990 us.
+        for us in 1..=1000u64 {
+            c.latency(Duration::from_micros(us));
+        }
+        let l = latency(std::iter::once(&c)).unwrap();
+        assert_eq!(l.count, 1000);
+        for (got, want) in [(l.p50, 500.0), (l.p90, 900.0), (l.p99, 990.0)] {
+            let us = got.as_nanos() as f64 / 1000.0;
+            assert!((us - want).abs() / want <= 0.01, "{us} us, want {want} us");
+        }
+    }
+
+    #[test]
+    fn no_tracking_no_percentiles() {
+        let c = Counters::new(false);
+        c.latency(Duration::from_millis(1));
+        assert_eq!(latency(std::iter::once(&c)), None);
+    }
 }
