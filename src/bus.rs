@@ -43,8 +43,8 @@ use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use actix::Recipient;
 
 use crate::channel::Channel;
+use crate::channel::ComponentId;
 use crate::event::{Complete, Derived, Event, Failure, Outcome, Success};
-use crate::tree::{ComponentId, TreeState};
 use crate::value::{promise, Value, WaitError};
 
 /// What went wrong on the bus.
@@ -210,10 +210,12 @@ struct Entry {
     recipient: Arc<dyn AnyRecipient>,
 }
 
-/// Something that accepts tasks fired at a channel (a pool or a worker). Registered by the pool.
+/// Something that accepts work fired at a channel (a pool or a worker), registered by whoever
+/// routes. The bus knows nothing of tasks: it hands over what the firing side gave it, and the
+/// route (from the same layer as the firing side) knows its type.
 pub(crate) trait Route: Send + Sync {
-    /// Takes the task: queues it, or resolves it with the reason it was refused.
-    fn submit(&self, task: Box<dyn crate::task::ErasedTask>);
+    /// Takes the work: queues it, or resolves it with the reason it was refused.
+    fn submit(&self, work: Box<dyn Any + Send>);
 }
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -252,7 +254,8 @@ pub(crate) struct BusInner {
     /// Live subscriptions per channel, read lock-free by pools to skip building result events.
     gauges: RwLock<HashMap<Channel, Arc<AtomicUsize>>>,
     routes: RwLock<HashMap<Channel, Arc<dyn Route>>>,
-    pub(crate) tree: std::sync::Mutex<TreeState>,
+    /// The component tree's state, kept here by the tree (the bus does not look inside).
+    pub(crate) tree: OnceLock<Arc<dyn Any + Send + Sync>>,
     next_id: AtomicU64,
     stopped: AtomicBool,
     dispatcher: OnceLock<Result<Dispatcher, BusError>>,
@@ -326,7 +329,7 @@ impl Bus {
                 subs: RwLock::new(HashMap::new()),
                 gauges: RwLock::new(HashMap::new()),
                 routes: RwLock::new(HashMap::new()),
-                tree: std::sync::Mutex::new(TreeState::default()),
+                tree: OnceLock::new(),
                 next_id: AtomicU64::new(1),
                 stopped: AtomicBool::new(false),
                 dispatcher: OnceLock::new(),

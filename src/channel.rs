@@ -100,3 +100,25 @@ impl AsRef<str> for Channel {
         &self.0
     }
 }
+
+/// Identifies a registered component.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ComponentId(uuid::Uuid);
+
+impl ComponentId {
+    pub(crate) fn new() -> Self {
+        ComponentId(uuid::Uuid::new_v4())
+    }
+}
+
+impl fmt::Debug for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ComponentId({})", self.0)
+    }
+}
+
+impl fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}

@@ -32,7 +32,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::task::{panic_message, Task, TaskError, TaskOutput};
+use crate::task::{panic_message, Inputs, JobCall, JobPayload, Task, TaskError, TaskOutput};
 
 /// A unit of work that can run in another process: serde in, serde out, found by name.
 ///
@@ -72,28 +72,6 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
     type Output: Serialize + DeserializeOwned + Clone + Send + 'static;
     /// Does the work.
     fn run(self) -> Self::Output;
-}
-
-/// Encoded job inputs: one job, or a chunk of jobs of one type run as one task (see
-/// [`PoolHandle::map`](crate::PoolHandle::map)).
-#[derive(Debug, Clone)]
-pub(crate) enum Inputs {
-    One(Vec<u8>),
-    Batch(Vec<serde_bytes::ByteBuf>),
-}
-
-/// The encoded form of a job, as a worker process receives it.
-#[derive(Debug, Clone)]
-pub(crate) struct JobPayload {
-    pub(crate) name: &'static str,
-    /// The encoded input(s), or why they could not be encoded.
-    pub(crate) inputs: Result<Inputs, String>,
-}
-
-/// A job inside a task: its payload and how to decode the answer.
-pub(crate) struct JobCall<R> {
-    pub(crate) payload: JobPayload,
-    pub(crate) decode: fn(&[u8]) -> Result<R, TaskError>,
 }
 
 fn decode_output<J: Job>(bytes: &[u8]) -> Result<J::Output, TaskError> {

@@ -19,35 +19,14 @@
 //! ```
 
 use std::collections::HashMap;
-use std::fmt;
+use std::sync::Arc;
 
 use actix::{Message, Recipient, WeakRecipient};
 
 use crate::bus::{Bus, BusError, Target};
 use crate::channel::Channel;
+pub use crate::channel::ComponentId;
 use crate::value::{promise, Value};
-
-/// Identifies a registered component.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ComponentId(uuid::Uuid);
-
-impl ComponentId {
-    fn new() -> Self {
-        ComponentId(uuid::Uuid::new_v4())
-    }
-}
-
-impl fmt::Debug for ComponentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ComponentId({})", self.0)
-    }
-}
-
-impl fmt::Display for ComponentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
 
 /// The message the tree sends to stop a component. Implement `Handler<Stop>` (usually calling
 /// `ctx.stop()`) and register with [`Component::stopper`] to be stoppable with the tree.
@@ -186,8 +165,16 @@ fn lifecycle_target(info: &ComponentInfo, tree: &TreeState) -> Target {
 
 impl Bus {
     fn tree(&self) -> std::sync::MutexGuard<'_, TreeState> {
+        // The bus knows nothing of the tree: the tree keeps its state in the bus's extension slot.
+        let state = self
+            .inner
+            .tree
+            .get_or_init(|| Arc::new(std::sync::Mutex::new(TreeState::default())));
+        let state = state
+            .downcast_ref::<std::sync::Mutex<TreeState>>()
+            .expect("the bus's tree slot holds the tree's state");
         // Every critical section leaves the tree whole, so a poisoned lock is still usable.
-        self.inner.tree.lock().unwrap_or_else(|p| p.into_inner())
+        state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Registers a component and fires [`Registered`] on its channel and its parent's. Returns

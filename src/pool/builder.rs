@@ -6,48 +6,15 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::core::{Mode, PoolCore, PoolRoute, Settings};
+use super::error::PoolError;
+use super::handle::{Pool, PoolHandle};
 use super::resize::{add_worker, Resizer};
-use super::{Pool, PoolHandle};
 use crate::bus::Route;
 use crate::bus::{Bus, BusError};
 use crate::channel::Channel;
 use crate::pool::balance::{LeastLoaded, Strategy};
 use crate::tree::Component;
 use crate::worker::process::ProcessConfig;
-
-/// Why a pool could not start.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PoolError {
-    /// `min` must be at least 1 and `max` at least `min`.
-    #[error("invalid pool size: min {min}, max {max} (need 1 <= min <= max)")]
-    InvalidSize {
-        /// The requested minimum.
-        min: usize,
-        /// The requested maximum.
-        max: usize,
-    },
-    /// `start` was called outside an actix `System` (use `#[actix::main]` or `System::new`).
-    #[error("a pool starts inside an actix System; call it from #[actix::main] or System::new().block_on")]
-    NoSystem,
-    /// This process is a pool's worker process, yet it reached code that starts a process pool: the
-    /// binary's `main` does not call [`init`](crate::init) first.
-    #[error("this is a worker process but circuits::init was not called first in main; call it before anything else")]
-    NotInitialized,
-    /// Another pool (or anything that routes tasks) already takes tasks on this channel of the
-    /// bus; give the pool another channel, or stop the other one first.
-    #[error("channel {0:?} already routes tasks on this bus; a pool needs a channel of its own")]
-    ChannelTaken(Channel),
-    /// Process mode is not available in this build: it needs Linux and the crate's `process`
-    /// feature (on by default). Thread mode works everywhere.
-    #[error("process mode needs Linux and the `process` feature; use thread mode here")]
-    Unsupported,
-    /// The OS refused a worker thread or process.
-    #[error("could not start a worker: {0}")]
-    Spawn(String),
-    /// The bus refused the pool's registration.
-    #[error(transparent)]
-    Bus(#[from] BusError),
-}
 
 /// Configures and starts a [`Pool`]. Get one from [`Pool::builder`].
 ///
@@ -112,6 +79,14 @@ impl Default for PoolBuilder {
             resizer: None,
             stats_every: None,
         }
+    }
+}
+
+impl Pool {
+    /// A builder with the defaults: `min` = number of CPUs, `max` = `min`, channel `"pool"`,
+    /// [`LeastLoaded`](crate::LeastLoaded), thread mode.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
     }
 }
 

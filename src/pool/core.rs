@@ -14,7 +14,7 @@ use crate::channel::Channel;
 use crate::pool::balance::{Loads, Strategy};
 use crate::task::{ErasedTask, Finisher, TaskError, TaskId};
 use crate::tree::{Component, ComponentId};
-use crate::worker::{Shutdown, WorkerSlot};
+use crate::worker::{PoolLink, Shutdown, WorkerSlot};
 
 /// Fired on the pool's channel when a process worker's child died or was killed and a new child
 /// took its place under a fresh channel.
@@ -72,7 +72,7 @@ pub(crate) struct PoolCore {
     /// Counters of workers that left the pool (still counting what they finish while they drain),
     /// so stats survive resizes. Changed only while `workers` is write-locked, so a reader holding
     /// `workers` sees each worker's counters exactly once.
-    pub(crate) retired: std::sync::Mutex<Vec<Arc<crate::pool::stats::Counters>>>,
+    pub(crate) retired: std::sync::Mutex<Vec<Arc<crate::task::Counters>>>,
     /// One resize at a time.
     pub(crate) resizing: std::sync::Mutex<()>,
     /// Thread workers that may steal each other's unpinned tasks.
@@ -504,8 +504,20 @@ impl Drop for PoolCore {
 /// The route for tasks fired at the pool's channel: balanced.
 pub(crate) struct PoolRoute(pub(crate) Weak<PoolCore>);
 
+/// What a task route takes from the bus: only tasks are fired at routed channels
+/// (`Task::dispatch`).
+fn as_task(work: Box<dyn std::any::Any + Send>) -> Option<Box<dyn ErasedTask>> {
+    let task = work.downcast::<Box<dyn ErasedTask>>().ok().map(|t| *t);
+    debug_assert!(
+        task.is_some(),
+        "a route was given something other than a task"
+    );
+    task
+}
+
 impl Route for PoolRoute {
-    fn submit(&self, task: Box<dyn ErasedTask>) {
+    fn submit(&self, work: Box<dyn std::any::Any + Send>) {
+        let Some(task) = as_task(work) else { return };
         match self.0.upgrade() {
             Some(core) => core.admit(task, None),
             None => task.reject(TaskError::PoolStopped),
@@ -520,10 +532,34 @@ pub(crate) struct WorkerRoute {
 }
 
 impl Route for WorkerRoute {
-    fn submit(&self, task: Box<dyn ErasedTask>) {
+    fn submit(&self, work: Box<dyn std::any::Any + Send>) {
+        let Some(task) = as_task(work) else { return };
         match (self.core.upgrade(), self.slot.upgrade()) {
             (Some(core), Some(slot)) => core.admit(task, Some(&slot)),
             _ => task.reject(TaskError::PoolStopped),
         }
+    }
+}
+
+/// What a pool's workers hold to talk to it: the core, weakly (workers never keep a pool alive).
+pub(crate) struct Link(pub(crate) Weak<PoolCore>);
+
+impl PoolLink for Link {
+    fn admit(&self, task: Box<dyn ErasedTask>, to: &Arc<WorkerSlot>) {
+        match self.0.upgrade() {
+            Some(core) => core.admit(task, Some(to)),
+            None => task.reject(TaskError::PoolStopped),
+        }
+    }
+
+    fn resubmit(&self, task: Box<dyn ErasedTask>, fallback: &Finisher) {
+        match self.0.upgrade() {
+            Some(core) => core.resubmit(task, fallback),
+            None => task.fail(TaskError::Cancelled, fallback),
+        }
+    }
+
+    fn restarted(&self, slot: &Arc<WorkerSlot>, reason: String) -> Option<Arc<Finisher>> {
+        self.0.upgrade()?.worker_restarted(slot, reason)
     }
 }

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use futures::stream::{FuturesOrdered, Stream, StreamExt};
 
 use super::core::Mode;
-use super::PoolHandle;
+use super::handle::PoolHandle;
 use crate::job::{batch_task, encode_one, Job};
 use crate::task::TaskError;
 use serde_bytes::ByteBuf;

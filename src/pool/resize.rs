@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::builder::PoolError;
-use super::core::{Mode, PoolCore};
+use super::core::{Link, Mode, PoolCore};
+use super::error::PoolError;
 use crate::bus::Target;
 use crate::channel::Channel;
 use crate::task::StuckHook;
@@ -163,8 +163,8 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
         route: Mutex::new(None),
         retired: std::sync::atomic::AtomicBool::new(false),
     });
-    slot.backend
-        .attach(Arc::downgrade(core), Arc::downgrade(&slot));
+    let link: Arc<dyn crate::worker::PoolLink> = Arc::new(Link(Arc::downgrade(core)));
+    slot.backend.attach(link.clone(), Arc::downgrade(&slot));
     if let (Some(after), Mode::Thread) = (core.stuck_after, &core.mode) {
         let (core, slot) = (Arc::downgrade(core), Arc::downgrade(&slot));
         let lost = move || {
@@ -184,7 +184,7 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
     // Worker actors live on the pool's arbiter, so a worker can be added from any thread.
     let actor = Worker {
         slot: slot.clone(),
-        core: Arc::downgrade(core),
+        link,
     };
     let addr = Worker::start_in_arbiter(&core.arbiter, move |_| actor);
     let _ = slot.stopper.set(addr.recipient::<Stop>());
@@ -303,7 +303,7 @@ impl PoolCore {
             .iter()
             .map(|w| w.load.load(Ordering::Relaxed))
             .collect();
-        let mut counters: Vec<Arc<super::stats::Counters>> =
+        let mut counters: Vec<Arc<crate::task::Counters>> =
             workers.iter().map(|w| w.fin().counters.clone()).collect();
         counters.extend(
             self.retired

@@ -6,65 +6,11 @@
 //! [`track_latency`](crate::PoolBuilder::track_latency), in an HDR histogram per worker (two
 //! significant digits: at most 1% off).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use actix::Message;
-use hdrhistogram::Histogram;
 
-/// Run times kept to two significant digits (at most 1% off), from 1 ns to an hour (longer ones
-/// count as an hour).
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HOUR_NS, 2).expect("valid histogram bounds")
-}
-
-const HOUR_NS: u64 = 3_600_000_000_000;
-
-/// One worker's (or the retired workers') settled-task counters.
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub(crate) done: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    /// Only the worker's own thread records, so the lock is uncontended but for `stats()`.
-    histogram: Option<Mutex<Histogram<u64>>>,
-}
-
-impl Counters {
-    pub(crate) fn new(track_latency: bool) -> Self {
-        Counters {
-            done: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            histogram: track_latency.then(|| Mutex::new(histogram())),
-        }
-    }
-
-    pub(crate) fn tracks_latency(&self) -> bool {
-        self.histogram.is_some()
-    }
-
-    pub(crate) fn record(&self, ok: bool) {
-        if ok { &self.done } else { &self.failed }.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn latency(&self, d: Duration) {
-        if let Some(h) = &self.histogram {
-            let ns = u64::try_from(d.as_nanos())
-                .unwrap_or(u64::MAX)
-                .clamp(1, HOUR_NS);
-            h.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .saturating_record(ns);
-        }
-    }
-
-    fn add_histogram(&self, sum: &mut Histogram<u64>) {
-        if let Some(h) = &self.histogram {
-            // Same bounds on both sides: adding cannot fail.
-            let _ = sum.add(&*h.lock().unwrap_or_else(|p| p.into_inner()));
-        }
-    }
-}
+use crate::task::{histogram, Counters};
 
 /// Task run-time percentiles (from when a worker starts a task to its answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use actix::prelude::*;
 
 use crate::channel::Channel;
-use crate::pool::core::PoolCore;
 use crate::task::{ErasedTask, Finisher, Task, TaskError, TaskOutput};
 use crate::tree::{ComponentId, Stop};
 use crate::value::Value;
@@ -47,7 +46,21 @@ pub(crate) trait Backend: Send + Sync {
     fn running(&self) -> usize;
     /// Tells the backend which pool and slot it serves, once both exist (process workers need them
     /// to announce a replacement child).
-    fn attach(&self, _core: Weak<PoolCore>, _slot: Weak<WorkerSlot>) {}
+    fn attach(&self, _link: Arc<dyn PoolLink>, _slot: Weak<WorkerSlot>) {}
+}
+
+/// The one way a worker talks to its pool, upward (the pool implements it; a worker holds it
+/// without keeping the pool alive).
+pub(crate) trait PoolLink: Send + Sync {
+    /// Admits a task sent to this worker's actor (`Addr<Worker>`), as every entry point of the pool
+    /// does; a pool that is gone refuses it.
+    fn admit(&self, task: Box<dyn ErasedTask>, to: &Arc<WorkerSlot>);
+    /// Places an accepted task on another worker (a leaving worker's queue); fails it through
+    /// `fallback` when no worker is left.
+    fn resubmit(&self, task: Box<dyn ErasedTask>, fallback: &Finisher);
+    /// The worker's child was replaced: the pool gives the worker a fresh channel and returns its
+    /// finisher (`None` once the pool is stopped).
+    fn restarted(&self, slot: &Arc<WorkerSlot>, reason: String) -> Option<Arc<Finisher>>;
 }
 
 /// What the pool keeps for each worker: its channel, its load counter, and its backend.
@@ -83,7 +96,7 @@ impl WorkerSlot {
 pub struct Worker {
     pub(crate) slot: Arc<WorkerSlot>,
     /// Weak: the pool keeps its workers, not the other way round.
-    pub(crate) core: Weak<PoolCore>,
+    pub(crate) link: Arc<dyn PoolLink>,
 }
 
 impl Worker {
@@ -102,10 +115,7 @@ impl<R: TaskOutput> Handler<Task<R>> for Worker {
 
     fn handle(&mut self, task: Task<R>, _: &mut Context<Self>) -> Self::Result {
         let (cell, value) = task.into_cell(Default::default());
-        match self.core.upgrade() {
-            Some(core) => core.admit(cell, Some(&self.slot)),
-            None => cell.reject(TaskError::PoolStopped),
-        }
+        self.link.admit(cell, &self.slot);
         Box::pin(value)
     }
 }

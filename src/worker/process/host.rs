@@ -15,13 +15,12 @@ use super::config::ProcessConfig;
 use super::reader::{read_child, Output};
 use super::reap::{describe, reap, signal_group};
 use super::shared::{InFlight, Msg, Shared, State};
-use crate::job::Inputs;
-use crate::pool::core::PoolCore;
+use crate::task::Inputs;
 use crate::task::{ErasedTask, Finisher, StartStage, TaskError};
 use crate::value::{promise, Value};
 use crate::wire::{self, Frame, WireError, PROTOCOL_VERSION};
 use crate::worker::child::{MAX_FRAME_ENV, PARENT_ENV, WORKER_ENV};
-use crate::worker::{Backend, Shutdown, WorkerSlot};
+use crate::worker::{Backend, PoolLink, Shutdown, WorkerSlot};
 
 /// A worker backed by a child process.
 pub(crate) struct ProcessWorker {
@@ -58,7 +57,7 @@ impl ProcessWorker {
         let mut host = Host {
             cfg,
             shared: shared.clone(),
-            core: Weak::new(),
+            link: None,
             slot: Weak::new(),
             conn: None,
             next_run: 1,
@@ -105,8 +104,8 @@ impl Backend for ProcessWorker {
         done.take().unwrap_or_else(|| Value::ready(Ok(())))
     }
 
-    fn attach(&self, core: Weak<PoolCore>, slot: Weak<WorkerSlot>) {
-        let _ = self.tx.send(Msg::Attach(core, slot));
+    fn attach(&self, link: Arc<dyn PoolLink>, slot: Weak<WorkerSlot>) {
+        let _ = self.tx.send(Msg::Attach(link, slot));
     }
 
     fn retire(&self) -> Vec<Box<dyn ErasedTask>> {
@@ -146,7 +145,7 @@ struct Conn {
 struct Host {
     cfg: ProcessConfig,
     shared: Arc<Shared>,
-    core: Weak<PoolCore>,
+    link: Option<Arc<dyn PoolLink>>,
     slot: Weak<WorkerSlot>,
     conn: Option<Conn>,
     next_run: u64,
@@ -247,8 +246,8 @@ impl Host {
                     }
                 }
             }
-            Msg::Attach(core, slot) => {
-                self.core = core;
+            Msg::Attach(link, slot) => {
+                self.link = Some(link);
                 self.slot = slot;
             }
             Msg::Hello(generation, body) => {
@@ -278,8 +277,8 @@ impl Host {
                 let fin = self.fin();
                 for task in std::mem::take(&mut self.pending) {
                     self.shared.load.fetch_sub(1, Ordering::Relaxed);
-                    match self.core.upgrade() {
-                        Some(core) => core.resubmit(task, &fin),
+                    match &self.link {
+                        Some(link) => link.resubmit(task, &fin),
                         None => task.fail(TaskError::Cancelled, &fin),
                     }
                 }
@@ -614,8 +613,8 @@ impl Host {
 
     /// The worker's child changed: a fresh channel, announced with [`WorkerRestarted`].
     fn renamed(&mut self, reason: String) {
-        if let (Some(core), Some(slot)) = (self.core.upgrade(), self.slot.upgrade()) {
-            if let Some(fin) = core.worker_restarted(&slot, reason) {
+        if let (Some(link), Some(slot)) = (&self.link, self.slot.upgrade()) {
+            if let Some(fin) = link.restarted(&slot, reason) {
                 self.shared.lock().fin = fin;
             }
         }

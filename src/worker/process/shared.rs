@@ -8,15 +8,14 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
-use crate::pool::core::PoolCore;
 use crate::task::{ErasedTask, Finisher, TaskError};
 use crate::wire::WireError;
-use crate::worker::{Shutdown, WorkerSlot};
+use crate::worker::{PoolLink, Shutdown, WorkerSlot};
 
 pub(super) enum Msg {
     Run(Box<dyn ErasedTask>),
     Stop(Shutdown),
-    Attach(Weak<PoolCore>, Weak<WorkerSlot>),
+    Attach(Arc<dyn PoolLink>, Weak<WorkerSlot>),
     /// The first frame of child generation `gen`: its handshake.
     Hello(u64, Vec<u8>),
     /// Child generation `gen`'s output ended or broke the protocol.

@@ -1,0 +1,182 @@
+//! Settling a task: resolving its value exactly once, counting it, releasing its queue permit,
+//! and firing its result events ([`Finisher`]); the running task an abort can fail
+//! ([`RunningSlot`]).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::counters::Counters;
+use super::error::TaskError;
+use super::events::{TaskComplete, TaskFailure, TaskSuccess};
+use super::output::{TaskId, TaskOutput};
+use crate::bus::{Bus, Target};
+use crate::channel::Channel;
+use crate::value::{FailSlot, Promise};
+
+/// Where a task's outcome goes: its bus, the pool's channel, the worker's channel, and the counters
+/// that say whether anyone listens on the pool's channel at all.
+pub(crate) struct Finisher {
+    pub(crate) bus: Bus,
+    pub(crate) pool: Channel,
+    pub(crate) worker: Channel,
+    pub(crate) listeners: [Arc<AtomicUsize>; 2],
+    /// This worker's own settled-task counters (no cache line shared with other workers); kept
+    /// across a process worker's child replacements.
+    pub(crate) counters: Arc<Counters>,
+    /// Thread mode with stuck detection: how long a task may run before its worker is declared
+    /// lost, and how to tell the pool.
+    pub(crate) stuck: std::sync::OnceLock<StuckHook>,
+}
+
+/// What a thread worker's stuck-task timer needs: the limit, and what to call when a task passes
+/// it (the pool replaces the worker; given by the pool, so this layer knows nothing of pools).
+pub(crate) struct StuckHook {
+    pub(crate) after: Duration,
+    pub(crate) lost: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Finisher {
+    pub(crate) fn new(bus: &Bus, pool: &Channel, worker: &Channel, track_latency: bool) -> Self {
+        Finisher {
+            listeners: [bus.gauge(pool), bus.gauge(&Channel::wildcard())],
+            bus: bus.clone(),
+            pool: pool.clone(),
+            worker: worker.clone(),
+            counters: Arc::new(Counters::new(track_latency)),
+            stuck: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The same worker's finisher under a new channel (a process worker's replacement child),
+    /// keeping its counters.
+    pub(crate) fn renamed(&self, worker: &Channel) -> Self {
+        Finisher {
+            worker: worker.clone(),
+            counters: self.counters.clone(),
+            listeners: self.listeners.clone(),
+            bus: self.bus.clone(),
+            pool: self.pool.clone(),
+            stuck: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The channel of the worker this finisher settles for.
+    pub(crate) fn worker(&self) -> &Channel {
+        &self.worker
+    }
+
+    /// Whether any subscription exists on the pool's channel or the wildcard: result events are
+    /// only built when this is true, so an unobserved pool pays two atomic loads per task.
+    fn observed(&self) -> bool {
+        self.listeners.iter().any(|g| g.load(Ordering::Relaxed) > 0)
+    }
+
+    /// Resolves the task's value with `result` and, if that was its one outcome, counts it and (when
+    /// someone listens) fires the terminal event then `TaskComplete`. A bounded pool's permit is
+    /// released first, and the count is made before the value resolves, so whoever awaited the
+    /// value finds room in the pool and the task in [`stats`](crate::PoolHandle::stats).
+    pub(crate) fn settle<R: TaskOutput>(
+        &self,
+        id: TaskId,
+        promise: &Promise<Result<R, TaskError>>,
+        result: Result<R, TaskError>,
+        permit: Option<&Permit>,
+    ) {
+        release(permit);
+        let ok = result.is_ok();
+        if !self.observed() {
+            promise.complete_then(result, || self.counters.record(ok));
+            return;
+        }
+        let terminal = match &result {
+            Ok(v) => Ok(TaskSuccess {
+                id,
+                worker: self.worker.clone(),
+                value: v.clone(),
+            }),
+            Err(e) => Err(self.failure(id, e.clone())),
+        };
+        if promise.complete_then(result, || self.counters.record(ok)) {
+            self.fire(id, terminal);
+        }
+    }
+
+    /// [`settle`](Self::settle) with an error, for a value whose type is not known here.
+    fn settle_err(
+        &self,
+        id: TaskId,
+        slot: &dyn FailSlot<TaskError>,
+        error: TaskError,
+        permit: Option<&Permit>,
+    ) {
+        release(permit);
+        let failure = self.observed().then(|| self.failure(id, error.clone()));
+        if slot.fail_then(error, &mut || self.counters.record(false)) {
+            if let Some(f) = failure {
+                self.fire::<()>(id, Err(f));
+            }
+        }
+    }
+
+    fn failure(&self, id: TaskId, error: TaskError) -> TaskFailure {
+        TaskFailure {
+            id,
+            worker: self.worker.clone(),
+            error,
+        }
+    }
+
+    /// Fires the terminal event, then `TaskComplete`, on the pool's channel.
+    fn fire<R: TaskOutput>(&self, id: TaskId, terminal: Result<TaskSuccess<R>, TaskFailure>) {
+        let bus = self.bus.clone();
+        let target = Target::from(&self.pool);
+        let complete = TaskComplete {
+            id,
+            worker: self.worker.clone(),
+            ok: terminal.is_ok(),
+        };
+        self.bus.spawn(async move {
+            match terminal {
+                Ok(s) => bus.fire_plain(&target, s).await,
+                Err(f) => bus.fire_plain(&target, f).await,
+            }
+            bus.fire_plain(&target, complete).await;
+        });
+    }
+}
+
+/// A bounded pool's queue permit, shared by whoever may settle the task (the worker, a timer, an
+/// abort): the first to settle it frees the room, before the value resolves.
+pub(crate) type Permit = Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>;
+
+pub(crate) fn release(permit: Option<&Permit>) {
+    if let Some(p) = permit {
+        drop(p.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+}
+
+/// The task a thread worker is running, so that an abort can resolve its value at once (the
+/// thread finishes the closure on its own and its result is discarded).
+#[derive(Default)]
+pub(crate) struct RunningSlot(std::sync::Mutex<Option<Running>>);
+
+pub(crate) struct Running {
+    pub(crate) id: TaskId,
+    pub(crate) slot: Arc<dyn FailSlot<TaskError>>,
+    pub(crate) permit: Option<Permit>,
+}
+
+impl RunningSlot {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Fails the running task (if any, and if still pending) with `error`.
+    pub(crate) fn fail(&self, error: TaskError, fin: &Finisher) {
+        let running = self.lock().take();
+        if let Some(r) = running {
+            fin.settle_err(r.id, &*r.slot, error, r.permit.as_ref());
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Tasks and their outcomes: [`Task`], [`TaskId`], [`TaskError`], and the result events
+//! [`TaskSuccess`], [`TaskFailure`] and [`TaskComplete`].
+//!
+//! A `Task<R>` is an actix message carrying the work: a closure (thread pools) or a serializable
+//! [`Job`](crate::Job) (both modes). It resolves to `Result<R, TaskError>`.
+//!
+//! ```
+//! use circuits::prelude::*;
+//!
+//! # #[actix::main] async fn main() -> Result<(), circuits::Error> {
+//! let pool = Pool::builder().min(2).start();
+//! let n = pool.push(Task::new(|| 6 * 7)).await?;
+//! assert_eq!(n, 42);
+//! let err = pool.push(Task::fallible(|| "x".parse::<u32>())).await.unwrap_err();
+//! assert!(matches!(err, TaskError::Failed(_)));
+//! pool.stop().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Files: `output` (ids, outputs), `error`, `events`, `payload` (a job's encoded form),
+//! `counters` and `finish` (settling), `queued` (the type-erased queue entry).
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use actix::Message;
+
+mod counters;
+mod error;
+mod events;
+mod finish;
+mod output;
+mod payload;
+mod queued;
+
+pub use error::{StartStage, TaskError};
+pub use events::{TaskComplete, TaskFailure, TaskSuccess};
+pub use output::{TaskId, TaskOutput};
+
+pub(crate) use counters::{histogram, Counters};
+pub(crate) use finish::{Finisher, RunningSlot, StuckHook};
+pub(crate) use output::Closure;
+pub(crate) use payload::{Inputs, JobCall, JobPayload};
+pub(crate) use queued::{panic_message, ErasedTask};
+
+/// A unit of work for a pool, resolving to `Result<R, TaskError>`.
+///
+/// Build it from a closure ([`Task::new`], [`Task::fallible`]) for thread pools, or from a
+/// [`Job`](crate::Job) ([`Task::job`]) for either mode. Send it with
+/// [`PoolHandle::push`](crate::PoolHandle::push), `Addr<Pool>::send`, or
+/// [`Bus::call`](crate::Bus::call) at the pool's channel (balanced) or a worker's channel.
+///
+/// ```
+/// use std::time::Duration;
+/// use circuits::prelude::*;
+///
+/// # #[actix::main] async fn main() -> Result<(), TaskError> {
+/// let pool = Pool::builder().min(2).strategy(KeyAffinity::new()).start();
+/// let (a, b) = (20, 22);
+/// let sum = Task::new(move || a + b) // arguments travel in the captures
+///     .key("user-42") // equal keys, same worker (with KeyAffinity)
+///     .timeout(Duration::from_secs(5)); // fails with TimedOut past this
+/// assert_eq!(pool.push(sum).await?, 42);
+/// pool.stop().await;
+/// # Ok(()) }
+/// ```
+#[must_use = "a Task does nothing until it is pushed to a pool"]
+pub struct Task<R> {
+    pub(crate) run: Closure<R>,
+    pub(crate) job: Option<JobCall<R>>,
+    pub(crate) key: Option<u64>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl<R> fmt::Debug for Task<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("job", &self.job.as_ref().map(|j| j.payload.name))
+            .field("key", &self.key)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl<R: TaskOutput> Message for Task<R> {
+    type Result = Result<R, TaskError>;
+}
+
+impl<R: TaskOutput> Task<R> {
+    /// A task running `f`; a panic in `f` fails the task with [`TaskError::Panicked`].
+    /// Arguments travel in the closure's captures: `Task::new(move || work(a, b))`.
+    pub fn new<F>(f: F) -> Self
+    where
+        F: FnOnce() -> R + Send + 'static,
+    {
+        Self::from_closure(Box::new(move || Ok(f())))
+    }
+
+    /// A task running `f`, which may fail: `Err(e)` fails the task with
+    /// [`TaskError::Failed`] carrying `e`'s message.
+    pub fn fallible<F, E>(f: F) -> Self
+    where
+        F: FnOnce() -> Result<R, E> + Send + 'static,
+        E: fmt::Display,
+    {
+        Self::from_closure(Box::new(move || {
+            f().map_err(|e| TaskError::Failed(e.to_string()))
+        }))
+    }
+
+    pub(crate) fn from_closure(run: Closure<R>) -> Self {
+        Task {
+            run,
+            job: None,
+            key: None,
+            timeout: None,
+        }
+    }
+
+    /// Gives the task an affinity key: with the [`KeyAffinity`](crate::KeyAffinity) strategy, tasks
+    /// with equal keys always run on the same worker.
+    pub fn key(mut self, key: impl Hash) -> Self {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        self.key = Some(h.finish());
+        self
+    }
+
+    /// Fails the task with [`TaskError::TimedOut`] if it runs longer than `limit` (counted from the
+    /// moment a worker starts it). Thread mode cannot stop the thread: the task finishes in the
+    /// background and its result is discarded. Process mode kills the child: real cancellation.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+}

@@ -1,0 +1,21 @@
+//! What every task has: its id, what it may return, and the closure it runs.
+
+use std::fmt;
+
+use super::error::TaskError;
+
+/// Identifies a task within its pool (ids count up from 1 in push order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TaskId(pub u64);
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task#{}", self.0)
+    }
+}
+
+/// What a task may return: a value that can be sent across threads and cloned into result events.
+pub trait TaskOutput: Send + Clone + 'static {}
+impl<T: Send + Clone + 'static> TaskOutput for T {}
+
+pub(crate) type Closure<R> = Box<dyn FnOnce() -> Result<R, TaskError> + Send + 'static>;

@@ -1,0 +1,230 @@
+//! The queued form of a task: [`ErasedTask`], one type for every result type, so one worker queue
+//! carries them all; how a [`Task`] becomes one, and how it is routed through the bus.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::error::TaskError;
+use super::finish::{release, Finisher, Permit, Running, RunningSlot};
+use super::output::{Closure, TaskId, TaskOutput};
+use super::payload::{JobCall, JobPayload};
+use super::Task;
+use crate::bus::{Bus, Target};
+use crate::value::{promise, Promise, Value};
+
+impl<R: TaskOutput> Task<R> {
+    /// Turns the task into its type-erased queue entry and the value its caller awaits.
+    pub(crate) fn into_cell(self, id: TaskId) -> (Box<dyn ErasedTask>, Value<R, TaskError>) {
+        let (promise, value) = promise();
+        (
+            Box::new(TaskCell {
+                id,
+                run: self.run,
+                promise,
+                extra: (self.job.is_some() || self.key.is_some() || self.timeout.is_some()).then(
+                    || {
+                        Box::new(Extra {
+                            job: self.job,
+                            key: self.key,
+                            timeout: self.timeout,
+                            permit: None,
+                        })
+                    },
+                ),
+            }),
+            value,
+        )
+    }
+}
+
+impl<R: TaskOutput> crate::bus::Dispatch for Task<R> {
+    type Output = Value<R, TaskError>;
+
+    /// Routes the task to the pool or worker registered under the one target channel.
+    fn dispatch(self, bus: &Bus, target: Target) -> Value<R, TaskError> {
+        let (cell, value) = self.into_cell(TaskId::default());
+        match target {
+            Target::Channels(chs) if chs.len() == 1 => match bus.route(&chs[0]) {
+                // The route (a pool's) knows the work is a task.
+                Some(route) => route.submit(Box::new(cell)),
+                None => cell.reject(TaskError::NoRoute(chs[0].to_string())),
+            },
+            other => cell.reject(TaskError::NoRoute(format!("{other:?}"))),
+        }
+        value
+    }
+}
+
+/// A queued task with its type erased, so one worker queue carries tasks of every result type.
+pub(crate) trait ErasedTask: Send {
+    /// Gives the task its id, and the pool's default timeout if it has none of its own.
+    fn prepare(&mut self, id: TaskId, default_timeout: Option<Duration>);
+    fn key(&self) -> Option<u64>;
+    fn timeout(&self) -> Option<Duration>;
+    /// The job to send to a worker process, if the task is a job.
+    fn job(&self) -> Option<&JobPayload>;
+    /// Runs the closure on this thread and settles the task (thread mode). While it runs, the
+    /// task is in `running`, where an abort can fail it at once.
+    fn run(self: Box<Self>, fin: &Arc<Finisher>, running: &RunningSlot);
+    /// Refuses the task: resolves its value with `error` and fires no event (it was never
+    /// accepted).
+    fn reject(self: Box<Self>, error: TaskError);
+    /// Keeps a bounded pool's queue permit until the task is settled.
+    fn hold(&mut self, permit: tokio::sync::OwnedSemaphorePermit);
+    /// Settles the task with an error without running it.
+    fn fail(self: Box<Self>, error: TaskError, fin: &Finisher);
+    /// Settles the task with a worker process's encoded answer (process mode).
+    fn finish_encoded(self: Box<Self>, answer: Result<&[u8], TaskError>, fin: &Finisher);
+}
+
+struct TaskCell<R> {
+    id: TaskId,
+    run: Closure<R>,
+    promise: Promise<Result<R, TaskError>>,
+    /// What most tasks do not have, boxed so a plain closure task stays four words.
+    extra: Option<Box<Extra<R>>>,
+}
+
+struct Extra<R> {
+    job: Option<JobCall<R>>,
+    key: Option<u64>,
+    timeout: Option<Duration>,
+    /// A bounded pool's permit: room frees when the task is settled.
+    permit: Option<Permit>,
+}
+
+impl<R> Extra<R> {
+    fn empty() -> Box<Self> {
+        Box::new(Extra {
+            job: None,
+            key: None,
+            timeout: None,
+            permit: None,
+        })
+    }
+}
+
+impl<R> TaskCell<R> {
+    fn permit(&self) -> Option<&Permit> {
+        self.extra.as_ref()?.permit.as_ref()
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}
+
+impl<R: TaskOutput> ErasedTask for TaskCell<R> {
+    fn prepare(&mut self, id: TaskId, default_timeout: Option<Duration>) {
+        self.id = id;
+        if let Some(limit) = default_timeout {
+            let extra = self.extra.get_or_insert_with(Extra::empty);
+            extra.timeout.get_or_insert(limit);
+        }
+    }
+    fn key(&self) -> Option<u64> {
+        self.extra.as_ref().and_then(|e| e.key)
+    }
+    fn timeout(&self) -> Option<Duration> {
+        self.extra.as_ref().and_then(|e| e.timeout)
+    }
+    fn job(&self) -> Option<&JobPayload> {
+        self.extra.as_ref()?.job.as_ref().map(|j| &j.payload)
+    }
+
+    fn run(self: Box<Self>, fin: &Arc<Finisher>, running: &RunningSlot) {
+        let timeout = self.timeout();
+        let TaskCell {
+            id,
+            run,
+            promise,
+            extra,
+        } = *self;
+        let permit = extra.and_then(|e| e.permit);
+        if !promise.is_pending() {
+            return; // already settled (cancelled while queued)
+        }
+        if let Some(limit) = timeout {
+            let (expire, fin2, permit2) = (promise.share(), fin.clone(), permit.clone());
+            fin.bus.spawn(async move {
+                tokio::time::sleep(limit).await;
+                if expire.is_pending() {
+                    let error = Err(TaskError::TimedOut(limit));
+                    fin2.settle(id, &expire, error, permit2.as_ref());
+                }
+            });
+        }
+        let finished = fin.stuck.get().map(|hook| {
+            // Stuck detection: if the task still runs after the limit, the worker is lost.
+            let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (done, expire, fin2) = (finished.clone(), promise.share(), fin.clone());
+            let (limit, permit2, lost) = (hook.after, permit.clone(), hook.lost.clone());
+            fin.bus.spawn(async move {
+                tokio::time::sleep(limit).await;
+                if done.load(Ordering::Acquire) {
+                    return;
+                }
+                if expire.is_pending() {
+                    let error = Err(TaskError::TimedOut(limit));
+                    fin2.settle(id, &expire, error, permit2.as_ref());
+                }
+                lost();
+            });
+            finished
+        });
+        *running.lock() = Some(Running {
+            id,
+            slot: promise.fail_slot(),
+            permit: permit.clone(),
+        });
+        // A span per task for `tracing` subscribers; with none (or TRACE off) this is one load.
+        let _span =
+            tracing::trace_span!("circuits.task", id = id.0, worker = %fin.worker).entered();
+        let started = fin.counters.tracks_latency().then(std::time::Instant::now);
+        let result = match catch_unwind(AssertUnwindSafe(run)) {
+            Ok(r) => r,
+            Err(payload) => Err(TaskError::Panicked(panic_message(&*payload))),
+        };
+        *running.lock() = None;
+        if let Some(t) = started {
+            fin.counters.latency(t.elapsed());
+        }
+        if let Some(f) = finished {
+            f.store(true, Ordering::Release);
+        }
+        fin.settle(id, &promise, result, permit.as_ref());
+    }
+
+    fn reject(self: Box<Self>, error: TaskError) {
+        release(self.permit());
+        self.promise.complete(Err(error));
+    }
+
+    fn hold(&mut self, permit: tokio::sync::OwnedSemaphorePermit) {
+        self.extra.get_or_insert_with(Extra::empty).permit =
+            Some(Arc::new(std::sync::Mutex::new(Some(permit))));
+    }
+
+    fn fail(self: Box<Self>, error: TaskError, fin: &Finisher) {
+        fin.settle(self.id, &self.promise, Err(error), self.permit());
+    }
+
+    fn finish_encoded(self: Box<Self>, answer: Result<&[u8], TaskError>, fin: &Finisher) {
+        let job = self.extra.as_ref().and_then(|e| e.job.as_ref());
+        let result = match (answer, job) {
+            (Ok(bytes), Some(j)) => (j.decode)(bytes),
+            (Ok(_), None) => Err(TaskError::ClosureInProcessPool),
+            (Err(e), _) => Err(e),
+        };
+        fin.settle(self.id, &self.promise, result, self.permit());
+    }
+}
