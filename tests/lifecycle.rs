@@ -206,8 +206,38 @@ impl Job for IgnoreTerm {
     }
 }
 
+/// Answers its worker process's id once the file `gate` exists (polling it: the job runs in
+/// another process than the test).
+#[derive(Serialize, Deserialize)]
+struct WaitFor {
+    gate: String,
+}
+impl Job for WaitFor {
+    const NAME: &'static str = "wait_for";
+    type Output = u32;
+    fn run(self) -> u32 {
+        while !Path::new(&self.gate).exists() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::process::id()
+    }
+}
+
+/// Answers its worker process's id.
+#[derive(Serialize, Deserialize)]
+struct WhoAmI;
+impl Job for WhoAmI {
+    const NAME: &'static str = "who_am_i";
+    type Output = u32;
+    fn run(self) -> u32 {
+        std::process::id()
+    }
+}
+
 fn jobs() -> Jobs {
     Jobs::new()
+        .register::<WaitFor>()
+        .register::<WhoAmI>()
         .register::<IgnoreTerm>()
         .register::<Square>()
         .register::<Hang>()
@@ -508,6 +538,65 @@ async fn abort_kills_a_hanging_process_job() {
     assert_eq!(bounded(hang).await, Err(TaskError::Cancelled));
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
     assert!(!alive(pid), "the hung child {pid} is gone");
+}
+
+/// The backend contract, for process workers as for threads: a retiring worker hands its
+/// unpinned queued tasks back (they run on the others) and keeps its pinned ones (they run there).
+async fn a_retiring_process_worker_keeps_pinned_tasks_and_hands_back_the_rest() {
+    let pool = Pool::builder()
+        .min(1)
+        .max(2)
+        .strategy(RoundRobin::new())
+        .resizer(circuits::Resizer::default().interval(Duration::from_secs(3600)))
+        .process()
+        .start();
+    assert_eq!(pool.resize(2), 2);
+    let [w0, w1] = <[Channel; 2]>::try_from(pool.workers()).unwrap();
+    let gate = scratch("retire-gate");
+    let wait = |w: &Channel| {
+        pool.push_to(
+            w,
+            Task::job(WaitFor {
+                gate: path_arg(&gate),
+            }),
+        )
+    };
+    let busy0: Vec<_> = (0..4).map(|_| wait(&w0)).collect();
+    let busy_w1 = wait(&w1);
+    // w0: four waiting jobs and two unpinned (round robin): load 6; w1: one waiting job, two
+    // pinned and two unpinned: load 5.
+    let pinned: Vec<_> = (0..2)
+        .map(|_| pool.push_to(&w1, Task::job(WhoAmI)))
+        .collect();
+    let unpinned: Vec<_> = (0..4).map(|_| pool.push(Task::job(WhoAmI))).collect();
+    // The least loaded worker (w1) retires while everything above is still queued behind a gate.
+    assert_eq!(pool.resize(1), 1);
+    assert_eq!(pool.workers(), vec![w0.clone()]);
+    std::fs::write(&gate, b"open").unwrap();
+    let mut pids0 = Vec::new();
+    for b in busy0 {
+        pids0.push(bounded(b).await.unwrap());
+    }
+    let pid0 = pids0[0];
+    assert!(pids0.iter().all(|p| *p == pid0));
+    let pid1 = bounded(busy_w1).await.unwrap();
+    assert_ne!(pid0, pid1);
+    for p in pinned {
+        assert_eq!(
+            bounded(p).await,
+            Ok(pid1),
+            "a pinned task runs on its worker"
+        );
+    }
+    for u in unpinned {
+        assert_eq!(
+            bounded(u).await,
+            Ok(pid0),
+            "an unpinned task moved to the remaining worker"
+        );
+    }
+    let _ = std::fs::remove_file(&gate);
+    bounded(pool.stop()).await;
 }
 
 async fn a_timeout_fails_its_task_when_it_fires_whatever_the_kill_grace() {
@@ -1034,6 +1123,7 @@ fn main() {
         abort_cancels_running_thread_tasks_at_once,
         abort_kills_a_hanging_process_job,
         a_timeout_fails_its_task_when_it_fires_whatever_the_kill_grace,
+        a_retiring_process_worker_keeps_pinned_tasks_and_hands_back_the_rest,
         abort_during_a_draining_stop_escalates_it,
         stop_within_aborts_a_drain_past_its_budget,
         a_parked_push_runs_during_the_drain,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::core::{Mode, PoolCore, PoolRoute, Settings};
+use super::core::{PoolCore, PoolRoute, Settings};
 use super::error::PoolError;
 use super::handle::{Pool, PoolHandle};
 use super::resize::{add_worker, Resizer};
@@ -15,6 +15,9 @@ use crate::channel::Channel;
 use crate::pool::balance::{LeastLoaded, Strategy};
 use crate::tree::Component;
 use crate::worker::process::ProcessConfig;
+use crate::worker::process::ProcessKind;
+use crate::worker::thread::ThreadKind;
+use crate::worker::{Kind, StartRefused};
 
 /// Configures and starts a [`Pool`]. Get one from [`Pool::builder`].
 ///
@@ -43,7 +46,7 @@ pub struct PoolBuilder {
     strategy: Box<dyn Strategy>,
     bus: Option<Bus>,
     timeout: Option<Duration>,
-    mode: Mode,
+    kind: Arc<dyn Kind>,
     queue_bound: Option<usize>,
     stuck_after: Option<Duration>,
     track_latency: bool,
@@ -58,7 +61,7 @@ impl std::fmt::Debug for PoolBuilder {
             .field("max", &self.max)
             .field("channel", &self.channel)
             .field("strategy", &self.strategy.name())
-            .field("mode", &self.mode)
+            .field("kind", &self.kind)
             .finish()
     }
 }
@@ -72,7 +75,7 @@ impl Default for PoolBuilder {
             strategy: Box::new(LeastLoaded),
             bus: None,
             timeout: None,
-            mode: Mode::Thread,
+            kind: Arc::new(ThreadKind::default()),
             queue_bound: None,
             stuck_after: None,
             track_latency: false,
@@ -188,7 +191,7 @@ impl PoolBuilder {
     }
     /// Process mode with explicit settings (frame size limit, kill grace period).
     pub fn process_with(mut self, config: ProcessConfig) -> Self {
-        self.mode = Mode::Process(config);
+        self.kind = Arc::new(ProcessKind(config));
         self
     }
 
@@ -237,14 +240,10 @@ impl PoolBuilder {
         {
             return Err(PoolError::NoSystem);
         }
-        if matches!(self.mode, Mode::Process(_)) && !crate::worker::process::SUPPORTED {
-            return Err(PoolError::Unsupported);
-        }
-        if matches!(self.mode, Mode::Process(_))
-            && std::env::var_os(crate::worker::child::WORKER_ENV).is_some()
-        {
-            // A worker process got past `init`: it would start workers of its own, and so on.
-            return Err(PoolError::NotInitialized);
+        match self.kind.refuse_start() {
+            Some(StartRefused::Unsupported) => return Err(PoolError::Unsupported),
+            Some(StartRefused::NotInitialized) => return Err(PoolError::NotInitialized),
+            None => {}
         }
         if self.channel.is_empty() {
             return Err(BusError::EmptyChannel.into());
@@ -257,7 +256,7 @@ impl PoolBuilder {
                 min,
                 max,
                 strategy: self.strategy,
-                mode: self.mode,
+                kind: self.kind,
                 default_timeout: self.timeout,
                 queue_bound: self.queue_bound,
                 stuck_after: self.stuck_after,

@@ -14,7 +14,7 @@ use crate::channel::Channel;
 use crate::pool::balance::{Loads, Strategy};
 use crate::task::{ErasedTask, Finisher, TaskError, TaskId};
 use crate::tree::{Component, ComponentId};
-use crate::worker::{PoolLink, Shutdown, WorkerSlot};
+use crate::worker::{Kind, PoolLink, Shutdown, WorkerSlot};
 
 /// Fired on the pool's channel when a process worker's child died or was killed and a new child
 /// took its place under a fresh channel.
@@ -33,19 +33,12 @@ const RUNNING: u8 = 0;
 const STOPPING: u8 = 1;
 const STOPPED: u8 = 2;
 
-/// Thread or process workers.
-#[derive(Debug, Clone)]
-pub(crate) enum Mode {
-    Thread,
-    Process(crate::worker::process::ProcessConfig),
-}
-
 /// What a pool is configured with (from the builder).
 pub(crate) struct Settings {
     pub(crate) min: usize,
     pub(crate) max: usize,
     pub(crate) strategy: Box<dyn Strategy>,
-    pub(crate) mode: Mode,
+    pub(crate) kind: Arc<dyn Kind>,
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) queue_bound: Option<usize>,
     pub(crate) stuck_after: Option<Duration>,
@@ -58,7 +51,8 @@ pub(crate) struct PoolCore {
     pub(crate) component: OnceLock<ComponentId>,
     pub(crate) workers: RwLock<Vec<Arc<WorkerSlot>>>,
     pub(crate) strategy: Box<dyn Strategy>,
-    pub(crate) mode: Mode,
+    /// What kind of workers this pool has (chosen once, at build time).
+    pub(crate) kind: Arc<dyn Kind>,
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) min: usize,
     pub(crate) max: usize,
@@ -75,8 +69,6 @@ pub(crate) struct PoolCore {
     pub(crate) retired: std::sync::Mutex<Vec<Arc<crate::task::Counters>>>,
     /// One resize at a time.
     pub(crate) resizing: std::sync::Mutex<()>,
-    /// Thread workers that may steal each other's unpinned tasks.
-    pub(crate) siblings: crate::worker::thread::Siblings,
     /// The route of the pool's channel, once it is taken (to remove only our own).
     pub(crate) route: OnceLock<Arc<dyn Route>>,
     next_id: AtomicU64,
@@ -113,10 +105,11 @@ pub(crate) enum Refused {
 
 impl PoolCore {
     pub(crate) fn new(bus: Bus, channel: Channel, s: Settings) -> Self {
-        let stuck_timeout = match s.mode {
-            // A process worker's stuck task is ended by the timeout rule (the child is killed).
-            Mode::Process(_) => s.default_timeout.or(s.stuck_after),
-            Mode::Thread => s.default_timeout,
+        // Where a worker can be ended (a child process), a stuck task is ended by the timeout rule.
+        let stuck_timeout = if s.kind.stuck_is_timeout() {
+            s.default_timeout.or(s.stuck_after)
+        } else {
+            s.default_timeout
         };
         PoolCore {
             bus,
@@ -124,7 +117,7 @@ impl PoolCore {
             component: OnceLock::new(),
             workers: RwLock::new(Vec::new()),
             strategy: s.strategy,
-            mode: s.mode,
+            kind: s.kind,
             default_timeout: stuck_timeout,
             min: s.min,
             max: s.max,
@@ -136,7 +129,6 @@ impl PoolCore {
             arbiter: actix::Arbiter::current(),
             retired: Default::default(),
             resizing: std::sync::Mutex::new(()),
-            siblings: Default::default(),
             route: OnceLock::new(),
             next_id: AtomicU64::new(1),
             state: AtomicU8::new(RUNNING),
@@ -150,10 +142,6 @@ impl PoolCore {
     pub(crate) fn workers(&self) -> RwLockReadGuard<'_, Vec<Arc<WorkerSlot>>> {
         // Critical sections only push or read the list; a poisoned lock still holds a whole list.
         self.workers.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn is_process(&self) -> bool {
-        matches!(self.mode, Mode::Process(_))
     }
 
     pub(crate) fn is_stopped(&self) -> bool {
@@ -246,8 +234,8 @@ impl PoolCore {
         to: Option<&Arc<WorkerSlot>>,
         parked: bool,
     ) {
-        if self.is_process() && task.job().is_none() {
-            return task.reject(TaskError::ClosureInProcessPool);
+        if let Err(e) = self.kind.check(&*task) {
+            return task.reject(e);
         }
         self.inflight.fetch_add(1, Ordering::SeqCst);
         let state = self.state.load(Ordering::SeqCst);
@@ -549,13 +537,6 @@ impl PoolLink for Link {
         match self.0.upgrade() {
             Some(core) => core.admit(task, Some(to)),
             None => task.reject(TaskError::PoolStopped),
-        }
-    }
-
-    fn resubmit(&self, task: Box<dyn ErasedTask>, fallback: &Finisher) {
-        match self.0.upgrade() {
-            Some(core) => core.resubmit(task, fallback),
-            None => task.fail(TaskError::Cancelled, fallback),
         }
     }
 

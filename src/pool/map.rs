@@ -12,7 +12,6 @@ use std::task::{Context, Poll};
 
 use futures::stream::{FuturesOrdered, Stream, StreamExt};
 
-use super::core::Mode;
 use super::handle::PoolHandle;
 use crate::job::{batch_task, encode_one, Job};
 use crate::task::TaskError;
@@ -131,12 +130,7 @@ impl PoolHandle {
             chunk.max(1)
         };
         // What a chunk's inputs may add up to so that its frame fits (unbounded in thread mode).
-        let budget = match &self.core.mode {
-            Mode::Process(cfg) => cfg
-                .max_frame_bytes()
-                .saturating_sub(FRAME_HEADROOM + J::NAME.len()),
-            Mode::Thread => usize::MAX,
-        };
+        let budget = self.core.kind.payload_budget(J::NAME).unwrap_or(usize::MAX);
         let mut chunks = FuturesOrdered::new();
         let mut remaining = 0;
         let mut part: Vec<J> = Vec::new();
@@ -184,8 +178,5 @@ impl PoolHandle {
     }
 }
 
-/// A chunk frame's bytes besides its inputs: tag, id, the job's name and the count (postcard
-/// varints, generously rounded up).
-const FRAME_HEADROOM: usize = 32;
 /// Each input's length prefix (a varint).
 const ITEM_HEADROOM: usize = 5;

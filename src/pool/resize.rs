@@ -8,14 +8,13 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::core::{Link, Mode, PoolCore};
+use super::core::{Link, PoolCore};
 use super::error::PoolError;
 use crate::bus::Target;
 use crate::channel::Channel;
 use crate::task::StuckHook;
 use crate::tree::Stop;
-use crate::worker::thread::ThreadWorker;
-use crate::worker::{Backend, Shutdown, Worker, WorkerSlot};
+use crate::worker::{Shutdown, Worker, WorkerSlot};
 
 /// Fired on the pool's channel when a worker joins the pool.
 #[derive(Debug, Clone, PartialEq, Eq, Message)]
@@ -145,14 +144,10 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
     let channel = Channel::unique();
     let fin = Arc::new(core.finisher(&channel));
     let load = Arc::new(AtomicUsize::new(0));
-    let backend: Box<dyn Backend> = match &core.mode {
-        Mode::Thread => Box::new(
-            ThreadWorker::spawn(fin.clone(), load.clone(), core.siblings.clone())
-                .map_err(|e| PoolError::Spawn(e.to_string()))?,
-        ),
-        Mode::Process(cfg) => crate::worker::process::spawn(cfg.clone(), fin.clone(), load.clone())
-            .map_err(|e| PoolError::Spawn(e.to_string()))?,
-    };
+    let backend = core
+        .kind
+        .spawn(fin.clone(), load.clone())
+        .map_err(|e| PoolError::Spawn(e.to_string()))?;
     let slot = Arc::new(WorkerSlot {
         channel: RwLock::new(channel.clone()),
         load,
@@ -165,7 +160,8 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
     });
     let link: Arc<dyn crate::worker::PoolLink> = Arc::new(Link(Arc::downgrade(core)));
     slot.backend.attach(link.clone(), Arc::downgrade(&slot));
-    if let (Some(after), Mode::Thread) = (core.stuck_after, &core.mode) {
+    let watched = core.stuck_after.filter(|_| !core.kind.stuck_is_timeout());
+    if let Some(after) = watched {
         let (core, slot) = (Arc::downgrade(core), Arc::downgrade(&slot));
         let lost = move || {
             if let (Some(core), Some(slot)) = (core.upgrade(), slot.upgrade()) {

@@ -30,6 +30,7 @@ impl<R: TaskOutput> Task<R> {
                             key: self.key,
                             timeout: self.timeout,
                             permit: None,
+                            pinned: false,
                         })
                     },
                 ),
@@ -71,6 +72,11 @@ pub(crate) trait ErasedTask: Send {
     /// Refuses the task: resolves its value with `error` and fires no event (it was never
     /// accepted).
     fn reject(self: Box<Self>, error: TaskError);
+    /// Marks the task as bound to the worker it was queued on (fired at its channel, or keyed): a
+    /// retiring worker keeps it instead of handing it back.
+    fn pin(&mut self);
+    /// Whether [`pin`](ErasedTask::pin) was called.
+    fn pinned(&self) -> bool;
     /// Keeps a bounded pool's queue permit until the task is settled.
     fn hold(&mut self, permit: tokio::sync::OwnedSemaphorePermit);
     /// Settles the task with an error without running it.
@@ -93,6 +99,9 @@ struct Extra<R> {
     timeout: Option<Duration>,
     /// A bounded pool's permit: room frees when the task is settled.
     permit: Option<Permit>,
+    /// Bound to the worker it was queued on (process workers; thread workers keep a queue of
+    /// their own for these).
+    pinned: bool,
 }
 
 impl<R> Extra<R> {
@@ -102,6 +111,7 @@ impl<R> Extra<R> {
             key: None,
             timeout: None,
             permit: None,
+            pinned: false,
         })
     }
 }
@@ -207,6 +217,14 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
     fn reject(self: Box<Self>, error: TaskError) {
         release(self.permit());
         self.promise.complete(Err(error));
+    }
+
+    fn pin(&mut self) {
+        self.extra.get_or_insert_with(Extra::empty).pinned = true;
+    }
+
+    fn pinned(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.pinned)
     }
 
     fn hold(&mut self, permit: tokio::sync::OwnedSemaphorePermit) {

@@ -39,8 +39,9 @@ pub(crate) trait Backend: Send + Sync {
     /// Resolves once the backend has settled every task it was given and stopped (after an abort,
     /// once everything is settled: an aborted thread may still finish a closure, detached).
     fn finished(&self) -> Value<(), TaskError>;
-    /// Leaves the pool: hands back every task still queued (to be moved to other workers) and
-    /// stops after the running task; tasks that reach it later come back through `submit`'s error.
+    /// Leaves the pool: hands back every unpinned task still queued (to be moved to other
+    /// workers), keeps the pinned ones, and stops after them; tasks that reach it later come back
+    /// through `submit`'s error. Every kind of worker does the same.
     fn retire(&self) -> Vec<Box<dyn ErasedTask>>;
     /// How many tasks it is running right now (0 or 1).
     fn running(&self) -> usize;
@@ -49,15 +50,42 @@ pub(crate) trait Backend: Send + Sync {
     fn attach(&self, _link: Arc<dyn PoolLink>, _slot: Weak<WorkerSlot>) {}
 }
 
+/// A kind of worker (threads, child processes; next remote hosts and async tasks), chosen once
+/// when the pool is built. The pool starts, feeds and stops every kind the same way; what differs
+/// is here, so a new kind is a new implementation, not a branch in the pool.
+pub(crate) trait Kind: Send + Sync + std::fmt::Debug {
+    /// Why a pool of this kind cannot start here, if it cannot.
+    fn refuse_start(&self) -> Option<StartRefused>;
+    /// Starts one worker's backend; `fin` settles its tasks, `load` counts them.
+    fn spawn(
+        &self,
+        fin: Arc<Finisher>,
+        load: Arc<AtomicUsize>,
+    ) -> std::io::Result<Box<dyn Backend>>;
+    /// Refuses a task this kind cannot run (process workers run only jobs).
+    fn check(&self, task: &dyn ErasedTask) -> Result<(), TaskError>;
+    /// How many bytes of job inputs one task may carry (a frame's budget), if bounded.
+    fn payload_budget(&self, job_name: &str) -> Option<usize>;
+    /// Whether the pool's `stuck_after` is a timeout that ends the task's worker (processes), rather
+    /// than a watch that replaces a worker whose thread cannot be stopped (threads).
+    fn stuck_is_timeout(&self) -> bool;
+}
+
+/// Why a kind of worker cannot start in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StartRefused {
+    /// Not built for this platform or without its feature.
+    Unsupported,
+    /// This is a worker process whose `main` did not call `circuits::init` first.
+    NotInitialized,
+}
+
 /// The one way a worker talks to its pool, upward (the pool implements it; a worker holds it
 /// without keeping the pool alive).
 pub(crate) trait PoolLink: Send + Sync {
     /// Admits a task sent to this worker's actor (`Addr<Worker>`), as every entry point of the pool
     /// does; a pool that is gone refuses it.
     fn admit(&self, task: Box<dyn ErasedTask>, to: &Arc<WorkerSlot>);
-    /// Places an accepted task on another worker (a leaving worker's queue); fails it through
-    /// `fallback` when no worker is left.
-    fn resubmit(&self, task: Box<dyn ErasedTask>, fallback: &Finisher);
     /// The worker's child was replaced: the pool gives the worker a fresh channel and returns its
     /// finisher (`None` once the pool is stopped).
     fn restarted(&self, slot: &Arc<WorkerSlot>, reason: String) -> Option<Arc<Finisher>>;

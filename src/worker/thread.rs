@@ -287,3 +287,41 @@ impl Drop for ThreadWorker {
             .retain(|s| s.id != self.id);
     }
 }
+
+/// Thread workers: each one a dedicated OS thread; the pool's workers steal from each other.
+#[derive(Default)]
+pub(crate) struct ThreadKind {
+    siblings: Siblings,
+}
+
+impl std::fmt::Debug for ThreadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Thread")
+    }
+}
+
+impl super::Kind for ThreadKind {
+    fn refuse_start(&self) -> Option<super::StartRefused> {
+        None
+    }
+    fn spawn(
+        &self,
+        fin: Arc<Finisher>,
+        load: Arc<AtomicUsize>,
+    ) -> std::io::Result<Box<dyn Backend>> {
+        Ok(Box::new(ThreadWorker::spawn(
+            fin,
+            load,
+            self.siblings.clone(),
+        )?))
+    }
+    fn check(&self, _: &dyn ErasedTask) -> Result<(), TaskError> {
+        Ok(())
+    }
+    fn payload_budget(&self, _: &str) -> Option<usize> {
+        None
+    }
+    fn stuck_is_timeout(&self) -> bool {
+        false
+    }
+}

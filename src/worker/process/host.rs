@@ -86,7 +86,14 @@ impl ProcessWorker {
 }
 
 impl Backend for ProcessWorker {
-    fn submit(&self, task: Box<dyn ErasedTask>, _pinned: bool) -> Result<(), Box<dyn ErasedTask>> {
+    fn submit(
+        &self,
+        mut task: Box<dyn ErasedTask>,
+        pinned: bool,
+    ) -> Result<(), Box<dyn ErasedTask>> {
+        if pinned {
+            task.pin(); // it stays on this worker if the worker retires
+        }
         self.tx.send(Msg::Run(task)).map_err(|e| match e.0 {
             Msg::Run(t) => t,
             // Only Run is sent here, so only Run comes back.
@@ -110,9 +117,13 @@ impl Backend for ProcessWorker {
 
     fn retire(&self) -> Vec<Box<dyn ErasedTask>> {
         self.leaving.store(true, Ordering::SeqCst);
-        // The host holds the queue; it hands it back to the pool itself.
-        let _ = self.tx.send(Msg::Retire);
-        Vec::new()
+        // The host holds the queue: it answers with the tasks to move (at once, unless it is
+        // ending a child within its kill grace).
+        let (reply, moved) = crossbeam_channel::bounded(1);
+        if self.tx.send(Msg::Retire(reply)).is_err() {
+            return Vec::new();
+        }
+        moved.recv().unwrap_or_default()
     }
 
     fn running(&self) -> usize {
@@ -273,15 +284,18 @@ impl Host {
                 }
             }
             Msg::Answered => {}
-            Msg::Retire => {
-                let fin = self.fin();
+            Msg::Retire(reply) => {
+                // Unpinned tasks not yet sent go back to the pool (which moves them to the other
+                // workers); pinned ones run here before the stop, as on a thread worker.
+                let mut moved = Vec::new();
                 for task in std::mem::take(&mut self.pending) {
-                    self.shared.load.fetch_sub(1, Ordering::Relaxed);
-                    match &self.link {
-                        Some(link) => link.resubmit(task, &fin),
-                        None => task.fail(TaskError::Cancelled, &fin),
+                    if task.pinned() {
+                        self.pending.push_back(task);
+                    } else {
+                        moved.push(task);
                     }
                 }
+                let _ = reply.send(moved);
                 self.handle(Msg::Stop(Shutdown::Drain));
             }
         }

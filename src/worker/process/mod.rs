@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use super::Backend;
-use crate::task::Finisher;
+use crate::task::{ErasedTask, Finisher, TaskError};
 
 pub(crate) mod config;
 #[cfg(all(feature = "process", target_os = "linux"))]
@@ -36,22 +36,58 @@ pub use config::ProcessConfig;
 /// Whether this build can run process workers.
 pub(crate) const SUPPORTED: bool = cfg!(all(feature = "process", target_os = "linux"));
 
-/// Starts a process worker: its host thread, which starts the child.
-pub(crate) fn spawn(
-    cfg: ProcessConfig,
-    fin: Arc<Finisher>,
-    load: Arc<AtomicUsize>,
-) -> std::io::Result<Box<dyn Backend>> {
-    #[cfg(all(feature = "process", target_os = "linux"))]
-    {
-        Ok(Box::new(host::ProcessWorker::spawn(cfg, fin, load)?))
+/// Process workers: each one a child process of this binary, running [`Job`](crate::Job)s.
+#[derive(Debug)]
+pub(crate) struct ProcessKind(pub(crate) ProcessConfig);
+
+impl super::Kind for ProcessKind {
+    fn refuse_start(&self) -> Option<super::StartRefused> {
+        if !SUPPORTED {
+            return Some(super::StartRefused::Unsupported);
+        }
+        // A worker process that got past `init` would start workers of its own, and so on.
+        std::env::var_os(super::child::WORKER_ENV)
+            .is_some()
+            .then_some(super::StartRefused::NotInitialized)
     }
-    #[cfg(not(all(feature = "process", target_os = "linux")))]
-    {
-        let _ = (cfg, fin, load);
-        Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "process mode needs Linux and the `process` feature",
-        ))
+
+    fn spawn(
+        &self,
+        fin: Arc<Finisher>,
+        load: Arc<AtomicUsize>,
+    ) -> std::io::Result<Box<dyn Backend>> {
+        #[cfg(all(feature = "process", target_os = "linux"))]
+        {
+            Ok(Box::new(host::ProcessWorker::spawn(
+                self.0.clone(),
+                fin,
+                load,
+            )?))
+        }
+        #[cfg(not(all(feature = "process", target_os = "linux")))]
+        {
+            let _ = (fin, load);
+            Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "process mode needs Linux and the `process` feature",
+            ))
+        }
+    }
+
+    fn check(&self, task: &dyn ErasedTask) -> Result<(), TaskError> {
+        match task.job() {
+            Some(_) => Ok(()),
+            None => Err(TaskError::ClosureInProcessPool),
+        }
+    }
+
+    fn payload_budget(&self, job_name: &str) -> Option<usize> {
+        // A chunk frame's bytes besides its inputs: tag, id, the job's name and the count
+        // (postcard varints, generously rounded up).
+        Some(self.0.max_frame_bytes().saturating_sub(32 + job_name.len()))
+    }
+
+    fn stuck_is_timeout(&self) -> bool {
+        true
     }
 }

@@ -23,7 +23,7 @@ pub(super) enum Msg {
     /// The reader settled answers; there may be room to send more, or a stop to finish.
     Answered,
     /// The worker leaves the pool: queued tasks go back to the pool, in-flight ones finish.
-    Retire,
+    Retire(Sender<Vec<Box<dyn ErasedTask>>>),
 }
 
 pub(super) struct InFlight {
