@@ -30,7 +30,7 @@
 //!
 //! Every public type is re-exported at the crate root, and the common ones in [`prelude`]. The
 //! modules explain each part at length, with examples: [`bus`], [`channel`], [`event`], [`tree`],
-//! [`value`], [`task`], [`job`], [`pool`] (with [`balance`]), [`wire`], and with the `actix-web`
+//! [`value`], [`task`], [`job`], [`pool`] (with [`balance`]), and with the `actix-web`
 //! feature, `web`.
 //!
 //! Further reading, in the `docs/` directory of the crate's source: `docs/guide.md`, a tutorial from
@@ -66,7 +66,7 @@ pub mod value;
 #[cfg(feature = "actix-web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
 pub mod web;
-pub mod wire;
+mod wire;
 mod worker;
 
 pub use bus::{Bus, BusError, Dispatch, Subscribe, SubscriptionId, Target};
@@ -87,6 +87,9 @@ pub use tree::{
     Component, ComponentId, ComponentInfo, Registered, Started, Stop, Stopped, Unregistered,
 };
 pub use value::{Value, WaitError};
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use wire::fuzzing;
 pub use wire::WireError;
 pub use worker::child::{init, WORKER_ENV};
 pub use worker::process::ProcessConfig;

@@ -5,15 +5,15 @@
 
 #![no_main]
 
-use circuits::wire;
+use circuits::fuzzing;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = wire::decode(data);
-    let _ = wire::check_hello(data);
+    let _ = fuzzing::decode(data);
+    let _ = fuzzing::check_hello(data);
     let mut stream = data;
-    while let Ok(body) = wire::read_frame(&mut stream, 4096) {
+    while let Some(body) = fuzzing::read_frame(&mut stream, 4096) {
         assert!(body.len() <= 4096);
-        let _ = wire::decode(&body);
+        let _ = fuzzing::decode(&body);
     }
 });

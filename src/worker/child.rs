@@ -9,10 +9,9 @@
 #[cfg(all(feature = "process", target_os = "linux"))]
 use {
     crate::task::TaskError,
-    crate::wire::{Fault, Frame, FrameIn, PROTOCOL_VERSION},
+    crate::wire::{Fault, Frame, FrameSink, FrameSource, Payload, PipeSink, PipeSource},
     serde_bytes::ByteBuf,
     std::fs::File,
-    std::io::{BufReader, BufWriter, Write},
 };
 
 use crate::job::Jobs;
@@ -120,16 +119,28 @@ fn serve(
 ) -> Result<(), wire::WireError> {
     die_with_parent(parent)?;
     let (input, output) = take_protocol_fds()?;
-    let mut input = BufReader::with_capacity(64 << 10, input);
-    let mut output = BufWriter::with_capacity(64 << 10, output);
+    serve_on(
+        jobs,
+        &mut PipeSource::new(input, max_frame),
+        &mut PipeSink::new(output, max_frame),
+        max_frame,
+    )
+}
 
+/// The job loop over any carrier: handshake, then each `Run`/`RunBatch` answered with a `Done`,
+/// in order, each answer flushed before the next job starts.
+#[cfg(all(feature = "process", target_os = "linux"))]
+fn serve_on(
+    jobs: &Jobs,
+    input: &mut impl FrameSource,
+    output: &mut impl FrameSink,
+    max_frame: usize,
+) -> Result<(), wire::WireError> {
     // Handshake: the parent speaks first.
-    wire::check_hello(&wire::read_frame(&mut input, max_frame)?)?;
-    let hello = Frame::Hello {
-        version: PROTOCOL_VERSION,
-        jobs: jobs.names().into_iter().map(String::from).collect(),
-    };
-    wire::write_frame(&mut output, &wire::encode(&hello)?, max_frame)?;
+    wire::check_hello(&input.recv()?.ack())?;
+    output.send(&wire::hello(
+        jobs.names().into_iter().map(String::from).collect(),
+    )?)?;
     output.flush()?;
 
     let fault = |e: TaskError| match e {
@@ -139,17 +150,20 @@ fn serve(
     };
     loop {
         // The end of input is the pool closing it after its last answer (or the parent dying).
-        let body = match wire::read_frame(&mut input, max_frame) {
-            Ok(b) => b,
+        let body = match input.recv() {
+            Ok(delivery) => delivery.ack(),
             Err(wire::WireError::Closed) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let (id, job, result) = match wire::decode_borrowed(&body)? {
-            FrameIn::Run { id, job, input } => (id, job, jobs.run(job, input).map_err(fault)),
-            FrameIn::RunBatch { id, job, inputs } => {
+        let (id, job, result) = match wire::decode(&body)? {
+            Frame::Run { id, job, input } => {
+                let result = jobs.run(&job, &input.0).map_err(fault);
+                (id, job, result)
+            }
+            Frame::RunBatch { id, job, inputs } => {
                 let answers: wire::BatchAnswers = inputs
                     .iter()
-                    .map(|input| jobs.run(job, input).map_err(fault).map(ByteBuf::from))
+                    .map(|input| jobs.run(&job, &input.0).map_err(fault).map(ByteBuf::from))
                     .collect();
                 let result = wire::encode_value(&answers)
                     .map_err(|e| Fault::Wire(format!("a chunk's answers do not encode: {e}")));
@@ -158,22 +172,24 @@ fn serve(
             other => {
                 return Err(wire::WireError::Unexpected(format!(
                     "{} frame sent to a worker",
-                    match other {
-                        FrameIn::Hello { .. } => "Hello",
-                        _ => "Done",
-                    }
+                    other.name()
                 )))
             }
         };
-        let mut answer = wire::encode_done(id, result.as_deref())?;
+        let done = |result: Result<&[u8], Fault>| {
+            let size = result.as_ref().map_or(0, |b| b.len());
+            let result = result.map(Payload::borrowed);
+            wire::encode(&Frame::Done { id, result }, size)
+        };
+        let mut answer = done(result.as_deref().map_err(Clone::clone))?;
         if answer.len() > max_frame {
             let fault = Fault::Wire(format!(
                 "the output of job {job:?} is {} bytes, over the frame limit of {max_frame}",
                 answer.len()
             ));
-            answer = wire::encode_done(id, Err(&fault))?;
+            answer = done(Err(fault))?;
         }
-        wire::write_frame(&mut output, &answer, max_frame)?;
+        output.send(&answer)?;
         // Each answer is on the pipe before the next job starts, so if this process dies the parent
         // knows exactly which job was running: the first one it has no answer for.
         output.flush()?;

@@ -1,8 +1,8 @@
 //! The host thread of one process worker: it owns the worker's queue and its child, pipelines
 //! jobs to it, and replaces it when it dies, through the restart policy.
 
+use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
-use std::io::{BufWriter, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +18,7 @@ use super::shared::{InFlight, Msg, Shared, State};
 use crate::task::Inputs;
 use crate::task::{ErasedTask, Finisher, StartStage, TaskError};
 use crate::value::{promise, Value};
-use crate::wire::{self, Frame, WireError, PROTOCOL_VERSION};
+use crate::wire::{self, Frame, FrameSink, Payload, PipeSink, PipeSource, WireError};
 use crate::worker::child::{MAX_FRAME_ENV, PARENT_ENV, WORKER_ENV};
 use crate::worker::{Backend, PoolLink, Shutdown, WorkerSlot};
 
@@ -144,7 +144,7 @@ impl Drop for ProcessWorker {
 /// A live child and the write end of its input.
 struct Conn {
     child: Child,
-    input: BufWriter<ChildStdin>,
+    input: PipeSink<ChildStdin>,
     /// Job names it serves; `None` until its handshake arrived.
     jobs: Option<HashSet<String>>,
     started: Instant,
@@ -342,12 +342,25 @@ impl Host {
                 }
                 Some(job) => match &job.inputs {
                     Err(e) => Err(TaskError::Wire(e.clone())),
-                    Ok(Inputs::One(input)) => wire::encode_run(self.next_run, job.name, input)
-                        .map_err(|e| TaskError::Wire(e.to_string())),
-                    Ok(Inputs::Batch(inputs)) => {
-                        wire::encode_run_batch(self.next_run, job.name, inputs)
-                            .map_err(|e| TaskError::Wire(e.to_string()))
-                    }
+                    // Framed from the task's own buffers: the input is copied once, into the frame.
+                    Ok(Inputs::One(input)) => wire::encode(
+                        &Frame::Run {
+                            id: self.next_run,
+                            job: Cow::Borrowed(job.name),
+                            input: Payload::borrowed(input),
+                        },
+                        input.len(),
+                    )
+                    .map_err(|e| TaskError::Wire(e.to_string())),
+                    Ok(Inputs::Batch(inputs)) => wire::encode(
+                        &Frame::RunBatch {
+                            id: self.next_run,
+                            job: Cow::Borrowed(job.name),
+                            inputs: inputs.iter().map(|i| Payload::borrowed(i)).collect(),
+                        },
+                        inputs.iter().map(|i| i.len() + 5).sum(),
+                    )
+                    .map_err(|e| TaskError::Wire(e.to_string())),
                 },
             }
             .and_then(|body| {
@@ -388,13 +401,13 @@ impl Host {
         }
         let mut written = Ok(());
         for body in &frames {
-            written = wire::write_frame(&mut conn.input, body, self.cfg.max_frame);
+            written = conn.input.send(body);
             if written.is_err() {
                 break;
             }
         }
         if written.is_ok() {
-            written = conn.input.flush().map_err(WireError::from);
+            written = conn.input.flush();
         }
         if written.is_err() {
             // The pipe broke: the child is gone. Its reader still holds the answers it wrote before
@@ -438,23 +451,18 @@ impl Host {
             reap(&mut child, Duration::ZERO);
             return Err(std::io::Error::other("the child's pipes were not set up"));
         };
-        let mut input = BufWriter::with_capacity(64 << 10, stdin);
-        let hello = Frame::Hello {
-            version: PROTOCOL_VERSION,
-            jobs: Vec::new(),
-        };
-        let sent = wire::encode(&hello)
-            .and_then(|b| wire::write_frame(&mut input, &b, self.cfg.max_frame))
-            .and_then(|()| input.flush().map_err(WireError::from));
+        let mut input = PipeSink::new(stdin, self.cfg.max_frame);
+        let sent = wire::hello(Vec::new())
+            .and_then(|b| input.send(&b))
+            .and_then(|()| input.flush());
         // A child that already died (a broken pipe) failed its handshake, not its spawn: its
         // reader sees the end of its output and says how it ended.
         let broken = sent.is_err();
         let shared = self.shared.clone();
-        let max_frame = self.cfg.max_frame;
-        let output = Output::new(stdout, child.id());
+        let output = PipeSource::new(Output::new(stdout, child.id()), self.cfg.max_frame);
         let spawned = std::thread::Builder::new()
             .name("circuits-process-reader".into())
-            .spawn(move || read_child(shared, generation, output, max_frame));
+            .spawn(move || read_child(shared, generation, output));
         if let Err(e) = spawned {
             reap(&mut child, Duration::ZERO);
             return Err(e);

@@ -1,14 +1,13 @@
 //! The reader thread of one child: its answers are settled right here, its handshake and its end
 //! go to the host.
 
-use std::io::BufReader;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::process::ChildStdout;
 use std::sync::Arc;
 
 use super::shared::{Msg, Shared};
 use crate::task::TaskError;
-use crate::wire::{self, FrameIn, WireError};
+use crate::wire::{self, Frame, FrameSource, WireError};
 
 /// A child's output pipe, read until it ends or the child itself has exited: a process that the
 /// child forked (and that still holds the pipe) cannot hide the child's death. Answers the child
@@ -69,14 +68,14 @@ impl std::io::Read for Output {
     }
 }
 
-/// Reads child generation `generation`'s frames: the handshake goes to the host, answers are
-/// settled right here (one thread hop fewer on every task), the end goes to the host.
-pub(super) fn read_child(shared: Arc<Shared>, generation: u64, stdout: Output, max_frame: usize) {
-    let mut out = BufReader::with_capacity(64 << 10, stdout);
+/// Reads child generation `generation`'s frames from its carrier: the handshake goes to the host,
+/// answers are settled right here (one thread hop fewer on every task), the end goes to the host.
+pub(super) fn read_child(shared: Arc<Shared>, generation: u64, mut source: impl FrameSource) {
     let mut first = true;
     loop {
-        let body = match wire::read_frame(&mut out, max_frame) {
-            Ok(body) => body,
+        let body = match source.recv() {
+            // Acknowledged once read: a child's answer is settled exactly once, right below.
+            Ok(delivery) => delivery.ack(),
             Err(e) => {
                 let _ = shared.host.send(Msg::Gone(generation, e));
                 return;
@@ -87,10 +86,15 @@ pub(super) fn read_child(shared: Arc<Shared>, generation: u64, stdout: Output, m
             let _ = shared.host.send(Msg::Hello(generation, body));
             continue;
         }
-        let settled = match wire::decode_borrowed(&body) {
-            Ok(FrameIn::Done { id, result }) => {
-                shared.answer(generation, id, result.map_err(TaskError::from))
-            }
+        let settled = match wire::decode(&body) {
+            Ok(Frame::Done { id, result }) => shared.answer(
+                generation,
+                id,
+                result
+                    .as_ref()
+                    .map(|p| &p.0[..])
+                    .map_err(|f| TaskError::from(f.clone())),
+            ),
             Ok(_) => {
                 let what = "a frame other than Done from a worker".to_string();
                 let _ = shared

@@ -1,0 +1,142 @@
+//! The frames of the protocol, in one type: [`Frame`] borrows its names and payloads where it can,
+//! so the same type encodes from borrowed data (no copy of a job's input to frame it) and decodes
+//! into views of the received buffer (no copy of an answer to read it).
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::WireError;
+
+/// The protocol version both sides must speak.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// Why a job did not produce an output, as the child reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Fault {
+    /// The job panicked (and unwound); the message is the payload.
+    Panicked(String),
+    /// The child does not know the job's name.
+    UnknownJob(String),
+    /// The input did not decode or the output did not encode.
+    Wire(String),
+}
+
+/// Bytes that travel as one block (not as a sequence of numbers), borrowed when they can be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Payload<'a>(#[serde(borrow, with = "serde_bytes")] pub(crate) Cow<'a, [u8]>);
+
+impl<'a> Payload<'a> {
+    pub(crate) fn borrowed(bytes: &'a [u8]) -> Self {
+        Payload(Cow::Borrowed(bytes))
+    }
+}
+
+/// One message of the protocol. A connection opens with `Hello` both ways (the parent's lists no
+/// jobs; the child's lists the jobs it serves); then the parent sends `Run` or `RunBatch` and the
+/// child answers each, in order, with `Done`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Frame<'a> {
+    /// The handshake: the sender's protocol version and the job names it serves.
+    Hello { version: u32, jobs: Vec<String> },
+    /// Run one job: the parent's id for the run (the answer carries it back), the job's
+    /// registered name, its encoded input.
+    Run {
+        id: u64,
+        #[serde(borrow)]
+        job: Cow<'a, str>,
+        #[serde(borrow)]
+        input: Payload<'a>,
+    },
+    /// Run a chunk of jobs of one type, in order; the answer is one `Done` whose output encodes
+    /// each job's `Result<bytes, Fault>` ([`BatchAnswers`]), in order.
+    RunBatch {
+        id: u64,
+        #[serde(borrow)]
+        job: Cow<'a, str>,
+        #[serde(borrow)]
+        inputs: Vec<Payload<'a>>,
+    },
+    /// The answer to a `Run` or `RunBatch`: the encoded output, or why there is none.
+    Done {
+        id: u64,
+        #[serde(borrow)]
+        result: Result<Payload<'a>, Fault>,
+    },
+}
+
+impl Frame<'_> {
+    /// The frame's variant name, for error messages.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Frame::Hello { .. } => "Hello",
+            Frame::Run { .. } => "Run",
+            Frame::RunBatch { .. } => "RunBatch",
+            Frame::Done { .. } => "Done",
+        }
+    }
+}
+
+/// A chunk's answers, in order: what the output of a `RunBatch`'s `Done` decodes to.
+pub(crate) type BatchAnswers = Vec<Result<serde_bytes::ByteBuf, Fault>>;
+
+/// Encodes a frame's body (without the length prefix) into a buffer sized for `payload` bytes
+/// up front, so a large payload is not copied by repeated growth.
+///
+/// # Errors
+///
+/// [`WireError::Encode`] when the codec refuses the frame (every field of a [`Frame`] encodes,
+/// so in practice this does not happen). The size limit is the transport's to check.
+pub(crate) fn encode(frame: &Frame<'_>, payload: usize) -> Result<Vec<u8>, WireError> {
+    postcard::to_extend(frame, Vec::with_capacity(payload + 64))
+        .map_err(|e| WireError::Encode(e.to_string()))
+}
+
+/// Encodes any serde value with the wire's codec (a chunk's answers, inside a `Done`).
+pub(crate) fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
+    postcard::to_allocvec(value).map_err(|e| WireError::Encode(e.to_string()))
+}
+
+/// Decodes a frame's body, borrowing its payloads from `bytes`; arbitrary bytes give an error,
+/// never a panic.
+///
+/// # Errors
+///
+/// [`WireError::Decode`] when `bytes` do not decode as a [`Frame`] (an unknown variant, a body
+/// cut short, a name that is not UTF-8...).
+pub(crate) fn decode(bytes: &[u8]) -> Result<Frame<'_>, WireError> {
+    postcard::from_bytes(bytes).map_err(|e| WireError::Decode(e.to_string()))
+}
+
+/// The `Hello` this side sends: our version and the jobs we serve.
+pub(crate) fn hello(jobs: Vec<String>) -> Result<Vec<u8>, WireError> {
+    encode(
+        &Frame::Hello {
+            version: PROTOCOL_VERSION,
+            jobs,
+        },
+        0,
+    )
+}
+
+/// Checks the other side's `Hello`: the right frame, the right version. Returns the job names it
+/// lists.
+///
+/// # Errors
+///
+/// [`WireError::Decode`] when `body` is not a frame; [`WireError::VersionMismatch`] for a
+/// `Hello` of another [`PROTOCOL_VERSION`]; [`WireError::Unexpected`] for any other frame.
+pub(crate) fn check_hello(body: &[u8]) -> Result<Vec<String>, WireError> {
+    match decode(body)? {
+        Frame::Hello { version, jobs } if version == PROTOCOL_VERSION => Ok(jobs),
+        Frame::Hello { version, .. } => Err(WireError::VersionMismatch {
+            ours: PROTOCOL_VERSION,
+            theirs: version,
+        }),
+        other => Err(WireError::Unexpected(format!(
+            "expected Hello, got {}",
+            other.name()
+        ))),
+    }
+}

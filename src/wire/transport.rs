@@ -1,0 +1,195 @@
+//! How frames travel: a [`FrameSink`] sends whole frame bodies, a [`FrameSource`] delivers them,
+//! each as a [`Delivery`] that says how many times the carrier has delivered it and can be
+//! acknowledged. Between a pool and its child processes the carrier is a pipe (length-prefixed
+//! frames, [`PipeSink`] and [`PipeSource`]: every delivery is a first one, and acknowledging is a
+//! no-op); a message broker is another carrier behind the same two traits, where an
+//! acknowledgement removes the message, a negative one asks for a redelivery and "in progress"
+//! holds off the broker's redelivery timer.
+
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::time::Duration;
+
+use super::error::WireError;
+
+/// What a carrier does with a delivered frame once its receiver has dealt with it. A broker's
+/// implementation hands the request to its client without blocking the caller. The pipe has
+/// nothing to acknowledge; `nak` and `in_progress` are for carriers that redeliver.
+#[allow(dead_code)] // the first carrier that redelivers (a broker) implements and calls them
+pub(crate) trait Acknowledge: Send {
+    /// Done with it: the carrier may forget the frame.
+    fn ack(self: Box<Self>);
+    /// Not done: deliver it again, after `delay` if given.
+    fn nak(self: Box<Self>, delay: Option<Duration>);
+    /// Still working on it: hold off the redelivery.
+    fn in_progress(&self);
+}
+
+/// One frame as a carrier delivered it.
+pub(crate) struct Delivery {
+    /// The frame's body.
+    pub(crate) body: Vec<u8>,
+    /// How many times the carrier has delivered this frame (1 the first time).
+    pub(crate) attempt: u32,
+    acknowledge: Option<Box<dyn Acknowledge>>,
+}
+
+impl Delivery {
+    /// A frame delivered once, by a carrier with nothing to acknowledge (a pipe).
+    pub(crate) fn once(body: Vec<u8>) -> Self {
+        Delivery {
+            body,
+            attempt: 1,
+            acknowledge: None,
+        }
+    }
+
+    /// A frame delivered `attempt` times, acknowledged through `acknowledge`.
+    #[allow(dead_code)] // the first carrier that redelivers (a broker) uses it
+    pub(crate) fn acknowledged(
+        body: Vec<u8>,
+        attempt: u32,
+        acknowledge: Box<dyn Acknowledge>,
+    ) -> Self {
+        Delivery {
+            body,
+            attempt,
+            acknowledge: Some(acknowledge),
+        }
+    }
+
+    /// Acknowledges the frame and keeps its body.
+    pub(crate) fn ack(mut self) -> Vec<u8> {
+        if let Some(a) = self.acknowledge.take() {
+            a.ack();
+        }
+        self.body
+    }
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("bytes", &self.body.len())
+            .field("attempt", &self.attempt)
+            .finish()
+    }
+}
+
+/// Sends whole frame bodies, buffered until [`flush`](FrameSink::flush).
+pub(crate) trait FrameSink: Send {
+    /// Queues one frame body.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::FrameTooLarge`] when the body is over the carrier's limit (nothing is
+    /// queued); [`WireError::Io`] when the carrier fails.
+    fn send(&mut self, body: &[u8]) -> Result<(), WireError>;
+    /// Makes everything sent so far visible to the other side.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::Io`] when the carrier fails.
+    fn flush(&mut self) -> Result<(), WireError>;
+}
+
+/// Delivers whole frame bodies, in order.
+pub(crate) trait FrameSource: Send {
+    /// The next frame.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::Closed`] at a clean end (between frames); [`WireError::Truncated`] when the
+    /// stream ends inside a frame; [`WireError::FrameTooLarge`] when a frame announces more than
+    /// the limit (its body is not read); [`WireError::Io`] when the carrier fails.
+    fn recv(&mut self) -> Result<Delivery, WireError>;
+}
+
+/// Length-prefixed frames written to a byte stream (a pipe), none over `max_frame` bytes.
+pub(crate) struct PipeSink<W: Write> {
+    pub(super) out: BufWriter<W>,
+    max_frame: usize,
+}
+
+impl<W: Write> PipeSink<W> {
+    pub(crate) fn new(out: W, max_frame: usize) -> Self {
+        PipeSink {
+            out: BufWriter::with_capacity(64 << 10, out),
+            max_frame,
+        }
+    }
+}
+
+impl<W: Write + Send> FrameSink for PipeSink<W> {
+    fn send(&mut self, body: &[u8]) -> Result<(), WireError> {
+        write_frame(&mut self.out, body, self.max_frame)
+    }
+
+    fn flush(&mut self) -> Result<(), WireError> {
+        self.out.flush().map_err(Into::into)
+    }
+}
+
+/// Length-prefixed frames read from a byte stream (a pipe), none over `max_frame` bytes.
+pub(crate) struct PipeSource<R: Read> {
+    input: BufReader<R>,
+    max_frame: usize,
+}
+
+impl<R: Read> PipeSource<R> {
+    pub(crate) fn new(input: R, max_frame: usize) -> Self {
+        PipeSource {
+            input: BufReader::with_capacity(64 << 10, input),
+            max_frame,
+        }
+    }
+}
+
+impl<R: Read + Send> FrameSource for PipeSource<R> {
+    fn recv(&mut self) -> Result<Delivery, WireError> {
+        read_frame(&mut self.input, self.max_frame).map(Delivery::once)
+    }
+}
+
+/// Reads one length-prefixed frame body from `r`, refusing bodies over `max_frame` before
+/// allocating them.
+pub(crate) fn read_frame(r: &mut impl Read, max_frame: usize) -> Result<Vec<u8>, WireError> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Err(WireError::Closed),
+            Ok(0) => return Err(WireError::Truncated),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let size = u32::from_le_bytes(len) as usize;
+    if size > max_frame {
+        return Err(WireError::FrameTooLarge {
+            size,
+            limit: max_frame,
+        });
+    }
+    let mut body = vec![0u8; size];
+    r.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// Writes one length-prefixed frame body to `w`, refusing bodies over `max_frame` (nothing is
+/// written then).
+pub(crate) fn write_frame(
+    w: &mut impl Write,
+    body: &[u8],
+    max_frame: usize,
+) -> Result<(), WireError> {
+    if body.len() > max_frame || body.len() > u32::MAX as usize {
+        return Err(WireError::FrameTooLarge {
+            size: body.len(),
+            limit: max_frame,
+        });
+    }
+    w.write_all(&(body.len() as u32).to_le_bytes())?;
+    w.write_all(body)?;
+    Ok(())
+}
