@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::core::{PoolCore, PoolRoute, Settings};
+use super::core::{PoolCore, Settings};
 use super::error::PoolError;
 use super::handle::{Pool, PoolHandle};
-use super::resize::{add_worker, Resizer};
+use super::members::{add_worker, PoolRoute};
+use super::resize::Resizer;
 use crate::bus::Route;
 use crate::bus::{Bus, BusError};
 use crate::channel::Channel;

@@ -6,28 +6,15 @@
 //! crossed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, Weak};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use crate::bus::{Bus, Route, Target};
 use crate::channel::Channel;
 use crate::pool::balance::{Loads, Strategy};
 use crate::task::{ErasedTask, Finisher, TaskError, TaskId};
-use crate::tree::{Component, ComponentId};
-use crate::worker::{Kind, PoolLink, Shutdown, WorkerSlot};
-
-/// Fired on the pool's channel when a process worker's child died or was killed and a new child
-/// took its place under a fresh channel.
-#[derive(Debug, Clone, actix::Message)]
-#[rtype(result = "()")]
-pub struct WorkerRestarted {
-    /// The worker's old channel.
-    pub old: Channel,
-    /// Its new channel.
-    pub new: Channel,
-    /// Why the old child ended (exit code, signal, timeout, protocol violation).
-    pub reason: String,
-}
+use crate::tree::ComponentId;
+use crate::worker::{Kind, Shutdown, WorkerSlot};
 
 const RUNNING: u8 = 0;
 const STOPPING: u8 = 1;
@@ -146,6 +133,11 @@ impl PoolCore {
 
     pub(crate) fn is_stopped(&self) -> bool {
         self.state.load(Ordering::SeqCst) != RUNNING
+    }
+
+    /// Whether the pool has finished stopping (nothing of it runs any more).
+    pub(crate) fn is_ended(&self) -> bool {
+        self.state.load(Ordering::SeqCst) == STOPPED
     }
 
     /// Tasks accepted so far (ids are handed out in order from 1).
@@ -308,78 +300,12 @@ impl PoolCore {
         }
     }
 
-    /// Puts a worker into the tree (as the pool's child, stoppable through its actor) and routes
-    /// its channel to it.
-    pub(crate) fn register_worker(
-        self: &Arc<Self>,
-        slot: &Arc<WorkerSlot>,
-        channel: &Channel,
-    ) -> Result<ComponentId, crate::bus::BusError> {
-        let mut component = Component::new("worker").channel(channel.clone());
-        if let Some(parent) = self.component.get() {
-            component = component.parent(*parent);
-        }
-        if let Some(stopper) = slot.stopper.get() {
-            component = component.stopper(stopper.clone());
-        }
-        let id = self.bus.register(component)?;
-        *slot.component.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
-        let route: Arc<dyn Route> = Arc::new(WorkerRoute {
-            core: Arc::downgrade(self),
-            slot: Arc::downgrade(slot),
-        });
-        // A fresh UUID channel: nobody else routes it.
-        if self.bus.add_route(channel.clone(), route.clone()).is_ok() {
-            *slot.route.lock().unwrap_or_else(|p| p.into_inner()) = Some(route);
-        }
-        Ok(id)
-    }
-
-    /// Takes a worker's channel off the routes and its component out of the tree.
-    pub(crate) fn unregister_worker(&self, slot: &WorkerSlot, channel: &Channel) {
-        let route = slot.route.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(route) = route {
-            self.bus.remove_route(channel, &route);
-        }
-        let component = slot
-            .component
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(id) = component {
-            let _ = self.bus.unregister(id);
-        }
-    }
-
     /// Fires `event` on the pool's channel (from the bus's dispatch thread).
     pub(crate) fn announce<E: crate::Event>(&self, event: E) {
         let bus = self.bus.clone();
         let target = Target::from(&self.channel);
         self.bus
             .spawn(async move { bus.fire_plain(&target, event).await });
-    }
-
-    /// A process worker replaced its child: give the worker a fresh channel (route, component,
-    /// finisher) and fire [`WorkerRestarted`]. Returns the finisher for the new channel.
-    pub(crate) fn worker_restarted(
-        self: &Arc<Self>,
-        slot: &Arc<WorkerSlot>,
-        reason: String,
-    ) -> Option<Arc<Finisher>> {
-        if self.state.load(Ordering::SeqCst) == STOPPED {
-            return None;
-        }
-        let old = slot.channel();
-        let new = Channel::unique();
-        let fin = Arc::new(slot.fin().renamed(&new));
-        *slot.channel.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
-        *slot.fin.write().unwrap_or_else(|p| p.into_inner()) = fin.clone();
-        self.unregister_worker(slot, &old);
-        if let Ok(id) = self.register_worker(slot, &new) {
-            let _ = self.bus.mark_started(id);
-        }
-        self.announce(WorkerRestarted { old, new, reason });
-        Some(fin)
     }
 
     /// A receiver that turns `true` when the pool has stopped.
@@ -486,61 +412,5 @@ impl Drop for PoolCore {
             let _ = self.bus.unregister(*id);
         }
         self.stopped.send_replace(true);
-    }
-}
-
-/// The route for tasks fired at the pool's channel: balanced.
-pub(crate) struct PoolRoute(pub(crate) Weak<PoolCore>);
-
-/// What a task route takes from the bus: only tasks are fired at routed channels
-/// (`Task::dispatch`).
-fn as_task(work: Box<dyn std::any::Any + Send>) -> Option<Box<dyn ErasedTask>> {
-    let task = work.downcast::<Box<dyn ErasedTask>>().ok().map(|t| *t);
-    debug_assert!(
-        task.is_some(),
-        "a route was given something other than a task"
-    );
-    task
-}
-
-impl Route for PoolRoute {
-    fn submit(&self, work: Box<dyn std::any::Any + Send>) {
-        let Some(task) = as_task(work) else { return };
-        match self.0.upgrade() {
-            Some(core) => core.admit(task, None),
-            None => task.reject(TaskError::PoolStopped),
-        }
-    }
-}
-
-/// The route for tasks fired at one worker's channel: run there.
-pub(crate) struct WorkerRoute {
-    pub(crate) core: Weak<PoolCore>,
-    pub(crate) slot: Weak<WorkerSlot>,
-}
-
-impl Route for WorkerRoute {
-    fn submit(&self, work: Box<dyn std::any::Any + Send>) {
-        let Some(task) = as_task(work) else { return };
-        match (self.core.upgrade(), self.slot.upgrade()) {
-            (Some(core), Some(slot)) => core.admit(task, Some(&slot)),
-            _ => task.reject(TaskError::PoolStopped),
-        }
-    }
-}
-
-/// What a pool's workers hold to talk to it: the core, weakly (workers never keep a pool alive).
-pub(crate) struct Link(pub(crate) Weak<PoolCore>);
-
-impl PoolLink for Link {
-    fn admit(&self, task: Box<dyn ErasedTask>, to: &Arc<WorkerSlot>) {
-        match self.0.upgrade() {
-            Some(core) => core.admit(task, Some(to)),
-            None => task.reject(TaskError::PoolStopped),
-        }
-    }
-
-    fn restarted(&self, slot: &Arc<WorkerSlot>, reason: String) -> Option<Arc<Finisher>> {
-        self.0.upgrade()?.worker_restarted(slot, reason)
     }
 }

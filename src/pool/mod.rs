@@ -36,14 +36,16 @@ pub mod balance;
 pub(crate) mod builder;
 pub(crate) mod core;
 pub(crate) mod error;
+pub(crate) mod events;
 pub(crate) mod handle;
 pub(crate) mod map;
+pub(crate) mod members;
 pub(crate) mod resize;
 pub(crate) mod stats;
 
-pub use self::core::WorkerRestarted;
+pub use self::events::{WorkerRestarted, WorkerStarted, WorkerStopped};
 pub use self::map::MapStream;
-pub use self::resize::{Resizer, WorkerStarted, WorkerStopped};
+pub use self::resize::Resizer;
 pub use self::stats::{Latency, PoolStats};
 pub use builder::PoolBuilder;
 pub use error::PoolError;

@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use actix::Message;
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::core::PoolCore;
 use crate::task::{histogram, Counters};
 
 /// Task run-time percentiles (from when a worker starts a task to its answer).
@@ -48,6 +52,46 @@ pub struct PoolStats {
     pub running: u64,
     /// Run-time percentiles, when the pool tracks latency.
     pub latency: Option<Latency>,
+}
+
+impl PoolCore {
+    /// A snapshot of the pool.
+    pub(crate) fn stats(&self) -> PoolStats {
+        let workers = self.workers();
+        let loads: Vec<usize> = workers
+            .iter()
+            .map(|w| w.load.load(Ordering::Relaxed))
+            .collect();
+        let mut counters: Vec<Arc<crate::task::Counters>> =
+            workers.iter().map(|w| w.fin().counters.clone()).collect();
+        counters.extend(
+            self.retired
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned(),
+        );
+        let running: u64 = workers.iter().map(|w| w.backend.running() as u64).sum();
+        let done = counters
+            .iter()
+            .map(|c| c.done.load(Ordering::Relaxed))
+            .sum::<u64>();
+        let failed = counters
+            .iter()
+            .map(|c| c.failed.load(Ordering::Relaxed))
+            .sum::<u64>();
+        let load: u64 = loads.iter().map(|l| *l as u64).sum();
+        PoolStats {
+            workers: workers.len(),
+            loads,
+            pushed: self.pushed(),
+            done,
+            failed,
+            running: running.min(load),
+            queued: load.saturating_sub(running),
+            latency: latency(counters.iter().map(|c| &**c)),
+        }
+    }
 }
 
 /// Folds per-worker counters into percentiles.
