@@ -9,9 +9,11 @@
 //! child, which starts at once under a fresh channel. A per-task timeout kills the child (SIGTERM,
 //! then SIGKILL after a grace period): real cancellation.
 //!
-//! Files: [`config`] (settings, on every platform), `host` (the host thread: queue, pipeline,
-//! restarts), `shared` (what the host and the reader share), `reader` (a child's output, watched
-//! through its pidfd), `reap` (ending a child and its process group). Process mode needs Linux
+//! Files: [`config`] (settings, on every platform), `host` (the worker's backend, which starts the
+//! host thread), `state` (what the host holds), `serve` (the host's loop: queue and pipeline),
+//! `life` (a child's start, end and replacement, through the restart policy), `shared` (what the
+//! host and the reader share), `reader` (a child's output, watched through its pidfd), `reap`
+//! (ending a child and its process group). Process mode needs Linux
 //! and the `process` feature (on by default); elsewhere a process pool fails to start with
 //! [`PoolError::Unsupported`](crate::PoolError::Unsupported).
 
@@ -25,11 +27,17 @@ pub(crate) mod config;
 #[cfg(all(feature = "process", target_os = "linux"))]
 mod host;
 #[cfg(all(feature = "process", target_os = "linux"))]
+mod life;
+#[cfg(all(feature = "process", target_os = "linux"))]
 mod reader;
 #[cfg(all(feature = "process", target_os = "linux"))]
 mod reap;
 #[cfg(all(feature = "process", target_os = "linux"))]
+mod serve;
+#[cfg(all(feature = "process", target_os = "linux"))]
 mod shared;
+#[cfg(all(feature = "process", target_os = "linux"))]
+mod state;
 
 pub use config::ProcessConfig;
 

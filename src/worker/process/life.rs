@@ -1,0 +1,278 @@
+//! A child's life, seen from its host: start it (through the restart policy), notice its end,
+//! fail or keep the tasks it held, replace it under a fresh channel, and end it with its process
+//! group.
+
+use std::collections::VecDeque;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::reader::{read_child, Output};
+use super::reap::{describe, reap, signal_group};
+use super::shared::InFlight;
+use super::state::{Conn, Host};
+use crate::task::{StartStage, TaskError};
+use crate::wire::{self, FrameSink, PipeSink, PipeSource};
+use crate::worker::child::{MAX_FRAME_ENV, PARENT_ENV, WORKER_ENV};
+use crate::worker::Shutdown;
+
+impl Host {
+    /// Starts a child and its reader thread; the handshake completes later. A start the OS
+    /// refuses goes through the restart policy like any other failed start.
+    pub(super) fn connect(&mut self) {
+        self.retry_at = None;
+        let generation = {
+            let mut st = self.shared.lock();
+            st.generation += 1;
+            st.answered = false;
+            st.generation
+        };
+        match self.start_child(generation) {
+            Ok(conn) => self.conn = Some(conn),
+            Err(e) => self.start_failed(
+                StartStage::Spawn,
+                format!("could not start a worker process: {e}"),
+            ),
+        }
+    }
+
+    pub(super) fn start_child(&mut self, generation: u64) -> std::io::Result<Conn> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .env(WORKER_ENV, "1")
+            .env(MAX_FRAME_ENV, self.cfg.max_frame.to_string())
+            .env(PARENT_ENV, std::process::id().to_string())
+            // Its own process group, so that ending it ends whatever its jobs started.
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            reap(&mut child, Duration::ZERO);
+            return Err(std::io::Error::other("the child's pipes were not set up"));
+        };
+        let mut input = PipeSink::new(stdin, self.cfg.max_frame);
+        let sent = wire::hello(Vec::new())
+            .and_then(|b| input.send(&b))
+            .and_then(|()| input.flush());
+        // A child that already died (a broken pipe) failed its handshake, not its spawn: its
+        // reader sees the end of its output and says how it ended.
+        let broken = sent.is_err();
+        let shared = self.shared.clone();
+        let output = PipeSource::new(Output::new(stdout, child.id()), self.cfg.max_frame);
+        let spawned = std::thread::Builder::new()
+            .name("circuits-process-reader".into())
+            .spawn(move || read_child(shared, generation, output));
+        if let Err(e) = spawned {
+            reap(&mut child, Duration::ZERO);
+            return Err(e);
+        }
+        Ok(Conn {
+            child,
+            input,
+            jobs: None,
+            started: Instant::now(),
+            generation,
+            broken,
+        })
+    }
+
+    /// A start failed (the OS refused the child, or it ended before answering a job): wait the
+    /// back-off before the next one; past the limit of failures in a row, fail the tasks waiting.
+    pub(super) fn start_failed(&mut self, stage: StartStage, reason: String) {
+        self.failures += 1;
+        // Past the limit, only the slowest back-off: the worker keeps trying, slowly.
+        let wait = if self.failures >= self.cfg.max_start_failures {
+            self.cfg.backoff_max
+        } else {
+            self.cfg.backoff(self.failures)
+        };
+        self.retry_at = Some(Instant::now() + wait);
+        tracing::debug!(worker = %self.fin().worker(), failures = self.failures, ?wait, %stage, %reason, "worker process start failed");
+        self.last_failure = Some((stage, reason));
+        if self.failures >= self.cfg.max_start_failures {
+            self.fail_waiting();
+        }
+    }
+
+    /// Fails every task waiting for a child with the last start failure.
+    pub(super) fn fail_waiting(&mut self) {
+        let Some((stage, reason)) = self.last_failure.clone() else {
+            return;
+        };
+        let fin = self.fin();
+        let error = TaskError::WorkerStartFailed {
+            worker: fin.worker().to_string(),
+            stage,
+            reason,
+        };
+        for task in std::mem::take(&mut self.pending) {
+            self.shared.settle_fail(&fin, task, error.clone());
+        }
+    }
+
+    /// The running task's timeout passed (or the handshake's): fail the task at once, then kill the
+    /// child and start a replacement (the kill grace delays only the replacement).
+    pub(super) fn expire(&mut self) {
+        let Some(conn) = self.conn.as_ref() else {
+            // A failed start's back-off is over: try again, so the pool keeps its size.
+            if self.retry_at.is_some_and(|t| Instant::now() >= t) && self.stopping.is_none() {
+                self.connect();
+            }
+            return;
+        };
+        if conn.jobs.is_none() {
+            let limit = self.cfg.handshake_timeout;
+            return self.crashed(Some(format!("it sent no handshake within {limit:?}")));
+        }
+        let Some((run, limit)) = ({
+            let st = self.shared.lock();
+            st.inflight.front().and_then(|f| {
+                let limit = f.task.timeout()?;
+                (st.front_since.elapsed() >= limit).then_some((f.run, limit))
+            })
+        }) else {
+            return; // the task finished meanwhile, or another one is first now
+        };
+        // From here the child's answers are ignored: the task fails now, whatever it does.
+        let (fin, victim, rest) = self.take_inflight();
+        if let Some(v) = victim {
+            // Normally the task that timed out; if it answered in the instant before, the one
+            // that had just started is killed with the child.
+            let error = if v.run == run {
+                TaskError::TimedOut(limit)
+            } else {
+                TaskError::WorkerCrashed {
+                    worker: fin.worker().to_string(),
+                    reason: "killed because the task before it timed out as it finished"
+                        .to_string(),
+                }
+            };
+            self.shared.settle_fail(&fin, v.task, error);
+        }
+        self.terminate();
+        self.failures = 0;
+        self.replace(rest, "the running task timed out".to_string());
+    }
+
+    /// SIGTERM to the child's group, then SIGKILL after the grace period; reaps the child.
+    pub(super) fn terminate(&mut self) -> Option<ExitStatus> {
+        let mut conn = self.conn.take()?;
+        signal_group(&conn.child, libc::SIGTERM);
+        reap(&mut conn.child, self.cfg.kill_grace)
+    }
+
+    /// The child died, broke the protocol or failed its handshake: fail the task it was running,
+    /// keep the rest, and start a replacement (at once if the child had answered a job, after the
+    /// restart back-off if not).
+    pub(super) fn crashed(&mut self, protocol: Option<String>) {
+        let Some(conn) = self.conn.as_ref() else {
+            return;
+        };
+        let stage = if conn.jobs.is_none() {
+            Some(StartStage::Handshake)
+        } else if !self.shared.lock().answered {
+            Some(StartStage::FirstJob)
+        } else {
+            None
+        };
+        let status = match (self.conn.as_mut(), &protocol) {
+            (Some(conn), None) => {
+                // Its output ended, so it is exiting; give it a moment to be reaped, then make sure.
+                let status = reap(&mut conn.child, Duration::from_secs(2));
+                self.conn = None;
+                status
+            }
+            _ => self.terminate(),
+        };
+        let mut reason = match (protocol, status) {
+            (Some(p), _) => p,
+            (None, Some(s)) => describe(s),
+            (None, None) => "its pipe closed".to_string(),
+        };
+        if stage == Some(StartStage::Handshake) {
+            reason = format!(
+                "{reason} before its handshake; does this binary's main call circuits::init() \
+                 first? (a worker process that does not runs main again)"
+            );
+        }
+        let (fin, victim, rest) = self.take_inflight();
+        if let Some(v) = victim {
+            let error = TaskError::WorkerCrashed {
+                worker: fin.worker().to_string(),
+                reason: reason.clone(),
+            };
+            self.shared.settle_fail(&fin, v.task, error);
+        }
+        match stage {
+            Some(stage) => {
+                self.requeue(rest);
+                self.start_failed(stage, reason.clone());
+                self.renamed(reason);
+            }
+            None => {
+                self.failures = 0;
+                self.replace(rest, reason);
+            }
+        }
+    }
+
+    /// Puts never-started in-flight tasks back at the head of the queue.
+    pub(super) fn requeue(&mut self, never_started: VecDeque<InFlight>) {
+        for f in never_started.into_iter().rev() {
+            self.pending.push_front(f.task);
+        }
+    }
+
+    /// The worker's child changed: a fresh channel, announced with [`WorkerRestarted`].
+    pub(super) fn renamed(&mut self, reason: String) {
+        if let (Some(link), Some(slot)) = (&self.link, self.slot.upgrade()) {
+            if let Some(fin) = link.restarted(&slot, reason) {
+                self.shared.lock().fin = fin;
+            }
+        }
+    }
+
+    /// Puts the never-started in-flight tasks back at the head of the queue, gives the worker a
+    /// fresh channel, and starts a new child unless the pool is stopping.
+    pub(super) fn replace(&mut self, never_started: VecDeque<InFlight>, reason: String) {
+        self.conn = None;
+        self.requeue(never_started);
+        if self.stopping.is_some_and(|s| s != Shutdown::Drain) {
+            let fin = self.fin();
+            for task in std::mem::take(&mut self.pending) {
+                self.shared.settle_fail(&fin, task, TaskError::Cancelled);
+            }
+            return;
+        }
+        self.renamed(reason);
+        if self.stopping.is_none() || !self.pending.is_empty() {
+            self.connect();
+        }
+    }
+
+    /// A draining stop is done: close the child's input (it exits at the end of input) and reap it
+    /// with its process group.
+    pub(super) fn close(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            drop(conn.input);
+            reap(
+                &mut conn.child,
+                self.cfg.kill_grace.max(Duration::from_secs(1)),
+            );
+        }
+    }
+
+    /// An abort: kill the child's group at once and cancel everything, running tasks included.
+    pub(super) fn kill_all(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            reap(&mut conn.child, Duration::ZERO);
+        }
+        let (fin, victim, rest) = self.take_inflight();
+        let tasks = victim.into_iter().chain(rest).map(|f| f.task);
+        for task in tasks.chain(std::mem::take(&mut self.pending)) {
+            self.shared.settle_fail(&fin, task, TaskError::Cancelled);
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The host thread's loop: take messages (tasks, stops, the reader's news), send jobs ahead to the
+//! child in one write per burst, and wake for the running job's timeout or a restart's back-off.
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::shared::{InFlight, Msg};
+use super::state::Host;
+use crate::task::{Inputs, TaskError};
+use crate::wire::{self, Frame, FrameSink, Payload, WireError};
+use crate::worker::Shutdown;
+
+/// How long the host looks for the next message before it sleeps: a caller awaiting one job at a
+/// time sends the next one within about a round trip, and a sleeping thread costs a wake-up.
+const LINGER: Duration = Duration::from_micros(50);
+
+fn linger_recv(rx: &Receiver<Msg>) -> Result<Msg, crossbeam_channel::RecvError> {
+    let until = Instant::now() + LINGER;
+    while Instant::now() < until {
+        if let Ok(m) = rx.try_recv() {
+            return Ok(m);
+        }
+        std::thread::yield_now();
+    }
+    rx.recv()
+}
+
+impl Host {
+    pub(super) fn serve(&mut self, rx: &Receiver<Msg>) {
+        loop {
+            let msg = match self.deadline() {
+                Some(at) => match rx.recv_deadline(at) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => Some(Msg::Stop(Shutdown::Drain)),
+                },
+                None => Some(linger_recv(rx).unwrap_or(Msg::Stop(Shutdown::Drain))),
+            };
+            match msg {
+                Some(m) => self.handle(m),
+                None => self.expire(),
+            }
+            // Take everything else already waiting before writing, so that a burst of tasks goes
+            // to the child in one write.
+            while let Ok(m) = rx.try_recv() {
+                self.handle(m);
+            }
+            if self.stopping == Some(Shutdown::Abort) {
+                self.kill_all();
+                return;
+            }
+            self.pump();
+            let idle = self.shared.lock().inflight.is_empty();
+            if self.stopping.is_some() && self.pending.is_empty() && idle {
+                self.close();
+                return;
+            }
+        }
+    }
+
+    /// The next moment something must happen without a message: the running task's timeout or the
+    /// child's handshake limit.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        let Some(conn) = self.conn.as_ref() else {
+            return self.retry_at;
+        };
+        if conn.jobs.is_none() {
+            return Some(conn.started + self.cfg.handshake_timeout);
+        }
+        let st = self.shared.lock();
+        let limit = st.inflight.front()?.task.timeout()?;
+        Some(st.front_since + limit)
+    }
+
+    pub(super) fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Run(task) => self.pending.push_back(task),
+            Msg::Stop(how) => {
+                // A harder stop wins over a softer one.
+                let rank = |s: Option<Shutdown>| match s {
+                    None => 0,
+                    Some(Shutdown::Drain) => 1,
+                    Some(Shutdown::Abort) => 2,
+                };
+                if rank(Some(how)) > rank(self.stopping) {
+                    self.stopping = Some(how);
+                    self.shared.lock().stopping = Some(how);
+                }
+                if how != Shutdown::Drain {
+                    let fin = self.fin();
+                    for task in std::mem::take(&mut self.pending) {
+                        self.shared.settle_fail(&fin, task, TaskError::Cancelled);
+                    }
+                }
+            }
+            Msg::Attach(link, slot) => {
+                self.link = Some(link);
+                self.slot = slot;
+            }
+            Msg::Hello(generation, body) => {
+                let Some(conn) = self.conn.as_mut().filter(|c| c.generation == generation) else {
+                    return;
+                };
+                match wire::check_hello(&body) {
+                    Ok(jobs) => conn.jobs = Some(jobs.into_iter().collect()),
+                    Err(e) => self.crashed(Some(format!("its handshake was wrong: {e}"))),
+                }
+            }
+            Msg::Gone(generation, why) => {
+                if self
+                    .conn
+                    .as_ref()
+                    .is_some_and(|c| c.generation == generation)
+                {
+                    let reason = match why {
+                        WireError::Closed | WireError::Truncated => None,
+                        other => Some(format!("protocol violation: {other}")),
+                    };
+                    self.crashed(reason);
+                }
+            }
+            Msg::Answered => {}
+            Msg::Retire(reply) => {
+                // Unpinned tasks not yet sent go back to the pool (which moves them to the other
+                // workers); pinned ones run here before the stop, as on a thread worker.
+                let mut moved = Vec::new();
+                for task in std::mem::take(&mut self.pending) {
+                    if task.pinned() {
+                        self.pending.push_back(task);
+                    } else {
+                        moved.push(task);
+                    }
+                }
+                let _ = reply.send(moved);
+                self.handle(Msg::Stop(Shutdown::Drain));
+            }
+        }
+    }
+
+    /// Sends pending tasks to the child, up to the pipeline depth, in one write.
+    pub(super) fn pump(&mut self) {
+        if self.pending.is_empty() || self.stopping.is_some_and(|s| s != Shutdown::Drain) {
+            self.shared.lock().backlog = self.pending.len();
+            return;
+        }
+        if self.conn.is_none() {
+            if self.retry_at.is_some() {
+                // Waiting out a failed start's back-off; past the limit, nobody waits for it.
+                if self.failures >= self.cfg.max_start_failures {
+                    self.fail_waiting();
+                }
+                return;
+            }
+            self.connect();
+        }
+        let Some(conn) = self.conn.as_mut().filter(|c| !c.broken) else {
+            return;
+        };
+        let Some(jobs) = conn.jobs.as_ref() else {
+            return; // handshake not in yet; its frame wakes us
+        };
+        let room = {
+            let st = self.shared.lock();
+            self.cfg.pipeline.saturating_sub(st.inflight.len())
+        };
+        // Encode outside the lock; the reader settles answers meanwhile.
+        let mut frames = Vec::new();
+        let mut sent = Vec::new();
+        let mut refused = Vec::new();
+        while sent.len() < room {
+            let Some(task) = self.pending.pop_front() else {
+                break;
+            };
+            let frame = match task.job() {
+                None => Err(TaskError::ClosureInProcessPool),
+                Some(job) if !jobs.contains(job.name) => {
+                    Err(TaskError::UnknownJob(job.name.to_string()))
+                }
+                Some(job) => match &job.inputs {
+                    Err(e) => Err(TaskError::Wire(e.clone())),
+                    // Framed from the task's own buffers: the input is copied once, into the frame.
+                    Ok(Inputs::One(input)) => wire::encode(
+                        &Frame::Run {
+                            id: self.next_run,
+                            job: Cow::Borrowed(job.name),
+                            input: Payload::borrowed(input),
+                        },
+                        input.len(),
+                    )
+                    .map_err(|e| TaskError::Wire(e.to_string())),
+                    Ok(Inputs::Batch(inputs)) => wire::encode(
+                        &Frame::RunBatch {
+                            id: self.next_run,
+                            job: Cow::Borrowed(job.name),
+                            inputs: inputs.iter().map(|i| Payload::borrowed(i)).collect(),
+                        },
+                        inputs.iter().map(|i| i.len() + 5).sum(),
+                    )
+                    .map_err(|e| TaskError::Wire(e.to_string())),
+                },
+            }
+            .and_then(|body| {
+                if body.len() > self.cfg.max_frame {
+                    Err(TaskError::Wire(format!(
+                        "the job's frame is {} bytes, over the limit of {}",
+                        body.len(),
+                        self.cfg.max_frame
+                    )))
+                } else {
+                    Ok(body)
+                }
+            });
+            match frame {
+                Ok(body) => {
+                    frames.push(body);
+                    sent.push(InFlight {
+                        run: self.next_run,
+                        task,
+                    });
+                    self.next_run += 1;
+                }
+                Err(e) => refused.push((task, e)),
+            }
+        }
+        let fin = {
+            // In flight before it is written, so that its answer always finds it.
+            let mut st = self.shared.lock();
+            if st.inflight.is_empty() && !sent.is_empty() {
+                st.front_since = Instant::now();
+            }
+            st.inflight.extend(sent);
+            st.backlog = self.pending.len();
+            st.fin.clone()
+        };
+        for (task, e) in refused {
+            self.shared.settle_fail(&fin, task, e);
+        }
+        let mut written = Ok(());
+        for body in &frames {
+            written = conn.input.send(body);
+            if written.is_err() {
+                break;
+            }
+        }
+        if written.is_ok() {
+            written = conn.input.flush();
+        }
+        if written.is_err() {
+            // The pipe broke: the child is gone. Its reader still holds the answers it wrote before
+            // dying; the reader's `Gone`, after those are settled, says which task it died in.
+            conn.broken = true;
+        }
+    }
+}

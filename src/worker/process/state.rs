@@ -1,0 +1,59 @@
+//! What a process worker's host thread holds: its live child ([`Conn`]) and its state ([`Host`]).
+//! The host's loop is in `serve`, the child's life (start, failure, replacement, end) in `life`.
+
+use std::collections::{HashSet, VecDeque};
+use std::process::{Child, ChildStdin};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use super::config::ProcessConfig;
+use super::shared::{InFlight, Shared};
+use crate::task::{ErasedTask, Finisher, StartStage};
+use crate::wire::PipeSink;
+use crate::worker::{PoolLink, Shutdown, WorkerSlot};
+
+/// A live child and the write end of its input.
+pub(super) struct Conn {
+    pub(super) child: Child,
+    pub(super) input: PipeSink<ChildStdin>,
+    /// Job names it serves; `None` until its handshake arrived.
+    pub(super) jobs: Option<HashSet<String>>,
+    pub(super) started: Instant,
+    pub(super) generation: u64,
+    /// Writing to it failed: it is dying, and its reader will say so.
+    pub(super) broken: bool,
+}
+
+pub(super) struct Host {
+    pub(super) cfg: ProcessConfig,
+    pub(super) shared: Arc<Shared>,
+    pub(super) link: Option<Arc<dyn PoolLink>>,
+    pub(super) slot: Weak<WorkerSlot>,
+    pub(super) conn: Option<Conn>,
+    pub(super) next_run: u64,
+    /// Tasks accepted but not yet sent to the child.
+    pub(super) pending: VecDeque<Box<dyn ErasedTask>>,
+    pub(super) stopping: Option<Shutdown>,
+    /// After a failed start: when to try again.
+    pub(super) retry_at: Option<Instant>,
+    /// Failed starts in a row, and the last one's stage and reason.
+    pub(super) failures: usize,
+    pub(super) last_failure: Option<(StartStage, String)>,
+}
+
+impl Host {
+    pub(super) fn fin(&self) -> Arc<Finisher> {
+        self.shared.lock().fin.clone()
+    }
+
+    /// Detaches the in-flight tasks from the current child (whose reader now settles nothing):
+    /// the running one, and the ones sent after it, which never started.
+    pub(super) fn take_inflight(
+        &mut self,
+    ) -> (Arc<Finisher>, Option<InFlight>, VecDeque<InFlight>) {
+        let mut st = self.shared.lock();
+        st.generation += 1;
+        let mut all = std::mem::take(&mut st.inflight);
+        (st.fin.clone(), all.pop_front(), all)
+    }
+}
