@@ -86,7 +86,7 @@ impl<R> std::fmt::Display for Full<R> {
 impl<R> std::error::Error for Full<R> {}
 
 /// The handle a started pool is used through: push tasks, map jobs, resize, watch, stop. Cheap to
-/// clone; every clone is the same pool. Get one from [`PoolBuilder::start`].
+/// clone; every clone is the same pool. Get one from [`PoolBuilder::start`](crate::PoolBuilder::start).
 ///
 /// The pool lives while a handle or an `Addr<Pool>` does: when the last is dropped, it drains and
 /// stops in the background.
@@ -129,7 +129,7 @@ impl PoolHandle {
     /// [`TaskError::PoolStopped`]; a closure pushed to a process pool to
     /// [`TaskError::ClosureInProcessPool`].
     ///
-    /// On a pool with a [`queue_bound`](PoolBuilder::queue_bound) that is full, the task waits
+    /// On a pool with a [`queue_bound`](crate::PoolBuilder::queue_bound) that is full, the task waits
     /// (asynchronously, in order) for room, and its value resolves after it ran. To slow a producer
     /// down until there is room, use [`send`](Self::send); to fail at once, [`try_push`](Self::try_push).
     ///
@@ -139,8 +139,8 @@ impl PoolHandle {
     ///
     /// * from the task itself: [`Panicked`](TaskError::Panicked), [`Failed`](TaskError::Failed)
     ///   (a [`Task::fallible`] returned `Err`), [`TimedOut`](TaskError::TimedOut) (its
-    ///   [`timeout`](Task::timeout), the pool's [`task_timeout`](PoolBuilder::task_timeout) or
-    ///   [`stuck_after`](PoolBuilder::stuck_after));
+    ///   [`timeout`](Task::timeout), the pool's [`task_timeout`](crate::PoolBuilder::task_timeout) or
+    ///   [`stuck_after`](crate::PoolBuilder::stuck_after));
     /// * [`PoolStopped`](TaskError::PoolStopped): the pool is stopping or stopped; the task never
     ///   ran;
     /// * [`Cancelled`](TaskError::Cancelled): an [`abort`](Self::abort) (or a
@@ -161,7 +161,7 @@ impl PoolHandle {
     ///
     /// # Errors
     ///
-    /// `Err(Full(task))` when the pool is bounded ([`queue_bound`](PoolBuilder::queue_bound)) and
+    /// `Err(Full(task))` when the pool is bounded ([`queue_bound`](crate::PoolBuilder::queue_bound)) and
     /// has no room now: nothing was queued, and the task is handed back to try again later. A
     /// stopped pool is not an `Err`: the value resolves to [`TaskError::PoolStopped`]. The value
     /// resolves to errors as for [`push`](Self::push).
@@ -236,7 +236,7 @@ impl PoolHandle {
     /// Grows or shrinks the pool to `n` workers, clamped to `min..=max`, and returns the new size.
     /// New workers get fresh UUID channels; a retired worker finishes its running task, and its
     /// queued tasks move to the others. Blocks while workers start (threads or processes) and
-    /// while another resize (such as the [`Resizer`]'s) is under way; it works from any thread.
+    /// while another resize (such as the [`Resizer`](crate::Resizer)'s) is under way; it works from any thread.
     ///
     /// It does not fail: the size it returns says what it reached. A stopped pool is not resized;
     /// if the OS refuses a new worker, growing stops there.

@@ -4,7 +4,7 @@
 //! actor on a fresh UUID channel registered as the pool's child. Tasks reach it four ways, all
 //! ending on the same hot path:
 //!
-//! * [`PoolHandle::push`] returns a [`Value`] at once;
+//! * [`PoolHandle::push`] returns a [`Value`](crate::Value) at once;
 //! * `Addr<Pool>::send(task)` as with any actix actor ([`PoolHandle::addr`]);
 //! * [`Bus::call`](crate::Bus::call) at the pool's channel (balanced) or at one worker's channel
 //!   (runs there);

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::value::WaitError;
 
-/// Why a task did not produce its result: the error of every task's [`Value`], of
-/// [`TaskFailure`] events and of [`MapStream`](crate::MapStream) items.
+/// Why a task did not produce its result: the error of every task's [`Value`](crate::Value), of
+/// [`TaskFailure`](crate::TaskFailure) events and of [`MapStream`](crate::MapStream) items.
 ///
 /// Some variants come from the task itself (`Panicked`, `Failed`, `TimedOut`), some from the
 /// pool (`PoolStopped`, `Full`, `Cancelled`, `NoRoute`), some from process mode only
@@ -32,7 +32,7 @@ pub enum TaskError {
     /// The task panicked; the message is the panic payload. The worker lives on.
     #[error("the task panicked: {0}")]
     Panicked(String),
-    /// The task ran and returned an error (see [`Task::fallible`]).
+    /// The task ran and returned an error (see [`Task::fallible`](crate::Task::fallible)).
     #[error("the task failed: {0}")]
     Failed(String),
     /// The task ran past its timeout. In thread mode the thread cannot be stopped and finishes in

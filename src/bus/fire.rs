@@ -1,0 +1,154 @@
+//! Firing: events to channels or a component, with their derived events, and [`Dispatch`], the
+//! trait behind [`Bus::call`] (events, and tasks routed to a pool).
+
+use super::core::Bus;
+use super::dispatch::deliver;
+use super::error::BusError;
+use super::target::Target;
+use crate::event::{Complete, Derived, Event, Failure, Success};
+use crate::value::{promise, Value};
+
+/// Anything [`Bus::call`] can send: every [`Event`] (fired to its subscribers) and
+/// [`Task`](crate::Task) (routed to the pool or worker registered under the target channel).
+pub trait Dispatch {
+    /// What the caller gets back.
+    type Output;
+    /// Sends `self` to `target` on `bus`.
+    ///
+    /// # Errors
+    ///
+    /// The crate's implementations answer with a [`Value`] that can resolve to an error, as
+    /// described under [`Bus::call`].
+    fn dispatch(self, bus: &Bus, target: Target) -> Self::Output;
+}
+
+impl<E: Event> Dispatch for E {
+    type Output = Value<Vec<E::Result>, BusError>;
+    fn dispatch(self, bus: &Bus, target: Target) -> Self::Output {
+        bus.fire_with(target, self, Derived::none())
+    }
+}
+
+impl Bus {
+    /// Fires `event` at `target` (a channel name, several, or a component) and returns the future
+    /// of the handlers' answers, in dispatch order.
+    ///
+    /// Handlers whose actor stopped before answering are left out of the answers. A handler that
+    /// answers with a failure (an `Err`, see [`Outcome`](crate::Outcome)) is not an error of the fire: its answer
+    /// is in the list like any other. Dropping the value does not cancel the delivery.
+    ///
+    /// # Errors
+    ///
+    /// The value resolves at once to an error, and nothing is delivered, when:
+    ///
+    /// * [`BusError::Stopped`]: the bus was [stopped](Bus::stop);
+    /// * [`BusError::EmptyChannel`]: one of the target channels is the empty name;
+    /// * [`BusError::NoTarget`]: the target names no channel at all (an empty list).
+    ///
+    /// Waiting on it with a bound ([`Value::wait`]) adds [`BusError::Wait`]; so does a bus whose
+    /// dispatch thread could not start ([`WaitError::Abandoned`](crate::WaitError::Abandoned)).
+    pub fn fire<E: Event>(
+        &self,
+        target: impl Into<Target>,
+        event: E,
+    ) -> Value<Vec<E::Result>, BusError> {
+        self.fire_with(target, event, Derived::none())
+    }
+
+    /// Fires like [`fire`](Bus::fire) and also fires the [`Derived`] events asked for:
+    /// [`Success<E>`], [`Failure<E>`] (once per failed handler) and [`Complete<E>`], on the same
+    /// channels. `Complete` comes last, after every handler has answered.
+    ///
+    /// # Errors
+    ///
+    /// As [`fire`](Bus::fire); a fire refused that way fires no derived event either.
+    pub fn fire_with<E: Event>(
+        &self,
+        target: impl Into<Target>,
+        event: E,
+        derived: Derived,
+    ) -> Value<Vec<E::Result>, BusError> {
+        let target = target.into();
+        let handlers = match self.select::<E>(&target) {
+            Ok(h) => h,
+            Err(e) => return Value::ready(Err(e)),
+        };
+        if handlers.is_empty() && !derived.any() {
+            return Value::ready(Ok(Vec::new()));
+        }
+        let (promise, value) = promise();
+        let bus = self.clone();
+        self.spawn(async move {
+            let channels = target.channels().to_vec();
+            let handler_count = handlers.len();
+            let (report, event) = deliver(handlers, event).await;
+            let failures = report.failures.len();
+            promise.complete(Ok(report.answers));
+            if derived.failure {
+                for error in report.failures {
+                    let f = Failure {
+                        event: event.clone(),
+                        channels: channels.clone(),
+                        error,
+                    };
+                    bus.fire_plain(&target, f).await;
+                }
+            }
+            if derived.success && failures == 0 {
+                let s = Success {
+                    event: event.clone(),
+                    channels: channels.clone(),
+                };
+                bus.fire_plain(&target, s).await;
+            }
+            if derived.complete {
+                let c = Complete {
+                    event,
+                    channels,
+                    handlers: handler_count,
+                    failures,
+                };
+                bus.fire_plain(&target, c).await;
+            }
+        });
+        value
+    }
+
+    /// Delivers an event without derived events and waits for it (used for derived and lifecycle
+    /// events; errors have nowhere to go and are dropped).
+    pub(crate) async fn fire_plain<E: Event>(&self, target: &Target, event: E) {
+        if let Ok(handlers) = self.select::<E>(target) {
+            if !handlers.is_empty() {
+                deliver(handlers, event).await;
+            }
+        }
+    }
+
+    /// Sends anything [`Dispatch`]able: an event (as [`fire`](Bus::fire)) or a
+    /// [`Task`](crate::Task), which runs on the pool or worker registered under the target channel
+    /// and resolves to the task's own result.
+    ///
+    /// ```
+    /// use circuits::prelude::*;
+    ///
+    /// # #[actix::main] async fn main() -> Result<(), TaskError> {
+    /// let pool = Pool::builder().min(1).channel("math").start();
+    /// let answer = pool.bus().call("math", Task::new(|| 6 * 7));
+    /// assert_eq!(answer.await?, 42);
+    /// pool.stop().await;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// For an event, as [`fire`](Bus::fire). For a task, the value resolves to a [`TaskError`]:
+    /// [`NoRoute`](crate::TaskError::NoRoute) when the target is not exactly one channel on which
+    /// a pool or one of its workers takes tasks; [`Full`](crate::TaskError::Full) when that pool is
+    /// bounded and full (a call never waits for room); otherwise as
+    /// [`PoolHandle::push`](crate::PoolHandle::push).
+    ///
+    /// [`TaskError`]: crate::TaskError
+    pub fn call<D: Dispatch>(&self, target: impl Into<Target>, message: D) -> D::Output {
+        message.dispatch(self, target.into())
+    }
+}
