@@ -339,7 +339,9 @@ impl Bus {
             return;
         }
         let bus = self.clone();
-        self.spawn(async move { bus.fire_plain(&target, event).await });
+        self.spawn(async move {
+            bus.fire_plain(&target, event).await;
+        });
     }
 
     /// What the tree knows of `id`, if it is registered.

@@ -116,11 +116,15 @@ impl Bus {
 
     /// Delivers an event without derived events and waits for it (used for derived and lifecycle
     /// events; errors have nowhere to go and are dropped).
-    pub(crate) async fn fire_plain<E: Event>(&self, target: &Target, event: E) {
-        if let Ok(handlers) = self.select::<E>(target) {
-            if !handlers.is_empty() {
+    /// Returns how many handlers it was delivered to.
+    pub(crate) async fn fire_plain<E: Event>(&self, target: &Target, event: E) -> usize {
+        match self.select::<E>(target) {
+            Ok(handlers) if !handlers.is_empty() => {
+                let n = handlers.len();
                 deliver(handlers, event).await;
+                n
             }
+            _ => 0,
         }
     }
 

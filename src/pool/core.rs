@@ -304,8 +304,9 @@ impl PoolCore {
     pub(crate) fn announce<E: crate::Event>(&self, event: E) {
         let bus = self.bus.clone();
         let target = Target::from(&self.channel);
-        self.bus
-            .spawn(async move { bus.fire_plain(&target, event).await });
+        self.bus.spawn(async move {
+            bus.fire_plain(&target, event).await;
+        });
     }
 
     /// A receiver that turns `true` when the pool has stopped.

@@ -8,6 +8,12 @@ use super::output::TaskId;
 use crate::channel::Channel;
 
 /// Fired on the pool's channel when a task succeeds (only when someone subscribed).
+///
+/// `R` is the task's result type, exactly: a subscriber of `TaskSuccess<u32>` hears nothing from
+/// tasks that return `u64` (an event type is a Rust type). The first success that no subscriber
+/// of its type hears, while the pool's channel has subscribers, is said in a `tracing` debug event
+/// naming the result type. Subscribe once per result type the pool's tasks return;
+/// [`TaskFailure`] and [`TaskComplete`] carry no result and reach everyone.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct TaskSuccess<R> {

@@ -27,6 +27,9 @@ pub(crate) struct Finisher {
     /// Thread mode with stuck detection: how long a task may run before its worker is declared
     /// lost, and how to tell the pool.
     pub(crate) stuck: std::sync::OnceLock<StuckHook>,
+    /// A success found no subscriber of its type while the channel had some (said once, in a
+    /// debug-level trace).
+    unheard: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What a thread worker's stuck-task timer needs: the limit, and what to call when a task passes
@@ -45,6 +48,7 @@ impl Finisher {
             worker: worker.clone(),
             counters: Arc::new(Counters::new(track_latency)),
             stuck: std::sync::OnceLock::new(),
+            unheard: Default::default(),
         }
     }
 
@@ -58,6 +62,7 @@ impl Finisher {
             bus: self.bus.clone(),
             pool: self.pool.clone(),
             stuck: std::sync::OnceLock::new(),
+            unheard: self.unheard.clone(),
         }
     }
 
@@ -136,13 +141,38 @@ impl Finisher {
             worker: self.worker.clone(),
             ok: terminal.is_ok(),
         };
+        let unheard = self.unheard.clone();
         self.bus.spawn(async move {
             match terminal {
-                Ok(s) => bus.fire_plain(&target, s).await,
-                Err(f) => bus.fire_plain(&target, f).await,
+                Ok(s) => {
+                    let pool = s.worker.clone();
+                    if bus.fire_plain(&target, s).await == 0
+                        && !unheard.swap(true, Ordering::Relaxed)
+                    {
+                        // Someone listens on the pool's channel, but not to this result type: a
+                        // subscriber of TaskSuccess<u32> hears nothing from tasks returning u64.
+                        tracing::debug!(
+                            pool = %target_name(&target),
+                            worker = %pool,
+                            result = std::any::type_name::<R>(),
+                            "a TaskSuccess had no subscriber although the pool's channel has some: \
+                             TaskSuccess<T> subscribers hear only tasks that return exactly T"
+                        );
+                    }
+                }
+                Err(f) => {
+                    bus.fire_plain(&target, f).await;
+                }
             }
             bus.fire_plain(&target, complete).await;
         });
+    }
+}
+
+fn target_name(target: &Target) -> String {
+    match target {
+        Target::Channels(c) => c.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","),
+        other => format!("{other:?}"),
     }
 }
 

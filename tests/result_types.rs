@@ -1,0 +1,96 @@
+//! A subscriber of `TaskSuccess<T>` hears only tasks that return exactly `T`. The mismatch is made
+//! visible: the first success of a pool that no subscriber of its type hears, while the pool's
+//! channel has subscribers, is said in a debug-level trace naming the result type.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use circuits::prelude::*;
+use common::bounded;
+
+/// Records every trace event's fields as text (a global subscriber: the trace comes from the
+/// bus's dispatch thread).
+struct Capture(Arc<Mutex<Vec<String>>>);
+
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0 += &format!("{}={value:?} ", field.name());
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Counts the `TaskSuccess<u32>` it hears.
+struct U32Listener(Arc<AtomicUsize>);
+impl Actor for U32Listener {
+    type Context = Context<Self>;
+}
+impl Handler<TaskSuccess<u32>> for U32Listener {
+    type Result = ();
+    fn handle(&mut self, _: TaskSuccess<u32>, _: &mut Context<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[actix_rt::test]
+async fn a_subscriber_of_another_result_type_hears_nothing_and_a_trace_says_why() {
+    let traces = Arc::new(Mutex::new(Vec::new()));
+    tracing::subscriber::set_global_default(Capture(traces.clone())).unwrap();
+
+    let pool = Pool::builder().min(1).channel("typed").start();
+    let heard = Arc::new(AtomicUsize::new(0));
+    let listener = U32Listener(heard.clone()).start();
+    pool.bus()
+        .subscribe("typed", listener.recipient::<TaskSuccess<u32>>())
+        .unwrap();
+    // The task returns u64: the u32 subscriber is of another type.
+    assert_eq!(bounded(pool.push(Task::new(|| 7u64))).await, Ok(7));
+    // A trace has no event to await: poll the captured ones with a deadline.
+    let until = Instant::now() + Duration::from_secs(10);
+    let said = loop {
+        let found = traces
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|t| t.contains("no subscriber"))
+            .cloned();
+        if let Some(t) = found {
+            break Some(t);
+        }
+        if Instant::now() > until {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let said = said.expect("a debug trace names the unheard result type");
+    assert!(said.contains("u64"), "{said}");
+    assert!(said.contains("typed"), "{said}");
+    assert_eq!(
+        heard.load(Ordering::SeqCst),
+        0,
+        "the u32 subscriber heard nothing"
+    );
+    pool.stop().await;
+}
