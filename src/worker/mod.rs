@@ -19,6 +19,12 @@ pub(crate) mod child;
 pub(crate) mod process;
 pub(crate) mod thread;
 
+/// How long an idle worker thread (a thread worker, a process worker's host) keeps looking for its
+/// next message before it sleeps. A sleeping thread costs a futex wake-up (several microseconds
+/// here) on the next push; a caller awaiting one task at a time pushes the next one within about
+/// this long.
+pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_micros(50);
+
 /// How a worker should stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Shutdown {

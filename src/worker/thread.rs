@@ -9,11 +9,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Select, Sender};
 
-use super::{Backend, Shutdown};
+use super::{Backend, Shutdown, LINGER};
 use crate::task::{ErasedTask, Finisher, RunningSlot, TaskError};
 use crate::value::{promise, Promise, Value};
 
@@ -116,10 +116,6 @@ impl ThreadWorker {
     }
 }
 
-/// How long an idle worker keeps looking for its next task before it sleeps. A sleeping thread
-/// costs a futex wake-up (several microseconds here) on the next push; a caller awaiting one task
-/// at a time pushes the next one within about this long.
-const LINGER: Duration = Duration::from_micros(50);
 
 /// The thread's side.
 struct Worker {

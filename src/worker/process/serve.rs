@@ -2,7 +2,7 @@
 //! child in one write per burst, and wake for the running job's timeout or a restart's back-off.
 
 use std::borrow::Cow;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
@@ -10,11 +10,7 @@ use super::shared::{InFlight, Msg};
 use super::state::Host;
 use crate::task::{Inputs, TaskError};
 use crate::wire::{self, Frame, FrameSink, Payload, WireError};
-use crate::worker::Shutdown;
-
-/// How long the host looks for the next message before it sleeps: a caller awaiting one job at a
-/// time sends the next one within about a round trip, and a sleeping thread costs a wake-up.
-const LINGER: Duration = Duration::from_micros(50);
+use crate::worker::{Shutdown, LINGER};
 
 fn linger_recv(rx: &Receiver<Msg>) -> Result<Msg, crossbeam_channel::RecvError> {
     let until = Instant::now() + LINGER;
