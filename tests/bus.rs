@@ -2,9 +2,8 @@
 
 mod common;
 
-use common::{bounded, BOUND};
+use common::{bounded, eventually, listen, Record, BOUND};
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -12,14 +11,15 @@ use circuits::{
     Bus, BusError, Complete, Component, Derived, Failure, Subscribe, Success, WaitError,
 };
 
-type Log = Arc<Mutex<Vec<String>>>;
+/// What handlers saw, in order; tests await its length instead of polling it.
+type Log = Record<String>;
 
 fn log() -> Log {
-    Arc::new(Mutex::new(Vec::new()))
+    Record::new()
 }
 
 fn entries(log: &Log) -> Vec<String> {
-    log.lock().unwrap().clone()
+    log.get()
 }
 
 /// Asks for a number; each handler answers with its own.
@@ -62,7 +62,7 @@ impl Actor for Probe {
 impl Handler<Hello> for Probe {
     type Result = u32;
     fn handle(&mut self, _: Hello, _: &mut Context<Self>) -> u32 {
-        self.log.lock().unwrap().push(self.name.to_string());
+        self.log.push(self.name.to_string());
         self.answer
     }
 }
@@ -92,20 +92,14 @@ impl Handler<Slow> for Probe {
 impl Handler<Success<Check>> for Probe {
     type Result = ();
     fn handle(&mut self, s: Success<Check>, _: &mut Context<Self>) {
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("success {}", s.event.0));
+        self.log.push(format!("success {}", s.event.0));
     }
 }
 
 impl Handler<Failure<Check>> for Probe {
     type Result = ();
     fn handle(&mut self, f: Failure<Check>, _: &mut Context<Self>) {
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("failure {}", f.error));
+        self.log.push(format!("failure {}", f.error));
     }
 }
 
@@ -113,8 +107,6 @@ impl Handler<Complete<Check>> for Probe {
     type Result = ();
     fn handle(&mut self, c: Complete<Check>, _: &mut Context<Self>) {
         self.log
-            .lock()
-            .unwrap()
             .push(format!("complete {}/{}", c.failures, c.handlers));
     }
 }
@@ -244,15 +236,8 @@ async fn a_failing_handler_next_to_a_succeeding_one_shows_both_and_fires_failure
         .unwrap();
     assert_eq!(answers, vec![Ok(1), Err("bad refuses 9".to_string())]);
     // Derived events are delivered after the value resolves; Complete comes last.
-    bounded(async {
-        while entries(&l).len() < 2 {
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
     assert_eq!(
-        entries(&l),
+        l.at_least(2).await,
         vec![
             "failure bad refuses 9".to_string(),
             "complete 1/2".to_string()
@@ -278,13 +263,7 @@ async fn success_and_complete_fire_when_every_handler_succeeds() {
     bounded(bus.fire_with("app", Check(5), Derived::none().success().complete()))
         .await
         .unwrap();
-    bounded(async {
-        while entries(&l).len() < 2 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
-    assert_eq!(entries(&l), vec!["success 5", "complete 0/1"]);
+    assert_eq!(l.at_least(2).await, vec!["success 5", "complete 0/1"]);
 }
 
 /// A component whose handler fires a nested event and awaits it before answering.
@@ -308,7 +287,7 @@ impl Handler<Outer> for Relay {
         let log = self.log.clone();
         Box::pin(async move {
             let answers = nested.await.map_err(|e| e.to_string())?;
-            log.lock().unwrap().push("nested done".into());
+            log.push("nested done".into());
             // A value that is a chain of fires: the outer answer comes from the inner one.
             Ok(answers.iter().sum::<u32>() + 1)
         })
@@ -318,7 +297,7 @@ impl Handler<Outer> for Relay {
 impl Handler<Complete<Outer>> for Relay {
     type Result = ();
     fn handle(&mut self, _: Complete<Outer>, _: &mut Context<Self>) {
-        self.log.lock().unwrap().push("complete".into());
+        self.log.push("complete".into());
     }
 }
 
@@ -341,13 +320,7 @@ async fn complete_fires_only_after_nested_fires_finish_and_values_chain() {
         .await
         .unwrap();
     assert_eq!(answers, vec![Ok(42)]);
-    bounded(async {
-        while entries(&l).len() < 2 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
-    assert_eq!(entries(&l), vec!["nested done", "complete"]);
+    assert_eq!(l.at_least(2).await, vec!["nested done", "complete"]);
 }
 
 #[actix_rt::test]
@@ -374,13 +347,12 @@ async fn waiting_on_a_finished_value_returns_at_once() {
     let l = log();
     bus.subscribe("app", Probe::start("a", 5, &l).recipient::<Hello>())
         .unwrap();
-    let mut v = bus.fire("app", Hello);
-    bounded(async {
-        while !v.is_ready() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
+    let mut complete = listen::<Complete<Hello>>(&bus, "app");
+    let mut v = bus.fire_with("app", Hello, Derived::none().complete());
+    // `Complete` is fired after the value resolved.
+    let c = complete.next().await;
+    assert_eq!((c.handlers, c.failures), (1, 0));
+    assert!(v.is_ready());
     // Already resolved: the answer is there without waiting (try_take never waits).
     assert_eq!(v.try_take(), Some(Ok(vec![5])));
     let mut none = bus.fire("empty", Hello);
@@ -431,12 +403,11 @@ async fn subscribe_and_unsubscribe_leave_no_subscription_behind() {
         .unwrap();
     let stopper = StopMe.start();
     stopper.send(Kill(gone)).await.unwrap();
-    bounded(async {
-        while bus.subscriptions() != 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
+    // An actor's end fires no event: the count (which prunes) is polled.
+    assert!(
+        eventually(10, || bus.subscriptions() == 0).await,
+        "the stopped subscriber was not pruned"
+    );
     assert_eq!(
         bounded(bus.fire("app", Hello)).await.unwrap(),
         Vec::<u32>::new()
@@ -505,12 +476,11 @@ async fn bad_input_gets_a_clear_error() {
     );
 
     p.send(Halt).await.unwrap();
-    bounded(async {
-        while p.connected() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
+    // An actor's end fires no event: its address is polled.
+    assert!(
+        eventually(10, || !p.connected()).await,
+        "the halted probe still runs"
+    );
     assert_eq!(
         bus.subscribe("app", p.recipient::<Hello>()),
         Err(BusError::RecipientStopped)

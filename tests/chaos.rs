@@ -4,17 +4,14 @@
 
 mod common;
 
-use common::{bounded, children, BOUND};
+use common::{bounded, children, collect, eventually, one_outcome_each, Seen, BOUND};
 
-use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
 use circuits::prelude::*;
-use circuits::{ProcessConfig, TaskId};
+use circuits::ProcessConfig;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -107,101 +104,6 @@ fn jobs() -> Jobs {
     Jobs::new().register::<Work>().register::<Hostile>()
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Seen {
-    Success,
-    Failure(TaskError),
-    Complete(bool),
-}
-
-type Events = Arc<Mutex<HashMap<TaskId, Vec<Seen>>>>;
-
-struct Collector(Events);
-impl Actor for Collector {
-    type Context = Context<Self>;
-}
-impl Handler<TaskSuccess<u64>> for Collector {
-    type Result = ();
-    fn handle(&mut self, e: TaskSuccess<u64>, _: &mut Context<Self>) {
-        self.0
-            .lock()
-            .unwrap()
-            .entry(e.id)
-            .or_default()
-            .push(Seen::Success);
-    }
-}
-impl Handler<TaskFailure> for Collector {
-    type Result = ();
-    fn handle(&mut self, e: TaskFailure, _: &mut Context<Self>) {
-        self.0
-            .lock()
-            .unwrap()
-            .entry(e.id)
-            .or_default()
-            .push(Seen::Failure(e.error));
-    }
-}
-impl Handler<TaskComplete> for Collector {
-    type Result = ();
-    fn handle(&mut self, e: TaskComplete, _: &mut Context<Self>) {
-        self.0
-            .lock()
-            .unwrap()
-            .entry(e.id)
-            .or_default()
-            .push(Seen::Complete(e.ok));
-    }
-}
-
-fn collect(pool: &PoolHandle) -> Events {
-    let events: Events = Default::default();
-    let c = Collector(events.clone()).start();
-    let (bus, ch) = (pool.bus(), pool.channel());
-    bus.subscribe(ch, c.clone().recipient::<TaskSuccess<u64>>())
-        .unwrap();
-    bus.subscribe(ch, c.clone().recipient::<TaskFailure>())
-        .unwrap();
-    bus.subscribe(ch, c.recipient::<TaskComplete>()).unwrap();
-    events
-}
-
-/// Waits for `n` tasks to have their `TaskComplete`, then checks each has exactly one terminal event
-/// followed by one `TaskComplete`, ids 1..=n with none missing; returns the terminal events.
-async fn exactly_one_event_each(events: &Events, n: usize) -> HashMap<TaskId, Seen> {
-    let seen = bounded(async {
-        loop {
-            {
-                let e = events.lock().unwrap();
-                let done = e
-                    .values()
-                    .filter(|v| v.iter().any(|s| matches!(s, Seen::Complete(_))))
-                    .count();
-                if done >= n {
-                    return e.clone();
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-    assert_eq!(seen.len(), n, "one entry per task id");
-    let mut terminal = HashMap::new();
-    for i in 1..=n as u64 {
-        let s = seen
-            .get(&TaskId(i))
-            .unwrap_or_else(|| panic!("task {i} has no events"));
-        match &s[..] {
-            [Seen::Success, Seen::Complete(true)] => terminal.insert(TaskId(i), Seen::Success),
-            [Seen::Failure(e), Seen::Complete(false)] => {
-                terminal.insert(TaskId(i), Seen::Failure(e.clone()))
-            }
-            other => panic!("task {i}: {other:?}"),
-        };
-    }
-    terminal
-}
-
 /// 20,000 jobs from 4 producers while a killer SIGKILLs a random child after every 150 settled
 /// tasks (paced by progress, not by the clock, so a busy machine gets as many kills per task).
 async fn process_chaos_loses_and_doubles_nothing() {
@@ -215,7 +117,7 @@ async fn process_chaos_loses_and_doubles_nothing() {
         .max_start_failures(1_000)
         .restart_backoff(Duration::from_millis(10), Duration::from_millis(50));
     let pool = Pool::builder().min(3).process_with(config).start();
-    let events = collect(&pool);
+    let mut events = collect::<u64>(&pool);
     let done = Arc::new(AtomicBool::new(false));
     let kills = Arc::new(AtomicUsize::new(0));
     let killer = {
@@ -275,12 +177,34 @@ async fn process_chaos_loses_and_doubles_nothing() {
             Err(e) => panic!("job {n} ended with {e:?}"),
         }
     }
-    let terminal = exactly_one_event_each(&events, PER * PRODUCERS).await;
-    let successes = terminal
+    let seen = events.until_complete(PER * PRODUCERS).await;
+    let terminal = one_outcome_each(&seen, PER * PRODUCERS);
+    // The events agree with the values: the same outputs succeeded, the rest crashed.
+    let mut succeeded: Vec<u64> = terminal
         .values()
-        .filter(|s| matches!(s, Seen::Success))
+        .filter_map(|s| match s {
+            Seen::Success(_, v) => Some(*v),
+            _ => None,
+        })
+        .collect();
+    succeeded.sort_unstable();
+    let mut ok_values: Vec<u64> = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().copied())
+        .collect();
+    ok_values.sort_unstable();
+    assert_eq!(succeeded.len(), ok, "events agree with values");
+    assert_eq!(succeeded, ok_values, "the success events carry the values");
+    let crashed_events = terminal
+        .values()
+        .filter(|s| matches!(s, Seen::Failure(_, TaskError::WorkerCrashed { .. })))
         .count();
-    assert_eq!(successes, ok, "events agree with values");
+    assert_eq!(
+        crashed_events + succeeded.len(),
+        terminal.len(),
+        "every failure event is a crash"
+    );
+    assert_eq!(crashed_events, crashed, "crash events agree with values");
     let k = kills.load(Ordering::Relaxed);
     assert!(k > 10, "the killer killed only {k} children");
     // A kill fails at most the one task its child was running (none if it was idle or starting).
@@ -289,13 +213,12 @@ async fn process_chaos_loses_and_doubles_nothing() {
         "  process chaos: {} jobs, {k} kills, {ok} succeeded, {crashed} crashed",
         results.len()
     );
-    // The pool is whole again and serves.
-    bounded(async {
-        while children().len() != 3 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    // The pool is whole again and serves (a child's start has no event: /proc is polled).
+    assert!(
+        eventually(30, || children().len() == 3).await,
+        "the pool has its 3 children again: {:?}",
+        children()
+    );
     assert_eq!(pool.workers().len(), 3);
     for i in 0..100 {
         assert_eq!(
@@ -311,7 +234,7 @@ async fn process_chaos_loses_and_doubles_nothing() {
 async fn thread_chaos_loses_and_doubles_nothing() {
     const PER: usize = 5_000;
     let pool = Pool::builder().min(3).start();
-    let events = collect(&pool);
+    let mut events = collect::<u64>(&pool);
     let producers: Vec<_> = (0..4usize)
         .map(|p| {
             let pool = pool.clone();
@@ -336,10 +259,14 @@ async fn thread_chaos_loses_and_doubles_nothing() {
         })
         .collect();
     let mut panicked = 0;
+    let mut ok_values = Vec::new();
     for p in producers {
         for (n, r) in p.join().unwrap() {
             match r {
-                Ok(v) => assert_eq!(v, n),
+                Ok(v) => {
+                    assert_eq!(v, n);
+                    ok_values.push(v);
+                }
                 Err(TaskError::Panicked(m)) => {
                     assert_eq!(m, format!("chaos {n}"));
                     panicked += 1;
@@ -349,14 +276,25 @@ async fn thread_chaos_loses_and_doubles_nothing() {
         }
     }
     assert_eq!(panicked, 2_000);
-    let terminal = exactly_one_event_each(&events, PER * 4).await;
-    assert_eq!(
-        terminal
-            .values()
-            .filter(|s| matches!(s, Seen::Failure(_)))
-            .count(),
-        2_000
-    );
+    let seen = events.until_complete(PER * 4).await;
+    let terminal = one_outcome_each(&seen, PER * 4);
+    let failures = terminal
+        .values()
+        .filter(
+            |s| matches!(s, Seen::Failure(_, TaskError::Panicked(m)) if m.starts_with("chaos ")),
+        )
+        .count();
+    assert_eq!(failures, 2_000);
+    let mut succeeded: Vec<u64> = terminal
+        .values()
+        .filter_map(|s| match s {
+            Seen::Success(_, v) => Some(*v),
+            _ => None,
+        })
+        .collect();
+    succeeded.sort_unstable();
+    ok_values.sort_unstable();
+    assert_eq!(succeeded, ok_values, "the success events carry the values");
     assert_eq!(pool.workers().len(), 3);
     bounded(pool.stop()).await;
 }
@@ -390,8 +328,6 @@ async fn hostile_children_are_treated_as_crashed_and_replaced() {
     assert!(children().is_empty());
 }
 
-type AsyncTest = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
-
 fn main() {
     circuits::init(jobs());
     // Deliberate panics would flood the output; their outcomes are asserted.
@@ -404,41 +340,13 @@ fn main() {
             default(info);
         }
     }));
-    let tests: Vec<(&str, AsyncTest)> = vec![
-        ("process_chaos_loses_and_doubles_nothing", || {
-            Box::pin(process_chaos_loses_and_doubles_nothing())
-        }),
-        ("thread_chaos_loses_and_doubles_nothing", || {
-            Box::pin(thread_chaos_loses_and_doubles_nothing())
-        }),
-        (
-            "hostile_children_are_treated_as_crashed_and_replaced",
-            || Box::pin(hostile_children_are_treated_as_crashed_and_replaced()),
-        ),
-    ];
-    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let (mut passed, mut failed) = (0, 0);
-    for (name, t) in tests {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            continue;
-        }
-        let started = Instant::now();
-        match catch_unwind(AssertUnwindSafe(|| actix::System::new().block_on(t()))) {
-            Ok(()) => {
-                println!(
-                    "test {name} ... ok ({:.1} s)",
-                    started.elapsed().as_secs_f64()
-                );
-                passed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    println!("\nchaos: {passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    common::run_main(
+        "chaos",
+        common::async_tests![
+            process_chaos_loses_and_doubles_nothing,
+            thread_chaos_loses_and_doubles_nothing,
+            hostile_children_are_treated_as_crashed_and_replaced,
+        ],
+        Vec::new(),
+    );
 }

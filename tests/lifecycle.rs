@@ -10,17 +10,18 @@
 
 mod common;
 
-use common::{alive, bounded, children};
+use common::{
+    alive, await_children, bounded, children, ended, eventually, eventually_blocking,
+    wait_for_no_children, Gate,
+};
 
-use std::future::Future;
 use std::io::Write;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::catch_unwind;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use circuits::prelude::*;
-use circuits::{PoolError, ProcessConfig, StartStage, TaskOutput};
+use circuits::{PoolError, ProcessConfig, StartStage};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -316,32 +317,6 @@ impl Drop for EnvVars {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Polls `done` every few milliseconds until it holds or `secs` seconds pass; returns its last
-/// answer. For conditions with no event to await.
-async fn eventually(secs: u64, mut done: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() > until {
-            return done();
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Waits (up to 10 s) for this process to have no child process; returns those left.
-async fn wait_for_no_children() -> Vec<u32> {
-    eventually(10, || children().is_empty()).await;
-    children()
-}
-
-/// Waits (up to 10 s) for `pid` to end; returns whether it did.
-async fn ended(pid: u32) -> bool {
-    eventually(10, || !alive(pid)).await
-}
-
 /// The names of this process's threads that start with `circuits-`.
 fn circuits_threads() -> Vec<String> {
     std::fs::read_dir("/proc/self/task")
@@ -373,7 +348,8 @@ fn write_pid_file(path: &str, pid: u32) {
     std::fs::rename(&tmp, path).expect("the pid file is renamed into place");
 }
 
-/// The pid a job wrote to `path`, waiting up to 30 s for it to appear (worker start included).
+/// The pid a job wrote to `path`, waiting up to 30 s for it to appear (worker start included; the
+/// job runs in another process, so the file is polled).
 async fn pid_from(path: &Path) -> u32 {
     let read = || {
         std::fs::read_to_string(path)
@@ -389,27 +365,6 @@ async fn pid_from(path: &Path) -> u32 {
 /// How many lines `path` holds (0 when it does not exist).
 fn lines_in(path: &Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |s| s.lines().count())
-}
-
-/// Opens a gated task: dropping the gate (on purpose or by a failing test unwinding) opens it too.
-struct Gate(std::sync::mpsc::Sender<()>);
-impl Gate {
-    fn open(self) {
-        let _ = self.0.send(());
-    }
-}
-
-/// A thread-mode task that reports when it starts, then blocks until its gate opens, then answers
-/// `answer`.
-fn gated<R: TaskOutput>(answer: R) -> (Task<R>, Gate, tokio::sync::oneshot::Receiver<()>) {
-    let (open_tx, open_rx) = std::sync::mpsc::channel::<()>();
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let task = Task::new(move || {
-        let _ = started_tx.send(());
-        let _ = open_rx.recv();
-        answer
-    });
-    (task, Gate(open_tx), started_rx)
 }
 
 fn process_pool(n: usize) -> PoolHandle {
@@ -431,6 +386,7 @@ async fn dropped_pools_leave_no_thread_and_no_child() {
         assert_eq!(bounded(pool.push(Task::job(Square(i)))).await, Ok(i * i));
         drop(pool);
     }
+    // Threads and processes that end fire no event: /proc is polled.
     eventually(30, || {
         circuits_threads().is_empty() && children().is_empty()
     })
@@ -514,7 +470,8 @@ async fn a_child_that_claims_a_huge_frame_is_a_failed_start() {
 
 async fn abort_cancels_running_thread_tasks_at_once() {
     let pool = Pool::builder().min(1).start();
-    let (task, gate, started) = gated(1u32);
+    let gate = Gate::new();
+    let (task, started) = gate.task_started(1u32);
     let running = pool.push(task);
     bounded(started).await.expect("the gated task started");
     let queued: Vec<_> = (0..5u32).map(|i| pool.push(Task::new(move || i))).collect();
@@ -631,22 +588,21 @@ async fn a_timeout_fails_its_task_when_it_fires_whatever_the_kill_grace() {
 
 async fn abort_during_a_draining_stop_escalates_it() {
     let pool = Pool::builder().min(1).start();
-    let (task, gate, started) = gated(0usize);
+    let gate = Gate::new();
+    let (task, started) = gate.task_started(0usize);
     let running = pool.push(task);
     bounded(started).await.expect("the gated task started");
     let queued: Vec<_> = (1..=1000usize)
         .map(|i| pool.push(Task::new(move || i)))
         .collect();
-    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-    let stopper = pool.clone();
-    let _detached = actix::spawn(async move {
-        stopper.stop().await;
-        let _ = stopped_tx.send(());
-    });
+    // The stop begins at its first poll (and goes on in the background); the running task holds
+    // the drain.
+    let mut stopping = Box::pin(pool.stop());
     assert!(
-        eventually(10, || pool.is_stopped()).await,
-        "the draining stop began"
+        futures::poll!(stopping.as_mut()).is_pending(),
+        "the drain waits for the gated task"
     );
+    assert!(pool.is_stopped(), "the draining stop began");
     bounded(pool.abort()).await;
     gate.open();
     assert_eq!(bounded(running).await, Err(TaskError::Cancelled));
@@ -658,9 +614,7 @@ async fn abort_during_a_draining_stop_escalates_it() {
             i + 1
         );
     }
-    bounded(stopped_rx)
-        .await
-        .expect("the escalated stop completes");
+    bounded(stopping).await; // the escalated stop completes
 }
 
 async fn stop_within_aborts_a_drain_past_its_budget() {
@@ -693,7 +647,8 @@ async fn stop_within_aborts_a_drain_past_its_budget() {
 
 async fn a_parked_push_runs_during_the_drain() {
     let pool = Pool::builder().min(1).queue_bound(2).start();
-    let (task, gate, started) = gated(usize::MAX);
+    let gate = Gate::new();
+    let (task, started) = gate.task_started(usize::MAX);
     let first = pool.push(task);
     bounded(started).await.expect("the gated task started");
     let values: Vec<_> = (0..10usize)
@@ -703,22 +658,18 @@ async fn a_parked_push_runs_during_the_drain() {
         pool.try_push(Task::new(|| 0usize)).is_err(),
         "the pool is full, so pushes were parked"
     );
-    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-    let stopper = pool.clone();
-    let _detached = actix::spawn(async move {
-        stopper.stop().await;
-        let _ = stopped_tx.send(());
-    });
+    let mut stopping = Box::pin(pool.stop());
     assert!(
-        eventually(10, || pool.is_stopped()).await,
-        "the draining stop began"
+        futures::poll!(stopping.as_mut()).is_pending(),
+        "the drain waits for the gated task"
     );
+    assert!(pool.is_stopped(), "the draining stop began");
     gate.open();
     assert_eq!(bounded(first).await, Ok(usize::MAX));
     for (i, v) in values.into_iter().enumerate() {
         assert_eq!(bounded(v).await, Ok(i), "parked task {i}");
     }
-    bounded(stopped_rx).await.expect("the stop completes");
+    bounded(stopping).await; // the stop completes
 }
 
 async fn a_permit_is_free_before_the_value_resolves() {
@@ -740,8 +691,8 @@ async fn a_stuck_task_releases_its_permit_when_declared_stuck() {
         // Seconds: a quick task preempted on a busy machine must not count as stuck.
         .stuck_after(Duration::from_secs(3))
         .start();
-    let (task, gate, _started) = gated(1u32);
-    let stuck = bounded(pool.push(task)).await;
+    let gate = Gate::new();
+    let stuck = bounded(pool.push(gate.task(1u32))).await;
     assert!(
         matches!(stuck, Err(TaskError::TimedOut(_))),
         "the stuck task: {stuck:?}"
@@ -1045,19 +996,8 @@ async fn stats_agree_with_outcomes_after_every_value_resolved() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Runner
+// Plain tests, and the runner
 // ---------------------------------------------------------------------------------------------
-
-type AsyncTest = fn() -> Pin<Box<dyn Future<Output = ()>>>;
-
-/// The async tests, in running order, each named as its function.
-macro_rules! async_tests {
-    ($($name:ident),* $(,)?) => {{
-        let tests: Vec<(&'static str, AsyncTest)> =
-            vec![$((stringify!($name), || Box::pin($name()))),*];
-        tests
-    }};
-}
 
 /// A pool that cannot start panics at the caller's line (`#[track_caller]`), not inside the
 /// library.
@@ -1087,15 +1027,13 @@ fn stopping_the_system_ends_a_pool_whose_handle_is_still_held() {
     let kept = system.block_on(async {
         let pool = process_pool(2);
         assert_eq!(bounded(pool.push(Task::job(Square(5)))).await, Ok(25));
-        assert_eq!(common::await_children(2).len(), 2);
+        assert_eq!(await_children(2).await.len(), 2);
         pool
     });
     system.block_on(async { actix::System::current().stop() });
     system.run().expect("the System stops cleanly");
-    let until = Instant::now() + Duration::from_secs(10);
-    while !children().is_empty() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // The System is gone: poll /proc from this plain thread (a child's end has no event).
+    eventually_blocking(10, || children().is_empty());
     assert_eq!(
         children(),
         Vec::<u32>::new(),
@@ -1115,64 +1053,35 @@ fn main() {
     misbehave_before_init_if_asked(); // before init, as a binary that forgot it would
     circuits::init(jobs()); // worker processes serve jobs here and never return
 
-    let async_tests = async_tests![
-        // First: no other test has started a bus or a pool yet.
-        dropped_pools_leave_no_thread_and_no_child,
-        a_child_that_dies_before_its_handshake_backs_off_and_fails_with_a_named_error,
-        a_child_that_claims_a_huge_frame_is_a_failed_start,
-        abort_cancels_running_thread_tasks_at_once,
-        abort_kills_a_hanging_process_job,
-        a_timeout_fails_its_task_when_it_fires_whatever_the_kill_grace,
-        a_retiring_process_worker_keeps_pinned_tasks_and_hands_back_the_rest,
-        abort_during_a_draining_stop_escalates_it,
-        stop_within_aborts_a_drain_past_its_budget,
-        a_parked_push_runs_during_the_drain,
-        a_permit_is_free_before_the_value_resolves,
-        a_stuck_task_releases_its_permit_when_declared_stuck,
-        map_chunks_stay_under_the_frame_limit,
-        a_pool_timeout_applies_to_each_job_of_a_map,
-        a_second_pool_on_a_channel_fails_to_start,
-        max_below_the_default_min_lowers_min,
-        a_timeout_ends_what_the_job_started,
-        a_fork_without_exec_then_abort_fails_worker_crashed_at_once,
-        a_job_subprocess_is_an_ordinary_process,
-        a_process_pool_inside_a_job_works,
-        stats_agree_with_outcomes_after_every_value_resolved,
-    ];
-    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let (mut passed, mut failed) = (0, 0);
-    let mut run = |name: &str, f: &dyn Fn()| {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            return;
-        }
-        let started = Instant::now();
-        match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(()) => {
-                println!(
-                    "test {name} ... ok ({:.1} s)",
-                    started.elapsed().as_secs_f64()
-                );
-                passed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    };
-    for (name, t) in &async_tests {
-        run(name, &|| actix::System::new().block_on(t()));
-    }
-    run(
-        "a_failed_start_panics_at_the_callers_line",
-        &a_failed_start_panics_at_the_callers_line,
+    common::run_main(
+        "lifecycle",
+        common::async_tests![
+            // First: no other test has started a bus or a pool yet.
+            dropped_pools_leave_no_thread_and_no_child,
+            a_child_that_dies_before_its_handshake_backs_off_and_fails_with_a_named_error,
+            a_child_that_claims_a_huge_frame_is_a_failed_start,
+            abort_cancels_running_thread_tasks_at_once,
+            abort_kills_a_hanging_process_job,
+            a_timeout_fails_its_task_when_it_fires_whatever_the_kill_grace,
+            a_retiring_process_worker_keeps_pinned_tasks_and_hands_back_the_rest,
+            abort_during_a_draining_stop_escalates_it,
+            stop_within_aborts_a_drain_past_its_budget,
+            a_parked_push_runs_during_the_drain,
+            a_permit_is_free_before_the_value_resolves,
+            a_stuck_task_releases_its_permit_when_declared_stuck,
+            map_chunks_stay_under_the_frame_limit,
+            a_pool_timeout_applies_to_each_job_of_a_map,
+            a_second_pool_on_a_channel_fails_to_start,
+            max_below_the_default_min_lowers_min,
+            a_timeout_ends_what_the_job_started,
+            a_fork_without_exec_then_abort_fails_worker_crashed_at_once,
+            a_job_subprocess_is_an_ordinary_process,
+            a_process_pool_inside_a_job_works,
+            stats_agree_with_outcomes_after_every_value_resolved,
+        ],
+        common::sync_tests![
+            a_failed_start_panics_at_the_callers_line,
+            stopping_the_system_ends_a_pool_whose_handle_is_still_held,
+        ],
     );
-    run(
-        "stopping_the_system_ends_a_pool_whose_handle_is_still_held",
-        &stopping_the_system_ends_a_pool_whose_handle_is_still_held,
-    );
-    println!("\nlifecycle: {passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
 }

@@ -2,27 +2,16 @@
 
 mod common;
 
-use common::bounded;
+use common::{bounded, eventually, listen, Gate, Record};
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use circuits::prelude::*;
 use circuits::{Full, PoolStats, Resizer, WorkerStarted, WorkerStopped};
 use proptest::prelude::*;
-
-/// A task that waits for `gate` to open.
-fn gated(gate: &Arc<AtomicBool>, v: u64) -> Task<u64> {
-    let g = gate.clone();
-    Task::new(move || {
-        while !g.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        v
-    })
-}
 
 fn quick_resizer() -> Resizer {
     Resizer::default()
@@ -37,61 +26,48 @@ async fn the_pool_grows_to_max_under_a_burst_and_back_to_min_when_idle() {
         .max(4)
         .resizer(quick_resizer())
         .start();
-    let gate = Arc::new(AtomicBool::new(false));
-    let burst: Vec<_> = (0..40).map(|i| pool.push(gated(&gate, i))).collect();
-    let mut sizes = Vec::new();
-    bounded(async {
-        while pool.workers().len() < 4 {
-            sizes.push(pool.workers().len());
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await;
-    gate.store(true, Ordering::Release);
+    let mut started = listen::<WorkerStarted>(pool.bus(), pool.channel());
+    let mut stopped = listen::<WorkerStopped>(pool.bus(), pool.channel());
+    let gate = Gate::new();
+    let burst: Vec<_> = (0..40u64).map(|i| pool.push(gate.task(i))).collect();
+    let grown = started.until(|e| e.workers == 4).await;
+    assert_eq!(pool.workers().len(), 4);
+    gate.open();
     for (i, v) in burst.into_iter().enumerate() {
         assert_eq!(bounded(v).await, Ok(i as u64));
     }
-    bounded(async {
-        while pool.workers().len() > 1 {
-            sizes.push(pool.workers().len());
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await;
+    let shrunk = stopped.until(|e| e.workers == 1).await;
+    let sizes: Vec<usize> = grown
+        .iter()
+        .map(|e| e.workers)
+        .chain(shrunk.iter().map(|e| e.workers))
+        .collect();
     assert!(
         sizes.iter().all(|n| (1..=4).contains(n)),
-        "sizes seen: {sizes:?}"
+        "sizes announced: {sizes:?}"
     );
+    assert!(shrunk.iter().all(|e| e.reason == "resized"), "{shrunk:?}");
     assert_eq!(pool.workers().len(), 1);
     pool.stop().await;
 }
 
 #[actix_rt::test]
 async fn resizing_by_hand_stays_within_the_bounds_and_announces_workers() {
-    #[derive(Default)]
-    struct Seen(Vec<String>);
-    struct Watch(Arc<Mutex<Seen>>);
+    /// Both worker events in one list, in the order they arrive.
+    struct Watch(Record<String>);
     impl Actor for Watch {
         type Context = Context<Self>;
     }
     impl Handler<WorkerStarted> for Watch {
         type Result = ();
         fn handle(&mut self, e: WorkerStarted, _: &mut Context<Self>) {
-            self.0
-                .lock()
-                .unwrap()
-                .0
-                .push(format!("started {}", e.workers));
+            self.0.push(format!("started {}", e.workers));
         }
     }
     impl Handler<WorkerStopped> for Watch {
         type Result = ();
         fn handle(&mut self, e: WorkerStopped, _: &mut Context<Self>) {
-            self.0
-                .lock()
-                .unwrap()
-                .0
-                .push(format!("stopped {} {}", e.workers, e.reason));
+            self.0.push(format!("stopped {} {}", e.workers, e.reason));
         }
     }
     let pool = Pool::builder()
@@ -99,7 +75,7 @@ async fn resizing_by_hand_stays_within_the_bounds_and_announces_workers() {
         .max(5)
         .resizer(Resizer::default().interval(Duration::from_secs(3600)))
         .start();
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    let seen = Record::new();
     let w = Watch(seen.clone()).start();
     pool.bus()
         .subscribe(pool.channel(), w.clone().recipient::<WorkerStarted>())
@@ -138,19 +114,9 @@ async fn resizing_by_hand_stays_within_the_bounds_and_announces_workers() {
         "stopped 3 resized",
         "stopped 2 resized",
     ];
-    bounded(async {
-        while !seen
-            .lock()
-            .unwrap()
-            .0
-            .ends_with(&expected.map(String::from))
-        {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await;
+    let expected = expected.map(String::from);
+    let seen = seen.wait_for(|s| s.ends_with(&expected)).await;
     // The start-up workers' own announcements may arrive after the subscription too.
-    let seen = seen.lock().unwrap().0.clone();
     let early = &seen[..seen.len() - expected.len()];
     assert!(
         early.iter().all(|e| e == "started 1" || e == "started 2"),
@@ -162,9 +128,9 @@ async fn resizing_by_hand_stays_within_the_bounds_and_announces_workers() {
 #[actix_rt::test]
 async fn try_push_on_a_full_pool_gives_the_task_back() {
     let pool = Pool::builder().min(1).queue_bound(2).start();
-    let gate = Arc::new(AtomicBool::new(false));
-    let a = pool.push(gated(&gate, 1));
-    let b = pool.push(gated(&gate, 2));
+    let gate = Gate::new();
+    let a = pool.push(gate.task(1u64));
+    let b = pool.push(gate.task(2u64));
     let Err(Full(task)) = pool.try_push(Task::new(|| 3u64)) else {
         panic!("a full pool must refuse");
     };
@@ -177,7 +143,7 @@ async fn try_push_on_a_full_pool_gives_the_task_back() {
         bounded(pool.bus().call("pool", Task::new(|| 5u64))).await,
         Err(TaskError::Full)
     );
-    gate.store(true, Ordering::Release);
+    gate.open();
     assert_eq!(bounded(a).await, Ok(1));
     assert_eq!(bounded(b).await, Ok(2));
     // The task handed back is whole: it runs once there is room.
@@ -189,8 +155,8 @@ async fn try_push_on_a_full_pool_gives_the_task_back() {
 #[actix_rt::test]
 async fn a_producer_waiting_for_room_resumes_when_room_frees() {
     let pool = Pool::builder().min(1).queue_bound(1).start();
-    let gate = Arc::new(AtomicBool::new(false));
-    let first = pool.push(gated(&gate, 1));
+    let gate = Gate::new();
+    let first = pool.push(gate.task(1u64));
     let mut waiting = Box::pin(pool.send(Task::new(|| 2u64)));
     assert!(
         futures::poll!(waiting.as_mut()).is_pending(),
@@ -198,7 +164,7 @@ async fn a_producer_waiting_for_room_resumes_when_room_frees() {
     );
     // push does not wait itself: its value resolves after the task got room and ran.
     let parked = pool.push(Task::new(|| 3u64));
-    gate.store(true, Ordering::Release);
+    gate.open();
     assert_eq!(bounded(first).await, Ok(1));
     let second = bounded(waiting).await;
     assert_eq!(bounded(second).await, Ok(2));
@@ -213,50 +179,41 @@ async fn a_stuck_task_is_detected_and_the_pool_keeps_its_worker_count() {
         // Seconds: a quick task preempted on a busy machine must not count as stuck.
         .stuck_after(Duration::from_secs(3))
         .start();
-    let gate = Arc::new(AtomicBool::new(false));
+    let mut stopped = listen::<WorkerStopped>(pool.bus(), pool.channel());
+    let gate = Gate::new();
     let before = pool.workers();
-    let stuck = pool.push(gated(&gate, 1).key("stuck")); // keyed: it stays on its worker
+    let stuck = pool.push(gate.task(1u64).key("stuck")); // keyed: it stays on its worker
     assert_eq!(
         bounded(stuck).await,
         Err(TaskError::TimedOut(Duration::from_secs(3)))
     );
-    bounded(async {
-        while pool.workers().len() != 2 || pool.workers() == before {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await;
+    // The replacement joins before the lost worker leaves: once it left, the pool is whole.
+    let lost = stopped
+        .until(|e| e.reason.starts_with("lost"))
+        .await
+        .pop()
+        .expect("the lost worker's WorkerStopped");
+    assert!(before.contains(&lost.worker), "{lost:?}");
+    assert!(!pool.workers().contains(&lost.worker));
     assert_eq!(pool.workers().len(), 2);
+    assert_ne!(pool.workers(), before);
     for i in 0..20u64 {
         assert_eq!(bounded(pool.push(Task::new(move || i))).await, Ok(i));
     }
-    gate.store(true, Ordering::Release); // the stuck thread finishes on its own and exits
+    gate.open(); // the stuck thread finishes on its own and exits
     pool.stop().await;
 }
 
 #[actix_rt::test]
 async fn stats_add_up_and_are_fired_periodically() {
-    struct Last(Arc<Mutex<Option<PoolStats>>>);
-    impl Actor for Last {
-        type Context = Context<Self>;
-    }
-    impl Handler<PoolStats> for Last {
-        type Result = ();
-        fn handle(&mut self, s: PoolStats, _: &mut Context<Self>) {
-            *self.0.lock().unwrap() = Some(s);
-        }
-    }
     let pool = Pool::builder()
         .min(2)
         .track_latency()
         .stats_every(Duration::from_millis(10))
         .start();
-    let last = Arc::new(Mutex::new(None));
-    pool.bus()
-        .subscribe(pool.channel(), Last(last.clone()).start().recipient())
-        .unwrap();
-    let gate = Arc::new(AtomicBool::new(false));
-    let held: Vec<_> = (0..4).map(|i| pool.push(gated(&gate, i))).collect();
+    let mut periodic = listen::<PoolStats>(pool.bus(), pool.channel());
+    let gate = Gate::new();
+    let held: Vec<_> = (0..4u64).map(|i| pool.push(gate.task(i))).collect();
     let values: Vec<_> = (0..100u64)
         .map(|i| {
             pool.push(Task::fallible(
@@ -267,35 +224,25 @@ async fn stats_add_up_and_are_fired_periodically() {
     let s = pool.stats();
     assert_eq!(s.pushed, 104);
     assert_eq!(s.done + s.failed + s.queued + s.running, s.pushed, "{s:?}");
-    gate.store(true, Ordering::Release);
+    gate.open();
     for v in held.into_iter().chain(values) {
         let _ = bounded(v).await;
     }
-    let s = bounded(async {
-        loop {
-            let s = pool.stats();
-            if s.loads.iter().all(|l| *l == 0) {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
+    // A worker lowers its load after the task's value resolved and its events were sent: no
+    // event follows it, so the counters are polled.
+    assert!(
+        eventually(10, || pool.stats().loads.iter().all(|l| *l == 0)).await,
+        "loads: {:?}",
+        pool.loads()
+    );
+    let s = pool.stats();
     assert_eq!((s.done, s.failed, s.queued, s.running), (79, 25, 0, 0));
     assert_eq!(s.done + s.failed, s.pushed);
     assert_eq!(s.latency.map(|l| l.count), Some(104));
-    bounded(async {
-        while last
-            .lock()
-            .unwrap()
-            .as_ref()
-            .is_none_or(|s| s.done + s.failed < 104)
-        {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await;
-    assert_eq!(last.lock().unwrap().as_ref().unwrap().workers, 2);
+    let fired = periodic.until(|s| s.done + s.failed >= 104).await;
+    let last = fired.last().expect("one PoolStats at least");
+    assert_eq!(last.workers, 2);
+    assert_eq!((last.done, last.failed, last.pushed), (79, 25, 104));
     pool.stop().await;
 }
 

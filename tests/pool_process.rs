@@ -4,13 +4,13 @@
 
 mod common;
 
-use common::{alive, bounded, children};
+use common::{
+    alive, await_children, bounded, children, eventually_blocking, listen, wait_for_no_children,
+    Listener,
+};
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix::prelude::*;
 use circuits::prelude::*;
 use circuits::{ProcessConfig, WorkerRestarted};
 use serde::{Deserialize, Serialize};
@@ -90,35 +90,9 @@ fn jobs() -> Jobs {
         .register::<Echo>()
 }
 
-async fn wait_for_no_children() -> Vec<u32> {
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let c = children();
-        if c.is_empty() || Instant::now() > until {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-struct Restarts(Arc<Mutex<Vec<WorkerRestarted>>>);
-impl Actor for Restarts {
-    type Context = Context<Self>;
-}
-impl Handler<WorkerRestarted> for Restarts {
-    type Result = ();
-    fn handle(&mut self, e: WorkerRestarted, _: &mut Context<Self>) {
-        self.0.lock().unwrap().push(e);
-    }
-}
-
-fn watch_restarts(pool: &PoolHandle) -> Arc<Mutex<Vec<WorkerRestarted>>> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let r = Restarts(seen.clone()).start();
-    pool.bus()
-        .subscribe(pool.channel(), r.recipient::<WorkerRestarted>())
-        .unwrap();
-    seen
+/// The pool's `WorkerRestarted` events from now on.
+fn watch_restarts(pool: &PoolHandle) -> Listener<WorkerRestarted> {
+    listen(pool.bus(), pool.channel())
 }
 
 fn process_pool(n: usize) -> PoolHandle {
@@ -143,7 +117,7 @@ async fn results_are_correct_for_1000_jobs_on_2_children() {
 
 async fn crash_fails_only_its_task(how: Misbehave, expect: &str) {
     let pool = process_pool(2);
-    let restarts = watch_restarts(&pool);
+    let mut restarts = watch_restarts(&pool);
     let before: Vec<_> = (0..50u64)
         .map(|i| pool.push(Task::job(Square(i))))
         .collect();
@@ -165,13 +139,12 @@ async fn crash_fails_only_its_task(how: Misbehave, expect: &str) {
         assert_eq!(bounded(v).await, Ok(i * i));
     }
     assert_eq!(pool.workers().len(), 2, "the pool keeps its size");
-    bounded(async {
-        while restarts.lock().unwrap().is_empty() {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await;
-    let r = restarts.lock().unwrap()[0].clone();
+    let r = restarts.next().await;
+    assert!(
+        r.reason.contains(expect),
+        "the restart's reason {:?} should say {expect:?}",
+        r.reason
+    );
     assert!(pool.workers().contains(&r.new) && !pool.workers().contains(&r.old));
     bounded(pool.stop()).await;
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
@@ -206,7 +179,7 @@ async fn an_unwinding_panic_is_a_plain_failure_and_the_child_lives() {
 
 async fn a_timeout_kills_the_child_and_replaces_it() {
     let pool = process_pool(1);
-    let restarts = watch_restarts(&pool);
+    let mut restarts = watch_restarts(&pool);
     let first = pool.workers()[0].clone();
     let pid = bounded(pool.push(Task::job(Misbehave::Pid))).await.unwrap();
     let hang = pool.push(Task::job(Misbehave::Hang).timeout(Duration::from_millis(100)));
@@ -227,13 +200,14 @@ async fn a_timeout_kills_the_child_and_replaces_it() {
         "the hung child is gone"
     );
     assert_ne!(pool.workers()[0], first, "under a fresh channel");
-    bounded(async {
-        while restarts.lock().unwrap().is_empty() {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await;
-    assert_eq!(restarts.lock().unwrap()[0].old, first);
+    let r = restarts.next().await;
+    assert_eq!(r.old, first);
+    assert_eq!(r.new, pool.workers()[0]);
+    assert!(
+        r.reason.contains("timed out"),
+        "the restart's reason: {:?}",
+        r.reason
+    );
     bounded(pool.stop()).await;
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
 }
@@ -241,7 +215,7 @@ async fn a_timeout_kills_the_child_and_replaces_it() {
 async fn stop_abort_and_drop_leave_no_child_process() {
     let pool = process_pool(3);
     bounded(pool.push(Task::job(Square(2)))).await.unwrap();
-    assert_eq!(common::await_children(3).len(), 3);
+    assert_eq!(await_children(3).await.len(), 3);
     bounded(pool.stop()).await;
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
 
@@ -267,12 +241,10 @@ fn dropped_pools_leave_no_child_process() {
     actix::System::new().block_on(async {
         let pool = process_pool(2);
         bounded(pool.push(Task::job(Square(3)))).await.unwrap();
-        assert_eq!(common::await_children(2).len(), 2);
+        assert_eq!(await_children(2).await.len(), 2);
     });
-    let until = Instant::now() + Duration::from_secs(10);
-    while !children().is_empty() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // The System is gone: poll /proc from this plain thread (a child's end has no event).
+    eventually_blocking(10, || children().is_empty());
     assert_eq!(children(), Vec::<u32>::new());
 }
 
@@ -377,9 +349,8 @@ fn orphan_parent_if_asked() {
         }
         let pids: Vec<String> = children().iter().map(u32::to_string).collect();
         println!("{}", pids.join(" "));
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        // Until the test kills this process.
+        std::future::pending::<()>().await;
     });
 }
 
@@ -406,10 +377,8 @@ fn children_die_with_their_parent() {
     assert!(pids.iter().all(|p| alive(*p)));
     parent.kill().unwrap(); // SIGKILL: no destructor, no clean-up of its own
     parent.wait().unwrap();
-    let until = Instant::now() + Duration::from_secs(10);
-    while pids.iter().any(|p| alive(*p)) && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // Another process's children: /proc is all there is to watch.
+    eventually_blocking(10, || !pids.iter().any(|p| alive(*p)));
     let running: Vec<_> = pids.iter().filter(|p| alive(**p)).collect();
     assert!(
         running.is_empty(),
@@ -434,79 +403,27 @@ async fn resizing_a_process_pool_loses_nothing() {
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
 }
 
-type AsyncTest = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
-
 fn main() {
     circuits::init(jobs()); // worker processes serve jobs here and never return
     orphan_parent_if_asked();
-
-    let async_tests: Vec<(&str, AsyncTest)> = vec![
-        ("results_are_correct_for_1000_jobs_on_2_children", || {
-            Box::pin(results_are_correct_for_1000_jobs_on_2_children())
-        }),
-        ("abort_fails_only_its_task_and_the_pool_goes_on", || {
-            Box::pin(abort_fails_only_its_task_and_the_pool_goes_on())
-        }),
-        (
-            "a_segfault_fails_only_its_task_and_the_pool_goes_on",
-            || Box::pin(a_segfault_fails_only_its_task_and_the_pool_goes_on()),
-        ),
-        ("an_exit_fails_only_its_task_and_the_pool_goes_on", || {
-            Box::pin(an_exit_fails_only_its_task_and_the_pool_goes_on())
-        }),
-        (
-            "an_unwinding_panic_is_a_plain_failure_and_the_child_lives",
-            || Box::pin(an_unwinding_panic_is_a_plain_failure_and_the_child_lives()),
-        ),
-        ("a_timeout_kills_the_child_and_replaces_it", || {
-            Box::pin(a_timeout_kills_the_child_and_replaces_it())
-        }),
-        ("stop_abort_and_drop_leave_no_child_process", || {
-            Box::pin(stop_abort_and_drop_leave_no_child_process())
-        }),
-        ("map_streams_results_in_input_order_in_chunks", || {
-            Box::pin(map_streams_results_in_input_order_in_chunks())
-        }),
-        ("resizing_a_process_pool_loses_nothing", || {
-            Box::pin(resizing_a_process_pool_loses_nothing())
-        }),
-        ("bad_input_gets_named_errors", || {
-            Box::pin(bad_input_gets_named_errors())
-        }),
-        ("the_same_job_gives_the_same_result_in_both_modes", || {
-            Box::pin(the_same_job_gives_the_same_result_in_both_modes())
-        }),
-    ];
-    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let (mut passed, mut failed) = (0, 0);
-    let mut run = |name: &str, f: &dyn Fn()| {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            return;
-        }
-        match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(()) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    };
-    for (name, t) in &async_tests {
-        run(name, &|| actix::System::new().block_on(t()));
-    }
-    run(
-        "children_die_with_their_parent",
-        &children_die_with_their_parent,
+    common::run_main(
+        "pool_process",
+        common::async_tests![
+            results_are_correct_for_1000_jobs_on_2_children,
+            abort_fails_only_its_task_and_the_pool_goes_on,
+            a_segfault_fails_only_its_task_and_the_pool_goes_on,
+            an_exit_fails_only_its_task_and_the_pool_goes_on,
+            an_unwinding_panic_is_a_plain_failure_and_the_child_lives,
+            a_timeout_kills_the_child_and_replaces_it,
+            stop_abort_and_drop_leave_no_child_process,
+            map_streams_results_in_input_order_in_chunks,
+            resizing_a_process_pool_loses_nothing,
+            bad_input_gets_named_errors,
+            the_same_job_gives_the_same_result_in_both_modes,
+        ],
+        common::sync_tests![
+            children_die_with_their_parent,
+            dropped_pools_leave_no_child_process,
+        ],
     );
-    run(
-        "dropped_pools_leave_no_child_process",
-        &dropped_pools_leave_no_child_process,
-    );
-    println!("\npool_process: {passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
 }

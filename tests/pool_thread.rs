@@ -2,112 +2,25 @@
 
 mod common;
 
-use common::{bounded, BOUND};
+use common::{bounded, collect, one_outcome_each, Gate, Seen, BOUND};
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use circuits::prelude::*;
 use circuits::{TaskId, WaitError};
 use proptest::prelude::*;
 
-#[derive(Debug, Clone, PartialEq)]
-enum Seen {
-    Success(Channel),
-    Failure(Channel, TaskError),
-    Complete(bool),
-}
-
-type Events = Arc<Mutex<HashMap<TaskId, Vec<Seen>>>>;
-
-/// Subscribes to a pool's result events for `u64` tasks and records them per task.
-struct Collector {
-    events: Events,
-}
-
-impl Actor for Collector {
-    type Context = Context<Self>;
-}
-impl Handler<TaskSuccess<u64>> for Collector {
-    type Result = ();
-    fn handle(&mut self, e: TaskSuccess<u64>, _: &mut Context<Self>) {
-        self.events
-            .lock()
-            .unwrap()
-            .entry(e.id)
-            .or_default()
-            .push(Seen::Success(e.worker));
-    }
-}
-impl Handler<TaskFailure> for Collector {
-    type Result = ();
-    fn handle(&mut self, e: TaskFailure, _: &mut Context<Self>) {
-        self.events
-            .lock()
-            .unwrap()
-            .entry(e.id)
-            .or_default()
-            .push(Seen::Failure(e.worker, e.error));
-    }
-}
-impl Handler<TaskComplete> for Collector {
-    type Result = ();
-    fn handle(&mut self, e: TaskComplete, _: &mut Context<Self>) {
-        self.events
-            .lock()
-            .unwrap()
-            .entry(e.id)
-            .or_default()
-            .push(Seen::Complete(e.ok));
-    }
-}
-
-/// Subscribes a collector to all three result events on the pool's channel.
-fn collect(pool: &PoolHandle) -> (Events, Vec<circuits::SubscriptionId>) {
-    let events: Events = Default::default();
-    let c = Collector {
-        events: events.clone(),
-    }
-    .start();
-    let bus = pool.bus();
-    let ch = pool.channel();
-    let subs = vec![
-        bus.subscribe(ch, c.clone().recipient::<TaskSuccess<u64>>())
-            .unwrap(),
-        bus.subscribe(ch, c.clone().recipient::<TaskFailure>())
-            .unwrap(),
-        bus.subscribe(ch, c.recipient::<TaskComplete>()).unwrap(),
-    ];
-    (events, subs)
-}
-
-/// Waits until `n` tasks have their `TaskComplete` recorded.
-async fn completed(events: &Events, n: usize) -> HashMap<TaskId, Vec<Seen>> {
-    bounded(async {
-        loop {
-            {
-                let e = events.lock().unwrap();
-                let done = e
-                    .values()
-                    .filter(|v| v.iter().any(|s| matches!(s, Seen::Complete(_))))
-                    .count();
-                if done >= n {
-                    return e.clone();
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+/// The worker that ran a task, from its events: the terminal event's, which its `TaskComplete`
+/// repeats.
+fn worker_of(seen: &[Seen<u64>]) -> Channel {
+    match seen {
+        [Seen::Success(w, _) | Seen::Failure(w, _), Seen::Complete(c, _)] => {
+            assert_eq!(w, c, "TaskComplete names the worker of the terminal event");
+            w.clone()
         }
-    })
-    .await
-}
-
-fn worker_of(seen: &[Seen]) -> Channel {
-    match &seen[0] {
-        Seen::Success(w) | Seen::Failure(w, _) => w.clone(),
-        Seen::Complete(_) => panic!("Complete came before the terminal event"),
+        other => panic!("not one terminal event then TaskComplete: {other:?}"),
     }
 }
 
@@ -156,7 +69,7 @@ async fn a_pool_starts_min_workers_on_uuid_channels_under_its_component() {
 #[actix_rt::test]
 async fn a_task_fired_at_a_workers_channel_runs_on_that_worker() {
     let pool = Pool::builder().min(4).start();
-    let (events, _) = collect(&pool);
+    let mut events = collect::<u64>(&pool);
     let target = pool.workers()[2].clone();
     let mut values = Vec::new();
     for i in 0..20u64 {
@@ -166,7 +79,8 @@ async fn a_task_fired_at_a_workers_channel_runs_on_that_worker() {
     for v in values {
         bounded(v).await.unwrap();
     }
-    let seen = completed(&events, 21).await;
+    let seen = events.until_complete(21).await;
+    one_outcome_each(&seen, 21);
     assert!(seen.values().all(|s| worker_of(s) == target));
     let unknown = pool.bus().call("no-such-worker", Task::new(|| 0u64));
     assert_eq!(
@@ -181,7 +95,7 @@ async fn round_robin_places_tasks_on_workers_in_order() {
     // Placement shows in the load counters (a task counts on the worker it was placed on until it
     // ends, even if an idle sibling steals it), so gated tasks make the order visible.
     let pool = Pool::builder().min(3).strategy(RoundRobin::new()).start();
-    let gate = Arc::new(AtomicBool::new(false));
+    let gate = Gate::new();
     let expected = [
         [1, 0, 0],
         [1, 1, 0],
@@ -192,16 +106,10 @@ async fn round_robin_places_tasks_on_workers_in_order() {
     ];
     let mut values = Vec::new();
     for want in expected {
-        let g = gate.clone();
-        values.push(pool.push(Task::new(move || {
-            while !g.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            0u64
-        })));
+        values.push(pool.push(gate.task(0u64)));
         assert_eq!(pool.loads(), want.to_vec());
     }
-    gate.store(true, Ordering::Release);
+    gate.open();
     for v in values {
         assert_eq!(bounded(v).await, Ok(0));
     }
@@ -211,7 +119,7 @@ async fn round_robin_places_tasks_on_workers_in_order() {
 #[actix_rt::test]
 async fn key_affinity_is_sticky() {
     let pool = Pool::builder().min(4).strategy(KeyAffinity::new()).start();
-    let (events, _) = collect(&pool);
+    let mut events = collect::<u64>(&pool);
     let mut values = Vec::new();
     for i in 0..60u64 {
         let key = format!("user-{}", i % 5);
@@ -222,7 +130,8 @@ async fn key_affinity_is_sticky() {
         let i = bounded(v).await.unwrap();
         keys.insert(TaskId(i + 1), key);
     }
-    let seen = completed(&events, 60).await;
+    let seen = events.until_complete(60).await;
+    one_outcome_each(&seen, 60);
     let mut home: HashMap<String, Channel> = HashMap::new();
     for (id, key) in keys {
         let w = worker_of(&seen[&id]);
@@ -240,30 +149,19 @@ async fn key_affinity_is_sticky() {
 async fn below_average_sends_work_to_the_idle_worker() {
     // Worker loads are crafted by parking tasks on a gate: worker 0 holds 3, worker 1 holds 0.
     let pool = Pool::builder().min(2).strategy(BelowAverage).start();
-    let gate = Arc::new(AtomicBool::new(false));
+    let gate = Gate::new();
     let w0 = pool.workers()[0].clone();
-    let mut parked = Vec::new();
-    for _ in 0..3 {
-        let g = gate.clone();
-        parked.push(pool.push_to(
-            &w0,
-            Task::new(move || {
-                while !g.load(Ordering::Acquire) {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                0u64
-            }),
-        ));
-    }
+    let parked: Vec<_> = (0..3).map(|_| pool.push_to(&w0, gate.task(0u64))).collect();
     assert_eq!(pool.loads(), vec![3, 0]);
-    let (events, _) = collect(&pool);
+    let mut events = collect::<u64>(&pool);
     // Mean load 1.5: worker 1 (load 0) is the first below it, for each of these pushes while its
     // load stays below the mean.
     let quick = pool.push(Task::new(|| 7u64));
     assert_eq!(bounded(quick).await, Ok(7));
-    let seen = completed(&events, 1).await;
+    let seen = events.next_n(1).await;
+    assert_eq!(seen.keys().collect::<Vec<_>>(), vec![&TaskId(4)]);
     assert_eq!(worker_of(&seen[&TaskId(4)]), pool.workers()[1]);
-    gate.store(true, Ordering::Release);
+    gate.open();
     for p in parked {
         bounded(p).await.unwrap();
     }
@@ -273,25 +171,13 @@ async fn below_average_sends_work_to_the_idle_worker() {
 #[actix_rt::test]
 async fn an_idle_worker_steals_queued_work_from_a_busy_one_but_never_pinned_work() {
     let pool = Pool::builder().min(2).strategy(RoundRobin::new()).start();
-    let gate = Arc::new(AtomicBool::new(false));
-    let started = Arc::new(AtomicBool::new(false));
-    let (g, s) = (gate.clone(), started.clone());
+    let gate = Gate::new();
     let w0 = pool.workers()[0].clone();
     // Round robin: the blocker goes to worker 0, then one task to worker 1, then one to worker 0,
     // queued behind the blocker.
-    let blocker = pool.push(Task::new(move || {
-        s.store(true, Ordering::Release);
-        while !g.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        0u64
-    }));
-    bounded(async {
-        while !started.load(Ordering::Acquire) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
+    let (blocker, started) = gate.task_started(0u64);
+    let blocker = pool.push(blocker);
+    bounded(started).await.expect("the blocker started");
     let on_w1 = pool.push(Task::new(|| 1u64));
     let behind_blocker = pool.push(Task::new(|| 2u64));
     let pinned = pool.push_to(&w0, Task::new(|| 3u64));
@@ -303,7 +189,7 @@ async fn an_idle_worker_steals_queued_work_from_a_busy_one_but_never_pinned_work
         !pinned.is_ready(),
         "a task fired at worker 0 waits for worker 0"
     );
-    gate.store(true, Ordering::Release);
+    gate.open();
     assert_eq!(bounded(blocker).await, Ok(0));
     assert_eq!(bounded(&mut pinned).await, Ok(3));
     pool.stop().await;
@@ -312,20 +198,18 @@ async fn an_idle_worker_steals_queued_work_from_a_busy_one_but_never_pinned_work
 #[actix_rt::test]
 async fn a_panic_fails_only_that_task_and_the_worker_lives_on() {
     let pool = Pool::builder().min(1).start();
-    let (events, _) = collect(&pool);
+    let mut events = collect::<u64>(&pool);
     let bad = pool.push(Task::new(|| -> u64 { panic!("boom") }));
     assert_eq!(bounded(bad).await, Err(TaskError::Panicked("boom".into())));
     let good = pool.push(Task::new(|| 5u64));
     assert_eq!(bounded(good).await, Ok(5));
-    let seen = completed(&events, 2).await;
+    let seen = events.until_complete(2).await;
+    let terminal = one_outcome_each(&seen, 2);
     assert!(matches!(
-        &seen[&TaskId(1)][..],
-        [Seen::Failure(_, TaskError::Panicked(m)), Seen::Complete(false)] if m == "boom"
+        &terminal[&TaskId(1)],
+        Seen::Failure(_, TaskError::Panicked(m)) if m == "boom"
     ));
-    assert!(matches!(
-        &seen[&TaskId(2)][..],
-        [Seen::Success(_), Seen::Complete(true)]
-    ));
+    assert!(matches!(&terminal[&TaskId(2)], Seen::Success(_, 5)));
     assert_eq!(pool.workers().len(), 1);
     pool.stop().await;
 }
@@ -359,26 +243,14 @@ async fn stop_drains_every_queued_task_and_later_pushes_fail_at_once() {
 #[actix_rt::test]
 async fn abort_cancels_queued_tasks_and_fires_their_failures() {
     let pool = Pool::builder().min(1).start();
-    let (events, _) = collect(&pool);
-    let gate = Arc::new(AtomicBool::new(false));
-    let started = Arc::new(AtomicBool::new(false));
-    let (g, s) = (gate.clone(), started.clone());
-    let running = pool.push(Task::new(move || {
-        s.store(true, Ordering::Release);
-        while !g.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        1u64
-    }));
+    let mut events = collect::<u64>(&pool);
+    let gate = Gate::new();
+    let (running, started) = gate.task_started(1u64);
+    let running = pool.push(running);
     let queued: Vec<_> = (0..10u64)
         .map(|i| pool.push(Task::new(move || i)))
         .collect();
-    bounded(async {
-        while !started.load(Ordering::Acquire) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
+    bounded(started).await.expect("the running task started");
     // The abort returns while the running closure is still blocked: its value resolves at once
     // and the thread finishes it detached.
     bounded(pool.abort()).await;
@@ -387,22 +259,14 @@ async fn abort_cancels_queued_tasks_and_fires_their_failures() {
         Err(TaskError::Cancelled),
         "the running task's value resolves at once"
     );
-    gate.store(true, Ordering::Release);
+    gate.open();
     for q in queued {
         assert_eq!(bounded(q).await, Err(TaskError::Cancelled));
     }
-    let seen = completed(&events, 11).await;
-    let cancelled = seen
+    let seen = events.until_complete(11).await;
+    let cancelled = one_outcome_each(&seen, 11)
         .values()
-        .filter(|s| {
-            matches!(
-                &s[..],
-                [
-                    Seen::Failure(_, TaskError::Cancelled),
-                    Seen::Complete(false)
-                ]
-            )
-        })
+        .filter(|s| matches!(s, Seen::Failure(_, TaskError::Cancelled)))
         .count();
     assert_eq!(cancelled, 11);
 }
@@ -410,7 +274,7 @@ async fn abort_cancels_queued_tasks_and_fires_their_failures() {
 #[actix_rt::test]
 async fn a_timed_out_task_fails_once_and_the_late_result_is_discarded() {
     let pool = Pool::builder().min(1).start();
-    let (events, _) = collect(&pool);
+    let mut events = collect::<u64>(&pool);
     // The task cannot end before its timeout: it waits for a gate opened only after it failed.
     let (open, gate) = std::sync::mpsc::channel::<()>();
     let slow = pool.push(
@@ -427,33 +291,38 @@ async fn a_timed_out_task_fails_once_and_the_late_result_is_discarded() {
     open.send(()).unwrap();
     // The next task runs after the slow one really ends on the one worker.
     assert_eq!(bounded(pool.push(Task::new(|| 2u64))).await, Ok(2));
-    let seen = completed(&events, 2).await;
+    let seen = events.until_complete(2).await;
+    let terminal = one_outcome_each(&seen, 2);
     assert!(matches!(
-        &seen[&TaskId(1)][..],
-        [
-            Seen::Failure(_, TaskError::TimedOut(_)),
-            Seen::Complete(false)
-        ]
+        &terminal[&TaskId(1)],
+        Seen::Failure(_, TaskError::TimedOut(d)) if *d == Duration::from_millis(20)
     ));
+    assert!(
+        matches!(&terminal[&TaskId(2)], Seen::Success(_, 2)),
+        "the late result of task 1 fired no event"
+    );
     pool.stop().await;
 }
 
 #[actix_rt::test]
 async fn unsubscribed_collectors_hear_nothing_more() {
     let pool = Pool::builder().min(2).start();
-    let (first, subs) = collect(&pool);
+    let mut first = collect::<u64>(&pool);
     bounded(pool.push(Task::new(|| 1u64))).await.unwrap();
-    completed(&first, 1).await;
-    for s in subs {
-        assert!(pool.bus().unsubscribe(s));
-    }
-    let before = first.lock().unwrap().len();
-    let (second, _) = collect(&pool);
+    let before = first.until_complete(1).await;
+    first.unsubscribe(pool.bus());
+    let mut second = collect::<u64>(&pool);
     for i in 0..10u64 {
         bounded(pool.push(Task::new(move || i))).await.unwrap();
     }
-    completed(&second, 10).await;
-    assert_eq!(first.lock().unwrap().len(), before);
+    let heard = second.until_complete(10).await;
+    assert_eq!(heard.len(), 10);
+    assert!(!heard.contains_key(&TaskId(1)), "task 1 ended before");
+    assert_eq!(
+        first.seen(),
+        before,
+        "the first collector heard nothing more"
+    );
     pool.stop().await;
 }
 
@@ -511,7 +380,7 @@ fn kind() -> impl Strategy<Value = Kind> {
 fn exactly_once(kinds: Vec<Kind>) {
     actix::System::new().block_on(async move {
         let pool = Pool::builder().min(3).strategy(PowerOfTwo).start();
-        let (events, _) = collect(&pool);
+        let mut events = collect::<u64>(&pool);
         let kinds = Arc::new(kinds);
         let mut pushers = Vec::new();
         for p in 0..4usize {
@@ -547,30 +416,24 @@ fn exactly_once(kinds: Vec<Kind>) {
                 (k, r) => panic!("task {i} of kind {k:?} ended as {r:?}"),
             }
         }
-        let seen = completed(&events, kinds.len()).await;
-        assert_eq!(seen.len(), kinds.len(), "one entry per task id");
-        let ids: Vec<u64> = {
-            let mut v: Vec<u64> = seen.keys().map(|k| k.0).collect();
-            v.sort_unstable();
-            v
-        };
-        assert_eq!(ids, (1..=kinds.len() as u64).collect::<Vec<_>>());
-        for (id, s) in &seen {
-            assert!(
-                matches!(
-                    &s[..],
-                    [Seen::Success(_), Seen::Complete(true)]
-                        | [Seen::Failure(..), Seen::Complete(false)]
-                ),
-                "{id}: {s:?}"
-            );
-        }
+        let seen = events.until_complete(kinds.len()).await;
+        let terminal = one_outcome_each(&seen, kinds.len());
         let ok = kinds.iter().filter(|k| matches!(k, Kind::Ok)).count();
-        let successes = seen
+        let mut succeeded: Vec<u64> = terminal
             .values()
-            .filter(|s| matches!(s[0], Seen::Success(_)))
-            .count();
-        assert_eq!(successes, ok);
+            .filter_map(|s| match s {
+                Seen::Success(_, v) => Some(*v),
+                _ => None,
+            })
+            .collect();
+        succeeded.sort_unstable();
+        assert_eq!(succeeded.len(), ok);
+        let mut ok_values: Vec<u64> = results
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok().copied())
+            .collect();
+        ok_values.sort_unstable();
+        assert_eq!(succeeded, ok_values, "the success events carry the values");
         pool.stop().await;
     });
 }

@@ -5,16 +5,15 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use circuits::prelude::*;
-use common::bounded;
+use common::{bounded, Record};
 
 /// Records every trace event's fields as text (a global subscriber: the trace comes from the
-/// bus's dispatch thread).
-struct Capture(Arc<Mutex<Vec<String>>>);
+/// bus's dispatch thread), for the test to await.
+struct Capture(Record<String>);
 
 struct Fields(String);
 
@@ -36,7 +35,7 @@ impl tracing::Subscriber for Capture {
     fn event(&self, event: &tracing::Event<'_>) {
         let mut fields = Fields(String::new());
         event.record(&mut fields);
-        self.0.lock().unwrap().push(fields.0);
+        self.0.push(fields.0);
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
@@ -56,7 +55,7 @@ impl Handler<TaskSuccess<u32>> for U32Listener {
 
 #[actix_rt::test]
 async fn a_subscriber_of_another_result_type_hears_nothing_and_a_trace_says_why() {
-    let traces = Arc::new(Mutex::new(Vec::new()));
+    let traces = Record::new();
     tracing::subscriber::set_global_default(Capture(traces.clone())).unwrap();
 
     let pool = Pool::builder().min(1).channel("typed").start();
@@ -67,24 +66,13 @@ async fn a_subscriber_of_another_result_type_hears_nothing_and_a_trace_says_why(
         .unwrap();
     // The task returns u64: the u32 subscriber is of another type.
     assert_eq!(bounded(pool.push(Task::new(|| 7u64))).await, Ok(7));
-    // A trace has no event to await: poll the captured ones with a deadline.
-    let until = Instant::now() + Duration::from_secs(10);
-    let said = loop {
-        let found = traces
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|t| t.contains("no subscriber"))
-            .cloned();
-        if let Some(t) = found {
-            break Some(t);
-        }
-        if Instant::now() > until {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    let said = said.expect("a debug trace names the unheard result type");
+    // The capture wakes the test when the trace arrives.
+    let said = traces
+        .wait_for(|t| t.iter().any(|t| t.contains("no subscriber")))
+        .await
+        .into_iter()
+        .find(|t| t.contains("no subscriber"))
+        .expect("a debug trace names the unheard result type");
     assert!(said.contains("u64"), "{said}");
     assert!(said.contains("typed"), "{said}");
     assert_eq!(

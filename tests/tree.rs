@@ -2,11 +2,9 @@
 
 mod common;
 
-use common::bounded;
+use common::{bounded, eventually, Record};
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use actix::prelude::*;
 use circuits::{
@@ -14,7 +12,8 @@ use circuits::{
     Unregistered,
 };
 
-type Log = Arc<Mutex<Vec<String>>>;
+/// What the nodes saw, in order; tests await its length instead of polling it.
+type Log = Record<String>;
 
 /// Records lifecycle events and stops when told to.
 struct Node {
@@ -29,7 +28,7 @@ impl Actor for Node {
 impl Handler<Stop> for Node {
     type Result = ();
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
-        self.log.lock().unwrap().push(format!("stop {}", self.name));
+        self.log.push(format!("stop {}", self.name));
         ctx.stop();
     }
 }
@@ -37,37 +36,25 @@ impl Handler<Stop> for Node {
 impl Handler<Registered> for Node {
     type Result = ();
     fn handle(&mut self, e: Registered, _: &mut Context<Self>) {
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("registered {}", e.0.name));
+        self.log.push(format!("registered {}", e.0.name));
     }
 }
 impl Handler<Started> for Node {
     type Result = ();
     fn handle(&mut self, e: Started, _: &mut Context<Self>) {
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("started {}", e.0.name));
+        self.log.push(format!("started {}", e.0.name));
     }
 }
 impl Handler<Stopped> for Node {
     type Result = ();
     fn handle(&mut self, e: Stopped, _: &mut Context<Self>) {
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("stopped {}", e.0.name));
+        self.log.push(format!("stopped {}", e.0.name));
     }
 }
 impl Handler<Unregistered> for Node {
     type Result = ();
     fn handle(&mut self, e: Unregistered, _: &mut Context<Self>) {
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("unregistered {}", e.0.name));
+        self.log.push(format!("unregistered {}", e.0.name));
     }
 }
 
@@ -95,20 +82,10 @@ fn assert_tree_invariants(bus: &Bus) {
     }
 }
 
-async fn wait_for_log(log: &Log, n: usize) -> Vec<String> {
-    bounded(async {
-        while log.lock().unwrap().len() < n {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
-    log.lock().unwrap().clone()
-}
-
 #[actix_rt::test]
 async fn register_builds_the_tree_and_announces_it() {
     let bus = Bus::new();
-    let log: Log = Default::default();
+    let log = Log::new();
     let watcher = Node {
         name: "watcher".into(),
         log: log.clone(),
@@ -134,7 +111,7 @@ async fn register_builds_the_tree_and_announces_it() {
 
     // Lifecycle events go to the component's channel and its parent's; the wildcard watcher hears
     // each once per fire.
-    let seen = wait_for_log(&log, 4).await;
+    let seen = log.at_least(4).await;
     assert_eq!(
         seen,
         vec![
@@ -149,7 +126,7 @@ async fn register_builds_the_tree_and_announces_it() {
 #[actix_rt::test]
 async fn unregister_removes_the_whole_subtree_children_first() {
     let bus = Bus::new();
-    let log: Log = Default::default();
+    let log = Log::new();
     let root = bus.register(Component::new("root")).unwrap();
     let a = bus.register(Component::new("a").parent(root)).unwrap();
     let a1 = bus.register(Component::new("a1").parent(a)).unwrap();
@@ -178,7 +155,7 @@ async fn unregister_removes_the_whole_subtree_children_first() {
     assert_eq!(bus.children(root), vec![b]);
     assert_eq!(bus.subscriptions(), 1, "a1's subscription left with it");
     assert_tree_invariants(&bus);
-    let seen = wait_for_log(&log, 3).await;
+    let seen = log.at_least(3).await;
     assert_eq!(
         seen,
         vec!["unregistered a1", "unregistered a2", "unregistered a"]
@@ -192,7 +169,7 @@ async fn unregister_removes_the_whole_subtree_children_first() {
 #[actix_rt::test]
 async fn stopping_a_subtree_stops_its_actors_children_first() {
     let bus = Bus::new();
-    let log: Log = Default::default();
+    let log = Log::new();
     let spawn = |name: &str| {
         Node {
             name: name.into(),
@@ -228,19 +205,16 @@ async fn stopping_a_subtree_stops_its_actors_children_first() {
     assert_eq!(stopped.len(), 2);
     assert_eq!(stopped[1], mid_id);
     let stops: Vec<String> = log
-        .lock()
-        .unwrap()
-        .iter()
+        .get()
+        .into_iter()
         .filter(|l| l.starts_with("stop "))
-        .cloned()
         .collect();
     assert_eq!(stops, vec!["stop leaf", "stop mid"]);
-    bounded(async {
-        while mid.connected() || leaf.connected() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
+    // An actor's end fires no event: the addresses are polled.
+    assert!(
+        eventually(10, || !mid.connected() && !leaf.connected()).await,
+        "the stopped actors still run"
+    );
     assert!(
         top.connected() && other.connected(),
         "the rest keeps running"

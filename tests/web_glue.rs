@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::{test as web_test, web, App, HttpResponse, ResponseError};
 use circuits::prelude::*;
-use common::bounded;
+use common::{bounded, collect, eventually};
 
 #[test]
 fn task_errors_map_to_sensible_status_codes() {
@@ -126,16 +126,17 @@ async fn result_events_stream_successes_and_failures_then_unsubscribe() {
     // The client leaves: the next event finds the stream closed and the subscriptions end.
     drop(body);
     let bus = pool.bus().clone();
-    bounded(async {
-        loop {
-            let _ = pool.push(Task::new(|| 1u64)).await;
-            if bus.subscribers::<TaskFailure>("sse") == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    // Subscribed after the stream's forwarder, the collector hears each event after it: once it
+    // heard the next task's, the forwarder has found the stream closed and stopped.
+    let mut events = collect::<u64>(&pool);
+    assert_eq!(bounded(pool.push(Task::new(|| 1u64))).await, Ok(1));
+    events.until_complete(1).await;
+    events.unsubscribe(&bus);
+    // The forwarder's end fires no event: the count of live subscribers is polled.
+    assert!(
+        eventually(10, || bus.subscribers::<TaskFailure>("sse") == 0).await,
+        "the stream's subscriptions outlived its client"
+    );
     assert_eq!(bus.subscribers::<TaskSuccess<u64>>("sse"), 0);
     pool.stop().await;
 }

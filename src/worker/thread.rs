@@ -116,7 +116,6 @@ impl ThreadWorker {
     }
 }
 
-
 /// The thread's side.
 struct Worker {
     me: Sibling,
