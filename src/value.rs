@@ -116,8 +116,15 @@ impl<T> Promise<T> {
     /// anyone waiting can see the result (so counters bumped there are visible to whoever awaited
     /// the value). `first` runs under the value's lock: keep it to a few atomic operations.
     pub(crate) fn complete_then(&self, v: T, first: impl FnOnce()) -> bool {
+        self.slot.resolve(v, first)
+    }
+}
+
+impl<T> Slot<T> {
+    /// The one way a value resolves: if still pending, run `first`, store `v`, wake the waiter.
+    fn resolve(&self, v: T, first: impl FnOnce()) -> bool {
         let waker = {
-            let mut st = self.slot.lock();
+            let mut st = self.lock();
             match &mut *st {
                 State::Pending(w) => {
                     let w = w.take();
@@ -145,22 +152,7 @@ pub(crate) trait FailSlot<E>: Send + Sync {
 
 impl<U: Send, E: Send> FailSlot<E> for Slot<Result<U, E>> {
     fn fail_then(&self, e: E, first: &mut dyn FnMut()) -> bool {
-        let waker = {
-            let mut st = self.lock();
-            match &mut *st {
-                State::Pending(w) => {
-                    let w = w.take();
-                    first();
-                    *st = State::Ready(Err(e));
-                    w
-                }
-                _ => return false,
-            }
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-        true
+        self.resolve(Err(e), first)
     }
 }
 

@@ -180,14 +180,7 @@ async fn process_chaos_loses_and_doubles_nothing() {
     let seen = events.until_complete(PER * PRODUCERS).await;
     let terminal = one_outcome_each(&seen, PER * PRODUCERS);
     // The events agree with the values: the same outputs succeeded, the rest crashed.
-    let mut succeeded: Vec<u64> = terminal
-        .values()
-        .filter_map(|s| match s {
-            Seen::Success(_, v) => Some(*v),
-            _ => None,
-        })
-        .collect();
-    succeeded.sort_unstable();
+    let succeeded = common::success_values(&terminal);
     let mut ok_values: Vec<u64> = results
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok().copied())
@@ -285,14 +278,7 @@ async fn thread_chaos_loses_and_doubles_nothing() {
         )
         .count();
     assert_eq!(failures, 2_000);
-    let mut succeeded: Vec<u64> = terminal
-        .values()
-        .filter_map(|s| match s {
-            Seen::Success(_, v) => Some(*v),
-            _ => None,
-        })
-        .collect();
-    succeeded.sort_unstable();
+    let succeeded = common::success_values(&terminal);
     ok_values.sort_unstable();
     assert_eq!(succeeded, ok_values, "the success events carry the values");
     assert_eq!(pool.workers().len(), 3);

@@ -9,6 +9,7 @@
 //! make those re-executed copies misbehave before `circuits::init` through environment variables.
 
 mod common;
+use common::Square;
 
 use common::{
     alive, await_children, bounded, children, ended, eventually, eventually_blocking,
@@ -28,16 +29,6 @@ use serde::{Deserialize, Serialize};
 // ---------------------------------------------------------------------------------------------
 // Jobs
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Serialize, Deserialize)]
-struct Square(u64);
-impl Job for Square {
-    const NAME: &'static str = "square";
-    type Output = u64;
-    fn run(self) -> u64 {
-        self.0 * self.0
-    }
-}
 
 /// Writes its process id to `mark` (when given), then never returns.
 #[derive(Serialize, Deserialize)]

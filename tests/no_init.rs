@@ -7,6 +7,7 @@
 //! Own `main` (`harness = false`), and on purpose no `circuits::init` in it.
 
 mod common;
+use common::Square;
 
 use common::{bounded, children};
 
@@ -17,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use circuits::prelude::*;
 use circuits::PoolError;
-use serde::{Deserialize, Serialize};
 
 /// The file each worker process appends its pid to, one line per start (set by the parent,
 /// inherited by its children).
@@ -25,16 +25,6 @@ const COUNT_ENV: &str = "NO_INIT_COUNT";
 
 /// The default `max_start_failures`.
 const LIMIT: usize = 5;
-
-#[derive(Serialize, Deserialize)]
-struct Square(u64);
-impl Job for Square {
-    const NAME: &'static str = "square";
-    type Output = u64;
-    fn run(self) -> u64 {
-        self.0 * self.0
-    }
-}
 
 /// Appends this process's pid to the file named by [`COUNT_ENV`], if any.
 fn count_this_start() {

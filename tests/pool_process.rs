@@ -3,6 +3,7 @@
 //! this very binary re-executed: `circuits::init` must run first.
 
 mod common;
+use common::Square;
 
 use common::{
     alive, await_children, bounded, children, eventually_blocking, listen, wait_for_no_children,
@@ -14,16 +15,6 @@ use std::time::Duration;
 use circuits::prelude::*;
 use circuits::{ProcessConfig, WorkerRestarted};
 use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Deserialize)]
-struct Square(u64);
-impl Job for Square {
-    const NAME: &'static str = "square";
-    type Output = u64;
-    fn run(self) -> u64 {
-        self.0 * self.0
-    }
-}
 
 /// Dies in one of several ways, or answers with its process id.
 #[derive(Serialize, Deserialize)]

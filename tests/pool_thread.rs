@@ -419,14 +419,7 @@ fn exactly_once(kinds: Vec<Kind>) {
         let seen = events.until_complete(kinds.len()).await;
         let terminal = one_outcome_each(&seen, kinds.len());
         let ok = kinds.iter().filter(|k| matches!(k, Kind::Ok)).count();
-        let mut succeeded: Vec<u64> = terminal
-            .values()
-            .filter_map(|s| match s {
-                Seen::Success(_, v) => Some(*v),
-                _ => None,
-            })
-            .collect();
-        succeeded.sort_unstable();
+        let succeeded = common::success_values(&terminal);
         assert_eq!(succeeded.len(), ok);
         let mut ok_values: Vec<u64> = results
             .iter()

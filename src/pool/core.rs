@@ -169,35 +169,38 @@ impl PoolCore {
     }
 
     /// Admits a task that must not wait (the actor, the bus): a full pool fails it with `Full`.
-    pub(crate) fn admit(&self, mut task: Box<dyn ErasedTask>, to: Option<&Arc<WorkerSlot>>) {
+    pub(crate) fn admit(&self, task: Box<dyn ErasedTask>, to: Option<&Arc<WorkerSlot>>) {
+        match self.pass_gate(task) {
+            Ok(task) => self.submit(task, to, false),
+            Err((Refused::Full, task)) => task.reject(TaskError::Full),
+            Err((Refused::Stopped, task)) => task.reject(TaskError::PoolStopped),
+        }
+    }
+
+    /// Takes `task` through the [`gate`](Self::gate): with its permit (if bounded), or refused.
+    #[allow(clippy::type_complexity)]
+    fn pass_gate(
+        &self,
+        mut task: Box<dyn ErasedTask>,
+    ) -> Result<Box<dyn ErasedTask>, (Refused, Box<dyn ErasedTask>)> {
         match self.gate() {
             Ok(permit) => {
                 if let Some(p) = permit {
                     task.hold(p);
                 }
-                self.submit(task, to, false)
+                Ok(task)
             }
-            Err(Refused::Full) => task.reject(TaskError::Full),
-            Err(Refused::Stopped) => task.reject(TaskError::PoolStopped),
+            Err(r) => Err((r, task)),
         }
     }
 
     /// `push`'s rule: a full pool parks the task until room frees. It was accepted: a draining stop
     /// queues it and runs it; an abort cancels it.
-    pub(crate) fn push(
-        self: &Arc<Self>,
-        mut task: Box<dyn ErasedTask>,
-        to: Option<&Arc<WorkerSlot>>,
-    ) {
-        match self.gate() {
-            Ok(permit) => {
-                if let Some(p) = permit {
-                    task.hold(p);
-                }
-                self.submit(task, to, false)
-            }
-            Err(Refused::Stopped) => task.reject(TaskError::PoolStopped),
-            Err(Refused::Full) => {
+    pub(crate) fn push(self: &Arc<Self>, task: Box<dyn ErasedTask>, to: Option<&Arc<WorkerSlot>>) {
+        match self.pass_gate(task) {
+            Ok(task) => self.submit(task, to, false),
+            Err((Refused::Stopped, task)) => task.reject(TaskError::PoolStopped),
+            Err((Refused::Full, mut task)) => {
                 let Some(bound) = self.bound.clone() else {
                     return self.submit(task, to, false);
                 };

@@ -544,3 +544,30 @@ pub fn run_main(
         std::process::exit(1);
     }
 }
+
+/// The job most process-mode tests run: squares its number. Each test binary registers it in its
+/// own `circuits::init` (worker processes are that binary).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Square(pub u64);
+
+impl Job for Square {
+    const NAME: &'static str = "square";
+    type Output = u64;
+    fn run(self) -> u64 {
+        self.0 * self.0
+    }
+}
+
+/// The values of the successes among `terminal` events, sorted (to compare with the values the
+/// pushers got back).
+pub fn success_values<R: Ord + Clone>(terminal: &HashMap<TaskId, Seen<R>>) -> Vec<R> {
+    let mut values: Vec<R> = terminal
+        .values()
+        .filter_map(|s| match s {
+            Seen::Success(_, v) => Some(v.clone()),
+            _ => None,
+        })
+        .collect();
+    values.sort_unstable();
+    values
+}
