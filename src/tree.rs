@@ -143,12 +143,29 @@ pub(crate) struct TreeState {
 
 impl TreeState {
     /// The subtree under `id`, children before parents (the order things stop in).
+    ///
+    /// Iterative (an explicit stack, no recursion), so a tree of any depth is walked without
+    /// growing the thread's stack.
     fn post_order(&self, id: ComponentId, out: &mut Vec<ComponentId>) {
-        if let Some(n) = self.nodes.get(&id) {
-            for c in &n.children {
-                self.post_order(*c, out);
+        if !self.nodes.contains_key(&id) {
+            return;
+        }
+        // Each entry: a node and how many of its children were already pushed.
+        let mut stack: Vec<(ComponentId, usize)> = vec![(id, 0)];
+        while let Some((node, next)) = stack.last_mut() {
+            let children = self.nodes.get(node).map_or(&[][..], |n| &n.children[..]);
+            match children.get(*next) {
+                Some(child) => {
+                    *next += 1;
+                    if self.nodes.contains_key(child) {
+                        stack.push((*child, 0));
+                    }
+                }
+                None => {
+                    out.push(*node);
+                    stack.pop();
+                }
             }
-            out.push(id);
         }
     }
 }

@@ -298,7 +298,7 @@ impl<T, E: From<WaitError>> Value<T, E> {
     ///
     /// Inside a Tokio runtime built without its time driver (no `enable_time` or `enable_all`),
     /// when the value is still pending: Tokio's timer panics. The actix runtime has timers. With
-    /// no runtime, as [`wait_blocking`](Value::wait_blocking).
+    /// no runtime, this waits as [`wait_blocking`](Value::wait_blocking) does.
     ///
     /// # Cancel safety
     ///
@@ -332,10 +332,8 @@ impl<T, E: From<WaitError>> Value<T, E> {
     /// [`WaitError::Elapsed`] (the value can be waited on again), [`WaitError::Taken`] or
     /// [`WaitError::Abandoned`].
     ///
-    /// # Panics
-    ///
-    /// When `timeout` is too large to be added to the current [`Instant`] (such as
-    /// [`Duration::MAX`]), unless the value was resolved from the start ([`Value::ready`]).
+    /// A `timeout` too large to be a time on the clock (such as [`Duration::MAX`]) waits without
+    /// a bound.
     pub fn wait_blocking(&mut self, timeout: Duration) -> Result<T, E> {
         if timeout.is_zero() {
             return Err(WaitError::ZeroTimeout.into());
@@ -348,7 +346,8 @@ impl<T, E: From<WaitError>> Value<T, E> {
             }
             Inner::Slot(s) => s.clone(),
         };
-        let deadline = Instant::now() + timeout;
+        // A bound too far to be a time on this clock (`Duration::MAX`) is no bound at all.
+        let deadline = Instant::now().checked_add(timeout);
         let waker = Waker::from(Arc::new(Unparker(std::thread::current())));
         loop {
             {
@@ -360,12 +359,17 @@ impl<T, E: From<WaitError>> Value<T, E> {
                     *w = Some(waker.clone());
                 }
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(WaitError::Elapsed(timeout).into());
-            }
             // Spurious wake-ups only cost another look at the state.
-            std::thread::park_timeout(deadline - now);
+            match deadline {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(WaitError::Elapsed(timeout).into());
+                    }
+                    std::thread::park_timeout(deadline - now);
+                }
+                None => std::thread::park(),
+            }
         }
     }
 }

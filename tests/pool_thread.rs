@@ -473,3 +473,15 @@ fn a_pool_started_where_no_system_runs_is_an_error_not_a_panic() {
     let idle = Pool::builder().min(1).try_start();
     assert_eq!(idle.err(), Some(circuits::PoolError::NoSystem));
 }
+
+#[actix_rt::test]
+async fn waiting_without_a_bound_is_a_duration_that_saturates() {
+    // Duration::MAX is no time on the clock: it waits without a bound instead of panicking.
+    let pool = Pool::builder().min(1).start();
+    let gate = common::Gate::new();
+    let mut v = pool.push(gate.task(5u64));
+    let waiter = std::thread::spawn(move || v.wait_blocking(Duration::MAX));
+    gate.open();
+    assert_eq!(waiter.join().expect("no overflow panic"), Ok(5));
+    pool.stop().await;
+}

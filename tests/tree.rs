@@ -251,3 +251,22 @@ async fn bad_registrations_are_refused_with_clear_errors() {
     bus.stop();
     assert_eq!(bus.register(Component::new("late")), Err(BusError::Stopped));
 }
+
+#[actix_rt::test]
+async fn a_deep_chain_stops_and_unregisters_without_recursion() {
+    // 50,000 components, each the parent of the next: walking the subtree must not grow the stack
+    // (a recursive walk overflowed the bus's dispatch thread, aborting the process).
+    let bus = Bus::new();
+    let root = bus.register(Component::new("c0")).unwrap();
+    let mut parent = root;
+    for i in 1..50_000 {
+        parent = bus
+            .register(Component::new(format!("c{i}")).parent(parent))
+            .unwrap();
+    }
+    let stopped = bounded(bus.stop_component(root)).await.unwrap();
+    assert_eq!(stopped.len(), 50_000);
+    assert_eq!(stopped.last(), Some(&root), "children first, the root last");
+    assert!(!bus.is_registered(root));
+    assert!(!bus.is_registered(parent));
+}
