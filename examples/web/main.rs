@@ -3,7 +3,7 @@
 //! stream of the pools' result events and stats.
 //!
 //! ```text
-//! cargo run --release --example web                 # listens on 127.0.0.1:8080 (--port N to change)
+//! cargo run --release -p circuits-web                # listens on 127.0.0.1:8080 (--port N to change)
 //! curl -X POST --data-binary 'hello' 'localhost:8080/hash?rounds=1000'
 //! curl 'localhost:8080/primes?limit=1000000'
 //! curl -X POST localhost:8080/crash                 # 500 for this request; the server goes on
