@@ -26,7 +26,7 @@ use actix::{Message, Recipient, WeakRecipient};
 use crate::bus::{Bus, BusError, Target};
 use crate::channel::Channel;
 pub use crate::channel::ComponentId;
-use crate::value::{promise, Value};
+use crate::value::{promise, Promise, Value};
 
 /// The message the tree sends to stop a component. Implement `Handler<Stop>` (usually calling
 /// `ctx.stop()`) and register with [`Component::stopper`] to be stoppable with the tree.
@@ -139,7 +139,13 @@ struct Node {
 #[derive(Default)]
 pub(crate) struct TreeState {
     nodes: HashMap<ComponentId, Node>,
+    /// Stops under way: the callers waiting for each (a second stop of the same component joins
+    /// the first instead of stopping everything twice).
+    stopping: HashMap<ComponentId, Vec<StopWaiter>>,
 }
+
+/// A caller waiting for a stop under way.
+type StopWaiter = Promise<Result<Vec<ComponentId>, BusError>>;
 
 impl TreeState {
     /// The subtree under `id`, children before parents (the order things stop in).
@@ -303,7 +309,9 @@ impl Bus {
     /// the [`Stop`] message and waits for it to be handled, fires [`Stopped`] for each, then
     /// unregisters the subtree. The value resolves to the stopped ids, children first.
     ///
-    /// The stop runs on the bus's dispatch thread: dropping the value does not cancel it.
+    /// The stop runs on the bus's dispatch thread: dropping the value does not cancel it. A second
+    /// stop of the same component while one is under way joins it: each component gets one `Stop`
+    /// and one `Stopped`, and both callers get the same answer.
     ///
     /// # Errors
     ///
@@ -313,11 +321,18 @@ impl Bus {
     /// stopped is not an error. [`BusError::Wait`] comes from a bounded [`Value::wait`], or from a
     /// bus whose dispatch thread could not start.
     pub fn stop_component(&self, id: ComponentId) -> Value<Vec<ComponentId>, BusError> {
+        let (promise, value) = promise();
         let order = {
-            let tree = self.tree();
+            let mut tree = self.tree();
+            if let Some(waiting) = tree.stopping.get_mut(&id) {
+                // A stop of this component is under way: join it.
+                waiting.push(promise);
+                return value;
+            }
             if !tree.nodes.contains_key(&id) {
                 return Value::ready(Err(BusError::UnknownComponent(id)));
             }
+            tree.stopping.insert(id, Vec::new());
             let mut order = Vec::new();
             tree.post_order(id, &mut order);
             order
@@ -333,7 +348,6 @@ impl Bus {
                 })
                 .collect::<Vec<_>>()
         };
-        let (promise, value) = promise();
         let bus = self.clone();
         self.spawn(async move {
             let mut stopped = Vec::with_capacity(order.len());
@@ -346,6 +360,10 @@ impl Bus {
                 bus.fire_plain(&target, Stopped(info)).await;
             }
             let result = bus.unregister(id).map(|_| stopped);
+            let joined = bus.tree().stopping.remove(&id).unwrap_or_default();
+            for other in joined {
+                other.complete(result.clone());
+            }
             promise.complete(result);
         });
         value

@@ -270,3 +270,47 @@ async fn a_deep_chain_stops_and_unregisters_without_recursion() {
     assert!(!bus.is_registered(root));
     assert!(!bus.is_registered(parent));
 }
+
+#[actix_rt::test]
+async fn a_second_stop_of_a_component_joins_the_first() {
+    let bus = Bus::new();
+    let log = Log::new();
+    let spawn = |name: &str| {
+        Node {
+            name: name.into(),
+            log: log.clone(),
+        }
+        .start()
+    };
+    let (parent, child, watcher) = (spawn("parent"), spawn("child"), spawn("watcher"));
+    let parent_id = bus
+        .register(
+            Component::new("parent")
+                .channel("family")
+                .stopper(parent.recipient()),
+        )
+        .unwrap();
+    bus.register(
+        Component::new("child")
+            .parent(parent_id)
+            .stopper(child.recipient()),
+    )
+    .unwrap();
+    bus.subscribe("family", watcher.recipient::<Stopped>())
+        .unwrap();
+    // Two stops at once: one does the work, the other joins it; both get the same answer.
+    let (first, second) = (bus.stop_component(parent_id), bus.stop_component(parent_id));
+    let first = bounded(first).await;
+    let second = bounded(second).await;
+    assert!(first.is_ok(), "the first stop did the work: {first:?}");
+    assert_eq!(first, second);
+    assert_eq!(first.unwrap().len(), 2);
+    // Stopped is fired (and delivered) before a stop resolves: each component was stopped once.
+    let entries = log.get();
+    let count = |e: &str| entries.iter().filter(|l| *l == e).count();
+    assert_eq!(count("stop parent"), 1);
+    assert_eq!(count("stop child"), 1);
+    assert_eq!(count("stopped parent"), 1, "{entries:?}");
+    assert_eq!(count("stopped child"), 1, "{entries:?}");
+    assert!(!bus.is_registered(parent_id));
+}
