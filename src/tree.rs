@@ -18,7 +18,7 @@
 //! assert!(bus.components().is_empty());
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use actix::{Message, Recipient, WeakRecipient};
@@ -147,7 +147,55 @@ pub(crate) struct TreeState {
 /// A caller waiting for a stop under way.
 type StopWaiter = Promise<Result<Vec<ComponentId>, BusError>>;
 
+/// One component to stop: where its lifecycle events go, what it is, its stopper.
+type StopStep = (Target, ComponentInfo, Option<Recipient<Stop>>);
+
 impl TreeState {
+    /// The components of `id`'s subtree not in `skip`, children first, with what stopping each
+    /// needs.
+    fn stop_steps(&self, id: ComponentId, skip: &HashSet<ComponentId>) -> Vec<StopStep> {
+        let mut order = Vec::new();
+        self.post_order(id, &mut order);
+        order
+            .into_iter()
+            .filter(|c| !skip.contains(c))
+            .filter_map(|c| {
+                self.nodes.get(&c).map(|n| {
+                    (
+                        lifecycle_target(&n.info, self),
+                        n.info.clone(),
+                        n.stopper.as_ref().and_then(Stopper::get),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Takes `id`'s subtree out of the tree; returns its ids (children first) and the
+    /// `Unregistered` announcements to make.
+    fn remove_subtree(
+        &mut self,
+        id: ComponentId,
+    ) -> (Vec<ComponentId>, Vec<(Target, ComponentInfo)>) {
+        let mut removed = Vec::new();
+        self.post_order(id, &mut removed);
+        let announcements: Vec<_> = removed
+            .iter()
+            .filter_map(|c| {
+                let node = self.nodes.get(c)?;
+                Some((lifecycle_target(&node.info, self), node.info.clone()))
+            })
+            .collect();
+        for c in &removed {
+            self.nodes.remove(c);
+        }
+        let parent = announcements.last().and_then(|(_, info)| info.parent);
+        if let Some(p) = parent.and_then(|p| self.nodes.get_mut(&p)) {
+            p.children.retain(|c| *c != id);
+        }
+        (removed, announcements)
+    }
+
     /// The subtree under `id`, children before parents (the order things stop in).
     ///
     /// Iterative (an explicit stack, no recursion), so a tree of any depth is walked without
@@ -275,39 +323,56 @@ impl Bus {
     /// [`BusError::UnknownComponent`] when `id` is not registered on this bus (never was, or was
     /// unregistered already); nothing changes.
     pub fn unregister(&self, id: ComponentId) -> Result<Vec<ComponentId>, BusError> {
-        let mut removed = Vec::new();
-        let mut announcements = Vec::new();
-        {
+        let (removed, announcements) = {
             let mut tree = self.tree();
             if !tree.nodes.contains_key(&id) {
                 return Err(BusError::UnknownComponent(id));
             }
-            tree.post_order(id, &mut removed);
-            for c in &removed {
-                if let Some(node) = tree.nodes.get(c) {
-                    announcements.push((lifecycle_target(&node.info, &tree), node.info.clone()));
-                }
-            }
-            for c in &removed {
-                tree.nodes.remove(c);
-            }
-            let parent = announcements.last().and_then(|(_, info)| info.parent);
-            if let Some(p) = parent.and_then(|p| tree.nodes.get_mut(&p)) {
-                p.children.retain(|c| *c != id);
-            }
-        }
-        for c in &removed {
+            tree.remove_subtree(id)
+        };
+        self.removed(&removed, announcements);
+        Ok(removed)
+    }
+
+    /// After a subtree left the tree: its subscriptions go, `Unregistered` is announced.
+    fn removed(&self, removed: &[ComponentId], announcements: Vec<(Target, ComponentInfo)>) {
+        for c in removed {
             self.unsubscribe_component(*c);
         }
         for (target, info) in announcements {
             self.announce(target, Unregistered(info));
         }
-        Ok(removed)
+    }
+
+    /// Unregisters the subtree of `id` if every component in it is in `stopped`; otherwise says
+    /// which are not (registered while the stop was under way) without removing anything. One
+    /// lock: nothing can join the subtree between the check and the removal.
+    fn unregister_stopped(
+        &self,
+        id: ComponentId,
+        stopped: &HashSet<ComponentId>,
+    ) -> Result<Result<Vec<ComponentId>, Vec<StopStep>>, BusError> {
+        let (removed, announcements) = {
+            let mut tree = self.tree();
+            if !tree.nodes.contains_key(&id) {
+                return Err(BusError::UnknownComponent(id));
+            }
+            let more = tree.stop_steps(id, stopped);
+            if !more.is_empty() {
+                return Ok(Err(more));
+            }
+            tree.remove_subtree(id)
+        };
+        self.removed(&removed, announcements);
+        Ok(Ok(removed))
     }
 
     /// Stops `id` and its subtree, children first: sends each component that registered a stopper
     /// the [`Stop`] message and waits for it to be handled, fires [`Stopped`] for each, then
     /// unregisters the subtree. The value resolves to the stopped ids, children first.
+    ///
+    /// A component registered into the subtree while the stop runs is stopped too (after the
+    /// others), before the subtree leaves the tree.
     ///
     /// The stop runs on the bus's dispatch thread: dropping the value does not cancel it. A second
     /// stop of the same component while one is under way joins it: each component gets one `Stop`
@@ -322,7 +387,7 @@ impl Bus {
     /// bus whose dispatch thread could not start.
     pub fn stop_component(&self, id: ComponentId) -> Value<Vec<ComponentId>, BusError> {
         let (promise, value) = promise();
-        let order = {
+        let first = {
             let mut tree = self.tree();
             if let Some(waiting) = tree.stopping.get_mut(&id) {
                 // A stop of this component is under way: join it.
@@ -333,33 +398,31 @@ impl Bus {
                 return Value::ready(Err(BusError::UnknownComponent(id)));
             }
             tree.stopping.insert(id, Vec::new());
-            let mut order = Vec::new();
-            tree.post_order(id, &mut order);
-            order
-                .into_iter()
-                .filter_map(|c| {
-                    tree.nodes.get(&c).map(|n| {
-                        (
-                            lifecycle_target(&n.info, &tree),
-                            n.info.clone(),
-                            n.stopper.as_ref().and_then(Stopper::get),
-                        )
-                    })
-                })
-                .collect::<Vec<_>>()
+            tree.stop_steps(id, &HashSet::new())
         };
         let bus = self.clone();
         self.spawn(async move {
-            let mut stopped = Vec::with_capacity(order.len());
-            for (target, info, stopper) in order {
-                if let Some(s) = stopper {
-                    // An actor that already stopped has nothing left to stop: not an error.
-                    let _ = s.send(Stop).await;
+            let mut stopped = Vec::new();
+            let mut done = HashSet::new();
+            let mut steps = first;
+            let result = loop {
+                for (target, info, stopper) in steps {
+                    if let Some(s) = stopper {
+                        // An actor that already stopped has nothing left to stop: not an error.
+                        let _ = s.send(Stop).await;
+                    }
+                    done.insert(info.id);
+                    stopped.push(info.id);
+                    bus.fire_plain(&target, Stopped(info)).await;
                 }
-                stopped.push(info.id);
-                bus.fire_plain(&target, Stopped(info)).await;
-            }
-            let result = bus.unregister(id).map(|_| stopped);
+                // Components registered into the subtree meanwhile are stopped too, before the
+                // subtree leaves the tree.
+                match bus.unregister_stopped(id, &done) {
+                    Ok(Ok(_)) => break Ok(std::mem::take(&mut stopped)),
+                    Ok(Err(more)) => steps = more,
+                    Err(e) => break Err(e),
+                }
+            };
             let joined = bus.tree().stopping.remove(&id).unwrap_or_default();
             for other in joined {
                 other.complete(result.clone());

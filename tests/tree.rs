@@ -314,3 +314,76 @@ async fn a_second_stop_of_a_component_joins_the_first() {
     assert_eq!(count("stopped child"), 1, "{entries:?}");
     assert!(!bus.is_registered(parent_id));
 }
+
+/// Registers a component named `late` under `parent` when it is told to stop.
+struct Spawner {
+    bus: Bus,
+    parent: ComponentId,
+    log: Log,
+    late: std::sync::Arc<std::sync::Mutex<Option<ComponentId>>>,
+}
+
+impl Actor for Spawner {
+    type Context = Context<Self>;
+}
+
+impl Handler<Stop> for Spawner {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        let late = Node {
+            name: "late".into(),
+            log: self.log.clone(),
+        }
+        .start();
+        let id = self
+            .bus
+            .register(
+                Component::new("late")
+                    .parent(self.parent)
+                    .stopper(late.recipient()),
+            )
+            .expect("the parent is still registered while its stop runs");
+        *self.late.lock().unwrap() = Some(id);
+        ctx.stop();
+    }
+}
+
+#[actix_rt::test]
+async fn a_child_registered_during_a_stop_is_stopped_too() {
+    let bus = Bus::new();
+    let log = Log::new();
+    let parent = Node {
+        name: "parent".into(),
+        log: log.clone(),
+    }
+    .start();
+    let parent_id = bus
+        .register(Component::new("parent").stopper(parent.recipient()))
+        .unwrap();
+    let late = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let spawner = Spawner {
+        bus: bus.clone(),
+        parent: parent_id,
+        log: log.clone(),
+        late: late.clone(),
+    }
+    .start();
+    bus.register(
+        Component::new("spawner")
+            .parent(parent_id)
+            .stopper(spawner.recipient()),
+    )
+    .unwrap();
+    // The spawner's Stop handler registers a new child under the parent, mid-stop.
+    let stopped = bounded(bus.stop_component(parent_id)).await.unwrap();
+    let late_id = late.lock().unwrap().expect("the late child was registered");
+    assert!(stopped.contains(&late_id), "{stopped:?}");
+    assert_eq!(stopped.len(), 3);
+    assert!(
+        log.get().contains(&"stop late".to_string()),
+        "{:?}",
+        log.get()
+    );
+    assert!(!bus.is_registered(late_id));
+    assert!(!bus.is_registered(parent_id));
+}
