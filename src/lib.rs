@@ -84,7 +84,8 @@ pub use task::{
     StartStage, Task, TaskComplete, TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess,
 };
 pub use tree::{
-    Component, ComponentId, ComponentInfo, Registered, Started, Stop, Stopped, Unregistered,
+    Component, ComponentId, ComponentInfo, Registered, Started, Stop, StopTimedOut, Stopped,
+    Unregistered,
 };
 pub use value::{Value, WaitError};
 #[cfg(feature = "fuzzing")]

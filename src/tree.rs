@@ -20,6 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::{Message, Recipient, WeakRecipient};
 
@@ -119,10 +120,21 @@ pub struct Registered(pub ComponentInfo);
 #[rtype(result = "()")]
 pub struct Started(pub ComponentInfo);
 
-/// Fired when a component has been sent [`Stop`] and handled it.
+/// Fired when a component has been sent [`Stop`] and handled it (or did not answer in time: then
+/// [`StopTimedOut`] comes first).
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct Stopped(pub ComponentInfo);
+
+/// Fired when a component did not answer [`Stop`] within the bus's stop timeout
+/// ([`Bus::set_stop_timeout`]): the stop went on without it (its actor may still run; the tree no
+/// longer holds it).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct StopTimedOut(pub ComponentInfo);
+
+/// How long a stop waits for one component's answer to [`Stop`] by default.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Fired when a component leaves the tree.
 #[derive(Debug, Clone, Message)]
@@ -142,6 +154,8 @@ pub(crate) struct TreeState {
     /// Stops under way: the callers waiting for each (a second stop of the same component joins
     /// the first instead of stopping everything twice).
     stopping: HashMap<ComponentId, Vec<StopWaiter>>,
+    /// How long a stop waits for one component's answer (`None`: the default).
+    stop_timeout: Option<Duration>,
 }
 
 /// A caller waiting for a stop under way.
@@ -235,6 +249,13 @@ fn lifecycle_target(info: &ComponentInfo, tree: &TreeState) -> Target {
 }
 
 impl Bus {
+    /// How long [`stop_component`](Bus::stop_component) waits for each component to answer
+    /// [`Stop`] (default 10 s). A component that does not answer in time gets [`StopTimedOut`],
+    /// then [`Stopped`], and the stop goes on.
+    pub fn set_stop_timeout(&self, limit: Duration) {
+        self.tree().stop_timeout = Some(limit);
+    }
+
     fn tree(&self) -> std::sync::MutexGuard<'_, TreeState> {
         // The bus knows nothing of the tree: the tree keeps its state in the bus's extension slot.
         let state = self
@@ -406,10 +427,14 @@ impl Bus {
             let mut done = HashSet::new();
             let mut steps = first;
             let result = loop {
+                let limit = bus.tree().stop_timeout.unwrap_or(STOP_TIMEOUT);
                 for (target, info, stopper) in steps {
                     if let Some(s) = stopper {
                         // An actor that already stopped has nothing left to stop: not an error.
-                        let _ = s.send(Stop).await;
+                        // One that does not answer in time is said so, and the stop goes on.
+                        if tokio::time::timeout(limit, s.send(Stop)).await.is_err() {
+                            bus.fire_plain(&target, StopTimedOut(info.clone())).await;
+                        }
                     }
                     done.insert(info.id);
                     stopped.push(info.id);

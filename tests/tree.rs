@@ -387,3 +387,76 @@ async fn a_child_registered_during_a_stop_is_stopped_too() {
     assert!(!bus.is_registered(late_id));
     assert!(!bus.is_registered(parent_id));
 }
+
+/// Never answers `Stop`.
+struct Deaf;
+
+impl Actor for Deaf {
+    type Context = Context<Self>;
+}
+
+impl Handler<Stop> for Deaf {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Stop, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// Records the `StopTimedOut` events it hears.
+struct TimeoutWatcher(Record<String>);
+
+impl Actor for TimeoutWatcher {
+    type Context = Context<Self>;
+}
+
+impl Handler<circuits::StopTimedOut> for TimeoutWatcher {
+    type Result = ();
+    fn handle(&mut self, e: circuits::StopTimedOut, _: &mut Context<Self>) {
+        self.0.push(e.0.name);
+    }
+}
+
+#[actix_rt::test]
+async fn a_stop_is_bounded_when_a_child_never_answers() {
+    let bus = Bus::new();
+    // Seconds: the parent, which does answer, answers well within it even on a busy machine.
+    bus.set_stop_timeout(std::time::Duration::from_secs(1));
+    let log = Log::new();
+    let parent = Node {
+        name: "parent".into(),
+        log: log.clone(),
+    }
+    .start();
+    let parent_id = bus
+        .register(
+            Component::new("parent")
+                .channel("stuck-family")
+                .stopper(parent.recipient()),
+        )
+        .unwrap();
+    let deaf_id = bus
+        .register(
+            Component::new("deaf")
+                .parent(parent_id)
+                .stopper(Deaf.start().recipient()),
+        )
+        .unwrap();
+    let timeouts = Record::new();
+    let watcher = TimeoutWatcher(timeouts.clone()).start();
+    bus.subscribe(
+        "stuck-family",
+        watcher.recipient::<circuits::StopTimedOut>(),
+    )
+    .unwrap();
+    // The deaf child holds the stop up to the timeout, then the stop goes on: the parent gets
+    // Stop, and both leave the tree.
+    let stopped = bounded(bus.stop_component(parent_id)).await.unwrap();
+    assert_eq!(stopped, vec![deaf_id, parent_id]);
+    assert!(
+        timeouts.get().contains(&"deaf".to_string()),
+        "{:?}",
+        timeouts.get()
+    );
+    assert!(log.get().contains(&"stop parent".to_string()));
+    assert!(!bus.is_registered(parent_id));
+}
