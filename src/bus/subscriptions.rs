@@ -110,9 +110,32 @@ impl Bus {
                 });
             }
             subs.retain(|_, l| !l.is_empty());
+            for list in subs.values_mut() {
+                // Memory returns when subscriptions go, not only the entries.
+                if list.capacity() > 64 && list.len() < list.capacity() / 4 {
+                    list.shrink_to_fit();
+                }
+            }
         }
+        let mut emptied = Vec::new();
         for c in &removed {
-            self.gauge(c).fetch_sub(1, Ordering::SeqCst);
+            if self.gauge(c).fetch_sub(1, Ordering::SeqCst) == 1 {
+                emptied.push(c);
+            }
+        }
+        if !emptied.is_empty() {
+            // A channel's counter goes with its last subscription, unless a pool still reads it
+            // (its finishers hold the counter). Checked under the write lock: a subscribe that
+            // took the counter first holds it too, so it is not removed under its feet.
+            let mut gauges = write(&self.inner.gauges);
+            for c in emptied {
+                let unused = gauges
+                    .get(c)
+                    .is_some_and(|g| g.load(Ordering::SeqCst) == 0 && Arc::strong_count(g) == 1);
+                if unused {
+                    gauges.remove(c);
+                }
+            }
         }
         removed.len()
     }
@@ -182,5 +205,47 @@ impl Bus {
         // Higher priority first; ties in subscription order (ids grow with time).
         picked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         Ok(picked.into_iter().map(|(_, _, r)| r).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix::prelude::*;
+
+    #[derive(Clone, Message)]
+    #[rtype(result = "()")]
+    struct Ping;
+
+    struct Sink;
+    impl Actor for Sink {
+        type Context = Context<Self>;
+    }
+    impl Handler<Ping> for Sink {
+        type Result = ();
+        fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+    }
+
+    #[actix_rt::test]
+    async fn a_channel_leaves_no_counter_behind_once_its_last_subscription_goes() {
+        let bus = Bus::new();
+        let sink = Sink.start();
+        for i in 0..2_000 {
+            let id = bus
+                .subscribe(format!("fresh-{i}"), sink.clone().recipient::<Ping>())
+                .unwrap();
+            assert!(bus.unsubscribe(id));
+        }
+        assert_eq!(
+            read(&bus.inner.gauges).len(),
+            0,
+            "per-channel counters kept"
+        );
+        // A counter someone still reads (a pool's finisher) stays.
+        let held = bus.gauge(&Channel::from("pool"));
+        let id = bus.subscribe("pool", sink.recipient::<Ping>()).unwrap();
+        assert!(bus.unsubscribe(id));
+        assert_eq!(read(&bus.inner.gauges).len(), 1);
+        assert_eq!(held.load(Ordering::SeqCst), 0);
     }
 }
