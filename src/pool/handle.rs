@@ -198,38 +198,39 @@ impl PoolHandle {
     /// runs. Once the future has returned, the task is queued.
     pub async fn send<R: TaskOutput>(&self, task: Task<R>) -> Value<R, TaskError> {
         let (mut cell, value) = task.into_cell(Default::default());
-        let mut stopped = self.core.stopped_signal();
-        loop {
-            match self.core.gate() {
-                Ok(permit) => {
-                    if let Some(p) = permit {
-                        cell.hold(p);
-                    }
-                    self.core.submit(cell, None, false);
-                    break;
-                }
-                Err(Refused::Stopped) => {
-                    cell.reject(TaskError::PoolStopped);
-                    break;
-                }
-                Err(Refused::Full) => {
-                    let Some(bound) = self.core.bound.clone() else {
-                        continue;
-                    };
-                    let room = std::pin::pin!(bound.acquire_owned());
-                    let stop = std::pin::pin!(stopped.wait_for(|s| *s));
-                    match futures::future::select(room, stop).await {
-                        // Room: hand the permit back and go through the gate with it.
-                        futures::future::Either::Left((Ok(permit), _)) => drop(permit),
-                        // The bound closed (an abort) or the pool stopped.
-                        _ => {
-                            cell.reject(TaskError::PoolStopped);
-                            break;
-                        }
-                    }
-                }
+        let permit = match self.core.gate() {
+            Ok(permit) => permit,
+            Err(Refused::Stopped) => {
+                cell.reject(TaskError::PoolStopped);
+                return value;
             }
+            Err(Refused::Full) => {
+                // Only a bounded pool is full. Wait for room, keeping the permit that frees, or
+                // for the pool to stop (or the bound to close, an abort).
+                let bound = self
+                    .core
+                    .bound
+                    .clone()
+                    .expect("only a bounded pool is full");
+                let mut stopped = self.core.stopped_signal();
+                let room = std::pin::pin!(bound.acquire_owned());
+                let stop = std::pin::pin!(stopped.wait_for(|s| *s));
+                let room = match futures::future::select(room, stop).await {
+                    futures::future::Either::Left((Ok(permit), _)) => Some(permit),
+                    _ => None,
+                };
+                if room.is_none() {
+                    cell.reject(TaskError::PoolStopped);
+                    return value;
+                }
+                room
+            }
+        };
+        if let Some(p) = permit {
+            cell.hold(p);
         }
+        // A pool that began stopping while this waited refuses the task with `PoolStopped`.
+        self.core.submit(cell, None, false);
         value
     }
 
