@@ -391,10 +391,15 @@ impl PoolCore {
             self.bus.remove_route(&self.channel, route);
         }
         for w in workers {
-            let route = w.route.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(route) = route {
-                self.bus.remove_route(&w.channel(), &route);
-            }
+            self.release_worker_route(w, &w.channel());
+        }
+    }
+
+    /// Takes a worker's route off its channel (if it still has one).
+    pub(crate) fn release_worker_route(&self, slot: &WorkerSlot, channel: &Channel) {
+        let route = slot.route.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(route) = route {
+            self.bus.remove_route(channel, &route);
         }
     }
 }

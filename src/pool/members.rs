@@ -201,10 +201,7 @@ impl PoolCore {
 
     /// Takes a worker's channel off the routes and its component out of the tree.
     pub(crate) fn unregister_worker(&self, slot: &WorkerSlot, channel: &Channel) {
-        let route = slot.route.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(route) = route {
-            self.bus.remove_route(channel, &route);
-        }
+        self.release_worker_route(slot, channel);
         let component = slot
             .component
             .lock()
