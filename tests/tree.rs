@@ -25,6 +25,15 @@ impl Actor for Node {
     type Context = Context<Self>;
 }
 
+/// Starts a node named `name` that records into `log`.
+fn node(name: &str, log: &Log) -> Addr<Node> {
+    Node {
+        name: name.into(),
+        log: log.clone(),
+    }
+    .start()
+}
+
 impl Handler<Stop> for Node {
     type Result = ();
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
@@ -86,11 +95,7 @@ fn assert_tree_invariants(bus: &Bus) {
 async fn register_builds_the_tree_and_announces_it() {
     let bus = Bus::new();
     let log = Log::new();
-    let watcher = Node {
-        name: "watcher".into(),
-        log: log.clone(),
-    }
-    .start();
+    let watcher = node("watcher", &log);
     bus.subscribe("*", watcher.clone().recipient::<Registered>())
         .unwrap();
     bus.subscribe("*", watcher.recipient::<Started>()).unwrap();
@@ -133,11 +138,7 @@ async fn unregister_removes_the_whole_subtree_children_first() {
     let a2 = bus.register(Component::new("a2").parent(a)).unwrap();
     let b = bus.register(Component::new("b").parent(root)).unwrap();
 
-    let watcher = Node {
-        name: "w".into(),
-        log: log.clone(),
-    }
-    .start();
+    let watcher = node("w", &log);
     bus.subscribe("*", watcher.clone().recipient::<Unregistered>())
         .unwrap();
     // A subscription owned by a1 goes away with it.
@@ -170,13 +171,7 @@ async fn unregister_removes_the_whole_subtree_children_first() {
 async fn stopping_a_subtree_stops_its_actors_children_first() {
     let bus = Bus::new();
     let log = Log::new();
-    let spawn = |name: &str| {
-        Node {
-            name: name.into(),
-            log: log.clone(),
-        }
-        .start()
-    };
+    let spawn = |name: &str| node(name, &log);
     let top = spawn("top");
     let mid = spawn("mid");
     let leaf = spawn("leaf");
@@ -275,13 +270,7 @@ async fn a_deep_chain_stops_and_unregisters_without_recursion() {
 async fn a_second_stop_of_a_component_joins_the_first() {
     let bus = Bus::new();
     let log = Log::new();
-    let spawn = |name: &str| {
-        Node {
-            name: name.into(),
-            log: log.clone(),
-        }
-        .start()
-    };
+    let spawn = |name: &str| node(name, &log);
     let (parent, child, watcher) = (spawn("parent"), spawn("child"), spawn("watcher"));
     let parent_id = bus
         .register(
@@ -330,11 +319,7 @@ impl Actor for Spawner {
 impl Handler<Stop> for Spawner {
     type Result = ();
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
-        let late = Node {
-            name: "late".into(),
-            log: self.log.clone(),
-        }
-        .start();
+        let late = node("late", &self.log);
         let id = self
             .bus
             .register(
@@ -352,11 +337,7 @@ impl Handler<Stop> for Spawner {
 async fn a_child_registered_during_a_stop_is_stopped_too() {
     let bus = Bus::new();
     let log = Log::new();
-    let parent = Node {
-        name: "parent".into(),
-        log: log.clone(),
-    }
-    .start();
+    let parent = node("parent", &log);
     let parent_id = bus
         .register(Component::new("parent").stopper(parent.recipient()))
         .unwrap();
@@ -422,11 +403,7 @@ async fn a_stop_is_bounded_when_a_child_never_answers() {
     // Seconds: the parent, which does answer, answers well within it even on a busy machine.
     bus.set_stop_timeout(std::time::Duration::from_secs(1));
     let log = Log::new();
-    let parent = Node {
-        name: "parent".into(),
-        log: log.clone(),
-    }
-    .start();
+    let parent = node("parent", &log);
     let parent_id = bus
         .register(
             Component::new("parent")
