@@ -135,7 +135,7 @@ impl Handler<Registered> for Audit {
 }
 
 #[actix::main]
-async fn main() -> Result<(), circuits::BusError> {
+async fn main() -> Result<(), circuits::Error> {
     let bus = Bus::new();
     let audit = Audit.start();
     bus.subscribe_with(
@@ -172,10 +172,11 @@ async fn main() -> Result<(), circuits::BusError> {
             item: item.into(),
             qty,
         };
+        // The outer `?` is the wait's (did the answers come within 5 s?), the inner the fire's.
         let answers = bus
             .fire_with("shop", order, Derived::none().complete())
             .wait(Duration::from_secs(5))
-            .await?;
+            .await??;
         println!("answers (audit first, by priority): {answers:?}\n");
     }
 
@@ -183,7 +184,7 @@ async fn main() -> Result<(), circuits::BusError> {
     let stopped = bus
         .stop_component(shop_id)
         .wait(Duration::from_secs(5))
-        .await?;
+        .await??;
     println!(
         "stopped {} components; {} left registered",
         stopped.len(),

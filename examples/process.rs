@@ -54,22 +54,32 @@ fn main() -> Result<(), circuits::Error> {
         println!("process pool with workers {:?}", pool.workers());
 
         let started = Instant::now();
-        let counts: Vec<_> = (1..=8u64)
+        // Queue all eight at once (`push` hands a task back if the pool does not take it), then
+        // await the values in order while the two children work through them.
+        let counts = (1..=8u64)
             .map(|i| pool.push(Task::job(CountPrimes { limit: i * 100_000 })))
-            .collect();
+            .collect::<Result<Vec<_>, _>>()?;
         for (i, c) in counts.into_iter().enumerate() {
             println!("primes below {:>7}: {}", (i + 1) * 100_000, c.await?);
         }
         println!("counted in {:?}\n", started.elapsed());
 
-        let aborted = pool.push(Task::job(Crash::Abort)).await;
-        println!("a job that aborts its process: {aborted:?}");
-        let hung = pool
-            .push(Task::job(Crash::Hang).timeout(Duration::from_millis(300)))
-            .await;
-        println!("a job that hangs, with a 300 ms timeout: {hung:?}");
+        // `run` submits and awaits in one go; its error is the refusal or the task's `TaskError`.
+        match pool.run(Task::job(Crash::Abort)).await {
+            Err(RunError::Task(crash @ TaskError::WorkerCrashed { .. })) => {
+                println!("a job that aborts its process: {crash}")
+            }
+            other => println!("a job that aborts its process: unexpectedly {other:?}"),
+        }
+        match pool
+            .run(Task::job(Crash::Hang).timeout(Duration::from_millis(300)))
+            .await
+        {
+            Err(e) => println!("a job that hangs, with a 300 ms timeout: {e}"),
+            Ok(()) => println!("a job that hangs, with a 300 ms timeout: unexpectedly finished"),
+        }
 
-        let after = pool.push(Task::job(CountPrimes { limit: 10_000 })).await?;
+        let after = pool.run(Task::job(CountPrimes { limit: 10_000 })).await?;
         println!("\nthe pool goes on: primes below 10000 = {after}");
         println!("workers now {:?}", pool.workers());
         pool.stop().await;

@@ -12,7 +12,7 @@ fn count() -> u64 {
 #[actix::main]
 async fn main() -> Result<(), circuits::Error> {
     let pool = Pool::builder().min(5).max(10).start(); // thread mode; channel "pool"
-    let x = pool.push(Task::new(count)); // asynchronous: a Value<u64, TaskError>
+    let x = pool.push(Task::new(count))?; // queued at once: a Value<u64, TaskError>
     println!("{}", x.await?); // after a while...
     pool.stop().await; // drains, then stops every worker
     Ok(())

@@ -132,7 +132,12 @@ fn main() {
         let mut trail = Vec::new();
         let mut pending = std::collections::VecDeque::new();
         for i in 0..total {
-            pending.push_back((i, pool.send(Task::job(Inc(i))).await));
+            // `send` waits for room in the bounded queue; only a stopped pool refuses.
+            let value = pool
+                .send(Task::job(Inc(i)))
+                .await
+                .expect("the pool runs until the end");
+            pending.push_back((i, value));
             while pending.len() > 10_000 || (i + 1 == total && !pending.is_empty()) {
                 let (n, v) = pending.pop_front().unwrap();
                 match v.await {

@@ -21,7 +21,7 @@
 //!
 //! # #[actix::main] async fn main() -> Result<(), circuits::Error> {
 //! let pool = Pool::builder().min(1).start(); // thread mode runs jobs too
-//! assert_eq!(pool.push(Task::job(Square(12))).await?, 144);
+//! assert_eq!(pool.run(Task::job(Square(12))).await?, 144);
 //! pool.stop().await;
 //! # Ok(()) }
 //! ```
@@ -33,6 +33,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::task::{panic_message, Inputs, JobCall, JobPayload, Task, TaskError, TaskOutput};
+use crate::wire::WireError;
 
 /// A unit of work that can run in another process: serde in, serde out, found by name.
 ///
@@ -58,9 +59,9 @@ use crate::task::{panic_message, Inputs, JobCall, JobPayload, Task, TaskError, T
 ///     }
 /// }
 ///
-/// # #[actix::main] async fn main() -> Result<(), TaskError> {
+/// # #[actix::main] async fn main() -> Result<(), RunError> {
 /// let pool = Pool::builder().min(1).start();
-/// let n = pool.push(Task::job(WordCount { text: "to be or not".into() })).await?;
+/// let n = pool.run(Task::job(WordCount { text: "to be or not".into() })).await?;
 /// assert_eq!(n, 4);
 /// pool.stop().await;
 /// # Ok(()) }
@@ -76,10 +77,10 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
 
 fn decode_output<J: Job>(bytes: &[u8]) -> Result<J::Output, TaskError> {
     postcard::from_bytes(bytes).map_err(|e| {
-        TaskError::Wire(format!(
-            "the output of job {:?} does not decode: {e}",
+        TaskError::Wire(WireError::Decode(format!(
+            "the output of job {:?}: {e}",
             J::NAME
-        ))
+        )))
     })
 }
 
@@ -152,7 +153,7 @@ pub(crate) fn encode_one<J: Job>(job: &J) -> Result<serde_bytes::ByteBuf, String
 
 fn decode_batch<J: Job>(bytes: &[u8]) -> Result<Outcomes<J::Output>, TaskError> {
     let answers: crate::wire::BatchAnswers = postcard::from_bytes(bytes)
-        .map_err(|e| TaskError::Wire(format!("a chunk's answers do not decode: {e}")))?;
+        .map_err(|e| TaskError::Wire(WireError::Decode(format!("a chunk's answers: {e}"))))?;
     Ok(answers
         .into_iter()
         .map(|a| {
@@ -167,18 +168,18 @@ type Runner = fn(&[u8]) -> Result<Vec<u8>, TaskError>;
 
 fn run_encoded<J: Job>(input: &[u8]) -> Result<Vec<u8>, TaskError> {
     let job: J = postcard::from_bytes(input).map_err(|e| {
-        TaskError::Wire(format!(
-            "the input of job {:?} does not decode: {e}",
+        TaskError::Wire(WireError::Decode(format!(
+            "the input of job {:?}: {e}",
             J::NAME
-        ))
+        )))
     })?;
     let output = catch_unwind(AssertUnwindSafe(|| job.run()))
         .map_err(|p| TaskError::Panicked(panic_message(&*p)))?;
     postcard::to_allocvec(&output).map_err(|e| {
-        TaskError::Wire(format!(
-            "the output of job {:?} does not encode: {e}",
+        TaskError::Wire(WireError::Encode(format!(
+            "the output of job {:?}: {e}",
             J::NAME
-        ))
+        )))
     })
 }
 

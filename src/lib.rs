@@ -12,7 +12,7 @@
 //! #[actix::main]
 //! async fn main() -> Result<(), circuits::Error> {
 //!     let pool = Pool::builder().min(5).max(10).start();   // thread mode; channel "pool"
-//!     let x = pool.push(Task::new(count));                // asynchronous: a Value<u64, TaskError>
+//!     let x = pool.push(Task::new(count))?;               // accepted: a Value<u64, TaskError>
 //!     println!("{}", x.await?);                           // after a while...
 //!     pool.stop().await;                                  // drains, then stops every worker
 //!     Ok(())
@@ -77,17 +77,18 @@ pub use pool::balance::{
     self, BelowAverage, KeyAffinity, LeastLoaded, Loads, PowerOfTwo, Random, RoundRobin, Strategy,
 };
 pub use pool::{
-    Full, Latency, MapStream, Pool, PoolBuilder, PoolError, PoolHandle, PoolStats, Resizer,
+    Latency, MapStream, Pool, PoolBuilder, PoolError, PoolHandle, PoolStats, Resizer,
     WorkerRestarted, WorkerStarted, WorkerStopped,
 };
 pub use task::{
-    StartStage, Task, TaskComplete, TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess,
+    Exit, Refusal, RunError, StartStage, SubmitError, Task, TaskComplete, TaskError, TaskFailure,
+    TaskId, TaskOutput, TaskSuccess,
 };
 pub use tree::{
     Component, ComponentId, ComponentInfo, Registered, Started, Stop, StopTimedOut, Stopped,
     Unregistered,
 };
-pub use value::{Value, WaitError};
+pub use value::{Abandoned, Value, WaitError};
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use wire::fuzzing;
@@ -96,12 +97,21 @@ pub use worker::child::{init, WORKER_ENV};
 pub use worker::process::ProcessConfig;
 pub use worker::Worker;
 
-/// Any error of this crate, for `?` in applications.
+/// Any error of this crate, for `?` in applications: each operation has its own error type, and
+/// every one of them converts into this.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    /// A task failed.
+    /// A task was accepted and ended without its result.
     #[error(transparent)]
     Task(#[from] TaskError),
+    /// A task was not accepted (the task itself, which a [`SubmitError`] hands back, is dropped
+    /// by this conversion).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// A bounded wait on a [`Value`] returned without its result.
+    #[error(transparent)]
+    Wait(#[from] WaitError),
     /// The bus refused something.
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -113,12 +123,27 @@ pub enum Error {
     Wire(#[from] WireError),
 }
 
+impl<R> From<SubmitError<R>> for Error {
+    fn from(e: SubmitError<R>) -> Self {
+        Error::Refused(e.into_parts().0)
+    }
+}
+
+impl From<RunError> for Error {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::Refused(r) => Error::Refused(r),
+            RunError::Task(t) => Error::Task(t),
+        }
+    }
+}
+
 /// The names most programs need: `use circuits::prelude::*;`.
 pub mod prelude {
     pub use crate::{
         BelowAverage, Bus, Channel, Derived, Job, Jobs, KeyAffinity, LeastLoaded, Pool, PoolHandle,
-        PowerOfTwo, Random, RoundRobin, Subscribe, Task, TaskComplete, TaskError, TaskFailure,
-        TaskSuccess, Value,
+        PowerOfTwo, Random, Refusal, RoundRobin, RunError, SubmitError, Subscribe, Task,
+        TaskComplete, TaskError, TaskFailure, TaskSuccess, Value,
     };
 }
 

@@ -404,8 +404,8 @@ impl Bus {
     /// The value resolves to [`BusError::UnknownComponent`] at once, stopping nothing, when `id`
     /// is not registered on this bus; and to the same error after the stop messages were sent if
     /// the subtree was unregistered by someone else meanwhile. A stopper whose actor has already
-    /// stopped is not an error. [`BusError::Wait`] comes from a bounded [`Value::wait`], or from a
-    /// bus whose dispatch thread could not start.
+    /// stopped is not an error. [`BusError::Abandoned`] comes from a bus whose dispatch thread could
+    /// not start.
     pub fn stop_component(&self, id: ComponentId) -> Value<Vec<ComponentId>, BusError> {
         let (promise, value) = promise();
         let first = {

@@ -6,18 +6,19 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use circuits::{Bus, BusError};
+//! use circuits::Bus;
 //!
 //! #[derive(Clone, actix::Message)]
 //! #[rtype(result = "()")]
 //! struct Ping;
 //!
-//! # #[actix::main] async fn main() -> Result<(), BusError> {
+//! # #[actix::main] async fn main() -> Result<(), circuits::Error> {
 //! let bus = Bus::new();
 //! // No subscriber: the fire resolves at once with an empty result.
 //! let mut v = bus.fire("nobody", Ping);
 //! assert!(v.is_ready());
-//! let results = v.wait(Duration::from_secs(1)).await?;
+//! // The outer `?` is the wait's (it had a bound), the inner the fire's own.
+//! let results = v.wait(Duration::from_secs(1)).await??;
 //! assert!(results.is_empty());
 //! # Ok(()) }
 //! ```
@@ -29,8 +30,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// Why waiting on a [`Value`] did not produce its result.
+/// Why a bounded wait on a [`Value`] returned without the value's result (the result itself, a
+/// success or the value's own error, comes inside `Ok`, as with `tokio::time::timeout`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WaitError {
     /// A zero duration was given; waiting needs a positive bound.
     #[error("waiting needs a positive timeout, got zero")]
@@ -38,14 +41,17 @@ pub enum WaitError {
     /// The bound passed before the value resolved; the value can be waited on again.
     #[error("the value did not resolve within {0:?}")]
     Elapsed(Duration),
-    /// Whatever was to resolve the value went away without resolving it (for example the runtime it
-    /// ran on shut down).
-    #[error("the value was abandoned before it resolved")]
-    Abandoned,
     /// The result was already taken out of this value.
     #[error("the value's result was already taken")]
     Taken,
 }
+
+/// What a [`Value`] resolves to when whatever was to resolve it went away without doing so (for
+/// example the runtime it ran on shut down). A value's error type says how it shows this:
+/// [`TaskError::Abandoned`](crate::TaskError::Abandoned), [`BusError::Abandoned`](crate::BusError::Abandoned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the value was abandoned before it resolved")]
+pub struct Abandoned;
 
 enum State<T> {
     Pending(Option<Waker>),
@@ -196,8 +202,9 @@ enum Inner<T, E> {
 /// * Awaiting it (`value.await`) waits without a bound; the crate guarantees that every value it
 ///   hands out is resolved eventually (a task ends in success or failure, a fire ends when its
 ///   handlers have answered).
-/// * [`wait`](Value::wait) waits at most a [`Duration`] and fails with [`WaitError::Elapsed`]; the
-///   value stays usable and can be waited on again.
+/// * [`wait`](Value::wait) waits at most a [`Duration`]: `Ok` with the result, or a
+///   [`WaitError`] beside it ([`Elapsed`](WaitError::Elapsed): the value stays usable and can be
+///   waited on again).
 /// * [`wait_blocking`](Value::wait_blocking) does the same from a plain thread, without a runtime.
 /// * [`try_take`](Value::try_take) looks without waiting.
 ///
@@ -209,13 +216,13 @@ enum Inner<T, E> {
 /// use circuits::prelude::*;
 /// use circuits::WaitError;
 ///
-/// # #[actix::main] async fn main() -> Result<(), TaskError> {
+/// # #[actix::main] async fn main() -> Result<(), circuits::Error> {
 /// let pool = Pool::builder().min(1).start();
 /// let (go, gate) = std::sync::mpsc::channel::<()>();
-/// let mut v = pool.push(Task::new(move || { gate.recv().unwrap(); 7 }));
+/// let mut v = pool.push(Task::new(move || { gate.recv().unwrap(); 7 }))?;
 /// assert!(v.try_take().is_none()); // still running
 /// let waited = v.wait(Duration::from_millis(10)).await;
-/// assert!(matches!(waited, Err(TaskError::Wait(WaitError::Elapsed(_)))));
+/// assert!(matches!(waited, Err(WaitError::Elapsed(_))));
 /// go.send(()).unwrap(); // let it finish; the value is still usable
 /// assert_eq!(v.await?, 7);
 /// pool.stop().await;
@@ -226,7 +233,7 @@ pub struct Value<T, E> {
     inner: Inner<T, E>,
 }
 
-impl<T, E: From<WaitError>> Value<T, E> {
+impl<T, E: From<Abandoned>> Value<T, E> {
     /// A value that is already resolved.
     pub fn ready(result: Result<T, E>) -> Self {
         Value {
@@ -243,19 +250,23 @@ impl<T, E: From<WaitError>> Value<T, E> {
     }
 
     /// Takes the result if it is there, without waiting: `None` while the value is pending.
+    /// A value whose resolver went away without resolving it gives `Some(Err(E::from(Abandoned)))`.
     ///
-    /// # Errors
+    /// # Panics
     ///
-    /// `Some(Err(_))` carries the value's own error, or one made from a [`WaitError`]:
-    /// [`Taken`](WaitError::Taken) when the result was already taken out of this value (by
-    /// `try_take`, a wait or an await), [`Abandoned`](WaitError::Abandoned) when whatever was to
-    /// resolve it went away without doing so.
+    /// When the result was already taken out of this value (by `try_take`, a wait or an await),
+    /// as a future panics when polled after it completed.
     pub fn try_take(&mut self) -> Option<Result<T, E>> {
+        match self.take() {
+            Taking::Pending => None,
+            Taking::Got(r) => Some(r),
+            Taking::Taken => panic!("{TAKEN}"),
+        }
+    }
+
+    fn take(&mut self) -> Taking<T, E> {
         match &mut self.inner {
-            Inner::Ready(r) => Some(
-                r.take()
-                    .map_or_else(|| Err(WaitError::Taken.into()), |b| *b),
-            ),
+            Inner::Ready(r) => r.take().map_or(Taking::Taken, |b| Taking::Got(*b)),
             Inner::Slot(s) => {
                 let mut st = s.lock();
                 Self::take_state(&mut st)
@@ -263,22 +274,23 @@ impl<T, E: From<WaitError>> Value<T, E> {
         }
     }
 
-    fn take_state(st: &mut State<Result<T, E>>) -> Option<Result<T, E>> {
+    fn take_state(st: &mut State<Result<T, E>>) -> Taking<T, E> {
         match std::mem::replace(st, State::Taken) {
-            State::Ready(r) => Some(r),
-            State::Taken => Some(Err(WaitError::Taken.into())),
+            State::Ready(r) => Taking::Got(r),
+            State::Taken => Taking::Taken,
             State::Abandoned => {
                 *st = State::Abandoned;
-                Some(Err(WaitError::Abandoned.into()))
+                Taking::Got(Err(Abandoned.into()))
             }
             pending @ State::Pending(_) => {
                 *st = pending;
-                None
+                Taking::Pending
             }
         }
     }
 
-    /// Waits at most `timeout` for the result.
+    /// Waits at most `timeout` for the result: `Ok` with the value's own `Result`, or a
+    /// [`WaitError`] when there is none to give.
     ///
     /// Returns at once when the value is already resolved. Inside a Tokio (or actix) runtime the
     /// wait is asynchronous; with no runtime around it falls back to
@@ -286,13 +298,10 @@ impl<T, E: From<WaitError>> Value<T, E> {
     ///
     /// # Errors
     ///
-    /// The value's own error when what it waited for failed, or one made from a [`WaitError`]:
-    ///
     /// * [`ZeroTimeout`](WaitError::ZeroTimeout): `timeout` is zero; nothing was waited for;
     /// * [`Elapsed`](WaitError::Elapsed): the bound passed first; the value is untouched and can
     ///   be waited on again;
-    /// * [`Taken`](WaitError::Taken): the result was already taken out of this value;
-    /// * [`Abandoned`](WaitError::Abandoned): whatever was to resolve the value went away.
+    /// * [`Taken`](WaitError::Taken): the result was already taken out of this value.
     ///
     /// # Panics
     ///
@@ -305,20 +314,21 @@ impl<T, E: From<WaitError>> Value<T, E> {
     /// Cancel safe. Dropping the future before it completes takes nothing out of the value: a
     /// result that arrives meanwhile stays there for the next wait, await or
     /// [`try_take`](Value::try_take).
-    pub async fn wait(&mut self, timeout: Duration) -> Result<T, E> {
+    pub async fn wait(&mut self, timeout: Duration) -> Result<Result<T, E>, WaitError> {
         if timeout.is_zero() {
-            return Err(WaitError::ZeroTimeout.into());
+            return Err(WaitError::ZeroTimeout);
         }
-        if let Some(r) = self.try_take() {
-            return r;
+        match self.take() {
+            Taking::Got(r) => return Ok(r),
+            Taking::Taken => return Err(WaitError::Taken),
+            Taking::Pending => {}
         }
         if tokio::runtime::Handle::try_current().is_err() {
             return self.wait_blocking(timeout);
         }
-        match tokio::time::timeout(timeout, &mut *self).await {
-            Ok(r) => r,
-            Err(_) => Err(WaitError::Elapsed(timeout).into()),
-        }
+        tokio::time::timeout(timeout, &mut *self)
+            .await
+            .map_err(|_| WaitError::Elapsed(timeout))
     }
 
     /// Blocks the current thread for at most `timeout` waiting for the result.
@@ -326,24 +336,19 @@ impl<T, E: From<WaitError>> Value<T, E> {
     /// For plain threads outside any runtime; inside an async task prefer [`wait`](Value::wait),
     /// which does not block the executor.
     ///
-    /// # Errors
-    ///
-    /// As [`wait`](Value::wait): the value's own error, or [`WaitError::ZeroTimeout`],
-    /// [`WaitError::Elapsed`] (the value can be waited on again), [`WaitError::Taken`] or
-    /// [`WaitError::Abandoned`].
-    ///
     /// A `timeout` too large to be a time on the clock (such as [`Duration::MAX`]) waits without
     /// a bound.
-    pub fn wait_blocking(&mut self, timeout: Duration) -> Result<T, E> {
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Value::wait): [`WaitError::ZeroTimeout`], [`WaitError::Elapsed`] (the value
+    /// can be waited on again) or [`WaitError::Taken`]; the value's own error comes inside `Ok`.
+    pub fn wait_blocking(&mut self, timeout: Duration) -> Result<Result<T, E>, WaitError> {
         if timeout.is_zero() {
-            return Err(WaitError::ZeroTimeout.into());
+            return Err(WaitError::ZeroTimeout);
         }
         let slot = match &mut self.inner {
-            Inner::Ready(r) => {
-                return r
-                    .take()
-                    .map_or_else(|| Err(WaitError::Taken.into()), |b| *b)
-            }
+            Inner::Ready(r) => return r.take().map(|b| *b).ok_or(WaitError::Taken),
             Inner::Slot(s) => s.clone(),
         };
         // A bound too far to be a time on this clock (`Duration::MAX`) is no bound at all.
@@ -352,8 +357,10 @@ impl<T, E: From<WaitError>> Value<T, E> {
         loop {
             {
                 let mut st = slot.lock();
-                if let Some(r) = Self::take_state(&mut st) {
-                    return r;
+                match Self::take_state(&mut st) {
+                    Taking::Got(r) => return Ok(r),
+                    Taking::Taken => return Err(WaitError::Taken),
+                    Taking::Pending => {}
                 }
                 if let State::Pending(w) = &mut *st {
                     *w = Some(waker.clone());
@@ -364,7 +371,7 @@ impl<T, E: From<WaitError>> Value<T, E> {
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
-                        return Err(WaitError::Elapsed(timeout).into());
+                        return Err(WaitError::Elapsed(timeout));
                     }
                     std::thread::park_timeout(deadline - now);
                 }
@@ -372,6 +379,15 @@ impl<T, E: From<WaitError>> Value<T, E> {
             }
         }
     }
+}
+
+const TAKEN: &str = "the Value's result was already taken (a Value resolves once)";
+
+/// What looking into a value found.
+enum Taking<T, E> {
+    Pending,
+    Got(Result<T, E>),
+    Taken,
 }
 
 /// Wakes a thread blocked in [`Value::wait_blocking`].
@@ -386,21 +402,24 @@ impl std::task::Wake for Unparker {
     }
 }
 
-impl<T, E: From<WaitError>> Future for Value<T, E> {
+impl<T, E: From<Abandoned>> Future for Value<T, E> {
     type Output = Result<T, E>;
 
+    /// # Panics
+    ///
+    /// When polled again after it returned `Ready` (or after the result was taken by
+    /// [`try_take`](Value::try_take) or a wait), as futures may.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // Value holds no self-references, so it is Unpin and this is plain access.
         let this = self.get_mut();
         match &mut this.inner {
-            Inner::Ready(r) => Poll::Ready(
-                r.take()
-                    .map_or_else(|| Err(WaitError::Taken.into()), |b| *b),
-            ),
+            Inner::Ready(r) => Poll::Ready(r.take().map(|b| *b).expect(TAKEN)),
             Inner::Slot(s) => {
                 let mut st = s.lock();
-                if let Some(r) = Self::take_state(&mut st) {
-                    return Poll::Ready(r);
+                match Self::take_state(&mut st) {
+                    Taking::Got(r) => return Poll::Ready(r),
+                    Taking::Taken => panic!("{TAKEN}"),
+                    Taking::Pending => {}
                 }
                 if let State::Pending(w) = &mut *st {
                     match w {

@@ -1,15 +1,16 @@
 //! actix-web glue (feature `actix-web`): task errors as HTTP responses, and a pool's result events
 //! as a server-sent-events stream.
 //!
-//! With the feature on, [`TaskError`] and [`Error`](crate::Error) implement
-//! [`actix_web::ResponseError`], so a handler can use `?` on a task's result:
+//! With the feature on, [`RunError`], [`TaskError`], [`Refusal`], [`SubmitError`] and
+//! [`Error`](crate::Error) implement [`actix_web::ResponseError`], so a handler can use `?` on
+//! [`PoolHandle::run`] (or on `push` and the value it returns):
 //!
 //! | error | status |
 //! | --- | --- |
-//! | `TimedOut` | 504 Gateway Timeout |
-//! | `Full`, `PoolStopped`, `Cancelled`, `WorkerStartFailed`, `NoRoute` | 503 Service Unavailable |
-//! | `Failed` (the task returned `Err`: it refused its input) | 400 Bad Request |
-//! | `Panicked`, `WorkerCrashed`, `ClosureInProcessPool`, `UnknownJob`, `Wire`, `Wait` | 500 Internal Server Error |
+//! | `TaskError::TimedOut` | 504 Gateway Timeout |
+//! | `Refusal::Full`, `Refusal::Stopped`, `Refusal::NoRoute`, `TaskError::Cancelled`, `TaskError::WorkerStartFailed` | 503 Service Unavailable |
+//! | `TaskError::Failed` (the task returned `Err`: it refused its input) | 400 Bad Request |
+//! | every other task error and refusal (`Panicked`, `WorkerCrashed`, `ClosureInProcessPool`, ...) | 500 Internal Server Error |
 //!
 //! The body is JSON, `{"error": "<the error's message>"}`. [`BusError`] and any other
 //! [`Error`](crate::Error) answer 500. For other codes, wrap the error in a type of your own.
@@ -18,8 +19,8 @@
 //! use actix_web::{test, web, App, HttpResponse};
 //! use circuits::prelude::*;
 //!
-//! async fn parse(pool: web::Data<PoolHandle>, body: String) -> Result<HttpResponse, TaskError> {
-//!     let n = pool.push(Task::fallible(move || body.trim().parse::<u64>())).await?;
+//! async fn parse(pool: web::Data<PoolHandle>, body: String) -> Result<HttpResponse, RunError> {
+//!     let n = pool.run(Task::fallible(move || body.trim().parse::<u64>())).await?;
 //!     Ok(HttpResponse::Ok().body((n * 2).to_string()))
 //! }
 //!
@@ -47,25 +48,67 @@ use serde::Serialize;
 
 use crate::bus::BusError;
 use crate::pool::PoolHandle;
-use crate::task::{TaskError, TaskFailure, TaskOutput, TaskSuccess};
+use crate::task::{
+    Refusal, RunError, SubmitError, TaskError, TaskFailure, TaskOutput, TaskSuccess,
+};
+
+fn json_error(status: StatusCode, error: &dyn std::fmt::Display) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({ "error": error.to_string() }))
+}
 
 impl ResponseError for TaskError {
     fn status_code(&self) -> StatusCode {
         match self {
             TaskError::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
-            TaskError::Full
-            | TaskError::PoolStopped
-            | TaskError::Cancelled
-            | TaskError::WorkerStartFailed { .. }
-            | TaskError::NoRoute(_) => StatusCode::SERVICE_UNAVAILABLE,
+            TaskError::Cancelled | TaskError::WorkerStartFailed { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             TaskError::Failed(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .json(serde_json::json!({ "error": self.to_string() }))
+        json_error(self.status_code(), self)
+    }
+}
+
+impl ResponseError for Refusal {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Refusal::Full | Refusal::Stopped | Refusal::NoRoute(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        json_error(self.status_code(), self)
+    }
+}
+
+/// As its [`Refusal`]; the task is dropped with the error.
+impl<R> ResponseError for SubmitError<R> {
+    fn status_code(&self) -> StatusCode {
+        self.refusal().status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        json_error(self.status_code(), self)
+    }
+}
+
+impl ResponseError for RunError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            RunError::Refused(r) => r.status_code(),
+            RunError::Task(e) => e.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        json_error(self.status_code(), self)
     }
 }
 
@@ -73,21 +116,20 @@ impl ResponseError for crate::Error {
     fn status_code(&self) -> StatusCode {
         match self {
             crate::Error::Task(e) => e.status_code(),
+            crate::Error::Refused(r) => r.status_code(),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .json(serde_json::json!({ "error": self.to_string() }))
+        json_error(self.status_code(), self)
     }
 }
 
 /// A bus that refused something is the server's fault: 500, with the message as JSON.
 impl ResponseError for BusError {
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .json(serde_json::json!({ "error": self.to_string() }))
+        json_error(self.status_code(), self)
     }
 }
 

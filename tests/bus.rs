@@ -332,13 +332,34 @@ async fn waiting_with_a_timeout_elapses_then_the_value_still_resolves() {
     // Two seconds of handler against a 5 ms bound: the bound elapses first even on a busy machine.
     let mut v = bus.fire("app", Slow(2_000));
     let early = v.wait(Duration::from_millis(5)).await;
-    assert_eq!(
-        early,
-        Err(BusError::Wait(WaitError::Elapsed(Duration::from_millis(5))))
-    );
-    assert_eq!(v.wait(BOUND).await, Ok(vec![3]));
+    assert_eq!(early, Err(WaitError::Elapsed(Duration::from_millis(5))));
+    // The wait's outcome outside, the fire's own result inside.
+    assert_eq!(v.wait(BOUND).await, Ok(Ok(vec![3])));
     // The result was taken; asking again says so rather than hanging.
-    assert_eq!(v.wait(BOUND).await, Err(BusError::Wait(WaitError::Taken)));
+    assert_eq!(v.wait(BOUND).await, Err(WaitError::Taken));
+    assert_eq!(v.wait_blocking(BOUND), Err(WaitError::Taken));
+}
+
+#[actix_rt::test]
+async fn after_an_elapsed_wait_the_fire_can_still_be_awaited() {
+    let bus = Bus::new();
+    let l = log();
+    bus.subscribe("app", Probe::start("slow", 4, &l).recipient::<Slow>())
+        .unwrap();
+    // Two seconds of handler against 5 ms bounds: each bound elapses first.
+    let short = Duration::from_millis(5);
+    let mut v = bus.fire("app", Slow(2_000));
+    assert_eq!(v.wait(short).await, Err(WaitError::Elapsed(short)));
+    // From a plain thread too; the value comes back untouched.
+    let (waited, mut v) = tokio::task::spawn_blocking(move || {
+        let waited = v.wait_blocking(short);
+        (waited, v)
+    })
+    .await
+    .unwrap();
+    assert_eq!(waited, Err(WaitError::Elapsed(short)));
+    assert!(v.try_take().is_none(), "nothing was taken");
+    assert_eq!(bounded(v).await, Ok(vec![4]));
 }
 
 #[actix_rt::test]
@@ -357,21 +378,17 @@ async fn waiting_on_a_finished_value_returns_at_once() {
     assert_eq!(v.try_take(), Some(Ok(vec![5])));
     let mut none = bus.fire("empty", Hello);
     assert!(none.is_ready());
-    assert_eq!(none.wait(Duration::from_nanos(1)).await, Ok(vec![]));
+    assert_eq!(none.wait(Duration::from_nanos(1)).await, Ok(Ok(vec![])));
 }
 
 #[actix_rt::test]
 async fn a_zero_timeout_is_a_clear_error() {
     let bus = Bus::new();
     let mut v = bus.fire("empty", Hello);
-    assert_eq!(
-        v.wait(Duration::ZERO).await,
-        Err(BusError::Wait(WaitError::ZeroTimeout))
-    );
-    assert_eq!(
-        v.wait_blocking(Duration::ZERO),
-        Err(BusError::Wait(WaitError::ZeroTimeout))
-    );
+    assert_eq!(v.wait(Duration::ZERO).await, Err(WaitError::ZeroTimeout));
+    assert_eq!(v.wait_blocking(Duration::ZERO), Err(WaitError::ZeroTimeout));
+    // Nothing was waited for or taken: the result is still there.
+    assert_eq!(v.wait(BOUND).await, Ok(Ok(vec![])));
 }
 
 #[actix_rt::test]
@@ -454,7 +471,7 @@ async fn firing_from_a_plain_os_thread_works() {
     })
     .await
     .unwrap();
-    assert_eq!(answers, Ok(vec![11]));
+    assert_eq!(answers, Ok(Ok(vec![11])));
 }
 
 #[actix_rt::test]

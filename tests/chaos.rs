@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use circuits::prelude::*;
-use circuits::ProcessConfig;
+use circuits::{Exit, ProcessConfig, WireError};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -150,12 +150,20 @@ async fn process_chaos_loses_and_doubles_nothing() {
                 let values: Vec<_> = (0..PER)
                     .map(|i| {
                         let n = (p * PER + i) as u64;
-                        (n, pool.push(Task::job(Work { n, us: 40 })))
+                        let v = pool
+                            .push(Task::job(Work { n, us: 40 }))
+                            .unwrap_or_else(|e| panic!("job {n} was refused: {e}"));
+                        (n, v)
                     })
                     .collect();
                 values
                     .into_iter()
-                    .map(|(n, mut v)| (n, v.wait_blocking(BOUND)))
+                    .map(|(n, mut v)| {
+                        let r = v
+                            .wait_blocking(BOUND)
+                            .unwrap_or_else(|e| panic!("job {n}: {e}"));
+                        (n, r)
+                    })
                     .collect::<Vec<_>>()
             })
         })
@@ -173,7 +181,11 @@ async fn process_chaos_loses_and_doubles_nothing() {
                 assert_eq!(v, n);
                 ok += 1;
             }
-            Err(TaskError::WorkerCrashed { .. }) => crashed += 1,
+            // Only the killer's SIGKILLs end children here.
+            Err(TaskError::WorkerCrashed {
+                exit: Exit::Signal(9),
+                ..
+            }) => crashed += 1,
             Err(e) => panic!("job {n} ended with {e:?}"),
         }
     }
@@ -190,7 +202,14 @@ async fn process_chaos_loses_and_doubles_nothing() {
     assert_eq!(succeeded, ok_values, "the success events carry the values");
     let crashed_events = terminal
         .values()
-        .filter(|s| matches!(s, Seen::Failure(_, TaskError::WorkerCrashed { .. })))
+        .filter(|s| {
+            // The event names the worker the error names: the one whose child was killed.
+            matches!(
+                s,
+                Seen::Failure(w, TaskError::WorkerCrashed { worker, exit: Exit::Signal(9) })
+                    if w == worker
+            )
+        })
         .count();
     assert_eq!(
         crashed_events + succeeded.len(),
@@ -215,7 +234,7 @@ async fn process_chaos_loses_and_doubles_nothing() {
     assert_eq!(pool.workers().len(), 3);
     for i in 0..100 {
         assert_eq!(
-            bounded(pool.push(Task::job(Work { n: i, us: 0 }))).await,
+            bounded(pool.run(Task::job(Work { n: i, us: 0 }))).await,
             Ok(i)
         );
     }
@@ -241,12 +260,20 @@ async fn thread_chaos_loses_and_doubles_nothing() {
                             }
                             n
                         });
-                        (n, pool.push(task))
+                        let v = pool
+                            .push(task)
+                            .unwrap_or_else(|e| panic!("task {n} was refused: {e}"));
+                        (n, v)
                     })
                     .collect();
                 values
                     .into_iter()
-                    .map(|(n, mut v)| (n, v.wait_blocking(BOUND)))
+                    .map(|(n, mut v)| {
+                        let r = v
+                            .wait_blocking(BOUND)
+                            .unwrap_or_else(|e| panic!("task {n}: {e}"));
+                        (n, r)
+                    })
                     .collect::<Vec<_>>()
             })
         })
@@ -287,26 +314,50 @@ async fn thread_chaos_loses_and_doubles_nothing() {
 
 async fn hostile_children_are_treated_as_crashed_and_replaced() {
     let pool = Pool::builder().min(1).process().start();
-    let garbage = bounded(pool.push(Task::job(Hostile::Garbage))).await;
+    let first = pool.workers()[0].clone();
+    let garbage = bounded(pool.run(Task::job(Hostile::Garbage))).await;
     match garbage {
-        Err(TaskError::WorkerCrashed { reason, .. }) => {
-            assert!(reason.contains("protocol violation"), "{reason}")
+        // The five bytes are no frame: the child broke the protocol and the pool killed it.
+        Err(RunError::Task(
+            ref e @ TaskError::WorkerCrashed {
+                ref worker,
+                exit: Exit::Protocol(WireError::Decode(_)),
+            },
+        )) => {
+            assert_eq!(
+                *worker, first,
+                "the error names the worker that ran the job"
+            );
+            assert!(e.to_string().contains("broke the protocol"), "{e}");
         }
         other => panic!("garbage on the wire: {other:?}"),
     }
-    let half = bounded(pool.push(Task::job(Hostile::HalfFrame))).await;
+    let half = bounded(pool.run(Task::job(Hostile::HalfFrame))).await;
     assert!(
-        matches!(half, Err(TaskError::WorkerCrashed { .. })),
+        // Its output ended mid-frame because it exited (with code 0, as the job does).
+        matches!(
+            half,
+            Err(RunError::Task(TaskError::WorkerCrashed {
+                exit: Exit::Code(0),
+                ..
+            }))
+        ),
         "{half:?}"
     );
-    let unencodable = bounded(pool.push(Task::job(Hostile::Unencodable))).await;
+    let unencodable = bounded(pool.run(Task::job(Hostile::Unencodable))).await;
     assert!(
-        matches!(&unencodable, Err(TaskError::Wire(m)) if m.contains("does not encode")),
+        matches!(
+            &unencodable,
+            // postcard keeps no custom message: the variant says "does not encode", the text
+            // names the job.
+            Err(RunError::Task(TaskError::Wire(WireError::Encode(m))))
+                if m.contains("\"hostile\"")
+        ),
         "{unencodable:?}"
     );
     for i in 0..50 {
         assert_eq!(
-            bounded(pool.push(Task::job(Work { n: i, us: 0 }))).await,
+            bounded(pool.run(Task::job(Work { n: i, us: 0 }))).await,
             Ok(i)
         );
     }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use circuits::prelude::*;
-use circuits::{PoolError, ProcessConfig, StartStage};
+use circuits::{Exit, MapStream, PoolError, ProcessConfig, StartStage, TaskOutput};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -169,7 +169,7 @@ impl Job for Nested {
         let n = self.0;
         let r = actix::System::new().block_on(async move {
             let p = Pool::builder().min(1).process().start();
-            let r = bounded(p.push(Task::job(Square(n)))).await;
+            let r = bounded(p.run(Task::job(Square(n)))).await;
             bounded(p.stop()).await;
             r
         });
@@ -362,6 +362,19 @@ fn process_pool(n: usize) -> PoolHandle {
     Pool::builder().min(n).process().start()
 }
 
+/// Pushes `task`, which the pool must accept (it runs and has room); returns its value.
+#[track_caller]
+fn accepted<R: TaskOutput>(pool: &PoolHandle, task: Task<R>) -> Value<R, TaskError> {
+    pool.push(task)
+        .unwrap_or_else(|e| panic!("the pool refused a task it had room for: {e}"))
+}
+
+/// The stream of a `map` that a running pool must accept.
+#[track_caller]
+fn mapped<O>(stream: Result<MapStream<O>, Refusal>) -> MapStream<O> {
+    stream.unwrap_or_else(|r| panic!("a running pool refused a map: {r}"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------------
@@ -369,12 +382,12 @@ fn process_pool(n: usize) -> PoolHandle {
 async fn dropped_pools_leave_no_thread_and_no_child() {
     for i in 0..50 {
         let pool = Pool::builder().min(2).start();
-        assert_eq!(bounded(pool.push(Task::new(move || i))).await, Ok(i));
+        assert_eq!(bounded(pool.run(Task::new(move || i))).await, Ok(i));
         drop(pool);
     }
     for i in 0..10u64 {
         let pool = process_pool(2);
-        assert_eq!(bounded(pool.push(Task::job(Square(i)))).await, Ok(i * i));
+        assert_eq!(bounded(pool.run(Task::job(Square(i)))).await, Ok(i * i));
         drop(pool);
     }
     // Threads and processes that end fire no event: /proc is polled.
@@ -409,7 +422,7 @@ async fn failed_starts_are_bounded(mode: &'static str, tag: &str, expect_init_hi
         .process_with(cfg)
         .try_start()
         .expect("the pool starts (its child fails afterwards)");
-    let first = bounded(pool.push(Task::job(Square(3)))).await;
+    let first = bounded(accepted(&pool, Task::job(Square(3)))).await;
     let starts_at_failure = lines_in(&count);
     match &first {
         Err(TaskError::WorkerStartFailed { stage, reason, .. }) => {
@@ -428,7 +441,7 @@ async fn failed_starts_are_bounded(mode: &'static str, tag: &str, expect_init_hi
         "the task failed after {starts_at_failure} starts, before the limit of {LIMIT}"
     );
     // Past the limit, a task pushed meanwhile fails with the same error.
-    let again = bounded(pool.push(Task::job(Square(4)))).await;
+    let again = bounded(accepted(&pool, Task::job(Square(4)))).await;
     assert!(
         matches!(
             &again,
@@ -463,9 +476,11 @@ async fn abort_cancels_running_thread_tasks_at_once() {
     let pool = Pool::builder().min(1).start();
     let gate = Gate::new();
     let (task, started) = gate.task_started(1u32);
-    let running = pool.push(task);
+    let running = accepted(&pool, task);
     bounded(started).await.expect("the gated task started");
-    let queued: Vec<_> = (0..5u32).map(|i| pool.push(Task::new(move || i))).collect();
+    let queued: Vec<_> = (0..5u32)
+        .map(|i| accepted(&pool, Task::new(move || i)))
+        .collect();
     // The running task is still blocked: abort must not wait for it.
     bounded(pool.abort()).await;
     assert_eq!(bounded(running).await, Err(TaskError::Cancelled));
@@ -478,9 +493,12 @@ async fn abort_cancels_running_thread_tasks_at_once() {
 async fn abort_kills_a_hanging_process_job() {
     let pool = process_pool(1);
     let mark = scratch("abort-hang");
-    let hang = pool.push(Task::job(Hang {
-        mark: Some(path_arg(&mark)),
-    }));
+    let hang = accepted(
+        &pool,
+        Task::job(Hang {
+            mark: Some(path_arg(&mark)),
+        }),
+    );
     let pid = pid_from(&mark).await; // the job is running in that child
     bounded(pool.abort()).await;
     assert_eq!(bounded(hang).await, Err(TaskError::Cancelled));
@@ -508,15 +526,19 @@ async fn a_retiring_process_worker_keeps_pinned_tasks_and_hands_back_the_rest() 
                 gate: path_arg(&gate),
             }),
         )
+        .expect("the worker takes the job")
     };
     let busy0: Vec<_> = (0..4).map(|_| wait(&w0)).collect();
     let busy_w1 = wait(&w1);
     // w0: four waiting jobs and two unpinned (round robin): load 6; w1: one waiting job, two
     // pinned and two unpinned: load 5.
     let pinned: Vec<_> = (0..2)
-        .map(|_| pool.push_to(&w1, Task::job(WhoAmI)))
+        .map(|_| {
+            pool.push_to(&w1, Task::job(WhoAmI))
+                .expect("the worker takes the job")
+        })
         .collect();
-    let unpinned: Vec<_> = (0..4).map(|_| pool.push(Task::job(WhoAmI))).collect();
+    let unpinned: Vec<_> = (0..4).map(|_| accepted(&pool, Task::job(WhoAmI))).collect();
     // The least loaded worker (w1) retires while everything above is still queued behind a gate.
     assert_eq!(pool.resize(1), 1);
     assert_eq!(pool.workers(), vec![w0.clone()]);
@@ -556,7 +578,8 @@ async fn a_timeout_fails_its_task_when_it_fires_whatever_the_kill_grace() {
         .process_with(ProcessConfig::default().kill_grace(Duration::from_secs(8)))
         .start();
     let mark = scratch("ignore-term");
-    let stubborn = pool.push(
+    let stubborn = accepted(
+        &pool,
         Task::job(IgnoreTerm {
             mark: path_arg(&mark),
         })
@@ -572,7 +595,7 @@ async fn a_timeout_fails_its_task_when_it_fires_whatever_the_kill_grace() {
         "the task failed only once its child was gone, after the kill grace"
     );
     // The next task waits for the replacement child, which starts after the grace.
-    assert_eq!(bounded(pool.push(Task::job(Square(4)))).await, Ok(16));
+    assert_eq!(bounded(pool.run(Task::job(Square(4)))).await, Ok(16));
     assert!(!alive(pid), "the child that ignored SIGTERM was killed");
     bounded(pool.stop()).await;
 }
@@ -581,10 +604,10 @@ async fn abort_during_a_draining_stop_escalates_it() {
     let pool = Pool::builder().min(1).start();
     let gate = Gate::new();
     let (task, started) = gate.task_started(0usize);
-    let running = pool.push(task);
+    let running = accepted(&pool, task);
     bounded(started).await.expect("the gated task started");
     let queued: Vec<_> = (1..=1000usize)
-        .map(|i| pool.push(Task::new(move || i)))
+        .map(|i| accepted(&pool, Task::new(move || i)))
         .collect();
     // The stop begins at its first poll (and goes on in the background); the running task holds
     // the drain.
@@ -611,9 +634,12 @@ async fn abort_during_a_draining_stop_escalates_it() {
 async fn stop_within_aborts_a_drain_past_its_budget() {
     let pool = process_pool(1);
     let mark = scratch("stop-within-hang");
-    let hang = pool.push(Task::job(Hang {
-        mark: Some(path_arg(&mark)),
-    }));
+    let hang = accepted(
+        &pool,
+        Task::job(Hang {
+            mark: Some(path_arg(&mark)),
+        }),
+    );
     let pid = pid_from(&mark).await;
     assert!(
         !bounded(pool.stop_within(Duration::from_millis(500))).await,
@@ -625,7 +651,7 @@ async fn stop_within_aborts_a_drain_past_its_budget() {
 
     let pool = Pool::builder().min(2).start();
     let values: Vec<_> = (0..100u64)
-        .map(|i| pool.push(Task::new(move || i)))
+        .map(|i| accepted(&pool, Task::new(move || i)))
         .collect();
     assert!(
         bounded(pool.stop_within(Duration::from_secs(30))).await,
@@ -636,39 +662,78 @@ async fn stop_within_aborts_a_drain_past_its_budget() {
     }
 }
 
+/// Work accepted while a bounded pool is full waits inside the pool for room, and a draining stop
+/// runs it. `push` does not park any more (it refuses with `Refusal::Full`): the work parked here
+/// is a `map` batch, whose chunks beyond the bound wait inside the pool as accepted tasks. A
+/// `send` still waiting for room when the stop begins was not accepted: it gets its task back,
+/// refused as `Refusal::Stopped`.
 async fn a_parked_push_runs_during_the_drain() {
     let pool = Pool::builder().min(1).queue_bound(2).start();
     let gate = Gate::new();
-    let (task, started) = gate.task_started(usize::MAX);
-    let first = pool.push(task);
+    let (task, started) = gate.task_started(u64::MAX);
+    let first = accepted(&pool, task);
     bounded(started).await.expect("the gated task started");
-    let values: Vec<_> = (0..10usize)
-        .map(|i| pool.push(Task::new(move || i)))
-        .collect();
-    assert!(
-        pool.try_push(Task::new(|| 0usize)).is_err(),
-        "the pool is full, so pushes were parked"
+    // Ten chunks of one job each: the first takes the last room, the other nine park.
+    let parked = mapped(pool.map_chunked((0..10u64).map(Square), 1));
+    let full = pool.push(Task::new(|| 0u64)).unwrap_err();
+    assert_eq!(
+        full.refusal(),
+        &Refusal::Full,
+        "the pool is full, so the chunks were parked"
     );
+    assert_eq!(
+        pool.loads(),
+        vec![2],
+        "the gated task and the first chunk are in the worker's queue; nine chunks wait outside"
+    );
+    // A producer waiting for room when the stop begins (polled once here, so that it waits
+    // before the stop, then driven by the runtime).
+    let mut waiting = Box::pin({
+        let pool = pool.clone();
+        let task = full.into_task();
+        async move { pool.send(task).await }
+    });
+    assert!(
+        futures::poll!(waiting.as_mut()).is_pending(),
+        "send waits for room"
+    );
+    let waiting = actix::spawn(waiting);
     let mut stopping = Box::pin(pool.stop());
     assert!(
         futures::poll!(stopping.as_mut()).is_pending(),
         "the drain waits for the gated task"
     );
     assert!(pool.is_stopped(), "the draining stop began");
+    assert_eq!(
+        pool.push(Task::new(|| 1u64)).unwrap_err().refusal(),
+        &Refusal::Stopped,
+        "a draining pool takes no new task"
+    );
     gate.open();
-    assert_eq!(bounded(first).await, Ok(usize::MAX));
-    for (i, v) in values.into_iter().enumerate() {
-        assert_eq!(bounded(v).await, Ok(i), "parked task {i}");
+    assert_eq!(bounded(first).await, Ok(u64::MAX));
+    let results: Vec<_> = bounded(parked.collect()).await;
+    assert_eq!(results.len(), 10);
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r, Ok((i * i) as u64), "parked task {i}");
     }
     bounded(stopping).await; // the stop completes
+    let refused = bounded(waiting)
+        .await
+        .expect("the waiting send's task did not panic")
+        .expect_err("a send still waiting for room when the stop began is refused");
+    assert_eq!(refused.refusal(), &Refusal::Stopped);
+    // The task comes back whole: another pool runs it.
+    let other = Pool::builder().min(1).start();
+    assert_eq!(bounded(other.run(refused.into_task())).await, Ok(0));
+    bounded(other.stop()).await;
 }
 
 async fn a_permit_is_free_before_the_value_resolves() {
     let pool = Pool::builder().min(1).queue_bound(1).start();
     for i in 0..2_000 {
-        let v = pool
-            .try_push(Task::new(|| 1))
-            .unwrap_or_else(|_| panic!("no room for task {i} after the previous value resolved"));
+        let v = pool.push(Task::new(|| 1)).unwrap_or_else(|e| {
+            panic!("no room for task {i} after the previous value resolved: {e}")
+        });
         assert_eq!(bounded(v).await, Ok(1));
     }
     bounded(pool.stop()).await;
@@ -683,13 +748,13 @@ async fn a_stuck_task_releases_its_permit_when_declared_stuck() {
         .stuck_after(Duration::from_secs(3))
         .start();
     let gate = Gate::new();
-    let stuck = bounded(pool.push(gate.task(1u32))).await;
+    let stuck = bounded(accepted(&pool, gate.task(1u32))).await;
     assert!(
         matches!(stuck, Err(TaskError::TimedOut(_))),
         "the stuck task: {stuck:?}"
     );
     let next = pool
-        .try_push(Task::new(|| 2u32))
+        .push(Task::new(|| 2u32))
         .expect("the stuck task's permit is free once its value resolved");
     assert_eq!(bounded(next).await, Ok(2));
     gate.open();
@@ -702,7 +767,7 @@ async fn map_chunks_stay_under_the_frame_limit() {
         .process_with(ProcessConfig::default().max_frame(64 * 1024))
         .start();
     let out: Vec<Result<u32, TaskError>> =
-        bounded(pool.map((0..10_000).map(|_| Blob(vec![1; 100]))).collect()).await;
+        bounded(mapped(pool.map((0..10_000).map(|_| Blob(vec![1; 100])))).collect()).await;
     assert_eq!(out.len(), 10_000);
     if let Some((i, r)) = out.iter().enumerate().find(|(_, r)| **r != Ok(100)) {
         panic!("job {i} of 10,000 small ones: {r:?}");
@@ -713,7 +778,7 @@ async fn map_chunks_stay_under_the_frame_limit() {
         Blob(vec![2; 100 * 1024]),
         Blob(vec![3; 100]),
     ];
-    let out: Vec<Result<u32, TaskError>> = bounded(pool.map(mixed).collect()).await;
+    let out: Vec<Result<u32, TaskError>> = bounded(mapped(pool.map(mixed)).collect()).await;
     assert_eq!(out.len(), 3);
     assert_eq!(out[0], Ok(100));
     assert!(
@@ -731,7 +796,7 @@ async fn map_chunks_stay_under_the_frame_limit() {
             Blob(vec![5; 100])
         }
     });
-    let out: Vec<Result<u32, TaskError>> = bounded(pool.map(many).collect()).await;
+    let out: Vec<Result<u32, TaskError>> = bounded(mapped(pool.map(many)).collect()).await;
     assert_eq!(out.len(), 1000);
     for (i, r) in out.iter().enumerate() {
         if i == 500 {
@@ -740,7 +805,7 @@ async fn map_chunks_stay_under_the_frame_limit() {
             assert_eq!(*r, Ok(100), "job {i}");
         }
     }
-    assert_eq!(bounded(pool.push(Task::job(Square(9)))).await, Ok(81));
+    assert_eq!(bounded(pool.run(Task::job(Square(9)))).await, Ok(81));
     bounded(pool.stop()).await;
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
 }
@@ -749,7 +814,7 @@ async fn map_chunks_stay_under_the_frame_limit() {
 /// pool's timeout (2 s) lies between, so a timeout applied to the chunk would fail every job.
 async fn each_job_of_a_map_gets_the_whole_timeout(pool: PoolHandle, mode: &str) {
     let out: Vec<Result<u32, TaskError>> =
-        bounded(pool.map_chunked((0..250).map(Nap), 250).collect()).await;
+        bounded(mapped(pool.map_chunked((0..250).map(Nap), 250)).collect()).await;
     assert_eq!(out.len(), 250);
     for (i, r) in out.into_iter().enumerate() {
         assert_eq!(r, Ok(i as u32), "{mode} pool, job {i}");
@@ -787,7 +852,7 @@ async fn a_second_pool_on_a_channel_fails_to_start() {
         Err(e) => panic!("expected ChannelTaken, got {e:?}"),
     }
     assert_eq!(
-        bounded(bus.call("work", Task::new(|| 1))).await,
+        bounded(call(&bus, "work", Task::new(|| 1))).await,
         Ok(1),
         "the first pool still answers on its channel"
     );
@@ -806,22 +871,21 @@ async fn a_second_pool_on_a_channel_fails_to_start() {
         .expect("a pool on \"b\" starts");
     bounded(a.stop()).await;
     assert_eq!(
-        bounded(bus.call("b", Task::new(|| 2))).await,
+        bounded(call(&bus, "b", Task::new(|| 2))).await,
         Ok(2),
         "stopping the pool on \"a\" left \"b\" routed"
     );
     assert_eq!(
-        bounded(bus.call("work", Task::new(|| 3))).await,
+        bounded(call(&bus, "work", Task::new(|| 3))).await,
         Ok(3),
         "stopping the pool on \"a\" left \"work\" routed"
     );
-    let gone = bounded(bus.call("a", Task::new(|| 4))).await;
-    assert!(
-        matches!(
-            gone,
-            Err(TaskError::NoRoute(_)) | Err(TaskError::PoolStopped)
-        ),
-        "a task for the stopped pool's channel: {gone:?}"
+    // The stop has finished, and its pool's route went with it: nothing takes tasks on "a".
+    let gone = bus.call("a", Task::new(|| 4)).unwrap_err();
+    assert_eq!(
+        gone.refusal(),
+        &Refusal::NoRoute(Channel::from("a")),
+        "a task for the stopped pool's channel"
     );
     let again = Pool::builder()
         .min(1)
@@ -829,10 +893,19 @@ async fn a_second_pool_on_a_channel_fails_to_start() {
         .channel("a")
         .try_start()
         .expect("channel \"a\" is free again once its pool stopped");
-    assert_eq!(bounded(bus.call("a", Task::new(|| 5))).await, Ok(5));
+    // The task refused on "a" comes back whole: the new pool there runs it.
+    assert_eq!(bounded(call(&bus, "a", gone.into_task())).await, Ok(4));
+    assert_eq!(bounded(call(&bus, "a", Task::new(|| 5))).await, Ok(5));
     bounded(again.stop()).await;
     bounded(b.stop()).await;
     bounded(first.stop()).await;
+}
+
+/// Calls `task` on `channel`, which must route it; returns its value.
+#[track_caller]
+fn call<R: TaskOutput>(bus: &Bus, channel: &str, task: Task<R>) -> Value<R, TaskError> {
+    bus.call(channel, task)
+        .unwrap_or_else(|e| panic!("channel {channel:?} did not take the task: {e}"))
 }
 
 async fn max_below_the_default_min_lowers_min() {
@@ -842,7 +915,7 @@ async fn max_below_the_default_min_lowers_min() {
         .expect("max(1) alone starts a pool on any machine");
     assert_eq!(pool.workers().len(), 1);
     assert_eq!(pool.resize(2), 1, "max stays 1");
-    assert_eq!(bounded(pool.push(Task::new(|| 5))).await, Ok(5));
+    assert_eq!(bounded(pool.run(Task::new(|| 5))).await, Ok(5));
     bounded(pool.stop()).await;
 }
 
@@ -851,7 +924,7 @@ async fn a_timeout_ends_what_the_job_started() {
     let first = scratch("timeout-sleep");
     // Seconds: long enough for the job to start `sleep` and write its pid on a busy machine.
     let hung = bounded(
-        pool.push(
+        pool.run(
             Task::job(SpawnSleep {
                 pid_file: path_arg(&first),
                 hang: true,
@@ -860,9 +933,10 @@ async fn a_timeout_ends_what_the_job_started() {
         ),
     )
     .await;
-    assert!(
-        matches!(hung, Err(TaskError::TimedOut(_))),
-        "the hanging job: {hung:?}"
+    assert_eq!(
+        hung,
+        Err(RunError::Task(TaskError::TimedOut(Duration::from_secs(2)))),
+        "the hanging job"
     );
     let sleep1 = pid_from(&first).await;
     assert!(
@@ -871,7 +945,7 @@ async fn a_timeout_ends_what_the_job_started() {
     );
 
     let second = scratch("stop-sleep");
-    let sleep2 = bounded(pool.push(Task::job(SpawnSleep {
+    let sleep2 = bounded(pool.run(Task::job(SpawnSleep {
         pid_file: path_arg(&second),
         hang: false,
     })))
@@ -893,13 +967,21 @@ async fn a_timeout_ends_what_the_job_started() {
 async fn a_fork_without_exec_then_abort_fails_worker_crashed_at_once() {
     let pool = process_pool(1);
     let file = scratch("forked");
-    let crashed = bounded(pool.push(Task::job(ForkThenAbort {
-        pid_file: path_arg(&file),
-    })))
+    let worker = pool.workers()[0].clone();
+    let crashed = bounded(accepted(
+        &pool,
+        Task::job(ForkThenAbort {
+            pid_file: path_arg(&file),
+        }),
+    ))
     .await;
-    assert!(
-        matches!(crashed, Err(TaskError::WorkerCrashed { .. })),
-        "the job whose worker aborted: {crashed:?}"
+    assert_eq!(
+        crashed,
+        Err(TaskError::WorkerCrashed {
+            worker,
+            exit: Exit::Signal(libc::SIGABRT),
+        }),
+        "the job whose worker aborted"
     );
     let forked = pid_from(&file).await;
     bounded(pool.stop()).await;
@@ -913,7 +995,7 @@ async fn a_fork_without_exec_then_abort_fails_worker_crashed_at_once() {
 async fn a_job_subprocess_is_an_ordinary_process() {
     let pool = process_pool(1);
     assert_eq!(
-        bounded(pool.push(Task::job(WorkerEnv))).await,
+        bounded(pool.run(Task::job(WorkerEnv))).await,
         Ok(Vec::<String>::new()),
         "worker-protocol variables left in a job's environment"
     );
@@ -922,7 +1004,7 @@ async fn a_job_subprocess_is_an_ordinary_process() {
 
 async fn a_process_pool_inside_a_job_works() {
     let pool = process_pool(1);
-    assert_eq!(bounded(pool.push(Task::job(Nested(7)))).await, Ok(49));
+    assert_eq!(bounded(pool.run(Task::job(Nested(7)))).await, Ok(49));
     bounded(pool.stop()).await;
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
 }
@@ -953,7 +1035,7 @@ async fn stats_agree(pool: PoolHandle, mode: &str) {
             next + per_round
         };
         for i in next..end {
-            values.push((i, pool.push(Task::job(Square(i)))));
+            values.push((i, accepted(&pool, Task::job(Square(i)))));
         }
         next = end;
         if let Some(&n) = SIZES.get(round) {
@@ -1017,7 +1099,7 @@ fn stopping_the_system_ends_a_pool_whose_handle_is_still_held() {
     let system = actix::System::new();
     let kept = system.block_on(async {
         let pool = process_pool(2);
-        assert_eq!(bounded(pool.push(Task::job(Square(5)))).await, Ok(25));
+        assert_eq!(bounded(pool.run(Task::job(Square(5)))).await, Ok(25));
         assert_eq!(await_children(2).await.len(), 2);
         pool
     });
@@ -1034,10 +1116,13 @@ fn stopping_the_system_ends_a_pool_whose_handle_is_still_held() {
         kept.is_stopped(),
         "the pool behind the kept handle is stopped"
     );
+    let refused = kept.push(Task::job(Square(2))).unwrap_err();
     assert_eq!(
-        kept.push(Task::job(Square(2))).try_take(),
-        Some(Err(TaskError::PoolStopped))
+        refused.refusal(),
+        &Refusal::Stopped,
+        "the stopped pool refuses"
     );
+    assert!(refused.is_stopped());
 }
 
 fn main() {

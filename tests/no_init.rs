@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use circuits::prelude::*;
-use circuits::PoolError;
+use circuits::{PoolError, StartStage};
 
 /// The file each worker process appends its pid to, one line per start (set by the parent,
 /// inherited by its children).
@@ -73,14 +73,22 @@ async fn a_binary_without_init_fails_its_tasks_with_a_named_error(count: &Path, 
     }
     let pool = started.expect("the process pool starts in the parent");
     let t0 = Instant::now();
-    let value = bounded(pool.push(Task::job(Square(3)))).await;
+    let value = bounded(
+        pool.push(Task::job(Square(3)))
+            .expect("a running pool accepts the job"),
+    )
+    .await;
     let failed_after = t0.elapsed();
     let starts_at_failure = lines_in(count);
     match &value {
-        Err(e @ TaskError::WorkerStartFailed { .. }) => assert!(
-            e.to_string().contains("circuits::init()"),
-            "the error should point at circuits::init(): {e}"
-        ),
+        Err(e @ TaskError::WorkerStartFailed { stage, reason, .. }) => {
+            assert!(
+                e.to_string().contains("circuits::init()"),
+                "the error should point at circuits::init(): {e}"
+            );
+            // The worker never completed a handshake (it ran `main`, not the protocol).
+            assert_eq!(*stage, StartStage::Handshake, "reason: {reason}");
+        }
         other => panic!("expected WorkerStartFailed, got {other:?}"),
     }
     assert!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use circuits::prelude::*;
-use circuits::{Full, PoolStats, Resizer, WorkerStarted, WorkerStopped};
+use circuits::{PoolStats, Resizer, WorkerStarted, WorkerStopped};
 use proptest::prelude::*;
 
 fn quick_resizer() -> Resizer {
@@ -29,7 +29,9 @@ async fn the_pool_grows_to_max_under_a_burst_and_back_to_min_when_idle() {
     let mut started = listen::<WorkerStarted>(pool.bus(), pool.channel());
     let mut stopped = listen::<WorkerStopped>(pool.bus(), pool.channel());
     let gate = Gate::new();
-    let burst: Vec<_> = (0..40u64).map(|i| pool.push(gate.task(i))).collect();
+    let burst: Vec<_> = (0..40u64)
+        .map(|i| pool.push(gate.task(i)).expect("accepted"))
+        .collect();
     let grown = started.until(|e| e.workers == 4).await;
     assert_eq!(pool.workers().len(), 4);
     gate.open();
@@ -104,7 +106,7 @@ async fn resizing_by_hand_stays_within_the_bounds_and_announces_workers() {
     assert_eq!(pool.resize(0), 2);
     assert_eq!(bus.children(pool_component.id).len(), 2);
     for i in 0..20u64 {
-        assert_eq!(bounded(pool.push(Task::new(move || i))).await, Ok(i));
+        assert_eq!(bounded(pool.run(Task::new(move || i))).await, Ok(i));
     }
     let expected = [
         "started 3",
@@ -126,29 +128,53 @@ async fn resizing_by_hand_stays_within_the_bounds_and_announces_workers() {
 }
 
 #[actix_rt::test]
-async fn try_push_on_a_full_pool_gives_the_task_back() {
+async fn push_on_a_full_pool_gives_the_task_back() {
     let pool = Pool::builder().min(1).queue_bound(2).start();
+    let mut events = common::collect::<u64>(&pool);
     let gate = Gate::new();
-    let a = pool.push(gate.task(1u64));
-    let b = pool.push(gate.task(2u64));
-    let Err(Full(task)) = pool.try_push(Task::new(|| 3u64)) else {
-        panic!("a full pool must refuse");
-    };
-    // The actor path and the bus get the same error.
+    let a = pool.push(gate.task(1u64)).expect("accepted");
+    let b = pool.push(gate.task(2u64)).expect("accepted");
+    // One admission gate: push, push_to, the bus (at the pool's channel and at a worker's) and the
+    // actor all refuse at once with Full, and all but the actor hand the task back.
+    let pushed = pool.push(Task::new(|| 3u64)).unwrap_err();
+    assert_eq!(pushed.refusal(), &Refusal::Full);
+    assert!(pushed.is_full() && !pushed.is_stopped());
+    let worker = pool.workers()[0].clone();
+    let pushed_to = pool.push_to(&worker, Task::new(|| 4u64)).unwrap_err();
+    assert_eq!(pushed_to.refusal(), &Refusal::Full);
+    // The actor path gets the same refusal, as its answer.
     assert_eq!(
-        pool.addr().send(Task::new(|| 4u64)).await.unwrap(),
-        Err(TaskError::Full)
+        bounded(pool.addr().send(Task::new(|| 5u64)))
+            .await
+            .expect("the pool actor answers"),
+        Err(RunError::Refused(Refusal::Full))
     );
-    assert_eq!(
-        bounded(pool.bus().call("pool", Task::new(|| 5u64))).await,
-        Err(TaskError::Full)
-    );
+    let called = pool.bus().call("pool", Task::new(|| 6u64)).unwrap_err();
+    assert_eq!(called.refusal(), &Refusal::Full);
+    let called_worker = pool.bus().call(&worker, Task::new(|| 7u64)).unwrap_err();
+    assert_eq!(called_worker.refusal(), &Refusal::Full);
+    let (refusal, task) = called_worker.into_parts();
+    assert_eq!(refusal, Refusal::Full);
     gate.open();
     assert_eq!(bounded(a).await, Ok(1));
     assert_eq!(bounded(b).await, Ok(2));
-    // The task handed back is whole: it runs once there is room.
-    let again = pool.try_push(task).expect("room again");
+    // The tasks handed back are whole: each runs once there is room (a permit is released before
+    // the value resolves, so there is room now for one at a time).
+    let again = pool.push(pushed.into_task()).expect("room again");
     assert_eq!(bounded(again).await, Ok(3));
+    let again = pool
+        .push_to(&worker, pushed_to.into_task())
+        .expect("room again");
+    assert_eq!(bounded(again).await, Ok(4));
+    let again = pool
+        .bus()
+        .call("pool", called.into_task())
+        .expect("room again");
+    assert_eq!(bounded(again).await, Ok(6));
+    assert_eq!(bounded(pool.run(task)).await, Ok(7));
+    // Only the accepted tasks fired events: a and b, then the four that were handed back.
+    let seen = events.until_complete(6).await;
+    common::one_outcome_each(&seen, 6);
     pool.stop().await;
 }
 
@@ -156,20 +182,94 @@ async fn try_push_on_a_full_pool_gives_the_task_back() {
 async fn a_producer_waiting_for_room_resumes_when_room_frees() {
     let pool = Pool::builder().min(1).queue_bound(1).start();
     let gate = Gate::new();
-    let first = pool.push(gate.task(1u64));
+    let order = Record::new();
+    let first = pool.push(gate.task(1u64)).expect("accepted");
+    let log = order.clone();
+    let mut waiting = Box::pin(pool.send(Task::new(move || {
+        log.push(2u64);
+        2u64
+    })));
+    assert!(
+        futures::poll!(waiting.as_mut()).is_pending(),
+        "no room: send waits"
+    );
+    // push does not wait: it refuses at once and hands the task back...
+    let log = order.clone();
+    let refused = pool
+        .push(Task::new(move || {
+            log.push(3u64);
+            3u64
+        }))
+        .unwrap_err();
+    assert_eq!(refused.refusal(), &Refusal::Full);
+    // ...which run waits with, behind the send that began waiting first.
+    let mut running = Box::pin(pool.run(refused.into_task()));
+    assert!(
+        futures::poll!(running.as_mut()).is_pending(),
+        "no room: run waits"
+    );
+    gate.open();
+    assert_eq!(bounded(first).await, Ok(1));
+    let second = bounded(waiting).await.expect("accepted once room freed");
+    assert_eq!(bounded(second).await, Ok(2));
+    assert_eq!(bounded(running).await, Ok(3));
+    assert_eq!(order.get(), vec![2, 3], "room goes to the waiters in order");
+    pool.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_producer_waiting_for_room_gets_its_task_back_when_the_pool_stops() {
+    let pool = Pool::builder().min(1).queue_bound(1).start();
+    let gate = Gate::new();
+    let (first, started) = gate.task_started(1u64);
+    let first = pool.push(first).expect("accepted");
+    bounded(started).await.expect("the first task started");
     let mut waiting = Box::pin(pool.send(Task::new(|| 2u64)));
     assert!(
         futures::poll!(waiting.as_mut()).is_pending(),
         "no room: send waits"
     );
-    // push does not wait itself: its value resolves after the task got room and ran.
-    let parked = pool.push(Task::new(|| 3u64));
+    let mut running = Box::pin(pool.run(Task::new(|| 3u64)));
+    assert!(
+        futures::poll!(running.as_mut()).is_pending(),
+        "no room: run waits"
+    );
+    // A draining stop: the accepted task runs to its end, the waiting ones are refused.
+    let mut stopping = Box::pin(pool.stop());
+    assert!(futures::poll!(stopping.as_mut()).is_pending());
     gate.open();
     assert_eq!(bounded(first).await, Ok(1));
-    let second = bounded(waiting).await;
-    assert_eq!(bounded(second).await, Ok(2));
-    assert_eq!(bounded(parked).await, Ok(3));
-    pool.stop().await;
+    let refused = bounded(waiting).await.unwrap_err();
+    assert_eq!(refused.refusal(), &Refusal::Stopped);
+    assert_eq!(
+        bounded(running).await,
+        Err(RunError::Refused(Refusal::Stopped))
+    );
+    bounded(stopping).await;
+    // The task handed back is whole.
+    let other = Pool::builder().min(1).channel("other").start();
+    assert_eq!(bounded(other.run(refused.into_task())).await, Ok(2));
+    other.stop().await;
+}
+
+#[actix_rt::test]
+async fn an_abort_gives_a_waiting_producer_its_task_back() {
+    let pool = Pool::builder().min(1).queue_bound(1).start();
+    let gate = Gate::new();
+    let (first, started) = gate.task_started(1u64);
+    let first = pool.push(first).expect("accepted");
+    bounded(started).await.expect("the first task started");
+    let mut waiting = Box::pin(pool.send(Task::new(|| 2u64)));
+    assert!(
+        futures::poll!(waiting.as_mut()).is_pending(),
+        "no room: send waits"
+    );
+    // The gate stays shut: the abort, not room, ends the wait.
+    bounded(pool.abort()).await;
+    assert_eq!(bounded(first).await, Err(TaskError::Cancelled));
+    let refused = bounded(waiting).await.unwrap_err();
+    assert_eq!(refused.refusal(), &Refusal::Stopped);
+    gate.open();
 }
 
 #[actix_rt::test]
@@ -182,7 +282,9 @@ async fn a_stuck_task_is_detected_and_the_pool_keeps_its_worker_count() {
     let mut stopped = listen::<WorkerStopped>(pool.bus(), pool.channel());
     let gate = Gate::new();
     let before = pool.workers();
-    let stuck = pool.push(gate.task(1u64).key("stuck")); // keyed: it stays on its worker
+    let stuck = pool
+        .push(gate.task(1u64).key("stuck")) // keyed: it stays on its worker
+        .expect("accepted");
     assert_eq!(
         bounded(stuck).await,
         Err(TaskError::TimedOut(Duration::from_secs(3)))
@@ -198,7 +300,7 @@ async fn a_stuck_task_is_detected_and_the_pool_keeps_its_worker_count() {
     assert_eq!(pool.workers().len(), 2);
     assert_ne!(pool.workers(), before);
     for i in 0..20u64 {
-        assert_eq!(bounded(pool.push(Task::new(move || i))).await, Ok(i));
+        assert_eq!(bounded(pool.run(Task::new(move || i))).await, Ok(i));
     }
     gate.open(); // the stuck thread finishes on its own and exits
     pool.stop().await;
@@ -213,12 +315,15 @@ async fn stats_add_up_and_are_fired_periodically() {
         .start();
     let mut periodic = listen::<PoolStats>(pool.bus(), pool.channel());
     let gate = Gate::new();
-    let held: Vec<_> = (0..4u64).map(|i| pool.push(gate.task(i))).collect();
+    let held: Vec<_> = (0..4u64)
+        .map(|i| pool.push(gate.task(i)).expect("accepted"))
+        .collect();
     let values: Vec<_> = (0..100u64)
         .map(|i| {
             pool.push(Task::fallible(
                 move || if i % 4 == 0 { Err("no") } else { Ok(i) },
             ))
+            .expect("accepted")
         })
         .collect();
     let s = pool.stats();
@@ -282,7 +387,7 @@ proptest! {
                                 runs[i].fetch_add(1, Ordering::SeqCst);
                                 std::thread::sleep(Duration::from_micros(50));
                                 i as u64
-                            }))));
+                            })).expect("accepted")));
                             next += 1;
                         }
                     }
@@ -319,12 +424,19 @@ async fn tasks_fired_at_a_retiring_worker_are_never_lost() {
                 .collect::<Vec<_>>()
         });
         pool.resize(1);
-        for (i, v) in shooter.join().unwrap().into_iter().enumerate() {
-            match bounded(v).await {
-                Ok(n) => assert_eq!(n, i as u64),
-                // Fired after its worker's channel was gone: refused, never lost.
-                Err(TaskError::NoRoute(_)) => {}
-                Err(e) => panic!("task {i}: {e:?}"),
+        for (i, called) in shooter.join().unwrap().into_iter().enumerate() {
+            match called {
+                Ok(v) => assert_eq!(bounded(v).await, Ok(i as u64)),
+                // Fired after its worker's channel was gone: refused and handed back, never
+                // lost; it runs on the pool.
+                Err(refused) => {
+                    assert_eq!(
+                        refused.refusal(),
+                        &Refusal::NoRoute(targets[i % targets.len()].clone()),
+                        "task {i}"
+                    );
+                    assert_eq!(bounded(pool.run(refused.into_task())).await, Ok(i as u64));
+                }
             }
         }
     }

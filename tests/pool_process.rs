@@ -13,7 +13,7 @@ use common::{
 use std::time::Duration;
 
 use circuits::prelude::*;
-use circuits::{ProcessConfig, WorkerRestarted};
+use circuits::{Exit, MapStream, ProcessConfig, TaskOutput, WireError, WorkerRestarted};
 use serde::{Deserialize, Serialize};
 
 /// Dies in one of several ways, or answers with its process id.
@@ -90,41 +90,65 @@ fn process_pool(n: usize) -> PoolHandle {
     Pool::builder().min(n).process().start()
 }
 
+/// Pushes `task`, which the running, unbounded pool must accept; returns its value.
+#[track_caller]
+fn accepted<R: TaskOutput>(pool: &PoolHandle, task: Task<R>) -> Value<R, TaskError> {
+    pool.push(task)
+        .unwrap_or_else(|e| panic!("a running unbounded pool refused a task: {e}"))
+}
+
+/// The stream of a `map` that a running pool must accept.
+#[track_caller]
+fn mapped<O>(stream: Result<MapStream<O>, Refusal>) -> MapStream<O> {
+    stream.unwrap_or_else(|r| panic!("a running pool refused a map: {r}"))
+}
+
 async fn results_are_correct_for_1000_jobs_on_2_children() {
     let pool = process_pool(2);
     let values: Vec<_> = (0..1000u64)
-        .map(|i| pool.push(Task::job(Square(i))))
+        .map(|i| accepted(&pool, Task::job(Square(i))))
         .collect();
     for (i, v) in values.into_iter().enumerate() {
         assert_eq!(bounded(v).await, Ok((i * i) as u64));
     }
-    let via_bus = pool.bus().call("pool", Task::job(Square(12)));
+    let via_bus = pool
+        .bus()
+        .call("pool", Task::job(Square(12)))
+        .expect("the pool's channel routes the job");
     assert_eq!(bounded(via_bus).await, Ok(144));
-    let via_actor = pool.addr().send(Task::job(Square(5))).await.unwrap();
+    let via_actor = bounded(pool.addr().send(Task::job(Square(5))))
+        .await
+        .expect("the pool actor answers");
     assert_eq!(via_actor, Ok(25));
     bounded(pool.stop()).await;
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
 }
 
-async fn crash_fails_only_its_task(how: Misbehave, expect: &str) {
+async fn crash_fails_only_its_task(how: Misbehave, exit: Exit, expect: &str) {
     let pool = process_pool(2);
     let mut restarts = watch_restarts(&pool);
     let before: Vec<_> = (0..50u64)
-        .map(|i| pool.push(Task::job(Square(i))))
+        .map(|i| accepted(&pool, Task::job(Square(i))))
         .collect();
-    let bad = pool.push(Task::job(how));
+    let bad = accepted(&pool, Task::job(how));
     let after: Vec<_> = (0..100u64)
-        .map(|i| pool.push(Task::job(Square(i))))
+        .map(|i| accepted(&pool, Task::job(Square(i))))
         .collect();
-    match bounded(bad).await {
-        Err(TaskError::WorkerCrashed { reason, .. }) => {
-            assert!(
-                reason.contains(expect),
-                "reason {reason:?} should say {expect:?}"
-            )
-        }
-        other => panic!("expected WorkerCrashed, got {other:?}"),
-    }
+    let error = bounded(bad)
+        .await
+        .expect_err("the job that kills its child fails");
+    let TaskError::WorkerCrashed {
+        worker: crashed_worker,
+        exit: got,
+    } = &error
+    else {
+        panic!("expected WorkerCrashed, got {error:?}");
+    };
+    assert_eq!(*got, exit, "how the child ended");
+    assert!(
+        error.to_string().contains(expect),
+        "the error should say {expect:?}: \"{error}\""
+    );
     for (i, v) in before.into_iter().chain(after).enumerate() {
         let i = if i < 50 { i } else { i - 50 } as u64;
         assert_eq!(bounded(v).await, Ok(i * i));
@@ -137,33 +161,39 @@ async fn crash_fails_only_its_task(how: Misbehave, expect: &str) {
         r.reason
     );
     assert!(pool.workers().contains(&r.new) && !pool.workers().contains(&r.old));
+    assert_eq!(
+        &r.old, crashed_worker,
+        "the error names the worker that restarted"
+    );
     bounded(pool.stop()).await;
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
 }
 
 async fn abort_fails_only_its_task_and_the_pool_goes_on() {
-    crash_fails_only_its_task(Misbehave::Abort, "SIGABRT").await;
+    crash_fails_only_its_task(Misbehave::Abort, Exit::Signal(libc::SIGABRT), "SIGABRT").await;
 }
 
 async fn a_segfault_fails_only_its_task_and_the_pool_goes_on() {
-    crash_fails_only_its_task(Misbehave::Segfault, "SIGSEGV").await;
+    crash_fails_only_its_task(Misbehave::Segfault, Exit::Signal(libc::SIGSEGV), "SIGSEGV").await;
 }
 
 async fn an_exit_fails_only_its_task_and_the_pool_goes_on() {
-    crash_fails_only_its_task(Misbehave::Exit(17), "code 17").await;
+    crash_fails_only_its_task(Misbehave::Exit(17), Exit::Code(17), "code 17").await;
 }
 
 async fn an_unwinding_panic_is_a_plain_failure_and_the_child_lives() {
     let pool = process_pool(1);
-    let pid = bounded(pool.push(Task::job(Misbehave::Pid))).await.unwrap();
+    let pid = bounded(pool.run(Task::job(Misbehave::Pid))).await.unwrap();
     assert_eq!(
-        bounded(pool.push(Task::job(Misbehave::Panic))).await,
-        Err(TaskError::Panicked("job panicked on purpose".into()))
+        bounded(pool.run(Task::job(Misbehave::Panic))).await,
+        Err(RunError::Task(TaskError::Panicked(
+            "job panicked on purpose".into()
+        )))
     );
-    let again = bounded(pool.push(Task::job(Misbehave::Pid))).await.unwrap();
+    let again = bounded(pool.run(Task::job(Misbehave::Pid))).await.unwrap();
     assert_eq!(pid, again, "the same child serves on");
     for i in 0..100u64 {
-        assert_eq!(bounded(pool.push(Task::job(Square(i)))).await, Ok(i * i));
+        assert_eq!(bounded(pool.run(Task::job(Square(i)))).await, Ok(i * i));
     }
     bounded(pool.stop()).await;
 }
@@ -172,10 +202,13 @@ async fn a_timeout_kills_the_child_and_replaces_it() {
     let pool = process_pool(1);
     let mut restarts = watch_restarts(&pool);
     let first = pool.workers()[0].clone();
-    let pid = bounded(pool.push(Task::job(Misbehave::Pid))).await.unwrap();
-    let hang = pool.push(Task::job(Misbehave::Hang).timeout(Duration::from_millis(100)));
+    let pid = bounded(pool.run(Task::job(Misbehave::Pid))).await.unwrap();
+    let hang = accepted(
+        &pool,
+        Task::job(Misbehave::Hang).timeout(Duration::from_millis(100)),
+    );
     let queued: Vec<_> = (0..20u64)
-        .map(|i| pool.push(Task::job(Square(i))))
+        .map(|i| accepted(&pool, Task::job(Square(i))))
         .collect();
     assert_eq!(
         bounded(hang).await,
@@ -184,7 +217,7 @@ async fn a_timeout_kills_the_child_and_replaces_it() {
     for (i, v) in queued.into_iter().enumerate() {
         assert_eq!(bounded(v).await, Ok((i * i) as u64), "queued tasks go on");
     }
-    let new_pid = bounded(pool.push(Task::job(Misbehave::Pid))).await.unwrap();
+    let new_pid = bounded(pool.run(Task::job(Misbehave::Pid))).await.unwrap();
     assert_ne!(pid, new_pid, "a new child took over");
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
@@ -205,18 +238,26 @@ async fn a_timeout_kills_the_child_and_replaces_it() {
 
 async fn stop_abort_and_drop_leave_no_child_process() {
     let pool = process_pool(3);
-    bounded(pool.push(Task::job(Square(2)))).await.unwrap();
+    bounded(pool.run(Task::job(Square(2)))).await.unwrap();
     assert_eq!(await_children(3).await.len(), 3);
     bounded(pool.stop()).await;
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
 
     let pool = process_pool(2);
-    let hang = pool.push(Task::job(Misbehave::Hang).timeout(Duration::from_millis(200)));
+    let hang = accepted(
+        &pool,
+        Task::job(Misbehave::Hang).timeout(Duration::from_millis(200)),
+    );
     let queued: Vec<_> = (0..10u64)
-        .map(|i| pool.push(Task::job(Square(i))))
+        .map(|i| accepted(&pool, Task::job(Square(i))))
         .collect();
     bounded(pool.abort()).await;
-    assert!(bounded(hang).await.is_err());
+    // Cancelled by the abort, or timed out first on a slow machine.
+    let hung = bounded(hang).await;
+    assert!(
+        matches!(hung, Err(TaskError::Cancelled | TaskError::TimedOut(_))),
+        "the hanging job: {hung:?}"
+    );
     for v in queued {
         let r = bounded(v).await;
         assert!(
@@ -231,7 +272,7 @@ fn dropped_pools_leave_no_child_process() {
     // A whole System with its pool, dropped without stop: the pool's drop kills its children.
     actix::System::new().block_on(async {
         let pool = process_pool(2);
-        bounded(pool.push(Task::job(Square(3)))).await.unwrap();
+        bounded(pool.run(Task::job(Square(3)))).await.unwrap();
         assert_eq!(await_children(2).await.len(), 2);
     });
     // The System is gone: poll /proc from this plain thread (a child's end has no event).
@@ -245,33 +286,51 @@ async fn bad_input_gets_named_errors() {
         .process_with(ProcessConfig::default().max_frame(4096))
         .start();
     assert_eq!(
-        bounded(pool.push(Task::job(Unregistered))).await,
-        Err(TaskError::UnknownJob("unregistered".into()))
+        bounded(pool.run(Task::job(Unregistered))).await,
+        Err(RunError::Task(TaskError::UnknownJob("unregistered".into())))
     );
-    assert_eq!(
-        bounded(pool.push(Task::new(|| 1u64))).await,
-        Err(TaskError::ClosureInProcessPool)
-    );
-    let too_big_in = pool.push(Task::job(Echo {
+    // A closure is refused at once (nothing ran), and handed back.
+    let closure = pool.push(Task::new(|| 1u64)).unwrap_err();
+    assert_eq!(closure.refusal(), &Refusal::ClosureInProcessPool);
+    // The task handed back is whole: a thread pool runs it.
+    let threads = Pool::builder().min(1).start();
+    assert_eq!(bounded(threads.run(closure.into_task())).await, Ok(1));
+    bounded(threads.stop()).await;
+    // The job's input frame (10,000 bytes and more) is over the limit: it never leaves.
+    let too_big_in = bounded(pool.run(Task::job(Echo {
         data: vec![1; 10_000],
         reply: 0,
-    }));
+    })))
+    .await;
     assert!(
-        matches!(bounded(too_big_in).await, Err(TaskError::Wire(m)) if m.contains("over the limit"))
+        matches!(
+            too_big_in,
+            Err(RunError::Task(TaskError::Wire(WireError::FrameTooLarge { size, limit: 4096 })))
+                if size > 10_000
+        ),
+        "the input over the frame limit: {too_big_in:?}"
     );
-    let too_big_out = pool.push(Task::job(Echo {
+    // The child's answer (10,000 bytes and more) is over the limit: the child says so instead.
+    let too_big_out = bounded(pool.run(Task::job(Echo {
         data: vec![],
         reply: 10_000,
-    }));
+    })))
+    .await;
     assert!(
-        matches!(bounded(too_big_out).await, Err(TaskError::Wire(m)) if m.contains("over the frame limit"))
+        matches!(
+            too_big_out,
+            Err(RunError::Task(TaskError::Wire(WireError::FrameTooLarge { size, limit: 4096 })))
+                if size > 10_000
+        ),
+        "the output over the frame limit: {too_big_out:?}"
     );
-    let at_limit = pool.push(Task::job(Echo {
+    let at_limit = bounded(pool.run(Task::job(Echo {
         data: vec![1; 1000],
         reply: 1000,
-    }));
-    assert_eq!(bounded(at_limit).await.map(|v| v.len()), Ok(1000));
-    assert_eq!(bounded(pool.push(Task::job(Square(4)))).await, Ok(16));
+    })))
+    .await;
+    assert_eq!(at_limit.map(|v| v.len()), Ok(1000));
+    assert_eq!(bounded(pool.run(Task::job(Square(4)))).await, Ok(16));
     bounded(pool.stop()).await;
 }
 
@@ -279,21 +338,23 @@ async fn the_same_job_gives_the_same_result_in_both_modes() {
     let threads = Pool::builder().min(2).start();
     let procs = process_pool(2);
     for i in [0u64, 1, 7, 1 << 20] {
-        let a = bounded(threads.push(Task::job(Square(i)))).await;
-        let b = bounded(procs.push(Task::job(Square(i)))).await;
+        let a = bounded(threads.run(Task::job(Square(i)))).await;
+        let b = bounded(procs.run(Task::job(Square(i)))).await;
         assert_eq!(a, b);
+        assert_eq!(a, Ok(i * i));
     }
-    let a = bounded(threads.push(Task::job(Echo {
+    let a = bounded(threads.run(Task::job(Echo {
         data: vec![],
         reply: 3,
     })))
     .await;
-    let b = bounded(procs.push(Task::job(Echo {
+    let b = bounded(procs.run(Task::job(Echo {
         data: vec![],
         reply: 3,
     })))
     .await;
     assert_eq!(a, b);
+    assert_eq!(a, Ok(vec![7; 3]));
     bounded(threads.stop()).await;
     bounded(procs.stop()).await;
 }
@@ -301,14 +362,14 @@ async fn the_same_job_gives_the_same_result_in_both_modes() {
 async fn map_streams_results_in_input_order_in_chunks() {
     use futures::StreamExt;
     let pool = process_pool(2);
-    let squares: Vec<_> = bounded(pool.map((0..20_000u64).map(Square)).collect()).await;
+    let squares: Vec<_> = bounded(mapped(pool.map((0..20_000u64).map(Square))).collect()).await;
     assert_eq!(squares.len(), 20_000);
     for (i, r) in squares.into_iter().enumerate() {
         assert_eq!(r, Ok((i * i) as u64));
     }
     // A panic inside a chunk fails only its own job.
     let mixed = [Misbehave::Pid, Misbehave::Panic, Misbehave::Pid];
-    let out: Vec<_> = bounded(pool.map_chunked(mixed, 3).collect()).await;
+    let out: Vec<_> = bounded(mapped(pool.map_chunked(mixed, 3)).collect()).await;
     assert!(out[0].is_ok() && out[2].is_ok());
     assert_eq!(
         out[1],
@@ -316,11 +377,20 @@ async fn map_streams_results_in_input_order_in_chunks() {
     );
     // A crash fails the whole chunk it was running, and nothing else.
     let crashy = [Misbehave::Pid, Misbehave::Abort, Misbehave::Pid];
-    let out: Vec<_> = bounded(pool.map_chunked(crashy, 3).collect()).await;
-    assert!(out
-        .iter()
-        .all(|r| matches!(r, Err(TaskError::WorkerCrashed { .. }))));
-    let after: Vec<_> = bounded(pool.map((0..10u64).map(Square)).collect()).await;
+    let out: Vec<_> = bounded(mapped(pool.map_chunked(crashy, 3)).collect()).await;
+    assert_eq!(out.len(), 3);
+    // Every job of the chunk shares its fate: the same crash, of the same worker, by SIGABRT.
+    assert!(
+        out.iter().all(|r| matches!(
+            r,
+            Err(TaskError::WorkerCrashed {
+                exit: Exit::Signal(libc::SIGABRT),
+                ..
+            })
+        )) && out.iter().all(|r| r == &out[0]),
+        "{out:?}"
+    );
+    let after: Vec<_> = bounded(mapped(pool.map((0..10u64).map(Square))).collect()).await;
     assert_eq!(after[9], Ok(81));
     bounded(pool.stop()).await;
 }
@@ -336,7 +406,10 @@ fn orphan_parent_if_asked() {
     actix::System::new().block_on(async {
         let pool = process_pool(2);
         for w in pool.workers() {
-            pool.push_to(&w, Task::job(Square(1))).await.unwrap();
+            let v = pool
+                .push_to(&w, Task::job(Square(1)))
+                .expect("the worker takes the job");
+            v.await.unwrap();
         }
         let pids: Vec<String> = children().iter().map(u32::to_string).collect();
         println!("{}", pids.join(" "));
@@ -381,7 +454,7 @@ async fn resizing_a_process_pool_loses_nothing() {
     let pool = Pool::builder().min(1).max(3).process().start();
     assert_eq!(pool.resize(3), 3);
     let values: Vec<_> = (0..3000u64)
-        .map(|i| pool.push(Task::job(Square(i))))
+        .map(|i| accepted(&pool, Task::job(Square(i))))
         .collect();
     // Retiring workers hand back their queued jobs and finish the ones their child holds.
     assert_eq!(pool.resize(1), 1);

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use circuits::prelude::*;
 use circuits::{TaskId, WaitError};
+use common::Square;
 use proptest::prelude::*;
 
 /// The worker that ran a task, from its events: the terminal event's, which its `TaskComplete`
@@ -27,9 +28,12 @@ fn worker_of(seen: &[Seen<u64>]) -> Channel {
 #[actix_rt::test]
 async fn three_ways_in_push_addr_and_bus_all_run_tasks() {
     let pool = Pool::builder().min(2).start();
-    let a = pool.push(Task::new(|| 1u64));
+    let a = pool.push(Task::new(|| 1u64)).expect("accepted");
     let b = pool.addr().send(Task::new(|| 2u64));
-    let c = pool.bus().call("pool", Task::new(|| 3u64));
+    let c = pool
+        .bus()
+        .call("pool", Task::new(|| 3u64))
+        .expect("accepted");
     assert_eq!(bounded(a).await, Ok(1));
     assert_eq!(bounded(b).await.expect("the pool actor answers"), Ok(2));
     assert_eq!(bounded(c).await, Ok(3));
@@ -73,20 +77,51 @@ async fn a_task_fired_at_a_workers_channel_runs_on_that_worker() {
     let target = pool.workers()[2].clone();
     let mut values = Vec::new();
     for i in 0..20u64 {
-        values.push(pool.bus().call(&target, Task::new(move || i)));
+        values.push(
+            pool.bus()
+                .call(&target, Task::new(move || i))
+                .expect("accepted"),
+        );
     }
-    values.push(pool.push_to(&target, Task::new(|| 99u64)));
+    values.push(
+        pool.push_to(&target, Task::new(|| 99u64))
+            .expect("accepted"),
+    );
     for v in values {
         bounded(v).await.unwrap();
     }
     let seen = events.until_complete(21).await;
     one_outcome_each(&seen, 21);
     assert!(seen.values().all(|s| worker_of(s) == target));
-    let unknown = pool.bus().call("no-such-worker", Task::new(|| 0u64));
+    // No route: the task is handed back whole, with the channel that has none; nothing ran and no
+    // event was fired for it.
+    let unknown = pool
+        .bus()
+        .call("no-such-worker", Task::new(|| 0u64))
+        .unwrap_err();
     assert_eq!(
-        bounded(unknown).await,
-        Err(TaskError::NoRoute("no-such-worker".into()))
+        unknown.refusal(),
+        &Refusal::NoRoute("no-such-worker".into())
     );
+    let unknown_worker = pool
+        .push_to(&Channel::from("no-such-worker"), unknown.into_task())
+        .unwrap_err();
+    assert_eq!(
+        unknown_worker.refusal(),
+        &Refusal::NoRoute("no-such-worker".into())
+    );
+    // A call at more than one channel has no single route: the first channel is named.
+    let two = pool
+        .bus()
+        .call([target.as_str(), "pool"], unknown_worker.into_task())
+        .unwrap_err();
+    assert_eq!(two.refusal(), &Refusal::NoRoute(target.clone()));
+    // The handed-back task runs where it has a route.
+    let again = pool.push_to(&target, two.into_task()).expect("accepted");
+    assert_eq!(bounded(again).await, Ok(0));
+    let seen = events.until_complete(22).await;
+    one_outcome_each(&seen, 22);
+    assert_eq!(worker_of(&seen[&TaskId(22)]), target);
     pool.stop().await;
 }
 
@@ -106,7 +141,7 @@ async fn round_robin_places_tasks_on_workers_in_order() {
     ];
     let mut values = Vec::new();
     for want in expected {
-        values.push(pool.push(gate.task(0u64)));
+        values.push(pool.push(gate.task(0u64)).expect("accepted"));
         assert_eq!(pool.loads(), want.to_vec());
     }
     gate.open();
@@ -123,7 +158,8 @@ async fn key_affinity_is_sticky() {
     let mut values = Vec::new();
     for i in 0..60u64 {
         let key = format!("user-{}", i % 5);
-        values.push((key.clone(), pool.push(Task::new(move || i).key(key))));
+        let task = Task::new(move || i).key(key.clone());
+        values.push((key, pool.push(task).expect("accepted")));
     }
     let mut keys = HashMap::new();
     for (key, v) in values {
@@ -151,12 +187,14 @@ async fn below_average_sends_work_to_the_idle_worker() {
     let pool = Pool::builder().min(2).strategy(BelowAverage).start();
     let gate = Gate::new();
     let w0 = pool.workers()[0].clone();
-    let parked: Vec<_> = (0..3).map(|_| pool.push_to(&w0, gate.task(0u64))).collect();
+    let parked: Vec<_> = (0..3)
+        .map(|_| pool.push_to(&w0, gate.task(0u64)).expect("accepted"))
+        .collect();
     assert_eq!(pool.loads(), vec![3, 0]);
     let mut events = collect::<u64>(&pool);
     // Mean load 1.5: worker 1 (load 0) is the first below it, for each of these pushes while its
     // load stays below the mean.
-    let quick = pool.push(Task::new(|| 7u64));
+    let quick = pool.push(Task::new(|| 7u64)).expect("accepted");
     assert_eq!(bounded(quick).await, Ok(7));
     let seen = events.next_n(1).await;
     assert_eq!(seen.keys().collect::<Vec<_>>(), vec![&TaskId(4)]);
@@ -176,11 +214,11 @@ async fn an_idle_worker_steals_queued_work_from_a_busy_one_but_never_pinned_work
     // Round robin: the blocker goes to worker 0, then one task to worker 1, then one to worker 0,
     // queued behind the blocker.
     let (blocker, started) = gate.task_started(0u64);
-    let blocker = pool.push(blocker);
+    let blocker = pool.push(blocker).expect("accepted");
     bounded(started).await.expect("the blocker started");
-    let on_w1 = pool.push(Task::new(|| 1u64));
-    let behind_blocker = pool.push(Task::new(|| 2u64));
-    let pinned = pool.push_to(&w0, Task::new(|| 3u64));
+    let on_w1 = pool.push(Task::new(|| 1u64)).expect("accepted");
+    let behind_blocker = pool.push(Task::new(|| 2u64)).expect("accepted");
+    let pinned = pool.push_to(&w0, Task::new(|| 3u64)).expect("accepted");
     // Worker 1 is idle after its own task and takes the one stuck behind the blocker.
     assert_eq!(bounded(on_w1).await, Ok(1));
     assert_eq!(bounded(behind_blocker).await, Ok(2));
@@ -199,9 +237,11 @@ async fn an_idle_worker_steals_queued_work_from_a_busy_one_but_never_pinned_work
 async fn a_panic_fails_only_that_task_and_the_worker_lives_on() {
     let pool = Pool::builder().min(1).start();
     let mut events = collect::<u64>(&pool);
-    let bad = pool.push(Task::new(|| -> u64 { panic!("boom") }));
+    let bad = pool
+        .push(Task::new(|| -> u64 { panic!("boom") }))
+        .expect("accepted");
     assert_eq!(bounded(bad).await, Err(TaskError::Panicked("boom".into())));
-    let good = pool.push(Task::new(|| 5u64));
+    let good = pool.push(Task::new(|| 5u64)).expect("accepted");
     assert_eq!(bounded(good).await, Ok(5));
     let seen = events.until_complete(2).await;
     let terminal = one_outcome_each(&seen, 2);
@@ -223,6 +263,7 @@ async fn stop_drains_every_queued_task_and_later_pushes_fail_at_once() {
                 std::thread::sleep(Duration::from_micros(200));
                 i
             }))
+            .expect("accepted")
         })
         .collect();
     bounded(pool.stop()).await;
@@ -231,11 +272,21 @@ async fn stop_drains_every_queued_task_and_later_pushes_fail_at_once() {
         assert!(v.is_ready(), "stop resolves every value before it returns");
         assert_eq!(v.try_take(), Some(Ok(i as u64)));
     }
-    let mut late = pool.push(Task::new(|| 1u64));
-    assert!(late.is_ready());
-    assert_eq!(late.try_take(), Some(Err(TaskError::PoolStopped)));
+    // Refused at once, the task handed back whole: it runs on another pool.
+    let late = pool.push(Task::new(|| 1u64)).unwrap_err();
+    assert_eq!(late.refusal(), &Refusal::Stopped);
+    assert!(late.is_stopped() && !late.is_full());
     let via_actor = pool.addr().send(Task::new(|| 1u64)).await;
-    assert!(via_actor.is_err() || via_actor == Ok(Err(TaskError::PoolStopped)));
+    assert!(
+        matches!(
+            via_actor,
+            Err(_) | Ok(Err(RunError::Refused(Refusal::Stopped)))
+        ),
+        "{via_actor:?}"
+    );
+    let other = Pool::builder().min(1).start();
+    assert_eq!(bounded(other.run(late.into_task())).await, Ok(1));
+    other.stop().await;
     // A second stop returns once the pool is stopped.
     bounded(pool.stop()).await;
 }
@@ -246,9 +297,9 @@ async fn abort_cancels_queued_tasks_and_fires_their_failures() {
     let mut events = collect::<u64>(&pool);
     let gate = Gate::new();
     let (running, started) = gate.task_started(1u64);
-    let running = pool.push(running);
+    let running = pool.push(running).expect("accepted");
     let queued: Vec<_> = (0..10u64)
-        .map(|i| pool.push(Task::new(move || i)))
+        .map(|i| pool.push(Task::new(move || i)).expect("accepted"))
         .collect();
     bounded(started).await.expect("the running task started");
     // The abort returns while the running closure is still blocked: its value resolves at once
@@ -277,20 +328,22 @@ async fn a_timed_out_task_fails_once_and_the_late_result_is_discarded() {
     let mut events = collect::<u64>(&pool);
     // The task cannot end before its timeout: it waits for a gate opened only after it failed.
     let (open, gate) = std::sync::mpsc::channel::<()>();
-    let slow = pool.push(
-        Task::new(move || {
-            let _ = gate.recv();
-            1u64
-        })
-        .timeout(Duration::from_millis(20)),
-    );
+    let slow = pool
+        .push(
+            Task::new(move || {
+                let _ = gate.recv();
+                1u64
+            })
+            .timeout(Duration::from_millis(20)),
+        )
+        .expect("accepted");
     assert_eq!(
         bounded(slow).await,
         Err(TaskError::TimedOut(Duration::from_millis(20)))
     );
     open.send(()).unwrap();
     // The next task runs after the slow one really ends on the one worker.
-    assert_eq!(bounded(pool.push(Task::new(|| 2u64))).await, Ok(2));
+    assert_eq!(bounded(pool.run(Task::new(|| 2u64))).await, Ok(2));
     let seen = events.until_complete(2).await;
     let terminal = one_outcome_each(&seen, 2);
     assert!(matches!(
@@ -308,12 +361,12 @@ async fn a_timed_out_task_fails_once_and_the_late_result_is_discarded() {
 async fn unsubscribed_collectors_hear_nothing_more() {
     let pool = Pool::builder().min(2).start();
     let mut first = collect::<u64>(&pool);
-    bounded(pool.push(Task::new(|| 1u64))).await.unwrap();
+    bounded(pool.run(Task::new(|| 1u64))).await.unwrap();
     let before = first.until_complete(1).await;
     first.unsubscribe(pool.bus());
     let mut second = collect::<u64>(&pool);
     for i in 0..10u64 {
-        bounded(pool.push(Task::new(move || i))).await.unwrap();
+        bounded(pool.run(Task::new(move || i))).await.unwrap();
     }
     let heard = second.until_complete(10).await;
     assert_eq!(heard.len(), 10);
@@ -331,18 +384,265 @@ async fn waiting_on_a_task_value_is_bounded() {
     let pool = Pool::builder().min(1).start();
     // The task cannot end before the gate opens, which happens after the bounded wait elapsed.
     let (open, gate) = std::sync::mpsc::channel::<()>();
-    let mut v = pool.push(Task::new(move || {
-        let _ = gate.recv();
-        3u64
-    }));
+    let mut v = pool
+        .push(Task::new(move || {
+            let _ = gate.recv();
+            3u64
+        }))
+        .expect("accepted");
     assert_eq!(
         v.wait(Duration::from_millis(1)).await,
-        Err(TaskError::Wait(WaitError::Elapsed(Duration::from_millis(
-            1
-        ))))
+        Err(WaitError::Elapsed(Duration::from_millis(1)))
     );
     open.send(()).unwrap();
-    assert_eq!(v.wait(BOUND).await, Ok(3));
+    assert_eq!(v.wait(BOUND).await, Ok(Ok(3)));
+    pool.stop().await;
+}
+
+#[actix_rt::test]
+async fn run_returns_the_result_in_one_await() {
+    let pool = Pool::builder().min(2).start();
+    let mut events = collect::<u64>(&pool);
+    assert_eq!(bounded(pool.run(Task::new(|| 6u64 * 7))).await, Ok(42));
+    let failed = bounded(pool.run(Task::fallible(|| "x".parse::<u64>()))).await;
+    assert!(
+        matches!(&failed, Err(RunError::Task(TaskError::Failed(m))) if m.contains("invalid digit")),
+        "{failed:?}"
+    );
+    assert!(matches!(
+        failed.unwrap_err().task_error(),
+        Some(TaskError::Failed(_))
+    ));
+    let panicked = bounded(pool.run(Task::new(|| -> u64 { panic!("boom") }))).await;
+    assert_eq!(
+        panicked,
+        Err(RunError::Task(TaskError::Panicked("boom".into())))
+    );
+    // The tasks run accepted: each fires its events as a pushed one does.
+    let seen = events.until_complete(3).await;
+    let terminal = one_outcome_each(&seen, 3);
+    assert!(matches!(&terminal[&TaskId(1)], Seen::Success(_, 42)));
+    assert!(matches!(
+        &terminal[&TaskId(2)],
+        Seen::Failure(_, TaskError::Failed(_))
+    ));
+    assert!(matches!(
+        &terminal[&TaskId(3)],
+        Seen::Failure(_, TaskError::Panicked(_))
+    ));
+    pool.stop().await;
+    let refused = bounded(pool.run(Task::new(|| 1u64))).await.unwrap_err();
+    assert_eq!(refused, RunError::Refused(Refusal::Stopped));
+    assert_eq!(refused.task_error(), None);
+}
+
+#[actix_rt::test]
+async fn a_stopping_or_stopped_pool_refuses_every_entry_point_and_hands_the_task_back() {
+    let pool = Pool::builder().min(2).start();
+    let mut events = collect::<u64>(&pool);
+    let gate = Gate::new();
+    let (held, started) = gate.task_started(7u64);
+    let held = pool.push(held).expect("accepted");
+    bounded(started).await.expect("the held task started");
+    // A draining stop begins at its first poll, and waits for the held task.
+    let mut stopping = Box::pin(pool.stop());
+    assert!(futures::poll!(stopping.as_mut()).is_pending());
+    assert!(pool.is_stopped());
+    let worker = pool.workers()[0].clone();
+    // While it drains, every entry point refuses with Stopped; one task goes through them all,
+    // handed back each time.
+    let pushed = pool.push(Task::new(|| 1u64)).unwrap_err();
+    assert_eq!(pushed.refusal(), &Refusal::Stopped);
+    let pushed_to = pool.push_to(&worker, pushed.into_task()).unwrap_err();
+    assert_eq!(pushed_to.refusal(), &Refusal::Stopped);
+    let called = pool.bus().call("pool", pushed_to.into_task()).unwrap_err();
+    assert_eq!(called.refusal(), &Refusal::Stopped);
+    let called_worker = pool.bus().call(&worker, called.into_task()).unwrap_err();
+    assert_eq!(called_worker.refusal(), &Refusal::Stopped);
+    let sent = bounded(pool.send(called_worker.into_task()))
+        .await
+        .unwrap_err();
+    assert_eq!(sent.refusal(), &Refusal::Stopped);
+    assert_eq!(
+        bounded(pool.run(Task::new(|| 2u64))).await,
+        Err(RunError::Refused(Refusal::Stopped))
+    );
+    assert_eq!(
+        bounded(pool.addr().send(Task::new(|| 3u64)))
+            .await
+            .expect("the pool actor answers while the pool drains"),
+        Err(RunError::Refused(Refusal::Stopped))
+    );
+    assert_eq!(
+        pool.map((0..3u64).map(Square)).err(),
+        Some(Refusal::Stopped)
+    );
+    // The draining stop still runs the task it had accepted.
+    gate.open();
+    assert_eq!(bounded(held).await, Ok(7));
+    bounded(stopping).await;
+    // Stopped: the same refusals. Its channels have no route on the bus any more.
+    let pushed = pool.push(sent.into_task()).unwrap_err();
+    assert_eq!(pushed.refusal(), &Refusal::Stopped);
+    let pushed_to = pool.push_to(&worker, pushed.into_task()).unwrap_err();
+    assert_eq!(
+        pushed_to.refusal(),
+        &Refusal::Stopped,
+        "push_to after the stop"
+    );
+    let sent = bounded(pool.send(pushed_to.into_task())).await.unwrap_err();
+    assert_eq!(sent.refusal(), &Refusal::Stopped);
+    assert_eq!(
+        bounded(pool.run(Task::new(|| 2u64))).await,
+        Err(RunError::Refused(Refusal::Stopped))
+    );
+    assert_eq!(
+        pool.map((0..3u64).map(Square)).err(),
+        Some(Refusal::Stopped)
+    );
+    let called = pool.bus().call("pool", sent.into_task()).unwrap_err();
+    assert_eq!(called.refusal(), &Refusal::NoRoute("pool".into()));
+    let via_actor = pool.addr().send(Task::new(|| 3u64)).await;
+    assert!(
+        matches!(
+            via_actor,
+            Err(_) | Ok(Err(RunError::Refused(Refusal::Stopped)))
+        ),
+        "{via_actor:?}"
+    );
+    // Nothing refused fired an event: the held task is the only one the collector heard of.
+    let seen = events.until_complete(1).await;
+    one_outcome_each(&seen, 1);
+    // The task that went through every refusal is whole: it runs on another pool.
+    let other = Pool::builder().min(1).channel("other").start();
+    assert_eq!(bounded(other.run(called.into_task())).await, Ok(1));
+    other.stop().await;
+}
+
+async fn push_then_await(pool: &PoolHandle, task: Task<u64>) -> Result<u64, circuits::Error> {
+    let value = pool.push(task)?;
+    Ok(value.await?)
+}
+
+async fn push_then_await_boxed(
+    pool: &PoolHandle,
+    task: Task<u64>,
+) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+    let value = pool.push(task)?;
+    Ok(value.await?)
+}
+
+async fn push_then_await_run_error(pool: &PoolHandle, task: Task<u64>) -> Result<u64, RunError> {
+    let value = pool.push(task)?;
+    Ok(value.await?)
+}
+
+async fn run_then_wait(pool: &PoolHandle, task: Task<u64>) -> Result<u64, circuits::Error> {
+    Ok(pool.run(task).await?)
+}
+
+#[actix_rt::test]
+async fn a_submit_error_converts_with_question_mark() {
+    let pool = Pool::builder().min(1).start();
+    assert_eq!(
+        bounded(push_then_await(&pool, Task::new(|| 4u64))).await,
+        Ok(4)
+    );
+    assert!(matches!(
+        bounded(push_then_await(
+            &pool,
+            Task::fallible(|| "x".parse::<u64>())
+        ))
+        .await,
+        Err(circuits::Error::Task(TaskError::Failed(_)))
+    ));
+    assert_eq!(
+        bounded(push_then_await_boxed(&pool, Task::new(|| 5u64)))
+            .await
+            .expect("ran"),
+        5
+    );
+    assert_eq!(
+        bounded(run_then_wait(&pool, Task::new(|| 6u64))).await,
+        Ok(6)
+    );
+    pool.stop().await;
+    assert_eq!(
+        bounded(push_then_await(&pool, Task::new(|| 1u64))).await,
+        Err(circuits::Error::Refused(Refusal::Stopped))
+    );
+    assert_eq!(
+        bounded(push_then_await_run_error(&pool, Task::new(|| 1u64))).await,
+        Err(RunError::Refused(Refusal::Stopped))
+    );
+    assert_eq!(
+        bounded(run_then_wait(&pool, Task::new(|| 1u64))).await,
+        Err(circuits::Error::Refused(Refusal::Stopped))
+    );
+    // Boxed, it is the SubmitError itself (Send and Sync whatever the task), reason and message.
+    let boxed = bounded(push_then_await_boxed(&pool, Task::new(|| 1u64)))
+        .await
+        .unwrap_err();
+    let submit = boxed
+        .downcast_ref::<SubmitError<u64>>()
+        .expect("the box holds the SubmitError");
+    assert_eq!(submit.refusal(), &Refusal::Stopped);
+    assert_eq!(
+        boxed.to_string(),
+        "the task was not accepted: the pool is stopped; it takes no new tasks"
+    );
+    let source = boxed.source().expect("the refusal is the source");
+    assert_eq!(source.downcast_ref::<Refusal>(), Some(&Refusal::Stopped));
+    // An accepted task's own error boxes as the TaskError.
+    let other = Pool::builder().min(1).channel("other").start();
+    let failed = bounded(push_then_await_boxed(
+        &other,
+        Task::fallible(|| "x".parse::<u64>()),
+    ))
+    .await
+    .unwrap_err();
+    assert!(matches!(
+        failed.downcast_ref::<TaskError>(),
+        Some(TaskError::Failed(_))
+    ));
+    other.stop().await;
+}
+
+async fn within(v: &mut Value<u64, TaskError>, d: Duration) -> Result<u64, circuits::Error> {
+    Ok(v.wait(d).await??)
+}
+
+#[actix_rt::test]
+async fn a_bounded_wait_gives_the_result_inside_ok_and_the_value_outlives_an_elapsed_wait() {
+    let pool = Pool::builder().min(1).start();
+    let gate = Gate::new();
+    let (task, started) = gate.task_started(3u64);
+    let mut v = pool.push(task).expect("accepted");
+    bounded(started).await.expect("the task started");
+    let short = Duration::from_millis(1);
+    assert_eq!(v.wait(short).await, Err(WaitError::Elapsed(short)));
+    assert_eq!(v.wait_blocking(short), Err(WaitError::Elapsed(short)));
+    assert_eq!(
+        within(&mut v, short).await,
+        Err(circuits::Error::Wait(WaitError::Elapsed(short)))
+    );
+    assert_eq!(v.wait(Duration::ZERO).await, Err(WaitError::ZeroTimeout));
+    assert!(v.try_take().is_none(), "still pending, nothing taken");
+    gate.open();
+    // After the elapsed waits, the value resolves for a plain await.
+    assert_eq!(bounded(v).await, Ok(3));
+    // A resolved value: the result at once, inside Ok, the task's own error included; then Taken.
+    let mut failed = pool
+        .push(Task::fallible(|| "x".parse::<u64>()))
+        .expect("accepted");
+    assert!(
+        matches!(failed.wait(BOUND).await, Ok(Err(TaskError::Failed(_)))),
+        "the task's error comes inside Ok"
+    );
+    assert_eq!(failed.wait(BOUND).await, Err(WaitError::Taken));
+    assert_eq!(failed.wait_blocking(BOUND), Err(WaitError::Taken));
+    let mut done = pool.push(Task::new(|| 8u64)).expect("accepted");
+    assert_eq!(within(&mut done, BOUND).await, Ok(8));
     pool.stop().await;
 }
 
@@ -396,10 +696,10 @@ fn exactly_once(kinds: Vec<Kind>) {
                         Kind::Err => Err(format!("no {n}")),
                         Kind::Panic => panic!("panic {n}"),
                     });
-                    out.push((i, pool.push(task)));
+                    out.push((i, pool.push(task).expect("accepted")));
                 }
                 out.into_iter()
-                    .map(|(i, mut v)| (i, v.wait_blocking(BOUND)))
+                    .map(|(i, mut v)| (i, v.wait_blocking(BOUND).expect("in time")))
                     .collect::<Vec<_>>()
             }));
         }
@@ -479,9 +779,9 @@ async fn waiting_without_a_bound_is_a_duration_that_saturates() {
     // Duration::MAX is no time on the clock: it waits without a bound instead of panicking.
     let pool = Pool::builder().min(1).start();
     let gate = common::Gate::new();
-    let mut v = pool.push(gate.task(5u64));
+    let mut v = pool.push(gate.task(5u64)).expect("accepted");
     let waiter = std::thread::spawn(move || v.wait_blocking(Duration::MAX));
     gate.open();
-    assert_eq!(waiter.join().expect("no overflow panic"), Ok(5));
+    assert_eq!(waiter.join().expect("no overflow panic"), Ok(Ok(5)));
     pool.stop().await;
 }

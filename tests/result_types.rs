@@ -65,7 +65,7 @@ async fn a_subscriber_of_another_result_type_hears_nothing_and_a_trace_says_why(
         .subscribe("typed", listener.recipient::<TaskSuccess<u32>>())
         .unwrap();
     // The task returns u64: the u32 subscriber is of another type.
-    assert_eq!(bounded(pool.push(Task::new(|| 7u64))).await, Ok(7));
+    assert_eq!(bounded(pool.run(Task::new(|| 7u64))).await, Ok(7));
     // The capture wakes the test when the trace arrives.
     let said = traces
         .wait_for(|t| t.iter().any(|t| t.contains("no subscriber")))

@@ -9,47 +9,126 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::{test as web_test, web, App, HttpResponse, ResponseError};
 use circuits::prelude::*;
-use common::{bounded, collect, eventually};
+use circuits::{Exit, StartStage, WaitError};
+use common::{bounded, collect, eventually, Gate};
 
 #[test]
 fn task_errors_map_to_sensible_status_codes() {
-    let code = |e: TaskError| e.status_code().as_u16();
-    assert_eq!(code(TaskError::TimedOut(Duration::from_secs(1))), 504);
-    assert_eq!(code(TaskError::Full), 503);
-    assert_eq!(code(TaskError::PoolStopped), 503);
-    assert_eq!(code(TaskError::Failed("bad input".into())), 400);
+    let code = |e: &dyn ResponseError| e.status_code().as_u16();
+    assert_eq!(code(&TaskError::TimedOut(Duration::from_secs(1))), 504);
+    // Refusals: the server has no room or no pool for it now.
+    assert_eq!(code(&Refusal::Full), 503);
+    assert_eq!(code(&Refusal::Stopped), 503);
+    assert_eq!(code(&Refusal::NoRoute("w".into())), 503);
+    assert_eq!(code(&Refusal::ClosureInProcessPool), 500);
+    assert_eq!(code(&TaskError::Cancelled), 503);
     assert_eq!(
-        code(TaskError::WorkerCrashed {
+        code(&TaskError::WorkerStartFailed {
             worker: "w".into(),
-            reason: "killed by signal 9 (SIGKILL)".into()
+            stage: StartStage::Handshake,
+            reason: "exited with code 1".into()
         }),
-        500
-    );
-    assert_eq!(code(TaskError::Panicked("oops".into())), 500);
-    assert_eq!(
-        circuits::Error::from(TaskError::Full)
-            .status_code()
-            .as_u16(),
         503
+    );
+    assert_eq!(code(&TaskError::Failed("bad input".into())), 400);
+    let crashed = TaskError::WorkerCrashed {
+        worker: "w".into(),
+        exit: Exit::Signal(9),
+    };
+    assert_eq!(code(&crashed), 500);
+    assert_eq!(
+        crashed.to_string(),
+        "the worker process w died while running the task: killed by signal 9 (SIGKILL)"
+    );
+    assert_eq!(code(&TaskError::Panicked("oops".into())), 500);
+    // The one-await error and the crate's error answer as what they hold.
+    assert_eq!(code(&RunError::Refused(Refusal::Full)), 503);
+    assert_eq!(code(&RunError::Task(TaskError::Failed("no".into()))), 400);
+    assert_eq!(code(&circuits::Error::from(Refusal::Full)), 503);
+    assert_eq!(
+        code(&circuits::Error::from(RunError::Refused(Refusal::Stopped))),
+        503
+    );
+    assert_eq!(
+        code(&circuits::Error::from(TaskError::TimedOut(
+            Duration::from_secs(1)
+        ))),
+        504
+    );
+    assert_eq!(
+        code(&circuits::Error::from(WaitError::Elapsed(
+            Duration::from_secs(1)
+        ))),
+        500
     );
 }
 
-async fn parse(pool: web::Data<PoolHandle>, body: String) -> Result<HttpResponse, TaskError> {
+async fn parse(pool: web::Data<PoolHandle>, body: String) -> Result<HttpResponse, RunError> {
     let n = pool
-        .push(Task::fallible(move || body.trim().parse::<u64>()))
+        .run(Task::fallible(move || body.trim().parse::<u64>()))
         .await?;
     Ok(HttpResponse::Ok().body((n * 2).to_string()))
+}
+
+/// As `parse`, in two steps: `?` on the refusal, then on the task's error.
+async fn parse_pushed(
+    pool: web::Data<PoolHandle>,
+    body: String,
+) -> Result<HttpResponse, circuits::Error> {
+    let value = pool.push(Task::fallible(move || body.trim().parse::<u64>()))?;
+    let n = value.await?;
+    Ok(HttpResponse::Ok().body((n * 2).to_string()))
+}
+
+/// Queues a task without waiting for it: 202, or the refusal as the response.
+async fn enqueue(pool: web::Data<PoolHandle>) -> Result<HttpResponse, SubmitError<u64>> {
+    let _value = pool.push(Task::new(|| 1u64))?;
+    Ok(HttpResponse::Accepted().finish())
+}
+
+/// The app of the handler tests: `parse` at /double, `parse_pushed` at /pushed, `enqueue` at
+/// /enqueue.
+fn app(
+    pool: &PoolHandle,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(pool.clone()))
+        .route("/double", web::post().to(parse))
+        .route("/pushed", web::post().to(parse_pushed))
+        .route("/enqueue", web::post().to(enqueue))
+}
+
+/// `status_and_error!(app, uri, body)`: posts `body` to `uri`; the response's status and the
+/// `error` of its JSON body (empty if it has none).
+macro_rules! status_and_error {
+    ($app:expr, $uri:expr, $body:expr) => {{
+        let req = web_test::TestRequest::post()
+            .uri($uri)
+            .set_payload($body)
+            .to_request();
+        let resp = web_test::call_service($app, req).await;
+        let status = resp.status().as_u16();
+        let body = web_test::read_body(resp).await;
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        (
+            status,
+            json["error"].as_str().unwrap_or_default().to_string(),
+        )
+    }};
 }
 
 #[actix_rt::test]
 async fn a_handler_uses_question_mark_on_a_task_result() {
     let pool = Pool::builder().min(1).start();
-    let app = web_test::init_service(
-        App::new()
-            .app_data(web::Data::new(pool.clone()))
-            .route("/double", web::post().to(parse)),
-    )
-    .await;
+    let app = web_test::init_service(app(&pool)).await;
     let ok = web_test::TestRequest::post()
         .uri("/double")
         .set_payload("21")
@@ -67,7 +146,48 @@ async fn a_handler_uses_question_mark_on_a_task_result() {
         json["error"].as_str().unwrap().contains("invalid digit"),
         "{json}"
     );
+    // The same in two steps (`?` on push, then on the value), through circuits::Error.
+    let ok = web_test::TestRequest::post()
+        .uri("/pushed")
+        .set_payload("21")
+        .to_request();
+    assert_eq!(web_test::call_and_read_body(&app, ok).await, "42");
+    let (status, error) = status_and_error!(&app, "/pushed", "x");
+    assert_eq!(status, 400);
+    assert!(error.contains("invalid digit"), "{error}");
     pool.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_refused_task_answers_503_with_the_reason() {
+    // Full: a bounded pool whose one place a gated task holds.
+    let pool = Pool::builder().min(1).queue_bound(1).start();
+    let app = web_test::init_service(app(&pool)).await;
+    let gate = Gate::new();
+    let held = pool.push(gate.task(0u64)).expect("accepted");
+    let (status, error) = status_and_error!(&app, "/enqueue", "");
+    assert_eq!(status, 503);
+    assert_eq!(error, "the task was not accepted: the pool's queue is full");
+    let (status, error) = status_and_error!(&app, "/pushed", "21");
+    assert_eq!(status, 503);
+    assert_eq!(error, "the pool's queue is full");
+    gate.open();
+    assert_eq!(bounded(held).await, Ok(0));
+    let (status, _) = status_and_error!(&app, "/enqueue", "");
+    assert_eq!(status, 202, "room again");
+    // Stopped: every handler answers 503 with the reason.
+    pool.stop().await;
+    for uri in ["/double", "/pushed"] {
+        let (status, error) = status_and_error!(&app, uri, "21");
+        assert_eq!(status, 503, "{uri}");
+        assert_eq!(error, "the pool is stopped; it takes no new tasks", "{uri}");
+    }
+    let (status, error) = status_and_error!(&app, "/enqueue", "");
+    assert_eq!(status, 503);
+    assert_eq!(
+        error,
+        "the task was not accepted: the pool is stopped; it takes no new tasks"
+    );
 }
 
 /// Reads the next chunk of a streaming body.
@@ -109,7 +229,7 @@ async fn result_events_stream_successes_and_failures_then_unsubscribe() {
     let mut body = resp.into_body();
     assert_eq!(next_chunk(&mut body).await, ": connected\n\n");
 
-    assert_eq!(bounded(pool.push(Task::new(|| 7u64))).await, Ok(7));
+    assert_eq!(bounded(pool.run(Task::new(|| 7u64))).await, Ok(7));
     let success = next_chunk(&mut body).await;
     assert!(success.starts_with("event: success\ndata: "), "{success}");
     let data: serde_json::Value =
@@ -117,8 +237,8 @@ async fn result_events_stream_successes_and_failures_then_unsubscribe() {
     assert_eq!(data["value"], 7);
     assert_eq!(data["task"], 1);
 
-    let failed = bounded(pool.push(Task::fallible(|| "x".parse::<u64>()))).await;
-    assert!(matches!(failed, Err(TaskError::Failed(_))));
+    let failed = bounded(pool.run(Task::fallible(|| "x".parse::<u64>()))).await;
+    assert!(matches!(failed, Err(RunError::Task(TaskError::Failed(_)))));
     let failure = next_chunk(&mut body).await;
     assert!(failure.starts_with("event: failure\ndata: "), "{failure}");
     assert!(failure.contains("invalid digit"), "{failure}");
@@ -129,7 +249,7 @@ async fn result_events_stream_successes_and_failures_then_unsubscribe() {
     // Subscribed after the stream's forwarder, the collector hears each event after it: once it
     // heard the next task's, the forwarder has found the stream closed and stopped.
     let mut events = collect::<u64>(&pool);
-    assert_eq!(bounded(pool.push(Task::new(|| 1u64))).await, Ok(1));
+    assert_eq!(bounded(pool.run(Task::new(|| 1u64))).await, Ok(1));
     events.until_complete(1).await;
     events.unsubscribe(&bus);
     // The forwarder's end fires no event: the count of live subscribers is polled.

@@ -57,6 +57,10 @@ pub fn jobs() -> Jobs {
 
 const FLOOR_ENV: &str = "CIRCUITS_BENCH_FLOOR";
 
+/// Every pool here is unbounded and running while jobs are pushed: `push` accepts at once, and
+/// `expect` adds only a branch (the loops cost what they did when `push` returned the `Value`).
+const RUNNING: &str = "an unbounded, running pool accepts every job";
+
 /// In a floor child: echo length-prefixed frames from stdin to stdout, flushing when no more input
 /// is buffered (so bursts are batched); or exit at once (S8's spawn floor).
 pub fn serve_floor_child_if_asked() {
@@ -213,7 +217,7 @@ pub fn s6(cfg: &Config) -> Vec<Scenario> {
         let pool = sys.block_on(async { Pool::builder().min(1).process().start() });
         let payload = vec![7u8; size];
         // Warm up: the child's handshake and first page faults.
-        sys.block_on(pool.push(Task::job(Echo(payload.clone()))))
+        sys.block_on(pool.run(Task::job(Echo(payload.clone()))))
             .unwrap();
         let mut floor = FloorChild::spawn();
         let mut buf = Vec::new();
@@ -223,7 +227,7 @@ pub fn s6(cfg: &Config) -> Vec<Scenario> {
                     let p = payload.clone();
                     sys.block_on(async {
                         let t = Instant::now();
-                        pool.push(Task::job(Echo(p))).await.unwrap();
+                        pool.push(Task::job(Echo(p))).expect(RUNNING).await.unwrap();
                         t.elapsed().as_secs_f64() * 1e6
                     })
                 })
@@ -267,12 +271,12 @@ pub fn s7(cfg: &Config) -> Vec<Scenario> {
     s.add("python ProcessPoolExecutor.submit", Kind::Peer);
     s.add("floor: raw pipes to 2 children, batched", Kind::Floor);
     let pool = sys.block_on(async { Pool::builder().min(2).process().start() });
-    sys.block_on(pool.push(Task::job(Inc(0)))).unwrap();
+    sys.block_on(pool.run(Task::job(Inc(0)))).unwrap();
     for _ in 0..cfg.rounds {
         let v = sys.block_on(async {
             let t = Instant::now();
             let values: Vec<_> = (0..n as u64)
-                .map(|i| pool.push(Task::job(Inc(i))))
+                .map(|i| pool.push(Task::job(Inc(i))).expect(RUNNING))
                 .collect();
             for v in values {
                 v.await.unwrap();
@@ -320,11 +324,15 @@ pub fn s7b(cfg: &Config) -> Vec<Scenario> {
     s.add("python Pool(2).map chunksize=256", Kind::Peer);
     s.add("floor: raw pipes to 2 children, batched", Kind::Floor);
     let pool = sys.block_on(async { Pool::builder().min(2).process().start() });
-    sys.block_on(pool.push(Task::job(Inc(0)))).unwrap();
+    sys.block_on(pool.run(Task::job(Inc(0)))).unwrap();
     for _ in 0..cfg.rounds {
         let v = sys.block_on(async {
             let t = Instant::now();
-            let results: Vec<_> = pool.map((0..n as u64).map(Inc)).collect().await;
+            let results: Vec<_> = pool
+                .map((0..n as u64).map(Inc))
+                .expect(RUNNING)
+                .collect()
+                .await;
             assert_eq!(results.len(), n);
             n as f64 / t.elapsed().as_secs_f64()
         });
@@ -377,8 +385,8 @@ pub fn s8(cfg: &Config) -> Vec<Scenario> {
                 let t = Instant::now();
                 let pool = Pool::builder().min(2).process().start();
                 let ws = pool.workers();
-                let a = pool.push_to(&ws[0], Task::job(Inc(1)));
-                let b = pool.push_to(&ws[1], Task::job(Inc(2)));
+                let a = pool.push_to(&ws[0], Task::job(Inc(1))).expect(RUNNING);
+                let b = pool.push_to(&ws[1], Task::job(Inc(2))).expect(RUNNING);
                 a.await.unwrap();
                 b.await.unwrap();
                 (t.elapsed().as_secs_f64() * 1e3, pool)
@@ -386,8 +394,11 @@ pub fn s8(cfg: &Config) -> Vec<Scenario> {
             v.push(ms);
             let ms = sys.block_on(async {
                 let w = pool.workers()[0].clone();
-                let crashed = pool.push_to(&w, Task::job(Die)).await;
-                assert!(crashed.is_err());
+                let crashed = pool.push_to(&w, Task::job(Die)).expect(RUNNING).await;
+                assert!(
+                    matches!(crashed, Err(TaskError::WorkerCrashed { .. })),
+                    "{crashed:?}"
+                );
                 let t = Instant::now();
                 // The replacement takes the worker's slot under a new channel; wait for its answer.
                 let new = loop {
@@ -397,7 +408,10 @@ pub fn s8(cfg: &Config) -> Vec<Scenario> {
                     }
                     tokio::time::sleep(Duration::from_micros(50)).await;
                 };
-                pool.push_to(&new, Task::job(Inc(3))).await.unwrap();
+                pool.push_to(&new, Task::job(Inc(3)))
+                    .expect(RUNNING)
+                    .await
+                    .unwrap();
                 let e = t.elapsed().as_secs_f64() * 1e3;
                 pool.stop().await;
                 e

@@ -180,6 +180,10 @@ impl Contenders {
 
 fn noop() {}
 
+/// Every pool here is unbounded and running while tasks are pushed: `push` accepts at once, and
+/// `expect` adds only a branch (the loops cost what they did when `push` returned the `Value`).
+const RUNNING: &str = "an unbounded, running pool accepts every task";
+
 pub fn s1(cfg: &Config) -> Vec<Scenario> {
     let n = cfg.size(20_000, 3_000);
     let mut s = Scenario::new(
@@ -201,7 +205,7 @@ pub fn s1(cfg: &Config) -> Vec<Scenario> {
     let sys = System::new();
     let c = sys.block_on(async { Contenders::start() });
     for _ in 0..cfg.rounds {
-        let v = sys.block_on(serial(n, || c.pool.push(Task::new(noop))));
+        let v = sys.block_on(serial(n, || c.pool.push(Task::new(noop)).expect(RUNNING)));
         s.push("circuits pool.push().await", v);
         let v = sys.block_on(serial(n, || c.sync.send(Noop)));
         s.push("actix SyncArbiter send().await", v);
@@ -244,7 +248,9 @@ pub fn s2(cfg: &Config) -> Vec<Scenario> {
     let sys = System::new();
     let c = sys.block_on(async { Contenders::start() });
     for _ in 0..cfg.rounds {
-        let v = sys.block_on(pipelined(n, 64, || c.pool.push(Task::new(noop))));
+        let v = sys.block_on(pipelined(n, 64, || {
+            c.pool.push(Task::new(noop)).expect(RUNNING)
+        }));
         s.push("circuits pool.push()", v);
         let v = sys.block_on(pipelined(n, 64, || c.sync.send(Noop)));
         s.push("actix SyncArbiter", v);
@@ -290,14 +296,18 @@ pub fn s3(cfg: &Config) -> Vec<Scenario> {
     for _ in 0..cfg.rounds {
         let v = sys.block_on(async {
             let t = Instant::now();
-            let values: Vec<_> = (0..n).map(|_| c.pool.push(Task::new(noop))).collect();
+            let values: Vec<_> = (0..n)
+                .map(|_| c.pool.push(Task::new(noop)).expect(RUNNING))
+                .collect();
             for v in values {
                 let _ = v.await;
             }
             n as f64 / t.elapsed().as_secs_f64()
         });
         s.push("circuits pool.push() flood", v);
-        let v = sys.block_on(pipelined(n, 64, || c.pool.push(Task::new(noop))));
+        let v = sys.block_on(pipelined(n, 64, || {
+            c.pool.push(Task::new(noop)).expect(RUNNING)
+        }));
         s.push("circuits pool.push() 64 in flight (S2)", v);
         let v = sys.block_on(async {
             let t = Instant::now();
@@ -353,7 +363,7 @@ pub fn s4(cfg: &Config) -> Vec<Scenario> {
         let v = sys.block_on(async {
             let t = Instant::now();
             let values: Vec<_> = (0..n)
-                .map(|_| c.pool.push(Task::new(move || spin(iters))))
+                .map(|_| c.pool.push(Task::new(move || spin(iters))).expect(RUNNING))
                 .collect();
             for v in values {
                 let _ = v.await;
@@ -460,7 +470,7 @@ pub fn s5(cfg: &Config) -> Vec<Scenario> {
                         let t = Instant::now();
                         let values: Vec<_> = tasks
                             .iter()
-                            .map(|&us| pool.push(Task::new(move || work(us))))
+                            .map(|&us| pool.push(Task::new(move || work(us))).expect(RUNNING))
                             .collect();
                         for v in values {
                             let _ = v.await;
@@ -579,13 +589,17 @@ pub fn serve_memory_child_if_asked() {
         if which.starts_with("circuits") {
             let pool = Pool::builder().min(1).start();
             let g = gate.clone();
-            let _blocker = pool.push(Task::new(move || {
-                while !g.load(Ordering::Acquire) {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }));
+            let _blocker = pool
+                .push(Task::new(move || {
+                    while !g.load(Ordering::Acquire) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }))
+                .expect(RUNNING);
             before = rss_bytes();
-            let values: Vec<_> = (0..n).map(|_| pool.push(Task::new(noop))).collect();
+            let values: Vec<_> = (0..n)
+                .map(|_| pool.push(Task::new(noop)).expect(RUNNING))
+                .collect();
             after = rss_bytes();
             std::hint::black_box(&values);
         } else if which.starts_with("actix") {
@@ -641,7 +655,10 @@ pub fn burst(cfg: &Config) -> String {
             .start();
         let t0 = Instant::now();
         let values: Vec<_> = (0..tasks)
-            .map(|_| pool.push(Task::new(|| std::thread::sleep(Duration::from_millis(5)))))
+            .map(|_| {
+                pool.push(Task::new(|| std::thread::sleep(Duration::from_millis(5))))
+                    .expect(RUNNING)
+            })
             .collect();
         let waiter = actix::spawn(async move {
             for v in values {

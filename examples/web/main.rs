@@ -10,6 +10,10 @@
 //! curl -N localhost:8080/events                     # result events as they happen
 //! curl localhost:8080/stats
 //! ```
+//!
+//! The hashing pool is bounded (`--queue-bound N`, default 10,000 tasks queued or running) and sheds
+//! load: a `/hash` request that finds it full is answered at once with 503 Service Unavailable and
+//! a `Retry-After` header, rather than waiting for room.
 
 use std::time::Duration;
 
@@ -17,7 +21,7 @@ use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
 use circuits::prelude::*;
-use circuits::PoolStats;
+use circuits::{PoolStats, Refusal};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -75,18 +79,20 @@ fn hash(data: &[u8], rounds: u32) -> String {
     format!("{h:016x}")
 }
 
-/// Errors as HTTP answers: the request's fault is a 400, a task that died is a 500.
+/// Errors as HTTP answers: the request's fault is a 400; a pool that refused the task (full,
+/// stopped) is a 503; a task that died is a 500.
 #[derive(Debug)]
 enum ApiError {
     BadRequest(String),
-    Task(TaskError),
+    /// The pool refused the task, or the task ran and failed.
+    Run(RunError),
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ApiError::BadRequest(m) => write!(f, "{m}"),
-            ApiError::Task(e) => write!(f, "{e}"),
+            ApiError::Run(e) => write!(f, "{e}"),
         }
     }
 }
@@ -95,19 +101,39 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            // circuits' own mapping (feature `actix-web`): 504 timeout, 503 full, 500 crash...
-            ApiError::Task(e) => e.status_code(),
+            // circuits' own mapping (feature `actix-web`): 503 refused (full, stopped),
+            // 504 timed out, 500 crashed or panicked...
+            ApiError::Run(e) => e.status_code(),
         }
     }
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .json(serde_json::json!({ "error": self.to_string() }))
+        let mut answer = HttpResponse::build(self.status_code());
+        if let ApiError::Run(RunError::Refused(Refusal::Full)) = self {
+            // Full now is a matter of load: worth trying again shortly.
+            answer.insert_header(("retry-after", "1"));
+        }
+        answer.json(serde_json::json!({ "error": self.to_string() }))
     }
 }
 
+/// `?` on `run(..).await`: refused or failed.
+impl From<RunError> for ApiError {
+    fn from(e: RunError) -> Self {
+        ApiError::Run(e)
+    }
+}
+
+/// `?` on `push(..)`: the task was not accepted (it is dropped; the request ends here).
+impl<R> From<SubmitError<R>> for ApiError {
+    fn from(e: SubmitError<R>) -> Self {
+        ApiError::Run(e.into())
+    }
+}
+
+/// `?` on the value an accepted task resolves to.
 impl From<TaskError> for ApiError {
     fn from(e: TaskError) -> Self {
-        ApiError::Task(e)
+        ApiError::Run(e.into())
     }
 }
 
@@ -147,9 +173,11 @@ async fn hash_body(
             "send the data to hash as the request body".into(),
         ));
     }
+    // `push`, not `run`: on a full pool it hands the task back at once (`Refusal::Full`, a 503)
+    // instead of keeping the request waiting for room. Accepted, the task's value is awaited.
     let digest = pools
         .threads
-        .push(Task::new(move || hash(&body, rounds)))
+        .push(Task::new(move || hash(&body, rounds)))?
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "rounds": rounds, "hash": digest })))
 }
@@ -160,12 +188,12 @@ async fn primes(
 ) -> Result<HttpResponse, ApiError> {
     let limit = number(&query, "limit", 50_000_000)?;
     let task = Task::job(CountPrimes { limit }).timeout(Duration::from_secs(30));
-    let count = pools.procs.push(task).await?;
+    let count = pools.procs.run(task).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "limit": limit, "primes": count })))
 }
 
 async fn crash(pools: web::Data<Pools>) -> Result<HttpResponse, ApiError> {
-    pools.procs.push(Task::job(Crash)).await?;
+    pools.procs.run(Task::job(Crash)).await?;
     Ok(HttpResponse::Ok().finish())
 }
 
@@ -263,13 +291,13 @@ async fn events(pools: web::Data<Pools>) -> Result<HttpResponse, actix_web::Erro
         .streaming(hello.chain(stream)))
 }
 
-async fn serve(port: u16) -> std::io::Result<()> {
+async fn serve(port: u16, queue_bound: usize) -> std::io::Result<()> {
     let bus = Bus::new();
     let threads = Pool::builder()
         .bus(&bus)
         .channel("threads")
         .min(2)
-        .queue_bound(10_000)
+        .queue_bound(queue_bound)
         .stats_every(Duration::from_secs(1))
         .start();
     let procs = Pool::builder()
@@ -312,14 +340,20 @@ fn main() -> std::io::Result<()> {
     // First: in the process pool's workers this serves jobs and never returns.
     circuits::init(Jobs::new().register::<CountPrimes>().register::<Crash>());
     let mut args = std::env::args().skip(1);
-    let mut port = 8080;
+    let (mut port, mut queue_bound) = (8080, 10_000);
     while let Some(a) = args.next() {
         if a == "--port" {
             port = args
                 .next()
                 .and_then(|p| p.parse().ok())
                 .ok_or_else(|| std::io::Error::other("--port needs a number"))?;
+        } else if a == "--queue-bound" {
+            queue_bound = args
+                .next()
+                .and_then(|n| n.parse().ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| std::io::Error::other("--queue-bound needs a number above 0"))?;
         }
     }
-    actix_web::rt::System::new().block_on(serve(port))
+    actix_web::rt::System::new().block_on(serve(port, queue_bound))
 }

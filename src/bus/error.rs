@@ -1,10 +1,11 @@
 //! [`BusError`]: what the bus refused.
 
 use crate::channel::ComponentId;
-use crate::value::WaitError;
+use crate::value::Abandoned;
 
 /// What went wrong on the bus.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BusError {
     /// A channel name was empty; give the channel a name (or use `"*"` for every channel).
     #[error("channel names must not be empty")]
@@ -24,7 +25,14 @@ pub enum BusError {
     /// The bus could not start its dispatch thread (the OS refused a thread or a runtime).
     #[error("the bus could not start its dispatch thread: {0}")]
     Dispatcher(String),
-    /// Waiting on a value failed (timeout, zero timeout, abandoned).
-    #[error(transparent)]
-    Wait(#[from] WaitError),
+    /// The fire was dropped before its handlers answered (the bus's dispatch thread could not
+    /// start, or it ended).
+    #[error("the fire was dropped before its handlers answered")]
+    Abandoned,
+}
+
+impl From<Abandoned> for BusError {
+    fn from(_: Abandoned) -> Self {
+        BusError::Abandoned
+    }
 }

@@ -45,8 +45,9 @@ impl Bus {
     /// * [`BusError::EmptyChannel`]: one of the target channels is the empty name;
     /// * [`BusError::NoTarget`]: the target names no channel at all (an empty list).
     ///
-    /// Waiting on it with a bound ([`Value::wait`]) adds [`BusError::Wait`]; so does a bus whose
-    /// dispatch thread could not start ([`WaitError::Abandoned`](crate::WaitError::Abandoned)).
+    /// It resolves to [`BusError::Abandoned`] on a bus whose dispatch thread could not start.
+    /// Waiting on it with a bound ([`Value::wait`]) can also fail with a
+    /// [`WaitError`](crate::WaitError), beside the fire's own result.
     pub fn fire<E: Event>(
         &self,
         target: impl Into<Target>,
@@ -135,9 +136,9 @@ impl Bus {
     /// ```
     /// use circuits::prelude::*;
     ///
-    /// # #[actix::main] async fn main() -> Result<(), TaskError> {
+    /// # #[actix::main] async fn main() -> Result<(), circuits::Error> {
     /// let pool = Pool::builder().min(1).channel("math").start();
-    /// let answer = pool.bus().call("math", Task::new(|| 6 * 7));
+    /// let answer = pool.bus().call("math", Task::new(|| 6 * 7))?; // accepted
     /// assert_eq!(answer.await?, 42);
     /// pool.stop().await;
     /// # Ok(()) }
@@ -145,13 +146,15 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// For an event, as [`fire`](Bus::fire). For a task, the value resolves to a [`TaskError`]:
-    /// [`NoRoute`](crate::TaskError::NoRoute) when the target is not exactly one channel on which
-    /// a pool or one of its workers takes tasks; [`Full`](crate::TaskError::Full) when that pool is
-    /// bounded and full (a call never waits for room); otherwise as
-    /// [`PoolHandle::push`](crate::PoolHandle::push).
+    /// For an event, as [`fire`](Bus::fire). For a task, as
+    /// [`PoolHandle::push`](crate::PoolHandle::push): `Err(`[`SubmitError`]`)` hands the task back
+    /// when it was not accepted, with [`Refusal::NoRoute`](crate::Refusal::NoRoute) when the
+    /// target is not exactly one channel on which a pool or one of its workers takes tasks, and
+    /// [`Refusal::Full`](crate::Refusal::Full) when that pool is bounded and full (a call never
+    /// waits for room); the value then resolves to the task's [`TaskError`] if it fails.
     ///
     /// [`TaskError`]: crate::TaskError
+    /// [`SubmitError`]: crate::SubmitError
     pub fn call<D: Dispatch>(&self, target: impl Into<Target>, message: D) -> D::Output {
         message.dispatch(self, target.into())
     }

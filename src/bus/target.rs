@@ -102,6 +102,7 @@ impl From<ComponentId> for Target {
 /// routes. The bus knows nothing of tasks: it hands over what the firing side gave it, and the
 /// route (from the same layer as the firing side) knows its type.
 pub(crate) trait Route: Send + Sync {
-    /// Takes the work: queues it, or resolves it with the reason it was refused.
-    fn submit(&self, work: Box<dyn Any + Send>);
+    /// Takes the work (queues it), or hands it back refused, in a form the router and the one
+    /// who dispatched the work agree on (the bus does not look inside).
+    fn submit(&self, work: Box<dyn Any + Send>) -> Result<(), Box<dyn Any + Send>>;
 }

@@ -128,9 +128,10 @@ impl PoolBuilder {
         self
     }
     /// Bounds the tasks queued or running in the pool to `n` (at least 1). When full,
-    /// [`PoolHandle::push`] parks the task until room frees, [`PoolHandle::send`] waits for room
-    /// before queuing, and [`PoolHandle::try_push`], the actor and the bus fail at once with
-    /// [`TaskError::Full`](crate::TaskError::Full).
+    /// [`PoolHandle::send`] and [`PoolHandle::run`] wait for room (in order); [`PoolHandle::push`],
+    /// [`PoolHandle::push_to`], the bus and the actors refuse at once with
+    /// [`Refusal::Full`](crate::Refusal::Full), handing the task back; the chunks of a
+    /// [`PoolHandle::map`] wait inside the pool (the batch was accepted as a whole).
     pub fn queue_bound(mut self, n: usize) -> Self {
         self.queue_bound = Some(n.max(1));
         self
@@ -182,7 +183,7 @@ impl PoolBuilder {
     ///     circuits::init(Jobs::new().register::<Square>()); // first: worker processes stop here
     ///     actix::System::new().block_on(async {
     ///         let pool = Pool::builder().min(2).process().start();
-    ///         assert_eq!(pool.push(Task::job(Square(9))).await, Ok(81));
+    ///         assert_eq!(pool.run(Task::job(Square(9))).await, Ok(81));
     ///         pool.stop().await;
     ///     });
     /// }

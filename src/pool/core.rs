@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::bus::{Bus, Route, Target};
 use crate::channel::Channel;
 use crate::pool::balance::{Loads, Strategy};
-use crate::task::{ErasedTask, Finisher, TaskError, TaskId};
+use crate::task::{ErasedTask, Finisher, Refusal, Refused, TaskError, TaskId};
 use crate::tree::ComponentId;
 use crate::worker::{Kind, Shutdown, WorkerSlot};
 
@@ -65,10 +65,12 @@ pub(crate) struct PoolCore {
     /// Pushes between their state check and their enqueue; stop waits for zero so that nothing is
     /// queued behind a worker's stop message.
     inflight: AtomicUsize,
-    /// Tasks `push` accepted on a full bounded pool, waiting for room: a draining stop waits for
+    /// Map chunks accepted on a full bounded pool, waiting for room: a draining stop waits for
     /// them to be queued (they run during the drain); an abort cancels them.
     parked: tokio::sync::watch::Sender<usize>,
     stopped: tokio::sync::watch::Sender<bool>,
+    /// Turns `true` when a stop begins (producers waiting for room give up).
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 struct SlotLoads<'a>(&'a [Arc<WorkerSlot>]);
@@ -80,14 +82,6 @@ impl Loads for SlotLoads<'_> {
     fn load(&self, i: usize) -> usize {
         self.0[i].load.load(Ordering::Relaxed)
     }
-}
-
-/// Why the admission gate refused a task.
-pub(crate) enum Refused {
-    /// The bounded pool has no room now.
-    Full,
-    /// The pool is stopping or stopped.
-    Stopped,
 }
 
 impl PoolCore {
@@ -123,6 +117,7 @@ impl PoolCore {
             inflight: AtomicUsize::new(0),
             parked: tokio::sync::watch::channel(0).0,
             stopped: tokio::sync::watch::channel(false).0,
+            stopping: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -151,38 +146,52 @@ impl PoolCore {
     }
 
     /// The one admission gate of every entry point: a stopped pool refuses; a bounded pool gives the
-    /// task a permit (room for it) or says it is full. What a refusal means is the entry point's
-    /// rule: `push` parks the task, `send` waits, `try_push` hands it back, the actor and the bus
-    /// fail it.
-    pub(crate) fn gate(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Refused> {
+    /// task a permit (room for it) or says it is full. What `Full` means is the entry point's rule:
+    /// `send` and `run` wait for room, `map` parks the batch's chunks (accepted as a whole), every
+    /// other entry point hands the task back.
+    pub(crate) fn gate(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Refusal> {
         if self.is_stopped() {
-            return Err(Refused::Stopped);
+            return Err(Refusal::Stopped);
         }
         match &self.bound {
             None => Ok(None),
             Some(bound) => match bound.clone().try_acquire_owned() {
                 Ok(permit) => Ok(Some(permit)),
-                Err(tokio::sync::TryAcquireError::Closed) => Err(Refused::Stopped),
-                Err(tokio::sync::TryAcquireError::NoPermits) => Err(Refused::Full),
+                Err(tokio::sync::TryAcquireError::Closed) => Err(Refusal::Stopped),
+                Err(tokio::sync::TryAcquireError::NoPermits) => Err(Refusal::Full),
             },
         }
     }
 
-    /// Admits a task that must not wait (the actor, the bus): a full pool fails it with `Full`.
-    pub(crate) fn admit(&self, task: Box<dyn ErasedTask>, to: Option<&Arc<WorkerSlot>>) {
-        match self.pass_gate(task) {
-            Ok(task) => self.submit(task, to, false),
-            Err((Refused::Full, task)) => task.reject(TaskError::Full),
-            Err((Refused::Stopped, task)) => task.reject(TaskError::PoolStopped),
-        }
+    /// Waits for room in a bounded pool: the permit, or `None` when the pool begins stopping first
+    /// (or an abort closes the bound). At once on an unbounded pool.
+    pub(crate) async fn room(&self) -> Option<Option<tokio::sync::OwnedSemaphorePermit>> {
+        let Some(bound) = self.bound.clone() else {
+            return Some(None);
+        };
+        // Refused as soon as a stop begins (a drain does not keep producers waiting).
+        let mut stopping = self.stopping.subscribe();
+        let room = std::pin::pin!(bound.acquire_owned());
+        let stop = std::pin::pin!(stopping.wait_for(|s| *s));
+        let permit = match futures::future::select(room, stop).await {
+            futures::future::Either::Left((Ok(permit), _)) => Some(Some(permit)),
+            _ => None,
+        };
+        permit
+    }
+
+    /// Every entry point that does not wait: through the gate and into a queue, or handed back.
+    pub(crate) fn admit(
+        &self,
+        task: Box<dyn ErasedTask>,
+        to: Option<&Arc<WorkerSlot>>,
+    ) -> Result<(), Refused> {
+        let task = self.pass_gate(task)?;
+        self.submit(task, to, false)
     }
 
     /// Takes `task` through the [`gate`](Self::gate): with its permit (if bounded), or refused.
-    #[allow(clippy::type_complexity)]
-    fn pass_gate(
-        &self,
-        mut task: Box<dyn ErasedTask>,
-    ) -> Result<Box<dyn ErasedTask>, (Refused, Box<dyn ErasedTask>)> {
+    fn pass_gate(&self, mut task: Box<dyn ErasedTask>) -> Result<Box<dyn ErasedTask>, Refused> {
         match self.gate() {
             Ok(permit) => {
                 if let Some(p) = permit {
@@ -194,23 +203,23 @@ impl PoolCore {
         }
     }
 
-    /// `push`'s rule: a full pool parks the task until room frees. It was accepted: a draining stop
-    /// queues it and runs it; an abort cancels it.
-    pub(crate) fn push(self: &Arc<Self>, task: Box<dyn ErasedTask>, to: Option<&Arc<WorkerSlot>>) {
+    /// `map`'s rule for the chunks of a batch it accepted: each goes through the gate, and one that
+    /// finds the pool full parks until room frees. Parked chunks were accepted: a draining stop
+    /// queues and runs them; an abort cancels them.
+    pub(crate) fn accept_chunk(self: &Arc<Self>, task: Box<dyn ErasedTask>) {
         match self.pass_gate(task) {
-            Ok(task) => self.submit(task, to, false),
-            Err((Refused::Stopped, task)) => task.reject(TaskError::PoolStopped),
-            Err((Refused::Full, mut task)) => {
+            Ok(task) => self.submit_accepted(task),
+            Err((Refusal::Full, mut task)) => {
                 let Some(bound) = self.bound.clone() else {
-                    return self.submit(task, to, false);
+                    return self.submit_accepted(task);
                 };
                 self.parked.send_modify(|n| *n += 1);
-                let (core, to) = (self.clone(), to.cloned());
+                let core = self.clone();
                 self.bus.spawn(async move {
                     match bound.acquire_owned().await {
                         Ok(permit) => {
                             task.hold(permit);
-                            core.submit(task, to.as_ref(), true);
+                            core.submit_accepted(task);
                         }
                         // Closed by an abort.
                         Err(_) => task.reject(TaskError::Cancelled),
@@ -218,54 +227,67 @@ impl PoolCore {
                     core.parked.send_modify(|n| *n -= 1);
                 });
             }
+            // The pool began stopping after the batch was accepted.
+            Err((_, task)) => self.submit_accepted(task),
         }
     }
 
-    /// The hot path: accept `task` and queue it on `to`, or on the worker the strategy picks.
-    /// `parked` tasks were accepted before a stop began, so a draining stop still takes them.
+    /// Queues a task that was accepted earlier (a parked chunk): a draining stop still takes it, an
+    /// abort or a stopped pool cancels it.
+    fn submit_accepted(&self, task: Box<dyn ErasedTask>) {
+        if let Err((_, task)) = self.submit(task, None, true) {
+            task.reject(TaskError::Cancelled);
+        }
+    }
+
+    /// The hot path: accept `task` and queue it on `to`, or on the worker the strategy picks; or
+    /// hand it back, unprepared, with the reason. `accepted` tasks (parked chunks) were accepted
+    /// before a stop began, so a draining stop still takes them.
     pub(crate) fn submit(
         &self,
         mut task: Box<dyn ErasedTask>,
         to: Option<&Arc<WorkerSlot>>,
-        parked: bool,
-    ) {
-        if let Err(e) = self.kind.check(&*task) {
-            return task.reject(e);
+        accepted: bool,
+    ) -> Result<(), Refused> {
+        if let Err(refusal) = self.kind.check(&*task) {
+            return Err((refusal, task));
         }
         self.inflight.fetch_add(1, Ordering::SeqCst);
         let state = self.state.load(Ordering::SeqCst);
         let open = state == RUNNING
-            || (parked && state == STOPPING && !self.aborting.load(Ordering::SeqCst));
+            || (accepted && state == STOPPING && !self.aborting.load(Ordering::SeqCst));
         if !open {
             self.inflight.fetch_sub(1, Ordering::SeqCst);
-            return task.reject(if parked {
-                TaskError::Cancelled
-            } else {
-                TaskError::PoolStopped
-            });
+            return Err((Refusal::Stopped, task));
         }
-        task.prepare(
-            TaskId(self.next_id.fetch_add(1, Ordering::Relaxed)),
-            self.default_timeout,
-        );
+        let id = TaskId(self.next_id.fetch_add(1, Ordering::Relaxed));
         match to {
             // A worker that is leaving the pool takes nothing more; its tasks go elsewhere.
-            Some(slot) if !slot.retired.load(Ordering::SeqCst) => self.enqueue(slot, task, true),
-            Some(slot) => self.resubmit(task, &slot.fin()),
+            Some(slot) => {
+                task.prepare(id, self.default_timeout);
+                if slot.retired.load(Ordering::SeqCst) {
+                    self.resubmit(task, &slot.fin());
+                } else {
+                    self.enqueue(slot, task, true);
+                }
+            }
             None => {
                 let workers = self.workers();
                 if workers.is_empty() {
+                    // Only between a stop's end and the state saying so.
                     drop(workers);
-                    task.reject(TaskError::PoolStopped);
-                } else {
-                    let key = task.key();
-                    let i = self.strategy.pick(&SlotLoads(&workers), key);
-                    // A keyed task stays where its key sends it; others may be stolen.
-                    self.enqueue(&workers[i.min(workers.len() - 1)], task, key.is_some());
+                    self.inflight.fetch_sub(1, Ordering::SeqCst);
+                    return Err((Refusal::Stopped, task));
                 }
+                task.prepare(id, self.default_timeout);
+                let key = task.key();
+                let i = self.strategy.pick(&SlotLoads(&workers), key);
+                // A keyed task stays where its key sends it; others may be stolen.
+                self.enqueue(&workers[i.min(workers.len() - 1)], task, key.is_some());
             }
         }
         self.inflight.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
     }
 
     fn enqueue(&self, slot: &WorkerSlot, task: Box<dyn ErasedTask>, pinned: bool) {
@@ -336,6 +358,7 @@ impl PoolCore {
             .compare_exchange(RUNNING, STOPPING, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
         {
+            self.stopping.send_replace(true);
             let core = self.clone();
             self.bus.spawn(async move { core.run_stop().await });
         }
@@ -348,7 +371,7 @@ impl PoolCore {
             return;
         }
         if let Some(bound) = &self.bound {
-            bound.close(); // parked pushes and waiting sends give up
+            bound.close(); // parked map chunks and waiting sends give up
         }
         if self.state.load(Ordering::SeqCst) == STOPPING {
             // Workers the stop has already asked to drain: abort them too.
@@ -359,7 +382,7 @@ impl PoolCore {
     }
 
     async fn run_stop(&self) {
-        // Tasks `push` parked before the stop are queued as room frees (the workers still run).
+        // Map chunks parked before the stop are queued as room frees (the workers still run).
         let mut parked = self.parked.subscribe();
         let _ = parked.wait_for(|n| *n == 0).await;
         // Pushes that saw RUNNING finish enqueuing within a few instructions; none can start now.

@@ -7,12 +7,12 @@ use actix::prelude::*;
 
 use crate::bus::Bus;
 use crate::channel::Channel;
-use crate::task::{Task, TaskError, TaskOutput};
+use crate::task::{hand_back, Refusal, RunError, SubmitError, Task, TaskError, TaskOutput};
 use crate::tree::Stop;
 use crate::value::Value;
 use crate::worker::Shutdown;
 
-use super::core::{PoolCore, Refused};
+use super::core::PoolCore;
 use super::stats::PoolStats;
 
 /// A pool of workers (threads or child processes) that runs [`Task`]s, as an actix actor.
@@ -27,7 +27,7 @@ use super::stats::PoolStats;
 /// # #[actix::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let pool: PoolHandle = Pool::builder().min(2).start();
 /// let addr: actix::Addr<Pool> = pool.addr();
-/// // The mailbox error first (the actor is gone), then the task's own result.
+/// // The mailbox error first (the actor is gone), then the task's: a `RunError`.
 /// let n = addr.send(Task::new(|| 6 * 7)).await??;
 /// assert_eq!(n, 42);
 /// pool.stop().await;
@@ -48,13 +48,17 @@ impl Actor for Pool {
 }
 
 impl<R: TaskOutput> Handler<Task<R>> for Pool {
-    type Result = ResponseFuture<Result<R, TaskError>>;
+    type Result = ResponseFuture<Result<R, RunError>>;
 
-    /// On a bounded pool that is full, the task fails at once with [`TaskError::Full`].
+    /// Balances the task onto a worker and answers with its result. A task that is not accepted
+    /// answers [`RunError::Refused`] at once: on a bounded pool that is full, with
+    /// [`Refusal::Full`] (a message does not wait for room; [`PoolHandle::run`] does).
     fn handle(&mut self, task: Task<R>, _: &mut Context<Self>) -> Self::Result {
         let (cell, value) = task.into_cell(Default::default());
-        self.core.admit(cell, None);
-        Box::pin(value)
+        match self.core.admit(cell, None) {
+            Ok(()) => Box::pin(async move { Ok(value.await?) }),
+            Err((refusal, _)) => Box::pin(std::future::ready(Err(RunError::Refused(refusal)))),
+        }
     }
 }
 
@@ -68,23 +72,6 @@ impl Handler<Stop> for Pool {
     }
 }
 
-/// [`PoolHandle::try_push`] found the pool full; the task is handed back.
-pub struct Full<R>(pub Task<R>);
-
-impl<R> std::fmt::Debug for Full<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Full(..)")
-    }
-}
-
-impl<R> std::fmt::Display for Full<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the pool's queue is full; the task was not queued")
-    }
-}
-
-impl<R> std::error::Error for Full<R> {}
-
 /// The handle a started pool is used through: push tasks, map jobs, resize, watch, stop. Cheap to
 /// clone; every clone is the same pool. Get one from [`PoolBuilder::start`](crate::PoolBuilder::start).
 ///
@@ -94,12 +81,13 @@ impl<R> std::error::Error for Full<R> {}
 /// ```
 /// use circuits::prelude::*;
 ///
-/// # #[actix::main] async fn main() -> Result<(), TaskError> {
+/// # #[actix::main] async fn main() -> Result<(), circuits::Error> {
 /// let pool = Pool::builder().min(2).queue_bound(64).start();
 /// let same = pool.clone();
-/// let a = pool.push(Task::new(|| 1)); // queued at once (parks if the pool is full)
-/// let b = same.send(Task::new(|| 2)).await; // waits for room first
-/// assert_eq!(a.await? + b.await?, 3);
+/// let a = pool.push(Task::new(|| 1))?; // queued at once, or handed back (full, stopped)
+/// let b = same.send(Task::new(|| 2)).await?; // waits for room first
+/// let c = pool.run(Task::new(|| 3)).await?; // waits for room, then for the result
+/// assert_eq!(a.await? + b.await? + c, 6);
 /// assert_eq!(pool.workers().len(), 2);
 /// pool.stop().await; // drains, then stops every worker
 /// assert!(same.is_stopped());
@@ -123,115 +111,112 @@ impl std::fmt::Debug for PoolHandle {
 }
 
 impl PoolHandle {
-    /// Queues `task` on the worker the strategy picks and returns its value at once.
-    ///
-    /// Never blocks. A task pushed to a stopped pool resolves at once to
-    /// [`TaskError::PoolStopped`]; a closure pushed to a process pool to
-    /// [`TaskError::ClosureInProcessPool`].
-    ///
-    /// On a pool with a [`queue_bound`](crate::PoolBuilder::queue_bound) that is full, the task waits
-    /// (asynchronously, in order) for room, and its value resolves after it ran. To slow a producer
-    /// down until there is room, use [`send`](Self::send); to fail at once, [`try_push`](Self::try_push).
+    /// Queues `task` on the worker the strategy picks and returns its value, or hands the task
+    /// back. Never blocks and never waits: the entry point for code that is not async, and for
+    /// callers that would rather shed load than wait.
     ///
     /// # Errors
     ///
-    /// The value resolves to a [`TaskError`]:
+    /// `Err(`[`SubmitError`]`)` when the task was not accepted; it holds the task, and its
+    /// [`refusal`](SubmitError::refusal) says why:
+    ///
+    /// * [`Refusal::Full`]: the pool is bounded ([`queue_bound`](crate::PoolBuilder::queue_bound))
+    ///   and has no room now ([`send`](Self::send) and [`run`](Self::run) wait for room instead);
+    /// * [`Refusal::Stopped`]: the pool is stopping or stopped;
+    /// * [`Refusal::ClosureInProcessPool`]: a closure task sent to a process pool.
+    ///
+    /// Once accepted, the value resolves to the task's result or to a [`TaskError`]:
     ///
     /// * from the task itself: [`Panicked`](TaskError::Panicked), [`Failed`](TaskError::Failed)
     ///   (a [`Task::fallible`] returned `Err`), [`TimedOut`](TaskError::TimedOut) (its
     ///   [`timeout`](Task::timeout), the pool's [`task_timeout`](crate::PoolBuilder::task_timeout) or
     ///   [`stuck_after`](crate::PoolBuilder::stuck_after));
-    /// * [`PoolStopped`](TaskError::PoolStopped): the pool is stopping or stopped; the task never
-    ///   ran;
     /// * [`Cancelled`](TaskError::Cancelled): an [`abort`](Self::abort) (or a
-    ///   [`stop_within`](Self::stop_within) past its budget) ended it, queued, parked or running;
-    /// * process pools only: [`ClosureInProcessPool`](TaskError::ClosureInProcessPool) for a
-    ///   closure task, [`WorkerCrashed`](TaskError::WorkerCrashed) when the child died running it,
-    ///   [`WorkerStartFailed`](TaskError::WorkerStartFailed) when its worker cannot start a child,
-    ///   [`UnknownJob`](TaskError::UnknownJob) and [`Wire`](TaskError::Wire) (see [`Task::job`]);
-    /// * [`Wait`](TaskError::Wait): only from a bounded [`Value::wait`].
-    pub fn push<R: TaskOutput>(&self, task: Task<R>) -> Value<R, TaskError> {
+    ///   [`stop_within`](Self::stop_within) past its budget) ended it, queued or running;
+    /// * process pools only: [`WorkerCrashed`](TaskError::WorkerCrashed) when the child died
+    ///   running it, [`WorkerStartFailed`](TaskError::WorkerStartFailed) when its worker cannot
+    ///   start a child, [`UnknownJob`](TaskError::UnknownJob) and [`Wire`](TaskError::Wire) (see
+    ///   [`Task::job`]).
+    pub fn push<R: TaskOutput>(
+        &self,
+        task: Task<R>,
+    ) -> Result<Value<R, TaskError>, SubmitError<R>> {
         let (cell, value) = task.into_cell(Default::default());
-        self.core.push(cell, None);
-        value
-    }
-
-    /// Queues `task` only if there is room: on a bounded pool that is full, gives the task back in
-    /// [`Full`]. On an unbounded pool this is [`push`](Self::push).
-    ///
-    /// # Errors
-    ///
-    /// `Err(Full(task))` when the pool is bounded ([`queue_bound`](crate::PoolBuilder::queue_bound)) and
-    /// has no room now: nothing was queued, and the task is handed back to try again later. A
-    /// stopped pool is not an `Err`: the value resolves to [`TaskError::PoolStopped`]. The value
-    /// resolves to errors as for [`push`](Self::push).
-    pub fn try_push<R: TaskOutput>(&self, task: Task<R>) -> Result<Value<R, TaskError>, Full<R>> {
-        let permit = match self.core.gate() {
-            Ok(permit) => permit,
-            // Nothing was handed to the pool; give the caller its task back.
-            Err(Refused::Full) => return Err(Full(task)),
-            Err(Refused::Stopped) => None,
-        };
-        let (mut cell, value) = task.into_cell(Default::default());
-        if let Some(p) = permit {
-            cell.hold(p);
+        match self.core.admit(cell, None) {
+            Ok(()) => Ok(value),
+            Err(refused) => Err(hand_back(refused)),
         }
-        // A stopped pool refuses it here, resolving the value to `PoolStopped`.
-        self.core.submit(cell, None, false);
-        Ok(value)
     }
 
     /// Waits (asynchronously) until the pool has room for `task`, queues it, and returns its
     /// value: the way for a producer to be slowed down by a bounded pool. Returns at once on an
-    /// unbounded pool. If the pool stops while this waits, the value resolves to
-    /// [`TaskError::PoolStopped`] (the task was never accepted).
+    /// unbounded pool. Producers waiting for room get it in the order they began waiting.
     ///
     /// # Errors
     ///
-    /// The value resolves to errors as for [`push`](Self::push), including
-    /// [`PoolStopped`](TaskError::PoolStopped) when the pool stopped before there was room. Never
-    /// [`Full`](TaskError::Full): it waits instead.
+    /// `Err(`[`SubmitError`]`)` hands the task back when the pool is stopped, or begins stopping
+    /// while this waits (at once, not when the drain ends: [`Refusal::Stopped`]), and for a closure sent to a process pool
+    /// ([`Refusal::ClosureInProcessPool`], at once). Never [`Refusal::Full`]: it waits instead.
+    /// The value resolves as for [`push`](Self::push).
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future while it waits for room drops the task: it was not queued and never
-    /// runs. Once the future has returned, the task is queued.
-    pub async fn send<R: TaskOutput>(&self, task: Task<R>) -> Value<R, TaskError> {
+    /// Not cancel safe: dropping the future while it waits for room drops the task (it was not
+    /// queued and never runs, and nothing is fired for it). Once the future has returned, the
+    /// task is queued. To keep the task when giving up, use [`push`](Self::push) in a loop or
+    /// race this against your own timer knowing the task is lost.
+    pub async fn send<R: TaskOutput>(
+        &self,
+        task: Task<R>,
+    ) -> Result<Value<R, TaskError>, SubmitError<R>> {
         let (mut cell, value) = task.into_cell(Default::default());
+        if let Err(refusal) = self.core.kind.check(&*cell) {
+            return Err(hand_back((refusal, cell)));
+        }
         let permit = match self.core.gate() {
             Ok(permit) => permit,
-            Err(Refused::Stopped) => {
-                cell.reject(TaskError::PoolStopped);
-                return value;
-            }
-            Err(Refused::Full) => {
-                // Only a bounded pool is full. Wait for room, keeping the permit that frees, or
-                // for the pool to stop (or the bound to close, an abort).
-                let bound = self
-                    .core
-                    .bound
-                    .clone()
-                    .expect("only a bounded pool is full");
-                let mut stopped = self.core.stopped_signal();
-                let room = std::pin::pin!(bound.acquire_owned());
-                let stop = std::pin::pin!(stopped.wait_for(|s| *s));
-                let room = match futures::future::select(room, stop).await {
-                    futures::future::Either::Left((Ok(permit), _)) => Some(permit),
-                    _ => None,
-                };
-                if room.is_none() {
-                    cell.reject(TaskError::PoolStopped);
-                    return value;
-                }
-                room
-            }
+            Err(Refusal::Full) => match self.core.room().await {
+                Some(permit) => permit,
+                None => return Err(hand_back((Refusal::Stopped, cell))),
+            },
+            Err(refusal) => return Err(hand_back((refusal, cell))),
         };
         if let Some(p) = permit {
             cell.hold(p);
         }
-        // A pool that began stopping while this waited refuses the task with `PoolStopped`.
-        self.core.submit(cell, None, false);
-        value
+        // A pool that began stopping while this waited hands the task back.
+        match self.core.submit(cell, None, false) {
+            Ok(()) => Ok(value),
+            Err(refused) => Err(hand_back(refused)),
+        }
+    }
+
+    /// Submits `task` as [`send`](Self::send) does (waiting for room on a bounded pool) and
+    /// awaits its result: the common case, in one await.
+    ///
+    /// ```
+    /// use circuits::prelude::*;
+    ///
+    /// # #[actix::main] async fn main() -> Result<(), RunError> {
+    /// let pool = Pool::builder().min(2).queue_bound(8).start();
+    /// assert_eq!(pool.run(Task::new(|| 6 * 7)).await?, 42);
+    /// pool.stop().await;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::Refused`] when the task was not accepted (as for [`send`](Self::send); the
+    /// task is dropped), [`RunError::Task`] with the task's [`TaskError`] when it was accepted and
+    /// failed (as for [`push`](Self::push)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe while waiting for room (the task is dropped, as with
+    /// [`send`](Self::send)); once queued, dropping the future does not cancel the task: it runs,
+    /// and its result events fire.
+    pub async fn run<R: TaskOutput>(&self, task: Task<R>) -> Result<R, RunError> {
+        Ok(self.send(task).await?.await?)
     }
 
     /// Grows or shrinks the pool to `n` workers, clamped to `min..=max`, and returns the new size.
@@ -257,22 +242,28 @@ impl PoolHandle {
     ///
     /// # Errors
     ///
-    /// The value resolves to [`TaskError::NoRoute`] when `worker` is not one of the pool's workers
-    /// (never was, was retired by a resize, or is a process worker's channel from before its child
-    /// was replaced); otherwise to errors as for [`push`](Self::push).
-    pub fn push_to<R: TaskOutput>(&self, worker: &Channel, task: Task<R>) -> Value<R, TaskError> {
+    /// As for [`push`](Self::push), and [`Refusal::NoRoute`] when `worker` is not one of the pool's
+    /// workers (never was, was retired by a resize, or is a process worker's channel from before
+    /// its child was replaced).
+    pub fn push_to<R: TaskOutput>(
+        &self,
+        worker: &Channel,
+        task: Task<R>,
+    ) -> Result<Value<R, TaskError>, SubmitError<R>> {
         let slot = self
             .core
             .workers()
             .iter()
             .find(|w| &w.channel() == worker)
             .cloned();
+        let Some(slot) = slot else {
+            return Err(SubmitError::new(Refusal::NoRoute(worker.clone()), task));
+        };
         let (cell, value) = task.into_cell(Default::default());
-        match slot {
-            Some(slot) => self.core.push(cell, Some(&slot)),
-            None => cell.reject(TaskError::NoRoute(worker.to_string())),
+        match self.core.admit(cell, Some(&slot)) {
+            Ok(()) => Ok(value),
+            Err(refused) => Err(hand_back(refused)),
         }
-        value
     }
 
     /// The pool actor's address: `addr.send(Task::new(f)).await` works as with any actor.
@@ -315,7 +306,7 @@ impl PoolHandle {
     }
 
     /// Stops the pool, draining: new tasks are refused at once, every task accepted before (queued,
-    /// or parked by [`push`](Self::push) on a full bounded pool) runs to its end and every value
+    /// or a chunk of a [`map`](Self::map) waiting for room) runs to its end and every value
     /// resolves, then the workers stop and leave the tree. Resolves when all that is done; a second
     /// call waits for the first. A job that never ends keeps a draining stop waiting: use
     /// [`stop_within`](Self::stop_within) or [`abort`](Self::abort) when that matters.
@@ -328,7 +319,8 @@ impl PoolHandle {
         self.core.stop(Shutdown::Drain).await
     }
 
-    /// Stops the pool now: queued and parked tasks fail with [`TaskError::Cancelled`], and so do
+    /// Stops the pool now: queued tasks (and `map` chunks waiting for room) fail with
+    /// [`TaskError::Cancelled`], and so do
     /// running ones, at once (a process worker's child is killed with its process group; a thread
     /// worker's value resolves and the thread finishes the closure detached, then exits). Each
     /// cancelled task fires its failure event. Called during a draining [`stop`](Self::stop), it

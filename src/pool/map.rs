@@ -14,7 +14,7 @@ use futures::stream::{FuturesOrdered, Stream, StreamExt};
 
 use super::handle::PoolHandle;
 use crate::job::{batch_task, encode_one, Job};
-use crate::task::TaskError;
+use crate::task::{Refusal, TaskError};
 use serde_bytes::ByteBuf;
 
 type Chunk<O> = Pin<Box<dyn Future<Output = Vec<Result<O, TaskError>>> + Send>>;
@@ -81,22 +81,29 @@ impl PoolHandle {
     /// # impl Job for Square { const NAME: &'static str = "square"; type Output = u64;
     /// #     fn run(self) -> u64 { self.0 * self.0 } }
     ///
-    /// # #[actix::main] async fn main() {
+    /// # #[actix::main] async fn main() -> Result<(), circuits::Error> {
     /// let pool = Pool::builder().min(2).start();
-    /// let squares: Vec<_> = pool.map((0..1000).map(Square)).collect().await;
+    /// let squares: Vec<_> = pool.map((0..1000).map(Square))?.collect().await;
     /// assert_eq!(squares[999], Ok(998_001));
     /// pool.stop().await;
-    /// # }
+    /// # Ok(()) }
     /// ```
+    ///
+    /// The batch is accepted as a whole: on a bounded pool, chunks beyond the bound wait inside the
+    /// pool for room, in order (they count as accepted: a draining stop runs them, an abort
+    /// cancels them).
     ///
     /// # Errors
     ///
-    /// Each item is the job's output or the [`TaskError`] that ended it. A job that panics fails
-    /// alone ([`TaskError::Panicked`]). Whatever ends a whole chunk fails each of its jobs with the
-    /// same error: a worker process that died ([`TaskError::WorkerCrashed`]), a chunk whose
-    /// inputs do not encode ([`TaskError::Wire`]), a stopping or aborting pool, and the other
-    /// errors of [`push`](PoolHandle::push).
-    pub fn map<J, I>(&self, jobs: I) -> MapStream<J::Output>
+    /// [`Refusal::Stopped`](crate::Refusal::Stopped) when the pool is stopping or stopped: nothing
+    /// was accepted (jobs run in both modes, so a map is never refused for its kind of task).
+    ///
+    /// Each item is then the job's output or the [`TaskError`] that ended it. A job that panics
+    /// fails alone ([`TaskError::Panicked`]). Whatever ends a whole chunk fails each of its jobs
+    /// with the same error: a worker process that died ([`TaskError::WorkerCrashed`]), a chunk
+    /// whose inputs do not encode ([`TaskError::Wire`]), an abort ([`TaskError::Cancelled`]), and
+    /// the other task errors of [`push`](PoolHandle::push).
+    pub fn map<J, I>(&self, jobs: I) -> Result<MapStream<J::Output>, Refusal>
     where
         J: Job,
         I: IntoIterator<Item = J>,
@@ -119,11 +126,14 @@ impl PoolHandle {
     /// # Errors
     ///
     /// As [`map`](Self::map).
-    pub fn map_chunked<J, I>(&self, jobs: I, chunk: usize) -> MapStream<J::Output>
+    pub fn map_chunked<J, I>(&self, jobs: I, chunk: usize) -> Result<MapStream<J::Output>, Refusal>
     where
         J: Job,
         I: IntoIterator<Item = J>,
     {
+        if self.core.is_stopped() {
+            return Err(Refusal::Stopped);
+        }
         let chunk = if self.core.default_timeout.is_some() {
             1
         } else {
@@ -143,7 +153,8 @@ impl PoolHandle {
                 std::mem::take(part),
                 std::mem::replace(inputs, Ok(Vec::new())),
             );
-            let value = self.push(task);
+            let (cell, value) = task.into_cell(Default::default());
+            self.core.accept_chunk(cell);
             chunks.push_back(Box::pin(async move {
                 match value.await {
                     Ok(results) => results,
@@ -170,11 +181,11 @@ impl PoolHandle {
         if !part.is_empty() {
             flush(&mut part, &mut inputs);
         }
-        MapStream {
+        Ok(MapStream {
             chunks,
             ready: VecDeque::new(),
             remaining,
-        }
+        })
     }
 }
 

@@ -13,7 +13,7 @@ use super::error::PoolError;
 use super::events::{WorkerRestarted, WorkerStarted, WorkerStopped};
 use crate::bus::Route;
 use crate::channel::Channel;
-use crate::task::{ErasedTask, Finisher, StuckHook, TaskError};
+use crate::task::{ErasedTask, Finisher, Refusal, Refused, StuckHook};
 use crate::tree::{Component, ComponentId, Stop};
 use crate::worker::{PoolLink, Shutdown, Worker, WorkerSlot};
 
@@ -241,22 +241,28 @@ pub(crate) struct PoolRoute(pub(crate) Weak<PoolCore>);
 
 /// What a task route takes from the bus: only tasks are fired at routed channels
 /// (`Task::dispatch`).
-fn as_task(work: Box<dyn std::any::Any + Send>) -> Option<Box<dyn ErasedTask>> {
-    let task = work.downcast::<Box<dyn ErasedTask>>().ok().map(|t| *t);
+fn as_task(
+    work: Box<dyn std::any::Any + Send>,
+) -> Result<Box<dyn ErasedTask>, Box<dyn std::any::Any + Send>> {
+    let task = work.downcast::<Box<dyn ErasedTask>>().map(|t| *t);
     debug_assert!(
-        task.is_some(),
+        task.is_ok(),
         "a route was given something other than a task"
     );
     task
 }
 
 impl Route for PoolRoute {
-    fn submit(&self, work: Box<dyn std::any::Any + Send>) {
-        let Some(task) = as_task(work) else { return };
-        match self.0.upgrade() {
+    fn submit(
+        &self,
+        work: Box<dyn std::any::Any + Send>,
+    ) -> Result<(), Box<dyn std::any::Any + Send>> {
+        let task = as_task(work)?;
+        let refused = match self.0.upgrade() {
             Some(core) => core.admit(task, None),
-            None => task.reject(TaskError::PoolStopped),
-        }
+            None => Err((Refusal::Stopped, task)),
+        };
+        refused.map_err(|r| Box::new(r) as _)
     }
 }
 
@@ -267,12 +273,16 @@ pub(crate) struct WorkerRoute {
 }
 
 impl Route for WorkerRoute {
-    fn submit(&self, work: Box<dyn std::any::Any + Send>) {
-        let Some(task) = as_task(work) else { return };
-        match (self.core.upgrade(), self.slot.upgrade()) {
+    fn submit(
+        &self,
+        work: Box<dyn std::any::Any + Send>,
+    ) -> Result<(), Box<dyn std::any::Any + Send>> {
+        let task = as_task(work)?;
+        let refused = match (self.core.upgrade(), self.slot.upgrade()) {
             (Some(core), Some(slot)) => core.admit(task, Some(&slot)),
-            _ => task.reject(TaskError::PoolStopped),
-        }
+            _ => Err((Refusal::Stopped, task)),
+        };
+        refused.map_err(|r| Box::new(r) as _)
     }
 }
 
@@ -280,10 +290,10 @@ impl Route for WorkerRoute {
 pub(crate) struct Link(pub(crate) Weak<PoolCore>);
 
 impl PoolLink for Link {
-    fn admit(&self, task: Box<dyn ErasedTask>, to: &Arc<WorkerSlot>) {
+    fn admit(&self, task: Box<dyn ErasedTask>, to: &Arc<WorkerSlot>) -> Result<(), Refused> {
         match self.0.upgrade() {
             Some(core) => core.admit(task, Some(to)),
-            None => task.reject(TaskError::PoolStopped),
+            None => Err((Refusal::Stopped, task)),
         }
     }
 

@@ -1,30 +1,38 @@
 //! Worker pools: the [`Pool`] actor, its [`PoolHandle`], the [`PoolBuilder`], and balancing.
 //!
 //! A pool registers on the bus under its channel (default `"pool"`) and starts `min` workers, each an
-//! actor on a fresh UUID channel registered as the pool's child. Tasks reach it four ways, all
-//! ending on the same hot path:
+//! actor on a fresh UUID channel registered as the pool's child. Tasks reach it these ways, all
+//! through one admission gate onto the same hot path:
 //!
-//! * [`PoolHandle::push`] returns a [`Value`](crate::Value) at once;
+//! * [`PoolHandle::run`]: submit (waiting for room on a bounded pool) and await the result;
+//! * [`PoolHandle::push`] (never waits) and [`PoolHandle::send`] (waits for room): the task's
+//!   [`Value`](crate::Value), or the task handed back in a [`SubmitError`](crate::SubmitError);
 //! * `Addr<Pool>::send(task)` as with any actix actor ([`PoolHandle::addr`]);
 //! * [`Bus::call`](crate::Bus::call) at the pool's channel (balanced) or at one worker's channel
 //!   (runs there);
 //! * `Addr<Worker>::send(task)` (runs on that worker).
 //!
-//! When a task ends, its value resolves and, if anyone subscribed on the pool's channel, the pool
-//! fires exactly one [`TaskSuccess`](crate::TaskSuccess) or [`TaskFailure`](crate::TaskFailure),
-//! then [`TaskComplete`](crate::TaskComplete).
+//! Each operation has its own error: a [`Refusal`](crate::Refusal) (full, stopped, no route,
+//! closure sent to a process pool) when the task was not accepted, a [`TaskError`](crate::TaskError)
+//! when it was accepted and did not produce its result, a [`RunError`](crate::RunError) (one of the
+//! two) where one await does both.
+//!
+//! When an accepted task ends, its value resolves and, if anyone subscribed on the pool's channel,
+//! the pool fires exactly one [`TaskSuccess`](crate::TaskSuccess) or
+//! [`TaskFailure`](crate::TaskFailure), then [`TaskComplete`](crate::TaskComplete).
 //!
 //! ```
 //! use circuits::prelude::*;
 //!
 //! fn count() -> u64 { (0..1_000_000u64).fold(0, |x, _| x + 1) }
 //!
-//! # #[actix::main] async fn main() -> Result<(), circuits::Error> {
+//! # #[actix::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let pool = Pool::builder().min(2).start();
-//! let a = pool.push(Task::new(count));                      // a Value<u64, TaskError>
-//! let b = pool.addr().send(Task::new(count)).await;          // through the actor
-//! let c = pool.bus().call("pool", Task::new(count));         // through the bus
-//! assert_eq!(a.await? + b.map_err(|_| TaskError::PoolStopped)?? + c.await?, 3_000_000);
+//! let a = pool.run(Task::new(count)).await?;                  // one await
+//! let b = pool.push(Task::new(count))?;                       // a Value<u64, TaskError>
+//! let c = pool.addr().send(Task::new(count)).await??;         // through the actor
+//! let d = pool.bus().call("pool", Task::new(count))?;         // through the bus
+//! assert_eq!(a + b.await? + c + d.await?, 4_000_000);
 //! pool.stop().await;
 //! # Ok(()) }
 //! ```
@@ -49,4 +57,4 @@ pub use self::resize::Resizer;
 pub use self::stats::{Latency, PoolStats};
 pub use builder::PoolBuilder;
 pub use error::PoolError;
-pub use handle::{Full, Pool, PoolHandle};
+pub use handle::{Pool, PoolHandle};

@@ -1,33 +1,45 @@
-//! [`TaskError`]: why a task did not produce its result, and [`StartStage`].
+//! The errors of tasks, one per operation: [`TaskError`] (how an accepted task ended without its
+//! result), [`Refusal`] and [`SubmitError`] (why a task was not accepted, with the task handed
+//! back), [`RunError`] (the one-await paths that submit and wait), and what they carry: [`Exit`],
+//! [`StartStage`].
 
 use std::fmt;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::value::WaitError;
+use crate::channel::Channel;
+use crate::value::Abandoned;
+use crate::wire::WireError;
 
-/// Why a task did not produce its result: the error of every task's [`Value`](crate::Value), of
-/// [`TaskFailure`](crate::TaskFailure) events and of [`MapStream`](crate::MapStream) items.
+use super::Task;
+
+/// How an accepted task ended without producing its result: the error of every task's
+/// [`Value`](crate::Value), of [`TaskFailure`](crate::TaskFailure) events and of
+/// [`MapStream`](crate::MapStream) items.
 ///
-/// Some variants come from the task itself (`Panicked`, `Failed`, `TimedOut`), some from the
-/// pool (`PoolStopped`, `Full`, `Cancelled`, `NoRoute`), some from process mode only
-/// (`ClosureInProcessPool`, `WorkerCrashed`, `WorkerStartFailed`, `UnknownJob`, `Wire`). It
-/// converts into [`Error`](crate::Error) for `?`.
+/// Only run outcomes: a task that was never accepted is a [`SubmitError`] (it is handed back), and
+/// waiting with a bound fails with a [`WaitError`](crate::WaitError) beside this. Some variants come
+/// from the task itself (`Panicked`, `Failed`, `TimedOut`), some from the pool (`Cancelled`), some
+/// from process mode only (`WorkerCrashed`, `WorkerStartFailed`, `UnknownJob`, `Wire`). It converts
+/// into [`Error`](crate::Error) for `?`.
 ///
 /// ```
 /// use circuits::prelude::*;
 ///
-/// # #[actix::main] async fn main() {
+/// # #[actix::main] async fn main() -> Result<(), circuits::Error> {
 /// let pool = Pool::builder().min(1).start();
-/// let failed = pool.push(Task::fallible(|| "x".parse::<u32>())).await;
-/// assert!(matches!(failed, Err(TaskError::Failed(_))));
-/// let panicked = pool.push(Task::new(|| -> u32 { panic!("boom") })).await;
+/// let failed = pool.run(Task::fallible(|| "x".parse::<u32>())).await;
+/// assert!(matches!(failed, Err(RunError::Task(TaskError::Failed(_)))));
+/// let panicked = pool.push(Task::new(|| -> u32 { panic!("boom") }))?.await;
 /// assert_eq!(panicked, Err(TaskError::Panicked("boom".into())));
 /// pool.stop().await;
-/// let late = pool.push(Task::new(|| 1)).await;
-/// assert_eq!(late, Err(TaskError::PoolStopped));
-/// # }
+/// // A stopped pool does not accept the task: it is handed back, with the reason.
+/// let refused = pool.push(Task::new(|| 1)).unwrap_err();
+/// assert_eq!(refused.refusal(), &Refusal::Stopped);
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TaskError {
     /// The task panicked; the message is the panic payload. The worker lives on.
     #[error("the task panicked: {0}")]
@@ -39,26 +51,18 @@ pub enum TaskError {
     /// the background (its result is discarded); in process mode the child was killed.
     #[error("the task timed out after {0:?}")]
     TimedOut(Duration),
-    /// The task was queued when the pool was aborted, and never ran.
-    #[error("the task was cancelled before it ran (the pool was aborted)")]
+    /// An abort (or a [`stop_within`](crate::PoolHandle::stop_within) past its budget) ended the
+    /// task, queued or running.
+    #[error("the task was cancelled (the pool was aborted)")]
     Cancelled,
-    /// The pool is stopping or stopped and takes no new tasks.
-    #[error("the pool is stopped; it takes no new tasks")]
-    PoolStopped,
-    /// No pool or worker is registered under the channel the task was fired at.
-    #[error("no pool or worker takes tasks on channel {0:?}")]
-    NoRoute(String),
-    /// A closure task was sent to a process pool, which can only run [`Job`](crate::Job)s.
-    #[error("a process pool runs only Jobs; build the task with Task::job instead of a closure")]
-    ClosureInProcessPool,
-    /// The worker process died while running the task (panic with abort, signal, OOM kill...).
-    /// A replacement worker was started.
-    #[error("the worker process {worker} died while running the task: {reason}")]
+    /// The worker process died while running the task (a panic that aborts, a signal, the OOM
+    /// killer, a broken protocol...). A replacement worker was started.
+    #[error("the worker process {worker} died while running the task: {exit}")]
     WorkerCrashed {
         /// The channel of the worker that died.
-        worker: String,
-        /// How it died: an exit code or a signal.
-        reason: String,
+        worker: Channel,
+        /// How it ended.
+        exit: Exit,
     },
     /// A worker process could not be started, several times in a row (see
     /// [`ProcessConfig::max_start_failures`](crate::ProcessConfig::max_start_failures)): the tasks
@@ -67,24 +71,78 @@ pub enum TaskError {
     #[error("the worker process {worker} could not be started ({stage}): {reason}")]
     WorkerStartFailed {
         /// The channel of the worker that could not start.
-        worker: String,
+        worker: Channel,
         /// Where the last attempt failed.
         stage: StartStage,
-        /// What happened (the OS's error, the exit status or signal, and the likely cause).
+        /// What happened, in words: the OS's error, the exit status or signal, and the likely cause.
         reason: String,
     },
     /// The worker process does not know the job's name (register it in the binary's job set).
     #[error("the worker does not know a job named {0:?}; register it in the binary's jobs")]
     UnknownJob(String),
-    /// A job's input or output could not be encoded or decoded, or a frame broke the protocol.
+    /// A job's input or output could not be encoded or decoded, or its frame is over the limit.
     #[error("wire error: {0}")]
-    Wire(String),
-    /// The pool's queue bound is reached; the task was not queued.
-    #[error("the pool's queue is full")]
-    Full,
-    /// Waiting on the task's value failed (timeout while waiting, or abandoned).
-    #[error(transparent)]
-    Wait(#[from] WaitError),
+    Wire(#[source] WireError),
+    /// The task was dropped without an outcome: what held it (a worker, the runtime it ran on)
+    /// went away. Not expected while the pool and its actix `System` run.
+    #[error("the task was dropped without an outcome (its worker or runtime went away)")]
+    Abandoned,
+}
+
+impl From<Abandoned> for TaskError {
+    fn from(_: Abandoned) -> Self {
+        TaskError::Abandoned
+    }
+}
+
+/// How a worker process ended (see [`TaskError::WorkerCrashed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal ended it (the number; [`Exit::signal_name`] names the common ones).
+    Signal(i32),
+    /// It broke the wire protocol, and the pool killed it; what was wrong.
+    Protocol(WireError),
+    /// The pool killed it: the task before this one timed out just as this one started.
+    KilledAfterTimeout,
+    /// Its pipe closed without an exit status that could be read.
+    Unknown,
+}
+
+impl Exit {
+    /// The name of the signal that ended the process, for the common ones (Linux numbering).
+    pub fn signal_name(&self) -> Option<&'static str> {
+        let Exit::Signal(s) = self else { return None };
+        Some(match s {
+            4 => "SIGILL",
+            6 => "SIGABRT",
+            7 => "SIGBUS",
+            8 => "SIGFPE",
+            9 => "SIGKILL",
+            11 => "SIGSEGV",
+            15 => "SIGTERM",
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exited with code {c}"),
+            Exit::Signal(s) => match self.signal_name() {
+                Some(name) => write!(f, "killed by signal {s} ({name})"),
+                None => write!(f, "killed by signal {s}"),
+            },
+            Exit::Protocol(e) => write!(f, "broke the protocol ({e}) and was killed"),
+            Exit::KilledAfterTimeout => {
+                f.write_str("killed because the task before it timed out as it finished")
+            }
+            Exit::Unknown => f.write_str("its pipe closed without an exit status"),
+        }
+    }
 }
 
 /// Where starting a worker process failed (see [`TaskError::WorkerStartFailed`]).
@@ -109,12 +167,164 @@ impl fmt::Display for StartStage {
     }
 }
 
+/// Why a pool (or the bus) did not accept a task. Nothing ran; see [`SubmitError`] for the task
+/// itself, handed back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The pool is bounded ([`queue_bound`](crate::PoolBuilder::queue_bound)) and has no room now.
+    /// [`PoolHandle::send`](crate::PoolHandle::send) and [`run`](crate::PoolHandle::run) wait
+    /// for room instead.
+    #[error("the pool's queue is full")]
+    Full,
+    /// The pool is stopping or stopped.
+    #[error("the pool is stopped; it takes no new tasks")]
+    Stopped,
+    /// No pool or worker takes tasks on this channel (or the target was not exactly one channel:
+    /// then the channel is the first of them, or empty).
+    #[error("no pool or worker takes tasks on channel {0:?}")]
+    NoRoute(Channel),
+    /// A closure task was sent to a process pool, which can only run [`Job`](crate::Job)s.
+    #[error("a process pool runs only Jobs; build the task with Task::job instead of a closure")]
+    ClosureInProcessPool,
+}
+
+/// A task that was not accepted, handed back with the [`Refusal`] that says why (in the manner of
+/// crossbeam-channel's `TrySendError`). Nothing of it ran and no event was fired for it.
+///
+/// It is `Send` and `Sync` (whatever the task's closure is), so `?` turns it into
+/// `Box<dyn Error + Send + Sync>`, `anyhow::Error` or [`circuits::Error`](crate::Error) (which keep
+/// the reason and drop the task).
+///
+/// ```
+/// use circuits::prelude::*;
+///
+/// # #[actix::main] async fn main() {
+/// let pool = Pool::builder().min(1).queue_bound(1).start();
+/// let (go, gate) = std::sync::mpsc::channel::<()>();
+/// let first = pool.push(Task::new(move || gate.recv().unwrap())).unwrap(); // takes the room
+/// let refused = pool.push(Task::new(|| ())).unwrap_err();
+/// assert_eq!(refused.refusal(), &Refusal::Full);
+/// let task = refused.into_task(); // try again once there is room
+/// go.send(()).unwrap();
+/// first.await.unwrap();
+/// pool.send(task).await.unwrap().await.unwrap();
+/// pool.stop().await;
+/// # }
+/// ```
+pub struct SubmitError<R> {
+    refusal: Refusal,
+    // Behind a lock only so that the error is `Sync` while the task's closure need not be; the
+    // lock is never contended (the task is only reached by value). Boxed: refusals are rare, and
+    // a small error keeps `push`'s `Result` small.
+    task: Mutex<Box<Task<R>>>,
+}
+
+impl<R> SubmitError<R> {
+    pub(crate) fn new(refusal: Refusal, task: Task<R>) -> Self {
+        SubmitError {
+            refusal,
+            task: Mutex::new(Box::new(task)),
+        }
+    }
+
+    /// Why the task was not accepted.
+    pub fn refusal(&self) -> &Refusal {
+        &self.refusal
+    }
+
+    /// The task, to submit again or to drop.
+    pub fn into_task(self) -> Task<R> {
+        *self.task.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The reason and the task.
+    pub fn into_parts(self) -> (Refusal, Task<R>) {
+        let refusal = self.refusal.clone();
+        (refusal, self.into_task())
+    }
+
+    /// Whether the pool was full (it is bounded and had no room).
+    pub fn is_full(&self) -> bool {
+        self.refusal == Refusal::Full
+    }
+
+    /// Whether the pool was stopping or stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.refusal == Refusal::Stopped
+    }
+}
+
+impl<R> fmt::Debug for SubmitError<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubmitError")
+            .field("refusal", &self.refusal)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> fmt::Display for SubmitError<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the task was not accepted: {}", self.refusal)
+    }
+}
+
+impl<R> std::error::Error for SubmitError<R> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.refusal)
+    }
+}
+
+impl<R> From<SubmitError<R>> for Refusal {
+    fn from(e: SubmitError<R>) -> Self {
+        e.refusal
+    }
+}
+
+/// The error of the paths that submit a task and wait for its result in one await
+/// ([`PoolHandle::run`](crate::PoolHandle::run), `Addr<Pool>::send(task)`,
+/// `Addr<Worker>::send(task)`): it was not accepted, or it ran and failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The task was not accepted; nothing ran.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The task was accepted and ended without its result.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+impl RunError {
+    /// The task's own error, if it was accepted.
+    pub fn task_error(&self) -> Option<&TaskError> {
+        match self {
+            RunError::Task(e) => Some(e),
+            RunError::Refused(_) => None,
+        }
+    }
+
+    /// Why the task was not accepted, if it was not.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            RunError::Refused(r) => Some(r),
+            RunError::Task(_) => None,
+        }
+    }
+}
+
+impl<R> From<SubmitError<R>> for RunError {
+    fn from(e: SubmitError<R>) -> Self {
+        RunError::Refused(e.refusal)
+    }
+}
+
 impl From<crate::wire::Fault> for TaskError {
     fn from(f: crate::wire::Fault) -> Self {
         match f {
             crate::wire::Fault::Panicked(m) => TaskError::Panicked(m),
             crate::wire::Fault::UnknownJob(n) => TaskError::UnknownJob(n),
-            crate::wire::Fault::Wire(m) => TaskError::Wire(m),
+            crate::wire::Fault::Wire(e) => TaskError::Wire(e),
         }
     }
 }

@@ -1,17 +1,20 @@
-//! Tasks and their outcomes: [`Task`], [`TaskId`], [`TaskError`], and the result events
-//! [`TaskSuccess`], [`TaskFailure`] and [`TaskComplete`].
+//! Tasks and their outcomes: [`Task`], [`TaskId`], the errors of each operation ([`SubmitError`]
+//! and its [`Refusal`] when a task is not accepted, [`TaskError`] when an accepted task ends
+//! without its result, [`RunError`] for the paths that do both in one await), and the result
+//! events [`TaskSuccess`], [`TaskFailure`] and [`TaskComplete`].
 //!
 //! A `Task<R>` is an actix message carrying the work: a closure (thread pools) or a serializable
-//! [`Job`](crate::Job) (both modes). It resolves to `Result<R, TaskError>`.
+//! [`Job`](crate::Job) (both modes). An accepted task resolves to `Result<R, TaskError>`.
 //!
 //! ```
 //! use circuits::prelude::*;
 //!
 //! # #[actix::main] async fn main() -> Result<(), circuits::Error> {
 //! let pool = Pool::builder().min(2).start();
-//! let n = pool.push(Task::new(|| 6 * 7)).await?;
+//! let n = pool.run(Task::new(|| 6 * 7)).await?; // submit, then await the result
 //! assert_eq!(n, 42);
-//! let err = pool.push(Task::fallible(|| "x".parse::<u32>())).await.unwrap_err();
+//! let value = pool.push(Task::fallible(|| "x".parse::<u32>()))?; // accepted (or handed back)
+//! let err = value.await.unwrap_err(); // ran, and failed
 //! assert!(matches!(err, TaskError::Failed(_)));
 //! pool.stop().await;
 //! # Ok(()) }
@@ -34,7 +37,7 @@ mod output;
 mod payload;
 mod queued;
 
-pub use error::{StartStage, TaskError};
+pub use error::{Exit, Refusal, RunError, StartStage, SubmitError, TaskError};
 pub use events::{TaskComplete, TaskFailure, TaskSuccess};
 pub use output::{TaskId, TaskOutput};
 
@@ -42,26 +45,29 @@ pub(crate) use counters::{histogram, Counters};
 pub(crate) use finish::{Finisher, RunningSlot, StuckHook};
 pub(crate) use output::Closure;
 pub(crate) use payload::{Inputs, JobCall, JobPayload};
-pub(crate) use queued::{panic_message, ErasedTask};
+pub(crate) use queued::{hand_back, panic_message, ErasedTask, Refused};
 
-/// A unit of work for a pool, resolving to `Result<R, TaskError>`.
+/// A unit of work for a pool, resolving to `Result<R, TaskError>` once accepted.
 ///
 /// Build it from a closure ([`Task::new`], [`Task::fallible`]) for thread pools, or from a
 /// [`Job`](crate::Job) ([`Task::job`]) for either mode. Send it with
-/// [`PoolHandle::push`](crate::PoolHandle::push), `Addr<Pool>::send`, or
-/// [`Bus::call`](crate::Bus::call) at the pool's channel (balanced) or a worker's channel.
+/// [`PoolHandle::run`](crate::PoolHandle::run) (one await for the result),
+/// [`push`](crate::PoolHandle::push) / [`send`](crate::PoolHandle::send) (a [`Value`](crate::Value)
+/// to await later), `Addr<Pool>::send` (as any actix message, answered with
+/// `Result<R, `[`RunError`]`>`), or [`Bus::call`](crate::Bus::call) at the pool's channel
+/// (balanced) or a worker's channel.
 ///
 /// ```
 /// use std::time::Duration;
 /// use circuits::prelude::*;
 ///
-/// # #[actix::main] async fn main() -> Result<(), TaskError> {
+/// # #[actix::main] async fn main() -> Result<(), RunError> {
 /// let pool = Pool::builder().min(2).strategy(KeyAffinity::new()).start();
 /// let (a, b) = (20, 22);
 /// let sum = Task::new(move || a + b) // arguments travel in the captures
 ///     .key("user-42") // equal keys, same worker (with KeyAffinity)
 ///     .timeout(Duration::from_secs(5)); // fails with TimedOut past this
-/// assert_eq!(pool.push(sum).await?, 42);
+/// assert_eq!(pool.run(sum).await?, 42);
 /// pool.stop().await;
 /// # Ok(()) }
 /// ```
@@ -84,7 +90,7 @@ impl<R> fmt::Debug for Task<R> {
 }
 
 impl<R: TaskOutput> Message for Task<R> {
-    type Result = Result<R, TaskError>;
+    type Result = Result<R, RunError>;
 }
 
 impl<R: TaskOutput> Task<R> {

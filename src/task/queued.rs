@@ -6,12 +6,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::error::TaskError;
+use super::error::{Refusal, SubmitError, TaskError};
 use super::finish::{release, Finisher, Permit, Running, RunningSlot};
 use super::output::{Closure, TaskId, TaskOutput};
 use super::payload::{JobCall, JobPayload};
 use super::Task;
 use crate::bus::{Bus, Target};
+use crate::channel::Channel;
 use crate::value::{promise, Promise, Value};
 
 impl<R: TaskOutput> Task<R> {
@@ -41,20 +42,63 @@ impl<R: TaskOutput> Task<R> {
 }
 
 impl<R: TaskOutput> crate::bus::Dispatch for Task<R> {
-    type Output = Value<R, TaskError>;
+    type Output = Result<Value<R, TaskError>, SubmitError<R>>;
 
     /// Routes the task to the pool or worker registered under the one target channel.
-    fn dispatch(self, bus: &Bus, target: Target) -> Value<R, TaskError> {
+    fn dispatch(self, bus: &Bus, target: Target) -> Self::Output {
+        let channel = match &target {
+            Target::Channels(chs) if chs.len() == 1 => chs[0].clone(),
+            other => {
+                let first = other.channels().first().cloned();
+                let channel = first.unwrap_or_else(|| Channel::from(""));
+                return Err(SubmitError::new(Refusal::NoRoute(channel), self));
+            }
+        };
+        let Some(route) = bus.route(&channel) else {
+            return Err(SubmitError::new(Refusal::NoRoute(channel), self));
+        };
         let (cell, value) = self.into_cell(TaskId::default());
-        match target {
-            Target::Channels(chs) if chs.len() == 1 => match bus.route(&chs[0]) {
-                // The route (a pool's) knows the work is a task.
-                Some(route) => route.submit(Box::new(cell)),
-                None => cell.reject(TaskError::NoRoute(chs[0].to_string())),
+        // The route (a pool's) knows the work is a task, and hands it back as a `Refused`.
+        match route.submit(Box::new(cell)) {
+            Ok(()) => Ok(value),
+            Err(back) => match back.downcast::<Refused>() {
+                Ok(refused) => Err(hand_back(*refused)),
+                Err(_) => unreachable!("a task route hands back only refused tasks"),
             },
-            other => cell.reject(TaskError::NoRoute(format!("{other:?}"))),
         }
-        value
+    }
+}
+
+/// A task the pool did not accept, with the reason: what the pool's entry points and routes hand
+/// back, turned into a [`SubmitError`] where the task's type is known ([`hand_back`]).
+pub(crate) type Refused = (Refusal, Box<dyn ErasedTask>);
+
+/// The typed task back out of a refused queue entry (which was made from a `Task<R>`).
+pub(crate) fn hand_back<R: TaskOutput>((refusal, cell): Refused) -> SubmitError<R> {
+    let cell = cell
+        .into_any()
+        .downcast::<TaskCell<R>>()
+        .unwrap_or_else(|_| unreachable!("a refused entry goes back to where its type is known"));
+    SubmitError::new(refusal, cell.into_task())
+}
+
+impl<R: TaskOutput> TaskCell<R> {
+    /// The task this entry was made from. Its value (the promise) is dropped: a refused task's
+    /// caller gets the task back instead. A bounded pool's permit, if it held one, is released.
+    fn into_task(self) -> Task<R> {
+        let (job, key, timeout) = match self.extra {
+            Some(extra) => {
+                release(extra.permit.as_ref());
+                (extra.job, extra.key, extra.timeout)
+            }
+            None => (None, None, None),
+        };
+        Task {
+            run: self.run,
+            job,
+            key,
+            timeout,
+        }
     }
 }
 
@@ -69,8 +113,8 @@ pub(crate) trait ErasedTask: Send {
     /// Runs the closure on this thread and settles the task (thread mode). While it runs, the
     /// task is in `running`, where an abort can fail it at once.
     fn run(self: Box<Self>, fin: &Arc<Finisher>, running: &RunningSlot);
-    /// Refuses the task: resolves its value with `error` and fires no event (it was never
-    /// accepted).
+    /// Ends the task with `error` before it had an id or a worker (a parked map chunk that an
+    /// abort cancels): resolves its value and fires no event.
     fn reject(self: Box<Self>, error: TaskError);
     /// Marks the task as bound to the worker it was queued on (fired at its channel, or keyed): a
     /// retiring worker keeps it instead of handing it back.
@@ -81,6 +125,8 @@ pub(crate) trait ErasedTask: Send {
     fn hold(&mut self, permit: tokio::sync::OwnedSemaphorePermit);
     /// Settles the task with an error without running it.
     fn fail(self: Box<Self>, error: TaskError, fin: &Finisher);
+    /// The entry as `Any`, to take the typed task back out of a refused one ([`hand_back`]).
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
     /// Settles the task with a worker process's encoded answer (process mode).
     fn finish_encoded(self: Box<Self>, answer: Result<&[u8], TaskError>, fin: &Finisher);
 }
@@ -214,6 +260,10 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         fin.settle(id, &promise, result, permit.as_ref());
     }
 
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+
     fn reject(self: Box<Self>, error: TaskError) {
         release(self.permit());
         self.promise.complete(Err(error));
@@ -240,7 +290,9 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         let job = self.extra.as_ref().and_then(|e| e.job.as_ref());
         let result = match (answer, job) {
             (Ok(bytes), Some(j)) => (j.decode)(bytes),
-            (Ok(_), None) => Err(TaskError::ClosureInProcessPool),
+            (Ok(_), None) => Err(TaskError::Wire(crate::wire::WireError::Unexpected(
+                "an encoded answer for a task that is not a job".into(),
+            ))),
             (Err(e), _) => Err(e),
         };
         fin.settle(self.id, &self.promise, result, self.permit());

@@ -3,7 +3,8 @@
 use std::io;
 
 /// What went wrong on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub enum WireError {
     /// A frame is larger than the configured limit (raise `ProcessConfig::max_frame` or send less).
     #[error("frame of {size} bytes is over the limit of {limit} bytes")]
@@ -36,6 +37,9 @@ pub enum WireError {
     /// A valid frame arrived where the protocol does not allow it.
     #[error("unexpected frame: {0}")]
     Unexpected(String),
+    /// The other side sent no handshake within this time.
+    #[error("no handshake within {0:?}")]
+    NoHandshake(std::time::Duration),
     /// The transport failed.
     #[error("transport error: {0}")]
     Io(String),

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::error::WireError;
 
 /// The protocol version both sides must speak.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
 /// Why a job did not produce an output, as the child reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,8 +18,8 @@ pub(crate) enum Fault {
     Panicked(String),
     /// The child does not know the job's name.
     UnknownJob(String),
-    /// The input did not decode or the output did not encode.
-    Wire(String),
+    /// The input did not decode or the output did not encode (or its frame is over the limit).
+    Wire(WireError),
 }
 
 /// Bytes that travel as one block (not as a sequence of numbers), borrowed when they can be.

@@ -40,7 +40,7 @@ pub(crate) const PARENT_ENV: &str = "CIRCUITS_PARENT_PID";
 ///     circuits::init(Jobs::new().register::<Square>()); // first: worker processes stop here
 ///     actix::System::new().block_on(async {
 ///         let pool = Pool::builder().min(2).process().start();
-///         assert_eq!(pool.push(Task::job(Square(9))).await, Ok(81));
+///         assert_eq!(pool.run(Task::job(Square(9))).await, Ok(81));
 ///         pool.stop().await;
 ///     });
 /// }
@@ -146,7 +146,8 @@ fn serve_on(
     let fault = |e: TaskError| match e {
         TaskError::Panicked(m) => Fault::Panicked(m),
         TaskError::UnknownJob(n) => Fault::UnknownJob(n),
-        other => Fault::Wire(other.to_string()),
+        TaskError::Wire(w) => Fault::Wire(w),
+        other => Fault::Wire(wire::WireError::Encode(other.to_string())),
     };
     loop {
         // The end of input is the pool closing it after its last answer (or the parent dying).
@@ -155,19 +156,20 @@ fn serve_on(
             Err(wire::WireError::Closed) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let (id, job, result) = match wire::decode(&body)? {
+        let (id, result) = match wire::decode(&body)? {
             Frame::Run { id, job, input } => {
                 let result = jobs.run(&job, &input.0).map_err(fault);
-                (id, job, result)
+                (id, result)
             }
             Frame::RunBatch { id, job, inputs } => {
                 let answers: wire::BatchAnswers = inputs
                     .iter()
                     .map(|input| jobs.run(&job, &input.0).map_err(fault).map(ByteBuf::from))
                     .collect();
-                let result = wire::encode_value(&answers)
-                    .map_err(|e| Fault::Wire(format!("a chunk's answers do not encode: {e}")));
-                (id, job, result)
+                let result = wire::encode_value(&answers).map_err(|e| {
+                    Fault::Wire(wire::WireError::Encode(format!("a chunk's answers: {e}")))
+                });
+                (id, result)
             }
             other => {
                 return Err(wire::WireError::Unexpected(format!(
@@ -183,10 +185,10 @@ fn serve_on(
         };
         let mut answer = done(result.as_deref().map_err(Clone::clone))?;
         if answer.len() > max_frame {
-            let fault = Fault::Wire(format!(
-                "the output of job {job:?} is {} bytes, over the frame limit of {max_frame}",
-                answer.len()
-            ));
+            let fault = Fault::Wire(wire::WireError::FrameTooLarge {
+                size: answer.len(),
+                limit: max_frame,
+            });
             answer = done(Err(fault))?;
         }
         output.send(&answer)?;

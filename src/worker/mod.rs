@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use actix::prelude::*;
 
 use crate::channel::Channel;
-use crate::task::{ErasedTask, Finisher, Task, TaskError, TaskOutput};
+use crate::task::{ErasedTask, Finisher, Refusal, Refused, RunError, Task, TaskError, TaskOutput};
 use crate::tree::{ComponentId, Stop};
 use crate::value::Value;
 
@@ -69,7 +69,7 @@ pub(crate) trait Kind: Send + Sync + std::fmt::Debug {
         load: Arc<AtomicUsize>,
     ) -> std::io::Result<Box<dyn Backend>>;
     /// Refuses a task this kind cannot run (process workers run only jobs).
-    fn check(&self, task: &dyn ErasedTask) -> Result<(), TaskError>;
+    fn check(&self, task: &dyn ErasedTask) -> Result<(), Refusal>;
     /// How many bytes of job inputs one task may carry (a frame's budget), if bounded.
     fn payload_budget(&self, job_name: &str) -> Option<usize>;
     /// Whether the pool's `stuck_after` is a timeout that ends the task's worker (processes), rather
@@ -90,8 +90,8 @@ pub(crate) enum StartRefused {
 /// without keeping the pool alive).
 pub(crate) trait PoolLink: Send + Sync {
     /// Admits a task sent to this worker's actor (`Addr<Worker>`), as every entry point of the pool
-    /// does; a pool that is gone refuses it.
-    fn admit(&self, task: Box<dyn ErasedTask>, to: &Arc<WorkerSlot>);
+    /// does, or hands it back; a pool that is gone refuses it as stopped.
+    fn admit(&self, task: Box<dyn ErasedTask>, to: &Arc<WorkerSlot>) -> Result<(), Refused>;
     /// The worker's child was replaced: the pool gives the worker a fresh channel and returns its
     /// finisher (`None` once the pool is stopped).
     fn restarted(&self, slot: &Arc<WorkerSlot>, reason: String) -> Option<Arc<Finisher>>;
@@ -145,12 +145,16 @@ impl Actor for Worker {
 }
 
 impl<R: TaskOutput> Handler<Task<R>> for Worker {
-    type Result = ResponseFuture<Result<R, TaskError>>;
+    type Result = ResponseFuture<Result<R, RunError>>;
 
+    /// Runs the task on this worker. A task that is not accepted answers
+    /// [`RunError::Refused`] at once (a bounded pool that is full does not wait for room).
     fn handle(&mut self, task: Task<R>, _: &mut Context<Self>) -> Self::Result {
         let (cell, value) = task.into_cell(Default::default());
-        self.link.admit(cell, &self.slot);
-        Box::pin(value)
+        match self.link.admit(cell, &self.slot) {
+            Ok(()) => Box::pin(async move { Ok(value.await?) }),
+            Err((refusal, _)) => Box::pin(std::future::ready(Err(RunError::Refused(refusal)))),
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Select, Sender};
 
 use super::{Backend, Shutdown, LINGER};
-use crate::task::{ErasedTask, Finisher, RunningSlot, TaskError};
+use crate::task::{ErasedTask, Finisher, Refusal, RunningSlot, TaskError};
 use crate::value::{promise, Promise, Value};
 
 enum Msg {
@@ -310,7 +310,7 @@ impl super::Kind for ThreadKind {
             self.siblings.clone(),
         )?))
     }
-    fn check(&self, _: &dyn ErasedTask) -> Result<(), TaskError> {
+    fn check(&self, _: &dyn ErasedTask) -> Result<(), Refusal> {
         Ok(())
     }
     fn payload_budget(&self, _: &str) -> Option<usize> {

@@ -1,5 +1,6 @@
 //! The actix-web example, end to end: starts the `web` binary on a loopback port and drives it with
-//! a real HTTP client (awc): results, bad requests, a crashing job, the SSE stream, and shutdown.
+//! a real HTTP client (awc): results, bad requests, a crashing job, the SSE stream, shutdown, and a
+//! full pool shedding load with 503.
 
 #[path = "../../../tests/common/mod.rs"]
 mod common;
@@ -29,9 +30,11 @@ impl Drop for Server {
     }
 }
 
-fn start() -> Server {
+/// Starts the server on a free port, with `args` beside.
+fn start(args: &[&str]) -> Server {
     let mut child = Command::new(example())
         .args(["--port", "0"])
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .expect("the web example was built by cargo test");
@@ -49,7 +52,7 @@ fn start() -> Server {
 
 #[actix_rt::test]
 async fn the_web_service_computes_refuses_survives_streams_and_shuts_down() {
-    let server = start();
+    let server = start(&[]);
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(30))
         .finish();
@@ -170,4 +173,42 @@ async fn the_web_service_computes_refuses_survives_streams_and_shuts_down() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(workers.iter().all(|w| !alive(*w)), "orphaned workers");
+}
+
+#[actix_rt::test]
+async fn a_full_pool_sheds_load_with_503_and_retry_after() {
+    // Room for one hashing task at a time: a burst of requests finds the pool full.
+    let server = start(&["--queue-bound", "1"]);
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let url = |path: &str| format!("{}{path}", server.base);
+
+    let mut refused = None;
+    for _ in 0..20 {
+        let burst = (0..8).map(|_| client.post(url("/hash?rounds=1000000")).send_body("hello"));
+        for answer in bounded(futures::future::join_all(burst)).await {
+            let answer = answer.unwrap();
+            match answer.status().as_u16() {
+                200 => {}
+                503 => refused = Some(answer),
+                other => panic!("a request of the burst got {other}"),
+            }
+        }
+        if refused.is_some() {
+            break;
+        }
+    }
+    let mut refused = refused.expect("a burst of eight onto room for one gets a 503");
+    assert_eq!(refused.headers().get("retry-after").unwrap(), "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("full"), "{body}");
+
+    // Shedding is per request: once there is room again, hashing goes on.
+    let mut r = bounded(client.post(url("/hash?rounds=1")).send_body("hello"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["hash"].is_string(), "{body}");
 }

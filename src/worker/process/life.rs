@@ -8,11 +8,11 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::reader::{read_child, Output};
-use super::reap::{describe, reap, signal_group};
+use super::reap::{exit_of, reap, signal_group};
 use super::shared::InFlight;
 use super::state::{Conn, Host};
-use crate::task::{StartStage, TaskError};
-use crate::wire::{self, FrameSink, PipeSink, PipeSource};
+use crate::task::{Exit, StartStage, TaskError};
+use crate::wire::{self, FrameSink, PipeSink, PipeSource, WireError};
 use crate::worker::child::{MAX_FRAME_ENV, PARENT_ENV, WORKER_ENV};
 use crate::worker::Shutdown;
 
@@ -103,7 +103,7 @@ impl Host {
         };
         let fin = self.fin();
         let error = TaskError::WorkerStartFailed {
-            worker: fin.worker().to_string(),
+            worker: fin.worker().clone(),
             stage,
             reason,
         };
@@ -124,7 +124,7 @@ impl Host {
         };
         if conn.jobs.is_none() {
             let limit = self.cfg.handshake_timeout;
-            return self.crashed(Some(format!("it sent no handshake within {limit:?}")));
+            return self.crashed(Some(WireError::NoHandshake(limit)));
         }
         let Some((run, limit)) = ({
             let st = self.shared.lock();
@@ -144,9 +144,8 @@ impl Host {
                 TaskError::TimedOut(limit)
             } else {
                 TaskError::WorkerCrashed {
-                    worker: fin.worker().to_string(),
-                    reason: "killed because the task before it timed out as it finished"
-                        .to_string(),
+                    worker: fin.worker().clone(),
+                    exit: Exit::KilledAfterTimeout,
                 }
             };
             self.shared.settle_fail(&fin, v.task, error);
@@ -166,7 +165,7 @@ impl Host {
     /// The child died, broke the protocol or failed its handshake: fail the task it was running,
     /// keep the rest, and start a replacement (at once if the child had answered a job, after the
     /// restart back-off if not).
-    pub(super) fn crashed(&mut self, protocol: Option<String>) {
+    pub(super) fn crashed(&mut self, protocol: Option<WireError>) {
         let Some(conn) = self.conn.as_ref() else {
             return;
         };
@@ -186,11 +185,12 @@ impl Host {
             }
             _ => self.terminate(),
         };
-        let mut reason = match (protocol, status) {
-            (Some(p), _) => p,
-            (None, Some(s)) => describe(s),
-            (None, None) => "its pipe closed".to_string(),
+        let exit = match (protocol, status) {
+            (Some(p), _) => Exit::Protocol(p),
+            (None, Some(s)) => exit_of(s),
+            (None, None) => Exit::Unknown,
         };
+        let mut reason = exit.to_string();
         if stage == Some(StartStage::Handshake) {
             reason = format!(
                 "{reason} before its handshake; does this binary's main call circuits::init() \
@@ -200,8 +200,8 @@ impl Host {
         let (fin, victim, rest) = self.take_inflight();
         if let Some(v) = victim {
             let error = TaskError::WorkerCrashed {
-                worker: fin.worker().to_string(),
-                reason: reason.clone(),
+                worker: fin.worker().clone(),
+                exit,
             };
             self.shared.settle_fail(&fin, v.task, error);
         }

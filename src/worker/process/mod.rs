@@ -21,7 +21,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use super::Backend;
-use crate::task::{ErasedTask, Finisher, TaskError};
+use crate::task::{ErasedTask, Finisher};
 
 pub(crate) mod config;
 #[cfg(all(feature = "process", target_os = "linux"))]
@@ -82,10 +82,10 @@ impl super::Kind for ProcessKind {
         }
     }
 
-    fn check(&self, task: &dyn ErasedTask) -> Result<(), TaskError> {
+    fn check(&self, task: &dyn ErasedTask) -> Result<(), crate::task::Refusal> {
         match task.job() {
             Some(_) => Ok(()),
-            None => Err(TaskError::ClosureInProcessPool),
+            None => Err(crate::task::Refusal::ClosureInProcessPool),
         }
     }
 

@@ -5,6 +5,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
+use crate::task::Exit;
+
 /// Whether `pid` (our unreaped child) has exited, without reaping it.
 pub(super) fn exited(pid: libc::pid_t) -> bool {
     // SAFETY: waitid writes only into `info`, which lives on this stack; WNOWAIT leaves the child
@@ -45,24 +47,11 @@ pub(super) fn reap(child: &mut Child, within: Duration) -> Option<ExitStatus> {
     child.wait().ok()
 }
 
-/// How a child ended, in words.
-pub(super) fn describe(status: ExitStatus) -> String {
+/// How a child ended.
+pub(super) fn exit_of(status: ExitStatus) -> Exit {
     match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exited with code {c}"),
-        (None, Some(s)) => format!("killed by signal {s} ({})", signal_name(s)),
-        _ => format!("ended ({status})"),
-    }
-}
-
-fn signal_name(s: i32) -> &'static str {
-    match s {
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGILL => "SIGILL",
-        libc::SIGFPE => "SIGFPE",
-        _ => "signal",
+        (Some(c), _) => Exit::Code(c),
+        (None, Some(s)) => Exit::Signal(s),
+        _ => Exit::Unknown,
     }
 }

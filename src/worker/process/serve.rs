@@ -101,7 +101,7 @@ impl Host {
                 };
                 match wire::check_hello(&body) {
                     Ok(jobs) => conn.jobs = Some(jobs.into_iter().collect()),
-                    Err(e) => self.crashed(Some(format!("its handshake was wrong: {e}"))),
+                    Err(e) => self.crashed(Some(e)),
                 }
             }
             Msg::Gone(generation, why) => {
@@ -112,7 +112,7 @@ impl Host {
                 {
                     let reason = match why {
                         WireError::Closed | WireError::Truncated => None,
-                        other => Some(format!("protocol violation: {other}")),
+                        other => Some(other),
                     };
                     self.crashed(reason);
                 }
@@ -170,12 +170,14 @@ impl Host {
                 break;
             };
             let frame = match task.job() {
-                None => Err(TaskError::ClosureInProcessPool),
+                None => Err(TaskError::Wire(WireError::Unexpected(
+                    "a closure task reached a process worker".into(),
+                ))),
                 Some(job) if !jobs.contains(job.name) => {
                     Err(TaskError::UnknownJob(job.name.to_string()))
                 }
                 Some(job) => match &job.inputs {
-                    Err(e) => Err(TaskError::Wire(e.clone())),
+                    Err(e) => Err(TaskError::Wire(WireError::Encode(e.clone()))),
                     // Framed from the task's own buffers: the input is copied once, into the frame.
                     Ok(Inputs::One(input)) => wire::encode(
                         &Frame::Run {
@@ -185,7 +187,7 @@ impl Host {
                         },
                         input.len(),
                     )
-                    .map_err(|e| TaskError::Wire(e.to_string())),
+                    .map_err(TaskError::Wire),
                     Ok(Inputs::Batch(inputs)) => wire::encode(
                         &Frame::RunBatch {
                             id: self.next_run,
@@ -194,16 +196,15 @@ impl Host {
                         },
                         inputs.iter().map(|i| i.len() + 5).sum(),
                     )
-                    .map_err(|e| TaskError::Wire(e.to_string())),
+                    .map_err(TaskError::Wire),
                 },
             }
             .and_then(|body| {
                 if body.len() > self.cfg.max_frame {
-                    Err(TaskError::Wire(format!(
-                        "the job's frame is {} bytes, over the limit of {}",
-                        body.len(),
-                        self.cfg.max_frame
-                    )))
+                    Err(TaskError::Wire(WireError::FrameTooLarge {
+                        size: body.len(),
+                        limit: self.cfg.max_frame,
+                    }))
                 } else {
                     Ok(body)
                 }
