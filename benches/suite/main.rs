@@ -12,6 +12,7 @@
 //! with a usage line and exit code 2 before anything runs: a typo would otherwise measure nothing,
 //! or everything, for minutes.
 
+mod bus;
 mod measure;
 mod process;
 mod python;
@@ -26,7 +27,7 @@ type Run = fn(&Config) -> Vec<Scenario>;
 
 /// The scenarios in the order they run, by id; `--only` takes these ids (and `burst`, the elastic
 /// pool's plot), in any case.
-const SCENARIOS: [(&str, Run); 10] = [
+const SCENARIOS: [(&str, Run); 12] = [
     ("S1", threads::s1),
     ("S2", threads::s2),
     ("S3", threads::s3),
@@ -37,6 +38,8 @@ const SCENARIOS: [(&str, Run); 10] = [
     ("S7B", process::s7b),
     ("S8", process::s8),
     ("S9", threads::s9),
+    ("B1", bus::b1),
+    ("B2", bus::b2),
 ];
 const BURST: &str = "BURST";
 const USAGE: &str =
