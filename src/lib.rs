@@ -69,7 +69,7 @@ pub mod web;
 mod wire;
 mod worker;
 
-pub use bus::{Bus, BusError, Dispatch, Subscribe, SubscriptionId, Target};
+pub use bus::{Bus, BusError, Dispatch, Ordered, Subscribe, SubscriptionId, Target};
 pub use channel::Channel;
 pub use event::{Complete, Derived, Event, Failure, Outcome, Success};
 pub use job::{Job, Jobs};

@@ -18,13 +18,13 @@
 //! assert!(bus.components().is_empty());
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Message, Recipient, WeakRecipient};
 
-use crate::bus::{Bus, BusError, Target};
+use crate::bus::{after, Bus, BusError, Lane, Target};
 use crate::channel::Channel;
 pub use crate::channel::ComponentId;
 use crate::value::{promise, Promise, Value};
@@ -143,14 +143,23 @@ pub struct Unregistered(pub ComponentInfo);
 
 struct Node {
     info: ComponentInfo,
-    children: Vec<ComponentId>,
+    /// When it registered, in the tree's own count (its key among its parent's children).
+    seq: u64,
+    /// Its children by registration order: in order, and each removed without a scan.
+    children: BTreeMap<u64, ComponentId>,
     stopper: Option<Stopper>,
+    /// The component's last lifecycle announcement: the next one is delivered after it, so every
+    /// subscriber sees `Registered`, `Started` and `Unregistered` of one component in that order,
+    /// whatever threads register, start and unregister it.
+    lane: Option<Lane>,
 }
 
 /// The tree itself, kept inside the bus.
 #[derive(Default)]
 pub(crate) struct TreeState {
     nodes: HashMap<ComponentId, Node>,
+    /// Registrations so far (gives each node its `seq`).
+    registered: u64,
     /// Stops under way: the callers waiting for each (a second stop of the same component joins
     /// the first instead of stopping everything twice).
     stopping: HashMap<ComponentId, Vec<StopWaiter>>,
@@ -163,6 +172,10 @@ type StopWaiter = Promise<Result<Vec<ComponentId>, BusError>>;
 
 /// One component to stop: where its lifecycle events go, what it is, its stopper.
 type StopStep = (Target, ComponentInfo, Option<Recipient<Stop>>);
+
+/// A component that left the tree: where its `Unregistered` goes, what it was, its last
+/// announcement (to come after).
+type Farewell = (Target, ComponentInfo, Option<Lane>);
 
 impl TreeState {
     /// The components of `id`'s subtree not in `skip`, children first, with what stopping each
@@ -186,26 +199,32 @@ impl TreeState {
     }
 
     /// Takes `id`'s subtree out of the tree; returns its ids (children first) and the
-    /// `Unregistered` announcements to make.
-    fn remove_subtree(
-        &mut self,
-        id: ComponentId,
-    ) -> (Vec<ComponentId>, Vec<(Target, ComponentInfo)>) {
+    /// `Unregistered` announcements to make (each after its component's earlier ones).
+    fn remove_subtree(&mut self, id: ComponentId) -> (Vec<ComponentId>, Vec<Farewell>) {
+        let root = self
+            .nodes
+            .get(&id)
+            .and_then(|n| Some((n.info.parent?, n.seq)));
         let mut removed = Vec::new();
         self.post_order(id, &mut removed);
-        let announcements: Vec<_> = removed
+        let targets: Vec<_> = removed
             .iter()
-            .filter_map(|c| {
-                let node = self.nodes.get(c)?;
-                Some((lifecycle_target(&node.info, self), node.info.clone()))
-            })
+            .filter_map(|c| Some(lifecycle_target(&self.nodes.get(c)?.info, self)))
             .collect();
-        for c in &removed {
-            self.nodes.remove(c);
+        let announcements: Vec<Farewell> = removed
+            .iter()
+            .filter_map(|c| self.nodes.remove(c))
+            .zip(targets)
+            .map(|(node, target)| (target, node.info, node.lane))
+            .collect();
+        if let Some((parent, seq)) = root {
+            if let Some(p) = self.nodes.get_mut(&parent) {
+                p.children.remove(&seq);
+            }
         }
-        let parent = announcements.last().and_then(|(_, info)| info.parent);
-        if let Some(p) = parent.and_then(|p| self.nodes.get_mut(&p)) {
-            p.children.retain(|c| *c != id);
+        // Memory returns when components go, not only their entries.
+        if self.nodes.capacity() > 64 && self.nodes.len() < self.nodes.capacity() / 4 {
+            self.nodes.shrink_to_fit();
         }
         (removed, announcements)
     }
@@ -218,15 +237,14 @@ impl TreeState {
         if !self.nodes.contains_key(&id) {
             return;
         }
-        // Each entry: a node and how many of its children were already pushed.
-        let mut stack: Vec<(ComponentId, usize)> = vec![(id, 0)];
-        while let Some((node, next)) = stack.last_mut() {
-            let children = self.nodes.get(node).map_or(&[][..], |n| &n.children[..]);
-            match children.get(*next) {
+        // Each entry: a node and its children not pushed yet.
+        let children = |c: &ComponentId| self.nodes.get(c).map(|n| n.children.values());
+        let mut stack = vec![(id, children(&id))];
+        while let Some((node, rest)) = stack.last_mut() {
+            match rest.as_mut().and_then(Iterator::next) {
                 Some(child) => {
-                    *next += 1;
                     if self.nodes.contains_key(child) {
-                        stack.push((*child, 0));
+                        stack.push((*child, children(child)));
                     }
                 }
                 None => {
@@ -295,26 +313,27 @@ impl Bus {
             channel,
             parent: component.parent,
         };
-        let target = {
-            let mut tree = self.tree();
-            if let Some(p) = component.parent {
-                match tree.nodes.get_mut(&p) {
-                    Some(parent) => parent.children.push(id),
-                    None => return Err(BusError::UnknownComponent(p)),
-                }
-            }
-            let target = lifecycle_target(&info, &tree);
-            tree.nodes.insert(
-                id,
-                Node {
-                    info: info.clone(),
-                    children: Vec::new(),
-                    stopper: component.stopper,
-                },
-            );
-            target
-        };
-        self.announce(target, Registered(info));
+        let mut tree = self.tree();
+        let seq = tree.registered;
+        if let Some(p) = component.parent {
+            match tree.nodes.get_mut(&p) {
+                Some(parent) => parent.children.insert(seq, id),
+                None => return Err(BusError::UnknownComponent(p)),
+            };
+        }
+        tree.registered += 1;
+        let target = lifecycle_target(&info, &tree);
+        tree.nodes.insert(
+            id,
+            Node {
+                info: info.clone(),
+                seq,
+                children: BTreeMap::new(),
+                stopper: component.stopper,
+                lane: None,
+            },
+        );
+        self.announce_in(&mut tree, id, target, Registered(info));
         Ok(id)
     }
 
@@ -325,12 +344,10 @@ impl Bus {
     /// [`BusError::UnknownComponent`] when `id` is not registered on this bus (never was, or was
     /// unregistered); nothing is fired.
     pub fn mark_started(&self, id: ComponentId) -> Result<(), BusError> {
-        let (target, info) = {
-            let tree = self.tree();
-            let node = tree.nodes.get(&id).ok_or(BusError::UnknownComponent(id))?;
-            (lifecycle_target(&node.info, &tree), node.info.clone())
-        };
-        self.announce(target, Started(info));
+        let mut tree = self.tree();
+        let node = tree.nodes.get(&id).ok_or(BusError::UnknownComponent(id))?;
+        let (target, info) = (lifecycle_target(&node.info, &tree), node.info.clone());
+        self.announce_in(&mut tree, id, target, Started(info));
         Ok(())
     }
 
@@ -356,12 +373,15 @@ impl Bus {
     }
 
     /// After a subtree left the tree: its subscriptions go, `Unregistered` is announced.
-    fn removed(&self, removed: &[ComponentId], announcements: Vec<(Target, ComponentInfo)>) {
+    fn removed(&self, removed: &[ComponentId], announcements: Vec<Farewell>) {
         for c in removed {
             self.unsubscribe_component(*c);
         }
-        for (target, info) in announcements {
-            self.announce(target, Unregistered(info));
+        for (target, info, lane) in announcements {
+            if !self.is_stopped() {
+                // Spawned: it runs whether or not anyone awaits it.
+                drop(self.deliver_after(lane, target, Unregistered(info)));
+            }
         }
     }
 
@@ -429,6 +449,12 @@ impl Bus {
             let result = loop {
                 let limit = bus.tree().stop_timeout.unwrap_or(STOP_TIMEOUT);
                 for (target, info, stopper) in steps {
+                    // Its earlier announcements (`Registered`, `Started`) reach subscribers
+                    // first; bounded, in case one of their handlers waits for this stop.
+                    let lane = bus.tree().nodes.get(&info.id).and_then(|n| n.lane.clone());
+                    if let Some(lane) = lane {
+                        let _ = tokio::time::timeout(limit, lane).await;
+                    }
                     if let Some(s) = stopper {
                         // An actor that already stopped has nothing left to stop: not an error.
                         // One that does not answer in time is said so, and the stop goes on.
@@ -457,14 +483,39 @@ impl Bus {
         value
     }
 
-    fn announce<E: crate::event::Event>(&self, target: Target, event: E) {
+    /// Announces `event` of component `id` after its earlier announcements (called under the
+    /// tree's lock, so the order of announcements is the order of the changes).
+    fn announce_in<E: crate::event::Event>(
+        &self,
+        tree: &mut TreeState,
+        id: ComponentId,
+        target: Target,
+        event: E,
+    ) {
         if self.is_stopped() {
             return;
         }
-        let bus = self.clone();
-        self.spawn(async move {
-            bus.fire_plain(&target, event).await;
+        let Some(node) = tree.nodes.get_mut(&id) else {
+            return;
+        };
+        let previous = node.lane.take();
+        node.lane = Some(self.deliver_after(previous, target, event));
+    }
+
+    /// Delivers `event` on the dispatch thread once `previous` is delivered; returns the delivery.
+    fn deliver_after<E: crate::event::Event>(
+        &self,
+        previous: Option<Lane>,
+        target: Target,
+        event: E,
+    ) -> Lane {
+        // The handlers are taken now, as a fire takes them when it is made.
+        let delivery = self.plain_delivery(&target, event);
+        let lane = after(previous, async move {
+            delivery.await;
         });
+        self.spawn(lane.clone());
+        lane
     }
 
     /// What the tree knows of `id`, if it is registered.
@@ -477,12 +528,19 @@ impl Bus {
         self.tree().nodes.contains_key(&id)
     }
 
+    /// Runs `f` while the tree holds `id` (under the tree's lock), or returns `None` if it does
+    /// not. Locks are taken tree first, subscriptions second, everywhere.
+    pub(crate) fn while_registered<R>(&self, id: ComponentId, f: impl FnOnce() -> R) -> Option<R> {
+        let tree = self.tree();
+        tree.nodes.contains_key(&id).then(f)
+    }
+
     /// The children of `id`, in registration order (empty if none or unknown).
     pub fn children(&self, id: ComponentId) -> Vec<ComponentId> {
         self.tree()
             .nodes
             .get(&id)
-            .map(|n| n.children.clone())
+            .map(|n| n.children.values().copied().collect())
             .unwrap_or_default()
     }
 
@@ -494,5 +552,34 @@ impl Bus {
     /// Every registered component, in no particular order.
     pub fn components(&self) -> Vec<ComponentInfo> {
         self.tree().nodes.values().map(|n| n.info.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_that_left_give_their_memory_back() {
+        let bus = Bus::new();
+        let parent = bus.register(Component::new("parent")).unwrap();
+        let ids: Vec<_> = (0..20_000)
+            .map(|i| {
+                bus.register(Component::new(format!("c{i}")).parent(parent))
+                    .unwrap()
+            })
+            .collect();
+        for id in ids {
+            bus.unregister(id).unwrap();
+        }
+        let tree = bus.tree();
+        assert_eq!(tree.nodes.len(), 1);
+        // The old tree kept room for all 20,000 (about 129 bytes each) for ever.
+        assert!(
+            tree.nodes.capacity() < 1_000,
+            "room kept for {} components",
+            tree.nodes.capacity()
+        );
+        assert!(tree.nodes[&parent].children.is_empty());
     }
 }

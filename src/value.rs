@@ -296,6 +296,12 @@ impl<T, E: From<Abandoned>> Value<T, E> {
     /// wait is asynchronous; with no runtime around it falls back to
     /// [`wait_blocking`](Value::wait_blocking), which blocks the thread that polls it.
     ///
+    /// The bound is a timer of the runtime it is awaited on, so it holds wherever that runtime
+    /// runs; it cannot hold when that runtime's own thread is blocked on this future (for example
+    /// `futures::executor::block_on(value.wait(..))` inside an actix handler, on a value that
+    /// needs the same arbiter): await it there, or use [`wait_blocking`](Value::wait_blocking)
+    /// on a plain thread.
+    ///
     /// # Errors
     ///
     /// * [`ZeroTimeout`](WaitError::ZeroTimeout): `timeout` is zero; nothing was waited for;

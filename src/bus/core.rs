@@ -1,45 +1,20 @@
 //! The [`Bus`] itself: its shared state (subscriptions, gauges, routes, the dispatch thread, a
 //! slot the component tree keeps its state in), and what needs nothing but that state.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use actix::Recipient;
-
 use super::dispatch::{BoxFuture, Dispatcher};
 use super::error::BusError;
-use super::target::{Route, SubscriptionId};
-use crate::channel::{Channel, ComponentId};
-use crate::event::Event;
-
-/// A type-erased recipient, so subscriptions of every event type share one table.
-pub(super) trait AnyRecipient: Send + Sync {
-    fn connected(&self) -> bool;
-    fn as_any(&self) -> &dyn Any;
-}
-
-impl<E: Event> AnyRecipient for Recipient<E> {
-    fn connected(&self) -> bool {
-        Recipient::connected(self)
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
-
-pub(super) struct Entry {
-    pub(super) id: SubscriptionId,
-    pub(super) channel: Channel,
-    pub(super) priority: i32,
-    pub(super) component: Option<ComponentId>,
-    pub(super) recipient: Arc<dyn AnyRecipient>,
-}
+use super::table::Table;
+use super::target::Route;
+use crate::channel::Channel;
 
 pub(crate) struct BusInner {
-    pub(super) subs: RwLock<HashMap<TypeId, Vec<Entry>>>,
+    pub(super) subs: RwLock<Table>,
     /// Live subscriptions per channel, read lock-free by pools to skip building result events.
     pub(super) gauges: RwLock<HashMap<Channel, Arc<AtomicUsize>>>,
     pub(super) routes: RwLock<HashMap<Channel, Arc<dyn Route>>>,
@@ -106,7 +81,7 @@ impl Bus {
     pub fn new() -> Bus {
         Bus {
             inner: Arc::new(BusInner {
-                subs: RwLock::new(HashMap::new()),
+                subs: RwLock::new(Table::default()),
                 gauges: RwLock::new(HashMap::new()),
                 routes: RwLock::new(HashMap::new()),
                 tree: OnceLock::new(),

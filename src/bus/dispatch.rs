@@ -11,6 +11,26 @@ use crate::event::{Event, Outcome};
 
 pub(super) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
+/// A delivery that later ones can wait for: what keeps a sequence of deliveries in order (one
+/// component's lifecycle announcements, the fires of an [`Ordered`](super::Ordered) handle).
+pub(crate) type Lane = futures::future::Shared<BoxFuture>;
+
+/// `delivery`, to run once `previous` (if still under way) has run.
+pub(crate) fn after(
+    previous: Option<Lane>,
+    delivery: impl Future<Output = ()> + Send + 'static,
+) -> Lane {
+    use futures::FutureExt;
+    let previous = previous.filter(|p| p.peek().is_none());
+    let chained: BoxFuture = Box::pin(async move {
+        if let Some(p) = previous {
+            p.await;
+        }
+        delivery.await;
+    });
+    chained.shared()
+}
+
 /// The bus's dispatch thread: a single-threaded Tokio runtime that drives deliveries, so a fire works
 /// from any thread and handlers are awaited one after another.
 pub(super) struct Dispatcher {

@@ -2,7 +2,7 @@
 //! trait behind [`Bus::call`] (events, and tasks routed to a pool).
 
 use super::core::Bus;
-use super::dispatch::deliver;
+use super::dispatch::{after, deliver, Lane};
 use super::error::BusError;
 use super::target::Target;
 use crate::event::{Complete, Derived, Event, Failure, Success};
@@ -69,7 +69,18 @@ impl Bus {
         event: E,
         derived: Derived,
     ) -> Value<Vec<E::Result>, BusError> {
-        let target = target.into();
+        self.fire_after(target.into(), event, derived, None)
+    }
+
+    /// Fires as [`fire_with`](Bus::fire_with); with `lane`, the delivery waits for the lane's
+    /// last one and becomes its last.
+    pub(super) fn fire_after<E: Event>(
+        &self,
+        target: Target,
+        event: E,
+        derived: Derived,
+        lane: Option<&std::sync::Mutex<Option<Lane>>>,
+    ) -> Value<Vec<E::Result>, BusError> {
         let handlers = match self.select::<E>(&target) {
             Ok(h) => h,
             Err(e) => return Value::ready(Err(e)),
@@ -79,7 +90,7 @@ impl Bus {
         }
         let (promise, value) = promise();
         let bus = self.clone();
-        self.spawn(async move {
+        let delivery = async move {
             let channels = target.channels().to_vec();
             let handler_count = handlers.len();
             let (report, event) = deliver(handlers, event).await;
@@ -111,8 +122,33 @@ impl Bus {
                 };
                 bus.fire_plain(&target, c).await;
             }
-        });
+        };
+        match lane {
+            None => self.spawn(delivery),
+            Some(lane) => {
+                let mut last = lane.lock().unwrap_or_else(|p| p.into_inner());
+                let next = after(last.take(), delivery);
+                *last = Some(next.clone());
+                // Spawned under the lane's lock: the lane's order is the order of the calls.
+                self.spawn(next);
+            }
+        }
         value
+    }
+
+    /// The delivery of an event without derived events to the handlers subscribed now, to run
+    /// later (a subscription made in between does not get it, as with a fire).
+    pub(crate) fn plain_delivery<E: Event>(
+        &self,
+        target: &Target,
+        event: E,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let handlers = self.select::<E>(target).unwrap_or_default();
+        async move {
+            if !handlers.is_empty() {
+                deliver(handlers, event).await;
+            }
+        }
     }
 
     /// Delivers an event without derived events and waits for it (used for derived and lifecycle

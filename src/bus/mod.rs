@@ -33,19 +33,24 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Files: `core` (the shared state), `target`, `error`, `subscriptions`, `fire`, `dispatch` (the
-//! dispatch thread and the delivery of one event).
+//! Files: `core` (the shared state), `target`, `error`, `subscriptions` (the API), `table` (the
+//! indexed subscription table), `fire`, `ordered` (fires delivered in order), `dispatch` (the
+//! dispatch thread, the delivery of one event, lanes that keep deliveries in order).
 
 mod core;
 mod dispatch;
 mod error;
 mod fire;
+mod ordered;
 mod subscriptions;
+mod table;
 mod target;
 
 pub use self::core::Bus;
 pub use error::BusError;
 pub use fire::Dispatch;
+pub use ordered::Ordered;
 pub use target::{Subscribe, SubscriptionId, Target};
 
+pub(crate) use dispatch::{after, Lane};
 pub(crate) use target::Route;

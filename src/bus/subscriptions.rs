@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use actix::Recipient;
 
-use super::core::{read, write, Bus, Entry};
+use super::core::{read, write, Bus};
 use super::error::BusError;
+use super::table::Entry;
 use super::target::{Subscribe, SubscriptionId, Target};
 use crate::channel::{Channel, ComponentId};
 use crate::event::Event;
@@ -65,101 +66,112 @@ impl Bus {
         if !recipient.connected() {
             return Err(BusError::RecipientStopped);
         }
-        if let Some(c) = opts.component {
-            if !self.is_registered(c) {
-                return Err(BusError::UnknownComponent(c));
-            }
-        }
         let id = SubscriptionId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         self.gauge(&channel).fetch_add(1, Ordering::SeqCst);
-        write(&self.inner.subs)
-            .entry(TypeId::of::<E>())
-            .or_default()
-            .push(Entry {
-                id,
-                channel,
-                priority: opts.priority,
-                component: opts.component,
-                recipient: Arc::new(recipient),
-            });
+        let insert = || {
+            write(&self.inner.subs).insert(
+                TypeId::of::<E>(),
+                channel.clone(),
+                Entry {
+                    id,
+                    priority: opts.priority,
+                    component: opts.component,
+                    recipient: Arc::new(recipient),
+                },
+            )
+        };
+        match opts.component {
+            None => insert(),
+            // Inserted while the tree holds the component: an unregister removes the component
+            // first and its subscriptions after, so this one cannot be left behind.
+            Some(c) => {
+                if self.while_registered(c, insert).is_none() {
+                    if self.gauge(&channel).fetch_sub(1, Ordering::SeqCst) == 1 {
+                        self.release_gauges([&channel]);
+                    }
+                    return Err(BusError::UnknownComponent(c));
+                }
+            }
+        }
         Ok(id)
     }
 
     /// Removes a subscription; `false` if there was none with that id.
     pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        self.remove_where(|e| e.id == id) > 0
+        self.remove_ids(&[id]) > 0
     }
 
     /// Removes every subscription that belongs to `component`; returns how many.
     pub(crate) fn unsubscribe_component(&self, component: ComponentId) -> usize {
-        self.remove_where(|e| e.component == Some(component))
+        let ids = read(&self.inner.subs).of_component(component);
+        self.remove_ids(&ids)
     }
 
-    fn remove_where(&self, pred: impl Fn(&Entry) -> bool) -> usize {
-        let mut removed = Vec::new();
-        {
-            let mut subs = write(&self.inner.subs);
-            for list in subs.values_mut() {
-                list.retain(|e| {
-                    if pred(e) {
-                        removed.push(e.channel.clone());
-                        false
-                    } else {
-                        true
-                    }
-                });
-            }
-            subs.retain(|_, l| !l.is_empty());
-            for list in subs.values_mut() {
-                // Memory returns when subscriptions go, not only the entries.
-                if list.capacity() > 64 && list.len() < list.capacity() / 4 {
-                    list.shrink_to_fit();
-                }
-            }
+    fn remove_ids(&self, ids: &[SubscriptionId]) -> usize {
+        if ids.is_empty() {
+            return 0;
         }
+        let removed: Vec<Channel> = {
+            let mut subs = write(&self.inner.subs);
+            ids.iter().filter_map(|id| subs.remove(*id)).collect()
+        };
         let mut emptied = Vec::new();
         for c in &removed {
             if self.gauge(c).fetch_sub(1, Ordering::SeqCst) == 1 {
                 emptied.push(c);
             }
         }
-        if !emptied.is_empty() {
-            // A channel's counter goes with its last subscription, unless a pool still reads it
-            // (its finishers hold the counter). Checked under the write lock: a subscribe that
-            // took the counter first holds it too, so it is not removed under its feet.
-            let mut gauges = write(&self.inner.gauges);
-            for c in emptied {
-                let unused = gauges
-                    .get(c)
-                    .is_some_and(|g| g.load(Ordering::SeqCst) == 0 && Arc::strong_count(g) == 1);
-                if unused {
-                    gauges.remove(c);
-                }
-            }
-        }
+        self.release_gauges(emptied);
         removed.len()
     }
 
-    /// The number of live subscriptions on the bus, after pruning those whose actor has stopped.
+    /// Removes the counters of channels that no longer have a subscription, unless a pool still
+    /// reads them (its finishers hold the counter). Checked under the write lock: a subscribe that
+    /// took the counter first holds it too, so it is not removed under its feet.
+    fn release_gauges<'a>(&self, channels: impl IntoIterator<Item = &'a Channel>) {
+        let mut channels = channels.into_iter().peekable();
+        if channels.peek().is_none() {
+            return;
+        }
+        let mut gauges = write(&self.inner.gauges);
+        for c in channels {
+            let unused = gauges
+                .get(c)
+                .is_some_and(|g| g.load(Ordering::SeqCst) == 0 && Arc::strong_count(g) == 1);
+            if unused {
+                gauges.remove(c);
+            }
+        }
+        if gauges.capacity() > 64 && gauges.len() < gauges.capacity() / 4 {
+            gauges.shrink_to_fit();
+        }
+    }
+
+    /// Removes the subscriptions whose actor has stopped.
+    fn prune(&self) {
+        let dead = read(&self.inner.subs).dead();
+        self.remove_ids(&dead);
+    }
+
+    /// The number of live subscriptions on the bus, after pruning those whose actor has stopped
+    /// (this looks at every subscription).
     pub fn subscriptions(&self) -> usize {
-        self.remove_where(|e| !e.recipient.connected());
-        read(&self.inner.subs).values().map(Vec::len).sum()
+        self.prune();
+        read(&self.inner.subs).len()
     }
 
     /// The number of live subscribers to `E` on `channel` (not counting the wildcard channel).
     pub fn subscribers<E: Event>(&self, channel: impl Into<Channel>) -> usize {
         let channel = channel.into();
         read(&self.inner.subs)
-            .get(&TypeId::of::<E>())
-            .map(|l| {
-                l.iter()
-                    .filter(|e| e.channel == channel && e.recipient.connected())
-                    .count()
-            })
-            .unwrap_or(0)
+            .list::<E>(&channel)
+            .iter()
+            .filter(|e| e.recipient.connected())
+            .count()
     }
 
-    /// The subscribers of `E` that a fire at `target` reaches, in dispatch order.
+    /// The live handlers of `E` for `target`, in dispatch order; subscriptions found dead on the
+    /// way are pruned. Reads only the lists of `E` on the target's channels and the wildcard's.
     pub(super) fn select<E: Event>(&self, target: &Target) -> Result<Vec<Recipient<E>>, BusError> {
         if self.is_stopped() {
             return Err(BusError::Stopped);
@@ -172,35 +184,42 @@ impl Bus {
                 return Err(BusError::EmptyChannel);
             }
         }
-        let everywhere = target.channels().iter().any(Channel::is_wildcard);
         let mut picked: Vec<(i32, u64, Recipient<E>)> = Vec::new();
-        let mut dead = false;
+        let mut dead = Vec::new();
         {
             let subs = read(&self.inner.subs);
-            let Some(list) = subs.get(&TypeId::of::<E>()) else {
-                return Ok(Vec::new());
-            };
-            for e in list {
-                let hit = match target {
-                    Target::Component(c) => e.component == Some(*c),
-                    Target::Channels(chs) => {
-                        everywhere || e.channel.is_wildcard() || chs.contains(&e.channel)
-                    }
-                };
-                if !hit {
-                    continue;
-                }
+            let mut take = |e: &Entry| {
                 if !e.recipient.connected() {
-                    dead = true;
-                    continue;
-                }
-                if let Some(r) = e.recipient.as_any().downcast_ref::<Recipient<E>>() {
+                    dead.push(e.id);
+                } else if let Some(r) = e.recipient.as_any().downcast_ref::<Recipient<E>>() {
                     picked.push((e.priority, e.id.0, r.clone()));
+                }
+            };
+            match target {
+                Target::Component(c) => {
+                    for id in subs.of_component(*c) {
+                        if let Some(e) = subs.entry::<E>(id) {
+                            take(e);
+                        }
+                    }
+                }
+                Target::Channels(chs) if chs.iter().any(Channel::is_wildcard) => {
+                    subs.lists::<E>().flatten().for_each(&mut take);
+                }
+                Target::Channels(chs) => {
+                    let wildcard = Channel::from("*");
+                    for (i, c) in chs.iter().enumerate() {
+                        // A channel named twice is one channel.
+                        if !chs[..i].contains(c) {
+                            subs.list::<E>(c).iter().for_each(&mut take);
+                        }
+                    }
+                    subs.list::<E>(&wildcard).iter().for_each(&mut take);
                 }
             }
         }
-        if dead {
-            self.remove_where(|e| !e.recipient.connected());
+        if !dead.is_empty() {
+            self.remove_ids(&dead);
         }
         // Higher priority first; ties in subscription order (ids grow with time).
         picked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
