@@ -65,6 +65,21 @@ impl Job for Echo {
     }
 }
 
+/// Keeps `mib` MiB of touched memory for the rest of the child's life; answers with its pid.
+#[derive(Serialize, Deserialize)]
+struct Leak {
+    mib: usize,
+}
+impl Job for Leak {
+    const NAME: &'static str = "leak";
+    type Output = u32;
+    fn run(self) -> u32 {
+        // Written to, so the pages are resident, not only reserved.
+        std::mem::forget(vec![1u8; self.mib << 20]);
+        std::process::id()
+    }
+}
+
 /// Known to the parent's code but not registered in the children's job set.
 #[derive(Serialize, Deserialize)]
 struct Unregistered;
@@ -79,6 +94,7 @@ fn jobs() -> Jobs {
         .register::<Square>()
         .register::<Misbehave>()
         .register::<Echo>()
+        .register::<Leak>()
 }
 
 /// The pool's `WorkerRestarted` events from now on.
@@ -467,6 +483,71 @@ async fn resizing_a_process_pool_loses_nothing() {
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
 }
 
+async fn a_child_is_recycled_after_its_jobs_and_no_task_fails() {
+    let config = ProcessConfig::default()
+        .recycle_after_jobs(10)
+        .recycle_jitter(0);
+    let pool = Pool::builder().min(1).process_with(config).start();
+    let mut restarts = watch_restarts(&pool);
+    // Pushed at once: the child gets its ten, the other jobs wait for the next child.
+    let values: Vec<_> = (0..35)
+        .map(|_| accepted(&pool, Task::job(Misbehave::Pid)))
+        .collect();
+    let mut pids = Vec::new();
+    for v in values {
+        pids.push(bounded(v).await.expect("no task fails for a recycling"));
+    }
+    let mut served: Vec<(u32, usize)> = Vec::new();
+    for pid in &pids {
+        match served.last_mut() {
+            Some((p, n)) if p == pid => *n += 1,
+            _ => served.push((*pid, 1)),
+        }
+    }
+    // In order, ten jobs per child, the last one takes the rest.
+    let counts: Vec<usize> = served.iter().map(|s| s.1).collect();
+    assert_eq!(counts, vec![10, 10, 10, 5], "jobs per child: {served:?}");
+    for _ in 0..3 {
+        let r = restarts.next().await;
+        assert_eq!(r.reason, "recycled after 10 jobs");
+    }
+    let s = pool.stats();
+    assert_eq!((s.done, s.failed), (35, 0));
+    bounded(pool.stop()).await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+}
+
+async fn a_child_above_its_memory_limit_is_recycled_between_jobs() {
+    let config = ProcessConfig::default().recycle_above_memory(64 << 20);
+    let pool = Pool::builder().min(1).process_with(config).start();
+    let mut restarts = watch_restarts(&pool);
+    // One at a time: 40 MiB stays under the limit, 80 MiB is above it.
+    let mut pids = Vec::new();
+    for _ in 0..4 {
+        pids.push(
+            bounded(pool.run(Task::job(Leak { mib: 40 })))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(pids[0], pids[1], "below the limit the child stays");
+    assert_ne!(
+        pids[1], pids[2],
+        "above it, the next job goes to a new child"
+    );
+    assert_eq!(pids[2], pids[3]);
+    let r = restarts.next().await;
+    assert!(r.reason.starts_with("recycled at "), "{}", r.reason);
+    assert!(
+        r.reason.ends_with(&format!("(limit {})", 64 << 20)),
+        "{}",
+        r.reason
+    );
+    assert!(!alive(pids[0]), "the recycled child ended");
+    bounded(pool.stop()).await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+}
+
 fn main() {
     circuits::init(jobs()); // worker processes serve jobs here and never return
     orphan_parent_if_asked();
@@ -484,6 +565,8 @@ fn main() {
             resizing_a_process_pool_loses_nothing,
             bad_input_gets_named_errors,
             the_same_job_gives_the_same_result_in_both_modes,
+            a_child_is_recycled_after_its_jobs_and_no_task_fails,
+            a_child_above_its_memory_limit_is_recycled_between_jobs,
         ],
         common::sync_tests![
             children_die_with_their_parent,

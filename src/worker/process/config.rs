@@ -25,6 +25,12 @@ pub struct ProcessConfig {
     pub(crate) backoff_first: Duration,
     pub(crate) backoff_max: Duration,
     pub(crate) max_start_failures: usize,
+    /// Recycle a child after this many jobs (before jitter).
+    pub(crate) recycle_jobs: Option<u64>,
+    /// Up to this many jobs fewer, drawn per child, so that children do not recycle together.
+    pub(crate) recycle_jitter: u64,
+    /// Recycle a child whose resident memory is above this many bytes.
+    pub(crate) recycle_memory: Option<u64>,
 }
 
 impl Default for ProcessConfig {
@@ -37,6 +43,9 @@ impl Default for ProcessConfig {
             backoff_first: Duration::from_millis(10),
             backoff_max: Duration::from_secs(5),
             max_start_failures: 5,
+            recycle_jobs: None,
+            recycle_jitter: 0,
+            recycle_memory: None,
         }
     }
 }
@@ -84,10 +93,52 @@ impl ProcessConfig {
         self.max_start_failures = n.max(1);
         self
     }
+    /// Replaces each child after it has answered about `jobs` jobs (Python's
+    /// `max_tasks_per_child`, Celery's `worker_max_tasks_per_child`, gunicorn's `max_requests`):
+    /// a worker that leaks is replaced before it hurts, and no task fails for it. The child gets
+    /// no more jobs once its count is reached, finishes the ones it has, and ends at the end of its
+    /// input; a new child (a fresh worker channel, announced with
+    /// [`WorkerRestarted`](crate::WorkerRestarted) and the reason) takes the queue. Each child's
+    /// count is drawn between `jobs - jitter` and `jobs` ([`recycle_jitter`](Self::recycle_jitter),
+    /// default a tenth of `jobs`), so the children of a pool do not all recycle at once. A job is
+    /// one queue entry: a [`map`](crate::PoolHandle::map) chunk counts once. At least 1.
+    pub fn recycle_after_jobs(mut self, jobs: u64) -> Self {
+        let jobs = jobs.max(1);
+        self.recycle_jobs = Some(jobs);
+        self.recycle_jitter = jobs / 10;
+        self
+    }
+
+    /// How many jobs fewer than [`recycle_after_jobs`](Self::recycle_after_jobs) a child may be
+    /// recycled after, drawn per child (0: exactly that many). Set it after `recycle_after_jobs`.
+    pub fn recycle_jitter(mut self, jobs: u64) -> Self {
+        self.recycle_jitter = jobs;
+        self
+    }
+
+    /// Replaces a child whose resident memory (RSS) is above `bytes` once it has answered the
+    /// job that took it there (Celery's `worker_max_memory_per_child`): it gets no more jobs,
+    /// finishes the ones it has, and is replaced as with
+    /// [`recycle_after_jobs`](Self::recycle_after_jobs); no task fails for it. Read from
+    /// `/proc` whenever the worker sends jobs, so a child that grows while idle is recycled when
+    /// work comes.
+    pub fn recycle_above_memory(mut self, bytes: u64) -> Self {
+        self.recycle_memory = Some(bytes);
+        self
+    }
+
     /// The frame size limit in bytes.
     pub fn max_frame_bytes(&self) -> usize {
         self.max_frame
     }
+    /// How many jobs a new child may run before it is recycled, if it is: the count less a
+    /// random share of the jitter.
+    pub(crate) fn job_quota(&self) -> Option<u64> {
+        let jobs = self.recycle_jobs?;
+        let jitter = self.recycle_jitter.min(jobs - 1);
+        Some(jobs - rand::Rng::gen_range(&mut rand::thread_rng(), 0..=jitter))
+    }
+
     /// The back-off before the `n`th start after `n` failures in a row (0: none).
     pub(crate) fn backoff(&self, failures: usize) -> Duration {
         if failures == 0 {

@@ -42,6 +42,7 @@ impl ProcessWorker {
                 stopping: None,
                 backlog: 0,
                 answered: false,
+                recycling: false,
             }),
             load,
             host: tx.clone(),

@@ -25,6 +25,7 @@ impl Host {
             let mut st = self.shared.lock();
             st.generation += 1;
             st.answered = false;
+            st.recycling = false;
             st.generation
         };
         match self.start_child(generation) {
@@ -75,6 +76,9 @@ impl Host {
             started: Instant::now(),
             generation,
             broken,
+            sent: 0,
+            quota: self.cfg.job_quota(),
+            recycling: None,
         })
     }
 
@@ -252,6 +256,44 @@ impl Host {
         }
     }
 
+    /// Whether the child is due for recycling (its job count reached, or its memory above the
+    /// limit); once it is, it stays so, gets no more jobs, and the reader wakes the host when its
+    /// last job is answered.
+    pub(super) fn recycle_due(&mut self) -> bool {
+        let Some(conn) = self.conn.as_mut().filter(|c| c.jobs.is_some() && !c.broken) else {
+            return false;
+        };
+        if conn.recycling.is_none() {
+            conn.recycling = match (conn.quota, self.cfg.recycle_memory) {
+                (Some(q), _) if conn.sent >= q => {
+                    Some(format!("recycled after {} jobs", conn.sent))
+                }
+                (_, Some(limit)) => resident_bytes(conn.child.id())
+                    .filter(|rss| *rss > limit)
+                    .map(|rss| format!("recycled at {rss} bytes resident (limit {limit})")),
+                _ => None,
+            };
+            if conn.recycling.is_some() {
+                self.shared.lock().recycling = true;
+            }
+        }
+        conn.recycling.is_some()
+    }
+
+    /// Replaces a child due for recycling once it has answered every job it was given: it ends
+    /// at the end of its input, and a new child takes the queue. No task fails.
+    pub(super) fn recycle_if_idle(&mut self) {
+        let due = self.conn.as_ref().and_then(|c| c.recycling.clone());
+        let Some(reason) = due else { return };
+        if !self.shared.lock().inflight.is_empty() {
+            return; // its reader wakes the host when the last answer is in
+        }
+        self.shared.lock().recycling = false;
+        self.close();
+        tracing::debug!(worker = %self.fin().worker(), %reason, "worker process recycled");
+        self.replace(VecDeque::new(), reason);
+    }
+
     /// A draining stop is done: close the child's input (it exits at the end of input) and reap it
     /// with its process group.
     pub(super) fn close(&mut self) {
@@ -275,4 +317,13 @@ impl Host {
             self.shared.settle_fail(&fin, task, TaskError::Cancelled);
         }
     }
+}
+
+/// A process's resident memory in bytes, from `/proc/<pid>/statm` (`None` if it cannot be read).
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions; it only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok().filter(|p| *p > 0).unwrap_or(4096))
 }

@@ -48,6 +48,7 @@ impl Host {
                 return;
             }
             self.pump();
+            self.recycle_if_idle();
             let idle = self.shared.lock().inflight.is_empty();
             if self.stopping.is_some() && self.pending.is_empty() && idle {
                 self.close();
@@ -154,12 +155,24 @@ impl Host {
         let Some(conn) = self.conn.as_mut().filter(|c| !c.broken) else {
             return;
         };
-        let Some(jobs) = conn.jobs.as_ref() else {
+        if conn.jobs.is_none() {
             return; // handshake not in yet; its frame wakes us
+        }
+        if self.recycle_due() {
+            self.shared.lock().backlog = self.pending.len();
+            return; // it gets no more jobs; a new child takes the queue once it is done
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return;
         };
+        let Some(jobs) = conn.jobs.as_ref() else {
+            return;
+        };
+        let quota_left = conn.quota.map_or(u64::MAX, |q| q.saturating_sub(conn.sent));
         let room = {
             let st = self.shared.lock();
-            self.cfg.pipeline.saturating_sub(st.inflight.len())
+            let room = self.cfg.pipeline.saturating_sub(st.inflight.len());
+            room.min(usize::try_from(quota_left).unwrap_or(usize::MAX))
         };
         // Encode outside the lock; the reader settles answers meanwhile.
         let mut frames = Vec::new();
@@ -244,6 +257,7 @@ impl Host {
         if written.is_ok() {
             written = conn.input.flush();
         }
+        conn.sent += frames.len() as u64;
         if written.is_err() {
             // The pipe broke: the child is gone. Its reader still holds the answers it wrote before
             // dying; the reader's `Gone`, after those are settled, says which task it died in.

@@ -45,6 +45,8 @@ pub(super) struct State {
     pub(super) backlog: usize,
     /// The current child answered at least one job (so it started well).
     pub(super) answered: bool,
+    /// The child is being recycled: wake the host when its last job is answered.
+    pub(super) recycling: bool,
 }
 
 pub(super) struct Shared {
@@ -95,7 +97,7 @@ impl Shared {
             VecDeque::new()
         };
         let wake = (st.backlog > 0 && st.inflight.len() <= self.window / 2)
-            || (st.stopping.is_some() && st.inflight.is_empty());
+            || ((st.stopping.is_some() || st.recycling) && st.inflight.is_empty());
         drop(st);
         done.task.finish_encoded(result, &fin);
         self.load.fetch_sub(1, Ordering::Relaxed);

@@ -22,6 +22,12 @@ pub(super) struct Conn {
     pub(super) generation: u64,
     /// Writing to it failed: it is dying, and its reader will say so.
     pub(super) broken: bool,
+    /// Jobs sent to it so far.
+    pub(super) sent: u64,
+    /// Jobs it may run before it is recycled, if it is.
+    pub(super) quota: Option<u64>,
+    /// Why it is being recycled, once it is: it gets no more jobs.
+    pub(super) recycling: Option<String>,
 }
 
 pub(super) struct Host {
