@@ -8,7 +8,7 @@
 //! | error | status |
 //! | --- | --- |
 //! | `TaskError::TimedOut` | 504 Gateway Timeout |
-//! | `Refusal::Full`, `Refusal::Stopped`, `Refusal::NoRoute`, `TaskError::Cancelled`, `TaskError::WorkerStartFailed` | 503 Service Unavailable |
+//! | `Refusal::Full`, `Refusal::Stopped`, `Refusal::NoRoute`, `TaskError::Cancelled`, `TaskError::Expired`, `TaskError::WorkerStartFailed` | 503 Service Unavailable |
 //! | `TaskError::Failed` (the task returned `Err`: it refused its input) | 400 Bad Request |
 //! | every other task error and refusal (`Panicked`, `WorkerCrashed`, `ClosureInProcessPool`, ...) | 500 Internal Server Error |
 //!
@@ -60,7 +60,7 @@ impl ResponseError for TaskError {
     fn status_code(&self) -> StatusCode {
         match self {
             TaskError::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
-            TaskError::Cancelled | TaskError::WorkerStartFailed { .. } => {
+            TaskError::Cancelled | TaskError::Expired | TaskError::WorkerStartFailed { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             TaskError::Failed(_) => StatusCode::BAD_REQUEST,

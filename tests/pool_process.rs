@@ -548,6 +548,18 @@ async fn a_child_above_its_memory_limit_is_recycled_between_jobs() {
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
 }
 
+async fn a_job_queued_past_its_deadline_is_never_sent_to_a_child() {
+    let pool = Pool::builder().min(1).process().start();
+    let stale = accepted(&pool, Task::job(Square(3)).expires_after(Duration::ZERO));
+    assert_eq!(bounded(stale).await, Err(TaskError::Expired));
+    let fresh = Task::job(Square(4)).expires_after(Duration::from_secs(60));
+    assert_eq!(bounded(pool.run(fresh)).await, Ok(16));
+    let s = pool.stats();
+    assert_eq!((s.done, s.failed), (1, 1));
+    bounded(pool.stop()).await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+}
+
 fn main() {
     circuits::init(jobs()); // worker processes serve jobs here and never return
     orphan_parent_if_asked();
@@ -567,6 +579,7 @@ fn main() {
             the_same_job_gives_the_same_result_in_both_modes,
             a_child_is_recycled_after_its_jobs_and_no_task_fails,
             a_child_above_its_memory_limit_is_recycled_between_jobs,
+            a_job_queued_past_its_deadline_is_never_sent_to_a_child,
         ],
         common::sync_tests![
             children_die_with_their_parent,

@@ -323,6 +323,50 @@ async fn abort_cancels_queued_tasks_and_fires_their_failures() {
 }
 
 #[actix_rt::test]
+async fn a_task_queued_past_its_deadline_fails_expired_without_running() {
+    let pool = Pool::builder().min(1).start();
+    let mut events = collect::<u64>(&pool);
+    let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let gate = Gate::new();
+    let (blocker, started) = gate.task_started(0u64);
+    let blocker = pool.push(blocker).expect("accepted");
+    bounded(started).await.expect("the worker is busy");
+    let count = |i: u64| {
+        let ran = ran.clone();
+        move || {
+            ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            i
+        }
+    };
+    // Queued behind the busy worker: one whose deadline has passed, one with time to spare.
+    let stale = pool
+        .push(Task::new(count(1)).expires_after(Duration::ZERO))
+        .expect("accepted");
+    let fresh = pool
+        .push(Task::new(count(2)).expires_after(BOUND))
+        .expect("accepted");
+    gate.open();
+    assert_eq!(bounded(blocker).await, Ok(0));
+    assert_eq!(bounded(stale).await, Err(TaskError::Expired));
+    assert_eq!(bounded(fresh).await, Ok(2));
+    assert_eq!(
+        ran.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the expired one never ran"
+    );
+    // The expiry is a failure like any other: one TaskFailure, then TaskComplete.
+    let seen = events.until_complete(3).await;
+    let expired = one_outcome_each(&seen, 3)
+        .values()
+        .filter(|s| matches!(s, Seen::Failure(_, TaskError::Expired)))
+        .count();
+    assert_eq!(expired, 1);
+    let s = pool.stats();
+    assert_eq!((s.done, s.failed), (2, 1));
+    pool.stop().await;
+}
+
+#[actix_rt::test]
 async fn a_timed_out_task_fails_once_and_the_late_result_is_discarded() {
     let pool = Pool::builder().min(1).start();
     let mut events = collect::<u64>(&pool);

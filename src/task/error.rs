@@ -51,6 +51,10 @@ pub enum TaskError {
     /// the background (its result is discarded); in process mode the child was killed.
     #[error("the task timed out after {0:?}")]
     TimedOut(Duration),
+    /// The task was still queued past its deadline ([`Task::expires_after`](crate::Task::expires_after))
+    /// and never ran.
+    #[error("the task expired before it started")]
+    Expired,
     /// An abort (or a [`stop_within`](crate::PoolHandle::stop_within) past its budget) ended the
     /// task, queued or running.
     #[error("the task was cancelled (the pool was aborted)")]

@@ -77,6 +77,7 @@ pub struct Task<R> {
     pub(crate) job: Option<JobCall<R>>,
     pub(crate) key: Option<u64>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) deadline: Option<std::time::Instant>,
 }
 
 impl<R> fmt::Debug for Task<R> {
@@ -85,6 +86,7 @@ impl<R> fmt::Debug for Task<R> {
             .field("job", &self.job.as_ref().map(|j| j.payload.name))
             .field("key", &self.key)
             .field("timeout", &self.timeout)
+            .field("deadline", &self.deadline)
             .finish()
     }
 }
@@ -121,6 +123,7 @@ impl<R: TaskOutput> Task<R> {
             job: None,
             key: None,
             timeout: None,
+            deadline: None,
         }
     }
 
@@ -138,6 +141,29 @@ impl<R: TaskOutput> Task<R> {
     /// background and its result is discarded. Process mode kills the child: real cancellation.
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
+        self
+    }
+
+    /// Expires the task if it has not started within `limit` from now (Celery's `expires`): a
+    /// task still queued past its deadline fails with [`TaskError::Expired`] without running (its
+    /// failure events fire as for any failure). A task that started runs to its end (see
+    /// [`timeout`](Self::timeout) for that). A `limit` too large for the clock never expires.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use circuits::prelude::*;
+    ///
+    /// # #[actix::main] async fn main() -> Result<(), circuits::Error> {
+    /// let pool = Pool::builder().min(1).start();
+    /// let stale = Task::new(|| 1).expires_after(Duration::ZERO); // expired before it can start
+    /// assert_eq!(pool.push(stale)?.await, Err(TaskError::Expired));
+    /// let fresh = Task::new(|| 2).expires_after(Duration::from_secs(60));
+    /// assert_eq!(pool.run(fresh).await?, 2);
+    /// pool.stop().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn expires_after(mut self, limit: Duration) -> Self {
+        self.deadline = std::time::Instant::now().checked_add(limit);
         self
     }
 }

@@ -24,17 +24,20 @@ impl<R: TaskOutput> Task<R> {
                 id,
                 run: self.run,
                 promise,
-                extra: (self.job.is_some() || self.key.is_some() || self.timeout.is_some()).then(
-                    || {
-                        Box::new(Extra {
-                            job: self.job,
-                            key: self.key,
-                            timeout: self.timeout,
-                            permit: None,
-                            pinned: false,
-                        })
-                    },
-                ),
+                extra: (self.job.is_some()
+                    || self.key.is_some()
+                    || self.timeout.is_some()
+                    || self.deadline.is_some())
+                .then(|| {
+                    Box::new(Extra {
+                        job: self.job,
+                        key: self.key,
+                        timeout: self.timeout,
+                        deadline: self.deadline,
+                        permit: None,
+                        pinned: false,
+                    })
+                }),
             }),
             value,
         )
@@ -86,18 +89,19 @@ impl<R: TaskOutput> TaskCell<R> {
     /// The task this entry was made from. Its value (the promise) is dropped: a refused task's
     /// caller gets the task back instead. A bounded pool's permit, if it held one, is released.
     fn into_task(self) -> Task<R> {
-        let (job, key, timeout) = match self.extra {
+        let (job, key, timeout, deadline) = match self.extra {
             Some(extra) => {
                 release(extra.permit.as_ref());
-                (extra.job, extra.key, extra.timeout)
+                (extra.job, extra.key, extra.timeout, extra.deadline)
             }
-            None => (None, None, None),
+            None => (None, None, None, None),
         };
         Task {
             run: self.run,
             job,
             key,
             timeout,
+            deadline,
         }
     }
 }
@@ -108,6 +112,8 @@ pub(crate) trait ErasedTask: Send {
     fn prepare(&mut self, id: TaskId, default_timeout: Option<Duration>);
     fn key(&self) -> Option<u64>;
     fn timeout(&self) -> Option<Duration>;
+    /// Whether the task's deadline ([`Task::expires_after`]) has passed: it must not start.
+    fn expired(&self) -> bool;
     /// The job to send to a worker process, if the task is a job.
     fn job(&self) -> Option<&JobPayload>;
     /// Runs the closure on this thread and settles the task (thread mode). While it runs, the
@@ -143,6 +149,8 @@ struct Extra<R> {
     job: Option<JobCall<R>>,
     key: Option<u64>,
     timeout: Option<Duration>,
+    /// When the task expires if it has not started.
+    deadline: Option<std::time::Instant>,
     /// A bounded pool's permit: room frees when the task is settled.
     permit: Option<Permit>,
     /// Bound to the worker it was queued on (process workers; thread workers keep a queue of
@@ -156,6 +164,7 @@ impl<R> Extra<R> {
             job: None,
             key: None,
             timeout: None,
+            deadline: None,
             permit: None,
             pinned: false,
         })
@@ -193,11 +202,20 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
     fn timeout(&self) -> Option<Duration> {
         self.extra.as_ref().and_then(|e| e.timeout)
     }
+    fn expired(&self) -> bool {
+        self.extra
+            .as_ref()
+            .and_then(|e| e.deadline)
+            .is_some_and(|d| std::time::Instant::now() >= d)
+    }
     fn job(&self) -> Option<&JobPayload> {
         self.extra.as_ref()?.job.as_ref().map(|j| &j.payload)
     }
 
     fn run(self: Box<Self>, fin: &Arc<Finisher>, running: &RunningSlot) {
+        if self.expired() {
+            return self.fail(TaskError::Expired, fin);
+        }
         let timeout = self.timeout();
         let TaskCell {
             id,

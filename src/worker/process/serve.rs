@@ -182,6 +182,10 @@ impl Host {
             let Some(task) = self.pending.pop_front() else {
                 break;
             };
+            if task.expired() {
+                refused.push((task, TaskError::Expired));
+                continue;
+            }
             let frame = match task.job() {
                 None => Err(TaskError::Wire(WireError::Unexpected(
                     "a closure task reached a process worker".into(),
