@@ -572,3 +572,48 @@ async fn an_ordered_handle_delivers_its_fires_to_every_subscriber_in_order() {
     let again = ordered.clone();
     assert_eq!(bounded(again.fire("nobody", Numbered(0))).await, Ok(vec![]));
 }
+
+/// Answers at once (on its own arbiter).
+struct Quick;
+impl Actor for Quick {
+    type Context = Context<Self>;
+}
+impl Handler<Numbered> for Quick {
+    type Result = ();
+    fn handle(&mut self, _: Numbered, _: &mut Context<Self>) {}
+}
+
+#[actix_rt::test]
+async fn every_subscriber_gets_one_threads_fires_in_the_order_they_were_made() {
+    // Two handlers on one channel (priorities 10 and 0), each on an arbiter of its own, 5,000
+    // fires from one thread, four rounds: the second handler sees them in order too. The old bus
+    // ran each fire as its own task, and a fire whose first handler answered sooner overtook an
+    // earlier one: 14-155 inversions a round.
+    for _ in 0..4 {
+        let bus = Bus::new();
+        let (first, second) = (Arbiter::new(), Arbiter::new());
+        let quick = Quick::start_in_arbiter(&first.handle(), |_| Quick);
+        bus.subscribe_with("c", quick.recipient(), Subscribe::new().priority(10))
+            .unwrap();
+        let seen = Record::new();
+        let into = seen.clone();
+        let recorder = Recorder::start_in_arbiter(&second.handle(), move |_| Recorder(into));
+        bus.subscribe("c", recorder.recipient()).unwrap();
+        let firing = bus.clone();
+        let fires = std::thread::spawn(move || {
+            (0..5_000u64)
+                .map(|i| firing.fire("c", Numbered(i)))
+                .collect::<Vec<_>>()
+        })
+        .join()
+        .unwrap();
+        for f in fires {
+            bounded(f).await.unwrap();
+        }
+        let got = seen.at_least(5_000).await;
+        let inversions = got.windows(2).filter(|w| w[0] > w[1]).count();
+        assert_eq!(inversions, 0, "the second handler saw fires out of order");
+        first.stop();
+        second.stop();
+    }
+}

@@ -15,6 +15,8 @@ use crate::channel::Channel;
 
 pub(crate) struct BusInner {
     pub(super) subs: RwLock<Table>,
+    /// Each subscribed actor's inbox (see `dispatch::Inbox`), held by its subscriptions.
+    pub(super) inboxes: std::sync::Mutex<HashMap<u64, std::sync::Weak<super::dispatch::Inbox>>>,
     /// Live subscriptions per channel, read lock-free by pools to skip building result events.
     pub(super) gauges: RwLock<HashMap<Channel, Arc<AtomicUsize>>>,
     pub(super) routes: RwLock<HashMap<Channel, Arc<dyn Route>>>,
@@ -82,6 +84,7 @@ impl Bus {
         Bus {
             inner: Arc::new(BusInner {
                 subs: RwLock::new(Table::default()),
+                inboxes: std::sync::Mutex::new(HashMap::new()),
                 gauges: RwLock::new(HashMap::new()),
                 routes: RwLock::new(HashMap::new()),
                 tree: OnceLock::new(),

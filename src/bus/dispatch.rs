@@ -4,7 +4,14 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
 use actix::Recipient;
+use futures::channel::{mpsc, oneshot};
+use futures::stream::StreamExt;
+use futures::task::AtomicWaker;
 
 use super::error::BusError;
 use crate::event::{Event, Outcome};
@@ -65,29 +72,214 @@ pub(super) struct Report<R> {
     pub(super) failures: Vec<String>,
 }
 
-/// Sends `event` to each handler in turn, awaiting each answer before the next handler runs.
-///
-/// Takes the event by value and hands it back, so the future is `Send` without `E: Sync`.
-pub(super) async fn deliver<E: Event>(
-    handlers: Vec<Recipient<E>>,
+/// An actor's inbox: one task on the dispatch thread that sends the fires reaching the actor (for
+/// any of its subscriptions, of any event type) in the order they arrive, and passes each one on
+/// to the fire's next handler as the actor answers. So every actor gets the fires of one thread in
+/// the order they were made, as its mailbox gets one sender's messages (the first handler's inbox
+/// gets them in that order, and each inbox passes them on in the order its actor answers), while a
+/// handler that awaits a fire of its own never waits behind the fire it is handling: an inbox does
+/// not wait for one answer before the next send.
+pub(crate) struct Inbox {
+    tx: mpsc::UnboundedSender<Job>,
+}
+
+/// What an inbox runs for one fire: sends it to the actor now, and gives back the wait for the
+/// answer, which resolves to what passes the fire on.
+type Job = Box<dyn FnOnce() -> Answered + Send>;
+type Answered = Pin<Box<dyn Future<Output = Box<dyn FnOnce() + Send>> + Send>>;
+
+/// One fire on its way through its handlers.
+pub(super) struct Step<E: Event> {
     event: E,
-) -> (Report<E::Result>, E) {
-    let mut report = Report {
-        answers: Vec::with_capacity(handlers.len()),
+    /// The handlers still to come, in dispatch order, with their actors' inboxes.
+    rest: std::vec::IntoIter<(Recipient<E>, Arc<Inbox>)>,
+    report: Report<E::Result>,
+    done: oneshot::Sender<(Report<E::Result>, E)>,
+}
+
+impl Inbox {
+    /// Starts an inbox on the dispatch thread (`spawn`). It ends once every subscription and
+    /// every fire holding it are gone.
+    pub(super) fn start(spawn: impl FnOnce(BoxFuture)) -> Inbox {
+        let (tx, rx) = mpsc::unbounded();
+        // Unconstrained: Tokio's cooperative budget would make an answer that is there look
+        // pending after many polls in one turn, and this task reads the order of answers from
+        // what it sees.
+        spawn(Box::pin(tokio::task::unconstrained(run_inbox(rx))));
+        Inbox { tx }
+    }
+}
+
+/// Hands `step` to its next handler's inbox, or, after the last, gives the fire its report. If
+/// the inbox is gone (the dispatch thread ended), the fire is abandoned with it.
+fn forward<E: Event>(mut step: Step<E>) {
+    let Some((recipient, inbox)) = step.rest.next() else {
+        let _ = step.done.send((step.report, step.event));
+        return;
+    };
+    let job: Job = Box::new(move || -> Answered {
+        // Each fire's recipient is a fresh sender: it is always queued at once, in order (a
+        // sender that found the mailbox full would hold its next message back).
+        let request = recipient.send(step.event.clone());
+        Box::pin(async move {
+            let answer = request.await;
+            Box::new(move || {
+                match answer {
+                    Ok(answer) => {
+                        if let Some(f) = answer.failure() {
+                            step.report.failures.push(f);
+                        }
+                        step.report.answers.push(answer);
+                    }
+                    Err(e) => step
+                        .report
+                        .failures
+                        .push(format!("the handler's actor stopped before answering: {e}")),
+                }
+                forward(step);
+            }) as Box<dyn FnOnce() + Send>
+        })
+    });
+    let _ = inbox.tx.unbounded_send(job);
+}
+
+/// A request sent and the wait for its answer, until the answer is passed on.
+struct Sent {
+    answered: Answered,
+    waker: Waker,
+    /// Taken when the answer is in; `None` after it was passed on.
+    pass_on: Option<Box<dyn FnOnce() + Send>>,
+    done: bool,
+}
+
+/// Which sent requests were woken, and the inbox task to wake.
+#[derive(Default)]
+struct Woken {
+    indexes: Mutex<Vec<u64>>,
+    task: AtomicWaker,
+}
+
+/// Wakes the inbox for one request.
+struct RequestWaker {
+    index: u64,
+    woken: Arc<Woken>,
+}
+
+impl Wake for RequestWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        lock(&self.woken.indexes).push(self.index);
+        self.woken.task.wake();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The inbox's task: sends each arriving fire at once, and passes answers on in the order the
+/// actor gave them. That order is read without waiting on anything: when an answer is seen, the
+/// requests sent before it are looked at again (an actor that answered them first has made their
+/// answers visible by then), and every answer in hand is passed on in the order its request was
+/// sent. A request still pending (an async handler awaiting something) holds back nothing sent
+/// after it.
+async fn run_inbox(mut rx: mpsc::UnboundedReceiver<Job>) {
+    let woken = Arc::new(Woken::default());
+    let mut sent: VecDeque<Sent> = VecDeque::new();
+    // The index of `sent[0]`.
+    let mut base: u64 = 0;
+    let mut open = true;
+    std::future::poll_fn(|cx| {
+        woken.task.register(cx.waker());
+        let mut look: Vec<u64> = std::mem::take(&mut *lock(&woken.indexes));
+        while open {
+            match rx.poll_next_unpin(cx) {
+                Poll::Ready(Some(job)) => {
+                    let index = base + sent.len() as u64;
+                    let waker = Waker::from(Arc::new(RequestWaker {
+                        index,
+                        woken: woken.clone(),
+                    }));
+                    sent.push_back(Sent {
+                        answered: job(),
+                        waker,
+                        pass_on: None,
+                        done: false,
+                    });
+                    look.push(index);
+                }
+                Poll::Ready(None) => open = false,
+                Poll::Pending => break,
+            }
+        }
+        look.sort_unstable();
+        look.dedup();
+        let poll = |i: u64, sent: &mut VecDeque<Sent>| -> bool {
+            let Some(s) = i.checked_sub(base).and_then(|k| sent.get_mut(k as usize)) else {
+                return false;
+            };
+            if !s.done && s.pass_on.is_none() {
+                if let Poll::Ready(pass_on) =
+                    s.answered.as_mut().poll(&mut Context::from_waker(&s.waker))
+                {
+                    s.pass_on = Some(pass_on);
+                }
+            }
+            s.pass_on.is_some()
+        };
+        let mut last_ready = None;
+        for i in look {
+            if poll(i, &mut sent) {
+                last_ready = Some(i);
+            }
+        }
+        if let Some(j) = last_ready {
+            for i in base..j {
+                poll(i, &mut sent);
+            }
+        }
+        // Pass on every answer in hand, in the order the requests were sent (none is after the
+        // last one seen ready).
+        let in_hand = last_ready.map_or(0, |j| (j + 1 - base) as usize);
+        for s in sent.iter_mut().take(in_hand) {
+            if let Some(pass_on) = s.pass_on.take() {
+                s.done = true;
+                pass_on();
+            }
+        }
+        while sent.front().is_some_and(|s| s.done) {
+            sent.pop_front();
+            base += 1;
+        }
+        if !open && sent.is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Delivers `event` to the handlers behind `inboxes`, one after another in that order: the first
+/// gets it now (before this returns), each next one once the one before has answered. The future
+/// resolves to the answers and the event (`None` if the dispatch thread went away meanwhile);
+/// dropping it does not stop the delivery.
+pub(super) fn deliver<E: Event>(
+    inboxes: Vec<(Recipient<E>, Arc<Inbox>)>,
+    event: E,
+) -> impl Future<Output = Option<(Report<E::Result>, E)>> + Send + 'static {
+    let (done, rx) = oneshot::channel();
+    let report = Report {
+        answers: Vec::with_capacity(inboxes.len()),
         failures: Vec::new(),
     };
-    for h in handlers {
-        match h.send(event.clone()).await {
-            Ok(answer) => {
-                if let Some(f) = answer.failure() {
-                    report.failures.push(f);
-                }
-                report.answers.push(answer);
-            }
-            Err(e) => report
-                .failures
-                .push(format!("the handler's actor stopped before answering: {e}")),
-        }
-    }
-    (report, event)
+    forward(Step {
+        event,
+        rest: inboxes.into_iter(),
+        report,
+        done,
+    });
+    async move { rx.await.ok() }
 }

@@ -2,11 +2,11 @@
 //! trait behind [`Bus::call`] (events, and tasks routed to a pool).
 
 use super::core::Bus;
-use super::dispatch::{after, deliver, Lane};
+use super::dispatch::{after, deliver, Lane, Report};
 use super::error::BusError;
 use super::target::Target;
 use crate::event::{Complete, Derived, Event, Failure, Success};
-use crate::value::{promise, Value};
+use crate::value::{promise, Promise, Value};
 
 /// Anything [`Bus::call`] can send: every [`Event`] (fired to its subscribers) and
 /// [`Task`](crate::Task) (routed to the pool or worker registered under the target channel).
@@ -90,50 +90,74 @@ impl Bus {
         }
         let (promise, value) = promise();
         let bus = self.clone();
-        let delivery = async move {
-            let channels = target.channels().to_vec();
-            let handler_count = handlers.len();
-            let (report, event) = deliver(handlers, event).await;
-            let failures = report.failures.len();
-            promise.complete(Ok(report.answers));
-            if derived.failure {
-                for error in report.failures {
-                    let f = Failure {
-                        event: event.clone(),
-                        channels: channels.clone(),
-                        error,
-                    };
-                    bus.fire_plain(&target, f).await;
-                }
-            }
-            if derived.success && failures == 0 {
-                let s = Success {
-                    event: event.clone(),
-                    channels: channels.clone(),
-                };
-                bus.fire_plain(&target, s).await;
-            }
-            if derived.complete {
-                let c = Complete {
-                    event,
-                    channels,
-                    handlers: handler_count,
-                    failures,
-                };
-                bus.fire_plain(&target, c).await;
-            }
-        };
+        let count = handlers.len();
         match lane {
-            None => self.spawn(delivery),
+            // Handed to the first handler's inbox now, so fires made from one thread reach every
+            // subscriber in the order they were made.
+            None => {
+                let delivered = deliver(handlers, event);
+                self.spawn(async move {
+                    bus.settle_fire(target, derived, promise, count, delivered.await)
+                        .await
+                });
+            }
             Some(lane) => {
                 let mut last = lane.lock().unwrap_or_else(|p| p.into_inner());
-                let next = after(last.take(), delivery);
+                let next = after(last.take(), async move {
+                    let delivered = deliver(handlers, event).await;
+                    bus.settle_fire(target, derived, promise, count, delivered)
+                        .await
+                });
                 *last = Some(next.clone());
                 // Spawned under the lane's lock: the lane's order is the order of the calls.
                 self.spawn(next);
             }
         }
         value
+    }
+
+    /// A fire's handlers have answered: resolve its value, then fire the derived events asked for.
+    async fn settle_fire<E: Event>(
+        &self,
+        target: Target,
+        derived: Derived,
+        promise: Promise<Result<Vec<E::Result>, BusError>>,
+        handlers: usize,
+        delivered: Option<(Report<E::Result>, E)>,
+    ) {
+        // Abandoned (the dispatch thread went away): the value says so when the promise drops.
+        let Some((report, event)) = delivered else {
+            return;
+        };
+        let channels = target.channels().to_vec();
+        let failures = report.failures.len();
+        promise.complete(Ok(report.answers));
+        if derived.failure {
+            for error in report.failures {
+                let f = Failure {
+                    event: event.clone(),
+                    channels: channels.clone(),
+                    error,
+                };
+                self.fire_plain(&target, f).await;
+            }
+        }
+        if derived.success && failures == 0 {
+            let s = Success {
+                event: event.clone(),
+                channels: channels.clone(),
+            };
+            self.fire_plain(&target, s).await;
+        }
+        if derived.complete {
+            let c = Complete {
+                event,
+                channels,
+                handlers,
+                failures,
+            };
+            self.fire_plain(&target, c).await;
+        }
     }
 
     /// The delivery of an event without derived events to the handlers subscribed now, to run
@@ -147,6 +171,16 @@ impl Bus {
         async move {
             if !handlers.is_empty() {
                 deliver(handlers, event).await;
+            }
+        }
+    }
+
+    /// Delivers an event without derived events, handed to the first handler now, and waits for
+    /// nothing (no value, errors dropped).
+    pub(crate) fn deliver_now<E: Event>(&self, target: &Target, event: E) {
+        if let Ok(handlers) = self.select::<E>(target) {
+            if !handlers.is_empty() {
+                drop(deliver(handlers, event));
             }
         }
     }

@@ -5,7 +5,9 @@
 //! channels and on the wildcard channel `"*"`, one handler after another, **highest priority first,
 //! ties in subscription order**, and returns a [`Value`](crate::Value) resolving to the handlers' answers in that
 //! order. A fire with no subscriber resolves at once with an empty result. Firing works from any
-//! thread, inside or outside an actix arbiter: delivery runs on the bus's own dispatch thread.
+//! thread, inside or outside an actix arbiter: delivery runs on the bus's own dispatch thread,
+//! and every subscriber gets the fires made from one thread in the order they were made (see
+//! [`Ordered`] for fires that must not even overlap).
 //!
 //! ```
 //! use actix::prelude::*;

@@ -14,12 +14,13 @@ use crate::value::Value;
 /// fire's has ended. So every subscriber sees the fires of one `Ordered` in the order they were
 /// made, whatever their handlers do; clones share the order. Get one with [`Bus::ordered`].
 ///
-/// Plain [`Bus::fire`]s are not held back behind one another: a handler answering the second of
-/// two fires before the first (an async handler, say) lets it reach the next handler first. That
-/// is what lets a handler await a fire of its own on the same channel. Use an `Ordered` where the
-/// order of a stream of events matters more than their overlap (log lines, state changes), and do
-/// not await, inside a handler of one of its fires, another fire of the same `Ordered`: it waits
-/// for the first one, which waits for the handler.
+/// Plain [`Bus::fire`]s made from one thread already reach every subscriber in order, but they
+/// overlap: a handler may get the next fire before the handlers after it got the previous one,
+/// and an async handler that answers the second of two fires first lets it reach the next handler
+/// first (what lets a handler await a fire of its own on the same channel). Use an `Ordered`
+/// where fires must not overlap at all (state changes whose handlers read each other's results),
+/// and do not await, inside a handler of one of its fires, another fire of the same `Ordered`: it
+/// waits for the first one, which waits for the handler.
 ///
 /// ```
 /// use actix::prelude::*;

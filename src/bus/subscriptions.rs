@@ -8,6 +8,7 @@ use std::sync::Arc;
 use actix::Recipient;
 
 use super::core::{read, write, Bus};
+use super::dispatch::Inbox;
 use super::error::BusError;
 use super::table::Entry;
 use super::target::{Subscribe, SubscriptionId, Target};
@@ -68,6 +69,12 @@ impl Bus {
         }
         let id = SubscriptionId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         self.gauge(&channel).fetch_add(1, Ordering::SeqCst);
+        let actor = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            recipient.hash(&mut h);
+            h.finish()
+        };
         let insert = || {
             write(&self.inner.subs).insert(
                 TypeId::of::<E>(),
@@ -77,6 +84,8 @@ impl Bus {
                     priority: opts.priority,
                     component: opts.component,
                     recipient: Arc::new(recipient),
+                    actor,
+                    inbox: std::sync::OnceLock::new(),
                 },
             )
         };
@@ -170,9 +179,29 @@ impl Bus {
             .count()
     }
 
+    /// The inbox of the actor `actor`, shared by its subscriptions (started if it has none).
+    fn inbox_of(&self, actor: u64) -> Arc<Inbox> {
+        let mut inboxes = self.inner.inboxes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(inbox) = inboxes.get(&actor).and_then(std::sync::Weak::upgrade) {
+            return inbox;
+        }
+        // Forget the inboxes of actors that have no subscription left, now and then.
+        if inboxes.len() >= 64 && inboxes.len() >= 2 * inboxes.capacity() / 3 {
+            inboxes.retain(|_, w| w.strong_count() > 0);
+            inboxes.shrink_to_fit();
+        }
+        let inbox = Arc::new(Inbox::start(|run| self.spawn(run)));
+        inboxes.insert(actor, Arc::downgrade(&inbox));
+        inbox
+    }
+
     /// The live handlers of `E` for `target`, in dispatch order; subscriptions found dead on the
     /// way are pruned. Reads only the lists of `E` on the target's channels and the wildcard's.
-    pub(super) fn select<E: Event>(&self, target: &Target) -> Result<Vec<Recipient<E>>, BusError> {
+    #[allow(clippy::type_complexity)]
+    pub(super) fn select<E: Event>(
+        &self,
+        target: &Target,
+    ) -> Result<Vec<(Recipient<E>, Arc<Inbox>)>, BusError> {
         if self.is_stopped() {
             return Err(BusError::Stopped);
         }
@@ -184,7 +213,7 @@ impl Bus {
                 return Err(BusError::EmptyChannel);
             }
         }
-        let mut picked: Vec<(i32, u64, Recipient<E>)> = Vec::new();
+        let mut picked: Vec<(i32, u64, (Recipient<E>, Arc<Inbox>))> = Vec::new();
         let mut dead = Vec::new();
         {
             let subs = read(&self.inner.subs);
@@ -192,7 +221,8 @@ impl Bus {
                 if !e.recipient.connected() {
                     dead.push(e.id);
                 } else if let Some(r) = e.recipient.as_any().downcast_ref::<Recipient<E>>() {
-                    picked.push((e.priority, e.id.0, r.clone()));
+                    let inbox = e.inbox.get_or_init(|| self.inbox_of(e.actor)).clone();
+                    picked.push((e.priority, e.id.0, (r.clone(), inbox)));
                 }
             };
             match target {

@@ -33,6 +33,10 @@ pub(super) struct Entry {
     pub(super) priority: i32,
     pub(super) component: Option<ComponentId>,
     pub(super) recipient: Arc<dyn AnyRecipient>,
+    /// Which actor the recipient leads to (its mailbox's identity, as actix hashes it).
+    pub(super) actor: u64,
+    /// That actor's [`Inbox`](super::dispatch::Inbox), found with the first delivery.
+    pub(super) inbox: std::sync::OnceLock<Arc<super::dispatch::Inbox>>,
 }
 
 /// Where one subscription lives.

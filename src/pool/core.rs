@@ -325,13 +325,10 @@ impl PoolCore {
         }
     }
 
-    /// Fires `event` on the pool's channel (from the bus's dispatch thread).
+    /// Fires `event` on the pool's channel, handed to its subscribers' inboxes now (so the pool's
+    /// announcements reach each subscriber in the order they were made).
     pub(crate) fn announce<E: crate::Event>(&self, event: E) {
-        let bus = self.bus.clone();
-        let target = Target::from(&self.channel);
-        self.bus.spawn(async move {
-            bus.fire_plain(&target, event).await;
-        });
+        self.bus.deliver_now(&Target::from(&self.channel), event);
     }
 
     /// A receiver that turns `true` when the pool has stopped.
