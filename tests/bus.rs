@@ -617,3 +617,40 @@ async fn every_subscriber_gets_one_threads_fires_in_the_order_they_were_made() {
         second.stop();
     }
 }
+
+/// Never answers `Numbered(0)`; answers every other at once.
+struct Stuck;
+impl Actor for Stuck {
+    type Context = Context<Self>;
+}
+impl Handler<Numbered> for Stuck {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, n: Numbered, _: &mut Context<Self>) -> Self::Result {
+        if n.0 == 0 {
+            Box::pin(futures::future::pending())
+        } else {
+            Box::pin(async {})
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_handler_that_never_answers_one_fire_holds_back_none_after_it() {
+    let bus = Bus::new();
+    bus.subscribe_with(
+        "c",
+        Stuck.start().recipient(),
+        Subscribe::new().priority(10),
+    )
+    .unwrap();
+    let seen = Record::new();
+    bus.subscribe("c", Recorder(seen.clone()).start().recipient())
+        .unwrap();
+    let _never = bus.fire("c", Numbered(0));
+    let later: Vec<_> = (1..200u64).map(|i| bus.fire("c", Numbered(i))).collect();
+    for f in later {
+        bounded(f).await.unwrap();
+    }
+    // The next handler got every later fire, in order; fire 0 is still with the first handler.
+    assert_eq!(seen.at_least(199).await, (1..200u64).collect::<Vec<_>>());
+}

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -147,9 +147,8 @@ fn forward<E: Event>(mut step: Step<E>) {
 struct Sent {
     answered: Answered,
     waker: Waker,
-    /// Taken when the answer is in; `None` after it was passed on.
+    /// What passes the fire on, once the answer is in.
     pass_on: Option<Box<dyn FnOnce() + Send>>,
-    done: bool,
 }
 
 /// Which sent requests were woken, and the inbox task to wake.
@@ -187,9 +186,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// after it.
 async fn run_inbox(mut rx: mpsc::UnboundedReceiver<Job>) {
     let woken = Arc::new(Woken::default());
-    let mut sent: VecDeque<Sent> = VecDeque::new();
-    // The index of `sent[0]`.
-    let mut base: u64 = 0;
+    // The requests not passed on yet, by the order they were sent in (a request whose handler
+    // never answers costs only its own entry).
+    let mut sent: BTreeMap<u64, Sent> = BTreeMap::new();
+    let mut next: u64 = 0;
     let mut open = true;
     std::future::poll_fn(|cx| {
         woken.task.register(cx.waker());
@@ -197,18 +197,21 @@ async fn run_inbox(mut rx: mpsc::UnboundedReceiver<Job>) {
         while open {
             match rx.poll_next_unpin(cx) {
                 Poll::Ready(Some(job)) => {
-                    let index = base + sent.len() as u64;
                     let waker = Waker::from(Arc::new(RequestWaker {
-                        index,
+                        index: next,
                         woken: woken.clone(),
                     }));
-                    sent.push_back(Sent {
-                        answered: job(),
-                        waker,
-                        pass_on: None,
-                        done: false,
-                    });
-                    look.push(index);
+                    let answered = job();
+                    sent.insert(
+                        next,
+                        Sent {
+                            answered,
+                            waker,
+                            pass_on: None,
+                        },
+                    );
+                    look.push(next);
+                    next += 1;
                 }
                 Poll::Ready(None) => open = false,
                 Poll::Pending => break,
@@ -216,11 +219,8 @@ async fn run_inbox(mut rx: mpsc::UnboundedReceiver<Job>) {
         }
         look.sort_unstable();
         look.dedup();
-        let poll = |i: u64, sent: &mut VecDeque<Sent>| -> bool {
-            let Some(s) = i.checked_sub(base).and_then(|k| sent.get_mut(k as usize)) else {
-                return false;
-            };
-            if !s.done && s.pass_on.is_none() {
+        let poll = |s: &mut Sent| -> bool {
+            if s.pass_on.is_none() {
                 if let Poll::Ready(pass_on) =
                     s.answered.as_mut().poll(&mut Context::from_waker(&s.waker))
                 {
@@ -231,27 +231,31 @@ async fn run_inbox(mut rx: mpsc::UnboundedReceiver<Job>) {
         };
         let mut last_ready = None;
         for i in look {
-            if poll(i, &mut sent) {
+            if sent.get_mut(&i).is_some_and(poll) {
                 last_ready = Some(i);
             }
         }
-        if let Some(j) = last_ready {
-            for i in base..j {
-                poll(i, &mut sent);
-            }
+        let Some(j) = last_ready else {
+            return if !open && sent.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            };
+        };
+        for s in sent.range_mut(..j).map(|(_, s)| s) {
+            poll(s);
         }
         // Pass on every answer in hand, in the order the requests were sent (none is after the
         // last one seen ready).
-        let in_hand = last_ready.map_or(0, |j| (j + 1 - base) as usize);
-        for s in sent.iter_mut().take(in_hand) {
-            if let Some(pass_on) = s.pass_on.take() {
-                s.done = true;
+        let in_hand: Vec<u64> = sent
+            .range(..=j)
+            .filter(|(_, s)| s.pass_on.is_some())
+            .map(|(i, _)| *i)
+            .collect();
+        for i in in_hand {
+            if let Some(pass_on) = sent.remove(&i).and_then(|s| s.pass_on) {
                 pass_on();
             }
-        }
-        while sent.front().is_some_and(|s| s.done) {
-            sent.pop_front();
-            base += 1;
         }
         if !open && sent.is_empty() {
             Poll::Ready(())
