@@ -667,6 +667,32 @@ async fn stop_within_aborts_a_drain_past_its_budget() {
 /// is a `map` batch, whose chunks beyond the bound wait inside the pool as accepted tasks. A
 /// `send` still waiting for room when the stop begins was not accepted: it gets its task back,
 /// refused as `Refusal::Stopped`.
+async fn an_abort_cancels_parked_map_chunks_with_their_events() {
+    let pool = Pool::builder().min(1).queue_bound(2).start();
+    let mut events = common::collect::<u64>(&pool);
+    let gate = Gate::new();
+    let (task, started) = gate.task_started(0u64);
+    let first = accepted(&pool, task);
+    bounded(started).await.expect("the gated task started");
+    // One chunk takes the last room; nine park outside the queues.
+    let chunks = mapped(pool.map_chunked((0..10u64).map(Square), 1));
+    assert_eq!(pool.loads(), vec![2]);
+    bounded(pool.abort()).await;
+    assert_eq!(bounded(first).await, Err(TaskError::Cancelled));
+    let results: Vec<_> = bounded(chunks.collect()).await;
+    assert_eq!(results, vec![Err(TaskError::Cancelled); 10]);
+    // Every accepted task ends with its events, parked chunks included: 11 failures, 11
+    // completions (the old pool resolved parked chunks' values and fired nothing for them).
+    let seen = events.until_complete(11).await;
+    let cancelled = common::one_outcome_each(&seen, 11)
+        .values()
+        .filter(|s| matches!(s, common::Seen::Failure(_, TaskError::Cancelled)))
+        .count();
+    assert_eq!(cancelled, 11);
+    let s = pool.stats();
+    assert_eq!((s.done, s.failed), (0, 11));
+}
+
 async fn a_parked_push_runs_during_the_drain() {
     let pool = Pool::builder().min(1).queue_bound(2).start();
     let gate = Gate::new();
@@ -1143,6 +1169,7 @@ fn main() {
             abort_during_a_draining_stop_escalates_it,
             stop_within_aborts_a_drain_past_its_budget,
             a_parked_push_runs_during_the_drain,
+            an_abort_cancels_parked_map_chunks_with_their_events,
             a_permit_is_free_before_the_value_resolves,
             a_stuck_task_releases_its_permit_when_declared_stuck,
             map_chunks_stay_under_the_frame_limit,

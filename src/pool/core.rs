@@ -222,7 +222,7 @@ impl PoolCore {
                             core.submit_accepted(task);
                         }
                         // Closed by an abort.
-                        Err(_) => task.reject(TaskError::Cancelled),
+                        Err(_) => core.cancel_accepted(task),
                     }
                     core.parked.send_modify(|n| *n -= 1);
                 });
@@ -236,7 +236,21 @@ impl PoolCore {
     /// abort or a stopped pool cancels it.
     fn submit_accepted(&self, task: Box<dyn ErasedTask>) {
         if let Err((_, task)) = self.submit(task, None, true) {
-            task.reject(TaskError::Cancelled);
+            self.cancel_accepted(task);
+        }
+    }
+
+    /// Ends an accepted task that never reached a worker (a parked map chunk an abort cancels):
+    /// it gets an id and fails `Cancelled` with its events, counted on a worker of the pool (any:
+    /// it ran on none). With no worker left, only its value resolves.
+    fn cancel_accepted(&self, mut task: Box<dyn ErasedTask>) {
+        let fin = self.workers().first().map(|w| w.fin());
+        match fin {
+            Some(fin) => {
+                task.prepare(TaskId(self.next_id.fetch_add(1, Ordering::Relaxed)), None);
+                task.fail(TaskError::Cancelled, &fin);
+            }
+            None => task.reject(TaskError::Cancelled),
         }
     }
 
