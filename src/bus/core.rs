@@ -5,10 +5,11 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use super::dispatch::{BoxFuture, Dispatcher};
 use super::error::BusError;
+use super::sync::{read, write};
 use super::table::Table;
 use super::target::Route;
 use crate::channel::Channel;
@@ -16,7 +17,7 @@ use crate::channel::Channel;
 pub(crate) struct BusInner {
     pub(super) subs: RwLock<Table>,
     /// Each subscribed actor's inbox (see `dispatch::Inbox`), held by its subscriptions.
-    pub(super) inboxes: std::sync::Mutex<HashMap<u64, std::sync::Weak<super::dispatch::Inbox>>>,
+    pub(super) inboxes: Mutex<HashMap<u64, std::sync::Weak<super::dispatch::Inbox>>>,
     /// Live subscriptions per channel, read lock-free by pools to skip building result events.
     pub(super) gauges: RwLock<HashMap<Channel, Arc<AtomicUsize>>>,
     pub(super) routes: RwLock<HashMap<Channel, Arc<dyn Route>>>,
@@ -70,21 +71,13 @@ impl Default for Bus {
     }
 }
 
-pub(super) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    // Poisoning only records a panic elsewhere; every critical section here leaves the map whole.
-    l.read().unwrap_or_else(|p| p.into_inner())
-}
-pub(super) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Bus {
     /// A new, empty bus. Its dispatch thread starts with the first delivery.
     pub fn new() -> Bus {
         Bus {
             inner: Arc::new(BusInner {
                 subs: RwLock::new(Table::default()),
-                inboxes: std::sync::Mutex::new(HashMap::new()),
+                inboxes: Mutex::new(HashMap::new()),
                 gauges: RwLock::new(HashMap::new()),
                 routes: RwLock::new(HashMap::new()),
                 tree: OnceLock::new(),

@@ -14,6 +14,7 @@ use futures::stream::StreamExt;
 use futures::task::AtomicWaker;
 
 use super::error::BusError;
+use super::sync::lock;
 use crate::event::{Event, Outcome};
 
 pub(super) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -172,10 +173,6 @@ impl Wake for RequestWaker {
         lock(&self.woken.indexes).push(self.index);
         self.woken.task.wake();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The inbox's task: sends each arriving fire at once, and passes answers on in the order the

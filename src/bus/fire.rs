@@ -4,6 +4,7 @@
 use super::core::Bus;
 use super::dispatch::{after, deliver, Lane, Report};
 use super::error::BusError;
+use super::sync::lock;
 use super::target::Target;
 use crate::event::{Complete, Derived, Event, Failure, Success};
 use crate::value::{promise, Promise, Value};
@@ -102,7 +103,7 @@ impl Bus {
                 });
             }
             Some(lane) => {
-                let mut last = lane.lock().unwrap_or_else(|p| p.into_inner());
+                let mut last = lock(lane);
                 let next = after(last.take(), async move {
                     let delivered = deliver(handlers, event).await;
                     bus.settle_fire(target, derived, promise, count, delivered)

@@ -36,7 +36,7 @@
 //! ```
 //!
 //! Files: `core` (the shared state), `target`, `error`, `subscriptions` (the API), `table` (the
-//! indexed subscription table), `fire`, `ordered` (fires delivered in order), `dispatch` (the
+//! indexed subscription table), `sync` (lock helpers), `fire`, `ordered` (fires delivered in order), `dispatch` (the
 //! dispatch thread, the delivery of one event, lanes that keep deliveries in order).
 
 mod core;
@@ -45,6 +45,7 @@ mod error;
 mod fire;
 mod ordered;
 mod subscriptions;
+mod sync;
 mod table;
 mod target;
 

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use actix::Recipient;
 
-use super::core::{read, write, Bus};
+use super::core::Bus;
 use super::dispatch::Inbox;
 use super::error::BusError;
+use super::sync::{lock, read, write};
 use super::table::Entry;
 use super::target::{Subscribe, SubscriptionId, Target};
 use crate::channel::{Channel, ComponentId};
@@ -181,7 +182,7 @@ impl Bus {
 
     /// The inbox of the actor `actor`, shared by its subscriptions (started if it has none).
     fn inbox_of(&self, actor: u64) -> Arc<Inbox> {
-        let mut inboxes = self.inner.inboxes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inboxes = lock(&self.inner.inboxes);
         if let Some(inbox) = inboxes.get(&actor).and_then(std::sync::Weak::upgrade) {
             return inbox;
         }
