@@ -36,8 +36,9 @@
 //! ```
 //!
 //! Files: `core` (the shared state), `target`, `error`, `subscriptions` (the API), `table` (the
-//! indexed subscription table), `sync` (lock helpers), `fire`, `ordered` (fires delivered in order), `dispatch` (the
-//! dispatch thread, the delivery of one event, lanes that keep deliveries in order).
+//! indexed subscription table), `sync` (lock helpers), `fire`, `ordered` (fires delivered in
+//! order), `dispatch` (the dispatch thread, the delivery of one event, lanes that keep deliveries
+//! in order).
 
 mod core;
 mod dispatch;
