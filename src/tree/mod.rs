@@ -17,254 +17,30 @@
 //! assert_eq!(removed, vec![db, app]); // children first
 //! assert!(bus.components().is_empty());
 //! ```
+//!
+//! Files: `component` (what is registered, the lifecycle events), `state` (the tree's nodes and
+//! walks), and here the bus's tree API: register, start, unregister, stop, and the ordered
+//! announcements.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-
-use actix::{Message, Recipient, WeakRecipient};
 
 use crate::bus::{after, Bus, BusError, Lane, Target};
 use crate::channel::Channel;
 pub use crate::channel::ComponentId;
-use crate::value::{promise, Promise, Value};
+use crate::value::{promise, Value};
 
-/// The message the tree sends to stop a component. Implement `Handler<Stop>` (usually calling
-/// `ctx.stop()`) and register with [`Component::stopper`] to be stoppable with the tree.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub struct Stop;
+mod component;
+mod state;
 
-/// A description of a component to register: name, channel, parent, and how to stop it.
-#[derive(Clone)]
-pub struct Component {
-    name: String,
-    channel: Option<Channel>,
-    parent: Option<ComponentId>,
-    stopper: Option<Stopper>,
-}
-
-/// Where the tree sends [`Stop`]: an address that keeps the actor alive while it is registered, or
-/// one that does not.
-#[derive(Clone)]
-enum Stopper {
-    Strong(Recipient<Stop>),
-    Weak(WeakRecipient<Stop>),
-}
-
-impl Stopper {
-    fn get(&self) -> Option<Recipient<Stop>> {
-        match self {
-            Stopper::Strong(r) => Some(r.clone()),
-            Stopper::Weak(w) => w.upgrade(),
-        }
-    }
-}
-
-impl Component {
-    /// A component named `name`, on a fresh UUID channel unless [`channel`](Component::channel)
-    /// names one, with no parent.
-    pub fn new(name: impl Into<String>) -> Self {
-        Component {
-            name: name.into(),
-            channel: None,
-            parent: None,
-            stopper: None,
-        }
-    }
-    /// The channel the component lives on.
-    pub fn channel(mut self, channel: impl Into<Channel>) -> Self {
-        self.channel = Some(channel.into());
-        self
-    }
-    /// The parent it registers under.
-    pub fn parent(mut self, parent: ComponentId) -> Self {
-        self.parent = Some(parent);
-        self
-    }
-    /// Where to send [`Stop`] when the component (or an ancestor) is stopped. The tree holds this
-    /// address, so the actor lives at least as long as it is registered.
-    pub fn stopper(mut self, stopper: Recipient<Stop>) -> Self {
-        self.stopper = Some(Stopper::Strong(stopper));
-        self
-    }
-    /// Like [`stopper`](Component::stopper), but the tree does not keep the actor alive: an actor
-    /// that stopped for want of other addresses is skipped when the tree is stopped. Pools register
-    /// this way, so that a pool nobody can reach any more stops itself.
-    pub fn weak_stopper(mut self, stopper: WeakRecipient<Stop>) -> Self {
-        self.stopper = Some(Stopper::Weak(stopper));
-        self
-    }
-}
-
-/// What the tree knows of a registered component.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ComponentInfo {
-    /// Its id.
-    pub id: ComponentId,
-    /// Its name.
-    pub name: String,
-    /// Its channel.
-    pub channel: Channel,
-    /// Its parent, if any.
-    pub parent: Option<ComponentId>,
-}
-
-/// Fired when a component registers.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct Registered(pub ComponentInfo);
-
-/// Fired when a component says it is ready ([`Bus::mark_started`]).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct Started(pub ComponentInfo);
-
-/// Fired when a component has been sent [`Stop`] and handled it (or did not answer in time: then
-/// [`StopTimedOut`] comes first).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct Stopped(pub ComponentInfo);
-
-/// Fired when a component did not answer [`Stop`] within the bus's stop timeout
-/// ([`Bus::set_stop_timeout`]): the stop went on without it (its actor may still run; the tree no
-/// longer holds it).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct StopTimedOut(pub ComponentInfo);
+pub use component::{
+    Component, ComponentInfo, Registered, Started, Stop, StopTimedOut, Stopped, Unregistered,
+};
+use state::{lifecycle_target, Farewell, Node, StopStep, TreeState};
 
 /// How long a stop waits for one component's answer to [`Stop`] by default.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Fired when a component leaves the tree.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct Unregistered(pub ComponentInfo);
-
-struct Node {
-    info: ComponentInfo,
-    /// When it registered, in the tree's own count (its key among its parent's children).
-    seq: u64,
-    /// Its children by registration order: in order, and each removed without a scan.
-    children: BTreeMap<u64, ComponentId>,
-    stopper: Option<Stopper>,
-    /// The component's last lifecycle announcement: the next one is delivered after it, so every
-    /// subscriber sees `Registered`, `Started` and `Unregistered` of one component in that order,
-    /// whatever threads register, start and unregister it.
-    lane: Option<Lane>,
-}
-
-/// The tree itself, kept inside the bus.
-#[derive(Default)]
-pub(crate) struct TreeState {
-    nodes: HashMap<ComponentId, Node>,
-    /// Registrations so far (gives each node its `seq`).
-    registered: u64,
-    /// Stops under way: the callers waiting for each (a second stop of the same component joins
-    /// the first instead of stopping everything twice).
-    stopping: HashMap<ComponentId, Vec<StopWaiter>>,
-    /// How long a stop waits for one component's answer (`None`: the default).
-    stop_timeout: Option<Duration>,
-}
-
-/// A caller waiting for a stop under way.
-type StopWaiter = Promise<Result<Vec<ComponentId>, BusError>>;
-
-/// One component to stop: where its lifecycle events go, what it is, its stopper.
-type StopStep = (Target, ComponentInfo, Option<Recipient<Stop>>);
-
-/// A component that left the tree: where its `Unregistered` goes, what it was, its last
-/// announcement (to come after).
-type Farewell = (Target, ComponentInfo, Option<Lane>);
-
-impl TreeState {
-    /// The components of `id`'s subtree not in `skip`, children first, with what stopping each
-    /// needs.
-    fn stop_steps(&self, id: ComponentId, skip: &HashSet<ComponentId>) -> Vec<StopStep> {
-        let mut order = Vec::new();
-        self.post_order(id, &mut order);
-        order
-            .into_iter()
-            .filter(|c| !skip.contains(c))
-            .filter_map(|c| {
-                self.nodes.get(&c).map(|n| {
-                    (
-                        lifecycle_target(&n.info, self),
-                        n.info.clone(),
-                        n.stopper.as_ref().and_then(Stopper::get),
-                    )
-                })
-            })
-            .collect()
-    }
-
-    /// Takes `id`'s subtree out of the tree; returns its ids (children first) and the
-    /// `Unregistered` announcements to make (each after its component's earlier ones).
-    fn remove_subtree(&mut self, id: ComponentId) -> (Vec<ComponentId>, Vec<Farewell>) {
-        let root = self
-            .nodes
-            .get(&id)
-            .and_then(|n| Some((n.info.parent?, n.seq)));
-        let mut removed = Vec::new();
-        self.post_order(id, &mut removed);
-        let targets: Vec<_> = removed
-            .iter()
-            .filter_map(|c| Some(lifecycle_target(&self.nodes.get(c)?.info, self)))
-            .collect();
-        let announcements: Vec<Farewell> = removed
-            .iter()
-            .filter_map(|c| self.nodes.remove(c))
-            .zip(targets)
-            .map(|(node, target)| (target, node.info, node.lane))
-            .collect();
-        if let Some((parent, seq)) = root {
-            if let Some(p) = self.nodes.get_mut(&parent) {
-                p.children.remove(&seq);
-            }
-        }
-        // Memory returns when components go, not only their entries.
-        if self.nodes.capacity() > 64 && self.nodes.len() < self.nodes.capacity() / 4 {
-            self.nodes.shrink_to_fit();
-        }
-        (removed, announcements)
-    }
-
-    /// The subtree under `id`, children before parents (the order things stop in).
-    ///
-    /// Iterative (an explicit stack, no recursion), so a tree of any depth is walked without
-    /// growing the thread's stack.
-    fn post_order(&self, id: ComponentId, out: &mut Vec<ComponentId>) {
-        if !self.nodes.contains_key(&id) {
-            return;
-        }
-        // Each entry: a node and its children not pushed yet.
-        let children = |c: &ComponentId| self.nodes.get(c).map(|n| n.children.values());
-        let mut stack = vec![(id, children(&id))];
-        while let Some((node, rest)) = stack.last_mut() {
-            match rest.as_mut().and_then(Iterator::next) {
-                Some(child) => {
-                    if self.nodes.contains_key(child) {
-                        stack.push((*child, children(child)));
-                    }
-                }
-                None => {
-                    out.push(*node);
-                    stack.pop();
-                }
-            }
-        }
-    }
-}
-
-fn lifecycle_target(info: &ComponentInfo, tree: &TreeState) -> Target {
-    let mut chans = vec![info.channel.clone()];
-    if let Some(p) = info.parent.and_then(|p| tree.nodes.get(&p)) {
-        if p.info.channel != info.channel {
-            chans.push(p.info.channel.clone());
-        }
-    }
-    Target::Channels(chans)
-}
 
 impl Bus {
     /// How long [`stop_component`](Bus::stop_component) waits for each component to answer
