@@ -105,8 +105,29 @@ impl<R: TaskOutput> Task<R> {
                 inputs,
             },
             decode: decode_output::<J>,
+            rerun: rerun_one::<J>,
         });
         task
+    }
+}
+
+/// A job's run again from its encoded input (a retry in thread mode).
+fn rerun_one<J: Job>(inputs: &Inputs) -> Result<J::Output, TaskError> {
+    match inputs {
+        Inputs::One(bytes) => decode_and_run::<J>(bytes),
+        Inputs::Batch(_) => Err(TaskError::Wire(WireError::Unexpected(
+            "a chunk's inputs for a single job".into(),
+        ))),
+    }
+}
+
+/// A chunk's run again from its encoded inputs (a retry in thread mode).
+fn rerun_batch<J: Job>(inputs: &Inputs) -> Result<Outcomes<J::Output>, TaskError> {
+    match inputs {
+        Inputs::Batch(all) => Ok(all.iter().map(|b| decode_and_run::<J>(b)).collect()),
+        Inputs::One(_) => Err(TaskError::Wire(WireError::Unexpected(
+            "a single job's input for a chunk".into(),
+        ))),
     }
 }
 
@@ -142,6 +163,7 @@ pub(crate) fn batch_task<J: Job>(
             inputs,
         },
         decode: decode_batch::<J>,
+        rerun: rerun_batch::<J>,
     });
     task
 }
@@ -166,15 +188,20 @@ fn decode_batch<J: Job>(bytes: &[u8]) -> Result<Outcomes<J::Output>, TaskError> 
 /// How a worker process runs one named job: decode, run (catching panics), encode.
 type Runner = fn(&[u8]) -> Result<Vec<u8>, TaskError>;
 
-fn run_encoded<J: Job>(input: &[u8]) -> Result<Vec<u8>, TaskError> {
+/// Decodes a job from its input and runs it, catching a panic.
+fn decode_and_run<J: Job>(input: &[u8]) -> Result<J::Output, TaskError> {
     let job: J = postcard::from_bytes(input).map_err(|e| {
         TaskError::Wire(WireError::Decode(format!(
             "the input of job {:?}: {e}",
             J::NAME
         )))
     })?;
-    let output = catch_unwind(AssertUnwindSafe(|| job.run()))
-        .map_err(|p| TaskError::Panicked(panic_message(&*p)))?;
+    catch_unwind(AssertUnwindSafe(|| job.run()))
+        .map_err(|p| TaskError::Panicked(panic_message(&*p)))
+}
+
+fn run_encoded<J: Job>(input: &[u8]) -> Result<Vec<u8>, TaskError> {
+    let output = decode_and_run::<J>(input)?;
     postcard::to_allocvec(&output).map_err(|e| {
         TaskError::Wire(WireError::Encode(format!(
             "the output of job {:?}: {e}",

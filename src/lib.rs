@@ -81,8 +81,8 @@ pub use pool::{
     WorkerRestarted, WorkerStarted, WorkerStopped,
 };
 pub use task::{
-    Exit, Refusal, RunError, StartStage, SubmitError, Task, TaskComplete, TaskError, TaskFailure,
-    TaskId, TaskOutput, TaskSuccess,
+    Exit, Priority, Refusal, Retry, RunError, StartStage, SubmitError, Task, TaskComplete,
+    TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess,
 };
 pub use tree::{
     Component, ComponentId, ComponentInfo, Registered, Started, Stop, StopTimedOut, Stopped,
@@ -142,8 +142,8 @@ impl From<RunError> for Error {
 pub mod prelude {
     pub use crate::{
         BelowAverage, Bus, Channel, Derived, Job, Jobs, KeyAffinity, LeastLoaded, Pool, PoolHandle,
-        PowerOfTwo, Random, Refusal, RoundRobin, RunError, SubmitError, Subscribe, Task,
-        TaskComplete, TaskError, TaskFailure, TaskSuccess, Value,
+        PowerOfTwo, Priority, Random, Refusal, Retry, RoundRobin, RunError, SubmitError, Subscribe,
+        Task, TaskComplete, TaskError, TaskFailure, TaskSuccess, Value,
     };
 }
 

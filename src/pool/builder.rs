@@ -51,6 +51,7 @@ pub struct PoolBuilder {
     queue_bound: Option<usize>,
     stuck_after: Option<Duration>,
     track_latency: bool,
+    retry: Option<crate::task::Retry>,
     resizer: Option<Resizer>,
     stats_every: Option<Duration>,
 }
@@ -80,6 +81,7 @@ impl Default for PoolBuilder {
             queue_bound: None,
             stuck_after: None,
             track_latency: false,
+            retry: None,
             resizer: None,
             stats_every: None,
         }
@@ -142,6 +144,27 @@ impl PoolBuilder {
     /// child.
     pub fn stuck_after(mut self, limit: Duration) -> Self {
         self.stuck_after = Some(limit);
+        self
+    }
+    /// The retry policy of every task that has none of its own ([`Task::retry`](crate::Task::retry)):
+    /// a job or a [repeatable](crate::Task::repeatable) closure that fails with an error the policy
+    /// accepts runs again, keeping its id and value, and fires one terminal event with its attempt
+    /// number (see [`Retry`](crate::Retry)). Costs nothing until a task fails.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use circuits::prelude::*;
+    ///
+    /// # #[actix::main] async fn main() {
+    /// let pool = Pool::builder()
+    ///     .min(2)
+    ///     .retry(Retry::attempts(3).backoff(Duration::from_millis(50), Duration::from_secs(2)))
+    ///     .start();
+    /// # pool.stop().await;
+    /// # }
+    /// ```
+    pub fn retry(mut self, policy: crate::task::Retry) -> Self {
+        self.retry = Some(policy);
         self
     }
     /// Keeps run-time percentiles for [`PoolHandle::stats`] (two clock reads per task).
@@ -263,6 +286,7 @@ impl PoolBuilder {
                 queue_bound: self.queue_bound,
                 stuck_after: self.stuck_after,
                 track_latency: self.track_latency,
+                retry: self.retry,
             },
         ));
         // The channel first: a pool that cannot have it starts nothing.

@@ -30,6 +30,7 @@ pub(crate) struct Settings {
     pub(crate) queue_bound: Option<usize>,
     pub(crate) stuck_after: Option<Duration>,
     pub(crate) track_latency: bool,
+    pub(crate) retry: Option<crate::task::Retry>,
 }
 
 pub(crate) struct PoolCore {
@@ -47,6 +48,8 @@ pub(crate) struct PoolCore {
     pub(crate) bound: Option<Arc<tokio::sync::Semaphore>>,
     pub(crate) stuck_after: Option<Duration>,
     pub(crate) track_latency: bool,
+    /// The retry policy of tasks that have none of their own.
+    pub(crate) retry: Option<crate::task::Retry>,
     /// Where worker actors live (the arbiter the pool started on), so workers can be added from
     /// any thread.
     pub(crate) arbiter: actix::ArbiterHandle,
@@ -107,6 +110,7 @@ impl PoolCore {
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
             stuck_after: s.stuck_after,
             track_latency: s.track_latency,
+            retry: s.retry,
             arbiter: actix::Arbiter::current(),
             retired: Default::default(),
             resizing: std::sync::Mutex::new(()),
@@ -304,7 +308,7 @@ impl PoolCore {
         Ok(())
     }
 
-    fn enqueue(&self, slot: &WorkerSlot, task: Box<dyn ErasedTask>, pinned: bool) {
+    pub(crate) fn enqueue(&self, slot: &WorkerSlot, task: Box<dyn ErasedTask>, pinned: bool) {
         slot.load.fetch_add(1, Ordering::Relaxed);
         if let Err(task) = slot.backend.submit(task, pinned) {
             // That worker left the pool (retired or lost) after the task was routed to it.
@@ -343,6 +347,23 @@ impl PoolCore {
     /// announcements reach each subscriber in the order they were made).
     pub(crate) fn announce<E: crate::Event>(&self, event: E) {
         self.bus.deliver_now(&Target::from(&self.channel), event);
+    }
+
+    /// Whether an abort was asked for.
+    pub(crate) fn is_aborting(&self) -> bool {
+        self.aborting.load(Ordering::SeqCst)
+    }
+
+    /// Counts a task waiting outside the queues (a parked map chunk, a retry's back-off) in or
+    /// out: a stop waits for none to be left before it stops the workers.
+    pub(crate) fn park(&self, waiting: bool) {
+        self.parked
+            .send_modify(|n| *n = if waiting { *n + 1 } else { *n - 1 });
+    }
+
+    /// A receiver that turns `true` when a stop begins.
+    pub(crate) fn stopping_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     /// A receiver that turns `true` when the pool has stopped.

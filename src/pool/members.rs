@@ -36,6 +36,7 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
         route: Mutex::new(None),
         retired: std::sync::atomic::AtomicBool::new(false),
     });
+    super::retry::install(core, &slot, &fin);
     let link: Arc<dyn crate::worker::PoolLink> = Arc::new(Link(Arc::downgrade(core)));
     slot.backend.attach(link.clone(), Arc::downgrade(&slot));
     let watched = core.stuck_after.filter(|_| !core.kind.stuck_is_timeout());

@@ -49,6 +49,7 @@ pub(crate) mod handle;
 pub(crate) mod map;
 pub(crate) mod members;
 pub(crate) mod resize;
+pub(crate) mod retry;
 pub(crate) mod stats;
 
 pub use self::events::{WorkerRestarted, WorkerStarted, WorkerStopped};

@@ -23,6 +23,8 @@ pub struct TaskSuccess<R> {
     pub worker: Channel,
     /// Its result.
     pub value: R,
+    /// Which run gave it: 1, or more after [retries](crate::Retry).
+    pub attempt: u32,
 }
 
 /// Fired on the pool's channel when a task fails, for whatever reason.
@@ -33,8 +35,10 @@ pub struct TaskFailure {
     pub id: TaskId,
     /// The channel of the worker it was given to.
     pub worker: Channel,
-    /// What went wrong.
+    /// What went wrong (in the last attempt).
     pub error: TaskError,
+    /// Which run failed last: 1, or more after [retries](crate::Retry).
+    pub attempt: u32,
 }
 
 /// Fired on the pool's channel after the task's `TaskSuccess` or `TaskFailure`.
@@ -47,4 +51,6 @@ pub struct TaskComplete {
     pub worker: Channel,
     /// Whether it succeeded.
     pub ok: bool,
+    /// How many runs it took: 1, or more after [retries](crate::Retry).
+    pub attempt: u32,
 }

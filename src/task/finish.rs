@@ -10,6 +10,7 @@ use super::counters::Counters;
 use super::error::TaskError;
 use super::events::{TaskComplete, TaskFailure, TaskSuccess};
 use super::output::{TaskId, TaskOutput};
+use super::retry::RetryHook;
 use crate::bus::{Bus, Target};
 use crate::channel::Channel;
 use crate::value::{FailSlot, Promise};
@@ -27,6 +28,9 @@ pub(crate) struct Finisher {
     /// Thread mode with stuck detection: how long a task may run before its worker is declared
     /// lost, and how to tell the pool.
     pub(crate) stuck: std::sync::OnceLock<StuckHook>,
+    /// Where a failed task goes for its next attempt, and the pool's default retry policy (set
+    /// by the pool; kept across a process worker's child replacements).
+    pub(crate) retry: std::sync::OnceLock<Arc<RetryHook>>,
     /// A success found no subscriber of its type while the channel had some (said once, in a
     /// debug-level trace).
     unheard: Arc<std::sync::atomic::AtomicBool>,
@@ -48,6 +52,7 @@ impl Finisher {
             worker: worker.clone(),
             counters: Arc::new(Counters::new(track_latency)),
             stuck: std::sync::OnceLock::new(),
+            retry: std::sync::OnceLock::new(),
             unheard: Default::default(),
         }
     }
@@ -62,6 +67,7 @@ impl Finisher {
             bus: self.bus.clone(),
             pool: self.pool.clone(),
             stuck: std::sync::OnceLock::new(),
+            retry: self.retry.clone(),
             unheard: self.unheard.clone(),
         }
     }
@@ -81,9 +87,11 @@ impl Finisher {
     /// someone listens) fires the terminal event then `TaskComplete`. A bounded pool's permit is
     /// released first, and the count is made before the value resolves, so whoever awaited the
     /// value finds room in the pool and the task in [`stats`](crate::PoolHandle::stats).
+    ///
+    /// `attempt` is the run that gave the result (from 1; above 1 after retries).
     pub(crate) fn settle<R: TaskOutput>(
         &self,
-        id: TaskId,
+        (id, attempt): (TaskId, u32),
         promise: &Promise<Result<R, TaskError>>,
         result: Result<R, TaskError>,
         permit: Option<&Permit>,
@@ -99,47 +107,57 @@ impl Finisher {
                 id,
                 worker: self.worker.clone(),
                 value: v.clone(),
+                attempt,
             }),
-            Err(e) => Err(self.failure(id, e.clone())),
+            Err(e) => Err(self.failure(id, attempt, e.clone())),
         };
         if promise.complete_then(result, || self.counters.record(ok)) {
-            self.fire(id, terminal);
+            self.fire(id, attempt, terminal);
         }
     }
 
     /// [`settle`](Self::settle) with an error, for a value whose type is not known here.
     fn settle_err(
         &self,
-        id: TaskId,
+        (id, attempt): (TaskId, u32),
         slot: &dyn FailSlot<TaskError>,
         error: TaskError,
         permit: Option<&Permit>,
     ) {
         release(permit);
-        let failure = self.observed().then(|| self.failure(id, error.clone()));
+        let failure = self
+            .observed()
+            .then(|| self.failure(id, attempt, error.clone()));
         if slot.fail_then(error, &mut || self.counters.record(false)) {
             if let Some(f) = failure {
-                self.fire::<()>(id, Err(f));
+                self.fire::<()>(id, attempt, Err(f));
             }
         }
     }
 
-    fn failure(&self, id: TaskId, error: TaskError) -> TaskFailure {
+    fn failure(&self, id: TaskId, attempt: u32, error: TaskError) -> TaskFailure {
         TaskFailure {
             id,
             worker: self.worker.clone(),
             error,
+            attempt,
         }
     }
 
     /// Fires the terminal event, then `TaskComplete`, on the pool's channel.
-    fn fire<R: TaskOutput>(&self, id: TaskId, terminal: Result<TaskSuccess<R>, TaskFailure>) {
+    fn fire<R: TaskOutput>(
+        &self,
+        id: TaskId,
+        attempt: u32,
+        terminal: Result<TaskSuccess<R>, TaskFailure>,
+    ) {
         let bus = self.bus.clone();
         let target = Target::from(&self.pool);
         let complete = TaskComplete {
             id,
             worker: self.worker.clone(),
             ok: terminal.is_ok(),
+            attempt,
         };
         let unheard = self.unheard.clone();
         self.bus.spawn(async move {
@@ -193,6 +211,7 @@ pub(crate) struct RunningSlot(std::sync::Mutex<Option<Running>>);
 
 pub(crate) struct Running {
     pub(crate) id: TaskId,
+    pub(crate) attempt: u32,
     pub(crate) slot: Arc<dyn FailSlot<TaskError>>,
     pub(crate) permit: Option<Permit>,
 }
@@ -206,7 +225,7 @@ impl RunningSlot {
     pub(crate) fn fail(&self, error: TaskError, fin: &Finisher) {
         let running = self.lock().take();
         if let Some(r) = running {
-            fin.settle_err(r.id, &*r.slot, error, r.permit.as_ref());
+            fin.settle_err((r.id, r.attempt), &*r.slot, error, r.permit.as_ref());
         }
     }
 }

@@ -35,17 +35,23 @@ mod events;
 mod finish;
 mod output;
 mod payload;
+mod priority;
 mod queued;
+mod retry;
 
 pub use error::{Exit, Refusal, RunError, StartStage, SubmitError, TaskError};
 pub use events::{TaskComplete, TaskFailure, TaskSuccess};
 pub use output::{TaskId, TaskOutput};
+pub use priority::Priority;
+pub use retry::Retry;
 
 pub(crate) use counters::{histogram, Counters};
 pub(crate) use finish::{Finisher, RunningSlot, StuckHook};
-pub(crate) use output::Closure;
+pub(crate) use output::{Again, Closure};
 pub(crate) use payload::{Inputs, JobCall, JobPayload};
+pub(crate) use priority::{LaneTurn, Lanes};
 pub(crate) use queued::{hand_back, panic_message, ErasedTask, Refused};
+pub(crate) use retry::RetryHook;
 
 /// A unit of work for a pool, resolving to `Result<R, TaskError>` once accepted.
 ///
@@ -78,6 +84,10 @@ pub struct Task<R> {
     pub(crate) key: Option<u64>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) deadline: Option<std::time::Instant>,
+    pub(crate) priority: Priority,
+    pub(crate) retry: Option<Retry>,
+    /// The work again, for a retry ([`Task::repeatable`]).
+    pub(crate) again: Option<Again<R>>,
 }
 
 impl<R> fmt::Debug for Task<R> {
@@ -87,6 +97,8 @@ impl<R> fmt::Debug for Task<R> {
             .field("key", &self.key)
             .field("timeout", &self.timeout)
             .field("deadline", &self.deadline)
+            .field("priority", &self.priority)
+            .field("retry", &self.retry)
             .finish()
     }
 }
@@ -117,6 +129,44 @@ impl<R: TaskOutput> Task<R> {
         }))
     }
 
+    /// A task running `f`, which may fail, and which may run more than once: a task that
+    /// [retries](Self::retry) (in a thread pool) must be made with this or [`Task::job`]. `Err(e)`
+    /// fails the attempt with [`TaskError::Failed`] carrying `e`'s message.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use circuits::prelude::*;
+    ///
+    /// # #[actix::main] async fn main() -> Result<(), RunError> {
+    /// let pool = Pool::builder().min(1).start();
+    /// let tries = Arc::new(AtomicU32::new(0));
+    /// let t = tries.clone();
+    /// let flaky = Task::repeatable(move || match t.fetch_add(1, Ordering::SeqCst) {
+    ///     0 => Err("the database was not ready"),
+    ///     n => Ok(n + 1),
+    /// })
+    /// .retry(Retry::attempts(3).backoff(Duration::ZERO, Duration::ZERO).when(|e| {
+    ///     matches!(e, TaskError::Failed(_))
+    /// }));
+    /// assert_eq!(pool.run(flaky).await?, 2); // the second attempt succeeded
+    /// pool.stop().await;
+    /// # Ok(()) }
+    /// # use std::time::Duration;
+    /// ```
+    pub fn repeatable<F, E>(f: F) -> Self
+    where
+        F: Fn() -> Result<R, E> + Send + Sync + 'static,
+        E: fmt::Display,
+    {
+        let again: Again<R> =
+            std::sync::Arc::new(move || f().map_err(|e| TaskError::Failed(e.to_string())));
+        let first = again.clone();
+        let mut task = Self::from_closure(Box::new(move || first()));
+        task.again = Some(again);
+        task
+    }
+
     pub(crate) fn from_closure(run: Closure<R>) -> Self {
         Task {
             run,
@@ -124,7 +174,40 @@ impl<R: TaskOutput> Task<R> {
             key: None,
             timeout: None,
             deadline: None,
+            priority: Priority::Normal,
+            retry: None,
+            again: None,
         }
+    }
+
+    /// Sets the task's [`Priority`] (default `Normal`): a worker takes its `High` tasks first and
+    /// its `Low` ones last, without starving them (see [`Priority`]). In process mode the order
+    /// holds among the tasks not yet sent to the child: up to
+    /// [`ProcessConfig::pipeline`](crate::ProcessConfig::pipeline) tasks are sent ahead, so set
+    /// `pipeline(1)` where strict order matters more than throughput.
+    ///
+    /// ```
+    /// use circuits::prelude::*;
+    ///
+    /// # #[actix::main] async fn main() -> Result<(), RunError> {
+    /// let pool = Pool::builder().min(1).start();
+    /// let urgent = Task::new(|| "now").priority(Priority::High);
+    /// assert_eq!(pool.run(urgent).await?, "now");
+    /// pool.stop().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Runs the task again after a failure its policy calls transient (see [`Retry`]), instead
+    /// of the pool's default policy ([`PoolBuilder::retry`](crate::PoolBuilder::retry)). It keeps
+    /// its id and its value; its one terminal event carries the attempt number. Applies to jobs
+    /// and to [`Task::repeatable`] closures.
+    pub fn retry(mut self, policy: Retry) -> Self {
+        self.retry = Some(policy);
+        self
     }
 
     /// Gives the task an affinity key: with the [`KeyAffinity`](crate::KeyAffinity) strategy, tasks

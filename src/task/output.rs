@@ -19,3 +19,6 @@ pub trait TaskOutput: Send + Clone + 'static {}
 impl<T: Send + Clone + 'static> TaskOutput for T {}
 
 pub(crate) type Closure<R> = Box<dyn FnOnce() -> Result<R, TaskError> + Send + 'static>;
+
+/// A closure that can run again (a repeatable task's work, for its retries).
+pub(crate) type Again<R> = std::sync::Arc<dyn Fn() -> Result<R, TaskError> + Send + Sync + 'static>;

@@ -23,4 +23,6 @@ pub(crate) struct JobPayload {
 pub(crate) struct JobCall<R> {
     pub(crate) payload: JobPayload,
     pub(crate) decode: fn(&[u8]) -> Result<R, TaskError>,
+    /// Decodes the inputs and runs the job(s) again on this thread (a retry in thread mode).
+    pub(crate) rerun: fn(&Inputs) -> Result<R, TaskError>,
 }

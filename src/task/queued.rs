@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use super::error::{Refusal, SubmitError, TaskError};
 use super::finish::{release, Finisher, Permit, Running, RunningSlot};
-use super::output::{Closure, TaskId, TaskOutput};
+use super::output::{Again, Closure, TaskId, TaskOutput};
 use super::payload::{JobCall, JobPayload};
+use super::priority::{Prioritized, Priority};
+use super::retry::{Retry, RetryHook};
 use super::Task;
 use crate::bus::{Bus, Target};
 use crate::channel::Channel;
@@ -19,16 +21,19 @@ impl<R: TaskOutput> Task<R> {
     /// Turns the task into its type-erased queue entry and the value its caller awaits.
     pub(crate) fn into_cell(self, id: TaskId) -> (Box<dyn ErasedTask>, Value<R, TaskError>) {
         let (promise, value) = promise();
+        let plain = self.job.is_none()
+            && self.key.is_none()
+            && self.timeout.is_none()
+            && self.deadline.is_none()
+            && self.priority == Priority::Normal
+            && self.retry.is_none()
+            && self.again.is_none();
         (
             Box::new(TaskCell {
                 id,
                 run: self.run,
                 promise,
-                extra: (self.job.is_some()
-                    || self.key.is_some()
-                    || self.timeout.is_some()
-                    || self.deadline.is_some())
-                .then(|| {
+                extra: (!plain).then(|| {
                     Box::new(Extra {
                         job: self.job,
                         key: self.key,
@@ -36,6 +41,11 @@ impl<R: TaskOutput> Task<R> {
                         deadline: self.deadline,
                         permit: None,
                         pinned: false,
+                        priority: self.priority,
+                        retry: self.retry,
+                        again: self.again,
+                        attempt: 1,
+                        closed: false,
                     })
                 }),
             }),
@@ -89,20 +99,18 @@ impl<R: TaskOutput> TaskCell<R> {
     /// The task this entry was made from. Its value (the promise) is dropped: a refused task's
     /// caller gets the task back instead. A bounded pool's permit, if it held one, is released.
     fn into_task(self) -> Task<R> {
-        let (job, key, timeout, deadline) = match self.extra {
-            Some(extra) => {
-                release(extra.permit.as_ref());
-                (extra.job, extra.key, extra.timeout, extra.deadline)
-            }
-            None => (None, None, None, None),
-        };
-        Task {
-            run: self.run,
-            job,
-            key,
-            timeout,
-            deadline,
+        let mut task = Task::from_closure(self.run);
+        if let Some(extra) = self.extra {
+            release(extra.permit.as_ref());
+            task.job = extra.job;
+            task.key = extra.key;
+            task.timeout = extra.timeout;
+            task.deadline = extra.deadline;
+            task.priority = extra.priority;
+            task.retry = extra.retry;
+            task.again = extra.again;
         }
+        task
     }
 }
 
@@ -129,8 +137,16 @@ pub(crate) trait ErasedTask: Send {
     fn pinned(&self) -> bool;
     /// Keeps a bounded pool's queue permit until the task is settled.
     fn hold(&mut self, permit: tokio::sync::OwnedSemaphorePermit);
-    /// Settles the task with an error without running it.
+    /// Its priority: which lane of a worker's queue it waits in.
+    fn priority(&self) -> Priority;
+    /// Ends the run with an error without running it (process mode: the error of its run in a
+    /// child): settles the task, or, if its retry policy says so, hands it to the pool for its
+    /// next attempt.
     fn fail(self: Box<Self>, error: TaskError, fin: &Finisher);
+    /// Settles the task with an error, with no further attempt (a stop ended its retries).
+    fn fail_final(self: Box<Self>, error: TaskError, fin: &Finisher);
+    /// Counts the start of the task's next attempt (the pool queues it again after a back-off).
+    fn next_attempt(&mut self);
     /// The entry as `Any`, to take the typed task back out of a refused one ([`hand_back`]).
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
     /// Settles the task with a worker process's encoded answer (process mode).
@@ -156,6 +172,15 @@ struct Extra<R> {
     /// Bound to the worker it was queued on (process workers; thread workers keep a queue of
     /// their own for these).
     pinned: bool,
+    priority: Priority,
+    /// Its own retry policy (else the pool's default applies).
+    retry: Option<Retry>,
+    /// The work again, for a retry in thread mode ([`Task::repeatable`]).
+    again: Option<Again<R>>,
+    /// Which run this is, from 1.
+    attempt: u32,
+    /// A stop ended its retries.
+    closed: bool,
 }
 
 impl<R> Extra<R> {
@@ -167,13 +192,70 @@ impl<R> Extra<R> {
             deadline: None,
             permit: None,
             pinned: false,
+            priority: Priority::Normal,
+            retry: None,
+            again: None,
+            attempt: 1,
+            closed: false,
         })
+    }
+
+    /// The task's work again, after its first run consumed the closure (thread mode): a
+    /// repeatable closure, or a job decoded again from its input.
+    fn rebuild(&self) -> Option<Closure<R>>
+    where
+        R: TaskOutput,
+    {
+        if let Some(again) = &self.again {
+            let again = again.clone();
+            return Some(Box::new(move || again()));
+        }
+        let job = self.job.as_ref()?;
+        let inputs = job.payload.inputs.as_ref().ok()?.clone();
+        let rerun = job.rerun;
+        Some(Box::new(move || rerun(&inputs)))
     }
 }
 
-impl<R> TaskCell<R> {
+/// Whether a run that failed with `error` earns another attempt: the wait before it, and where
+/// to hand the task (the pool's hook). `None` without a hook, a policy, or attempts left.
+fn retry_due<R>(
+    extra: Option<&Extra<R>>,
+    error: &TaskError,
+    fin: &Finisher,
+) -> Option<(Duration, Arc<RetryHook>)> {
+    let hook = fin.retry.get()?;
+    if extra.is_some_and(|e| e.closed) {
+        return None;
+    }
+    let policy = extra
+        .and_then(|e| e.retry.as_ref())
+        .or(hook.default.as_ref())?;
+    let attempt = extra.map_or(1, |e| e.attempt);
+    policy
+        .retries(error, attempt)
+        .then(|| (policy.delay(attempt), hook.clone()))
+}
+
+impl<R: TaskOutput> TaskCell<R> {
     fn permit(&self) -> Option<&Permit> {
         self.extra.as_ref()?.permit.as_ref()
+    }
+
+    fn attempt(&self) -> u32 {
+        self.extra.as_ref().map_or(1, |e| e.attempt)
+    }
+
+    /// Hands the task to its pool for its next attempt after `delay` (`error` ended this one).
+    fn requeue(self: Box<Self>, delay: Duration, error: TaskError, hook: &RetryHook) {
+        let task: Box<dyn ErasedTask> = self;
+        (hook.requeue)(Box::new(task), delay, error);
+    }
+}
+
+impl Prioritized for Box<dyn ErasedTask> {
+    fn priority(&self) -> Priority {
+        ErasedTask::priority(&**self)
     }
 }
 
@@ -217,13 +299,14 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             return self.fail(TaskError::Expired, fin);
         }
         let timeout = self.timeout();
+        let attempt = self.attempt();
         let TaskCell {
             id,
             run,
             promise,
             extra,
         } = *self;
-        let permit = extra.and_then(|e| e.permit);
+        let permit = extra.as_ref().and_then(|e| e.permit.clone());
         if !promise.is_pending() {
             return; // already settled (cancelled while queued)
         }
@@ -233,7 +316,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
                 tokio::time::sleep(limit).await;
                 if expire.is_pending() {
                     let error = Err(TaskError::TimedOut(limit));
-                    fin2.settle(id, &expire, error, permit2.as_ref());
+                    fin2.settle((id, attempt), &expire, error, permit2.as_ref());
                 }
             });
         }
@@ -249,7 +332,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
                 }
                 if expire.is_pending() {
                     let error = Err(TaskError::TimedOut(limit));
-                    fin2.settle(id, &expire, error, permit2.as_ref());
+                    fin2.settle((id, attempt), &expire, error, permit2.as_ref());
                 }
                 lost();
             });
@@ -257,6 +340,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         });
         *running.lock() = Some(Running {
             id,
+            attempt,
             slot: promise.fail_slot(),
             permit: permit.clone(),
         });
@@ -275,7 +359,23 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         if let Some(f) = finished {
             f.store(true, Ordering::Release);
         }
-        fin.settle(id, &promise, result, permit.as_ref());
+        if let Err(error) = &result {
+            // Another attempt, if the policy gives one and the work can run again (a timer or
+            // an abort that settled the task meanwhile ends it).
+            let again = retry_due(extra.as_deref(), error, fin)
+                .filter(|_| promise.is_pending())
+                .and_then(|next| Some((next, extra.as_ref()?.rebuild()?)));
+            if let Some(((delay, hook), run)) = again {
+                let cell = Box::new(TaskCell {
+                    id,
+                    run,
+                    promise,
+                    extra,
+                });
+                return cell.requeue(delay, result.err().unwrap_or(TaskError::Abandoned), &hook);
+            }
+        }
+        fin.settle((id, attempt), &promise, result, permit.as_ref());
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
@@ -300,8 +400,29 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             Some(Arc::new(std::sync::Mutex::new(Some(permit))));
     }
 
+    fn priority(&self) -> Priority {
+        self.extra.as_ref().map_or(Priority::Normal, |e| e.priority)
+    }
+
     fn fail(self: Box<Self>, error: TaskError, fin: &Finisher) {
-        fin.settle(self.id, &self.promise, Err(error), self.permit());
+        // The closure was not consumed: the cell runs again as it is.
+        if let Some((delay, hook)) = retry_due(self.extra.as_deref(), &error, fin) {
+            if self.promise.is_pending() {
+                return self.requeue(delay, error, &hook);
+            }
+        }
+        self.fail_final(error, fin);
+    }
+
+    fn next_attempt(&mut self) {
+        let extra = self.extra.get_or_insert_with(Extra::empty);
+        extra.attempt += 1;
+        extra.deadline = None; // it started once: its deadline to start is met
+    }
+
+    fn fail_final(self: Box<Self>, error: TaskError, fin: &Finisher) {
+        let key = (self.id, self.attempt());
+        fin.settle(key, &self.promise, Err(error), self.permit());
     }
 
     fn finish_encoded(self: Box<Self>, answer: Result<&[u8], TaskError>, fin: &Finisher) {
@@ -311,8 +432,9 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             (Ok(_), None) => Err(TaskError::Wire(crate::wire::WireError::Unexpected(
                 "an encoded answer for a task that is not a job".into(),
             ))),
-            (Err(e), _) => Err(e),
+            (Err(e), _) => return self.fail(e, fin),
         };
-        fin.settle(self.id, &self.promise, result, self.permit());
+        let key = (self.id, self.attempt());
+        fin.settle(key, &self.promise, result, self.permit());
     }
 }

@@ -18,6 +18,7 @@ use crate::value::Value;
 pub(crate) mod child;
 pub(crate) mod process;
 pub(crate) mod thread;
+mod urgent;
 
 /// How long an idle worker thread (a thread worker, a process worker's host) keeps looking for its
 /// next message before it sleeps. A sleeping thread costs a futex wake-up (several microseconds

@@ -13,8 +13,9 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Select, Sender};
 
+use super::urgent::Urgent;
 use super::{Backend, Shutdown, LINGER};
-use crate::task::{ErasedTask, Finisher, Refusal, RunningSlot, TaskError};
+use crate::task::{ErasedTask, Finisher, LaneTurn, Refusal, RunningSlot, TaskError};
 use crate::value::{promise, Promise, Value};
 
 enum Msg {
@@ -32,6 +33,8 @@ pub(crate) struct Sibling {
     /// Running a task right now. Only a busy worker's queue is stolen from: an idle one takes its
     /// own next task at once, and stealing it would only move it away from where it was placed.
     busy: Arc<AtomicBool>,
+    /// Its `High` and `Low` queues.
+    urgent: Urgent,
 }
 
 /// The workers of one pool that may steal from each other.
@@ -56,6 +59,8 @@ pub(crate) struct ThreadWorker {
     done: Mutex<Option<Value<(), TaskError>>>,
     siblings: Siblings,
     id: u64,
+    /// The `High` and `Low` queues.
+    urgent: Urgent,
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
@@ -78,6 +83,7 @@ impl ThreadWorker {
             shared: shared_rx,
             load,
             busy: Arc::new(AtomicBool::new(false)),
+            urgent: Urgent::new(),
         };
         let (shared_rx, busy, own_load) = (me.shared.clone(), me.busy.clone(), me.load.clone());
         let running = Arc::new(RunningSlot::default());
@@ -88,7 +94,9 @@ impl ThreadWorker {
             fin: fin.clone(),
             abort: abort.clone(),
             running: running.clone(),
+            turn: std::cell::Cell::new(LaneTurn::default()),
         };
+        let urgent = me.urgent.clone();
         let name = worker.fin.worker().as_str();
         let exited = exit.share();
         std::thread::Builder::new()
@@ -112,6 +120,7 @@ impl ThreadWorker {
             done: Mutex::new(Some(done)),
             siblings,
             id,
+            urgent,
         })
     }
 }
@@ -124,6 +133,8 @@ struct Worker {
     fin: Arc<Finisher>,
     abort: Arc<AtomicBool>,
     running: Arc<RunningSlot>,
+    /// Whose turn it is among the priority lanes.
+    turn: std::cell::Cell<LaneTurn>,
 }
 
 /// What to do next.
@@ -146,6 +157,9 @@ impl Worker {
         while let Ok(task) = self.me.shared.try_recv() {
             self.run(task, &self.me.load);
         }
+        for task in self.me.urgent.drain(true, true) {
+            self.run(task, &self.me.load);
+        }
         // Leave the stealing list, then take anything a last-moment steal missed.
         self.siblings
             .write()
@@ -154,6 +168,31 @@ impl Worker {
         while let Ok(task) = self.me.shared.try_recv() {
             self.run(task, &self.me.load);
         }
+        for task in self.me.urgent.drain(true, true) {
+            self.run(task, &self.me.load);
+        }
+    }
+
+    /// The next task by lane turn, when the `High` or `Low` queues hold any (see [`LaneTurn`]).
+    fn by_priority(&self) -> Option<Next> {
+        let mut turn = self.turn.take();
+        let order = turn.next();
+        self.turn.set(turn);
+        for lane in order {
+            let found = match lane {
+                0 => self.me.urgent.take(0),
+                2 => self.me.urgent.take(1),
+                _ => match self.pinned.try_recv() {
+                    Ok(Msg::Run(t)) => Some(t),
+                    Ok(Msg::Stop) => return Some(Next::Stop),
+                    Err(_) => self.me.shared.try_recv().ok(),
+                },
+            };
+            if let Some(t) = found {
+                return Some(Next::Task(t, self.me.load.clone()));
+            }
+        }
+        None
     }
 
     fn run(&self, task: Box<dyn ErasedTask>, load: &AtomicUsize) {
@@ -172,6 +211,11 @@ impl Worker {
     fn next(&self) -> Next {
         let mut until = None;
         loop {
+            if self.me.urgent.queued.load(Ordering::Acquire) > 0 {
+                if let Some(next) = self.by_priority() {
+                    return next;
+                }
+            }
             match self.pinned.try_recv() {
                 Ok(Msg::Run(t)) => return Next::Task(t, self.me.load.clone()),
                 Ok(Msg::Stop) => return Next::Stop,
@@ -191,9 +235,13 @@ impl Worker {
             let mut sel = Select::new();
             sel.recv(&self.pinned);
             sel.recv(&self.me.shared);
-            // Wakes when either own queue has something (or is closed); the loop takes it.
+            for q in self.me.urgent.pinned.iter().chain(&self.me.urgent.shared) {
+                sel.recv(&q.1);
+            }
+            // Wakes when an own queue has something (or is closed); the loop takes it.
             let _ = sel.ready();
-            if self.pinned.is_empty() && self.me.shared.is_empty() {
+            let urgent = self.me.urgent.queued.load(Ordering::Acquire);
+            if self.pinned.is_empty() && self.me.shared.is_empty() && urgent == 0 {
                 // Both senders are gone: the pool was dropped without a stop.
                 return Next::Stop;
             }
@@ -205,16 +253,26 @@ impl Worker {
         let victim = siblings
             .iter()
             .filter(|s| {
-                s.id != self.me.id && s.busy.load(Ordering::Relaxed) && !s.shared.is_empty()
+                s.id != self.me.id
+                    && s.busy.load(Ordering::Relaxed)
+                    && (!s.shared.is_empty() || s.urgent.has_shared())
             })
             .max_by_key(|s| s.shared.len())?;
-        let task = victim.shared.try_recv().ok()?;
+        // The highest lane first.
+        let task = victim
+            .urgent
+            .take_shared(0)
+            .or_else(|| victim.shared.try_recv().ok())
+            .or_else(|| victim.urgent.take_shared(1))?;
         Some(Next::Task(task, victim.load.clone()))
     }
 }
 
 impl Backend for ThreadWorker {
     fn submit(&self, task: Box<dyn ErasedTask>, pinned: bool) -> Result<(), Box<dyn ErasedTask>> {
+        if let Some(side) = Urgent::side(task.priority()) {
+            return self.urgent.push(task, side, pinned);
+        }
         if pinned {
             self.pinned.send(Msg::Run(task)).map_err(|e| match e.0 {
                 Msg::Run(t) => t,
@@ -242,7 +300,8 @@ impl Backend for ThreadWorker {
                     } else {
                         None
                     }
-                }));
+                }))
+                .chain(self.urgent.drain(true, true));
             for task in queued {
                 task.fail(TaskError::Cancelled, &self.fin);
                 self.load.fetch_sub(1, Ordering::Relaxed);
@@ -264,7 +323,8 @@ impl Backend for ThreadWorker {
 
     fn retire(&self) -> Vec<Box<dyn ErasedTask>> {
         // Unpinned tasks move to other workers; pinned ones run here before the stop message.
-        let moved: Vec<_> = self.shared_rx.try_iter().collect();
+        let mut moved: Vec<_> = self.urgent.drain(true, false);
+        moved.extend(self.shared_rx.try_iter());
         let _ = self.pinned.send(Msg::Stop);
         moved
     }

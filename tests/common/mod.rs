@@ -306,6 +306,11 @@ impl<E: Event + Message<Result = ()>> Listener<E> {
         .await
     }
 
+    /// An event already received, if any (without waiting).
+    pub fn try_next(&mut self) -> Result<E, mpsc::error::TryRecvError> {
+        self.rx.try_recv()
+    }
+
     /// The listener's subscription.
     pub fn subscription(&self) -> SubscriptionId {
         self.subscription

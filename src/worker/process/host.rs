@@ -55,7 +55,7 @@ impl ProcessWorker {
             slot: Weak::new(),
             conn: None,
             next_run: 1,
-            pending: VecDeque::new(),
+            pending: Default::default(),
             stopping: None,
             retry_at: None,
             failures: 0,

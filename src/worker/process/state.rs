@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::config::ProcessConfig;
 use super::shared::{InFlight, Shared};
-use crate::task::{ErasedTask, Finisher, StartStage};
+use crate::task::{ErasedTask, Finisher, Lanes, StartStage};
 use crate::wire::PipeSink;
 use crate::worker::{PoolLink, Shutdown, WorkerSlot};
 
@@ -37,8 +37,8 @@ pub(super) struct Host {
     pub(super) slot: Weak<WorkerSlot>,
     pub(super) conn: Option<Conn>,
     pub(super) next_run: u64,
-    /// Tasks accepted but not yet sent to the child.
-    pub(super) pending: VecDeque<Box<dyn ErasedTask>>,
+    /// Tasks accepted but not yet sent to the child, in priority lanes.
+    pub(super) pending: Lanes<Box<dyn ErasedTask>>,
     pub(super) stopping: Option<Shutdown>,
     /// After a failed start: when to try again.
     pub(super) retry_at: Option<Instant>,
