@@ -81,8 +81,8 @@ pub use pool::{
     WorkerRestarted, WorkerStarted, WorkerStopped,
 };
 pub use task::{
-    Exit, Refusal, RunError, StartStage, SubmitError, Task, TaskComplete, TaskError, TaskFailure,
-    TaskId, TaskOutput, TaskSuccess,
+    Exit, Limit, Refusal, RunError, StartStage, SubmitError, Task, TaskComplete, TaskError,
+    TaskFailure, TaskId, TaskOutput, TaskSuccess,
 };
 pub use tree::{
     Component, ComponentId, ComponentInfo, Registered, Started, Stop, StopTimedOut, Stopped,

@@ -37,7 +37,7 @@ mod output;
 mod payload;
 mod queued;
 
-pub use error::{Exit, Refusal, RunError, StartStage, SubmitError, TaskError};
+pub use error::{Exit, Limit, Refusal, RunError, StartStage, SubmitError, TaskError};
 pub use events::{TaskComplete, TaskFailure, TaskSuccess};
 pub use output::{TaskId, TaskOutput};
 
