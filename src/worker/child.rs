@@ -204,7 +204,9 @@ fn limit_cpu(limit: std::time::Duration) -> std::io::Result<()> {
     let time = |t: libc::timeval| {
         std::time::Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000)
     };
-    let until = time(usage.ru_utime) + time(usage.ru_stime) + limit;
+    let until = time(usage.ru_utime)
+        .saturating_add(time(usage.ru_stime))
+        .saturating_add(limit);
     let secs = until.as_secs() + u64::from(until.subsec_nanos() > 0);
     // SAFETY: restoring a signal's default action touches no memory of ours.
     unsafe { libc::signal(libc::SIGXCPU, libc::SIG_DFL) };

@@ -49,7 +49,9 @@ impl Host {
             .env(PARENT_ENV, std::process::id().to_string());
         // The limits the child sets on itself.
         if let Some(limit) = self.cfg.cpu_per_job {
-            command.env(CPU_PER_JOB_ENV, limit.as_nanos().to_string());
+            // In u64 nanoseconds, which the child reads (584 years at most).
+            let nanos = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+            command.env(CPU_PER_JOB_ENV, nanos.to_string());
         }
         if let Some(n) = self.cfg.open_files {
             command.env(OPEN_FILES_ENV, n.to_string());
