@@ -81,7 +81,7 @@ pub use pool::{
     WorkerRestarted, WorkerStarted, WorkerStopped,
 };
 pub use task::{
-    Exit, Priority, Refusal, Retry, RunError, StartStage, SubmitError, Task, TaskComplete,
+    Exit, Limit, Priority, Refusal, Retry, RunError, StartStage, SubmitError, Task, TaskComplete,
     TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess,
 };
 pub use tree::{

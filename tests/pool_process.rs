@@ -6,14 +6,14 @@ mod common;
 use common::Square;
 
 use common::{
-    alive, await_children, bounded, children, eventually_blocking, listen, wait_for_no_children,
-    Listener,
+    alive, await_children, bounded, children, collect, eventually_blocking, listen,
+    one_outcome_each, wait_for_no_children, Listener, Seen,
 };
 
 use std::time::Duration;
 
 use circuits::prelude::*;
-use circuits::{Exit, MapStream, ProcessConfig, TaskOutput, WireError, WorkerRestarted};
+use circuits::{Exit, Limit, MapStream, ProcessConfig, TaskOutput, WireError, WorkerRestarted};
 use serde::{Deserialize, Serialize};
 
 /// Dies in one of several ways, or answers with its process id.
@@ -80,6 +80,69 @@ impl Job for Leak {
     }
 }
 
+/// Spins on the CPU for up to `secs` seconds of wall-clock time (a CPU limit should stop it
+/// long before); answers with how many rounds it made.
+#[derive(Serialize, Deserialize)]
+struct Spin {
+    secs: u64,
+}
+impl Job for Spin {
+    const NAME: &'static str = "spin";
+    type Output = u64;
+    fn run(self) -> u64 {
+        let until = std::time::Instant::now() + Duration::from_secs(self.secs);
+        let mut rounds = 0u64;
+        while std::time::Instant::now() < until {
+            for _ in 0..10_000 {
+                rounds = std::hint::black_box(rounds.wrapping_add(1));
+            }
+        }
+        rounds
+    }
+}
+
+/// Grows its memory by `step_mib` MiB (written to, so resident) every `pause_ms` up to `max_mib`,
+/// then holds it for up to `hold_secs` (a memory limit should stop it long before); answers with
+/// the MiB it reached.
+#[derive(Serialize, Deserialize)]
+struct Grow {
+    step_mib: usize,
+    max_mib: usize,
+    pause_ms: u64,
+    hold_secs: u64,
+}
+impl Job for Grow {
+    const NAME: &'static str = "grow";
+    type Output = usize;
+    fn run(self) -> usize {
+        let mut held = Vec::new();
+        while held.len() * self.step_mib < self.max_mib {
+            held.push(vec![1u8; self.step_mib << 20]);
+            std::thread::sleep(Duration::from_millis(self.pause_ms));
+        }
+        std::thread::sleep(Duration::from_secs(self.hold_secs));
+        held.len() * self.step_mib
+    }
+}
+
+/// Opens /dev/null `n` times at once; answers with how many it opened, or the first error's
+/// text.
+#[derive(Serialize, Deserialize)]
+struct OpenMany {
+    n: usize,
+}
+impl Job for OpenMany {
+    const NAME: &'static str = "open-many";
+    type Output = Result<usize, String>;
+    fn run(self) -> Result<usize, String> {
+        let mut open = Vec::with_capacity(self.n);
+        for _ in 0..self.n {
+            open.push(std::fs::File::open("/dev/null").map_err(|e| e.to_string())?);
+        }
+        Ok(open.len())
+    }
+}
+
 /// Known to the parent's code but not registered in the children's job set.
 #[derive(Serialize, Deserialize)]
 struct Unregistered;
@@ -95,6 +158,9 @@ fn jobs() -> Jobs {
         .register::<Misbehave>()
         .register::<Echo>()
         .register::<Leak>()
+        .register::<Spin>()
+        .register::<Grow>()
+        .register::<OpenMany>()
 }
 
 /// The pool's `WorkerRestarted` events from now on.
@@ -560,6 +626,132 @@ async fn a_job_queued_past_its_deadline_is_never_sent_to_a_child() {
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
 }
 
+async fn a_job_over_its_cpu_limit_fails_naming_it_and_the_pool_goes_on() {
+    let limit = Duration::from_secs(1);
+    let config = ProcessConfig::default().limit_cpu_per_job(limit);
+    let pool = Pool::builder().min(1).process_with(config).start();
+    let mut restarts = watch_restarts(&pool);
+    let mut events = collect::<u64>(&pool);
+    let worker = pool.workers()[0].clone();
+    let started = std::time::Instant::now();
+    // The spinning job is the child's first: going over a limit is the job's fault, not a failed
+    // start. The jobs queued behind it never started; a new child runs them.
+    let spin = accepted(&pool, Task::job(Spin { secs: 60 }));
+    let queued: Vec<_> = (0..10u64)
+        .map(|i| accepted(&pool, Task::job(Square(i))))
+        .collect();
+    assert_eq!(
+        bounded(spin).await,
+        Err(TaskError::LimitExceeded(Limit::CpuTime(limit)))
+    );
+    println!(
+        "    the spinning job failed after {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    for (i, v) in queued.into_iter().enumerate() {
+        assert_eq!(bounded(v).await, Ok((i * i) as u64), "queued tasks go on");
+    }
+    assert_eq!(bounded(pool.run(Task::job(Square(7)))).await, Ok(49));
+    let r = restarts.next().await;
+    assert_eq!(r.old, worker);
+    assert!(
+        r.reason.contains("CPU time"),
+        "the restart's reason: {:?}",
+        r.reason
+    );
+    let terminal = one_outcome_each(&events.until_complete(12).await, 12);
+    let failures: Vec<_> = terminal
+        .values()
+        .filter(|s| matches!(s, Seen::Failure(..)))
+        .collect();
+    assert_eq!(
+        failures,
+        vec![&Seen::Failure(
+            worker,
+            TaskError::LimitExceeded(Limit::CpuTime(limit))
+        )],
+        "exactly one TaskFailure, for the spinning job"
+    );
+    let s = pool.stats();
+    assert_eq!((s.done, s.failed), (11, 1));
+    bounded(pool.stop()).await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+}
+
+async fn a_job_over_its_memory_limit_fails_naming_it_and_the_pool_goes_on() {
+    let limit = 64u64 << 20;
+    let config = ProcessConfig::default().limit_resident_memory(limit);
+    let pool = Pool::builder().min(1).process_with(config).start();
+    let mut restarts = watch_restarts(&pool);
+    let worker = pool.workers()[0].clone();
+    let pid = bounded(pool.run(Task::job(Misbehave::Pid))).await.unwrap();
+    // 4 MiB every 5 ms, held once it is at 512 MiB: however late the pool looks, it is over.
+    let grow = accepted(
+        &pool,
+        Task::job(Grow {
+            step_mib: 4,
+            max_mib: 512,
+            pause_ms: 5,
+            hold_secs: 60,
+        }),
+    );
+    let queued: Vec<_> = (0..10u64)
+        .map(|i| accepted(&pool, Task::job(Square(i))))
+        .collect();
+    let error = bounded(grow).await.expect_err("the growing job fails");
+    let TaskError::LimitExceeded(Limit::ResidentMemory {
+        limit: named,
+        resident,
+    }) = error
+    else {
+        panic!("expected LimitExceeded(ResidentMemory), got {error:?}");
+    };
+    assert_eq!(named, limit);
+    assert!(resident > limit, "{resident} bytes resident, limit {limit}");
+    println!(
+        "    killed at {:.1} MiB resident ({:.1} MiB over the limit)",
+        resident as f64 / f64::from(1 << 20),
+        (resident - limit) as f64 / f64::from(1 << 20)
+    );
+    for (i, v) in queued.into_iter().enumerate() {
+        assert_eq!(bounded(v).await, Ok((i * i) as u64), "queued tasks go on");
+    }
+    let r = restarts.next().await;
+    assert_eq!(r.old, worker);
+    assert!(
+        r.reason.contains("resident memory"),
+        "the restart's reason: {:?}",
+        r.reason
+    );
+    let new_pid = bounded(pool.run(Task::job(Misbehave::Pid))).await.unwrap();
+    assert_ne!(pid, new_pid, "a new child took over");
+    assert!(common::ended(pid).await, "the child over its limit is gone");
+    let s = pool.stats();
+    assert_eq!((s.done, s.failed), (12, 1));
+    bounded(pool.stop()).await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+}
+
+async fn a_job_over_the_open_files_limit_gets_the_os_error_and_the_child_lives() {
+    let config = ProcessConfig::default().limit_open_files(64);
+    let pool = Pool::builder().min(1).process_with(config).start();
+    let pid = bounded(pool.run(Task::job(Misbehave::Pid))).await.unwrap();
+    let opened = bounded(pool.run(Task::job(OpenMany { n: 200 })))
+        .await
+        .expect("the job itself sees the error");
+    let error = opened.expect_err("200 files do not fit under a limit of 64");
+    assert!(error.contains("Too many open files"), "{error}");
+    // Under the limit, it opens them; and the same child serves on.
+    let some = bounded(pool.run(Task::job(OpenMany { n: 32 }))).await;
+    assert_eq!(some, Ok(Ok(32)));
+    let again = bounded(pool.run(Task::job(Misbehave::Pid))).await.unwrap();
+    assert_eq!(pid, again, "the same child serves on");
+    let s = pool.stats();
+    assert_eq!((s.done, s.failed), (4, 0));
+    bounded(pool.stop()).await;
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+}
+
 fn main() {
     circuits::init(jobs()); // worker processes serve jobs here and never return
     orphan_parent_if_asked();
@@ -580,6 +772,9 @@ fn main() {
             a_child_is_recycled_after_its_jobs_and_no_task_fails,
             a_child_above_its_memory_limit_is_recycled_between_jobs,
             a_job_queued_past_its_deadline_is_never_sent_to_a_child,
+            a_job_over_its_cpu_limit_fails_naming_it_and_the_pool_goes_on,
+            a_job_over_its_memory_limit_fails_naming_it_and_the_pool_goes_on,
+            a_job_over_the_open_files_limit_gets_the_os_error_and_the_child_lives,
         ],
         common::sync_tests![
             children_die_with_their_parent,

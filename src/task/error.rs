@@ -1,7 +1,7 @@
 //! The errors of tasks, one per operation: [`TaskError`] (how an accepted task ended without its
 //! result), [`Refusal`] and [`SubmitError`] (why a task was not accepted, with the task handed
 //! back), [`RunError`] (the one-await paths that submit and wait), and what they carry: [`Exit`],
-//! [`StartStage`].
+//! [`StartStage`], [`Limit`].
 
 use std::fmt;
 use std::sync::Mutex;
@@ -20,7 +20,8 @@ use super::Task;
 /// Only run outcomes: a task that was never accepted is a [`SubmitError`] (it is handed back), and
 /// waiting with a bound fails with a [`WaitError`](crate::WaitError) beside this. Some variants come
 /// from the task itself (`Panicked`, `Failed`, `TimedOut`), some from the pool (`Cancelled`), some
-/// from process mode only (`WorkerCrashed`, `WorkerStartFailed`, `UnknownJob`, `Wire`). It converts
+/// from process mode only (`WorkerCrashed`, `LimitExceeded`, `WorkerStartFailed`, `UnknownJob`,
+/// `Wire`). It converts
 /// into [`Error`](crate::Error) for `?`.
 ///
 /// ```
@@ -68,6 +69,13 @@ pub enum TaskError {
         /// How it ended.
         exit: Exit,
     },
+    /// The task went over one of its worker process's resource limits (set in
+    /// [`ProcessConfig`](crate::ProcessConfig): [`limit_cpu_per_job`](crate::ProcessConfig::limit_cpu_per_job),
+    /// [`limit_resident_memory`](crate::ProcessConfig::limit_resident_memory)), and the process
+    /// was killed for it. As after a crash, only this task fails, and a replacement worker was
+    /// started.
+    #[error("the task went over its worker process's limit, and the process was killed: {0}")]
+    LimitExceeded(Limit),
     /// A worker process could not be started, several times in a row (see
     /// [`ProcessConfig::max_start_failures`](crate::ProcessConfig::max_start_failures)): the tasks
     /// waiting on that worker fail with this instead of waiting for ever. The pool keeps trying to
@@ -127,6 +135,7 @@ impl Exit {
             9 => "SIGKILL",
             11 => "SIGSEGV",
             15 => "SIGTERM",
+            24 => "SIGXCPU",
             _ => return None,
         })
     }
@@ -145,6 +154,47 @@ impl fmt::Display for Exit {
                 f.write_str("killed because the task before it timed out as it finished")
             }
             Exit::Unknown => f.write_str("its pipe closed without an exit status"),
+        }
+    }
+}
+
+/// A per-process resource limit that a job went over (see [`TaskError::LimitExceeded`]). Set with
+/// [`ProcessConfig`](crate::ProcessConfig); process mode only.
+///
+/// ```
+/// use std::time::Duration;
+/// use circuits::{Limit, TaskError};
+///
+/// let e = TaskError::LimitExceeded(Limit::CpuTime(Duration::from_secs(2)));
+/// assert!(e.to_string().ends_with("CPU time: more than 2s in one job"));
+/// let m = Limit::ResidentMemory { limit: 64 << 20, resident: 70 << 20 };
+/// assert_eq!(m.to_string(), "resident memory: 73400320 bytes, above the limit of 67108864");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Limit {
+    /// The job used more CPU time (user and system, all its threads) than
+    /// [`limit_cpu_per_job`](crate::ProcessConfig::limit_cpu_per_job) allows: the kernel sent
+    /// the process SIGXCPU. The limit as configured.
+    CpuTime(Duration),
+    /// The worker process's resident memory was above
+    /// [`limit_resident_memory`](crate::ProcessConfig::limit_resident_memory) while the job ran.
+    ResidentMemory {
+        /// The limit, in bytes.
+        limit: u64,
+        /// The resident memory the pool saw, in bytes (above the limit).
+        resident: u64,
+    },
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::CpuTime(limit) => write!(f, "CPU time: more than {limit:?} in one job"),
+            Limit::ResidentMemory { limit, resident } => write!(
+                f,
+                "resident memory: {resident} bytes, above the limit of {limit}"
+            ),
         }
     }
 }

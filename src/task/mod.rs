@@ -39,7 +39,7 @@ mod priority;
 mod queued;
 mod retry;
 
-pub use error::{Exit, Refusal, RunError, StartStage, SubmitError, TaskError};
+pub use error::{Exit, Limit, Refusal, RunError, StartStage, SubmitError, TaskError};
 pub use events::{TaskComplete, TaskFailure, TaskSuccess};
 pub use output::{TaskId, TaskOutput};
 pub use priority::Priority;

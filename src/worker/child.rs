@@ -23,6 +23,33 @@ pub const WORKER_ENV: &str = "CIRCUITS_WORKER";
 pub(crate) const MAX_FRAME_ENV: &str = "CIRCUITS_MAX_FRAME";
 /// The environment variable carrying the parent's pid, to notice a parent that died at once.
 pub(crate) const PARENT_ENV: &str = "CIRCUITS_PARENT_PID";
+/// The environment variable carrying the CPU time each job may use, in nanoseconds.
+pub(crate) const CPU_PER_JOB_ENV: &str = "CIRCUITS_CPU_PER_JOB_NS";
+/// The environment variable carrying the limit on open files.
+pub(crate) const OPEN_FILES_ENV: &str = "CIRCUITS_OPEN_FILES";
+
+/// The resource limits a worker process sets on itself (see [`ProcessConfig`]'s `limit_*`).
+///
+/// [`ProcessConfig`]: crate::ProcessConfig
+#[derive(Debug, Clone, Copy, Default)]
+#[cfg_attr(not(all(feature = "process", target_os = "linux")), allow(dead_code))]
+struct Limits {
+    /// Set as the soft `RLIMIT_CPU` before each job: the CPU time used so far plus this.
+    cpu_per_job: Option<std::time::Duration>,
+    /// Set as the soft `RLIMIT_NOFILE` before serving.
+    open_files: Option<u64>,
+}
+
+impl Limits {
+    /// The limits in this process's environment.
+    fn from_env() -> Self {
+        let var = |name| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+        Limits {
+            cpu_per_job: var(CPU_PER_JOB_ENV).map(std::time::Duration::from_nanos),
+            open_files: var(OPEN_FILES_ENV),
+        }
+    }
+}
 
 /// Call this first thing in `main` of every binary that starts process pools.
 ///
@@ -54,13 +81,20 @@ pub fn init(jobs: Jobs) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(wire::DEFAULT_MAX_FRAME);
     let parent: Option<libc::pid_t> = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse().ok());
+    let limits = Limits::from_env();
     // What made this process a worker is not passed on: a job's subprocesses are ordinary
     // processes, and a process pool started inside a job starts workers of its own. (`init` runs
     // first in `main`, before any other thread could read the environment.)
-    for var in [WORKER_ENV, MAX_FRAME_ENV, PARENT_ENV] {
+    for var in [
+        WORKER_ENV,
+        MAX_FRAME_ENV,
+        PARENT_ENV,
+        CPU_PER_JOB_ENV,
+        OPEN_FILES_ENV,
+    ] {
         std::env::remove_var(var);
     }
-    let code = match serve(&jobs, max_frame, parent) {
+    let code = match serve(&jobs, max_frame, parent, limits) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("circuits worker {}: {e}", std::process::id());
@@ -112,29 +146,104 @@ fn take_protocol_fds() -> std::io::Result<(File, File)> {
 }
 
 #[cfg(all(feature = "process", target_os = "linux"))]
+/// The resources a worker process limits.
+#[derive(Debug, Clone, Copy)]
+enum Resource {
+    CpuSeconds,
+    OpenFiles,
+}
+
+#[cfg(all(feature = "process", target_os = "linux"))]
+/// Sets one resource's soft limit, capped at its hard limit (which stays as it is: raising it
+/// needs privileges, and lowering it is not ours to decide).
+///
+/// # Errors
+///
+/// When the kernel refuses to read or set the limit.
+fn set_soft_limit(resource: Resource, soft: u64) -> std::io::Result<()> {
+    // (Named here: the constants' type differs between the C libraries.)
+    let resource = match resource {
+        Resource::CpuSeconds => libc::RLIMIT_CPU,
+        Resource::OpenFiles => libc::RLIMIT_NOFILE,
+    };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into `lim`, on this stack.
+    if unsafe { libc::getrlimit(resource, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let soft = libc::rlim_t::try_from(soft).unwrap_or(libc::RLIM_INFINITY);
+    lim.rlim_cur = soft.min(lim.rlim_max);
+    // SAFETY: setrlimit reads only `lim`, on this stack.
+    if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(all(feature = "process", target_os = "linux"))]
+/// Gives the next job `limit` of CPU time: the soft `RLIMIT_CPU` becomes the CPU time this
+/// process has used so far plus `limit`, rounded up to whole seconds (the kernel's unit). Past
+/// it the kernel sends SIGXCPU, whose default action (restored here, in case the parent ignored
+/// it) ends the process; the parent names the limit.
+///
+/// # Errors
+///
+/// When the kernel refuses the CPU time or the limit.
+fn limit_cpu(limit: std::time::Duration) -> std::io::Result<()> {
+    // SAFETY: getrusage writes only into `usage`, on this stack.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        usage
+    };
+    let time = |t: libc::timeval| {
+        std::time::Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000)
+    };
+    let until = time(usage.ru_utime)
+        .saturating_add(time(usage.ru_stime))
+        .saturating_add(limit);
+    let secs = until.as_secs() + u64::from(until.subsec_nanos() > 0);
+    // SAFETY: restoring a signal's default action touches no memory of ours.
+    unsafe { libc::signal(libc::SIGXCPU, libc::SIG_DFL) };
+    set_soft_limit(Resource::CpuSeconds, secs)
+}
+
+#[cfg(all(feature = "process", target_os = "linux"))]
 fn serve(
     jobs: &Jobs,
     max_frame: usize,
     parent: Option<libc::pid_t>,
+    limits: Limits,
 ) -> Result<(), wire::WireError> {
     die_with_parent(parent)?;
     let (input, output) = take_protocol_fds()?;
+    if let Some(n) = limits.open_files {
+        set_soft_limit(Resource::OpenFiles, n)?;
+    }
     serve_on(
         jobs,
         &mut PipeSource::new(input, max_frame),
         &mut PipeSink::new(output, max_frame),
         max_frame,
+        limits.cpu_per_job,
     )
 }
 
 /// The job loop over any carrier: handshake, then each `Run`/`RunBatch` answered with a `Done`,
-/// in order, each answer flushed before the next job starts.
+/// in order, each answer flushed before the next job starts (and, with a CPU limit, each job
+/// given its CPU time just before it starts).
 #[cfg(all(feature = "process", target_os = "linux"))]
 fn serve_on(
     jobs: &Jobs,
     input: &mut impl FrameSource,
     output: &mut impl FrameSink,
     max_frame: usize,
+    cpu_per_job: Option<std::time::Duration>,
 ) -> Result<(), wire::WireError> {
     // Handshake: the parent speaks first.
     wire::check_hello(&input.recv()?.ack())?;
@@ -156,7 +265,11 @@ fn serve_on(
             Err(wire::WireError::Closed) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let (id, result) = match wire::decode(&body)? {
+        let frame = wire::decode(&body)?;
+        if let Some(limit) = cpu_per_job {
+            limit_cpu(limit)?;
+        }
+        let (id, result) = match frame {
             Frame::Run { id, job, input } => {
                 let result = jobs.run(&job, &input.0).map_err(fault);
                 (id, result)
@@ -200,7 +313,7 @@ fn serve_on(
 
 /// Without process mode in this build, a worker process cannot serve: it says so and exits.
 #[cfg(not(all(feature = "process", target_os = "linux")))]
-fn serve(_: &Jobs, _: usize, _: Option<libc::pid_t>) -> Result<(), wire::WireError> {
+fn serve(_: &Jobs, _: usize, _: Option<libc::pid_t>, _: Limits) -> Result<(), wire::WireError> {
     Err(wire::WireError::Unexpected(
         "this build has no process mode (it needs Linux and the `process` feature)".into(),
     ))

@@ -31,6 +31,14 @@ pub struct ProcessConfig {
     pub(crate) recycle_jitter: u64,
     /// Recycle a child whose resident memory is above this many bytes.
     pub(crate) recycle_memory: Option<u64>,
+    /// The CPU time each job may use (set in the child before each job).
+    pub(crate) cpu_per_job: Option<Duration>,
+    /// Kill a child whose resident memory is above this many bytes while it runs a job.
+    pub(crate) max_resident: Option<u64>,
+    /// How often the resident memory of a child running a job is read.
+    pub(crate) memory_poll: Duration,
+    /// The child's soft limit on open files.
+    pub(crate) open_files: Option<u64>,
 }
 
 impl Default for ProcessConfig {
@@ -46,6 +54,10 @@ impl Default for ProcessConfig {
             recycle_jobs: None,
             recycle_jitter: 0,
             recycle_memory: None,
+            cpu_per_job: None,
+            max_resident: None,
+            memory_poll: Duration::from_millis(10),
+            open_files: None,
         }
     }
 }
@@ -124,6 +136,62 @@ impl ProcessConfig {
     /// work comes.
     pub fn recycle_above_memory(mut self, bytes: u64) -> Self {
         self.recycle_memory = Some(bytes);
+        self
+    }
+
+    /// Limits the CPU time (user and system, all threads) each job may use in its child: before
+    /// each job the child sets its soft `RLIMIT_CPU` to the CPU time it has used so far plus
+    /// `limit`, and a job that goes past it gets SIGXCPU from the kernel, which kills the child.
+    /// The job fails with [`TaskError::LimitExceeded`](crate::TaskError::LimitExceeded)`(`[`Limit::CpuTime`](crate::Limit::CpuTime)`(limit))`
+    /// instead of [`WorkerCrashed`](crate::TaskError::WorkerCrashed); the jobs sent after it go to
+    /// a replacement child, started at once and announced with
+    /// [`WorkerRestarted`](crate::WorkerRestarted) and a reason naming the limit.
+    ///
+    /// The kernel counts this limit in whole seconds: the limit set is rounded up to the next
+    /// whole second of the process's CPU time, so a job gets at least `limit` and less than a
+    /// second more. A [`map`](crate::PoolHandle::map) chunk is one job. A job that sleeps or waits
+    /// uses no CPU time: bound its wall-clock time with [`Task::timeout`](crate::Task::timeout).
+    /// Process mode only: a thread pool ignores it (threads share one process).
+    pub fn limit_cpu_per_job(mut self, limit: Duration) -> Self {
+        self.cpu_per_job = Some(limit);
+        self
+    }
+
+    /// Kills a child whose resident memory (RSS) goes above `bytes` while it runs a job: the job
+    /// fails with [`TaskError::LimitExceeded`](crate::TaskError::LimitExceeded)`(`[`Limit::ResidentMemory`](crate::Limit::ResidentMemory)`)`,
+    /// the child gets SIGKILL, and a replacement takes the jobs sent after it, as after a crash
+    /// (announced with [`WorkerRestarted`](crate::WorkerRestarted) and a reason naming the
+    /// limit). Unlike [`recycle_above_memory`](Self::recycle_above_memory), which replaces a
+    /// child between jobs and fails nothing, this stops a runaway job before the machine swaps or
+    /// the OOM killer picks a process.
+    ///
+    /// The pool reads `/proc/<pid>/statm` every [`memory_poll`](Self::memory_poll) (default
+    /// 10 ms) while the child has a job, so a job can go over by what it allocates in one
+    /// interval (and while the machine is too busy to run the check). Resident memory is watched
+    /// instead of set as `RLIMIT_AS` because under an address-space limit an allocation fails
+    /// inside the job, and Rust aborts the process (SIGABRT, which cannot be told from any other
+    /// abort); address space also counts memory that was reserved but never touched. The job
+    /// blamed is the one the child was running when the memory was read. Process mode only: a
+    /// thread pool ignores it.
+    pub fn limit_resident_memory(mut self, bytes: u64) -> Self {
+        self.max_resident = Some(bytes);
+        self
+    }
+
+    /// How often [`limit_resident_memory`](Self::limit_resident_memory) reads a busy child's
+    /// memory (default 10 ms, at least 1 ms).
+    pub fn memory_poll(mut self, every: Duration) -> Self {
+        self.memory_poll = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Limits how many files each child may have open (its soft `RLIMIT_NOFILE`, set before it
+    /// serves, after its own pipes are set up; capped at the hard limit). A job that opens more
+    /// gets the OS's error, `EMFILE` ("Too many open files"), as an ordinary I/O error it can
+    /// handle; the child lives on. The number counts every descriptor of the process, the few of
+    /// the protocol and the standard ones included. Process mode only: a thread pool ignores it.
+    pub fn limit_open_files(mut self, n: u64) -> Self {
+        self.open_files = Some(n);
         self
     }
 

@@ -7,13 +7,16 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use super::limits::{limit_reason, resident_bytes};
 use super::reader::{read_child, Output};
 use super::reap::{exit_of, reap, signal_group};
 use super::shared::InFlight;
 use super::state::{Conn, Host};
 use crate::task::{Exit, StartStage, TaskError};
 use crate::wire::{self, FrameSink, PipeSink, PipeSource, WireError};
-use crate::worker::child::{MAX_FRAME_ENV, PARENT_ENV, WORKER_ENV};
+use crate::worker::child::{
+    CPU_PER_JOB_ENV, MAX_FRAME_ENV, OPEN_FILES_ENV, PARENT_ENV, WORKER_ENV,
+};
 use crate::worker::Shutdown;
 
 impl Host {
@@ -39,10 +42,21 @@ impl Host {
 
     pub(super) fn start_child(&mut self, generation: u64) -> std::io::Result<Conn> {
         let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .env(WORKER_ENV, "1")
             .env(MAX_FRAME_ENV, self.cfg.max_frame.to_string())
-            .env(PARENT_ENV, std::process::id().to_string())
+            .env(PARENT_ENV, std::process::id().to_string());
+        // The limits the child sets on itself.
+        if let Some(limit) = self.cfg.cpu_per_job {
+            // In u64 nanoseconds, which the child reads (584 years at most).
+            let nanos = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+            command.env(CPU_PER_JOB_ENV, nanos.to_string());
+        }
+        if let Some(n) = self.cfg.open_files {
+            command.env(OPEN_FILES_ENV, n.to_string());
+        }
+        let mut child = command
             // Its own process group, so that ending it ends whatever its jobs started.
             .process_group(0)
             .stdin(Stdio::piped())
@@ -79,6 +93,7 @@ impl Host {
             sent: 0,
             quota: self.cfg.job_quota(),
             recycling: None,
+            memory_read: Instant::now(),
         })
     }
 
@@ -167,8 +182,8 @@ impl Host {
     }
 
     /// The child died, broke the protocol or failed its handshake: fail the task it was running,
-    /// keep the rest, and start a replacement (at once if the child had answered a job, after the
-    /// restart back-off if not).
+    /// keep the rest, and start a replacement (at once if the child had answered a job or went
+    /// over a limit in one, after the restart back-off if not).
     pub(super) fn crashed(&mut self, protocol: Option<WireError>) {
         let Some(conn) = self.conn.as_ref() else {
             return;
@@ -194,7 +209,13 @@ impl Host {
             (None, Some(s)) => exit_of(s),
             (None, None) => Exit::Unknown,
         };
-        let mut reason = exit.to_string();
+        let limit = self.limit_of(&exit);
+        // A child that went over a limit in a job started well: the job is at fault, not the start.
+        let stage = stage.filter(|s| limit.is_none() || *s != StartStage::FirstJob);
+        let mut reason = match &limit {
+            Some(limit) => limit_reason(limit),
+            None => exit.to_string(),
+        };
         if stage == Some(StartStage::Handshake) {
             reason = format!(
                 "{reason} before its handshake; does this binary's main call circuits::init() \
@@ -203,9 +224,12 @@ impl Host {
         }
         let (fin, victim, rest) = self.take_inflight();
         if let Some(v) = victim {
-            let error = TaskError::WorkerCrashed {
-                worker: fin.worker().clone(),
-                exit,
+            let error = match limit {
+                Some(limit) => TaskError::LimitExceeded(limit),
+                None => TaskError::WorkerCrashed {
+                    worker: fin.worker().clone(),
+                    exit,
+                },
             };
             self.shared.settle_fail(&fin, v.task, error);
         }
@@ -317,13 +341,4 @@ impl Host {
             self.shared.settle_fail(&fin, task, TaskError::Cancelled);
         }
     }
-}
-
-/// A process's resident memory in bytes, from `/proc/<pid>/statm` (`None` if it cannot be read).
-fn resident_bytes(pid: u32) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions; it only reads a system constant.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).ok().filter(|p| *p > 0).unwrap_or(4096))
 }

@@ -11,7 +11,8 @@
 //!
 //! Files: [`config`] (settings, on every platform), `host` (the worker's backend, which starts the
 //! host thread), `state` (what the host holds), `serve` (the host's loop: queue and pipeline),
-//! `life` (a child's start, end and replacement, through the restart policy), `shared` (what the
+//! `life` (a child's start, end and replacement, through the restart policy), `limits` (a child's
+//! resource limits: telling a limit's kill from a crash, watching its memory), `shared` (what the
 //! host and the reader share), `reader` (a child's output, watched through its pidfd), `reap`
 //! (ending a child and its process group). Process mode needs Linux
 //! and the `process` feature (on by default); elsewhere a process pool fails to start with
@@ -28,6 +29,8 @@ pub(crate) mod config;
 mod host;
 #[cfg(all(feature = "process", target_os = "linux"))]
 mod life;
+#[cfg(all(feature = "process", target_os = "linux"))]
+mod limits;
 #[cfg(all(feature = "process", target_os = "linux"))]
 mod reader;
 #[cfg(all(feature = "process", target_os = "linux"))]

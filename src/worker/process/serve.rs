@@ -43,6 +43,7 @@ impl Host {
             while let Ok(m) = rx.try_recv() {
                 self.handle(m);
             }
+            self.watch_memory();
             if self.stopping == Some(Shutdown::Abort) {
                 self.kill_all();
                 return;
@@ -57,8 +58,8 @@ impl Host {
         }
     }
 
-    /// The next moment something must happen without a message: the running task's timeout or the
-    /// child's handshake limit.
+    /// The next moment something must happen without a message: the running task's timeout, the
+    /// child's handshake limit, or the next reading of its memory.
     pub(super) fn deadline(&self) -> Option<Instant> {
         let Some(conn) = self.conn.as_ref() else {
             return self.retry_at;
@@ -66,9 +67,12 @@ impl Host {
         if conn.jobs.is_none() {
             return Some(conn.started + self.cfg.handshake_timeout);
         }
-        let st = self.shared.lock();
-        let limit = st.inflight.front()?.task.timeout()?;
-        Some(st.front_since + limit)
+        let timeout = {
+            let st = self.shared.lock();
+            let limit = st.inflight.front().and_then(|f| f.task.timeout());
+            limit.map(|limit| st.front_since + limit)
+        };
+        timeout.into_iter().chain(self.memory_check_at()).min()
     }
 
     pub(super) fn handle(&mut self, msg: Msg) {

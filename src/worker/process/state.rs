@@ -28,6 +28,8 @@ pub(super) struct Conn {
     pub(super) quota: Option<u64>,
     /// Why it is being recycled, once it is: it gets no more jobs.
     pub(super) recycling: Option<String>,
+    /// When its resident memory was last read for the memory limit.
+    pub(super) memory_read: Instant,
 }
 
 pub(super) struct Host {
