@@ -268,22 +268,42 @@ pub fn s7(cfg: &Config) -> Vec<Scenario> {
         "at least 20x ProcessPoolExecutor, at least 0.5x the floor",
     );
     s.add("circuits process pool push()", Kind::Ours);
+    s.add("circuits, retry policy and priority set", Kind::Ours);
     s.add("python ProcessPoolExecutor.submit", Kind::Peer);
     s.add("floor: raw pipes to 2 children, batched", Kind::Floor);
     let pool = sys.block_on(async { Pool::builder().min(2).process().start() });
     sys.block_on(pool.run(Task::job(Inc(0)))).unwrap();
-    for _ in 0..cfg.rounds {
-        let v = sys.block_on(async {
+    // #19's options configured but never used: a default retry policy, an explicit priority.
+    let configured = sys.block_on(async {
+        let retry = Retry::attempts(3);
+        Pool::builder().min(2).process().retry(retry).start()
+    });
+    sys.block_on(configured.run(Task::job(Inc(0)))).unwrap();
+    let flood = |pool: &PoolHandle, priority: Option<Priority>| {
+        sys.block_on(async {
             let t = Instant::now();
             let values: Vec<_> = (0..n as u64)
-                .map(|i| pool.push(Task::job(Inc(i))).expect(RUNNING))
+                .map(|i| {
+                    let task = Task::job(Inc(i));
+                    let task = match priority {
+                        Some(p) => task.priority(p),
+                        None => task,
+                    };
+                    pool.push(task).expect(RUNNING)
+                })
                 .collect();
             for v in values {
                 v.await.unwrap();
             }
             n as f64 / t.elapsed().as_secs_f64()
-        });
-        s.push("circuits process pool push()", v);
+        })
+    };
+    for _ in 0..cfg.rounds {
+        s.push(
+            "circuits, retry policy and priority set",
+            flood(&configured, Some(Priority::Normal)),
+        );
+        s.push("circuits process pool push()", flood(&pool, None));
         s.push(
             "floor: raw pipes to 2 children, batched",
             floor_throughput(n, 2),
@@ -306,6 +326,7 @@ pub fn s7(cfg: &Config) -> Vec<Scenario> {
         format!("{vs_py:.1}x ProcessPoolExecutor (target >= 20x); {vs_floor:.2}x the floor (target >= 0.5x)"),
     );
     sys.block_on(pool.stop());
+    sys.block_on(configured.stop());
     vec![s]
 }
 

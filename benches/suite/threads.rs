@@ -237,6 +237,10 @@ pub fn s2(cfg: &Config) -> Vec<Scenario> {
     );
     for (name, kind) in [
         ("circuits pool.push()", Kind::Ours),
+        (
+            "circuits pool.push(), retry policy and priority set",
+            Kind::Ours,
+        ),
         ("actix SyncArbiter", Kind::Peer),
         ("rayon spawn", Kind::Peer),
         ("tokio spawn_blocking", Kind::Peer),
@@ -247,11 +251,20 @@ pub fn s2(cfg: &Config) -> Vec<Scenario> {
     }
     let sys = System::new();
     let c = sys.block_on(async { Contenders::start() });
+    // The same pool with #19's options configured but never used: a default retry policy (no
+    // task fails) and an explicit priority (the default lane).
+    let configured =
+        sys.block_on(async { Pool::builder().min(2).retry(Retry::attempts(3)).start() });
     for _ in 0..cfg.rounds {
         let v = sys.block_on(pipelined(n, 64, || {
             c.pool.push(Task::new(noop)).expect(RUNNING)
         }));
         s.push("circuits pool.push()", v);
+        let v = sys.block_on(pipelined(n, 64, || {
+            let task = Task::new(noop).priority(Priority::Normal);
+            configured.push(task).expect(RUNNING)
+        }));
+        s.push("circuits pool.push(), retry policy and priority set", v);
         let v = sys.block_on(pipelined(n, 64, || c.sync.send(Noop)));
         s.push("actix SyncArbiter", v);
         let v = sys.block_on(pipelined(n, 64, || rayon_call(&c.rayon)));
@@ -271,6 +284,7 @@ pub fn s2(cfg: &Config) -> Vec<Scenario> {
         format!("{vs_sync:.1}x SyncArbiter (target >= 5x); floor is {vs_floor:.2}x faster (target <= 2x)"),
     );
     sys.block_on(c.pool.stop());
+    sys.block_on(configured.stop());
     vec![s]
 }
 
