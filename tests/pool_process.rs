@@ -579,6 +579,10 @@ async fn a_child_is_recycled_after_its_jobs_and_no_task_fails() {
     }
     let s = pool.stats();
     assert_eq!((s.done, s.failed), (35, 0));
+    assert_eq!(
+        s.recycled, 3,
+        "three children recycled, counted in the stats"
+    );
     bounded(pool.stop()).await;
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
 }

@@ -280,8 +280,12 @@ async fn a_stop_ends_the_retries_of_a_task_waiting_for_its_next_attempt() {
         .push(Task::repeatable(|| Err::<u32, _>("first attempt")))
         .unwrap();
     // The failure of the first attempt is not settled: the task waits for its second.
-    assert!(bounded(pool.run(Task::new(|| 1u32))).await.is_ok());
-    seen.after(1).await;
+    assert!(common::eventually(60, || pool.stats().retrying == 1).await);
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.pushed, stats.retried, stats.done + stats.failed),
+        (1, 1, 0)
+    );
     bounded(pool.stop()).await;
     assert_eq!(
         bounded(value).await,

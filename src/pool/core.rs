@@ -71,6 +71,8 @@ pub(crate) struct PoolCore {
     /// Map chunks accepted on a full bounded pool, waiting for room: a draining stop waits for
     /// them to be queued (they run during the drain); an abort cancels them.
     parked: tokio::sync::watch::Sender<usize>,
+    /// Of the parked tasks, those waiting out a retry's back-off.
+    retrying: AtomicU64,
     stopped: tokio::sync::watch::Sender<bool>,
     /// Turns `true` when a stop begins (producers waiting for room give up).
     stopping: tokio::sync::watch::Sender<bool>,
@@ -120,6 +122,7 @@ impl PoolCore {
             aborting: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
             parked: tokio::sync::watch::channel(0).0,
+            retrying: AtomicU64::new(0),
             stopped: tokio::sync::watch::channel(false).0,
             stopping: tokio::sync::watch::channel(false).0,
         }
@@ -359,6 +362,21 @@ impl PoolCore {
     pub(crate) fn park(&self, waiting: bool) {
         self.parked
             .send_modify(|n| *n = if waiting { *n + 1 } else { *n - 1 });
+    }
+
+    /// Counts a task waiting out a retry's back-off in or out (see [`park`](Self::park)).
+    pub(crate) fn park_retry(&self, waiting: bool) {
+        self.park(waiting);
+        if waiting {
+            self.retrying.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.retrying.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Tasks waiting out a retry's back-off.
+    pub(crate) fn retrying(&self) -> u64 {
+        self.retrying.load(Ordering::SeqCst)
     }
 
     /// A receiver that turns `true` when a stop begins.

@@ -44,10 +44,10 @@ impl PoolCore {
         from: Weak<WorkerSlot>,
     ) {
         // Counted before the state is read: a stop that begins after this read waits for it.
-        self.park(true);
+        self.park_retry(true);
         if self.is_stopped() {
             self.end_retries(task, error, &from);
-            return self.park(false);
+            return self.park_retry(false);
         }
         let core = self.clone();
         let mut stopping = self.stopping_signal();
@@ -60,7 +60,7 @@ impl PoolCore {
             } else {
                 core.end_retries(task, error, &from);
             }
-            core.park(false);
+            core.park_retry(false);
         });
     }
 

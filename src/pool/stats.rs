@@ -32,7 +32,8 @@ pub struct Latency {
 /// A snapshot of a pool, from [`PoolHandle::stats`](crate::PoolHandle::stats), and the event fired
 /// periodically on the pool's channel with [`stats_every`](crate::PoolBuilder::stats_every).
 ///
-/// At any moment when no task is starting or ending, `done + failed + queued + running == pushed`.
+/// At any moment when no task is starting or ending,
+/// `done + failed + queued + running + retrying == pushed`.
 #[derive(Debug, Clone, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
 pub struct PoolStats {
@@ -50,6 +51,15 @@ pub struct PoolStats {
     pub queued: u64,
     /// Tasks a worker is running right now.
     pub running: u64,
+    /// Tasks waiting out a [retry](crate::Retry)'s back-off before their next attempt.
+    pub retrying: u64,
+    /// Attempts after a task's first, since the pool started (a task that ran three times
+    /// counts 2).
+    pub retried: u64,
+    /// Worker processes replaced by recycling
+    /// ([`ProcessConfig::recycle_after_jobs`](crate::ProcessConfig::recycle_after_jobs) and
+    /// [`recycle_above_memory`](crate::ProcessConfig::recycle_above_memory)).
+    pub recycled: u64,
     /// Run-time percentiles, when the pool tracks latency.
     pub latency: Option<Latency>,
 }
@@ -80,6 +90,12 @@ impl PoolCore {
             .iter()
             .map(|c| c.failed.load(Ordering::Relaxed))
             .sum::<u64>();
+        let sum = |f: fn(&crate::task::Counters) -> &std::sync::atomic::AtomicU64| {
+            counters
+                .iter()
+                .map(|c| f(c).load(Ordering::Relaxed))
+                .sum::<u64>()
+        };
         let load: u64 = loads.iter().map(|l| *l as u64).sum();
         PoolStats {
             workers: workers.len(),
@@ -89,6 +105,9 @@ impl PoolCore {
             failed,
             running: running.min(load),
             queued: load.saturating_sub(running),
+            retrying: self.retrying(),
+            retried: sum(|c| &c.retried),
+            recycled: sum(|c| &c.recycled),
             latency: latency(counters.iter().map(|c| &**c)),
         }
     }

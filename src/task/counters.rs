@@ -1,4 +1,4 @@
-//! One worker's settled-task counters: done, failed, and (when the pool tracks latency) an HDR
+//! One worker's settled-task counters: done, failed, retried, recycled children, and (when the pool tracks latency) an HDR
 //! histogram of run times. Each worker has its own, so the hot path shares no cache line.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +20,10 @@ const HOUR_NS: u64 = 3_600_000_000_000;
 pub(crate) struct Counters {
     pub(crate) done: AtomicU64,
     pub(crate) failed: AtomicU64,
+    /// Attempts after a task's first ([`Retry`](crate::Retry)).
+    pub(crate) retried: AtomicU64,
+    /// Child processes replaced by recycling (process mode).
+    pub(crate) recycled: AtomicU64,
     /// Only the worker's own thread records, so the lock is uncontended but for `stats()`.
     histogram: Option<Mutex<Histogram<u64>>>,
 }
@@ -29,6 +33,8 @@ impl Counters {
         Counters {
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            recycled: AtomicU64::new(0),
             histogram: track_latency.then(|| Mutex::new(histogram())),
         }
     }

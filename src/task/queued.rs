@@ -247,7 +247,14 @@ impl<R: TaskOutput> TaskCell<R> {
     }
 
     /// Hands the task to its pool for its next attempt after `delay` (`error` ended this one).
-    fn requeue(self: Box<Self>, delay: Duration, error: TaskError, hook: &RetryHook) {
+    fn requeue(
+        self: Box<Self>,
+        delay: Duration,
+        error: TaskError,
+        fin: &Finisher,
+        hook: &RetryHook,
+    ) {
+        fin.counters.retried.fetch_add(1, Ordering::Relaxed);
         let task: Box<dyn ErasedTask> = self;
         (hook.requeue)(Box::new(task), delay, error);
     }
@@ -372,7 +379,8 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
                     promise,
                     extra,
                 });
-                return cell.requeue(delay, result.err().unwrap_or(TaskError::Abandoned), &hook);
+                let error = result.err().unwrap_or(TaskError::Abandoned);
+                return cell.requeue(delay, error, fin, &hook);
             }
         }
         fin.settle((id, attempt), &promise, result, permit.as_ref());
@@ -408,7 +416,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         // The closure was not consumed: the cell runs again as it is.
         if let Some((delay, hook)) = retry_due(self.extra.as_deref(), &error, fin) {
             if self.promise.is_pending() {
-                return self.requeue(delay, error, &hook);
+                return self.requeue(delay, error, fin, &hook);
             }
         }
         self.fail_final(error, fin);

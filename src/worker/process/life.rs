@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::limits::{limit_reason, resident_bytes};
@@ -314,6 +315,7 @@ impl Host {
         }
         self.shared.lock().recycling = false;
         self.close();
+        self.fin().counters.recycled.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(worker = %self.fin().worker(), %reason, "worker process recycled");
         self.replace(VecDeque::new(), reason);
     }
