@@ -17,6 +17,7 @@ use crate::value::Value;
 
 pub(crate) mod child;
 pub(crate) mod process;
+pub(crate) mod restart;
 pub(crate) mod thread;
 
 /// How long an idle worker thread (a thread worker, a process worker's host) keeps looking for its

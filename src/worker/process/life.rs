@@ -87,15 +87,11 @@ impl Host {
     pub(super) fn start_failed(&mut self, stage: StartStage, reason: String) {
         self.failures += 1;
         // Past the limit, only the slowest back-off: the worker keeps trying, slowly.
-        let wait = if self.failures >= self.cfg.max_start_failures {
-            self.cfg.backoff_max
-        } else {
-            self.cfg.backoff(self.failures)
-        };
+        let wait = self.cfg.restart.wait(self.failures);
         self.retry_at = Some(Instant::now() + wait);
         tracing::debug!(worker = %self.fin().worker(), failures = self.failures, ?wait, %stage, %reason, "worker process start failed");
         self.last_failure = Some((stage, reason));
-        if self.failures >= self.cfg.max_start_failures {
+        if self.cfg.restart.past_limit(self.failures) {
             self.fail_waiting();
         }
     }

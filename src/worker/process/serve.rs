@@ -145,7 +145,7 @@ impl Host {
         if self.conn.is_none() {
             if self.retry_at.is_some() {
                 // Waiting out a failed start's back-off; past the limit, nobody waits for it.
-                if self.failures >= self.cfg.max_start_failures {
+                if self.cfg.restart.past_limit(self.failures) {
                     self.fail_waiting();
                 }
                 return;
