@@ -218,6 +218,18 @@ impl Host {
         }
     }
 
+    /// The child's worker state set-up failed (it said why in place of its handshake, and is
+    /// exiting): a failed start, whose reason is the set-up's.
+    pub(super) fn state_failed(&mut self, reason: String) {
+        // Nothing was sent to it before its handshake; its reader's news about its end is stale
+        // from here (a new generation).
+        let (_, _, rest) = self.take_inflight();
+        self.close();
+        self.requeue(rest);
+        self.start_failed(StartStage::WorkerState, reason.clone());
+        self.renamed(reason);
+    }
+
     /// Puts never-started in-flight tasks back at the head of the queue.
     pub(super) fn requeue(&mut self, never_started: VecDeque<InFlight>) {
         for f in never_started.into_iter().rev() {
