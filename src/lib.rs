@@ -79,11 +79,11 @@ pub use job::{Job, Jobs};
 pub use pool::balance::{
     self, BelowAverage, KeyAffinity, LeastLoaded, Loads, PowerOfTwo, Random, RoundRobin, Strategy,
 };
-pub use state::{try_with_worker_state, with_worker_state};
 pub use pool::{
     Latency, MapStream, Pool, PoolBuilder, PoolError, PoolHandle, PoolStats, Resizer,
     WorkerRestarted, WorkerStarted, WorkerStopped,
 };
+pub use state::{try_with_worker_state, with_worker_state};
 pub use task::{
     Exit, Refusal, RunError, StartStage, SubmitError, Task, TaskComplete, TaskError, TaskFailure,
     TaskId, TaskOutput, TaskSuccess,

@@ -117,7 +117,9 @@ pub(crate) struct Setups(Vec<(TypeId, &'static str, Setup)>);
 
 impl std::fmt::Debug for Setups {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.iter().map(|(_, n, _)| n)).finish()
+        f.debug_list()
+            .entries(self.0.iter().map(|(_, n, _)| n))
+            .finish()
     }
 }
 
@@ -187,9 +189,8 @@ mod tests {
         assert_eq!(with_worker_state(|n: &mut u32| *n), 7);
         with_worker_state(|n: &mut u32| *n += 1);
         // Another type inside the first: allowed.
-        let both = with_worker_state(|n: &mut u32| {
-            with_worker_state(|s: &mut String| format!("{s}{n}"))
-        });
+        let both =
+            with_worker_state(|n: &mut u32| with_worker_state(|s: &mut String| format!("{s}{n}")));
         assert_eq!(both, "db8");
         setups.install().unwrap();
         assert_eq!(try_with_worker_state(|n: &mut u32| *n), Some(7));
@@ -204,7 +205,10 @@ mod tests {
         setups.add(|| Ok::<_, String>(1u8));
         setups.add(|| Err::<u16, _>("connection refused"));
         let e = setups.install().unwrap_err();
-        assert_eq!(e, "setting up the worker state u16 failed: connection refused");
+        assert_eq!(
+            e,
+            "setting up the worker state u16 failed: connection refused"
+        );
         assert_eq!(try_with_worker_state(|n: &mut u8| *n), None);
         let mut panics = Setups::default();
         panics.add(|| -> Result<u64, String> { panic!("no model file") });
@@ -219,10 +223,9 @@ mod tests {
         let mut setups = Setups::default();
         setups.add(|| Ok::<_, String>(1i32));
         setups.install().unwrap();
-        let twice = catch_unwind(|| {
-            with_worker_state(|_: &mut i32| with_worker_state(|n: &mut i32| *n))
-        })
-        .unwrap_err();
+        let twice =
+            catch_unwind(|| with_worker_state(|_: &mut i32| with_worker_state(|n: &mut i32| *n)))
+                .unwrap_err();
         assert!(panic_message(&*twice).contains("re-entrant call to with_worker_state for i32"));
         // The outer borrow ended with the unwinding: the state is usable again.
         assert_eq!(with_worker_state(|n: &mut i32| *n), 1);

@@ -140,7 +140,10 @@ async fn each_child_sets_its_state_up_once_and_its_jobs_see_it() {
     let mut uses: HashMap<u32, Vec<u64>> = HashMap::new();
     for v in values {
         let (pid, state_pid, setup, n) = bounded(v).await.expect("the job ran");
-        assert_eq!(pid, state_pid, "a job saw a state set up in another process");
+        assert_eq!(
+            pid, state_pid,
+            "a job saw a state set up in another process"
+        );
         assert_eq!(setup, 1, "child {pid} set its state up more than once");
         uses.entry(pid).or_default().push(n);
     }
@@ -148,14 +151,22 @@ async fn each_child_sets_its_state_up_once_and_its_jobs_see_it() {
     for (pid, mut counts) in uses.clone() {
         counts.sort_unstable();
         let expected: Vec<u64> = (1..=counts.len() as u64).collect();
-        assert_eq!(counts, expected, "child {pid}'s state was replaced or shared");
+        assert_eq!(
+            counts, expected,
+            "child {pid}'s state was replaced or shared"
+        );
     }
     bounded(pool.stop()).await;
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
     // Counted by the children themselves: one set-up per child, each in its own process.
     let mut setups = logged(&log);
     setups.sort_unstable();
-    let served: Vec<u32> = uses.keys().copied().collect::<BTreeSet<_>>().into_iter().collect();
+    let served: Vec<u32> = uses
+        .keys()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     assert_eq!(setups, served, "one set-up line per child, and only those");
     let _ = std::fs::remove_file(&log);
 }
@@ -178,7 +189,10 @@ async fn a_failing_set_up_fails_the_tasks_with_its_reason_after_bounded_tries() 
                 reason.contains("model file missing: /models/m.bin"),
                 "the set-up's own message: {reason}"
             );
-            assert!(reason.contains("Proc"), "the reason names the state: {reason}");
+            assert!(
+                reason.contains("Proc"),
+                "the reason names the state: {reason}"
+            );
             assert!(
                 !reason.contains("circuits::init()"),
                 "not mistaken for a missing init: {reason}"
@@ -196,7 +210,10 @@ async fn a_failing_set_up_fails_the_tasks_with_its_reason_after_bounded_tries() 
     // Past the limit, a job given to it fails the same way, and the pool stops cleanly.
     let again = bounded(pool.run(Task::job(WhoAmI))).await;
     let text = again.expect_err("no child could run it").to_string();
-    assert!(text.contains("could not be started (worker state)"), "{text}");
+    assert!(
+        text.contains("could not be started (worker state)"),
+        "{text}"
+    );
     bounded(pool.stop()).await;
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
     let _ = std::fs::remove_file(&log);

@@ -60,7 +60,12 @@ async fn state_is_set_up_once_per_worker_and_every_task_sees_its_workers() {
         uses.entry(id).or_default().push(n);
     }
     assert_eq!(setups.load(Ordering::SeqCst), 3, "one set-up per worker");
-    assert_eq!(uses.len(), 3, "each worker's state was used: {:?}", uses.keys());
+    assert_eq!(
+        uses.len(),
+        3,
+        "each worker's state was used: {:?}",
+        uses.keys()
+    );
     // Each state was used by its own worker only, once per task: its counts are 1..=n.
     for (id, mut counts) in uses.clone() {
         counts.sort_unstable();
@@ -79,7 +84,9 @@ async fn a_task_asking_for_an_absent_state_fails_panicked_naming_the_type() {
         .min(1)
         .worker_state(|| Ok::<_, String>(7u32))
         .start();
-    let absent = pool.push(Task::new(|| circuits::with_worker_state(|_: &mut Missing| 1u8)));
+    let absent = pool.push(Task::new(|| {
+        circuits::with_worker_state(|_: &mut Missing| 1u8)
+    }));
     match bounded(absent.expect("accepted")).await {
         Err(TaskError::Panicked(m)) => {
             assert!(m.contains("no state of type"), "{m}");
@@ -121,17 +128,29 @@ async fn a_failing_set_up_fails_the_tasks_with_its_reason_after_bounded_tries() 
         }) => {
             assert_eq!(w, worker);
             assert_eq!(stage, StartStage::WorkerState);
-            assert!(reason.contains("database unreachable at db:5432"), "{reason}");
-            assert!(reason.contains("Conn"), "the reason names the state: {reason}");
+            assert!(
+                reason.contains("database unreachable at db:5432"),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("Conn"),
+                "the reason names the state: {reason}"
+            );
         }
         other => panic!("expected WorkerStartFailed, got {other:?}"),
     }
-    assert!(tries.load(Ordering::SeqCst) >= 3, "it tried up to the limit");
+    assert!(
+        tries.load(Ordering::SeqCst) >= 3,
+        "it tried up to the limit"
+    );
     // Past the limit, a task given to it fails too (at once, or after the next try fails), and the
     // error's text says what failed.
     let second = bounded(pool.run(Task::new(use_conn))).await;
     let text = second.expect_err("no worker could run it").to_string();
-    assert!(text.contains("could not be started (worker state)"), "{text}");
+    assert!(
+        text.contains("could not be started (worker state)"),
+        "{text}"
+    );
     assert!(text.contains("database unreachable"), "{text}");
     bounded(pool.stop()).await;
 }

@@ -147,7 +147,10 @@ fn a_greeting_is_a_hello_or_a_failed_state_set_up() {
         Ok(Greeting::StateFailed("no database".into()))
     );
     // Only the child answers with it: as a handshake's first frame it is not a Hello.
-    assert!(matches!(check_hello(&failed), Err(WireError::Unexpected(_))));
+    assert!(matches!(
+        check_hello(&failed),
+        Err(WireError::Unexpected(_))
+    ));
     let run = encode(
         &Frame::Done {
             id: 1,

@@ -79,7 +79,11 @@ mod tests {
         let r = Restart::default()
             .with_backoff(Duration::from_secs(1), Duration::from_secs(60))
             .with_max_failures(2);
-        assert_eq!(r.wait(2), Duration::from_secs(60), "past the limit: the slowest");
+        assert_eq!(
+            r.wait(2),
+            Duration::from_secs(60),
+            "past the limit: the slowest"
+        );
         assert_eq!(Restart::default().with_max_failures(0).max_failures, 1);
     }
 }
