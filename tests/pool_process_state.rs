@@ -214,6 +214,7 @@ async fn a_failing_set_up_fails_the_tasks_with_its_reason_after_bounded_tries() 
         text.contains("could not be started (worker state)"),
         "{text}"
     );
+    println!("  {text}");
     bounded(pool.stop()).await;
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
     let _ = std::fs::remove_file(&log);

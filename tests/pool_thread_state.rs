@@ -151,6 +151,7 @@ async fn a_failing_set_up_fails_the_tasks_with_its_reason_after_bounded_tries() 
         text.contains("could not be started (worker state)"),
         "{text}"
     );
+    println!("  {text}");
     assert!(text.contains("database unreachable"), "{text}");
     bounded(pool.stop()).await;
 }
@@ -184,4 +185,47 @@ async fn a_set_up_that_fails_then_succeeds_runs_the_waiting_tasks() {
     assert_eq!(seen, HashSet::from([2]));
     assert_eq!(tries.load(Ordering::SeqCst), 3);
     bounded(pool.stop()).await;
+}
+
+/// Says so when the thread that holds it ends (a thread-local's destructor runs at thread exit).
+struct OnExit(Option<tokio::sync::oneshot::Sender<()>>);
+impl Drop for OnExit {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+thread_local! {
+    static ON_EXIT: std::cell::RefCell<Option<OnExit>> = const { std::cell::RefCell::new(None) };
+}
+
+#[actix_rt::test]
+async fn an_abort_during_a_failed_starts_back_off_cancels_the_waiting_task_and_ends_the_thread() {
+    let tries = Arc::new(AtomicUsize::new(0));
+    let counter = tries.clone();
+    let (exit_tx, exited) = tokio::sync::oneshot::channel();
+    let exit_tx = std::sync::Mutex::new(Some(exit_tx));
+    let pool = Pool::builder()
+        .min(1)
+        // Long enough that only the abort can end the wait.
+        .restart_backoff(Duration::from_secs(600), Duration::from_secs(600))
+        .worker_state(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let tx = exit_tx.lock().unwrap().take();
+            ON_EXIT.with(|g| *g.borrow_mut() = Some(OnExit(tx)));
+            Err::<Conn, _>("down")
+        })
+        .start();
+    let waiting = pool.push(Task::new(use_conn)).expect("accepted");
+    bounded(pool.abort()).await;
+    assert_eq!(bounded(waiting).await, Err(TaskError::Cancelled));
+    bounded(exited)
+        .await
+        .expect("the worker thread left its back-off and ended");
+    assert_eq!(
+        tries.load(Ordering::SeqCst),
+        1,
+        "no second try after the abort"
+    );
 }
