@@ -220,6 +220,25 @@ async fn a_failing_set_up_fails_the_tasks_with_its_reason_after_bounded_tries() 
     let _ = std::fs::remove_file(&log);
 }
 
+async fn a_draining_stop_during_a_failed_start_ends_with_the_waiting_task_failed() {
+    let _env = EnvVars::set(&[(FAIL_ENV, "stop test".as_ref())]);
+    let config = ProcessConfig::default()
+        .restart_backoff(Duration::from_millis(1), Duration::from_millis(50))
+        .max_start_failures(3);
+    let pool = Pool::builder().min(1).process_with(config).start();
+    let waiting = pool.push(Task::job(WhoAmI)).expect("accepted");
+    // Stopped at once, before the worker's tries reach the limit: the stop keeps trying to start
+    // it for the waiting task, and ends when that task fails.
+    bounded(pool.stop()).await;
+    match bounded(waiting).await {
+        Err(TaskError::WorkerStartFailed { stage, .. }) => {
+            assert_eq!(stage, StartStage::WorkerState)
+        }
+        other => panic!("expected WorkerStartFailed, got {other:?}"),
+    }
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+}
+
 async fn a_job_asking_for_an_absent_state_fails_panicked_naming_the_type() {
     let pool = Pool::builder().min(1).process().start();
     match bounded(pool.run(Task::job(AskMissing))).await {
@@ -245,6 +264,7 @@ fn main() {
         common::async_tests![
             each_child_sets_its_state_up_once_and_its_jobs_see_it,
             a_failing_set_up_fails_the_tasks_with_its_reason_after_bounded_tries,
+            a_draining_stop_during_a_failed_start_ends_with_the_waiting_task_failed,
             a_job_asking_for_an_absent_state_fails_panicked_naming_the_type,
         ],
         common::sync_tests![],

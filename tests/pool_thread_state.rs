@@ -229,3 +229,22 @@ async fn an_abort_during_a_failed_starts_back_off_cancels_the_waiting_task_and_e
         "no second try after the abort"
     );
 }
+
+#[actix_rt::test]
+async fn a_draining_stop_during_a_failed_start_ends_with_the_waiting_task_failed() {
+    let pool = Pool::builder()
+        .min(1)
+        .restart_backoff(Duration::from_millis(1), Duration::from_millis(20))
+        .max_start_failures(3)
+        .worker_state(|| Err::<Conn, _>("down"))
+        .start();
+    let waiting = pool.push(Task::new(use_conn)).expect("accepted");
+    // Stopped at once, before the tries reach the limit: the stop ends when the task fails.
+    bounded(pool.stop()).await;
+    match bounded(waiting).await {
+        Err(TaskError::WorkerStartFailed { stage, .. }) => {
+            assert_eq!(stage, StartStage::WorkerState)
+        }
+        other => panic!("expected WorkerStartFailed, got {other:?}"),
+    }
+}

@@ -116,8 +116,14 @@ impl Host {
     /// child and start a replacement (the kill grace delays only the replacement).
     pub(super) fn expire(&mut self) {
         let Some(conn) = self.conn.as_ref() else {
-            // A failed start's back-off is over: try again, so the pool keeps its size.
-            if self.retry_at.is_some_and(|t| Instant::now() >= t) && self.stopping.is_none() {
+            // A failed start's back-off is over: try again, so the pool keeps its size, or so that
+            // a draining stop's waiting tasks run (or fail past the limit) and the stop ends.
+            let wanted = match self.stopping {
+                None => true,
+                Some(Shutdown::Drain) => !self.pending.is_empty(),
+                Some(Shutdown::Abort) => false,
+            };
+            if wanted && self.retry_at.is_some_and(|t| Instant::now() >= t) {
                 self.connect();
             }
             return;
