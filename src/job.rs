@@ -32,6 +32,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::state::Setups;
 use crate::task::{panic_message, Inputs, JobCall, JobPayload, Task, TaskError, TaskOutput};
 use crate::wire::WireError;
 
@@ -226,12 +227,15 @@ fn run_encoded<J: Job>(input: &[u8]) -> Result<Vec<u8>, TaskError> {
 #[derive(Clone, Default)]
 pub struct Jobs {
     runners: HashMap<&'static str, Runner>,
+    /// What each worker process sets up before its handshake.
+    setups: Setups,
 }
 
 impl std::fmt::Debug for Jobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Jobs")
             .field("names", &self.names())
+            .field("worker_states", &self.setups.names())
             .finish()
     }
 }
@@ -253,6 +257,74 @@ impl Jobs {
         let mut n: Vec<_> = self.runners.keys().copied().collect();
         n.sort_unstable();
         n
+    }
+
+    /// Adds a per-worker state of type `S`, set up by `setup` once in each worker process, before it
+    /// takes its first job (Python's `ProcessPoolExecutor(initializer=...)`, Celery's
+    /// `worker_process_init`): open a database connection or load a model once per process, not
+    /// once per job. Jobs reach it with [`with_worker_state`](crate::with_worker_state). Several
+    /// types may be set up, in the order given; a later set-up of the same type replaces an earlier
+    /// one. A replacement child (after a crash, a timeout or recycling) sets up its own.
+    ///
+    /// Only worker processes run it (the set-ups of a thread pool are
+    /// [`PoolBuilder::worker_state`](crate::PoolBuilder::worker_state)). It runs on the thread
+    /// that runs the jobs, so `S` need not be `Send`, and within the child's handshake, so a
+    /// set-up longer than [`ProcessConfig::handshake_timeout`](crate::ProcessConfig::handshake_timeout)
+    /// (10 s by default) is a failed start: raise that limit for slow set-ups.
+    ///
+    /// # Errors
+    ///
+    /// A set-up that returns an error (or panics) fails the child's start: the parent starts it
+    /// again under the restart policy ([`ProcessConfig::restart_backoff`](crate::ProcessConfig::restart_backoff)),
+    /// and after [`max_start_failures`](crate::ProcessConfig::max_start_failures) in a row the
+    /// tasks waiting on that worker fail with
+    /// [`TaskError::WorkerStartFailed`] whose `stage` is
+    /// [`StartStage::WorkerState`](crate::StartStage::WorkerState) and whose `reason` carries the
+    /// error's message.
+    ///
+    /// ```no_run
+    /// use circuits::prelude::*;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// /// Stands for a model: slow to load, then used by every job of the process.
+    /// struct Model { weights: Vec<f32> }
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Score(usize);
+    /// impl Job for Score {
+    ///     const NAME: &'static str = "score";
+    ///     type Output = f32;
+    ///     fn run(self) -> f32 {
+    ///         circuits::with_worker_state(|m: &mut Model| m.weights[self.0])
+    ///     }
+    /// }
+    ///
+    /// fn main() {
+    ///     circuits::init(
+    ///         Jobs::new()
+    ///             .register::<Score>()
+    ///             .worker_state(|| Ok::<_, std::io::Error>(Model { weights: vec![0.5; 8] })),
+    ///     );
+    ///     actix::System::new().block_on(async {
+    ///         let pool = Pool::builder().min(2).process().start();
+    ///         assert_eq!(pool.run(Task::job(Score(3))).await, Ok(0.5));
+    ///         pool.stop().await;
+    ///     });
+    /// }
+    /// ```
+    pub fn worker_state<S, E, F>(mut self, setup: F) -> Self
+    where
+        S: 'static,
+        E: std::fmt::Display,
+        F: Fn() -> Result<S, E> + Send + Sync + 'static,
+    {
+        self.setups.add(setup);
+        self
+    }
+
+    /// The worker-state set-ups a worker process runs before its handshake.
+    pub(crate) fn setups(&self) -> &Setups {
+        &self.setups
     }
 
     /// Runs the job called `name` on its encoded input and encodes its output.

@@ -27,6 +27,8 @@
 //!   [`TaskSuccess`], [`TaskFailure`] and [`TaskComplete`] events on the pool's channel.
 //! * Process mode ([`PoolBuilder::process`]): [`Job`]s run in child processes of the same binary,
 //!   with crash isolation and real cancellation; call [`init`] first thing in `main`.
+//! * Per-worker state set up once per worker (Python's `initializer=`): [`with_worker_state`],
+//!   set up by [`PoolBuilder::worker_state`] (threads) or [`Jobs::worker_state`] (processes).
 //!
 //! Every public type is re-exported at the crate root, and the common ones in [`prelude`]. The
 //! modules explain each part at length, with examples: [`bus`], [`channel`], [`event`], [`tree`],
@@ -60,6 +62,7 @@ pub mod channel;
 pub mod event;
 pub mod job;
 pub mod pool;
+mod state;
 pub mod task;
 pub mod tree;
 pub mod value;
@@ -80,6 +83,7 @@ pub use pool::{
     Latency, MapStream, Pool, PoolBuilder, PoolError, PoolHandle, PoolStats, Resizer,
     WorkerRestarted, WorkerStarted, WorkerStopped,
 };
+pub use state::{try_with_worker_state, with_worker_state};
 pub use task::{
     Exit, Limit, Priority, Refusal, Retry, RunError, StartStage, SubmitError, Task, TaskComplete,
     TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess,

@@ -14,10 +14,12 @@ use crate::bus::Route;
 use crate::bus::{Bus, BusError};
 use crate::channel::Channel;
 use crate::pool::balance::{LeastLoaded, Strategy};
+use crate::state::Setups;
 use crate::tree::Component;
 use crate::worker::process::ProcessConfig;
 use crate::worker::process::ProcessKind;
-use crate::worker::thread::ThreadKind;
+use crate::worker::restart::Restart;
+use crate::worker::thread_kind::ThreadKind;
 use crate::worker::{Kind, StartRefused};
 
 /// Configures and starts a [`Pool`]. Get one from [`Pool::builder`].
@@ -47,7 +49,11 @@ pub struct PoolBuilder {
     strategy: Box<dyn Strategy>,
     bus: Option<Bus>,
     timeout: Option<Duration>,
-    kind: Arc<dyn Kind>,
+    /// Process mode's settings; thread mode without them.
+    process: Option<ProcessConfig>,
+    /// Thread mode: what each worker thread sets up when it starts, and how it retries.
+    setups: Setups,
+    restart: Restart,
     queue_bound: Option<usize>,
     stuck_after: Option<Duration>,
     track_latency: bool,
@@ -63,7 +69,8 @@ impl std::fmt::Debug for PoolBuilder {
             .field("max", &self.max)
             .field("channel", &self.channel)
             .field("strategy", &self.strategy.name())
-            .field("kind", &self.kind)
+            .field("process", &self.process)
+            .field("worker_states", &self.setups)
             .finish()
     }
 }
@@ -77,7 +84,9 @@ impl Default for PoolBuilder {
             strategy: Box::new(LeastLoaded),
             bus: None,
             timeout: None,
-            kind: Arc::new(ThreadKind::default()),
+            process: None,
+            setups: Setups::default(),
+            restart: Restart::default(),
             queue_bound: None,
             stuck_after: None,
             track_latency: false,
@@ -216,7 +225,86 @@ impl PoolBuilder {
     }
     /// Process mode with explicit settings (frame size limit, kill grace period).
     pub fn process_with(mut self, config: ProcessConfig) -> Self {
-        self.kind = Arc::new(ProcessKind(config));
+        self.process = Some(config);
+        self
+    }
+
+    /// Adds a per-worker state of type `S`, set up by `setup` once on each worker thread before it
+    /// takes its first task (Python's `ThreadPoolExecutor(initializer=...)`): open a connection or
+    /// load a model once per worker, not once per task. Tasks, closures and
+    /// [`Job`](crate::Job)s alike, reach it with [`with_worker_state`](crate::with_worker_state).
+    /// Several types may be set up, in the order given; a later set-up of the same type replaces
+    /// an earlier one. A replacement worker (one that took the place of a
+    /// [stuck](Self::stuck_after) thread, or one the pool grew by) sets up its own.
+    ///
+    /// The set-up runs on the worker's thread, so `S` need not be `Send`. Thread mode only: the
+    /// worker processes of a process pool set up the states of the [`Jobs`](crate::Jobs) their
+    /// binary passes to [`init`](crate::init) ([`Jobs::worker_state`](crate::Jobs::worker_state)).
+    ///
+    /// ```
+    /// use circuits::prelude::*;
+    ///
+    /// # #[actix::main] async fn main() -> Result<(), circuits::Error> {
+    /// let pool = Pool::builder()
+    ///     .min(2)
+    ///     .worker_state(|| Ok::<_, String>(Vec::<u64>::with_capacity(1 << 10))) // a scratch buffer
+    ///     .start();
+    /// let sum = pool
+    ///     .run(Task::new(|| {
+    ///         circuits::with_worker_state(|buf: &mut Vec<u64>| {
+    ///             buf.clear();
+    ///             buf.extend(1..=10);
+    ///             buf.iter().sum::<u64>()
+    ///         })
+    ///     }))
+    ///     .await?;
+    /// assert_eq!(sum, 55);
+    /// pool.stop().await;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A set-up that returns an error (or panics) fails the worker's start: the worker tries
+    /// again after a back-off ([`restart_backoff`](Self::restart_backoff)) while its tasks wait,
+    /// and after [`max_start_failures`](Self::max_start_failures) in a row they fail with
+    /// [`TaskError::WorkerStartFailed`](crate::TaskError::WorkerStartFailed), whose `stage` is
+    /// [`StartStage::WorkerState`](crate::StartStage::WorkerState) and whose `reason` carries the
+    /// error's message; tasks given to it meanwhile fail at once, and it keeps trying at the
+    /// slowest back-off. The pool itself starts (`start` does not wait for the set-ups).
+    pub fn worker_state<S, E, F>(mut self, setup: F) -> Self
+    where
+        S: 'static,
+        E: std::fmt::Display,
+        F: Fn() -> Result<S, E> + Send + Sync + 'static,
+    {
+        self.setups.add(setup);
+        self
+    }
+
+    /// How long a worker whose start failed waits before it tries again: `first` after the first
+    /// failure, doubling with each failure in a row, at most `max` (defaults 10 ms and 5 s). A
+    /// thread worker's start fails only in its [`worker_state`](Self::worker_state) set-up. After
+    /// [`process`](Self::process) or [`process_with`](Self::process_with) this sets the process
+    /// config's too (see [`ProcessConfig::restart_backoff`]).
+    pub fn restart_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.restart = self.restart.with_backoff(first, max);
+        if let Some(cfg) = self.process.take() {
+            self.process = Some(cfg.restart_backoff(first, max));
+        }
+        self
+    }
+
+    /// How many failed starts in a row a worker may have before the tasks waiting on it fail with
+    /// [`TaskError::WorkerStartFailed`](crate::TaskError::WorkerStartFailed) (default 5, at least
+    /// 1); see [`worker_state`](Self::worker_state). After [`process`](Self::process) or
+    /// [`process_with`](Self::process_with) this sets the process config's too (see
+    /// [`ProcessConfig::max_start_failures`]).
+    pub fn max_start_failures(mut self, n: usize) -> Self {
+        self.restart = self.restart.with_max_failures(n);
+        if let Some(cfg) = self.process.take() {
+            self.process = Some(cfg.max_start_failures(n));
+        }
         self
     }
 
@@ -265,7 +353,17 @@ impl PoolBuilder {
         {
             return Err(PoolError::NoSystem);
         }
-        match self.kind.refuse_start() {
+        let kind: Arc<dyn Kind> = match self.process {
+            Some(config) => {
+                if !self.setups.names().is_empty() {
+                    tracing::warn!(states = ?self.setups, "PoolBuilder::worker_state is for thread pools; \
+                        the workers of a process pool set up the states of Jobs::worker_state");
+                }
+                Arc::new(ProcessKind(config))
+            }
+            None => Arc::new(ThreadKind::new(self.setups, self.restart)),
+        };
+        match kind.refuse_start() {
             Some(StartRefused::Unsupported) => return Err(PoolError::Unsupported),
             Some(StartRefused::NotInitialized) => return Err(PoolError::NotInitialized),
             None => {}
@@ -281,7 +379,7 @@ impl PoolBuilder {
                 min,
                 max,
                 strategy: self.strategy,
-                kind: self.kind,
+                kind,
                 default_timeout: self.timeout,
                 queue_bound: self.queue_bound,
                 stuck_after: self.stuck_after,

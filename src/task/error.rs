@@ -20,9 +20,9 @@ use super::Task;
 /// Only run outcomes: a task that was never accepted is a [`SubmitError`] (it is handed back), and
 /// waiting with a bound fails with a [`WaitError`](crate::WaitError) beside this. Some variants come
 /// from the task itself (`Panicked`, `Failed`, `TimedOut`), some from the pool (`Cancelled`), some
-/// from process mode only (`WorkerCrashed`, `LimitExceeded`, `WorkerStartFailed`, `UnknownJob`,
-/// `Wire`). It converts
-/// into [`Error`](crate::Error) for `?`.
+/// from process mode only (`WorkerCrashed`, `LimitExceeded`, `UnknownJob`, `Wire`), and
+/// `WorkerStartFailed` from a worker that could not start. It converts into
+/// [`Error`](crate::Error) for `?`.
 ///
 /// ```
 /// use circuits::prelude::*;
@@ -76,11 +76,14 @@ pub enum TaskError {
     /// started.
     #[error("the task went over its worker process's limit, and the process was killed: {0}")]
     LimitExceeded(Limit),
-    /// A worker process could not be started, several times in a row (see
-    /// [`ProcessConfig::max_start_failures`](crate::ProcessConfig::max_start_failures)): the tasks
+    /// A worker could not be started, several times in a row (see
+    /// [`ProcessConfig::max_start_failures`](crate::ProcessConfig::max_start_failures) and
+    /// [`PoolBuilder::max_start_failures`](crate::PoolBuilder::max_start_failures)): the tasks
     /// waiting on that worker fail with this instead of waiting for ever. The pool keeps trying to
-    /// start it at the slowest back-off.
-    #[error("the worker process {worker} could not be started ({stage}): {reason}")]
+    /// start it at the slowest back-off. A worker process fails to start in several ways (see
+    /// [`StartStage`]); a thread worker only when its
+    /// [worker state](crate::PoolBuilder::worker_state) set-up fails.
+    #[error("the worker {worker} could not be started ({stage}): {reason}")]
     WorkerStartFailed {
         /// The channel of the worker that could not start.
         worker: Channel,
@@ -199,7 +202,7 @@ impl fmt::Display for Limit {
     }
 }
 
-/// Where starting a worker process failed (see [`TaskError::WorkerStartFailed`]).
+/// Where starting a worker failed (see [`TaskError::WorkerStartFailed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StartStage {
@@ -209,6 +212,10 @@ pub enum StartStage {
     Handshake,
     /// The process completed the handshake but died before answering its first job.
     FirstJob,
+    /// The worker's state set-up (its initializer) returned an error or panicked, in a worker
+    /// process ([`Jobs::worker_state`](crate::Jobs::worker_state)) or a worker thread
+    /// ([`PoolBuilder::worker_state`](crate::PoolBuilder::worker_state)); the reason is its message.
+    WorkerState,
 }
 
 impl fmt::Display for StartStage {
@@ -217,6 +224,7 @@ impl fmt::Display for StartStage {
             StartStage::Spawn => "spawn",
             StartStage::Handshake => "handshake",
             StartStage::FirstJob => "first job",
+            StartStage::WorkerState => "worker state",
         })
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::error::WireError;
 
 /// The protocol version both sides must speak.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// Why a job did not produce an output, as the child reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,8 +34,8 @@ impl<'a> Payload<'a> {
 }
 
 /// One message of the protocol. A connection opens with `Hello` both ways (the parent's lists no
-/// jobs; the child's lists the jobs it serves); then the parent sends `Run` or `RunBatch` and the
-/// child answers each, in order, with `Done`.
+/// jobs; the child's lists the jobs it serves, or the child answers `StateFailed` and exits); then
+/// the parent sends `Run` or `RunBatch` and the child answers each, in order, with `Done`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Frame<'a> {
     /// The handshake: the sender's protocol version and the job names it serves.
@@ -64,6 +64,18 @@ pub(crate) enum Frame<'a> {
         #[serde(borrow)]
         result: Result<Payload<'a>, Fault>,
     },
+    /// The child's answer to the parent's `Hello` in place of its own when its worker state could
+    /// not be set up: why, in words. The child exits next.
+    StateFailed { reason: String },
+}
+
+/// What a child answered to the handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Greeting {
+    /// Ready: the job names it serves.
+    Ready(Vec<String>),
+    /// Its worker state set-up failed, for this reason; it is exiting.
+    StateFailed(String),
 }
 
 impl Frame<'_> {
@@ -74,6 +86,7 @@ impl Frame<'_> {
             Frame::Run { .. } => "Run",
             Frame::RunBatch { .. } => "RunBatch",
             Frame::Done { .. } => "Done",
+            Frame::StateFailed { .. } => "StateFailed",
         }
     }
 }
@@ -138,5 +151,18 @@ pub(crate) fn check_hello(body: &[u8]) -> Result<Vec<String>, WireError> {
             "expected Hello, got {}",
             other.name()
         ))),
+    }
+}
+
+/// Checks a child's answer to the handshake: its `Hello` (as [`check_hello`] does) or a
+/// `StateFailed`.
+///
+/// # Errors
+///
+/// As [`check_hello`], for anything but those two.
+pub(crate) fn greeting(body: &[u8]) -> Result<Greeting, WireError> {
+    match decode(body)? {
+        Frame::StateFailed { reason } => Ok(Greeting::StateFailed(reason)),
+        _ => check_hello(body).map(Greeting::Ready),
     }
 }

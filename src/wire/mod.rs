@@ -9,7 +9,8 @@
 //! is another carrier behind the same traits.
 //!
 //! A connection opens with a handshake: the parent sends `Hello` with its protocol version; the
-//! child answers with its own `Hello` listing the job names it serves. Then the parent sends
+//! child sets up its worker state, then answers with its own `Hello` listing the job names it
+//! serves (or with `StateFailed` and why, and exits). Then the parent sends
 //! `Run` (or `RunBatch`) and the child answers each, in order, with `Done`.
 
 mod error;
@@ -18,7 +19,8 @@ pub(crate) mod transport;
 
 pub use error::WireError;
 pub(crate) use frame::{
-    check_hello, decode, encode, encode_value, hello, BatchAnswers, Fault, Frame, Payload,
+    check_hello, decode, encode, encode_value, greeting, hello, BatchAnswers, Fault, Frame,
+    Greeting, Payload,
 };
 pub(crate) use transport::{FrameSink, FrameSource, PipeSink, PipeSource};
 

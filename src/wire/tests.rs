@@ -128,6 +128,40 @@ fn a_version_mismatch_is_named() {
     );
 }
 
+#[test]
+fn a_greeting_is_a_hello_or_a_failed_state_set_up() {
+    let ready = hello(vec!["square".into()]).unwrap();
+    assert_eq!(
+        greeting(&ready),
+        Ok(Greeting::Ready(vec!["square".to_string()]))
+    );
+    let failed = encode(
+        &Frame::StateFailed {
+            reason: "no database".into(),
+        },
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        greeting(&failed),
+        Ok(Greeting::StateFailed("no database".into()))
+    );
+    // Only the child answers with it: as a handshake's first frame it is not a Hello.
+    assert!(matches!(
+        check_hello(&failed),
+        Err(WireError::Unexpected(_))
+    ));
+    let run = encode(
+        &Frame::Done {
+            id: 1,
+            result: Err(Fault::Panicked("x".into())),
+        },
+        0,
+    )
+    .unwrap();
+    assert!(matches!(greeting(&run), Err(WireError::Unexpected(_))));
+}
+
 fn frame() -> impl Strategy<Value = Frame<'static>> {
     prop_oneof![
         (any::<u32>(), proptest::collection::vec(".{0,12}", 0..4))
@@ -162,6 +196,7 @@ fn frame() -> impl Strategy<Value = Frame<'static>> {
             id,
             result: Err(Fault::Panicked(m)),
         }),
+        ".{0,40}".prop_map(|reason| Frame::StateFailed { reason }),
     ]
 }
 

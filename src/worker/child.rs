@@ -54,7 +54,8 @@ impl Limits {
 /// Call this first thing in `main` of every binary that starts process pools.
 ///
 /// In the application (the parent) it returns at once. In a worker process started by a pool it
-/// serves the jobs in `jobs` and never returns: the process exits when the pool is done with it.
+/// sets up the worker states of `jobs` ([`Jobs::worker_state`]), serves its jobs and never returns:
+/// the process exits when the pool is done with it.
 ///
 /// ```no_run
 /// use circuits::prelude::*;
@@ -101,6 +102,9 @@ pub fn init(jobs: Jobs) {
             3
         }
     };
+    // `exit` runs no thread-local destructors: the worker state (a connection to close, say) is
+    // dropped here.
+    crate::state::clear();
     std::process::exit(code);
 }
 
@@ -245,8 +249,14 @@ fn serve_on(
     max_frame: usize,
     cpu_per_job: Option<std::time::Duration>,
 ) -> Result<(), wire::WireError> {
-    // Handshake: the parent speaks first.
+    // Handshake: the parent speaks first. The worker state is set up before the answer, so that a
+    // set-up that fails is a failed start, with its reason, and not a crash in the first job.
     wire::check_hello(&input.recv()?.ack())?;
+    if let Err(reason) = jobs.setups().install() {
+        output.send(&wire::encode(&Frame::StateFailed { reason }, 0)?)?;
+        output.flush()?;
+        return Ok(());
+    }
     output.send(&wire::hello(
         jobs.names().into_iter().map(String::from).collect(),
     )?)?;

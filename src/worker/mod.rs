@@ -17,7 +17,9 @@ use crate::value::Value;
 
 pub(crate) mod child;
 pub(crate) mod process;
+pub(crate) mod restart;
 pub(crate) mod thread;
+pub(crate) mod thread_kind;
 mod urgent;
 
 /// How long an idle worker thread (a thread worker, a process worker's host) keeps looking for its

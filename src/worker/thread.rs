@@ -11,11 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Select, Sender};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 
+use super::restart::Restart;
 use super::urgent::Urgent;
 use super::{Backend, Shutdown, LINGER};
-use crate::task::{ErasedTask, Finisher, LaneTurn, Refusal, RunningSlot, TaskError};
+use crate::state::Setups;
+use crate::task::{ErasedTask, Finisher, LaneTurn, RunningSlot, StartStage, TaskError};
 use crate::value::{promise, Promise, Value};
 
 enum Msg {
@@ -61,6 +63,8 @@ pub(crate) struct ThreadWorker {
     id: u64,
     /// The `High` and `Low` queues.
     urgent: Urgent,
+    /// The thread, to wake from a failed start's back-off on abort.
+    thread: std::thread::Thread,
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
@@ -72,6 +76,7 @@ impl ThreadWorker {
         fin: Arc<Finisher>,
         load: Arc<AtomicUsize>,
         siblings: Siblings,
+        start: Start,
     ) -> std::io::Result<Self> {
         let (pinned_tx, pinned_rx) = crossbeam_channel::unbounded();
         let (shared_tx, shared_rx) = crossbeam_channel::unbounded();
@@ -95,16 +100,19 @@ impl ThreadWorker {
             abort: abort.clone(),
             running: running.clone(),
             turn: std::cell::Cell::new(LaneTurn::default()),
+            start,
         };
         let urgent = me.urgent.clone();
         let name = worker.fin.worker().as_str();
         let exited = exit.share();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("circuits-worker-{}", &name[..8.min(name.len())]))
             .spawn(move || {
                 worker.serve();
                 exited.complete(Ok(()));
-            })?;
+            })?
+            .thread()
+            .clone();
         siblings.write().unwrap_or_else(|p| p.into_inner()).push(me);
         Ok(ThreadWorker {
             pinned: pinned_tx,
@@ -121,8 +129,16 @@ impl ThreadWorker {
             siblings,
             id,
             urgent,
+            thread,
         })
     }
+}
+
+/// What a thread worker does when it starts: set up its state, retrying under the restart policy.
+#[derive(Clone, Default)]
+pub(crate) struct Start {
+    pub(crate) setups: Setups,
+    pub(crate) restart: Restart,
 }
 
 /// The thread's side.
@@ -135,6 +151,7 @@ struct Worker {
     running: Arc<RunningSlot>,
     /// Whose turn it is among the priority lanes.
     turn: std::cell::Cell<LaneTurn>,
+    start: Start,
 }
 
 /// What to do next.
@@ -146,6 +163,9 @@ enum Next {
 
 impl Worker {
     fn serve(&self) {
+        if let Err(error) = self.start() {
+            return self.leave_failing(&error);
+        }
         while let Next::Task(task, load) = self.next() {
             self.run(task, &load);
         }
@@ -193,6 +213,100 @@ impl Worker {
             }
         }
         None
+    }
+
+    /// Sets up the worker's state on this thread before it takes a task. A failed set-up is a
+    /// failed start: wait the back-off (the tasks stay queued) and try again; past the limit of
+    /// failures in a row, fail every task queued and every one that comes, at once, until the next
+    /// try (at the slowest back-off) succeeds.
+    ///
+    /// # Errors
+    ///
+    /// The worker was stopped (or its pool dropped) while past the limit: the error its remaining
+    /// tasks fail with. An abort ends it too (its tasks were cancelled by the abort).
+    fn start(&self) -> Result<(), TaskError> {
+        let mut failures = 0;
+        loop {
+            let reason = match self.start.setups.install() {
+                Ok(()) => return Ok(()),
+                Err(reason) => reason,
+            };
+            failures += 1;
+            let wait = self.start.restart.wait(failures);
+            tracing::debug!(worker = %self.fin.worker(), failures, ?wait, %reason, "worker thread start failed");
+            let until = Instant::now() + wait;
+            if !self.start.restart.past_limit(failures) {
+                // Parked, not sleeping: an abort wakes the thread.
+                while Instant::now() < until && !self.abort.load(Ordering::Acquire) {
+                    std::thread::park_timeout(until.saturating_duration_since(Instant::now()));
+                }
+                if self.abort.load(Ordering::Acquire) {
+                    return Err(TaskError::Cancelled);
+                }
+                continue;
+            }
+            let error = TaskError::WorkerStartFailed {
+                worker: self.fin.worker().clone(),
+                stage: StartStage::WorkerState,
+                reason,
+            };
+            loop {
+                loop {
+                    match self.pinned.try_recv() {
+                        Ok(Msg::Run(task)) => self.fail(task, error.clone(), &self.me.load),
+                        Ok(Msg::Stop) => return Err(error),
+                        Err(TryRecvError::Empty) => break,
+                        // The pool was dropped without a stop.
+                        Err(TryRecvError::Disconnected) => return Err(error),
+                    }
+                }
+                let shared = self.me.shared.try_iter();
+                for task in shared.chain(self.me.urgent.drain(true, true)) {
+                    self.fail(task, error.clone(), &self.me.load);
+                }
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                let mut sel = Select::new();
+                sel.recv(&self.pinned);
+                sel.recv(&self.me.shared);
+                for q in self.me.urgent.pinned.iter().chain(&self.me.urgent.shared) {
+                    sel.recv(&q.1);
+                }
+                // Wakes when a task (or the stop) comes, or for the next try; the loop takes it.
+                let _ = sel.ready_timeout(left);
+            }
+        }
+    }
+
+    /// A worker that never started leaves: out of the stealing list, failing what is still queued.
+    fn leave_failing(&self, error: &TaskError) {
+        self.siblings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|s| s.id != self.me.id);
+        let pinned = self.pinned.try_iter().filter_map(|m| match m {
+            Msg::Run(t) => Some(t),
+            Msg::Stop => None,
+        });
+        let queued = pinned.chain(self.me.shared.try_iter());
+        for task in queued
+            .chain(self.me.urgent.drain(true, true))
+            .collect::<Vec<_>>()
+        {
+            self.fail(task, error.clone(), &self.me.load);
+        }
+    }
+
+    fn fail(&self, task: Box<dyn ErasedTask>, error: TaskError, load: &AtomicUsize) {
+        let error = if self.abort.load(Ordering::Acquire) {
+            TaskError::Cancelled
+        } else {
+            error
+        };
+        task.fail(error, &self.fin);
+        load.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn run(&self, task: Box<dyn ErasedTask>, load: &AtomicUsize) {
@@ -307,6 +421,8 @@ impl Backend for ThreadWorker {
                 self.load.fetch_sub(1, Ordering::Relaxed);
             }
             self.exit.complete(Ok(()));
+            // A thread waiting out a failed start's back-off ends now.
+            self.thread.unpark();
         }
         // A send error means the thread is gone already, which is what we want.
         let _ = self.pinned.send(Msg::Stop);
@@ -340,43 +456,5 @@ impl Drop for ThreadWorker {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|s| s.id != self.id);
-    }
-}
-
-/// Thread workers: each one a dedicated OS thread; the pool's workers steal from each other.
-#[derive(Default)]
-pub(crate) struct ThreadKind {
-    siblings: Siblings,
-}
-
-impl std::fmt::Debug for ThreadKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Thread")
-    }
-}
-
-impl super::Kind for ThreadKind {
-    fn refuse_start(&self) -> Option<super::StartRefused> {
-        None
-    }
-    fn spawn(
-        &self,
-        fin: Arc<Finisher>,
-        load: Arc<AtomicUsize>,
-    ) -> std::io::Result<Box<dyn Backend>> {
-        Ok(Box::new(ThreadWorker::spawn(
-            fin,
-            load,
-            self.siblings.clone(),
-        )?))
-    }
-    fn check(&self, _: &dyn ErasedTask) -> Result<(), Refusal> {
-        Ok(())
-    }
-    fn payload_budget(&self, _: &str) -> Option<usize> {
-        None
-    }
-    fn stuck_is_timeout(&self) -> bool {
-        false
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::wire;
+use crate::worker::restart::Restart;
 
 /// Settings for process-mode workers.
 ///
@@ -22,9 +23,8 @@ pub struct ProcessConfig {
     pub(crate) pipeline: usize,
     pub(crate) kill_grace: Duration,
     pub(crate) handshake_timeout: Duration,
-    pub(crate) backoff_first: Duration,
-    pub(crate) backoff_max: Duration,
-    pub(crate) max_start_failures: usize,
+    /// The back-off and the limit of failed starts (shared with thread workers).
+    pub(crate) restart: Restart,
     /// Recycle a child after this many jobs (before jitter).
     pub(crate) recycle_jobs: Option<u64>,
     /// Up to this many jobs fewer, drawn per child, so that children do not recycle together.
@@ -48,9 +48,7 @@ impl Default for ProcessConfig {
             pipeline: 32,
             kill_grace: Duration::from_millis(100),
             handshake_timeout: Duration::from_secs(10),
-            backoff_first: Duration::from_millis(10),
-            backoff_max: Duration::from_secs(5),
-            max_start_failures: 5,
+            restart: Restart::default(),
             recycle_jobs: None,
             recycle_jitter: 0,
             recycle_memory: None,
@@ -90,11 +88,11 @@ impl ProcessConfig {
     /// How long to wait before starting a worker's child again after a failed start: `first`
     /// after the first failure, doubling with each failure in a row, at most `max` (defaults 10 ms
     /// and 5 s). A start fails when the OS refuses the process, when the child ends or answers
-    /// wrongly before its handshake, or when it dies before answering its first job. A child that
-    /// crashes after it answered a job is replaced at once.
+    /// wrongly before its handshake, when its [worker state](crate::Jobs::worker_state) set-up
+    /// fails, or when it dies before answering its first job. A child that crashes after it
+    /// answered a job is replaced at once.
     pub fn restart_backoff(mut self, first: Duration, max: Duration) -> Self {
-        self.backoff_first = first.max(Duration::from_millis(1));
-        self.backoff_max = max.max(self.backoff_first);
+        self.restart = self.restart.with_backoff(first, max);
         self
     }
     /// How many failed starts in a row a worker may have before the tasks waiting on it fail with
@@ -102,7 +100,7 @@ impl ProcessConfig {
     /// only at the slowest back-off, and tasks given to it meanwhile fail at once with the same
     /// error; the first child that starts and answers ends that state.
     pub fn max_start_failures(mut self, n: usize) -> Self {
-        self.max_start_failures = n.max(1);
+        self.restart = self.restart.with_max_failures(n);
         self
     }
     /// Replaces each child after it has answered about `jobs` jobs (Python's
@@ -205,16 +203,5 @@ impl ProcessConfig {
         let jobs = self.recycle_jobs?;
         let jitter = self.recycle_jitter.min(jobs - 1);
         Some(jobs - rand::Rng::gen_range(&mut rand::thread_rng(), 0..=jitter))
-    }
-
-    /// The back-off before the `n`th start after `n` failures in a row (0: none).
-    pub(crate) fn backoff(&self, failures: usize) -> Duration {
-        if failures == 0 {
-            return Duration::ZERO;
-        }
-        let doublings = (failures - 1).min(30) as u32;
-        self.backoff_first
-            .saturating_mul(1 << doublings)
-            .min(self.backoff_max)
     }
 }

@@ -103,15 +103,11 @@ impl Host {
     pub(super) fn start_failed(&mut self, stage: StartStage, reason: String) {
         self.failures += 1;
         // Past the limit, only the slowest back-off: the worker keeps trying, slowly.
-        let wait = if self.failures >= self.cfg.max_start_failures {
-            self.cfg.backoff_max
-        } else {
-            self.cfg.backoff(self.failures)
-        };
+        let wait = self.cfg.restart.wait(self.failures);
         self.retry_at = Some(Instant::now() + wait);
         tracing::debug!(worker = %self.fin().worker(), failures = self.failures, ?wait, %stage, %reason, "worker process start failed");
         self.last_failure = Some((stage, reason));
-        if self.failures >= self.cfg.max_start_failures {
+        if self.cfg.restart.past_limit(self.failures) {
             self.fail_waiting();
         }
     }
@@ -136,8 +132,14 @@ impl Host {
     /// child and start a replacement (the kill grace delays only the replacement).
     pub(super) fn expire(&mut self) {
         let Some(conn) = self.conn.as_ref() else {
-            // A failed start's back-off is over: try again, so the pool keeps its size.
-            if self.retry_at.is_some_and(|t| Instant::now() >= t) && self.stopping.is_none() {
+            // A failed start's back-off is over: try again, so the pool keeps its size, or so that
+            // a draining stop's waiting tasks run (or fail past the limit) and the stop ends.
+            let wanted = match self.stopping {
+                None => true,
+                Some(Shutdown::Drain) => !self.pending.is_empty(),
+                Some(Shutdown::Abort) => false,
+            };
+            if wanted && self.retry_at.is_some_and(|t| Instant::now() >= t) {
                 self.connect();
             }
             return;
@@ -245,6 +247,18 @@ impl Host {
                 self.replace(rest, reason);
             }
         }
+    }
+
+    /// The child's worker state set-up failed (it said why in place of its handshake, and is
+    /// exiting): a failed start, whose reason is the set-up's.
+    pub(super) fn state_failed(&mut self, reason: String) {
+        // Nothing was sent to it before its handshake; its reader's news about its end is stale
+        // from here (a new generation).
+        let (_, _, rest) = self.take_inflight();
+        self.close();
+        self.requeue(rest);
+        self.start_failed(StartStage::WorkerState, reason.clone());
+        self.renamed(reason);
     }
 
     /// Puts never-started in-flight tasks back at the head of the queue.

@@ -9,7 +9,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use super::shared::{InFlight, Msg};
 use super::state::Host;
 use crate::task::{Inputs, TaskError};
-use crate::wire::{self, Frame, FrameSink, Payload, WireError};
+use crate::wire::{self, Frame, FrameSink, Greeting, Payload, WireError};
 use crate::worker::{Shutdown, LINGER};
 
 fn linger_recv(rx: &Receiver<Msg>) -> Result<Msg, crossbeam_channel::RecvError> {
@@ -104,8 +104,9 @@ impl Host {
                 let Some(conn) = self.conn.as_mut().filter(|c| c.generation == generation) else {
                     return;
                 };
-                match wire::check_hello(&body) {
-                    Ok(jobs) => conn.jobs = Some(jobs.into_iter().collect()),
+                match wire::greeting(&body) {
+                    Ok(Greeting::Ready(jobs)) => conn.jobs = Some(jobs.into_iter().collect()),
+                    Ok(Greeting::StateFailed(reason)) => self.state_failed(reason),
                     Err(e) => self.crashed(Some(e)),
                 }
             }
@@ -149,7 +150,7 @@ impl Host {
         if self.conn.is_none() {
             if self.retry_at.is_some() {
                 // Waiting out a failed start's back-off; past the limit, nobody waits for it.
-                if self.failures >= self.cfg.max_start_failures {
+                if self.cfg.restart.past_limit(self.failures) {
                     self.fail_waiting();
                 }
                 return;
