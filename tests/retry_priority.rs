@@ -35,6 +35,27 @@ impl Job for CrashOnce {
     }
 }
 
+/// Hangs the first time it runs (until its timeout kills the child), answers 7 the next.
+#[derive(Serialize, Deserialize)]
+struct HangOnce(PathBuf);
+impl Job for HangOnce {
+    const NAME: &'static str = "hang-once";
+    type Output = u32;
+    fn run(self) -> u32 {
+        if std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&self.0)
+            .is_ok()
+        {
+            loop {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        7
+    }
+}
+
 /// Always crashes its child.
 #[derive(Serialize, Deserialize)]
 struct Crash;
@@ -98,6 +119,7 @@ fn jobs() -> Jobs {
     Jobs::new()
         .register::<CrashOnce>()
         .register::<Crash>()
+        .register::<HangOnce>()
         .register::<PanicTimes>()
         .register::<WaitFor>()
         .register::<Log>()
@@ -267,6 +289,51 @@ async fn a_crashed_child_s_job_runs_again_on_the_replacement() {
     assert_eq!(failed[0].attempt, 2);
     bounded(pool.stop()).await;
     let _ = std::fs::remove_file(&marker);
+}
+
+async fn a_timed_out_job_runs_again_in_process_mode_but_a_thread_closure_does_not() {
+    let marker = temp("hang-once");
+    let _ = std::fs::remove_file(&marker);
+    let pool = Pool::builder().min(1).process().retry(quick(3)).start();
+    let mut seen = outcomes::<u32>(&pool);
+    let task = Task::job(HangOnce(marker.clone())).timeout(Duration::from_millis(500));
+    assert_eq!(
+        bounded(pool.run(task)).await,
+        Ok(7),
+        "the child was killed, the job ran again"
+    );
+    let (ok, failed, _) = seen.after(1).await;
+    assert!(failed.is_empty());
+    assert_eq!(ok[0].attempt, 2);
+    bounded(pool.stop()).await;
+    let _ = std::fs::remove_file(&marker);
+
+    // A thread cannot be stopped: the first attempt still runs, so a timeout is final there.
+    let pool = Pool::builder().min(1).start();
+    let mut seen = outcomes::<u32>(&pool);
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let runs = Arc::new(AtomicU32::new(0));
+    let (g, r) = (gate.clone(), runs.clone());
+    let blocked = Task::repeatable(move || {
+        r.fetch_add(1, Ordering::SeqCst);
+        let (open, cv) = &*g;
+        drop(cv.wait_while(open.lock().unwrap(), |open| !*open).unwrap());
+        Ok::<_, String>(0u32)
+    })
+    .timeout(Duration::from_millis(50))
+    .retry(quick(3).when(|_| true));
+    assert_eq!(
+        bounded(pool.push(blocked).unwrap()).await,
+        Err(TaskError::TimedOut(Duration::from_millis(50)))
+    );
+    let (_, failed, done) = seen.after(1).await;
+    assert_eq!((failed[0].attempt, done[0].attempt), (1, 1));
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    // The one thread ran the first attempt to its end before this task.
+    assert_eq!(bounded(pool.run(Task::new(|| 1u8))).await, Ok(1));
+    assert_eq!((runs.load(Ordering::SeqCst), pool.stats().retried), (1, 0));
+    bounded(pool.stop()).await;
 }
 
 async fn a_stop_ends_the_retries_of_a_task_waiting_for_its_next_attempt() {
@@ -452,6 +519,7 @@ fn main() {
             retries_end_after_the_last_attempt_with_one_failure,
             a_job_is_retried_in_a_thread_pool_from_its_encoded_input,
             a_crashed_child_s_job_runs_again_on_the_replacement,
+            a_timed_out_job_runs_again_in_process_mode_but_a_thread_closure_does_not,
             a_stop_ends_the_retries_of_a_task_waiting_for_its_next_attempt,
             a_thread_worker_takes_higher_lanes_first_without_starving_the_low_one,
             an_idle_thread_worker_steals_the_highest_lane_first,
