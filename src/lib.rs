@@ -85,8 +85,8 @@ pub use pool::{
 };
 pub use state::{try_with_worker_state, with_worker_state};
 pub use task::{
-    Exit, Limit, Priority, Refusal, Retry, RunError, StartStage, SubmitError, Task, TaskComplete,
-    TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess,
+    Cancel, CancelGuard, Exit, Limit, Priority, Refusal, Retry, RunError, StartStage, SubmitError,
+    Task, TaskComplete, TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess,
 };
 pub use tree::{
     Component, ComponentId, ComponentInfo, Registered, Started, Stop, StopTimedOut, Stopped,
@@ -145,9 +145,9 @@ impl From<RunError> for Error {
 /// The names most programs need: `use circuits::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        BelowAverage, Bus, Channel, Derived, Job, Jobs, KeyAffinity, LeastLoaded, Pool, PoolHandle,
-        PowerOfTwo, Priority, Random, Refusal, Retry, RoundRobin, RunError, SubmitError, Subscribe,
-        Task, TaskComplete, TaskError, TaskFailure, TaskSuccess, Value,
+        BelowAverage, Bus, Cancel, Channel, Derived, Job, Jobs, KeyAffinity, LeastLoaded, Pool,
+        PoolHandle, PowerOfTwo, Priority, Random, Refusal, Retry, RoundRobin, RunError,
+        SubmitError, Subscribe, Task, TaskComplete, TaskError, TaskFailure, TaskSuccess, Value,
     };
 }
 

@@ -198,7 +198,10 @@ impl PoolCore {
     }
 
     /// Takes `task` through the [`gate`](Self::gate): with its permit (if bounded), or refused.
-    fn pass_gate(&self, mut task: Box<dyn ErasedTask>) -> Result<Box<dyn ErasedTask>, Refused> {
+    pub(crate) fn pass_gate(
+        &self,
+        mut task: Box<dyn ErasedTask>,
+    ) -> Result<Box<dyn ErasedTask>, Refused> {
         match self.gate() {
             Ok(permit) => {
                 if let Some(p) = permit {
@@ -210,55 +213,9 @@ impl PoolCore {
         }
     }
 
-    /// `map`'s rule for the chunks of a batch it accepted: each goes through the gate, and one that
-    /// finds the pool full parks until room frees. Parked chunks were accepted: a draining stop
-    /// queues and runs them; an abort cancels them.
-    pub(crate) fn accept_chunk(self: &Arc<Self>, task: Box<dyn ErasedTask>) {
-        match self.pass_gate(task) {
-            Ok(task) => self.submit_accepted(task),
-            Err((Refusal::Full, mut task)) => {
-                let Some(bound) = self.bound.clone() else {
-                    return self.submit_accepted(task);
-                };
-                self.parked.send_modify(|n| *n += 1);
-                let core = self.clone();
-                self.bus.spawn(async move {
-                    match bound.acquire_owned().await {
-                        Ok(permit) => {
-                            task.hold(permit);
-                            core.submit_accepted(task);
-                        }
-                        // Closed by an abort.
-                        Err(_) => core.cancel_accepted(task),
-                    }
-                    core.parked.send_modify(|n| *n -= 1);
-                });
-            }
-            // The pool began stopping after the batch was accepted.
-            Err((_, task)) => self.submit_accepted(task),
-        }
-    }
-
-    /// Queues a task that was accepted earlier (a parked chunk): a draining stop still takes it, an
-    /// abort or a stopped pool cancels it.
-    fn submit_accepted(&self, task: Box<dyn ErasedTask>) {
-        if let Err((_, task)) = self.submit(task, None, true) {
-            self.cancel_accepted(task);
-        }
-    }
-
-    /// Ends an accepted task that never reached a worker (a parked map chunk an abort cancels):
-    /// it gets an id and fails `Cancelled` with its events, counted on a worker of the pool (any:
-    /// it ran on none). With no worker left, only its value resolves.
-    fn cancel_accepted(&self, mut task: Box<dyn ErasedTask>) {
-        let fin = self.workers().first().map(|w| w.fin());
-        match fin {
-            Some(fin) => {
-                task.prepare(TaskId(self.next_id.fetch_add(1, Ordering::Relaxed)), None);
-                task.fail(TaskError::Cancelled, &fin);
-            }
-            None => task.reject(TaskError::Cancelled),
-        }
+    /// A fresh task id (ids count up from 1 in acceptance order).
+    pub(crate) fn next_task_id(&self) -> TaskId {
+        TaskId(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
     /// The hot path: accept `task` and queue it on `to`, or on the worker the strategy picks; or
@@ -311,7 +268,10 @@ impl PoolCore {
         Ok(())
     }
 
-    pub(crate) fn enqueue(&self, slot: &WorkerSlot, task: Box<dyn ErasedTask>, pinned: bool) {
+    pub(crate) fn enqueue(&self, slot: &WorkerSlot, mut task: Box<dyn ErasedTask>, pinned: bool) {
+        if task.cancellable() {
+            task.arm(&slot.fin()); // its Cancel handle settles it on this worker from now on
+        }
         slot.load.fetch_add(1, Ordering::Relaxed);
         if let Err(task) = slot.backend.submit(task, pinned) {
             // That worker left the pool (retired or lost) after the task was routed to it.
@@ -330,7 +290,7 @@ impl PoolCore {
 
     /// Queues an already accepted task on a worker the strategy picks (a retiring worker's queue
     /// moving to the others); fails it if no worker is left.
-    pub(crate) fn resubmit(&self, task: Box<dyn ErasedTask>, fallback: &Finisher) {
+    pub(crate) fn resubmit(&self, mut task: Box<dyn ErasedTask>, fallback: &Finisher) {
         let workers = self.workers();
         if workers.is_empty() || self.state.load(Ordering::SeqCst) == STOPPED {
             drop(workers);
@@ -339,6 +299,9 @@ impl PoolCore {
         let i = self.strategy.pick(&SlotLoads(&workers), task.key());
         let slot = workers[i.min(workers.len() - 1)].clone();
         drop(workers);
+        if task.cancellable() {
+            task.arm(&slot.fin());
+        }
         slot.load.fetch_add(1, Ordering::Relaxed);
         if let Err(task) = slot.backend.submit(task, false) {
             slot.load.fetch_sub(1, Ordering::Relaxed);

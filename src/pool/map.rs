@@ -8,13 +8,15 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::stream::{FuturesOrdered, Stream, StreamExt};
 
+use super::core::PoolCore;
 use super::handle::PoolHandle;
 use crate::job::{batch_task, encode_one, Job};
-use crate::task::{Refusal, TaskError};
+use crate::task::{ErasedTask, Refusal, TaskError};
 use serde_bytes::ByteBuf;
 
 type Chunk<O> = Pin<Box<dyn Future<Output = Vec<Result<O, TaskError>>> + Send>>;
@@ -191,3 +193,57 @@ impl PoolHandle {
 
 /// Each input's length prefix (a varint).
 const ITEM_HEADROOM: usize = 5;
+
+/// `map`'s admission of its chunks (they were accepted as a batch; some may park on a full pool).
+impl PoolCore {
+    /// `map`'s rule for the chunks of a batch it accepted: each goes through the gate, and one that
+    /// finds the pool full parks until room frees. Parked chunks were accepted: a draining stop
+    /// queues and runs them; an abort cancels them.
+    pub(crate) fn accept_chunk(self: &Arc<Self>, task: Box<dyn ErasedTask>) {
+        match self.pass_gate(task) {
+            Ok(task) => self.submit_accepted(task),
+            Err((Refusal::Full, mut task)) => {
+                let Some(bound) = self.bound.clone() else {
+                    return self.submit_accepted(task);
+                };
+                self.park(true);
+                let core = self.clone();
+                self.bus.spawn(async move {
+                    match bound.acquire_owned().await {
+                        Ok(permit) => {
+                            task.hold(permit);
+                            core.submit_accepted(task);
+                        }
+                        // Closed by an abort.
+                        Err(_) => core.cancel_accepted(task),
+                    }
+                    core.park(false);
+                });
+            }
+            // The pool began stopping after the batch was accepted.
+            Err((_, task)) => self.submit_accepted(task),
+        }
+    }
+
+    /// Queues a task that was accepted earlier (a parked chunk): a draining stop still takes it, an
+    /// abort or a stopped pool cancels it.
+    fn submit_accepted(&self, task: Box<dyn ErasedTask>) {
+        if let Err((_, task)) = self.submit(task, None, true) {
+            self.cancel_accepted(task);
+        }
+    }
+
+    /// Ends an accepted task that never reached a worker (a parked map chunk an abort cancels):
+    /// it gets an id and fails `Cancelled` with its events, counted on a worker of the pool (any:
+    /// it ran on none). With no worker left, only its value resolves.
+    fn cancel_accepted(&self, mut task: Box<dyn ErasedTask>) {
+        let fin = self.workers().first().map(|w| w.fin());
+        match fin {
+            Some(fin) => {
+                task.prepare(self.next_task_id(), None);
+                task.fail(TaskError::Cancelled, &fin);
+            }
+            None => task.reject(TaskError::Cancelled),
+        }
+    }
+}

@@ -38,7 +38,6 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
     });
     super::retry::install(core, &slot, &fin);
     let link: Arc<dyn crate::worker::PoolLink> = Arc::new(Link(Arc::downgrade(core)));
-    slot.backend.attach(link.clone(), Arc::downgrade(&slot));
     let watched = core.stuck_after.filter(|_| !core.kind.stuck_is_timeout());
     if let Some(after) = watched {
         let (core, slot) = (Arc::downgrade(core), Arc::downgrade(&slot));
@@ -56,6 +55,8 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
             lost: Arc::new(lost),
         });
     }
+    // Attached once the hooks are set (an async worker starts its blocking watchdog here).
+    slot.backend.attach(link.clone(), Arc::downgrade(&slot));
     // Worker actors live on the pool's arbiter, so a worker can be added from any thread.
     let actor = Worker {
         slot: slot.clone(),

@@ -117,22 +117,24 @@ impl Finisher {
     }
 
     /// [`settle`](Self::settle) with an error, for a value whose type is not known here.
-    fn settle_err(
+    pub(crate) fn settle_err(
         &self,
         (id, attempt): (TaskId, u32),
         slot: &dyn FailSlot<TaskError>,
         error: TaskError,
         permit: Option<&Permit>,
-    ) {
+    ) -> bool {
         release(permit);
         let failure = self
             .observed()
             .then(|| self.failure(id, attempt, error.clone()));
-        if slot.fail_then(error, &mut || self.counters.record(false)) {
+        let first = slot.fail_then(error, &mut || self.counters.record(false));
+        if first {
             if let Some(f) = failure {
                 self.fire::<()>(id, attempt, Err(f));
             }
         }
+        first
     }
 
     fn failure(&self, id: TaskId, attempt: u32, error: TaskError) -> TaskFailure {
@@ -227,5 +229,59 @@ impl RunningSlot {
         if let Some(r) = running {
             fin.settle_err((r.id, r.attempt), &*r.slot, error, r.permit.as_ref());
         }
+    }
+}
+
+/// Where a running task is registered so that an abort (or a stuck worker) can fail it at once:
+/// a thread worker's one [`RunningSlot`], an async worker's [`RunningSet`].
+pub(crate) trait Registry: Send + Sync {
+    fn enter(&self, running: Running);
+    fn leave(&self, id: TaskId);
+}
+
+impl Registry for RunningSlot {
+    fn enter(&self, running: Running) {
+        *self.lock() = Some(running);
+    }
+    fn leave(&self, _: TaskId) {
+        *self.lock() = None;
+    }
+}
+
+/// The tasks an async worker is running, by id, so that an abort or a stuck worker fails them all
+/// at once (their futures are dropped by the worker).
+#[derive(Default)]
+pub(crate) struct RunningSet(std::sync::Mutex<std::collections::HashMap<u64, Running>>);
+
+impl RunningSet {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Running>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many tasks run now.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Fails every running task (still pending) with `error`.
+    pub(crate) fn fail_all(&self, error: TaskError, fin: &Finisher) {
+        let all: Vec<Running> = self.lock().drain().map(|(_, r)| r).collect();
+        for r in all {
+            fin.settle_err(
+                (r.id, r.attempt),
+                &*r.slot,
+                error.clone(),
+                r.permit.as_ref(),
+            );
+        }
+    }
+}
+
+impl Registry for RunningSet {
+    fn enter(&self, running: Running) {
+        self.lock().insert(running.id.0, running);
+    }
+    fn leave(&self, id: TaskId) {
+        self.lock().remove(&id.0);
     }
 }

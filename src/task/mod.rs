@@ -29,16 +29,20 @@ use std::time::Duration;
 
 use actix::Message;
 
+mod cancel;
 mod counters;
+mod erased;
 mod error;
 mod events;
 mod finish;
+mod future;
 mod output;
 mod payload;
 mod priority;
 mod queued;
 mod retry;
 
+pub use cancel::{Cancel, CancelGuard};
 pub use error::{Exit, Limit, Refusal, RunError, StartStage, SubmitError, TaskError};
 pub use events::{TaskComplete, TaskFailure, TaskSuccess};
 pub use output::{TaskId, TaskOutput};
@@ -46,11 +50,13 @@ pub use priority::Priority;
 pub use retry::Retry;
 
 pub(crate) use counters::{histogram, Counters};
-pub(crate) use finish::{Finisher, RunningSlot, StuckHook};
+pub(crate) use erased::{ErasedTask, Refused};
+pub(crate) use finish::{Finisher, Registry, RunningSet, RunningSlot, StuckHook};
+pub(crate) use output::panic_message;
 pub(crate) use output::{Again, Closure};
 pub(crate) use payload::{Inputs, JobCall, JobPayload};
 pub(crate) use priority::{LaneTurn, Lanes};
-pub(crate) use queued::{hand_back, panic_message, ErasedTask, Refused};
+pub(crate) use queued::hand_back;
 pub(crate) use retry::RetryHook;
 
 /// A unit of work for a pool, resolving to `Result<R, TaskError>` once accepted.
@@ -88,6 +94,10 @@ pub struct Task<R> {
     pub(crate) retry: Option<Retry>,
     /// The work again, for a retry ([`Task::repeatable`]).
     pub(crate) again: Option<Again<R>>,
+    /// An async task's future, built on the worker's thread ([`Task::future`]).
+    pub(crate) fut: Option<future::Maker<R>>,
+    /// The shared cell of its [`Cancel`] handle ([`Task::cancellable`]).
+    pub(crate) cancel: Option<Cancel>,
 }
 
 impl<R> fmt::Debug for Task<R> {
@@ -99,6 +109,8 @@ impl<R> fmt::Debug for Task<R> {
             .field("deadline", &self.deadline)
             .field("priority", &self.priority)
             .field("retry", &self.retry)
+            .field("async", &self.fut.is_some())
+            .field("cancel", &self.cancel)
             .finish()
     }
 }
@@ -177,6 +189,8 @@ impl<R: TaskOutput> Task<R> {
             priority: Priority::Normal,
             retry: None,
             again: None,
+            fut: None,
+            cancel: None,
         }
     }
 

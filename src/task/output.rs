@@ -22,3 +22,14 @@ pub(crate) type Closure<R> = Box<dyn FnOnce() -> Result<R, TaskError> + Send + '
 
 /// A closure that can run again (a repeatable task's work, for its retries).
 pub(crate) type Again<R> = std::sync::Arc<dyn Fn() -> Result<R, TaskError> + Send + Sync + 'static>;
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}

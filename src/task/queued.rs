@@ -6,11 +6,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::cancel::Cancel;
+use super::erased::{ErasedTask, Refused};
 use super::error::{Refusal, SubmitError, TaskError};
+use super::finish::Registry;
 use super::finish::{release, Finisher, Permit, Running, RunningSlot};
-use super::output::{Again, Closure, TaskId, TaskOutput};
+use super::future::{block_on_here, drive, Maker, Parts};
+use super::output::{panic_message, Again, Closure, TaskId, TaskOutput};
 use super::payload::{JobCall, JobPayload};
-use super::priority::{Prioritized, Priority};
+use super::priority::Priority;
 use super::retry::{Retry, RetryHook};
 use super::Task;
 use crate::bus::{Bus, Target};
@@ -27,7 +31,9 @@ impl<R: TaskOutput> Task<R> {
             && self.deadline.is_none()
             && self.priority == Priority::Normal
             && self.retry.is_none()
-            && self.again.is_none();
+            && self.again.is_none()
+            && self.fut.is_none()
+            && self.cancel.is_none();
         (
             Box::new(TaskCell {
                 id,
@@ -46,6 +52,8 @@ impl<R: TaskOutput> Task<R> {
                         again: self.again,
                         attempt: 1,
                         closed: false,
+                        fut: self.fut,
+                        cancel: self.cancel,
                     })
                 }),
             }),
@@ -82,10 +90,6 @@ impl<R: TaskOutput> crate::bus::Dispatch for Task<R> {
     }
 }
 
-/// A task the pool did not accept, with the reason: what the pool's entry points and routes hand
-/// back, turned into a [`SubmitError`] where the task's type is known ([`hand_back`]).
-pub(crate) type Refused = (Refusal, Box<dyn ErasedTask>);
-
 /// The typed task back out of a refused queue entry (which was made from a `Task<R>`).
 pub(crate) fn hand_back<R: TaskOutput>((refusal, cell): Refused) -> SubmitError<R> {
     let cell = cell
@@ -109,48 +113,11 @@ impl<R: TaskOutput> TaskCell<R> {
             task.priority = extra.priority;
             task.retry = extra.retry;
             task.again = extra.again;
+            task.fut = extra.fut;
+            task.cancel = extra.cancel;
         }
         task
     }
-}
-
-/// A queued task with its type erased, so one worker queue carries tasks of every result type.
-pub(crate) trait ErasedTask: Send {
-    /// Gives the task its id, and the pool's default timeout if it has none of its own.
-    fn prepare(&mut self, id: TaskId, default_timeout: Option<Duration>);
-    fn key(&self) -> Option<u64>;
-    fn timeout(&self) -> Option<Duration>;
-    /// Whether the task's deadline ([`Task::expires_after`]) has passed: it must not start.
-    fn expired(&self) -> bool;
-    /// The job to send to a worker process, if the task is a job.
-    fn job(&self) -> Option<&JobPayload>;
-    /// Runs the closure on this thread and settles the task (thread mode). While it runs, the
-    /// task is in `running`, where an abort can fail it at once.
-    fn run(self: Box<Self>, fin: &Arc<Finisher>, running: &RunningSlot);
-    /// Ends the task with `error` before it had an id or a worker (a parked map chunk that an
-    /// abort cancels): resolves its value and fires no event.
-    fn reject(self: Box<Self>, error: TaskError);
-    /// Marks the task as bound to the worker it was queued on (fired at its channel, or keyed): a
-    /// retiring worker keeps it instead of handing it back.
-    fn pin(&mut self);
-    /// Whether [`pin`](ErasedTask::pin) was called.
-    fn pinned(&self) -> bool;
-    /// Keeps a bounded pool's queue permit until the task is settled.
-    fn hold(&mut self, permit: tokio::sync::OwnedSemaphorePermit);
-    /// Its priority: which lane of a worker's queue it waits in.
-    fn priority(&self) -> Priority;
-    /// Ends the run with an error without running it (process mode: the error of its run in a
-    /// child): settles the task, or, if its retry policy says so, hands it to the pool for its
-    /// next attempt.
-    fn fail(self: Box<Self>, error: TaskError, fin: &Finisher);
-    /// Settles the task with an error, with no further attempt (a stop ended its retries).
-    fn fail_final(self: Box<Self>, error: TaskError, fin: &Finisher);
-    /// Counts the start of the task's next attempt (the pool queues it again after a back-off).
-    fn next_attempt(&mut self);
-    /// The entry as `Any`, to take the typed task back out of a refused one ([`hand_back`]).
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
-    /// Settles the task with a worker process's encoded answer (process mode).
-    fn finish_encoded(self: Box<Self>, answer: Result<&[u8], TaskError>, fin: &Finisher);
 }
 
 struct TaskCell<R> {
@@ -181,6 +148,9 @@ struct Extra<R> {
     attempt: u32,
     /// A stop ended its retries.
     closed: bool,
+    /// An async task's future, not built yet.
+    fut: Option<Maker<R>>,
+    cancel: Option<Cancel>,
 }
 
 impl<R> Extra<R> {
@@ -197,6 +167,8 @@ impl<R> Extra<R> {
             again: None,
             attempt: 1,
             closed: false,
+            fut: None,
+            cancel: None,
         })
     }
 
@@ -260,23 +232,6 @@ impl<R: TaskOutput> TaskCell<R> {
     }
 }
 
-impl Prioritized for Box<dyn ErasedTask> {
-    fn priority(&self) -> Priority {
-        ErasedTask::priority(&**self)
-    }
-}
-
-/// The text of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_string()
-    }
-}
-
 impl<R: TaskOutput> ErasedTask for TaskCell<R> {
     fn prepare(&mut self, id: TaskId, default_timeout: Option<Duration>) {
         self.id = id;
@@ -301,9 +256,14 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         self.extra.as_ref()?.job.as_ref().map(|j| &j.payload)
     }
 
-    fn run(self: Box<Self>, fin: &Arc<Finisher>, running: &RunningSlot) {
+    fn run(self: Box<Self>, fin: &Arc<Finisher>, running: &Arc<RunningSlot>) {
         if self.expired() {
             return self.fail(TaskError::Expired, fin);
+        }
+        if self.is_async() {
+            // A thread worker runs an async task to its end, in the thread's own runtime.
+            let registry: Arc<dyn Registry> = running.clone();
+            return block_on_here(self.run_async(fin, running, registry));
         }
         let timeout = self.timeout();
         let attempt = self.attempt();
@@ -420,6 +380,68 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             }
         }
         self.fail_final(error, fin);
+    }
+
+    fn is_async(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.fut.is_some())
+    }
+
+    fn cancellable(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.cancel.is_some())
+    }
+
+    fn arm(&mut self, fin: &Arc<Finisher>) {
+        let Some(extra) = self.extra.as_ref() else {
+            return;
+        };
+        let Some(cancel) = extra.cancel.as_ref() else {
+            return;
+        };
+        let (fin, key) = (fin.clone(), (self.id, extra.attempt));
+        let (slot, permit) = (self.promise.fail_slot(), extra.permit.clone());
+        cancel.cell().arm(Box::new(move || {
+            fin.settle_err(key, &*slot, TaskError::Cancelled, permit.as_ref())
+        }));
+    }
+
+    fn cancel_handle(&self) -> Option<&Cancel> {
+        self.extra.as_ref()?.cancel.as_ref()
+    }
+
+    fn run_async(
+        self: Box<Self>,
+        fin: &Arc<Finisher>,
+        running: &Arc<RunningSlot>,
+        set: Arc<dyn Registry>,
+    ) -> futures::future::LocalBoxFuture<'static, ()> {
+        if self.expired() {
+            self.fail(TaskError::Expired, fin);
+            return Box::pin(std::future::ready(()));
+        }
+        if !self.is_async() {
+            // A blocking task holds the thread (and every future on it) until it returns.
+            let (fin, running) = (fin.clone(), running.clone());
+            return Box::pin(async move { self.run(&fin, &running) });
+        }
+        let timeout = self.timeout();
+        let attempt = self.attempt();
+        let TaskCell {
+            id, promise, extra, ..
+        } = *self;
+        let mut extra = extra.unwrap_or_else(Extra::empty);
+        let Some(maker) = extra.fut.take() else {
+            unreachable!("an async task has its future");
+        };
+        let parts = Parts {
+            id,
+            attempt,
+            promise,
+            maker,
+            timeout,
+            permit: extra.permit.take(),
+            cancel: extra.cancel.take(),
+        };
+        drive(parts, fin.clone(), set)
     }
 
     fn next_attempt(&mut self) {

@@ -15,6 +15,7 @@ use crate::task::{ErasedTask, Finisher, Refusal, Refused, RunError, Task, TaskEr
 use crate::tree::{ComponentId, Stop};
 use crate::value::Value;
 
+pub(crate) mod async_worker;
 pub(crate) mod child;
 pub(crate) mod process;
 pub(crate) mod restart;

@@ -295,6 +295,23 @@ impl Host {
         }
     }
 
+    /// The task sent as run `run` was cancelled (its value is settled already). If the child is
+    /// running it, the child is killed and replaced: the jobs sent after it go to the new child.
+    /// If it was only sent ahead, the child runs it when it comes and its answer is discarded.
+    pub(super) fn cancel_run(&mut self, run: u64) {
+        let running = self.shared.lock().inflight.front().map(|f| f.run);
+        if running != Some(run) || self.conn.is_none() {
+            return;
+        }
+        let (fin, victim, rest) = self.take_inflight();
+        if let Some(v) = victim {
+            self.shared.settle_fail(&fin, v.task, TaskError::Cancelled); // no second event
+        }
+        self.terminate();
+        self.failures = 0;
+        self.replace(rest, "its running task was cancelled".to_string());
+    }
+
     /// Whether the child is due for recycling (its job count reached, or its memory above the
     /// limit); once it is, it stays so, gets no more jobs, and the reader wakes the host when its
     /// last job is answered.

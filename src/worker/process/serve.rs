@@ -124,6 +124,7 @@ impl Host {
                 }
             }
             Msg::Answered => {}
+            Msg::Cancel(run) => self.cancel_run(run),
             Msg::Retire(reply) => {
                 // Unpinned tasks not yet sent go back to the pool (which moves them to the other
                 // workers); pinned ones run here before the stop, as on a thread worker.
@@ -234,6 +235,13 @@ impl Host {
             match frame {
                 Ok(body) => {
                     frames.push(body);
+                    if let Some(cancel) = task.cancel_handle() {
+                        // A cancel while the child runs it kills the child (see `cancel_run`).
+                        let (host, run) = (self.shared.host.clone(), self.next_run);
+                        cancel.cell().on_stop(Box::new(move || {
+                            let _ = host.send(Msg::Cancel(run));
+                        }));
+                    }
                     sent.push(InFlight {
                         run: self.next_run,
                         task,

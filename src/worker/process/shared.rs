@@ -22,6 +22,8 @@ pub(super) enum Msg {
     Gone(u64, WireError),
     /// The reader settled answers; there may be room to send more, or a stop to finish.
     Answered,
+    /// The task sent as run `run` was cancelled (it is settled already).
+    Cancel(u64),
     /// The worker leaves the pool: queued tasks go back to the pool, in-flight ones finish.
     Retire(Sender<Vec<Box<dyn ErasedTask>>>),
 }

@@ -1,0 +1,463 @@
+//! Async mode: each worker is one OS thread with a current-thread Tokio runtime (or an actix
+//! `Arbiter`, which is that plus actix's context), running up to `in_flight` tasks at once.
+//!
+//! The queues are a thread worker's: pinned and shared, with `High` and `Low` lanes beside them.
+//! The worker takes from them only while it has room, so the rest stays queued (stealable by a
+//! sibling with room, handed back on retire), and its load is queued + in flight. Its loop polls
+//! the running futures and wakes on a `Notify` that every submit rings. A future that blocks the
+//! thread is found by a watchdog on the bus (when the pool has `stuck_after`): the worker's tasks
+//! fail `TimedOut` and the pool replaces it.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use futures::future::{select, LocalBoxFuture};
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::Notify;
+
+use super::urgent::Urgent;
+use super::{Backend, Shutdown};
+use crate::task::{ErasedTask, Finisher, LaneTurn, Refusal, RunningSet, RunningSlot, TaskError};
+use crate::value::{promise, Promise, Value};
+
+enum Msg {
+    Run(Box<dyn ErasedTask>),
+    Stop,
+}
+
+/// A sibling's stealable queues.
+#[derive(Clone)]
+struct Sibling {
+    id: u64,
+    shared: Receiver<Box<dyn ErasedTask>>,
+    urgent: Urgent,
+    load: Arc<AtomicUsize>,
+}
+
+type Siblings = Arc<RwLock<Vec<Sibling>>>;
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
+/// What the backend (the pool's side) and the worker's loop share.
+struct Shared {
+    fin: Arc<Finisher>,
+    /// The future running a blocking task, if one runs (it holds the thread).
+    running: Arc<RunningSlot>,
+    /// The async tasks running.
+    set: Arc<RunningSet>,
+    wake: Notify,
+    abort: AtomicBool,
+    /// While the loop polls its futures: when that poll began (ns since `base`, plus 1); 0
+    /// while it waits. A future that blocks the thread keeps it set.
+    polling_since: AtomicU64,
+    base: Instant,
+    ended: AtomicBool,
+}
+
+/// An async worker: its queues and the thread (or arbiter) that runs them.
+pub(crate) struct AsyncWorker {
+    pinned: Sender<Msg>,
+    pinned_rx: Receiver<Msg>,
+    shared_tx: Sender<Box<dyn ErasedTask>>,
+    shared_rx: Receiver<Box<dyn ErasedTask>>,
+    urgent: Urgent,
+    load: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+    exit: Promise<Result<(), TaskError>>,
+    done: Mutex<Option<Value<(), TaskError>>>,
+    siblings: Siblings,
+    id: u64,
+}
+
+/// The loop's side, on the worker's thread.
+struct Side {
+    me: Sibling,
+    pinned: Receiver<Msg>,
+    siblings: Siblings,
+    shared: Arc<Shared>,
+    limit: usize,
+    turn: Cell<LaneTurn>,
+}
+
+enum Take {
+    Task(Box<dyn ErasedTask>, Arc<AtomicUsize>),
+    Stop,
+}
+
+impl AsyncWorker {
+    fn spawn(
+        fin: Arc<Finisher>,
+        load: Arc<AtomicUsize>,
+        kind: &AsyncKind,
+    ) -> std::io::Result<Self> {
+        let (pinned, pinned_rx) = crossbeam_channel::unbounded();
+        let (shared_tx, shared_rx) = crossbeam_channel::unbounded();
+        let (exit, done) = promise::<(), TaskError>();
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) as u64;
+        let me = Sibling {
+            id,
+            shared: shared_rx.clone(),
+            urgent: Urgent::new(),
+            load: load.clone(),
+        };
+        let shared = Arc::new(Shared {
+            fin: fin.clone(),
+            running: Arc::default(),
+            set: Arc::default(),
+            wake: Notify::new(),
+            abort: AtomicBool::new(false),
+            polling_since: AtomicU64::new(0),
+            base: Instant::now(),
+            ended: AtomicBool::new(false),
+        });
+        let side = Side {
+            me: me.clone(),
+            pinned: pinned_rx.clone(),
+            siblings: kind.siblings.clone(),
+            shared: shared.clone(),
+            limit: kind.in_flight,
+            turn: Cell::new(LaneTurn::default()),
+        };
+        let exited = exit.share();
+        let name = fin.worker().as_str();
+        let name = format!("circuits-async-{}", &name[..8.min(name.len())]);
+        if kind.arbiters {
+            let arbiter = actix::Arbiter::new();
+            let started = arbiter.spawn_fn(move || {
+                actix::spawn(async move {
+                    side.serve().await;
+                    exited.complete(Ok(()));
+                    actix::Arbiter::current().stop();
+                });
+            });
+            if !started {
+                return Err(std::io::Error::other("the worker's arbiter did not start"));
+            }
+        } else {
+            std::thread::Builder::new().name(name).spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build();
+                match rt {
+                    Ok(rt) => rt.block_on(side.serve()),
+                    Err(e) => tracing::error!(%e, "an async worker's runtime did not start"),
+                }
+                exited.complete(Ok(()));
+            })?;
+        }
+        let urgent = me.urgent.clone();
+        kind.siblings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(me);
+        Ok(AsyncWorker {
+            pinned,
+            pinned_rx,
+            shared_tx,
+            shared_rx,
+            urgent,
+            load,
+            shared,
+            exit,
+            done: Mutex::new(Some(done)),
+            siblings: kind.siblings.clone(),
+            id,
+        })
+    }
+}
+
+/// With stuck detection, a watchdog on the bus: if the worker's loop has been inside one poll
+/// for the limit, a future (or a blocking task) holds its thread: its tasks fail `TimedOut` and
+/// the pool replaces the worker (its queue moves to the replacement).
+fn watch_for_blocking(shared: &Arc<Shared>) {
+    let Some(hook) = shared.fin.stuck.get() else {
+        return;
+    };
+    let (after, lost) = (hook.after, hook.lost.clone());
+    let shared = Arc::downgrade(shared);
+    let bus = match shared.upgrade() {
+        Some(s) => s.fin.bus.clone(),
+        None => return,
+    };
+    bus.spawn(async move {
+        loop {
+            tokio::time::sleep((after / 4).max(Duration::from_millis(1))).await;
+            let Some(s) = shared.upgrade() else { return };
+            if s.ended.load(Ordering::Acquire) {
+                return;
+            }
+            let since = s.polling_since.load(Ordering::Acquire);
+            if since == 0 {
+                continue;
+            }
+            let began = Duration::from_nanos(since - 1);
+            if s.base.elapsed().saturating_sub(began) >= after {
+                s.set.fail_all(TaskError::TimedOut(after), &s.fin);
+                s.running.fail(TaskError::TimedOut(after), &s.fin);
+                lost();
+                return;
+            }
+        }
+    });
+}
+
+impl Side {
+    async fn serve(self) {
+        let mut running: FuturesUnordered<LocalBoxFuture<'static, ()>> = FuturesUnordered::new();
+        let mut stopping = false;
+        loop {
+            if self.shared.abort.load(Ordering::Acquire) {
+                break; // every value was settled by the abort; the futures are dropped here
+            }
+            while running.len() < self.limit {
+                match self.take() {
+                    Some(Take::Task(task, load)) => running.push(self.start(task, load)),
+                    Some(Take::Stop) => stopping = true,
+                    None => break,
+                }
+            }
+            if running.is_empty() {
+                if stopping {
+                    break; // nothing queued (there was room) and nothing running
+                }
+                self.shared.wake.notified().await;
+                continue;
+            }
+            let next = Watched {
+                inner: running.next(),
+                side: self
+                    .shared
+                    .fin
+                    .stuck
+                    .get()
+                    .is_some()
+                    .then_some(&*self.shared),
+            };
+            let _ = select(next, std::pin::pin!(self.shared.wake.notified())).await;
+        }
+        drop(running);
+        self.shared.ended.store(true, Ordering::Release);
+        self.siblings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|s| s.id != self.me.id);
+    }
+
+    fn start(
+        &self,
+        task: Box<dyn ErasedTask>,
+        load: Arc<AtomicUsize>,
+    ) -> LocalBoxFuture<'static, ()> {
+        let s = &self.shared;
+        if s.abort.load(Ordering::Acquire) {
+            task.fail(TaskError::Cancelled, &s.fin);
+            load.fetch_sub(1, Ordering::Relaxed);
+            return Box::pin(std::future::ready(()));
+        }
+        let set: Arc<dyn crate::task::Registry> = s.set.clone();
+        let run = task.run_async(&s.fin, &s.running, set);
+        Box::pin(async move {
+            run.await;
+            load.fetch_sub(1, Ordering::Relaxed);
+        })
+    }
+
+    /// The next task: by lane turn while `High`/`Low` hold any, else own pinned (or the stop),
+    /// own shared, then a sibling's shared queue (its highest lane first).
+    fn take(&self) -> Option<Take> {
+        let own = &self.me.load;
+        if self.me.urgent.queued.load(Ordering::Acquire) > 0 {
+            let mut turn = self.turn.take();
+            let order = turn.next();
+            self.turn.set(turn);
+            for lane in order {
+                let found = match lane {
+                    0 => self.me.urgent.take(0),
+                    2 => self.me.urgent.take(1),
+                    _ => match self.pinned.try_recv() {
+                        Ok(Msg::Run(t)) => Some(t),
+                        Ok(Msg::Stop) => return Some(Take::Stop),
+                        Err(_) => self.me.shared.try_recv().ok(),
+                    },
+                };
+                if let Some(t) = found {
+                    return Some(Take::Task(t, own.clone()));
+                }
+            }
+        }
+        match self.pinned.try_recv() {
+            Ok(Msg::Run(t)) => return Some(Take::Task(t, own.clone())),
+            Ok(Msg::Stop) => return Some(Take::Stop),
+            Err(_) => {}
+        }
+        if let Ok(t) = self.me.shared.try_recv() {
+            return Some(Take::Task(t, own.clone()));
+        }
+        let siblings = self.siblings.read().unwrap_or_else(|p| p.into_inner());
+        let victim = siblings
+            .iter()
+            .filter(|s| s.id != self.me.id && (!s.shared.is_empty() || s.urgent.has_shared()))
+            .max_by_key(|s| s.shared.len())?;
+        let task = victim
+            .urgent
+            .take_shared(0)
+            .or_else(|| victim.shared.try_recv().ok())
+            .or_else(|| victim.urgent.take_shared(1))?;
+        Some(Take::Task(task, victim.load.clone()))
+    }
+}
+
+/// Marks the time the loop spends inside a poll of its futures, for the blocking watchdog.
+struct Watched<'a, F> {
+    inner: F,
+    side: Option<&'a Shared>,
+}
+
+impl<F: Future + Unpin> Future for Watched<'_, F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let side = self.side;
+        if let Some(s) = side {
+            let now = u64::try_from(s.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+            s.polling_since.store(now + 1, Ordering::Release);
+        }
+        let out = Pin::new(&mut self.inner).poll(cx);
+        if let Some(s) = side {
+            s.polling_since.store(0, Ordering::Release);
+        }
+        out
+    }
+}
+
+impl Backend for AsyncWorker {
+    fn submit(&self, task: Box<dyn ErasedTask>, pinned: bool) -> Result<(), Box<dyn ErasedTask>> {
+        let sent = if let Some(side) = Urgent::side(task.priority()) {
+            self.urgent.push(task, side, pinned)
+        } else if pinned {
+            self.pinned.send(Msg::Run(task)).map_err(|e| match e.0 {
+                Msg::Run(t) => t,
+                Msg::Stop => unreachable!("submit sends only Run"),
+            })
+        } else {
+            self.shared_tx.send(task).map_err(|e| e.0)
+        };
+        if sent.is_ok() {
+            self.shared.wake.notify_one();
+        }
+        sent
+    }
+
+    fn shutdown(&self, how: Shutdown) {
+        let s = &self.shared;
+        if how == Shutdown::Abort {
+            // Every value resolves now: the running ones (their futures are dropped by the loop)
+            // and the queued ones.
+            s.abort.store(true, Ordering::Release);
+            s.set.fail_all(TaskError::Cancelled, &s.fin);
+            s.running.fail(TaskError::Cancelled, &s.fin);
+            let queued = self
+                .shared_rx
+                .try_iter()
+                .chain(self.pinned_rx.try_iter().filter_map(|m| match m {
+                    Msg::Run(t) => Some(t),
+                    Msg::Stop => None,
+                }))
+                .chain(self.urgent.drain(true, true));
+            for task in queued {
+                task.fail(TaskError::Cancelled, &s.fin);
+                self.load.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.exit.complete(Ok(()));
+        }
+        let _ = self.pinned.send(Msg::Stop);
+        s.wake.notify_one();
+    }
+
+    fn finished(&self) -> Value<(), TaskError> {
+        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        done.take().unwrap_or_else(|| Value::ready(Ok(())))
+    }
+
+    fn retire(&self) -> Vec<Box<dyn ErasedTask>> {
+        let mut moved = self.urgent.drain(true, false);
+        moved.extend(self.shared_rx.try_iter());
+        let _ = self.pinned.send(Msg::Stop);
+        self.shared.wake.notify_one();
+        moved
+    }
+
+    fn running(&self) -> usize {
+        self.shared.set.len() + usize::from(self.shared.running.lock().is_some())
+    }
+
+    fn attach(&self, _: Arc<dyn super::PoolLink>, _: std::sync::Weak<super::WorkerSlot>) {
+        watch_for_blocking(&self.shared); // the pool set its stuck hook, if it has one
+    }
+}
+
+impl Drop for AsyncWorker {
+    fn drop(&mut self) {
+        self.siblings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|s| s.id != self.id);
+        // A worker dropped without a stop (its pool went away) drains and ends.
+        let _ = self.pinned.send(Msg::Stop);
+        self.shared.wake.notify_one();
+    }
+}
+
+/// Async workers: each one thread (or arbiter) running up to `in_flight` tasks at once.
+#[derive(Default)]
+pub(crate) struct AsyncKind {
+    in_flight: usize,
+    arbiters: bool,
+    siblings: Siblings,
+}
+
+impl AsyncKind {
+    pub(crate) fn new(in_flight: usize, arbiters: bool) -> Self {
+        AsyncKind {
+            in_flight: in_flight.max(1),
+            arbiters,
+            siblings: Siblings::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for AsyncKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Async")
+            .field("in_flight", &self.in_flight)
+            .field("arbiters", &self.arbiters)
+            .finish()
+    }
+}
+
+impl super::Kind for AsyncKind {
+    fn refuse_start(&self) -> Option<super::StartRefused> {
+        None
+    }
+    fn spawn(
+        &self,
+        fin: Arc<Finisher>,
+        load: Arc<AtomicUsize>,
+    ) -> std::io::Result<Box<dyn Backend>> {
+        Ok(Box::new(AsyncWorker::spawn(fin, load, self)?))
+    }
+    fn check(&self, _: &dyn ErasedTask) -> Result<(), Refusal> {
+        Ok(())
+    }
+    fn payload_budget(&self, _: &str) -> Option<usize> {
+        None
+    }
+    fn stuck_is_timeout(&self) -> bool {
+        false
+    }
+}
