@@ -22,7 +22,8 @@ use super::error::TaskError;
 ///
 /// What can run again: a [`Job`](crate::Job) (its encoded input is kept) and a closure made with
 /// [`Task::repeatable`](crate::Task::repeatable). A closure made with `Task::new` or
-/// `Task::fallible` runs once (it is `FnOnce`); the policy does not apply to it. Never retried,
+/// `Task::fallible` runs once (it is `FnOnce`), and so does an async task (its future is
+/// consumed): the policy does not apply to them. Never retried,
 /// whatever `when` says: `Cancelled` (an abort), `Expired`, `Abandoned`, and in thread mode
 /// `TimedOut` (the thread still runs the first attempt: a second would run beside it). A pool
 /// that begins stopping ends the retries: a task waiting for its next attempt fails at once with
