@@ -1,8 +1,8 @@
 //! # circuits
 //!
 //! The design of the Python [circuits] framework, brought to [actix]: an **event bus of named
-//! channels**, a **component tree**, and **worker pools** whose workers run as threads or as child
-//! processes, with results published as events.
+//! channels**, a **component tree**, and **worker pools** whose workers run as threads, as child
+//! processes or as async tasks on their own runtimes, with results published as events.
 //!
 //! ```
 //! use circuits::prelude::*;
@@ -27,8 +27,12 @@
 //!   [`TaskSuccess`], [`TaskFailure`] and [`TaskComplete`] events on the pool's channel.
 //! * Process mode ([`PoolBuilder::process`]): [`Job`]s run in child processes of the same binary,
 //!   with crash isolation and real cancellation; call [`init`] first thing in `main`.
+//! * Async tasks ([`Task::future`]): many in flight per worker with
+//!   [`PoolBuilder::async_workers`]; one task cancelled with [`Task::cancellable`] ([`Cancel`]).
 //! * Per-worker state set up once per worker (Python's `initializer=`): [`with_worker_state`],
 //!   set up by [`PoolBuilder::worker_state`] (threads) or [`Jobs::worker_state`] (processes).
+//! * Production options: [`Retry`], [`Priority`], recycling and resource limits in
+//!   [`ProcessConfig`], [`Task::expires_after`].
 //!
 //! Every public type is re-exported at the crate root, and the common ones in [`prelude`]. The
 //! modules explain each part at length, with examples: [`bus`], [`channel`], [`event`], [`tree`],

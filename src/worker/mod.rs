@@ -1,9 +1,10 @@
 //! Workers: where tasks run.
 //!
 //! Each worker is an actix actor ([`Worker`]) registered under its own UUID channel as a child of its
-//! pool, in front of a backend that runs the tasks: a dedicated OS thread ([`thread`]) or a child
-//! process ([`process`], with the child's side in [`child`]). The pool talks to both through one
-//! interface, [`Backend`]; it does not branch on the mode.
+//! pool, in front of a backend that runs the tasks: a dedicated OS thread ([`thread`]), a child
+//! process ([`process`], with the child's side in [`child`]), or a thread running many async tasks
+//! ([`async_worker`]). The pool talks to all of them through one interface, [`Backend`]; it does
+//! not branch on the mode.
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
@@ -53,7 +54,7 @@ pub(crate) trait Backend: Send + Sync {
     /// workers), keeps the pinned ones, and stops after them; tasks that reach it later come back
     /// through `submit`'s error. Every kind of worker does the same.
     fn retire(&self) -> Vec<Box<dyn ErasedTask>>;
-    /// How many tasks it is running right now (0 or 1).
+    /// How many tasks it is running right now (0 or 1; up to its limit for an async worker).
     fn running(&self) -> usize;
     /// Tells the backend which pool and slot it serves, once both exist (process workers need them
     /// to announce a replacement child).
