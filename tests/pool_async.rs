@@ -234,6 +234,36 @@ async fn cancelling_a_running_job_kills_its_child_and_the_next_runs_on_a_new_one
     let _ = std::fs::remove_file(&marker);
 }
 
+async fn a_job_cancelled_while_queued_is_never_sent_to_a_child() {
+    let dir = std::env::temp_dir();
+    let first = dir.join(format!("circuits-{}-queued-1", std::process::id()));
+    let second = dir.join(format!("circuits-{}-queued-2", std::process::id()));
+    let _ = (std::fs::remove_file(&first), std::fs::remove_file(&second));
+    // One job in the child at a time: the second waits in its worker's queue.
+    let cfg = circuits::ProcessConfig::default().pipeline(1);
+    let pool = Pool::builder().min(1).process_with(cfg).start();
+    let mut seen = events::<u32>(&pool);
+    let (running, stop_it) = Task::job(HangAfter(first.clone())).cancellable();
+    let running = pool.push(running).unwrap();
+    let (queued, cancel) = Task::job(HangAfter(second.clone())).cancellable();
+    let queued = pool.push(queued).unwrap();
+    assert!(
+        eventually(60, || first.exists()).await,
+        "the first job started"
+    );
+    assert!(cancel.cancel());
+    assert_eq!(bounded(queued).await, Err(TaskError::Cancelled));
+    assert!(stop_it.cancel()); // frees the child
+    assert_eq!(bounded(running).await, Err(TaskError::Cancelled));
+    let pid = bounded(pool.run(Task::job(Pid))).await.unwrap();
+    assert!(pid > 0);
+    assert!(!second.exists(), "the cancelled job never ran");
+    let (ok, failed, _) = seen.after(3).await;
+    assert_eq!((ok, failed.len()), (1, 2), "one terminal event each");
+    bounded(pool.stop()).await;
+    let _ = (std::fs::remove_file(&first), std::fs::remove_file(&second));
+}
+
 async fn cancelling_a_running_thread_closure_resolves_at_once_and_discards_its_result() {
     let pool = Pool::builder().min(1).start();
     let mut seen = events::<u32>(&pool);
@@ -460,6 +490,7 @@ fn main() {
             cancelling_a_queued_async_task_ends_it_before_it_starts,
             cancelling_a_running_async_task_drops_its_future,
             cancelling_a_running_job_kills_its_child_and_the_next_runs_on_a_new_one,
+            a_job_cancelled_while_queued_is_never_sent_to_a_child,
             cancelling_a_running_thread_closure_resolves_at_once_and_discards_its_result,
             an_abort_cancels_every_future_in_flight_and_queued,
             a_panicking_future_fails_panicked_and_the_worker_goes_on,

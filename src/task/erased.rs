@@ -48,6 +48,8 @@ pub(crate) trait ErasedTask: Send {
     fn fail_final(self: Box<Self>, error: TaskError, fin: &Finisher);
     /// Counts the start of the task's next attempt (the pool queues it again after a back-off).
     fn next_attempt(&mut self);
+    /// Whether its value is resolved already (cancelled while queued): nothing to run.
+    fn settled(&self) -> bool;
     /// Whether it is an async task (its work is a future).
     fn is_async(&self) -> bool;
     /// Whether it has a [`Cancel`] handle, which must be [armed](ErasedTask::arm) when it is queued.

@@ -382,6 +382,10 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         self.fail_final(error, fin);
     }
 
+    fn settled(&self) -> bool {
+        !self.promise.is_pending()
+    }
+
     fn is_async(&self) -> bool {
         self.extra.as_ref().is_some_and(|e| e.fut.is_some())
     }

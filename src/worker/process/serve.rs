@@ -192,6 +192,11 @@ impl Host {
                 refused.push((task, TaskError::Expired));
                 continue;
             }
+            if task.settled() {
+                // Cancelled while it waited here: not sent (no event: it had its own).
+                refused.push((task, TaskError::Cancelled));
+                continue;
+            }
             let frame = match task.job() {
                 None => Err(TaskError::Wire(WireError::Unexpected(
                     "a closure task reached a process worker".into(),
