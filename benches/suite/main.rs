@@ -12,6 +12,7 @@
 //! with a usage line and exit code 2 before anything runs: a typo would otherwise measure nothing,
 //! or everything, for minutes.
 
+mod asyncs;
 mod bus;
 mod measure;
 mod process;
@@ -27,7 +28,7 @@ type Run = fn(&Config) -> Vec<Scenario>;
 
 /// The scenarios in the order they run, by id; `--only` takes these ids (and `burst`, the elastic
 /// pool's plot), in any case.
-const SCENARIOS: [(&str, Run); 12] = [
+const SCENARIOS: [(&str, Run); 13] = [
     ("S1", threads::s1),
     ("S2", threads::s2),
     ("S3", threads::s3),
@@ -38,6 +39,7 @@ const SCENARIOS: [(&str, Run); 12] = [
     ("S7B", process::s7b),
     ("S8", process::s8),
     ("S9", threads::s9),
+    ("S11", asyncs::s11),
     ("B1", bus::b1),
     ("B2", bus::b2),
 ];
