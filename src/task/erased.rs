@@ -59,12 +59,14 @@ pub(crate) trait ErasedTask: Send {
     /// Its [`Cancel`] handle, if it has one (a process host tells it how to kill the child).
     fn cancel_handle(&self) -> Option<&Cancel>;
     /// The future that runs the task on this thread and settles it (an async worker polls it
-    /// among others). A blocking task runs inside it, holding the thread.
+    /// among others). A blocking task runs inside it, holding the thread. `load`, the counter the
+    /// task was counted on, is decremented as it ends, before its value resolves.
     fn run_async(
         self: Box<Self>,
         fin: &Arc<Finisher>,
         running: &Arc<RunningSlot>,
         set: Arc<dyn Registry>,
+        load: Option<Arc<std::sync::atomic::AtomicUsize>>,
     ) -> futures::future::LocalBoxFuture<'static, ()>;
     /// The entry as `Any`, to take the typed task back out of a refused one ([`hand_back`]).
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;

@@ -138,6 +138,9 @@ pub(crate) struct Parts<R> {
     pub(crate) timeout: Option<Duration>,
     pub(crate) permit: Option<Permit>,
     pub(crate) cancel: Option<Cancel>,
+    /// The load counter it was counted on, decremented as it ends (before its value resolves, so
+    /// whoever awaited the value finds the worker's load without it).
+    pub(crate) load: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 /// Runs an async task to its end on this thread and settles it: its future is built here, polled
@@ -156,8 +159,15 @@ pub(crate) fn drive<R: TaskOutput>(
         timeout,
         permit,
         cancel,
+        load,
     } = parts;
+    let ended = move || {
+        if let Some(l) = &load {
+            l.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
     if !promise.is_pending() {
+        ended();
         return Box::pin(std::future::ready(())); // cancelled while queued
     }
     // Registered now, not at its first poll: a worker whose thread a sibling future holds fails
@@ -169,26 +179,25 @@ pub(crate) fn drive<R: TaskOutput>(
         permit: permit.clone(),
     });
     Box::pin(async move {
-        let (abort, reg) = AbortHandle::new_pair();
-        if let Some(c) = &cancel {
-            c.cell().on_stop(Box::new(move || abort.abort()));
-        }
         let started = fin.counters.tracks_latency().then(std::time::Instant::now);
-        let work = Abortable::new(
-            AssertUnwindSafe(async move { maker().await }).catch_unwind(),
-            reg,
-        );
-        let outcome = match timeout {
-            Some(limit) => tokio::time::timeout(limit, work)
+        let work = AssertUnwindSafe(async move { maker().await }).catch_unwind();
+        // Only a cancellable task pays for the abort handle its cancel drops the future with.
+        let outcome = match &cancel {
+            Some(c) => {
+                let (abort, reg) = AbortHandle::new_pair();
+                c.cell().on_stop(Box::new(move || abort.abort()));
+                let work = Abortable::new(work, reg);
+                // Aborted: the cancel settled it already.
+                within(timeout, async {
+                    work.await.unwrap_or(Ok(Err(TaskError::Cancelled)))
+                })
                 .await
-                .unwrap_or(Ok(Ok(Err(TaskError::TimedOut(limit))))),
-            None => work.await,
+            }
+            None => within(timeout, work).await,
         };
         let result = match outcome {
-            Ok(Ok(result)) => result,
-            Ok(Err(panic)) => Err(TaskError::Panicked(panic_message(&*panic))),
-            // Cancelled: the cancel settled it already.
-            Err(_aborted) => Err(TaskError::Cancelled),
+            Ok(result) => result,
+            Err(panic) => Err(TaskError::Panicked(panic_message(&*panic))),
         };
         if let Some(c) = &cancel {
             c.cell().ran();
@@ -197,8 +206,23 @@ pub(crate) fn drive<R: TaskOutput>(
         if let Some(t) = started {
             fin.counters.latency(t.elapsed());
         }
+        ended();
         fin.settle((id, attempt), &promise, result, permit.as_ref());
     })
+}
+
+/// `work` with its timeout, if it has one: past it, the future is dropped and the task fails
+/// `TimedOut`.
+async fn within<R, P>(
+    limit: Option<Duration>,
+    work: impl Future<Output = Result<Result<R, TaskError>, P>>,
+) -> Result<Result<R, TaskError>, P> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, work)
+            .await
+            .unwrap_or(Ok(Err(TaskError::TimedOut(limit)))),
+        None => work.await,
+    }
 }
 
 thread_local! {

@@ -32,12 +32,16 @@ impl<R: TaskOutput> Task<R> {
             && self.priority == Priority::Normal
             && self.retry.is_none()
             && self.again.is_none()
-            && self.fut.is_none()
             && self.cancel.is_none();
+        // An async task's work is its future's maker (the closure is a placeholder).
+        let run = match self.fut {
+            Some(maker) => Work::Async(maker),
+            None => Work::Block(self.run),
+        };
         (
             Box::new(TaskCell {
                 id,
-                run: self.run,
+                run,
                 promise,
                 extra: (!plain).then(|| {
                     Box::new(Extra {
@@ -52,7 +56,6 @@ impl<R: TaskOutput> Task<R> {
                         again: self.again,
                         attempt: 1,
                         closed: false,
-                        fut: self.fut,
                         cancel: self.cancel,
                     })
                 }),
@@ -103,7 +106,16 @@ impl<R: TaskOutput> TaskCell<R> {
     /// The task this entry was made from. Its value (the promise) is dropped: a refused task's
     /// caller gets the task back instead. A bounded pool's permit, if it held one, is released.
     fn into_task(self) -> Task<R> {
-        let mut task = Task::from_closure(self.run);
+        let mut task = match self.run {
+            Work::Block(run) => Task::from_closure(run),
+            Work::Async(maker) => {
+                let mut task = Task::from_closure(Box::new(|| {
+                    unreachable!("an async task is run by its future, not its closure")
+                }));
+                task.fut = Some(maker);
+                task
+            }
+        };
         if let Some(extra) = self.extra {
             release(extra.permit.as_ref());
             task.job = extra.job;
@@ -113,16 +125,21 @@ impl<R: TaskOutput> TaskCell<R> {
             task.priority = extra.priority;
             task.retry = extra.retry;
             task.again = extra.again;
-            task.fut = extra.fut;
             task.cancel = extra.cancel;
         }
         task
     }
 }
 
+/// What a queued task runs: a blocking closure, or the maker of an async task's future.
+enum Work<R> {
+    Block(Closure<R>),
+    Async(Maker<R>),
+}
+
 struct TaskCell<R> {
     id: TaskId,
-    run: Closure<R>,
+    run: Work<R>,
     promise: Promise<Result<R, TaskError>>,
     /// What most tasks do not have, boxed so a plain closure task stays four words.
     extra: Option<Box<Extra<R>>>,
@@ -148,8 +165,6 @@ struct Extra<R> {
     attempt: u32,
     /// A stop ended its retries.
     closed: bool,
-    /// An async task's future, not built yet.
-    fut: Option<Maker<R>>,
     cancel: Option<Cancel>,
 }
 
@@ -167,7 +182,6 @@ impl<R> Extra<R> {
             again: None,
             attempt: 1,
             closed: false,
-            fut: None,
             cancel: None,
         })
     }
@@ -263,7 +277,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         if self.is_async() {
             // A thread worker runs an async task to its end, in the thread's own runtime.
             let registry: Arc<dyn Registry> = running.clone();
-            return block_on_here(self.run_async(fin, running, registry));
+            return block_on_here(self.run_async(fin, running, registry, None));
         }
         let timeout = self.timeout();
         let attempt = self.attempt();
@@ -315,6 +329,9 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         let _span =
             tracing::trace_span!("circuits.task", id = id.0, worker = %fin.worker).entered();
         let started = fin.counters.tracks_latency().then(std::time::Instant::now);
+        let Work::Block(run) = run else {
+            unreachable!("an async task runs by run_async");
+        };
         let result = match catch_unwind(AssertUnwindSafe(run)) {
             Ok(r) => r,
             Err(payload) => Err(TaskError::Panicked(panic_message(&*payload))),
@@ -335,7 +352,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             if let Some(((delay, hook), run)) = again {
                 let cell = Box::new(TaskCell {
                     id,
-                    run,
+                    run: Work::Block(run),
                     promise,
                     extra,
                 });
@@ -387,7 +404,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
     }
 
     fn is_async(&self) -> bool {
-        self.extra.as_ref().is_some_and(|e| e.fut.is_some())
+        matches!(self.run, Work::Async(_))
     }
 
     fn cancellable(&self) -> bool {
@@ -417,24 +434,40 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         fin: &Arc<Finisher>,
         running: &Arc<RunningSlot>,
         set: Arc<dyn Registry>,
+        load: Option<Arc<std::sync::atomic::AtomicUsize>>,
     ) -> futures::future::LocalBoxFuture<'static, ()> {
+        let ended = |load: &Option<Arc<std::sync::atomic::AtomicUsize>>| {
+            if let Some(l) = load {
+                l.fetch_sub(1, Ordering::Relaxed);
+            }
+        };
         if self.expired() {
             self.fail(TaskError::Expired, fin);
+            ended(&load);
             return Box::pin(std::future::ready(()));
         }
         if !self.is_async() {
             // A blocking task holds the thread (and every future on it) until it returns.
             let (fin, running) = (fin.clone(), running.clone());
-            return Box::pin(async move { self.run(&fin, &running) });
+            return Box::pin(async move {
+                self.run(&fin, &running);
+                ended(&load);
+            });
         }
         let timeout = self.timeout();
         let attempt = self.attempt();
         let TaskCell {
-            id, promise, extra, ..
+            id,
+            run,
+            promise,
+            extra,
         } = *self;
-        let mut extra = extra.unwrap_or_else(Extra::empty);
-        let Some(maker) = extra.fut.take() else {
+        let Work::Async(maker) = run else {
             unreachable!("an async task has its future");
+        };
+        let (permit, cancel) = match extra {
+            Some(mut e) => (e.permit.take(), e.cancel.take()),
+            None => (None, None),
         };
         let parts = Parts {
             id,
@@ -442,8 +475,9 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             promise,
             maker,
             timeout,
-            permit: extra.permit.take(),
-            cancel: extra.cancel.take(),
+            permit,
+            cancel,
+            load,
         };
         drive(parts, fin.clone(), set)
     }

@@ -52,6 +52,10 @@ struct Shared {
     /// The async tasks running.
     set: Arc<RunningSet>,
     wake: Notify,
+    /// The loop found nothing to do and is about to wait: a submit must ring `wake`. While it is
+    /// false the loop will look at the queues again by itself, and submits skip the ring (a
+    /// futex wake-up of the thread, most of the time).
+    sleeping: AtomicBool,
     abort: AtomicBool,
     /// While the loop polls its futures: when that poll began (ns since `base`, plus 1); 0
     /// while it waits. A future that blocks the thread keeps it set.
@@ -111,6 +115,7 @@ impl AsyncWorker {
             running: Arc::default(),
             set: Arc::default(),
             wake: Notify::new(),
+            sleeping: AtomicBool::new(false),
             abort: AtomicBool::new(false),
             polling_since: AtomicU64::new(0),
             base: Instant::now(),
@@ -226,20 +231,29 @@ impl Side {
                 if stopping {
                     break; // nothing queued (there was room) and nothing running
                 }
-                self.shared.wake.notified().await;
+                if self.about_to_sleep(true) {
+                    self.shared.wake.notified().await;
+                    self.shared.sleeping.store(false, Ordering::Relaxed);
+                }
                 continue;
             }
+            let room = running.len() < self.limit;
+            let watched = self.shared.fin.stuck.get().is_some();
             let next = Watched {
                 inner: running.next(),
-                side: self
-                    .shared
-                    .fin
-                    .stuck
-                    .get()
-                    .is_some()
-                    .then_some(&*self.shared),
+                side: watched.then_some(&*self.shared),
             };
-            let _ = select(next, std::pin::pin!(self.shared.wake.notified())).await;
+            let rung = std::pin::pin!(self.shared.wake.notified());
+            let mut wait = std::pin::pin!(select(next, rung));
+            // One poll first: most of the time a future ends or a task is queued already, and
+            // the worker never announces that it sleeps.
+            if std::future::poll_fn(|cx| Poll::Ready(wait.as_mut().poll(cx).is_ready())).await {
+                continue;
+            }
+            if self.about_to_sleep(room) {
+                let _ = wait.await;
+                self.shared.sleeping.store(false, Ordering::Relaxed);
+            }
         }
         drop(running);
         self.shared.ended.store(true, Ordering::Release);
@@ -247,6 +261,22 @@ impl Side {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|s| s.id != self.me.id);
+    }
+
+    /// Says the loop is about to wait, then looks at its queues once more (a submit that did not
+    /// see the flag queued its task before this look; see `AsyncWorker::ring`). `false` when
+    /// there is work to take after all (`room`: the loop may take some).
+    fn about_to_sleep(&self, room: bool) -> bool {
+        self.shared.sleeping.store(true, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let queued = !self.pinned.is_empty()
+            || !self.me.shared.is_empty()
+            || self.me.urgent.queued.load(Ordering::Relaxed) > 0;
+        if room && queued {
+            self.shared.sleeping.store(false, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     fn start(
@@ -261,11 +291,7 @@ impl Side {
             return Box::pin(std::future::ready(()));
         }
         let set: Arc<dyn crate::task::Registry> = s.set.clone();
-        let run = task.run_async(&s.fin, &s.running, set);
-        Box::pin(async move {
-            run.await;
-            load.fetch_sub(1, Ordering::Relaxed);
-        })
+        task.run_async(&s.fin, &s.running, set, Some(load))
     }
 
     /// The next task: by lane turn while `High`/`Low` hold any, else own pinned (or the stop),
@@ -335,6 +361,17 @@ impl<F: Future + Unpin> Future for Watched<'_, F> {
     }
 }
 
+impl AsyncWorker {
+    /// Wakes the loop for a task just queued, if it sleeps or is about to (the fence pairs with
+    /// the one in `Side::about_to_sleep`: either the loop sees the task, or this sees the flag).
+    fn ring(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.shared.sleeping.load(Ordering::Relaxed) {
+            self.shared.wake.notify_one();
+        }
+    }
+}
+
 impl Backend for AsyncWorker {
     fn submit(&self, task: Box<dyn ErasedTask>, pinned: bool) -> Result<(), Box<dyn ErasedTask>> {
         let sent = if let Some(side) = Urgent::side(task.priority()) {
@@ -348,7 +385,7 @@ impl Backend for AsyncWorker {
             self.shared_tx.send(task).map_err(|e| e.0)
         };
         if sent.is_ok() {
-            self.shared.wake.notify_one();
+            self.ring();
         }
         sent
     }
