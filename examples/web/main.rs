@@ -1,12 +1,13 @@
 //! An actix-web service that offloads work to two pools sharing one bus: hashing on a thread pool,
-//! prime counting (and a deliberately crashing job) on a process pool, and a Server-Sent Events
-//! stream of the pools' result events and stats.
+//! prime counting, a slow job and a deliberately crashing job on a process pool, and a Server-Sent
+//! Events stream of the pools' result events and stats.
 //!
 //! ```text
 //! cargo run --release -p circuits-web                # listens on 127.0.0.1:8080 (--port N to change)
 //! curl -X POST --data-binary 'hello' 'localhost:8080/hash?rounds=1000'
 //! curl 'localhost:8080/primes?limit=1000000'
 //! curl -X POST localhost:8080/crash                 # 500 for this request; the server goes on
+//! curl 'localhost:8080/slow?secs=30'                 # Ctrl-C before it answers: the job is cancelled
 //! curl -N localhost:8080/events                     # result events as they happen
 //! curl localhost:8080/stats
 //! ```
@@ -14,6 +15,16 @@
 //! The hashing pool is bounded (`--queue-bound N`, default 10,000 tasks queued or running) and sheds
 //! load: a `/hash` request that finds it full is answered at once with 503 Service Unavailable and
 //! a `Retry-After` header, rather than waiting for room.
+//!
+//! Each request's task ends with the request: every handler makes its task
+//! [cancellable](circuits::Task::cancellable) and holds the [`CancelGuard`](circuits::CancelGuard)
+//! while it awaits the value. A client that disconnects first makes actix-web drop the handler's
+//! future, the guard with it, and the task is cancelled: still queued, it never runs; a job running
+//! in a worker process (`/slow`, `/primes`) has its child killed and replaced; a hashing closure
+//! already running on a thread cannot be stopped, so it runs to its end and its result is
+//! discarded. A cancelled task fails with `TaskError::Cancelled` (a `failure` event on `/events`).
+//! For a client that closes its side of the connection to count as gone, the server does not
+//! allow HTTP/1 half-closed connections (`h1_allow_half_closed(false)`).
 
 use std::time::Duration;
 
@@ -52,6 +63,21 @@ impl Job for CountPrimes {
             i += 1;
         }
         sieve.iter().filter(|p| **p).count() as u64
+    }
+}
+
+/// Stands for a long computation: waits `secs` seconds in its worker process, then answers them.
+#[derive(Serialize, Deserialize)]
+struct Slow {
+    secs: u64,
+}
+
+impl Job for Slow {
+    const NAME: &'static str = "slow";
+    type Output = u64;
+    fn run(self) -> u64 {
+        std::thread::sleep(Duration::from_secs(self.secs));
+        self.secs
     }
 }
 
@@ -173,12 +199,12 @@ async fn hash_body(
             "send the data to hash as the request body".into(),
         ));
     }
+    let (task, cancel) = Task::new(move || hash(&body, rounds)).cancellable();
+    // Dropped with this future if the client leaves first: the task is cancelled (see the header).
+    let _guard = cancel.guard();
     // `push`, not `run`: on a full pool it hands the task back at once (`Refusal::Full`, a 503)
     // instead of keeping the request waiting for room. Accepted, the task's value is awaited.
-    let digest = pools
-        .threads
-        .push(Task::new(move || hash(&body, rounds)))?
-        .await?;
+    let digest = pools.threads.push(task)?.await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "rounds": rounds, "hash": digest })))
 }
 
@@ -187,13 +213,32 @@ async fn primes(
     query: web::Query<std::collections::HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = number(&query, "limit", 50_000_000)?;
-    let task = Task::job(CountPrimes { limit }).timeout(Duration::from_secs(30));
+    let (task, cancel) = Task::job(CountPrimes { limit })
+        .timeout(Duration::from_secs(30))
+        .cancellable();
+    let _guard = cancel.guard(); // the client leaves: the job is cancelled, its child killed
     let count = pools.procs.run(task).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "limit": limit, "primes": count })))
 }
 
+/// The route to try cancelling on: a job that runs for `secs` seconds unless its client leaves.
+async fn slow(
+    pools: web::Data<Pools>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let secs = number(&query, "secs", 3600)?;
+    let (task, cancel) = Task::job(Slow { secs }).cancellable();
+    // Held while the job runs. If the client disconnects, actix-web drops this future and the
+    // guard cancels the job: its worker process is killed and replaced.
+    let _guard = cancel.guard();
+    let waited = pools.procs.run(task).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "secs": waited })))
+}
+
 async fn crash(pools: web::Data<Pools>) -> Result<HttpResponse, ApiError> {
-    pools.procs.run(Task::job(Crash)).await?;
+    let (task, cancel) = Task::job(Crash).cancellable();
+    let _guard = cancel.guard();
+    pools.procs.run(task).await?;
     Ok(HttpResponse::Ok().finish())
 }
 
@@ -317,12 +362,17 @@ async fn serve(port: u16, queue_bound: usize) -> std::io::Result<()> {
             .app_data(pools.clone())
             .route("/hash", web::post().to(hash_body))
             .route("/primes", web::get().to(primes))
+            .route("/slow", web::get().to(slow))
             .route("/crash", web::post().to(crash))
             .route("/stats", web::get().to(stats))
             .route("/events", web::get().to(events))
     })
     .workers(2)
     .shutdown_timeout(2)
+    // A client that closes its side of the connection while its request runs has gone: end the
+    // connection, which drops the handler's future and so cancels its task (see the header).
+    // Otherwise the task would run on until its answer finds the connection closed.
+    .h1_allow_half_closed(false)
     .bind(("127.0.0.1", port))?;
     let addr = server.addrs()[0];
     println!("listening on http://{addr}");
@@ -338,7 +388,12 @@ async fn serve(port: u16, queue_bound: usize) -> std::io::Result<()> {
 
 fn main() -> std::io::Result<()> {
     // First: in the process pool's workers this serves jobs and never returns.
-    circuits::init(Jobs::new().register::<CountPrimes>().register::<Crash>());
+    circuits::init(
+        Jobs::new()
+            .register::<CountPrimes>()
+            .register::<Slow>()
+            .register::<Crash>(),
+    );
     let mut args = std::env::args().skip(1);
     let (mut port, mut queue_bound) = (8080, 10_000);
     while let Some(a) = args.next() {

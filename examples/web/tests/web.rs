@@ -1,13 +1,13 @@
 //! The actix-web example, end to end: starts the `web` binary on a loopback port and drives it with
-//! a real HTTP client (awc): results, bad requests, a crashing job, the SSE stream, shutdown, and a
-//! full pool shedding load with 503.
+//! a real HTTP client (awc): results, bad requests, a crashing job, the SSE stream, shutdown, a
+//! full pool shedding load with 503, and a client that disconnects cancelling its task.
 
 #[path = "../../../tests/common/mod.rs"]
 mod common;
 
-use common::{alive, bounded, children_of};
+use common::{alive, bounded, children_of, eventually};
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -211,4 +211,104 @@ async fn a_full_pool_sheds_load_with_503_and_retry_after() {
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(body["hash"].is_string(), "{body}");
+}
+
+#[actix_rt::test]
+async fn a_client_that_disconnects_cancels_its_task_and_its_child_is_replaced() {
+    let server = start(&[]);
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let url = |path: &str| format!("{}{path}", server.base);
+    let stats = || async {
+        let mut r = bounded(client.get(url("/stats")).send()).await.unwrap();
+        r.json::<serde_json::Value>().await.unwrap()["processes"].clone()
+    };
+
+    // A client that waits gets its answer.
+    let mut r = bounded(client.get(url("/slow?secs=1")).send())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["secs"], 1);
+
+    let mut sse = bounded(client.get(url("/events")).send()).await.unwrap();
+    assert_eq!(sse.status(), 200);
+    // The process pool's two workers (a start has no event to await).
+    let pid = server.child.id();
+    assert!(
+        eventually(30, || children_of(pid).len() == 2).await,
+        "the process pool's workers: {:?}",
+        children_of(pid)
+    );
+    let workers = children_of(pid);
+
+    // A raw connection, so that the test decides when the client leaves: a job of an hour.
+    let addr = server.base.strip_prefix("http://").unwrap();
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.write_all(b"GET /slow?secs=3600 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    // Running: one of the children has the job.
+    let until = Instant::now() + Duration::from_secs(30);
+    while stats().await["running"] != 1 {
+        assert!(
+            Instant::now() < until,
+            "the job never started: {}",
+            stats().await
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = stats().await;
+    assert_eq!(before["failed"], 0, "{before}");
+
+    // The client leaves; the server drops the request's handler, whose guard cancels the job.
+    drop(conn);
+
+    // The stream reports the task failed as cancelled...
+    let mut seen = String::new();
+    bounded(async {
+        while !seen.contains("cancelled") {
+            let chunk = sse.next().await.expect("the stream stays open").unwrap();
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(seen.contains("event: failure"), "{seen}");
+    // ... the pool counts it failed (before the event) and soon no longer running (once the
+    // child that ran it is being replaced)...
+    let until = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let now = stats().await;
+        assert_eq!(now["failed"], 1, "{now}");
+        if now["running"] == 0 {
+            break now;
+        }
+        assert!(Instant::now() < until, "still running: {now}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(after["done"], before["done"], "{after}");
+    // ... and the child that ran it was killed and replaced, well before its hour was up.
+    assert!(
+        eventually(30, || {
+            let now = children_of(pid);
+            now.len() == 2 && workers.iter().any(|w| !now.contains(w))
+        })
+        .await,
+        "no child was replaced: {workers:?} then {:?}",
+        children_of(pid)
+    );
+    assert_eq!(
+        workers.iter().filter(|w| alive(**w)).count(),
+        1,
+        "exactly one worker killed: {workers:?}"
+    );
+
+    // The pool goes on: the next job runs on the new child or the other one.
+    let mut r = bounded(client.get(url("/primes?limit=100")).send())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["primes"], 25);
 }
