@@ -33,7 +33,10 @@ pub struct Latency {
 /// periodically on the pool's channel with [`stats_every`](crate::PoolBuilder::stats_every).
 ///
 /// At any moment when no task is starting or ending,
-/// `done + failed + queued + running + retrying == pushed`.
+/// `done + failed + queued + running + retrying == pushed`. A task that was
+/// [cancelled](crate::Cancel) is counted as failed at once, but it is ending until its worker lets
+/// it go: a blocking closure still runs to its end, a killed child is still being replaced, a
+/// cancelled queue entry is dropped when its worker reaches it.
 #[derive(Debug, Clone, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
 pub struct PoolStats {

@@ -56,9 +56,10 @@ pub enum TaskError {
     /// and never ran.
     #[error("the task expired before it started")]
     Expired,
-    /// An abort (or a [`stop_within`](crate::PoolHandle::stop_within) past its budget) ended the
-    /// task, queued or running.
-    #[error("the task was cancelled (the pool was aborted)")]
+    /// The task was cancelled, queued or running: by its [`Cancel`](crate::Cancel) handle, or by
+    /// an abort of its pool (or a [`stop_within`](crate::PoolHandle::stop_within) past its
+    /// budget).
+    #[error("the task was cancelled")]
     Cancelled,
     /// The worker process died while running the task (a panic that aborts, a signal, the OOM
     /// killer, a broken protocol...). A replacement worker was started.
