@@ -29,6 +29,95 @@ pub trait Outcome {
     fn failure(&self) -> Option<String> {
         None
     }
+    /// Whether the answer stops the fire: the handlers after this one (lower priority, later
+    /// subscription) do not get the event (circuits' `event.stop()`). `false` unless the answer is
+    /// a [`Flow::Stop`].
+    fn stops(&self) -> bool {
+        false
+    }
+}
+
+/// A handler's answer that can stop its fire (circuits' `event.stop()`, and its filters: a handler
+/// that consumed the event stops it): answer `Flow::Stop(v)` and the handlers after this one do
+/// not get the event; `Flow::Continue(v)` lets it go on. The answers so far, this one included,
+/// are the fire's answers, and [`Complete::stopped`] says it was stopped.
+///
+/// ```
+/// use actix::prelude::*;
+/// use circuits::prelude::*;
+/// use circuits::{Flow, Subscribe};
+///
+/// #[derive(Clone, Message)]
+/// #[rtype(result = "Flow<&'static str>")]
+/// struct Request(u32);
+///
+/// struct Cache;
+/// impl Actor for Cache { type Context = Context<Self>; }
+/// impl Handler<Request> for Cache {
+///     type Result = Flow<&'static str>;
+///     fn handle(&mut self, r: Request, _: &mut Context<Self>) -> Self::Result {
+///         if r.0 == 1 { Flow::Stop("cached") } else { Flow::Continue("miss") }
+///     }
+/// }
+/// struct Origin;
+/// impl Actor for Origin { type Context = Context<Self>; }
+/// impl Handler<Request> for Origin {
+///     type Result = Flow<&'static str>;
+///     fn handle(&mut self, _: Request, _: &mut Context<Self>) -> Self::Result {
+///         Flow::Continue("fetched")
+///     }
+/// }
+///
+/// # #[actix::main] async fn main() -> Result<(), circuits::Error> {
+/// let bus = Bus::new();
+/// bus.subscribe_with("web", Cache.start().recipient(), Subscribe::new().priority(10))?;
+/// bus.subscribe("web", Origin.start().recipient())?;
+/// let hit = bus.fire("web", Request(1)).await?;
+/// assert_eq!(hit, vec![Flow::Stop("cached")]); // the origin never saw it
+/// let miss = bus.fire("web", Request(2)).await?;
+/// assert_eq!(miss, vec![Flow::Continue("miss"), Flow::Continue("fetched")]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flow<T> {
+    /// Let the next handlers have the event too.
+    Continue(T),
+    /// The handlers after this one do not get the event.
+    Stop(T),
+}
+
+impl<T> Flow<T> {
+    /// The answer, whichever way the fire goes on.
+    pub fn into_inner(self) -> T {
+        match self {
+            Flow::Continue(v) | Flow::Stop(v) => v,
+        }
+    }
+}
+
+impl<T: Outcome> Outcome for Flow<T> {
+    fn failure(&self) -> Option<String> {
+        match self {
+            Flow::Continue(v) | Flow::Stop(v) => v.failure(),
+        }
+    }
+    fn stops(&self) -> bool {
+        matches!(self, Flow::Stop(_))
+    }
+}
+
+// `Flow<T>` is what a handler returns: actix sends it back as the message's answer.
+impl<A, M, T> actix::dev::MessageResponse<A, M> for Flow<T>
+where
+    A: actix::Actor,
+    M: actix::Message<Result = Flow<T>>,
+    T: 'static,
+{
+    fn handle(self, _: &mut A::Context, tx: Option<actix::dev::OneshotSender<M::Result>>) {
+        if let Some(tx) = tx {
+            let _ = tx.send(self);
+        }
+    }
 }
 
 impl<T, E: std::fmt::Display> Outcome for Result<T, E> {
@@ -148,8 +237,11 @@ pub struct Failure<E> {
     pub event: E,
     /// The channels it was fired on (empty when it targeted one component).
     pub channels: Vec<Channel>,
-    /// What went wrong: the handler's error message, or that its actor stopped before answering.
+    /// What went wrong: the handler's error message, or that its actor stopped before answering
+    /// (a panicking handler stops its actor).
     pub error: String,
+    /// The subscription of the handler that failed.
+    pub handler: crate::bus::SubscriptionId,
 }
 
 /// Fired on the original channels when `event` is done: every handler answered, including handlers
@@ -161,8 +253,10 @@ pub struct Complete<E> {
     pub event: E,
     /// The channels it was fired on (empty when it targeted one component).
     pub channels: Vec<Channel>,
-    /// How many handlers answered.
+    /// How many handlers it reached (all its handlers, unless one [stopped](Flow::Stop) it).
     pub handlers: usize,
     /// How many of them failed.
     pub failures: usize,
+    /// A handler stopped it ([`Flow::Stop`]): the handlers after that one did not get it.
+    pub stopped: bool,
 }

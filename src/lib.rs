@@ -76,9 +76,11 @@ pub mod web;
 mod wire;
 mod worker;
 
-pub use bus::{Bus, BusError, Dispatch, Ordered, Subscribe, SubscriptionId, Target};
+pub use bus::{
+    AnyEvent, Bus, BusError, Debugger, Dispatch, Ordered, Subscribe, SubscriptionId, Target,
+};
 pub use channel::Channel;
-pub use event::{Complete, Derived, Event, Failure, Outcome, Success};
+pub use event::{Complete, Derived, Event, Failure, Flow, Outcome, Success};
 pub use job::{Job, Jobs};
 pub use pool::balance::{
     self, BelowAverage, KeyAffinity, LeastLoaded, Loads, PowerOfTwo, Random, RoundRobin, Strategy,

@@ -108,6 +108,11 @@ impl<T> Promise<T> {
         }
     }
 
+    /// Whether anyone still holds the value (its `Value` was not dropped).
+    pub(crate) fn is_wanted(&self) -> bool {
+        Arc::strong_count(&self.slot) > self.slot.promises.load(Ordering::Acquire)
+    }
+
     /// Whether the value is still unresolved.
     pub(crate) fn is_pending(&self) -> bool {
         matches!(*self.slot.lock(), State::Pending(_))

@@ -25,6 +25,8 @@ pub(crate) struct BusInner {
     pub(crate) tree: OnceLock<Arc<dyn Any + Send + Sync>>,
     pub(super) next_id: AtomicU64,
     pub(super) stopped: AtomicBool,
+    /// Set by the first catch-all (`AnyEvent`) subscription: only then do fires look for them.
+    pub(super) catch_all: AtomicBool,
     pub(super) dispatcher: OnceLock<Result<Dispatcher, BusError>>,
 }
 
@@ -83,6 +85,7 @@ impl Bus {
                 tree: OnceLock::new(),
                 next_id: AtomicU64::new(1),
                 stopped: AtomicBool::new(false),
+                catch_all: AtomicBool::new(false),
                 dispatcher: OnceLock::new(),
             }),
         }

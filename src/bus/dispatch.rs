@@ -15,6 +15,7 @@ use futures::task::AtomicWaker;
 
 use super::error::BusError;
 use super::sync::lock;
+use super::target::SubscriptionId;
 use crate::event::{Event, Outcome};
 
 pub(super) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -70,8 +71,16 @@ impl Dispatcher {
 
 pub(super) struct Report<R> {
     pub(super) answers: Vec<R>,
-    pub(super) failures: Vec<String>,
+    /// The handlers that failed, and how.
+    pub(super) failures: Vec<(SubscriptionId, String)>,
+    /// A handler's answer stopped the fire (see [`Outcome::stops`]): the rest did not get it.
+    pub(super) stopped: bool,
+    /// How many handlers the fire reached (all of them, unless one stopped it).
+    pub(super) reached: usize,
 }
+
+/// One handler of a fire: its recipient, its actor's inbox, and its subscription.
+pub(crate) type HandlerOf<E> = (Recipient<E>, Arc<Inbox>, SubscriptionId);
 
 /// An actor's inbox: one task on the dispatch thread that sends the fires reaching the actor (for
 /// any of its subscriptions, of any event type) in the order they arrive, and passes each one on
@@ -93,7 +102,7 @@ type Answered = Pin<Box<dyn Future<Output = Box<dyn FnOnce() + Send>> + Send>>;
 pub(super) struct Step<E: Event> {
     event: E,
     /// The handlers still to come, in dispatch order, with their actors' inboxes.
-    rest: std::vec::IntoIter<(Recipient<E>, Arc<Inbox>)>,
+    rest: std::vec::IntoIter<HandlerOf<E>>,
     report: Report<E::Result>,
     done: oneshot::Sender<(Report<E::Result>, E)>,
 }
@@ -114,10 +123,11 @@ impl Inbox {
 /// Hands `step` to its next handler's inbox, or, after the last, gives the fire its report. If
 /// the inbox is gone (the dispatch thread ended), the fire is abandoned with it.
 fn forward<E: Event>(mut step: Step<E>) {
-    let Some((recipient, inbox)) = step.rest.next() else {
+    let Some((recipient, inbox, id)) = step.rest.next() else {
         let _ = step.done.send((step.report, step.event));
         return;
     };
+    step.report.reached += 1;
     let job: Job = Box::new(move || -> Answered {
         // Each fire's recipient is a fresh sender: it is always queued at once, in order (a
         // sender that found the mailbox full would hold its next message back).
@@ -128,14 +138,19 @@ fn forward<E: Event>(mut step: Step<E>) {
                 match answer {
                     Ok(answer) => {
                         if let Some(f) = answer.failure() {
-                            step.report.failures.push(f);
+                            step.report.failures.push((id, f));
+                        }
+                        if answer.stops() {
+                            // The handlers after this one do not get the fire.
+                            step.rest = Vec::new().into_iter();
+                            step.report.stopped = true;
                         }
                         step.report.answers.push(answer);
                     }
-                    Err(e) => step
-                        .report
-                        .failures
-                        .push(format!("the handler's actor stopped before answering: {e}")),
+                    Err(e) => step.report.failures.push((
+                        id,
+                        format!("the handler's actor stopped before answering: {e}"),
+                    )),
                 }
                 forward(step);
             }) as Box<dyn FnOnce() + Send>
@@ -268,13 +283,15 @@ async fn run_inbox(mut rx: mpsc::UnboundedReceiver<Job>) {
 /// resolves to the answers and the event (`None` if the dispatch thread went away meanwhile);
 /// dropping it does not stop the delivery.
 pub(super) fn deliver<E: Event>(
-    inboxes: Vec<(Recipient<E>, Arc<Inbox>)>,
+    inboxes: Vec<HandlerOf<E>>,
     event: E,
 ) -> impl Future<Output = Option<(Report<E::Result>, E)>> + Send + 'static {
     let (done, rx) = oneshot::channel();
     let report = Report {
         answers: Vec::with_capacity(inboxes.len()),
         failures: Vec::new(),
+        stopped: false,
+        reached: 0,
     };
     forward(Step {
         event,

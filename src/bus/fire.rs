@@ -86,19 +86,19 @@ impl Bus {
             Ok(h) => h,
             Err(e) => return Value::ready(Err(e)),
         };
+        self.echo(&target, &event);
         if handlers.is_empty() && !derived.any() {
             return Value::ready(Ok(Vec::new()));
         }
         let (promise, value) = promise();
         let bus = self.clone();
-        let count = handlers.len();
         match lane {
             // Handed to the first handler's inbox now, so fires made from one thread reach every
             // subscriber in the order they were made.
             None => {
                 let delivered = deliver(handlers, event);
                 self.spawn(async move {
-                    bus.settle_fire(target, derived, promise, count, delivered.await)
+                    bus.settle_fire(target, derived, promise, delivered.await)
                         .await
                 });
             }
@@ -106,8 +106,7 @@ impl Bus {
                 let mut last = lock(lane);
                 let next = after(last.take(), async move {
                     let delivered = deliver(handlers, event).await;
-                    bus.settle_fire(target, derived, promise, count, delivered)
-                        .await
+                    bus.settle_fire(target, derived, promise, delivered).await
                 });
                 *last = Some(next.clone());
                 // Spawned under the lane's lock: the lane's order is the order of the calls.
@@ -123,7 +122,6 @@ impl Bus {
         target: Target,
         derived: Derived,
         promise: Promise<Result<Vec<E::Result>, BusError>>,
-        handlers: usize,
         delivered: Option<(Report<E::Result>, E)>,
     ) {
         // Abandoned (the dispatch thread went away): the value says so when the promise drops.
@@ -134,11 +132,12 @@ impl Bus {
         let failures = report.failures.len();
         promise.complete(Ok(report.answers));
         if derived.failure {
-            for error in report.failures {
+            for (handler, error) in report.failures {
                 let f = Failure {
                     event: event.clone(),
                     channels: channels.clone(),
                     error,
+                    handler,
                 };
                 self.fire_plain(&target, f).await;
             }
@@ -154,8 +153,9 @@ impl Bus {
             let c = Complete {
                 event,
                 channels,
-                handlers,
+                handlers: report.reached,
                 failures,
+                stopped: report.stopped,
             };
             self.fire_plain(&target, c).await;
         }
@@ -169,6 +169,7 @@ impl Bus {
         event: E,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let handlers = self.select::<E>(target).unwrap_or_default();
+        self.echo(target, &event);
         async move {
             if !handlers.is_empty() {
                 deliver(handlers, event).await;
@@ -179,6 +180,7 @@ impl Bus {
     /// Delivers an event without derived events, handed to the first handler now, and waits for
     /// nothing (no value, errors dropped).
     pub(crate) fn deliver_now<E: Event>(&self, target: &Target, event: E) {
+        self.echo(target, &event);
         if let Ok(handlers) = self.select::<E>(target) {
             if !handlers.is_empty() {
                 drop(deliver(handlers, event));
@@ -190,6 +192,7 @@ impl Bus {
     /// events; errors have nowhere to go and are dropped).
     /// Returns how many handlers it was delivered to.
     pub(crate) async fn fire_plain<E: Event>(&self, target: &Target, event: E) -> usize {
+        self.echo(target, &event);
         match self.select::<E>(target) {
             Ok(handlers) if !handlers.is_empty() => {
                 let n = handlers.len();

@@ -35,11 +35,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Files: `core` (the shared state), `target`, `error`, `subscriptions` (the API), `table` (the
+//! Files: `any` (catch-all subscriptions, waiting for an event, the debugger), `core` (the shared
+//! state), `target`, `error`, `subscriptions` (the API), `table` (the
 //! indexed subscription table), `sync` (lock helpers), `fire`, `ordered` (fires delivered in
 //! order), `dispatch` (the dispatch thread, the delivery of one event, lanes that keep deliveries
 //! in order).
 
+mod any;
 mod core;
 mod dispatch;
 mod error;
@@ -51,6 +53,7 @@ mod table;
 mod target;
 
 pub use self::core::Bus;
+pub use any::{AnyEvent, Debugger};
 pub use error::BusError;
 pub use fire::Dispatch;
 pub use ordered::Ordered;

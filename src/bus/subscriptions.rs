@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix::Recipient;
 
 use super::core::Bus;
-use super::dispatch::Inbox;
+use super::dispatch::{HandlerOf, Inbox};
 use super::error::BusError;
 use super::sync::{lock, read, write};
 use super::table::Entry;
@@ -67,6 +67,9 @@ impl Bus {
         }
         if !recipient.connected() {
             return Err(BusError::RecipientStopped);
+        }
+        if TypeId::of::<E>() == TypeId::of::<super::AnyEvent>() {
+            self.inner.catch_all.store(true, Ordering::Relaxed);
         }
         let id = SubscriptionId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         self.gauge(&channel).fetch_add(1, Ordering::SeqCst);
@@ -199,10 +202,7 @@ impl Bus {
     /// The live handlers of `E` for `target`, in dispatch order; subscriptions found dead on the
     /// way are pruned. Reads only the lists of `E` on the target's channels and the wildcard's.
     #[allow(clippy::type_complexity)]
-    pub(super) fn select<E: Event>(
-        &self,
-        target: &Target,
-    ) -> Result<Vec<(Recipient<E>, Arc<Inbox>)>, BusError> {
+    pub(super) fn select<E: Event>(&self, target: &Target) -> Result<Vec<HandlerOf<E>>, BusError> {
         if self.is_stopped() {
             return Err(BusError::Stopped);
         }
@@ -214,7 +214,7 @@ impl Bus {
                 return Err(BusError::EmptyChannel);
             }
         }
-        let mut picked: Vec<(i32, u64, (Recipient<E>, Arc<Inbox>))> = Vec::new();
+        let mut picked: Vec<(i32, u64, HandlerOf<E>)> = Vec::new();
         let mut dead = Vec::new();
         {
             let subs = read(&self.inner.subs);
@@ -223,7 +223,7 @@ impl Bus {
                     dead.push(e.id);
                 } else if let Some(r) = e.recipient.as_any().downcast_ref::<Recipient<E>>() {
                     let inbox = e.inbox.get_or_init(|| self.inbox_of(e.actor)).clone();
-                    picked.push((e.priority, e.id.0, (r.clone(), inbox)));
+                    picked.push((e.priority, e.id.0, (r.clone(), inbox, e.id)));
                 }
             };
             match target {
