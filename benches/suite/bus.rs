@@ -3,6 +3,9 @@
 //! cost must not depend on them). B2: the cost of removing subscriptions and components one by
 //! one from a bus that holds 10,000 or 40,000 of them (each removal must cost what it touches).
 //!
+//! B3: fires per second with a catch-all (`AnyEvent`) subscriber on another channel, and on the
+//! fire's own channel (each fire then also goes to it), against none.
+//!
 //! Our bus against itself: the contenders are the sizes, and the verdict compares the crowded
 //! bus with the empty one.
 
@@ -10,7 +13,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use actix::prelude::*;
-use circuits::{Bus, Component, Subscribe};
+use circuits::{AnyEvent, Bus, Component, Subscribe};
 
 use crate::measure::{time, Config, Kind, Scenario};
 
@@ -25,6 +28,10 @@ impl Actor for Sink {
 impl Handler<Ping> for Sink {
     type Result = ();
     fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+}
+impl Handler<AnyEvent> for Sink {
+    type Result = ();
+    fn handle(&mut self, _: AnyEvent, _: &mut Context<Self>) {}
 }
 
 /// An actix System on its own thread with one `Sink` actor; stopped when dropped.
@@ -104,11 +111,14 @@ pub fn b1(cfg: &Config) -> Vec<Scenario> {
             .iter()
             .map(|&k| {
                 let bus = Bus::new();
-                bus.subscribe("target", actors.sink.clone().recipient())
+                bus.subscribe("target", actors.sink.clone().recipient::<Ping>())
                     .unwrap();
                 for i in 0..k {
-                    bus.subscribe(format!("other-{i}"), actors.sink.clone().recipient())
-                        .unwrap();
+                    bus.subscribe(
+                        format!("other-{i}"),
+                        actors.sink.clone().recipient::<Ping>(),
+                    )
+                    .unwrap();
                 }
                 bus
             })
@@ -155,7 +165,7 @@ pub fn b2(cfg: &Config) -> Vec<Scenario> {
             let bus = Bus::new();
             let ids: Vec<_> = (0..n)
                 .map(|i| {
-                    bus.subscribe(format!("c-{i}"), actors.sink.clone().recipient())
+                    bus.subscribe(format!("c-{i}"), actors.sink.clone().recipient::<Ping>())
                         .unwrap()
                 })
                 .collect();
@@ -172,7 +182,7 @@ pub fn b2(cfg: &Config) -> Vec<Scenario> {
                     let id = bus.register(Component::new(format!("c-{i}"))).unwrap();
                     bus.subscribe_with(
                         format!("c-{i}"),
-                        actors.sink.clone().recipient(),
+                        actors.sink.clone().recipient::<Ping>(),
                         Subscribe::new().component(id),
                     )
                     .unwrap();
@@ -195,4 +205,53 @@ pub fn b2(cfg: &Config) -> Vec<Scenario> {
         );
     }
     vec![subs, comps]
+}
+
+pub fn b3(cfg: &Config) -> Vec<Scenario> {
+    let n = cfg.size(100_000, 20_000);
+    let actors = Actors::start();
+    let mut s = Scenario::new(
+        "B3",
+        &format!(
+            "bus: {n} fires at one channel from 1 thread, with a catch-all subscriber or none"
+        ),
+        "fires/s",
+        true,
+        "a catch-all subscriber on another channel costs under 10% of the fire rate",
+    );
+    let variants = [
+        "no catch-all subscriber",
+        "a catch-all subscriber on another channel",
+        "a catch-all subscriber on the fire's channel",
+    ];
+    for v in variants {
+        s.add(v, Kind::Ours);
+    }
+    let buses: Vec<Bus> = (0..3)
+        .map(|i| {
+            let bus = Bus::new();
+            bus.subscribe("target", actors.sink.clone().recipient::<Ping>())
+                .unwrap();
+            let channel = if i == 1 { "elsewhere" } else { "target" };
+            if i > 0 {
+                bus.subscribe(channel, actors.sink.clone().recipient::<AnyEvent>())
+                    .unwrap();
+            }
+            bus
+        })
+        .collect();
+    for _ in 0..cfg.rounds {
+        for (bus, v) in buses.iter().zip(variants) {
+            s.push(v, fire_rate(bus, n, 1));
+        }
+    }
+    let elsewhere = s.median_of(variants[1]) / s.median_of(variants[0]);
+    let here = s.median_of(variants[2]) / s.median_of(variants[0]);
+    s.judge(
+        elsewhere > 0.9,
+        format!(
+            "a catch-all elsewhere: {elsewhere:.2}x the rate without; on the fire's channel (each fire delivered to it too): {here:.2}x"
+        ),
+    );
+    vec![s]
 }

@@ -28,7 +28,7 @@ type Run = fn(&Config) -> Vec<Scenario>;
 
 /// The scenarios in the order they run, by id; `--only` takes these ids (and `burst`, the elastic
 /// pool's plot), in any case.
-const SCENARIOS: [(&str, Run); 13] = [
+const SCENARIOS: [(&str, Run); 14] = [
     ("S1", threads::s1),
     ("S2", threads::s2),
     ("S3", threads::s3),
@@ -42,6 +42,7 @@ const SCENARIOS: [(&str, Run); 13] = [
     ("S11", asyncs::s11),
     ("B1", bus::b1),
     ("B2", bus::b2),
+    ("B3", bus::b3),
 ];
 const BURST: &str = "BURST";
 const USAGE: &str =
