@@ -229,6 +229,20 @@ pub struct Success<E> {
     pub channels: Vec<Channel>,
 }
 
+/// Fired on the original channels, by [`Bus::fire_with_answers`](crate::Bus::fire_with_answers),
+/// once every handler of `event` has answered: the answers, in dispatch order (circuits'
+/// feedback of a handler's value).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Answered<E: Message> {
+    /// The event that was answered.
+    pub event: E,
+    /// The channels it was fired on (empty when it targeted one component).
+    pub channels: Vec<Channel>,
+    /// Every handler's answer, in dispatch order (those whose actor stopped are left out).
+    pub answers: Vec<E::Result>,
+}
+
 /// Fired on the original channels once per handler of `event` that failed.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]

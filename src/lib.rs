@@ -80,7 +80,7 @@ pub use bus::{
     AnyEvent, Bus, BusError, Debugger, Dispatch, Ordered, Subscribe, SubscriptionId, Target,
 };
 pub use channel::Channel;
-pub use event::{Complete, Derived, Event, Failure, Flow, Outcome, Success};
+pub use event::{Answered, Complete, Derived, Event, Failure, Flow, Outcome, Success};
 pub use job::{Job, Jobs};
 pub use pool::balance::{
     self, BelowAverage, KeyAffinity, LeastLoaded, Loads, PowerOfTwo, Random, RoundRobin, Strategy,

@@ -13,8 +13,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use circuits::prelude::*;
 use circuits::{
-    AnyEvent, BusError, Complete, Debugger, Derived, Failure, Flow, Subscribe, SubscriptionId,
-    WaitError,
+    Answered, AnyEvent, BusError, Complete, Debugger, Derived, Failure, Flow, Subscribe,
+    SubscriptionId, WaitError,
 };
 
 /// A request that a handler may consume.
@@ -298,4 +298,49 @@ async fn the_debugger_logs_every_event_through_tracing() {
             .unwrap();
     }
     assert!(common::eventually(60, || logged.load(Ordering::SeqCst) >= 5).await);
+}
+
+/// Records `Answered<Request>` and `Complete<Request>` in arrival order.
+struct Feedback(Record<String>);
+impl Actor for Feedback {
+    type Context = Context<Self>;
+}
+impl Handler<Answered<Request>> for Feedback {
+    type Result = ();
+    fn handle(&mut self, a: Answered<Request>, _: &mut Context<Self>) {
+        self.0.push(format!("answered {:?}", a.answers));
+    }
+}
+impl Handler<Complete<Request>> for Feedback {
+    type Result = ();
+    fn handle(&mut self, _: Complete<Request>, _: &mut Context<Self>) {
+        self.0.push("complete".into());
+    }
+}
+
+#[actix_rt::test]
+async fn the_handlers_values_reach_the_subscribers_of_the_outcome() {
+    let (bus, log, seen) = (Bus::new(), Record::new(), Record::new());
+    bus.subscribe("req", filter("a", 0, &log).recipient::<Request>())
+        .unwrap();
+    bus.subscribe("req", filter("b", 5, &log).recipient::<Request>())
+        .unwrap();
+    let feedback = Feedback(seen.clone()).start();
+    bus.subscribe("req", feedback.clone().recipient::<Answered<Request>>())
+        .unwrap();
+    bus.subscribe("req", feedback.recipient::<Complete<Request>>())
+        .unwrap();
+    let answers = bounded(bus.fire_with_answers("req", Request(5), Derived::none().complete()))
+        .await
+        .unwrap();
+    assert_eq!(answers, vec![Flow::Continue(0), Flow::Stop(5)]);
+    let got = seen.at_least(2).await;
+    assert_eq!(
+        got,
+        vec![
+            "answered [Continue(0), Stop(5)]".to_string(),
+            "complete".into()
+        ],
+        "the answers first, then the completion"
+    );
 }

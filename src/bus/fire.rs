@@ -9,6 +9,31 @@ use super::target::Target;
 use crate::event::{Complete, Derived, Event, Failure, Success};
 use crate::value::{promise, Promise, Value};
 
+/// Fires `Answered<E>` with a copy of a fire's answers (see [`Bus::fire_with_answers`]): a plain
+/// function, made where `E::Result: Clone` is known.
+type Feedback<E> =
+    fn(&Bus, &Target, &E, &[<E as actix::Message>::Result]) -> super::dispatch::BoxFuture;
+
+fn answered<E: Event>(
+    bus: &Bus,
+    target: &Target,
+    event: &E,
+    answers: &[E::Result],
+) -> super::dispatch::BoxFuture
+where
+    E::Result: Clone,
+{
+    let a = crate::event::Answered {
+        event: event.clone(),
+        channels: target.channels().to_vec(),
+        answers: answers.to_vec(),
+    };
+    let (bus, target) = (bus.clone(), target.clone());
+    Box::pin(async move {
+        bus.fire_plain(&target, a).await;
+    })
+}
+
 /// Anything [`Bus::call`] can send: every [`Event`] (fired to its subscribers) and
 /// [`Task`](crate::Task) (routed to the pool or worker registered under the target channel).
 pub trait Dispatch {
@@ -73,6 +98,62 @@ impl Bus {
         self.fire_after(target.into(), event, derived, None)
     }
 
+    /// Fires like [`fire_with`](Bus::fire_with) and, once every handler has answered, also fires
+    /// [`Answered<E>`](crate::Answered) on the same channels with every answer (circuits'
+    /// feedback: the handlers' values reach the subscribers of the outcome, not only the caller).
+    /// It comes before the other derived events. The answers are cloned for it, hence the bound.
+    ///
+    /// ```
+    /// use actix::prelude::*;
+    /// use circuits::prelude::*;
+    /// use circuits::{Answered, Derived};
+    ///
+    /// #[derive(Clone, Message)]
+    /// #[rtype(result = "u32")]
+    /// struct Double(u32);
+    ///
+    /// struct Doubler;
+    /// impl Actor for Doubler { type Context = Context<Self>; }
+    /// impl Handler<Double> for Doubler {
+    ///     type Result = u32;
+    ///     fn handle(&mut self, d: Double, _: &mut Context<Self>) -> u32 { d.0 * 2 }
+    /// }
+    ///
+    /// struct Audit(tokio::sync::mpsc::UnboundedSender<Vec<u32>>);
+    /// impl Actor for Audit { type Context = Context<Self>; }
+    /// impl Handler<Answered<Double>> for Audit {
+    ///     type Result = ();
+    ///     fn handle(&mut self, a: Answered<Double>, _: &mut Context<Self>) {
+    ///         let _ = self.0.send(a.answers);
+    ///     }
+    /// }
+    ///
+    /// # #[actix::main] async fn main() -> Result<(), circuits::Error> {
+    /// let bus = Bus::new();
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// bus.subscribe("math", Doubler.start().recipient::<Double>())?;
+    /// bus.subscribe("math", Audit(tx).start().recipient::<Answered<Double>>())?;
+    /// let answers = bus.fire_with_answers("math", Double(21), Derived::none()).await?;
+    /// assert_eq!(answers, vec![42]);
+    /// assert_eq!(rx.recv().await, Some(vec![42])); // the audit saw the value too
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`fire`](Bus::fire).
+    pub fn fire_with_answers<E: Event>(
+        &self,
+        target: impl Into<Target>,
+        event: E,
+        derived: Derived,
+    ) -> Value<Vec<E::Result>, BusError>
+    where
+        E::Result: Clone,
+    {
+        self.fire_inner(target.into(), event, derived, None, Some(answered::<E>))
+    }
+
     /// Fires as [`fire_with`](Bus::fire_with); with `lane`, the delivery waits for the lane's
     /// last one and becomes its last.
     pub(super) fn fire_after<E: Event>(
@@ -82,12 +163,23 @@ impl Bus {
         derived: Derived,
         lane: Option<&std::sync::Mutex<Option<Lane>>>,
     ) -> Value<Vec<E::Result>, BusError> {
+        self.fire_inner(target, event, derived, lane, None)
+    }
+
+    fn fire_inner<E: Event>(
+        &self,
+        target: Target,
+        event: E,
+        derived: Derived,
+        lane: Option<&std::sync::Mutex<Option<Lane>>>,
+        feedback: Option<Feedback<E>>,
+    ) -> Value<Vec<E::Result>, BusError> {
         let handlers = match self.select::<E>(&target) {
             Ok(h) => h,
             Err(e) => return Value::ready(Err(e)),
         };
         self.echo(&target, &event);
-        if handlers.is_empty() && !derived.any() {
+        if handlers.is_empty() && !derived.any() && feedback.is_none() {
             return Value::ready(Ok(Vec::new()));
         }
         let (promise, value) = promise();
@@ -98,7 +190,7 @@ impl Bus {
             None => {
                 let delivered = deliver(handlers, event);
                 self.spawn(async move {
-                    bus.settle_fire(target, derived, promise, delivered.await)
+                    bus.settle_fire(target, derived, promise, delivered.await, feedback)
                         .await
                 });
             }
@@ -106,7 +198,8 @@ impl Bus {
                 let mut last = lock(lane);
                 let next = after(last.take(), async move {
                     let delivered = deliver(handlers, event).await;
-                    bus.settle_fire(target, derived, promise, delivered).await
+                    bus.settle_fire(target, derived, promise, delivered, feedback)
+                        .await
                 });
                 *last = Some(next.clone());
                 // Spawned under the lane's lock: the lane's order is the order of the calls.
@@ -123,6 +216,7 @@ impl Bus {
         derived: Derived,
         promise: Promise<Result<Vec<E::Result>, BusError>>,
         delivered: Option<(Report<E::Result>, E)>,
+        feedback: Option<Feedback<E>>,
     ) {
         // Abandoned (the dispatch thread went away): the value says so when the promise drops.
         let Some((report, event)) = delivered else {
@@ -130,7 +224,11 @@ impl Bus {
         };
         let channels = target.channels().to_vec();
         let failures = report.failures.len();
+        let answered = feedback.map(|f| f(self, &target, &event, &report.answers));
         promise.complete(Ok(report.answers));
+        if let Some(answered) = answered {
+            answered.await;
+        }
         if derived.failure {
             for (handler, error) in report.failures {
                 let f = Failure {
