@@ -95,8 +95,8 @@ pub use task::{
     Task, TaskComplete, TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess,
 };
 pub use tree::{
-    Component, ComponentId, ComponentInfo, Registered, Started, Stop, StopTimedOut, Stopped,
-    Unregistered,
+    Component, ComponentId, ComponentInfo, Moved, PrepareUnregister, Registered, Started, Stop,
+    StopTimedOut, Stopped, Unregistered,
 };
 pub use value::{Abandoned, Value, WaitError};
 #[cfg(feature = "fuzzing")]

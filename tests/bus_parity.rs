@@ -13,8 +13,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use circuits::prelude::*;
 use circuits::{
-    Answered, AnyEvent, BusError, Complete, Debugger, Derived, Failure, Flow, Subscribe,
-    SubscriptionId, WaitError,
+    Answered, AnyEvent, BusError, Complete, Component, Debugger, Derived, Failure, Flow, Moved,
+    PrepareUnregister, Subscribe, SubscriptionId, WaitError,
 };
 
 /// A request that a handler may consume.
@@ -343,4 +343,86 @@ async fn the_handlers_values_reach_the_subscribers_of_the_outcome() {
         ],
         "the answers first, then the completion"
     );
+}
+
+/// Records the tree's move events in arrival order.
+struct Mover(Record<String>);
+impl Actor for Mover {
+    type Context = Context<Self>;
+}
+impl Handler<PrepareUnregister> for Mover {
+    type Result = ();
+    fn handle(&mut self, p: PrepareUnregister, _: &mut Context<Self>) {
+        self.0.push(format!("prepare {}", p.0.name));
+    }
+}
+impl Handler<Moved> for Mover {
+    type Result = ();
+    fn handle(&mut self, m: Moved, _: &mut Context<Self>) {
+        self.0.push(format!("moved {}", m.component.name));
+    }
+}
+
+#[actix_rt::test]
+async fn detach_moves_a_subtree_out_whole_after_preparing_it_and_attach_puts_it_back() {
+    let bus = Bus::new();
+    let app = bus.register(Component::new("app").channel("app")).unwrap();
+    let cache = bus
+        .register(Component::new("cache").channel("cache").parent(app))
+        .unwrap();
+    let shard = bus
+        .register(Component::new("shard").channel("shard").parent(cache))
+        .unwrap();
+    let seen = Record::new();
+    let mover = Mover(seen.clone()).start();
+    for ch in ["app", "cache", "shard"] {
+        bus.subscribe(ch, mover.clone().recipient::<PrepareUnregister>())
+            .unwrap();
+        bus.subscribe(ch, mover.clone().recipient::<Moved>())
+            .unwrap();
+    }
+    // A subscription owned by a component of the subtree lives on after the move.
+    let owned = Subscribe::new().component(shard);
+    bus.subscribe_with(
+        "shard",
+        filter("shard", 0, &Record::new()).recipient::<Request>(),
+        owned,
+    )
+    .unwrap();
+
+    let moved = bounded(bus.detach(cache)).await.unwrap();
+    assert_eq!((moved.id, moved.parent), (cache, None));
+    assert!(bus.children(app).is_empty());
+    assert_eq!(bus.children(cache), vec![shard], "the subtree is whole");
+    assert!(bus.is_registered(shard));
+    assert_eq!(
+        bounded(bus.fire("shard", Request(1))).await.unwrap().len(),
+        1
+    );
+    let events = seen
+        .wait_for(|l| l.iter().any(|e| e == "moved cache"))
+        .await;
+    // Children first, each prepared (on its channel and its parent's) before the move.
+    let first_prepare_cache = events.iter().position(|e| e == "prepare cache").unwrap();
+    let last_prepare_shard = events.iter().rposition(|e| e == "prepare shard").unwrap();
+    let moved_at = events.iter().position(|e| e == "moved cache").unwrap();
+    assert!(last_prepare_shard < first_prepare_cache, "{events:?}");
+    assert!(first_prepare_cache < moved_at, "{events:?}");
+
+    let other = bus.register(Component::new("other")).unwrap();
+    bus.attach(cache, other).unwrap();
+    assert_eq!(bus.parent(cache), Some(other));
+    assert_eq!(bus.children(other), vec![cache]);
+    assert!(matches!(bus.attach(app, shard), Ok(())));
+    // `app` is now under `shard`; putting `cache` (above `shard`) under `app` would cycle.
+    assert!(matches!(
+        bus.attach(cache, app),
+        Err(BusError::WouldCycle(c, a)) if c == cache && a == app
+    ));
+    let gone = bus.register(Component::new("gone")).unwrap();
+    bus.unregister(gone).unwrap();
+    assert!(matches!(
+        bounded(bus.detach(gone)).await,
+        Err(BusError::UnknownComponent(c)) if c == gone
+    ));
 }

@@ -22,6 +22,9 @@ pub enum BusError {
     /// No component with that id is registered.
     #[error("no component {0} is registered on this bus")]
     UnknownComponent(ComponentId),
+    /// Attaching the component there would make it its own ancestor.
+    #[error("component {0} cannot go under {1}: {1} is in its subtree")]
+    WouldCycle(ComponentId, ComponentId),
     /// The bus could not start its dispatch thread (the OS refused a thread or a runtime).
     #[error("the bus could not start its dispatch thread: {0}")]
     Dispatcher(String),

@@ -30,8 +30,10 @@ use crate::bus::{after, Bus, BusError, Lane, Target};
 use crate::channel::Channel;
 pub use crate::channel::ComponentId;
 use crate::value::{promise, Value};
+pub use moves::{Moved, PrepareUnregister};
 
 mod component;
+mod moves;
 mod state;
 
 pub use component::{
@@ -40,7 +42,7 @@ pub use component::{
 use state::{lifecycle_target, Farewell, Node, StopStep, TreeState};
 
 /// How long a stop waits for one component's answer to [`Stop`] by default.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Bus {
     /// How long [`stop_component`](Bus::stop_component) waits for each component to answer
