@@ -21,15 +21,10 @@ use futures::future::{select, LocalBoxFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Notify;
 
-use super::urgent::Urgent;
+use super::urgent::{Msg, Urgent};
 use super::{Backend, Shutdown};
 use crate::task::{ErasedTask, Finisher, LaneTurn, Refusal, RunningSet, RunningSlot, TaskError};
 use crate::value::{promise, Promise, Value};
-
-enum Msg {
-    Run(Box<dyn ErasedTask>),
-    Stop,
-}
 
 /// A sibling's stealable queues.
 #[derive(Clone)]
@@ -299,22 +294,12 @@ impl Side {
     fn take(&self) -> Option<Take> {
         let own = &self.me.load;
         if self.me.urgent.queued.load(Ordering::Acquire) > 0 {
-            let mut turn = self.turn.take();
-            let order = turn.next();
-            self.turn.set(turn);
-            for lane in order {
-                let found = match lane {
-                    0 => self.me.urgent.take(0),
-                    2 => self.me.urgent.take(1),
-                    _ => match self.pinned.try_recv() {
-                        Ok(Msg::Run(t)) => Some(t),
-                        Ok(Msg::Stop) => return Some(Take::Stop),
-                        Err(_) => self.me.shared.try_recv().ok(),
-                    },
-                };
-                if let Some(t) = found {
-                    return Some(Take::Task(t, own.clone()));
-                }
+            let urgent = &self.me.urgent;
+            if let Some(next) = urgent.next_by_turn(&self.turn, &self.pinned, &self.me.shared) {
+                return Some(match next {
+                    Some(t) => Take::Task(t, own.clone()),
+                    None => Take::Stop,
+                });
             }
         }
         match self.pinned.try_recv() {

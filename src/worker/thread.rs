@@ -14,16 +14,11 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 
 use super::restart::Restart;
-use super::urgent::Urgent;
+use super::urgent::{Msg, Urgent};
 use super::{Backend, Shutdown, LINGER};
 use crate::state::Setups;
 use crate::task::{ErasedTask, Finisher, LaneTurn, RunningSlot, StartStage, TaskError};
 use crate::value::{promise, Promise, Value};
-
-enum Msg {
-    Run(Box<dyn ErasedTask>),
-    Stop,
-}
 
 /// What an idle worker can take work from: a sibling's shared queue and the counter the sibling's
 /// tasks were counted on.
@@ -195,24 +190,13 @@ impl Worker {
 
     /// The next task by lane turn, when the `High` or `Low` queues hold any (see [`LaneTurn`]).
     fn by_priority(&self) -> Option<Next> {
-        let mut turn = self.turn.take();
-        let order = turn.next();
-        self.turn.set(turn);
-        for lane in order {
-            let found = match lane {
-                0 => self.me.urgent.take(0),
-                2 => self.me.urgent.take(1),
-                _ => match self.pinned.try_recv() {
-                    Ok(Msg::Run(t)) => Some(t),
-                    Ok(Msg::Stop) => return Some(Next::Stop),
-                    Err(_) => self.me.shared.try_recv().ok(),
-                },
-            };
-            if let Some(t) = found {
-                return Some(Next::Task(t, self.me.load.clone()));
-            }
-        }
-        None
+        let urgent = &self.me.urgent;
+        Some(
+            match urgent.next_by_turn(&self.turn, &self.pinned, &self.me.shared)? {
+                Some(t) => Next::Task(t, self.me.load.clone()),
+                None => Next::Stop,
+            },
+        )
     }
 
     /// Sets up the worker's state on this thread before it takes a task. A failed set-up is a

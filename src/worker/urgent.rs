@@ -6,7 +6,13 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::task::{ErasedTask, Priority};
+use crate::task::{ErasedTask, LaneTurn, Priority};
+
+/// What a worker's pinned queue carries: tasks, and the stop that comes after them.
+pub(crate) enum Msg {
+    Run(Box<dyn ErasedTask>),
+    Stop,
+}
 
 pub(crate) type Queue = (Sender<Box<dyn ErasedTask>>, Receiver<Box<dyn ErasedTask>>);
 
@@ -94,5 +100,36 @@ impl Urgent {
         }
         self.queued.fetch_sub(all.len(), Ordering::AcqRel);
         all
+    }
+}
+
+impl Urgent {
+    /// A worker's next task by lane turn, while its `High` or `Low` queues hold any: `High`, then
+    /// the normal queues (`pinned` first, which may hold the stop, then `shared`), then `Low`, in
+    /// the order the turn gives. `Some(None)` is the stop; `None`, nothing in any lane.
+    pub(crate) fn next_by_turn(
+        &self,
+        turn: &std::cell::Cell<LaneTurn>,
+        pinned: &Receiver<Msg>,
+        shared: &Receiver<Box<dyn ErasedTask>>,
+    ) -> Option<Option<Box<dyn ErasedTask>>> {
+        let mut t = turn.take();
+        let order = t.next();
+        turn.set(t);
+        for lane in order {
+            let found = match lane {
+                0 => self.take(0),
+                2 => self.take(1),
+                _ => match pinned.try_recv() {
+                    Ok(Msg::Run(task)) => Some(task),
+                    Ok(Msg::Stop) => return Some(None),
+                    Err(_) => shared.try_recv().ok(),
+                },
+            };
+            if found.is_some() {
+                return Some(found);
+            }
+        }
+        None
     }
 }
