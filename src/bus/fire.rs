@@ -95,7 +95,7 @@ impl Bus {
         event: E,
         derived: Derived,
     ) -> Value<Vec<E::Result>, BusError> {
-        self.fire_after(target.into(), event, derived, None)
+        self.fire_after(target.into(), event, derived, None, None)
     }
 
     /// Fires like [`fire_with`](Bus::fire_with) and, once every handler has answered, also fires
@@ -151,22 +151,12 @@ impl Bus {
     where
         E::Result: Clone,
     {
-        self.fire_inner(target.into(), event, derived, None, Some(answered::<E>))
+        self.fire_after(target.into(), event, derived, None, Some(answered::<E>))
     }
 
     /// Fires as [`fire_with`](Bus::fire_with); with `lane`, the delivery waits for the lane's
-    /// last one and becomes its last.
+    /// last one and becomes its last; with `feedback`, `Answered<E>` is fired too.
     pub(super) fn fire_after<E: Event>(
-        &self,
-        target: Target,
-        event: E,
-        derived: Derived,
-        lane: Option<&std::sync::Mutex<Option<Lane>>>,
-    ) -> Value<Vec<E::Result>, BusError> {
-        self.fire_inner(target, event, derived, lane, None)
-    }
-
-    fn fire_inner<E: Event>(
         &self,
         target: Target,
         event: E,

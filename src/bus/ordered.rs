@@ -96,7 +96,7 @@ impl Ordered {
         derived: Derived,
     ) -> Value<Vec<E::Result>, BusError> {
         self.bus
-            .fire_after(target.into(), event, derived, Some(&self.last))
+            .fire_after(target.into(), event, derived, Some(&self.last), None)
     }
 
     /// The bus this handle fires on.

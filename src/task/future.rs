@@ -15,14 +15,9 @@ use super::cancel::Cancel;
 use super::error::TaskError;
 use super::finish::{Finisher, Permit, Registry, Running};
 use super::output::panic_message;
-use super::output::{TaskId, TaskOutput};
+use super::output::{Maker, TaskId, TaskOutput, Work};
 use super::Task;
 use crate::value::Promise;
-
-/// What an async task holds until a worker runs it: how to build its future, on the worker's
-/// thread (so the future itself need not be `Send`).
-pub(crate) type Maker<R> =
-    Box<dyn FnOnce() -> LocalBoxFuture<'static, Result<R, TaskError>> + Send + 'static>;
 
 impl<R: TaskOutput> Task<R> {
     /// An async task: `fut` runs on a worker's thread and its output is the task's result.
@@ -102,11 +97,7 @@ impl<R: TaskOutput> Task<R> {
     }
 
     fn from_maker(maker: Maker<R>) -> Self {
-        let mut task = Self::from_closure(Box::new(|| {
-            unreachable!("an async task is run by its future, not its closure")
-        }));
-        task.fut = Some(maker);
-        task
+        Self::from_work(Work::Async(maker))
     }
 
     /// The task and a [`Cancel`] handle that ends it (see [`Cancel`] for what cancelling does to
@@ -161,11 +152,7 @@ pub(crate) fn drive<R: TaskOutput>(
         cancel,
         load,
     } = parts;
-    let ended = move || {
-        if let Some(l) = &load {
-            l.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    };
+    let ended = move || leave(&load);
     if !promise.is_pending() {
         ended();
         return Box::pin(std::future::ready(())); // cancelled while queued
@@ -209,6 +196,13 @@ pub(crate) fn drive<R: TaskOutput>(
         ended();
         fin.settle((id, attempt), &promise, result, permit.as_ref());
     })
+}
+
+/// Takes a task that ends off the load counter it was counted on, if it was given one.
+pub(crate) fn leave(load: &Option<Arc<std::sync::atomic::AtomicUsize>>) {
+    if let Some(l) = load {
+        l.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// `work` with its timeout, if it has one: past it, the future is dropped and the task fails

@@ -20,8 +20,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Files: `output` (ids, outputs), `error`, `events`, `payload` (a job's encoded form),
-//! `counters` and `finish` (settling), `queued` (the type-erased queue entry).
+//! Files: `output` (ids, outputs, what a task runs), `error`, `events`, `payload` (a job's
+//! encoded form), `counters` and `finish` (settling), `erased` (the queue entry's trait),
+//! `queued` (its one implementation), `extra` (an entry's options and run state), `future`
+//! (async tasks), `cancel`, `priority`, `retry`.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -34,6 +36,7 @@ mod counters;
 mod erased;
 mod error;
 mod events;
+mod extra;
 mod finish;
 mod future;
 mod output;
@@ -53,7 +56,7 @@ pub(crate) use counters::{histogram, Counters};
 pub(crate) use erased::{ErasedTask, Refused};
 pub(crate) use finish::{Finisher, Registry, RunningSet, RunningSlot, StuckHook};
 pub(crate) use output::panic_message;
-pub(crate) use output::{Again, Closure};
+pub(crate) use output::{Again, Closure, Work};
 pub(crate) use payload::{Inputs, JobCall, JobPayload};
 pub(crate) use priority::{LaneTurn, Lanes};
 pub(crate) use queued::hand_back;
@@ -85,7 +88,7 @@ pub(crate) use retry::RetryHook;
 /// ```
 #[must_use = "a Task does nothing until it is pushed to a pool"]
 pub struct Task<R> {
-    pub(crate) run: Closure<R>,
+    pub(crate) run: Work<R>,
     pub(crate) job: Option<JobCall<R>>,
     pub(crate) key: Option<u64>,
     pub(crate) timeout: Option<Duration>,
@@ -94,8 +97,6 @@ pub struct Task<R> {
     pub(crate) retry: Option<Retry>,
     /// The work again, for a retry ([`Task::repeatable`]).
     pub(crate) again: Option<Again<R>>,
-    /// An async task's future, built on the worker's thread ([`Task::future`]).
-    pub(crate) fut: Option<future::Maker<R>>,
     /// The shared cell of its [`Cancel`] handle ([`Task::cancellable`]).
     pub(crate) cancel: Option<Cancel>,
 }
@@ -109,7 +110,7 @@ impl<R> fmt::Debug for Task<R> {
             .field("deadline", &self.deadline)
             .field("priority", &self.priority)
             .field("retry", &self.retry)
-            .field("async", &self.fut.is_some())
+            .field("async", &matches!(self.run, Work::Async(_)))
             .field("cancel", &self.cancel)
             .finish()
     }
@@ -180,6 +181,10 @@ impl<R: TaskOutput> Task<R> {
     }
 
     pub(crate) fn from_closure(run: Closure<R>) -> Self {
+        Self::from_work(Work::Block(run))
+    }
+
+    pub(crate) fn from_work(run: Work<R>) -> Self {
         Task {
             run,
             job: None,
@@ -189,7 +194,6 @@ impl<R: TaskOutput> Task<R> {
             priority: Priority::Normal,
             retry: None,
             again: None,
-            fut: None,
             cancel: None,
         }
     }

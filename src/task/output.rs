@@ -20,6 +20,18 @@ impl<T: Send + Clone + 'static> TaskOutput for T {}
 
 pub(crate) type Closure<R> = Box<dyn FnOnce() -> Result<R, TaskError> + Send + 'static>;
 
+/// What an async task holds until a worker runs it: how to build its future, on the worker's
+/// thread (so the future itself need not be `Send`).
+pub(crate) type Maker<R> = Box<
+    dyn FnOnce() -> futures::future::LocalBoxFuture<'static, Result<R, TaskError>> + Send + 'static,
+>;
+
+/// What a task runs: a blocking closure, or the maker of an async task's future.
+pub(crate) enum Work<R> {
+    Block(Closure<R>),
+    Async(Maker<R>),
+}
+
 /// A closure that can run again (a repeatable task's work, for its retries).
 pub(crate) type Again<R> = std::sync::Arc<dyn Fn() -> Result<R, TaskError> + Send + Sync + 'static>;
 

@@ -9,13 +9,14 @@ use std::time::Duration;
 use super::cancel::Cancel;
 use super::erased::{ErasedTask, Refused};
 use super::error::{Refusal, SubmitError, TaskError};
+use super::extra::{retry_due, Extra};
 use super::finish::Registry;
 use super::finish::{release, Finisher, Permit, Running, RunningSlot};
-use super::future::{block_on_here, drive, Maker, Parts};
-use super::output::{panic_message, Again, Closure, TaskId, TaskOutput};
-use super::payload::{JobCall, JobPayload};
+use super::future::{block_on_here, drive, leave, Parts};
+use super::output::{panic_message, TaskId, TaskOutput, Work};
+use super::payload::JobPayload;
 use super::priority::Priority;
-use super::retry::{Retry, RetryHook};
+use super::retry::RetryHook;
 use super::Task;
 use crate::bus::{Bus, Target};
 use crate::channel::Channel;
@@ -33,15 +34,10 @@ impl<R: TaskOutput> Task<R> {
             && self.retry.is_none()
             && self.again.is_none()
             && self.cancel.is_none();
-        // An async task's work is its future's maker (the closure is a placeholder).
-        let run = match self.fut {
-            Some(maker) => Work::Async(maker),
-            None => Work::Block(self.run),
-        };
         (
             Box::new(TaskCell {
                 id,
-                run,
+                run: self.run,
                 promise,
                 extra: (!plain).then(|| {
                     Box::new(Extra {
@@ -55,7 +51,6 @@ impl<R: TaskOutput> Task<R> {
                         retry: self.retry,
                         again: self.again,
                         attempt: 1,
-                        closed: false,
                         cancel: self.cancel,
                     })
                 }),
@@ -106,16 +101,7 @@ impl<R: TaskOutput> TaskCell<R> {
     /// The task this entry was made from. Its value (the promise) is dropped: a refused task's
     /// caller gets the task back instead. A bounded pool's permit, if it held one, is released.
     fn into_task(self) -> Task<R> {
-        let mut task = match self.run {
-            Work::Block(run) => Task::from_closure(run),
-            Work::Async(maker) => {
-                let mut task = Task::from_closure(Box::new(|| {
-                    unreachable!("an async task is run by its future, not its closure")
-                }));
-                task.fut = Some(maker);
-                task
-            }
-        };
+        let mut task = Task::from_work(self.run);
         if let Some(extra) = self.extra {
             release(extra.permit.as_ref());
             task.job = extra.job;
@@ -131,96 +117,12 @@ impl<R: TaskOutput> TaskCell<R> {
     }
 }
 
-/// What a queued task runs: a blocking closure, or the maker of an async task's future.
-enum Work<R> {
-    Block(Closure<R>),
-    Async(Maker<R>),
-}
-
 struct TaskCell<R> {
     id: TaskId,
     run: Work<R>,
     promise: Promise<Result<R, TaskError>>,
     /// What most tasks do not have, boxed so a plain closure task stays four words.
     extra: Option<Box<Extra<R>>>,
-}
-
-struct Extra<R> {
-    job: Option<JobCall<R>>,
-    key: Option<u64>,
-    timeout: Option<Duration>,
-    /// When the task expires if it has not started.
-    deadline: Option<std::time::Instant>,
-    /// A bounded pool's permit: room frees when the task is settled.
-    permit: Option<Permit>,
-    /// Bound to the worker it was queued on (process workers; thread workers keep a queue of
-    /// their own for these).
-    pinned: bool,
-    priority: Priority,
-    /// Its own retry policy (else the pool's default applies).
-    retry: Option<Retry>,
-    /// The work again, for a retry in thread mode ([`Task::repeatable`]).
-    again: Option<Again<R>>,
-    /// Which run this is, from 1.
-    attempt: u32,
-    /// A stop ended its retries.
-    closed: bool,
-    cancel: Option<Cancel>,
-}
-
-impl<R> Extra<R> {
-    fn empty() -> Box<Self> {
-        Box::new(Extra {
-            job: None,
-            key: None,
-            timeout: None,
-            deadline: None,
-            permit: None,
-            pinned: false,
-            priority: Priority::Normal,
-            retry: None,
-            again: None,
-            attempt: 1,
-            closed: false,
-            cancel: None,
-        })
-    }
-
-    /// The task's work again, after its first run consumed the closure (thread mode): a
-    /// repeatable closure, or a job decoded again from its input.
-    fn rebuild(&self) -> Option<Closure<R>>
-    where
-        R: TaskOutput,
-    {
-        if let Some(again) = &self.again {
-            let again = again.clone();
-            return Some(Box::new(move || again()));
-        }
-        let job = self.job.as_ref()?;
-        let inputs = job.payload.inputs.as_ref().ok()?.clone();
-        let rerun = job.rerun;
-        Some(Box::new(move || rerun(&inputs)))
-    }
-}
-
-/// Whether a run that failed with `error` earns another attempt: the wait before it, and where
-/// to hand the task (the pool's hook). `None` without a hook, a policy, or attempts left.
-fn retry_due<R>(
-    extra: Option<&Extra<R>>,
-    error: &TaskError,
-    fin: &Finisher,
-) -> Option<(Duration, Arc<RetryHook>)> {
-    let hook = fin.retry.get()?;
-    if extra.is_some_and(|e| e.closed) {
-        return None;
-    }
-    let policy = extra
-        .and_then(|e| e.retry.as_ref())
-        .or(hook.default.as_ref())?;
-    let attempt = extra.map_or(1, |e| e.attempt);
-    policy
-        .retries(error, attempt)
-        .then(|| (policy.delay(attempt), hook.clone()))
 }
 
 impl<R: TaskOutput> TaskCell<R> {
@@ -436,14 +338,9 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         set: Arc<dyn Registry>,
         load: Option<Arc<std::sync::atomic::AtomicUsize>>,
     ) -> futures::future::LocalBoxFuture<'static, ()> {
-        let ended = |load: &Option<Arc<std::sync::atomic::AtomicUsize>>| {
-            if let Some(l) = load {
-                l.fetch_sub(1, Ordering::Relaxed);
-            }
-        };
         if self.expired() {
             self.fail(TaskError::Expired, fin);
-            ended(&load);
+            leave(&load);
             return Box::pin(std::future::ready(()));
         }
         if !self.is_async() {
@@ -451,7 +348,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             let (fin, running) = (fin.clone(), running.clone());
             return Box::pin(async move {
                 self.run(&fin, &running);
-                ended(&load);
+                leave(&load);
             });
         }
         let timeout = self.timeout();

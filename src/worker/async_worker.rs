@@ -315,11 +315,7 @@ impl Side {
             .iter()
             .filter(|s| s.id != self.me.id && (!s.shared.is_empty() || s.urgent.has_shared()))
             .max_by_key(|s| s.shared.len())?;
-        let task = victim
-            .urgent
-            .take_shared(0)
-            .or_else(|| victim.shared.try_recv().ok())
-            .or_else(|| victim.urgent.take_shared(1))?;
+        let task = victim.urgent.steal(&victim.shared)?;
         Some(Take::Task(task, victim.load.clone()))
     }
 }

@@ -357,11 +357,7 @@ impl Worker {
             })
             .max_by_key(|s| s.shared.len())?;
         // The highest lane first.
-        let task = victim
-            .urgent
-            .take_shared(0)
-            .or_else(|| victim.shared.try_recv().ok())
-            .or_else(|| victim.urgent.take_shared(1))?;
+        let task = victim.urgent.steal(&victim.shared)?;
         Some(Next::Task(task, victim.load.clone()))
     }
 }

@@ -76,8 +76,19 @@ impl Urgent {
         Some(task)
     }
 
+    /// A steal from a sibling whose lanes these are and whose normal shared queue is `shared`:
+    /// its highest lane first (`High`, normal, `Low`).
+    pub(crate) fn steal(
+        &self,
+        shared: &Receiver<Box<dyn ErasedTask>>,
+    ) -> Option<Box<dyn ErasedTask>> {
+        self.take_shared(0)
+            .or_else(|| shared.try_recv().ok())
+            .or_else(|| self.take_shared(1))
+    }
+
     /// Takes from one side's shared queue only (a steal).
-    pub(crate) fn take_shared(&self, side: usize) -> Option<Box<dyn ErasedTask>> {
+    fn take_shared(&self, side: usize) -> Option<Box<dyn ErasedTask>> {
         let task = self.shared[side].1.try_recv().ok()?;
         self.queued.fetch_sub(1, Ordering::AcqRel);
         Some(task)
