@@ -15,7 +15,7 @@ use super::cancel::Cancel;
 use super::error::TaskError;
 use super::finish::{Finisher, Permit, Registry, Running};
 use super::output::panic_message;
-use super::output::{Maker, TaskId, TaskOutput, Work};
+use super::output::{Fut, Maker, TaskId, TaskOutput, Work};
 use super::Task;
 use crate::value::Promise;
 
@@ -52,7 +52,7 @@ impl<R: TaskOutput> Task<R> {
     where
         F: Future<Output = R> + Send + 'static,
     {
-        Self::from_maker(Box::new(move || Box::pin(fut.map(Ok))))
+        Self::from_work(Work::Async(Fut::Ready(Box::pin(fut.map(Ok)))))
     }
 
     /// An async task that may fail: `Err(e)` fails it with [`TaskError::Failed`] carrying `e`'s
@@ -62,9 +62,8 @@ impl<R: TaskOutput> Task<R> {
         F: Future<Output = Result<R, E>> + Send + 'static,
         E: fmt::Display,
     {
-        Self::from_maker(Box::new(move || {
-            Box::pin(fut.map(|r| r.map_err(|e| TaskError::Failed(e.to_string()))))
-        }))
+        let fut = fut.map(|r| r.map_err(|e| TaskError::Failed(e.to_string())));
+        Self::from_work(Work::Async(Fut::Ready(Box::pin(fut))))
     }
 
     /// An async task whose future is not `Send` (it holds an `Rc`, a `RefCell` borrow across an
@@ -93,11 +92,8 @@ impl<R: TaskOutput> Task<R> {
         M: FnOnce() -> F + Send + 'static,
         F: Future<Output = R> + 'static,
     {
-        Self::from_maker(Box::new(move || Box::pin(make().map(Ok))))
-    }
-
-    fn from_maker(maker: Maker<R>) -> Self {
-        Self::from_work(Work::Async(maker))
+        let make: Maker<R> = Box::new(move || Box::pin(make().map(Ok)));
+        Self::from_work(Work::Async(Fut::Make(make)))
     }
 
     /// The task and a [`Cancel`] handle that ends it (see [`Cancel`] for what cancelling does to
@@ -125,7 +121,7 @@ pub(crate) struct Parts<R> {
     pub(crate) id: TaskId,
     pub(crate) attempt: u32,
     pub(crate) promise: Promise<Result<R, TaskError>>,
-    pub(crate) maker: Maker<R>,
+    pub(crate) fut: Fut<R>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) permit: Option<Permit>,
     pub(crate) cancel: Option<Cancel>,
@@ -146,7 +142,7 @@ pub(crate) fn drive<R: TaskOutput>(
         id,
         attempt,
         promise,
-        maker,
+        fut,
         timeout,
         permit,
         cancel,
@@ -167,7 +163,7 @@ pub(crate) fn drive<R: TaskOutput>(
     });
     Box::pin(async move {
         let started = fin.counters.tracks_latency().then(std::time::Instant::now);
-        let work = AssertUnwindSafe(async move { maker().await }).catch_unwind();
+        let work = AssertUnwindSafe(async move { fut.start().await }).catch_unwind();
         // Only a cancellable task pays for the abort handle its cancel drops the future with.
         let outcome = match &cancel {
             Some(c) => {

@@ -26,10 +26,27 @@ pub(crate) type Maker<R> = Box<
     dyn FnOnce() -> futures::future::LocalBoxFuture<'static, Result<R, TaskError>> + Send + 'static,
 >;
 
-/// What a task runs: a blocking closure, or the maker of an async task's future.
+/// What a task runs: a blocking closure, or an async task's future.
 pub(crate) enum Work<R> {
     Block(Closure<R>),
-    Async(Maker<R>),
+    Async(Fut<R>),
+}
+
+/// An async task's future: made already (a `Send` future, boxed once, where the task was made),
+/// or made on the worker's thread by its maker (a future that is not `Send`).
+pub(crate) enum Fut<R> {
+    Ready(futures::future::BoxFuture<'static, Result<R, TaskError>>),
+    Make(Maker<R>),
+}
+
+impl<R> Fut<R> {
+    /// The future, made now if it has a maker (call it where a panic is caught).
+    pub(crate) fn start(self) -> futures::future::LocalBoxFuture<'static, Result<R, TaskError>> {
+        match self {
+            Fut::Ready(f) => f,
+            Fut::Make(make) => make(),
+        }
+    }
 }
 
 /// A closure that can run again (a repeatable task's work, for its retries).

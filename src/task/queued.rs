@@ -359,7 +359,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             promise,
             extra,
         } = *self;
-        let Work::Async(maker) = run else {
+        let Work::Async(fut) = run else {
             unreachable!("an async task has its future");
         };
         let (permit, cancel) = match extra {
@@ -370,7 +370,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             id,
             attempt,
             promise,
-            maker,
+            fut,
             timeout,
             permit,
             cancel,
