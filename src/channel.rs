@@ -24,6 +24,18 @@ use std::sync::Arc;
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Channel(Arc<str>);
 
+impl serde::Serialize for Channel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Channel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Channel::from)
+    }
+}
+
 impl Channel {
     /// The wildcard channel name: subscribers here receive an event type fired on any channel.
     pub const WILDCARD: &'static str = "*";

@@ -169,6 +169,28 @@ pub(crate) fn batch_task<J: Job>(
     task
 }
 
+/// A task running the job called `name` on inputs encoded elsewhere (a remote submitter's), whose
+/// result is the job's encoded answer as a worker process gives it (for a chunk, every job's):
+/// what a remote host pushes to its local process pool. Only a process pool runs it.
+#[cfg(feature = "nats")]
+pub(crate) fn forwarded(name: &'static str, inputs: Inputs) -> Task<serde_bytes::ByteBuf> {
+    fn not_here() -> TaskError {
+        TaskError::Wire(WireError::Unexpected(
+            "a forwarded job runs only in a worker process".into(),
+        ))
+    }
+    let mut task = Task::from_closure(Box::new(|| Err(not_here())));
+    task.job = Some(JobCall {
+        payload: JobPayload {
+            name,
+            inputs: Ok(inputs),
+        },
+        decode: |bytes| Ok(serde_bytes::ByteBuf::from(bytes.to_vec())),
+        rerun: |_| Err(not_here()),
+    });
+    task
+}
+
 /// Each job's encoded input, or the first job's encoding error.
 pub(crate) fn encode_one<J: Job>(job: &J) -> Result<serde_bytes::ByteBuf, String> {
     encode_input(job).map(serde_bytes::ByteBuf::from)
@@ -325,6 +347,12 @@ impl Jobs {
     /// The worker-state set-ups a worker process runs before its handshake.
     pub(crate) fn setups(&self) -> &Setups {
         &self.setups
+    }
+
+    /// The registered name equal to `name` (a name that came over the wire), if there is one.
+    #[cfg(feature = "nats")]
+    pub(crate) fn known(&self, name: &str) -> Option<&'static str> {
+        self.runners.get_key_value(name).map(|(k, _)| *k)
     }
 
     /// Runs the job called `name` on its encoded input and encodes its output.

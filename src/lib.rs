@@ -63,7 +63,10 @@
 
 pub mod bus;
 pub mod channel;
+mod entry;
 pub mod event;
+#[cfg(feature = "nats")]
+mod host;
 pub mod job;
 pub mod pool;
 mod state;
@@ -80,7 +83,10 @@ pub use bus::{
     AnyEvent, Bus, BusError, Debugger, Dispatch, Ordered, Subscribe, SubscriptionId, Target,
 };
 pub use channel::Channel;
+pub use entry::init;
 pub use event::{Answered, Complete, Derived, Event, Failure, Flow, Outcome, Success};
+#[cfg(feature = "nats")]
+pub use host::{host, HostConfig, HostError, HOST_ENV};
 pub use job::{Job, Jobs};
 pub use pool::balance::{
     self, BelowAverage, KeyAffinity, LeastLoaded, Loads, PowerOfTwo, Random, RoundRobin, Strategy,
@@ -91,8 +97,8 @@ pub use pool::{
 };
 pub use state::{try_with_worker_state, with_worker_state};
 pub use task::{
-    Cancel, CancelGuard, Exit, Limit, Priority, Refusal, Retry, RunError, StartStage, SubmitError,
-    Task, TaskComplete, TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess,
+    BrokerError, Cancel, CancelGuard, Exit, Limit, Priority, Refusal, Retry, RunError, StartStage,
+    SubmitError, Task, TaskComplete, TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess,
 };
 pub use tree::{
     Component, ComponentId, ComponentInfo, Moved, PrepareUnregister, Registered, Started, Stop,
@@ -103,8 +109,10 @@ pub use value::{Abandoned, Value, WaitError};
 #[doc(hidden)]
 pub use wire::fuzzing;
 pub use wire::WireError;
-pub use worker::child::{init, WORKER_ENV};
+pub use worker::child::WORKER_ENV;
 pub use worker::process::ProcessConfig;
+#[cfg(feature = "nats")]
+pub use worker::remote::NatsConfig;
 pub use worker::Worker;
 
 /// Any error of this crate, for `?` in applications: each operation has its own error type, and

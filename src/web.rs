@@ -8,9 +8,9 @@
 //! | error | status |
 //! | --- | --- |
 //! | `TaskError::TimedOut` | 504 Gateway Timeout |
-//! | `Refusal::Full`, `Refusal::Stopped`, `Refusal::NoRoute`, `TaskError::Cancelled`, `TaskError::Expired`, `TaskError::WorkerStartFailed` | 503 Service Unavailable |
+//! | `Refusal::Full`, `Refusal::Stopped`, `Refusal::NoRoute`, `TaskError::Cancelled`, `TaskError::Expired`, `TaskError::WorkerStartFailed`, `TaskError::Broker` | 503 Service Unavailable |
 //! | `TaskError::Failed` (the task returned `Err`: it refused its input) | 400 Bad Request |
-//! | every other task error and refusal (`Panicked`, `WorkerCrashed`, `LimitExceeded`, `ClosureInProcessPool`, ...) | 500 Internal Server Error |
+//! | every other task error and refusal (`Panicked`, `WorkerCrashed`, `LimitExceeded`, `HostLost`, `ClosureInProcessPool`, ...) | 500 Internal Server Error |
 //!
 //! The body is JSON, `{"error": "<the error's message>"}`. [`BusError`] and any other
 //! [`Error`](crate::Error) answer 500. For other codes, wrap the error in a type of your own.
@@ -60,9 +60,10 @@ impl ResponseError for TaskError {
     fn status_code(&self) -> StatusCode {
         match self {
             TaskError::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
-            TaskError::Cancelled | TaskError::Expired | TaskError::WorkerStartFailed { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            TaskError::Cancelled
+            | TaskError::Expired
+            | TaskError::WorkerStartFailed { .. }
+            | TaskError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
             TaskError::Failed(_) => StatusCode::BAD_REQUEST,
             // A job that crashed its worker or went over its limits: the server's trouble.
             TaskError::WorkerCrashed { .. } | TaskError::LimitExceeded(_) => {

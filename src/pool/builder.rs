@@ -51,9 +51,11 @@ pub struct PoolBuilder {
     bus: Option<Bus>,
     timeout: Option<Duration>,
     /// Process mode's settings; thread mode without them.
-    process: Option<ProcessConfig>,
+    pub(super) process: Option<ProcessConfig>,
     /// Async workers: tasks in flight per worker, and whether on actix arbiters.
-    asynchronous: Option<(usize, bool)>,
+    pub(super) asynchronous: Option<(usize, bool)>,
+    /// Another kind of worker (remote hosts), set by its own builder method.
+    pub(super) other: Option<Arc<dyn Kind>>,
     /// Thread mode: what each worker thread sets up when it starts, and how it retries.
     setups: Setups,
     restart: Restart,
@@ -89,6 +91,7 @@ impl Default for PoolBuilder {
             timeout: None,
             process: None,
             asynchronous: None,
+            other: None,
             setups: Setups::default(),
             restart: Restart::default(),
             queue_bound: None,
@@ -229,8 +232,7 @@ impl PoolBuilder {
     }
     /// Process mode with explicit settings (frame size limit, kill grace period).
     pub fn process_with(mut self, config: ProcessConfig) -> Self {
-        self.process = Some(config);
-        self.asynchronous = None;
+        (self.process, self.asynchronous, self.other) = (Some(config), None, None);
         self
     }
 
@@ -265,8 +267,7 @@ impl PoolBuilder {
     /// # Ok(()) }
     /// ```
     pub fn async_workers(mut self, in_flight: usize) -> Self {
-        self.asynchronous = Some((in_flight, false));
-        self.process = None;
+        (self.process, self.asynchronous, self.other) = (None, Some((in_flight, false)), None);
         self
     }
 
@@ -274,8 +275,7 @@ impl PoolBuilder {
     /// so its tasks can start actors (`Actor::start`) and use actix's context. The rest is the
     /// same.
     pub fn async_workers_on_arbiters(mut self, in_flight: usize) -> Self {
-        self.asynchronous = Some((in_flight, true));
-        self.process = None;
+        (self.process, self.asynchronous, self.other) = (None, Some((in_flight, true)), None);
         self
     }
 
@@ -403,22 +403,23 @@ impl PoolBuilder {
         {
             return Err(PoolError::NoSystem);
         }
-        let kind: Arc<dyn Kind> = match (self.process, self.asynchronous) {
-            (None, Some((in_flight, arbiters))) => {
+        let kind: Arc<dyn Kind> = match (self.other, self.process, self.asynchronous) {
+            (Some(other), _, _) => other,
+            (None, None, Some((in_flight, arbiters))) => {
                 if !self.setups.names().is_empty() {
                     tracing::warn!(states = ?self.setups, "PoolBuilder::worker_state is for thread \
                         pools; async workers do not set up worker states");
                 }
                 Arc::new(AsyncKind::new(in_flight, arbiters))
             }
-            (Some(config), _) => {
+            (None, Some(config), _) => {
                 if !self.setups.names().is_empty() {
                     tracing::warn!(states = ?self.setups, "PoolBuilder::worker_state is for thread pools; \
                         the workers of a process pool set up the states of Jobs::worker_state");
                 }
                 Arc::new(ProcessKind(config))
             }
-            (None, None) => Arc::new(ThreadKind::new(self.setups, self.restart)),
+            (None, None, None) => Arc::new(ThreadKind::new(self.setups, self.restart)),
         };
         match kind.refuse_start() {
             Some(StartRefused::Unsupported) => return Err(PoolError::Unsupported),

@@ -39,7 +39,7 @@ use super::Task;
 /// assert_eq!(refused.refusal(), &Refusal::Stopped);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum TaskError {
     /// The task panicked; the message is the panic payload. The worker lives on.
@@ -103,6 +103,37 @@ pub enum TaskError {
     /// went away. Not expected while the pool and its actix `System` run.
     #[error("the task was dropped without an outcome (its worker or runtime went away)")]
     Abandoned,
+    /// Remote mode ([`PoolBuilder::nats`](crate::PoolBuilder::nats)): every host the job was
+    /// delivered to went away before answering (killed, cut off), as many times as the work
+    /// stream allows deliveries. The job may have run, in part or whole, that many times.
+    #[error("the job was lost with its host {deliveries} times (its deliveries are exhausted)")]
+    HostLost {
+        /// How many times the job was delivered to a host.
+        deliveries: u64,
+    },
+    /// Remote mode: the broker did not take the job, or could not be reached before the
+    /// publish deadline ([`NatsConfig::publish_deadline`](crate::NatsConfig::publish_deadline));
+    /// the job never ran.
+    #[error("the broker did not take the job: {0}")]
+    Broker(BrokerError),
+}
+
+/// Why the broker did not take a job (see [`TaskError::Broker`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The work stream is at its limit ([`NatsConfig::max_jobs`](crate::NatsConfig::max_jobs) or
+    /// [`max_bytes`](crate::NatsConfig::max_bytes)) and refuses new jobs.
+    #[error("the work stream is full")]
+    Full,
+    /// No confirmation from the broker before the publish deadline; the last error seen.
+    #[error("no confirmation from the broker within {deadline:?}: {last}")]
+    Unreachable {
+        /// The deadline that passed.
+        deadline: Duration,
+        /// The last error of a publish attempt.
+        last: String,
+    },
 }
 
 impl From<Abandoned> for TaskError {
@@ -112,7 +143,7 @@ impl From<Abandoned> for TaskError {
 }
 
 /// How a worker process ended (see [`TaskError::WorkerCrashed`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Exit {
     /// It exited with this code.
@@ -174,7 +205,7 @@ impl fmt::Display for Exit {
 /// let m = Limit::ResidentMemory { limit: 64 << 20, resident: 70 << 20 };
 /// assert_eq!(m.to_string(), "resident memory: 73400320 bytes, above the limit of 67108864");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Limit {
     /// The job used more CPU time (user and system, all its threads) than
@@ -204,7 +235,7 @@ impl fmt::Display for Limit {
 }
 
 /// Where starting a worker failed (see [`TaskError::WorkerStartFailed`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum StartStage {
     /// The OS refused to start the process (or a thread to read it).

@@ -46,7 +46,7 @@ mod queued;
 mod retry;
 
 pub use cancel::{Cancel, CancelGuard};
-pub use error::{Exit, Limit, Refusal, RunError, StartStage, SubmitError, TaskError};
+pub use error::{BrokerError, Exit, Limit, Refusal, RunError, StartStage, SubmitError, TaskError};
 pub use events::{TaskComplete, TaskFailure, TaskSuccess};
 pub use output::{TaskId, TaskOutput};
 pub use priority::Priority;

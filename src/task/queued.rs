@@ -156,6 +156,12 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             extra.timeout.get_or_insert(limit);
         }
     }
+    fn id(&self) -> TaskId {
+        self.id
+    }
+    fn attempt(&self) -> u32 {
+        TaskCell::attempt(self)
+    }
     fn key(&self) -> Option<u64> {
         self.extra.as_ref().and_then(|e| e.key)
     }

@@ -51,29 +51,10 @@ impl Limits {
     }
 }
 
-/// Call this first thing in `main` of every binary that starts process pools.
-///
-/// In the application (the parent) it returns at once. In a worker process started by a pool it
-/// sets up the worker states of `jobs` ([`Jobs::worker_state`]), serves its jobs and never returns:
-/// the process exits when the pool is done with it.
-///
-/// ```no_run
-/// use circuits::prelude::*;
-/// # use serde::{Deserialize, Serialize};
-/// # #[derive(Serialize, Deserialize)] struct Square(u64);
-/// # impl Job for Square { const NAME: &'static str = "square"; type Output = u64;
-/// #     fn run(self) -> u64 { self.0 * self.0 } }
-///
-/// fn main() {
-///     circuits::init(Jobs::new().register::<Square>()); // first: worker processes stop here
-///     actix::System::new().block_on(async {
-///         let pool = Pool::builder().min(2).process().start();
-///         assert_eq!(pool.run(Task::job(Square(9))).await, Ok(81));
-///         pool.stop().await;
-///     });
-/// }
-/// ```
-pub fn init(jobs: Jobs) {
+/// In a worker process started by a pool (the parent set [`WORKER_ENV`]): sets up the worker
+/// states of `jobs`, serves its jobs and exits, never returning. Elsewhere returns at once. The
+/// body of [`init`](crate::init).
+pub(crate) fn serve_if_worker(jobs: &Jobs) {
     if std::env::var_os(WORKER_ENV).is_none() {
         return;
     }
@@ -95,7 +76,7 @@ pub fn init(jobs: Jobs) {
     ] {
         std::env::remove_var(var);
     }
-    let code = match serve(&jobs, max_frame, parent, limits) {
+    let code = match serve(jobs, max_frame, parent, limits) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("circuits worker {}: {e}", std::process::id());

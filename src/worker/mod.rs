@@ -19,6 +19,8 @@ use crate::value::Value;
 pub(crate) mod async_worker;
 pub(crate) mod child;
 pub(crate) mod process;
+#[cfg(feature = "nats")]
+pub(crate) mod remote;
 pub(crate) mod restart;
 pub(crate) mod thread;
 pub(crate) mod thread_kind;

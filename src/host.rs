@@ -1,0 +1,362 @@
+//! Worker hosts (feature `nats`): the other side of [`PoolBuilder::nats`](crate::PoolBuilder::nats).
+//!
+//! A host is the user's own binary started as a host: [`host`] called from `main`, or any binary
+//! whose `main` calls [`init`](crate::init) with [`HOST_ENV`] set to the server's URL. It pulls jobs
+//! from the work stream through the durable consumer all hosts share, never more than it has free
+//! slots, and runs each in a local process pool (so a job that crashes is isolated on the host
+//! too). While a job runs it tells the server it is alive every third of the ack wait; when the
+//! job ends it publishes the answer to the submitting pool's results subject, waits for the
+//! server's confirmation, and only then acknowledges the job. On SIGTERM or SIGINT it stops
+//! pulling, hands back (naks) what it pulled and did not start, lets the running jobs finish and
+//! answer, and returns.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use async_nats::jetstream::{consumer, AckKind, Message};
+use futures::StreamExt;
+use serde_bytes::ByteBuf;
+use tokio::sync::Semaphore;
+
+use crate::job::{forwarded, Jobs};
+use crate::pool::{Pool, PoolError, PoolHandle};
+use crate::task::TaskError;
+use crate::worker::process::ProcessConfig;
+use crate::worker::remote::broker::{self, Broker};
+use crate::worker::remote::wire::{self, Answer, Request};
+use crate::worker::remote::NatsConfig;
+
+/// The environment variable that makes [`init`](crate::init) run the binary as a worker host:
+/// the server's URL. [`HostConfig::from_env`] reads the others (`CIRCUITS_NATS_SLOTS`,
+/// `CIRCUITS_NATS_PREFIX`, `CIRCUITS_NATS_ACK_WAIT_MS`, `CIRCUITS_NATS_MAX_DELIVER`).
+pub const HOST_ENV: &str = "CIRCUITS_NATS_HOST";
+
+/// How a worker host runs: which server and stream, how many jobs at once, and the settings of
+/// its local process pool.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    nats: NatsConfig,
+    slots: usize,
+    process: ProcessConfig,
+}
+
+impl HostConfig {
+    /// A host of the stream described by `nats` (the submitting pools' settings), running as many
+    /// jobs at once as the machine has CPUs.
+    pub fn new(nats: NatsConfig) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        HostConfig {
+            nats,
+            slots: cpus,
+            process: ProcessConfig::default(),
+        }
+    }
+
+    /// The settings in this process's environment: [`HOST_ENV`] (the URL; `None` without it),
+    /// `CIRCUITS_NATS_SLOTS`, `CIRCUITS_NATS_PREFIX`, `CIRCUITS_NATS_ACK_WAIT_MS` and
+    /// `CIRCUITS_NATS_MAX_DELIVER`.
+    pub fn from_env() -> Option<Self> {
+        let url = std::env::var(HOST_ENV).ok()?;
+        let var = |name| std::env::var(name).ok();
+        let num = |name| var(name).and_then(|v| v.parse::<u64>().ok());
+        let mut nats = NatsConfig::new(url);
+        if let Some(prefix) = var("CIRCUITS_NATS_PREFIX") {
+            nats = nats.prefix(prefix);
+        }
+        if let Some(ms) = num("CIRCUITS_NATS_ACK_WAIT_MS") {
+            nats = nats.ack_wait(Duration::from_millis(ms));
+        }
+        if let Some(n) = num("CIRCUITS_NATS_MAX_DELIVER") {
+            nats = nats.max_deliver(u32::try_from(n).unwrap_or(u32::MAX));
+        }
+        let mut config = HostConfig::new(nats);
+        if let Some(n) = num("CIRCUITS_NATS_SLOTS") {
+            config = config.slots(usize::try_from(n).unwrap_or(1));
+        }
+        Some(config)
+    }
+
+    /// How many jobs the host runs at once (at least 1): its local pool's workers, and the most
+    /// jobs it holds.
+    pub fn slots(mut self, slots: usize) -> Self {
+        self.slots = slots.max(1);
+        self
+    }
+
+    /// The settings of the host's local process pool (limits, frame size, grace period).
+    pub fn process(mut self, config: ProcessConfig) -> Self {
+        self.process = config;
+        self
+    }
+}
+
+/// Why a worker host stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The server could not be reached, or refused the streams or the consumer.
+    #[error("worker host: {0}")]
+    Broker(String),
+    /// The local process pool could not start.
+    #[error("worker host: the local pool: {0}")]
+    Pool(#[from] PoolError),
+}
+
+/// Runs this process as a worker host until SIGTERM or SIGINT (see the [module](self) docs).
+/// Call it from `main`, after [`init`](crate::init) (its local workers are this binary too), and
+/// outside any actix `System`: it runs one of its own.
+///
+/// ```no_run
+/// use circuits::{HostConfig, Jobs, NatsConfig};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize)] struct Square(u64);
+/// # impl circuits::Job for Square { const NAME: &'static str = "square"; type Output = u64;
+/// #     fn run(self) -> u64 { self.0 * self.0 } }
+///
+/// fn main() -> Result<(), circuits::HostError> {
+///     let jobs = Jobs::new().register::<Square>();
+///     circuits::init(jobs.clone());
+///     circuits::host(jobs, HostConfig::new(NatsConfig::new("nats://127.0.0.1:4222")).slots(4))
+/// }
+/// ```
+///
+/// # Errors
+///
+/// [`HostError::Broker`] when the streams or the hosts' consumer cannot be made (the server is
+/// retried for `publish_deadline` first), [`HostError::Pool`] when the local pool cannot start.
+pub fn host(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
+    actix::System::new().block_on(serve(jobs, config))
+}
+
+/// What each job's run needs.
+struct Ctx {
+    jobs: Jobs,
+    cfg: NatsConfig,
+    broker: Broker,
+    pool: PoolHandle,
+}
+
+async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
+    let HostConfig {
+        nats: cfg,
+        slots,
+        process,
+    } = config;
+    let broker = broker::connect(&cfg).await.map_err(HostError::Broker)?;
+    let started = std::time::Instant::now();
+    let stream = loop {
+        let made = async {
+            broker.results_stream(&cfg).await?;
+            broker.jobs_stream(&cfg).await
+        };
+        match made.await {
+            Ok(s) => break s,
+            Err(e) if started.elapsed() >= cfg.publish_deadline => {
+                return Err(HostError::Broker(e))
+            }
+            Err(e) => {
+                tracing::warn!("{e}; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(&cfg.hosts_consumer(), broker::hosts_consumer(&cfg))
+        .await
+        .map_err(|e| HostError::Broker(format!("the hosts' consumer: {e}")))?;
+    let pool = Pool::builder()
+        .channel("circuits-host")
+        .min(slots)
+        .process_with(process)
+        .try_start()?;
+    let ctx = Rc::new(Ctx {
+        jobs,
+        cfg,
+        broker,
+        pool: pool.clone(),
+    });
+    let free = std::sync::Arc::new(Semaphore::new(slots));
+    let mut stop = std::pin::pin!(stopped());
+    'pulling: loop {
+        let first = tokio::select! {
+            _ = &mut stop => break 'pulling,
+            permit = free.clone().acquire_owned() => permit.expect("never closed"),
+        };
+        let want = 1 + free.available_permits();
+        let fetched = consumer
+            .fetch()
+            .max_messages(want)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await;
+        let mut batch = match fetched {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("worker host: pulling jobs: {e}");
+                drop(first);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut first = Some(first);
+        loop {
+            let next = tokio::select! {
+                _ = &mut stop => {
+                    // Pulled and not started: back to the stream for another host, now.
+                    while let Ok(Some(Ok(m))) =
+                        tokio::time::timeout(Duration::from_millis(50), batch.next()).await
+                    {
+                        let _ = m.ack_with(AckKind::Nak(None)).await;
+                    }
+                    break 'pulling;
+                }
+                next = batch.next() => next,
+            };
+            let message = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    tracing::debug!("worker host: a pull: {e}");
+                    continue;
+                }
+                None => break,
+            };
+            let permit = first
+                .take()
+                .or_else(|| free.clone().try_acquire_owned().ok());
+            match permit {
+                Some(permit) => {
+                    let ctx = ctx.clone();
+                    actix::spawn(async move {
+                        run(&ctx, message).await;
+                        drop(permit);
+                    });
+                }
+                None => {
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                }
+            }
+        }
+    }
+    // The running jobs finish and answer; then the local pool stops.
+    let _ = free
+        .acquire_many(u32::try_from(slots).unwrap_or(u32::MAX))
+        .await;
+    pool.stop().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stopped() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+/// Runs one job and answers it: the answer is stored before the job is acknowledged.
+async fn run(ctx: &Ctx, message: Message) {
+    let delivery = message
+        .info()
+        .map_or(1, |i| u64::try_from(i.delivered).unwrap_or(1));
+    let request: Request = match wire::decode(&message.payload) {
+        Ok(r) => r,
+        Err(e) => {
+            // Nobody can be answered: the job is taken out of the stream.
+            tracing::error!("worker host: an undecodable job ({e}); dropped");
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let outcome = match ctx.jobs.known(&request.name) {
+        None => Err(TaskError::UnknownJob(request.name.clone())),
+        Some(name) => {
+            let mut task = forwarded(name, request.input.clone().into());
+            if let Some(ns) = request.timeout_ns {
+                task = task.timeout(Duration::from_nanos(ns));
+            }
+            let value = match ctx.pool.push(task) {
+                Ok(v) => v,
+                Err(refused) => {
+                    tracing::warn!("worker host: {}; the job goes back", refused.refusal());
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                    return;
+                }
+            };
+            alive_until(&message, ctx.cfg.ack_wait, value).await
+        }
+    };
+    let answer = Answer {
+        task: request.task,
+        attempt: request.attempt,
+        delivery,
+        outcome,
+    };
+    answer_and_ack(ctx, &request, &answer, message).await;
+}
+
+/// Awaits the job's value, telling the server the host is alive every third of `ack_wait`.
+async fn alive_until(
+    message: &Message,
+    ack_wait: Duration,
+    value: crate::value::Value<ByteBuf, TaskError>,
+) -> Result<ByteBuf, TaskError> {
+    let mut value = std::pin::pin!(value);
+    let every = (ack_wait / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            outcome = &mut value => return outcome,
+            _ = tokio::time::sleep(every) => {
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
+        }
+    }
+}
+
+/// Publishes the answer until the server stores it (deduplicated by the attempt's id), then
+/// acknowledges the job.
+async fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, message: Message) {
+    let bytes = match wire::encode(answer) {
+        Ok(b) => bytes::Bytes::from(b),
+        Err(e) => {
+            tracing::error!("worker host: an answer does not encode: {e}");
+            return;
+        }
+    };
+    let subject = ctx.cfg.results_subject(&request.pool);
+    let id = format!(
+        "{}.answer",
+        wire::job_id(&request.pool, request.task, request.attempt)
+    );
+    let mut wait = Duration::from_millis(20);
+    loop {
+        let sent = ctx.broker.js.send_publish(
+            subject.clone(),
+            async_nats::jetstream::message::PublishMessage::build()
+                .payload(bytes.clone())
+                .message_id(&id),
+        );
+        match async { sent.await?.await }.await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::debug!("worker host: publishing an answer: {e}; again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    for _ in 0..5 {
+        if message.double_ack().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,216 @@
+//! A real `nats-server -js` for the remote-mode tests, started on loopback on a free port with a
+//! store of its own, and worker hosts (this test binary re-executed with `CIRCUITS_NATS_HOST`).
+//! Every process is stopped by its pid when its handle drops.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the server binary is (`CIRCUITS_NATS_SERVER`, then `PATH`, then Debian's `/usr/sbin`).
+fn server_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CIRCUITS_NATS_SERVER") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+/// Whether the tests may skip for want of a server: not when `CIRCUITS_REQUIRE_NATS=1` (CI).
+pub fn skip_without_server(target: &str) -> bool {
+    if server_binary().is_some() {
+        return false;
+    }
+    if std::env::var("CIRCUITS_REQUIRE_NATS").as_deref() == Ok("1") {
+        panic!("{target}: nats-server is not installed, and CIRCUITS_REQUIRE_NATS=1 requires it");
+    }
+    println!("{target}: skipped: nats-server is not installed (apt-get install nats-server)");
+    true
+}
+
+/// A free TCP port on loopback (the kernel's pick; free again once the listener drops).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a loopback port")
+        .port()
+}
+
+/// One `nats-server` process.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub cluster_port: Option<u16>,
+    store: PathBuf,
+    args: Vec<String>,
+}
+
+impl Server {
+    /// A single server with JetStream on a free port.
+    pub fn start() -> Server {
+        Server::spawn(free_port(), None, Vec::new(), None)
+    }
+
+    /// Node `name` of a JetStream cluster whose routes are `routes` (all nodes' cluster ports).
+    pub fn cluster_node(name: &str, cluster_port: u16, routes: &[u16]) -> Server {
+        let routes: Vec<String> = routes
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect();
+        let args = vec![
+            "--name".into(),
+            name.into(),
+            "--cluster_name".into(),
+            "circuits".into(),
+            "--cluster".into(),
+            format!("nats://127.0.0.1:{cluster_port}"),
+            "--routes".into(),
+            routes.join(","),
+        ];
+        Server::spawn(free_port(), Some(cluster_port), args, None)
+    }
+
+    fn spawn(
+        port: u16,
+        cluster_port: Option<u16>,
+        args: Vec<String>,
+        store: Option<PathBuf>,
+    ) -> Server {
+        let bin = server_binary().expect("nats-server is installed (see skip_without_server)");
+        let store = store.unwrap_or_else(|| {
+            let dir =
+                std::env::temp_dir().join(format!("circuits-nats-{}-{port}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("a store directory");
+            dir
+        });
+        let child = Command::new(bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(&store)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let server = Server {
+            child,
+            port,
+            cluster_port,
+            store,
+            args,
+        };
+        server.wait_until_listening();
+        server
+    }
+
+    fn wait_until_listening(&self) {
+        let until = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < until, "nats-server listens within 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the server's process (SIGSTOP): it holds its connections and answers nothing.
+    pub fn pause(&self) {
+        signal(self.pid(), libc::SIGSTOP);
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.pid(), libc::SIGCONT);
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same ports and store.
+    pub fn kill_and_restart(&mut self) {
+        signal(self.pid(), libc::SIGKILL);
+        let _ = self.child.wait();
+        let again = Server::spawn(
+            self.port,
+            self.cluster_port,
+            std::mem::take(&mut self.args),
+            Some(self.store.clone()),
+        );
+        // The old handle's store is the new one's: only the process changes.
+        let old = std::mem::replace(self, again);
+        std::mem::forget(old);
+    }
+
+    /// Kills the server (SIGKILL) without starting it again.
+    pub fn kill(&mut self) {
+        signal(self.pid(), libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        signal(self.pid(), libc::SIGCONT);
+        signal(self.pid(), libc::SIGKILL);
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill takes a pid and a signal number and touches no memory of ours.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// A worker host: this test binary started with `CIRCUITS_NATS_HOST`, whose `main` calls
+/// `circuits::init` first and so runs as a host.
+pub struct Host {
+    child: Child,
+}
+
+impl Host {
+    /// Starts a host of `url` with `slots` slots and the stream settings in `env`
+    /// (`CIRCUITS_NATS_PREFIX`, `CIRCUITS_NATS_ACK_WAIT_MS`, ...).
+    pub fn start(url: &str, slots: usize, env: &[(&str, String)]) -> Host {
+        let child = Command::new(std::env::current_exe().expect("the test binary"))
+            .env(circuits::HOST_ENV, url)
+            .env("CIRCUITS_NATS_SLOTS", slots.to_string())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("a host starts");
+        Host { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the host at once (SIGKILL); its worker processes die with it.
+    pub fn kill(&mut self) {
+        signal(self.pid(), libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// Asks the host to stop gracefully (SIGTERM) and waits for it to exit; its exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        signal(self.pid(), libc::SIGTERM);
+        self.child.wait().expect("the host exits")
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        signal(self.pid(), libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}

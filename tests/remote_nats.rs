@@ -1,0 +1,266 @@
+//! Remote mode against a real `nats-server -js` (started here on loopback, stopped by its pid):
+//! jobs across two hosts, every outcome once, the failure table, the server paused and killed.
+//! Worker hosts are this binary re-executed with `CIRCUITS_NATS_HOST`: `circuits::init` runs first
+//! in `main` (`harness = false`).
+
+mod common;
+#[path = "common/nats.rs"]
+mod nats;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Duration;
+
+use circuits::prelude::*;
+use circuits::{BrokerError, NatsConfig};
+use common::{bounded, collect, Square};
+use futures::StreamExt;
+use nats::{Host, Server};
+use serde::{Deserialize, Serialize};
+
+/// Misbehaves in the ways the failure table names.
+#[derive(Serialize, Deserialize)]
+enum Trouble {
+    Panic,
+    Abort,
+    Sleep(u64),
+    /// Kills the host it runs on (its worker process's parent), every time.
+    KillHost,
+    /// Appends a line to the file (the side effect), then, on its first run only, sleeps for
+    /// ever: the test kills the host running it.
+    RecordThenHang(String),
+}
+
+impl Job for Trouble {
+    const NAME: &'static str = "trouble";
+    type Output = u32;
+    fn run(self) -> u32 {
+        match self {
+            Trouble::Panic => panic!("no luck"),
+            Trouble::Abort => std::process::abort(),
+            Trouble::Sleep(ms) => {
+                std::thread::sleep(Duration::from_millis(ms));
+                1
+            }
+            Trouble::KillHost => {
+                // SAFETY: kill and getppid take plain integers.
+                unsafe { libc::kill(libc::getppid(), libc::SIGKILL) };
+                std::thread::sleep(Duration::from_secs(60));
+                0
+            }
+            Trouble::RecordThenHang(path) => {
+                let before = std::fs::read_to_string(&path).unwrap_or_default();
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .expect("the side-effect file opens");
+                // SAFETY: getppid has no preconditions.
+                writeln!(f, "{}", unsafe { libc::getppid() }).expect("the line is written");
+                drop(f);
+                if before.is_empty() {
+                    std::thread::sleep(Duration::from_secs(600));
+                }
+                before.lines().count() as u32 + 1
+            }
+        }
+    }
+}
+
+fn jobs() -> Jobs {
+    Jobs::new().register::<Square>().register::<Trouble>()
+}
+
+/// One test's settings: its own prefix (streams and consumer), short waits.
+fn config(server: &Server, prefix: &str) -> NatsConfig {
+    NatsConfig::new(server.url())
+        .prefix(prefix)
+        .ack_wait(Duration::from_secs(2))
+        .max_deliver(2)
+}
+
+/// The environment a host of that test needs (it may create the consumer first).
+fn host_env(prefix: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("CIRCUITS_NATS_PREFIX", prefix.to_string()),
+        ("CIRCUITS_NATS_ACK_WAIT_MS", "2000".into()),
+        ("CIRCUITS_NATS_MAX_DELIVER", "2".into()),
+    ]
+}
+
+/// How many jobs are left in a test's work stream.
+async fn jobs_left(server: &Server, prefix: &str) -> u64 {
+    let client = async_nats::connect(server.url()).await.expect("a client");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js
+        .get_stream(format!("{}_JOBS", prefix.to_uppercase()))
+        .await
+        .expect("the work stream exists");
+    stream.info().await.expect("its info").state.messages
+}
+
+async fn ten_thousand_jobs_and_a_map_across_two_hosts_each_once() {
+    let server = Server::start();
+    let pool = Pool::builder().min(4).nats(config(&server, "many")).start();
+    let _hosts = [
+        Host::start(&server.url(), 2, &host_env("many")),
+        Host::start(&server.url(), 2, &host_env("many")),
+    ];
+    let mut seen = collect::<u64>(&pool);
+    let values: Vec<_> = (0..10_000u64)
+        .map(|i| pool.push(Task::job(Square(i))).expect("accepted"))
+        .collect();
+    for (i, v) in values.into_iter().enumerate() {
+        assert_eq!(bounded(v).await, Ok((i as u64).pow(2)));
+    }
+    let terminal = bounded(seen.until_complete(10_000)).await;
+    let per_task = common::one_outcome_each(&terminal, 10_000);
+    assert_eq!(per_task.len(), 10_000);
+    let mapped: Vec<u64> = bounded(
+        pool.map((0..5_000u64).map(Square))
+            .expect("accepted")
+            .map(|r| r.expect("each job succeeds"))
+            .collect(),
+    )
+    .await;
+    assert_eq!(mapped, (0..5_000u64).map(|i| i * i).collect::<Vec<_>>());
+    assert_eq!(jobs_left(&server, "many").await, 0);
+    pool.stop().await;
+}
+
+async fn panic_abort_and_timeout_on_a_host_give_the_local_errors_once() {
+    let server = Server::start();
+    let pool = Pool::builder().min(2).nats(config(&server, "fail")).start();
+    let _host = Host::start(&server.url(), 2, &host_env("fail"));
+    let panicked = pool.run(Task::job(Trouble::Panic)).await;
+    assert_eq!(
+        panicked,
+        Err(RunError::Task(TaskError::Panicked("no luck".into())))
+    );
+    let aborted = pool.run(Task::job(Trouble::Abort)).await;
+    assert!(
+        matches!(aborted, Err(RunError::Task(TaskError::WorkerCrashed { ref exit, .. })) if exit.signal_name() == Some("SIGABRT")),
+        "{aborted:?}"
+    );
+    let slow = Task::job(Trouble::Sleep(30_000)).timeout(Duration::from_millis(500));
+    let timed_out = pool.run(slow).await;
+    assert_eq!(
+        timed_out,
+        Err(RunError::Task(TaskError::TimedOut(Duration::from_millis(
+            500
+        ))))
+    );
+    // One delivery each: the host answered, nothing ran again.
+    assert_eq!(pool.run(Task::job(Square(3))).await, Ok(9));
+    assert_eq!(jobs_left(&server, "fail").await, 0);
+    pool.stop().await;
+}
+
+async fn an_unknown_job_and_no_host_and_a_full_stream_are_named() {
+    let server = Server::start();
+    // No host at all: the task's timeout ends it, and its job leaves the stream.
+    let pool = Pool::builder()
+        .min(1)
+        .nats(config(&server, "nohost").max_jobs(3))
+        .start();
+    let lonely = Task::job(Square(2)).timeout(Duration::from_millis(300));
+    assert_eq!(
+        pool.run(lonely).await,
+        Err(RunError::Task(TaskError::TimedOut(Duration::from_millis(
+            300
+        ))))
+    );
+    // Its job left the stream with it.
+    while jobs_left(&server, "nohost").await > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A full stream: three jobs wait (no host), the fourth is refused by the broker.
+    let waiting: Vec<_> = (0..3)
+        .map(|i| pool.push(Task::job(Square(i))).expect("accepted"))
+        .collect();
+    let fourth = loop {
+        // The three are stored in order before the fourth is published.
+        if jobs_left(&server, "nohost").await == 3 {
+            break pool.run(Task::job(Square(9))).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        fourth,
+        Err(RunError::Task(TaskError::Broker(BrokerError::Full)))
+    );
+    // A host that lacks the job: an unknown job, not a retry.
+    let _host = Host::start(&server.url(), 1, &host_env("nohost"));
+    for (i, v) in waiting.into_iter().enumerate() {
+        assert_eq!(bounded(v).await, Ok((i as u64).pow(2)));
+    }
+    #[derive(Serialize, Deserialize)]
+    struct Stranger;
+    impl Job for Stranger {
+        const NAME: &'static str = "stranger";
+        type Output = ();
+        fn run(self) {}
+    }
+    assert_eq!(
+        pool.run(Task::job(Stranger)).await,
+        Err(RunError::Task(TaskError::UnknownJob("stranger".into())))
+    );
+    pool.stop().await;
+}
+
+async fn a_host_killed_mid_job_has_its_job_run_again_on_another() {
+    let server = Server::start();
+    let pool = Pool::builder().min(1).nats(config(&server, "kill")).start();
+    let mut hosts: HashMap<u32, Host> = [
+        Host::start(&server.url(), 1, &host_env("kill")),
+        Host::start(&server.url(), 1, &host_env("kill")),
+    ]
+    .into_iter()
+    .map(|h| (h.pid(), h))
+    .collect();
+    let file = std::env::temp_dir().join(format!("circuits-side-effect-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let path = file.to_string_lossy().into_owned();
+    let value = pool
+        .push(Task::job(Trouble::RecordThenHang(path)))
+        .expect("accepted");
+    // The first run wrote its host's pid: that host dies.
+    let first: u32 = loop {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            if let Some(pid) = text.lines().next().and_then(|l| l.parse().ok()) {
+                break pid;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    hosts.get_mut(&first).expect("one of ours").kill();
+    // After the ack wait, the other host runs it: the second run returns 2.
+    assert_eq!(bounded(value).await, Ok(2));
+    let runs: Vec<u32> = std::fs::read_to_string(&file)
+        .expect("the side effects")
+        .lines()
+        .map(|l| l.parse().expect("a pid"))
+        .collect();
+    assert_eq!(runs.len(), 2, "the side effect shows both runs");
+    assert_ne!(runs[0], runs[1], "the second run was on the other host");
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(jobs_left(&server, "kill").await, 0);
+    pool.stop().await;
+}
+
+fn main() {
+    circuits::init(jobs()); // worker hosts and their worker processes stop here
+    if nats::skip_without_server("remote_nats") {
+        return;
+    }
+    common::run_main(
+        "remote_nats",
+        common::async_tests![
+            ten_thousand_jobs_and_a_map_across_two_hosts_each_once,
+            panic_abort_and_timeout_on_a_host_give_the_local_errors_once,
+            an_unknown_job_and_no_host_and_a_full_stream_are_named,
+            a_host_killed_mid_job_has_its_job_run_again_on_another,
+        ],
+        common::sync_tests![],
+    );
+}
