@@ -10,12 +10,12 @@
 //! pulling, hands back (naks) what it pulled and did not start, lets the running jobs finish and
 //! answer, and returns.
 
+use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
 use async_nats::jetstream::{consumer, AckKind, Message};
 use futures::StreamExt;
-use serde_bytes::ByteBuf;
 use tokio::sync::Semaphore;
 
 use crate::job::{forwarded, Jobs};
@@ -31,29 +31,35 @@ use crate::worker::remote::NatsConfig;
 /// `CIRCUITS_NATS_PREFIX`, `CIRCUITS_NATS_ACK_WAIT_MS`, `CIRCUITS_NATS_MAX_DELIVER`).
 pub const HOST_ENV: &str = "CIRCUITS_NATS_HOST";
 
+/// How long an idle host's pull waits for a job; also the longest a graceful stop waits for its
+/// open pull to end.
+const IDLE_POLL: Duration = Duration::from_secs(3);
+
 /// How a worker host runs: which server and stream, how many jobs at once, and the settings of
 /// its local process pool.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     nats: NatsConfig,
-    slots: usize,
+    workers: usize,
+    slots: Option<usize>,
     process: ProcessConfig,
 }
 
 impl HostConfig {
-    /// A host of the stream described by `nats` (the submitting pools' settings), running as many
-    /// jobs at once as the machine has CPUs.
+    /// A host of the stream described by `nats` (the submitting pools' settings), with as many
+    /// worker processes as the machine has CPUs, each holding up to 32 jobs.
     pub fn new(nats: NatsConfig) -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         HostConfig {
             nats,
-            slots: cpus,
+            workers: cpus,
+            slots: None,
             process: ProcessConfig::default(),
         }
     }
 
     /// The settings in this process's environment: [`HOST_ENV`] (the URL; `None` without it),
-    /// `CIRCUITS_NATS_SLOTS`, `CIRCUITS_NATS_PREFIX`, `CIRCUITS_NATS_ACK_WAIT_MS` and
+    /// `CIRCUITS_NATS_WORKERS`, `CIRCUITS_NATS_SLOTS`, `CIRCUITS_NATS_PREFIX`, `CIRCUITS_NATS_ACK_WAIT_MS` and
     /// `CIRCUITS_NATS_MAX_DELIVER`.
     pub fn from_env() -> Option<Self> {
         let url = std::env::var(HOST_ENV).ok()?;
@@ -70,16 +76,27 @@ impl HostConfig {
             nats = nats.max_deliver(u32::try_from(n).unwrap_or(u32::MAX));
         }
         let mut config = HostConfig::new(nats);
+        if let Some(n) = num("CIRCUITS_NATS_WORKERS") {
+            config = config.workers(usize::try_from(n).unwrap_or(1));
+        }
         if let Some(n) = num("CIRCUITS_NATS_SLOTS") {
             config = config.slots(usize::try_from(n).unwrap_or(1));
         }
         Some(config)
     }
 
-    /// How many jobs the host runs at once (at least 1): its local pool's workers, and the most
-    /// jobs it holds.
+    /// How many jobs the host runs at once (at least 1): its local pool's worker processes.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// The most jobs the host holds at once, running or waiting for a worker (default 32 per
+    /// worker, at least one per worker): it pulls no more than it has free slots. Jobs waiting
+    /// here are handed back to the stream (nak) on a graceful stop; more slots save round trips
+    /// to the server for short jobs, fewer leave more jobs to other hosts.
     pub fn slots(mut self, slots: usize) -> Self {
-        self.slots = slots.max(1);
+        self.slots = Some(slots.max(1));
         self
     }
 
@@ -116,7 +133,7 @@ pub enum HostError {
 /// fn main() -> Result<(), circuits::HostError> {
 ///     let jobs = Jobs::new().register::<Square>();
 ///     circuits::init(jobs.clone());
-///     circuits::host(jobs, HostConfig::new(NatsConfig::new("nats://127.0.0.1:4222")).slots(4))
+///     circuits::host(jobs, HostConfig::new(NatsConfig::new("nats://127.0.0.1:4222")).workers(4))
 /// }
 /// ```
 ///
@@ -139,9 +156,11 @@ struct Ctx {
 async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
     let HostConfig {
         nats: cfg,
+        workers,
         slots,
         process,
     } = config;
+    let slots = slots.unwrap_or(workers * 32).max(workers);
     let broker = broker::connect(&cfg).await.map_err(HostError::Broker)?;
     let started = std::time::Instant::now();
     let stream = loop {
@@ -166,7 +185,7 @@ async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
         .map_err(|e| HostError::Broker(format!("the hosts' consumer: {e}")))?;
     let pool = Pool::builder()
         .channel("circuits-host")
-        .min(slots)
+        .min(workers)
         .process_with(process)
         .try_start()?;
     let ctx = Rc::new(Ctx {
@@ -176,19 +195,24 @@ async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
         pool: pool.clone(),
     });
     let free = std::sync::Arc::new(Semaphore::new(slots));
+    let running = Rc::new(Semaphore::new(workers));
+    let (stopping, stop_seen) = tokio::sync::watch::channel(false);
     let mut stop = std::pin::pin!(stopped());
+    let mut idle = false;
     'pulling: loop {
         let first = tokio::select! {
             _ = &mut stop => break 'pulling,
             permit = free.clone().acquire_owned() => permit.expect("never closed"),
         };
-        let want = 1 + free.available_permits();
-        let fetched = consumer
-            .fetch()
-            .max_messages(want)
-            .expires(Duration::from_secs(1))
-            .messages()
-            .await;
+        // While jobs come, take what is there (no wait); once the stream ran dry, wait for the
+        // next one (a long poll: an idle host sends one request per few seconds).
+        let fetched = if idle {
+            let pull = consumer.batch().max_messages(1);
+            pull.expires(IDLE_POLL).messages().await
+        } else {
+            let want = 1 + free.available_permits();
+            consumer.fetch().max_messages(want).messages().await
+        };
         let mut batch = match fetched {
             Ok(b) => b,
             Err(e) => {
@@ -199,13 +223,18 @@ async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
             }
         };
         let mut first = Some(first);
+        idle = true;
         loop {
             let next = tokio::select! {
                 _ = &mut stop => {
-                    // Pulled and not started: back to the stream for another host, now.
-                    while let Ok(Some(Ok(m))) =
-                        tokio::time::timeout(Duration::from_millis(50), batch.next()).await
-                    {
+                    // Pulled and not started: back to the stream for another host. The pull
+                    // request ends first (at its expiry at the latest): a job handed back while
+                    // it is open would be delivered to it again, and wait out the ack wait.
+                    let mut pulled = Vec::new();
+                    while let Some(next) = batch.next().await {
+                        pulled.extend(next.ok());
+                    }
+                    for m in pulled {
                         let _ = m.ack_with(AckKind::Nak(None)).await;
                     }
                     break 'pulling;
@@ -225,9 +254,9 @@ async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
                 .or_else(|| free.clone().try_acquire_owned().ok());
             match permit {
                 Some(permit) => {
-                    let ctx = ctx.clone();
+                    let (ctx, running, stop) = (ctx.clone(), running.clone(), stop_seen.clone());
                     actix::spawn(async move {
-                        run(&ctx, message).await;
+                        run(&ctx, message, &running, stop).await;
                         drop(permit);
                     });
                 }
@@ -237,7 +266,9 @@ async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
             }
         }
     }
-    // The running jobs finish and answer; then the local pool stops.
+    // The jobs waiting for a worker go back; the running ones finish and answer; then the local
+    // pool stops.
+    let _ = stopping.send(true);
     let _ = free
         .acquire_many(u32::try_from(slots).unwrap_or(u32::MAX))
         .await;
@@ -262,8 +293,14 @@ async fn stopped() {
     }
 }
 
-/// Runs one job and answers it: the answer is stored before the job is acknowledged.
-async fn run(ctx: &Ctx, message: Message) {
+/// Runs one job once a worker is free (or hands it back if the host stops first) and answers it:
+/// the answer is stored before the job is acknowledged.
+async fn run(
+    ctx: &Ctx,
+    message: Message,
+    running: &Semaphore,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let delivery = message
         .info()
         .map_or(1, |i| u64::try_from(i.delivered).unwrap_or(1));
@@ -279,6 +316,18 @@ async fn run(ctx: &Ctx, message: Message) {
     let outcome = match ctx.jobs.known(&request.name) {
         None => Err(TaskError::UnknownJob(request.name.clone())),
         Some(name) => {
+            let worker = async {
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => None,
+                    permit = running.acquire() => permit.ok(),
+                }
+            };
+            let Some(_worker) = alive_until(&message, ctx.cfg.ack_wait, worker).await else {
+                // Not started: back to the stream for another host, now.
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+                return;
+            };
             let mut task = forwarded(name, request.input.clone().into());
             if let Some(ns) = request.timeout_ns {
                 task = task.timeout(Duration::from_nanos(ns));
@@ -303,17 +352,13 @@ async fn run(ctx: &Ctx, message: Message) {
     answer_and_ack(ctx, &request, &answer, message).await;
 }
 
-/// Awaits the job's value, telling the server the host is alive every third of `ack_wait`.
-async fn alive_until(
-    message: &Message,
-    ack_wait: Duration,
-    value: crate::value::Value<ByteBuf, TaskError>,
-) -> Result<ByteBuf, TaskError> {
-    let mut value = std::pin::pin!(value);
+/// Awaits `work`, telling the server the host is alive every third of `ack_wait`.
+async fn alive_until<T>(message: &Message, ack_wait: Duration, work: impl Future<Output = T>) -> T {
+    let mut work = std::pin::pin!(work);
     let every = (ack_wait / 3).max(Duration::from_millis(100));
     loop {
         tokio::select! {
-            outcome = &mut value => return outcome,
+            outcome = &mut work => return outcome,
             _ = tokio::time::sleep(every) => {
                 let _ = message.ack_with(AckKind::Progress).await;
             }
@@ -353,10 +398,6 @@ async fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, message: 
             }
         }
     }
-    for _ in 0..5 {
-        if message.double_ack().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // A lost ack only means a second delivery, whose answer the pool absorbs.
+    let _ = message.ack().await;
 }

@@ -99,6 +99,19 @@ async fn jobs_left(server: &Server, prefix: &str) -> u64 {
     stream.info().await.expect("its info").state.messages
 }
 
+/// The jobs left in a test's work stream once it is empty, or after 20 s (the pool takes jobs
+/// out just after their task ends; there is no event for it).
+async fn drained(server: &Server, prefix: &str) -> u64 {
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = jobs_left(server, prefix).await;
+        if left == 0 || std::time::Instant::now() > until {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn ten_thousand_jobs_and_a_map_across_two_hosts_each_once() {
     let server = Server::start();
     let pool = Pool::builder().min(4).nats(config(&server, "many")).start();
@@ -171,9 +184,7 @@ async fn an_unknown_job_and_no_host_and_a_full_stream_are_named() {
         ))))
     );
     // Its job left the stream with it.
-    while jobs_left(&server, "nohost").await > 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eq!(drained(&server, "nohost").await, 0);
     // A full stream: three jobs wait (no host), the fourth is refused by the broker.
     let waiting: Vec<_> = (0..3)
         .map(|i| pool.push(Task::job(Square(i))).expect("accepted"))
@@ -248,6 +259,98 @@ async fn a_host_killed_mid_job_has_its_job_run_again_on_another() {
     pool.stop().await;
 }
 
+async fn a_job_that_kills_every_host_fails_host_lost_and_leaves_the_stream() {
+    let server = Server::start();
+    let pool = Pool::builder().min(1).nats(config(&server, "lost")).start();
+    let mut seen = collect::<u32>(&pool);
+    let value = pool.push(Task::job(Trouble::KillHost)).expect("accepted");
+    // Each delivery kills the host it goes to; a new host replaces it, up to max_deliver (2).
+    for _ in 0..2 {
+        let mut host = Host::start(&server.url(), 1, &host_env("lost"));
+        assert!(
+            common::eventually(60, || host.exited()).await,
+            "the job kills its host"
+        );
+    }
+    assert_eq!(
+        bounded(value).await,
+        Err(TaskError::HostLost { deliveries: 2 })
+    );
+    let terminal = bounded(seen.until_complete(1)).await;
+    assert_eq!(common::one_outcome_each(&terminal, 1).len(), 1);
+    // The server keeps such a job in a work queue; the pool takes it out.
+    assert_eq!(
+        drained(&server, "lost").await,
+        0,
+        "the exhausted job left the stream"
+    );
+    pool.stop().await;
+}
+
+/// Floods `n` jobs, pauses the server for `pause` once a tenth are answered, and checks that
+/// every task still ends exactly once and the stream ends empty.
+async fn flood_through_a_pause(pause: Duration, prefix: &str) {
+    let server = Server::start();
+    let pool = Pool::builder().min(4).nats(config(&server, prefix)).start();
+    let _hosts = [
+        Host::start(&server.url(), 2, &host_env(prefix)),
+        Host::start(&server.url(), 2, &host_env(prefix)),
+    ];
+    let mut seen = collect::<u64>(&pool);
+    let n = 2_000u64;
+    let values: Vec<_> = (0..n)
+        .map(|i| pool.push(Task::job(Square(i))).expect("accepted"))
+        .collect();
+    bounded(seen.next_n(n as usize / 10)).await;
+    server.pause();
+    std::thread::sleep(pause); // the server is stopped: this is the scenario, not a wait
+    server.resume();
+    for (i, v) in values.into_iter().enumerate() {
+        assert_eq!(bounded(v).await, Ok((i as u64).pow(2)), "task {i}");
+    }
+    let terminal = bounded(seen.until_complete(n as usize)).await;
+    assert_eq!(
+        common::one_outcome_each(&terminal, n as usize).len(),
+        n as usize
+    );
+    assert_eq!(jobs_left(&server, prefix).await, 0);
+    pool.stop().await;
+}
+
+async fn a_server_paused_for_3_s_mid_flood_loses_nothing() {
+    flood_through_a_pause(Duration::from_secs(3), "pause3").await;
+}
+
+async fn a_server_paused_for_8_s_mid_flood_loses_nothing() {
+    // Past the client's 5 s request timeout: publishes fail and are retried with their ids.
+    flood_through_a_pause(Duration::from_secs(8), "pause8").await;
+}
+
+async fn a_stopping_host_hands_its_waiting_jobs_over_at_once() {
+    let server = Server::start();
+    // An ack wait longer than the test's bound: a job not handed back would time the test out.
+    let mut env = host_env("handover");
+    env[1].1 = "120000".into();
+    let pool = Pool::builder()
+        .min(2)
+        .nats(config(&server, "handover").ack_wait(Duration::from_secs(120)))
+        .start();
+    let mut seen = collect::<u32>(&pool);
+    let mut first = Host::start(&server.url(), 1, &env);
+    let values: Vec<_> = (0..20)
+        .map(|_| pool.push(Task::job(Trouble::Sleep(200))).expect("accepted"))
+        .collect();
+    bounded(seen.next_n(1)).await; // the first host is running them, one at a time
+    assert!(first.stop().success(), "a graceful stop exits 0");
+    let _second = Host::start(&server.url(), 2, &env);
+    for v in values {
+        assert_eq!(bounded(v).await, Ok(1));
+    }
+    let terminal = bounded(seen.until_complete(20)).await;
+    assert_eq!(common::one_outcome_each(&terminal, 20).len(), 20);
+    pool.stop().await;
+}
+
 fn main() {
     circuits::init(jobs()); // worker hosts and their worker processes stop here
     if nats::skip_without_server("remote_nats") {
@@ -260,6 +363,10 @@ fn main() {
             panic_abort_and_timeout_on_a_host_give_the_local_errors_once,
             an_unknown_job_and_no_host_and_a_full_stream_are_named,
             a_host_killed_mid_job_has_its_job_run_again_on_another,
+            a_job_that_kills_every_host_fails_host_lost_and_leaves_the_stream,
+            a_server_paused_for_3_s_mid_flood_loses_nothing,
+            a_server_paused_for_8_s_mid_flood_loses_nothing,
+            a_stopping_host_hands_its_waiting_jobs_over_at_once,
         ],
         common::sync_tests![],
     );

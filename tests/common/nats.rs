@@ -183,7 +183,7 @@ impl Host {
     pub fn start(url: &str, slots: usize, env: &[(&str, String)]) -> Host {
         let child = Command::new(std::env::current_exe().expect("the test binary"))
             .env(circuits::HOST_ENV, url)
-            .env("CIRCUITS_NATS_SLOTS", slots.to_string())
+            .env("CIRCUITS_NATS_WORKERS", slots.to_string())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .spawn()
@@ -193,6 +193,11 @@ impl Host {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether the host's process has ended (without waiting).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Kills the host at once (SIGKILL); its worker processes die with it.
