@@ -28,7 +28,8 @@ use crate::worker::remote::NatsConfig;
 
 /// The environment variable that makes [`init`](crate::init) run the binary as a worker host:
 /// the server's URL. [`HostConfig::from_env`] reads the others (`CIRCUITS_NATS_SLOTS`,
-/// `CIRCUITS_NATS_PREFIX`, `CIRCUITS_NATS_ACK_WAIT_MS`, `CIRCUITS_NATS_MAX_DELIVER`).
+/// `CIRCUITS_NATS_WORKERS`, `CIRCUITS_NATS_PREFIX`, `CIRCUITS_NATS_ACK_WAIT_MS`,
+/// `CIRCUITS_NATS_MAX_DELIVER`, `CIRCUITS_NATS_REPLICAS`).
 pub const HOST_ENV: &str = "CIRCUITS_NATS_HOST";
 
 /// How long an idle host's pull waits for a job; also the longest a graceful stop waits for its
@@ -59,8 +60,8 @@ impl HostConfig {
     }
 
     /// The settings in this process's environment: [`HOST_ENV`] (the URL; `None` without it),
-    /// `CIRCUITS_NATS_WORKERS`, `CIRCUITS_NATS_SLOTS`, `CIRCUITS_NATS_PREFIX`, `CIRCUITS_NATS_ACK_WAIT_MS` and
-    /// `CIRCUITS_NATS_MAX_DELIVER`.
+    /// `CIRCUITS_NATS_WORKERS`, `CIRCUITS_NATS_SLOTS`, `CIRCUITS_NATS_PREFIX`,
+    /// `CIRCUITS_NATS_ACK_WAIT_MS`, `CIRCUITS_NATS_MAX_DELIVER` and `CIRCUITS_NATS_REPLICAS`.
     pub fn from_env() -> Option<Self> {
         let url = std::env::var(HOST_ENV).ok()?;
         let var = |name| std::env::var(name).ok();
@@ -71,6 +72,9 @@ impl HostConfig {
         }
         if let Some(ms) = num("CIRCUITS_NATS_ACK_WAIT_MS") {
             nats = nats.ack_wait(Duration::from_millis(ms));
+        }
+        if let Some(n) = num("CIRCUITS_NATS_REPLICAS") {
+            nats = nats.replicas(usize::try_from(n).unwrap_or(1));
         }
         if let Some(n) = num("CIRCUITS_NATS_MAX_DELIVER") {
             nats = nats.max_deliver(u32::try_from(n).unwrap_or(u32::MAX));

@@ -43,7 +43,6 @@ pub fn free_port() -> u16 {
 pub struct Server {
     child: Child,
     pub port: u16,
-    pub cluster_port: Option<u16>,
     store: PathBuf,
     args: Vec<String>,
 }
@@ -51,7 +50,7 @@ pub struct Server {
 impl Server {
     /// A single server with JetStream on a free port.
     pub fn start() -> Server {
-        Server::spawn(free_port(), None, Vec::new(), None)
+        Server::spawn(free_port(), Vec::new(), None)
     }
 
     /// Node `name` of a JetStream cluster whose routes are `routes` (all nodes' cluster ports).
@@ -70,35 +69,26 @@ impl Server {
             "--routes".into(),
             routes.join(","),
         ];
-        Server::spawn(free_port(), Some(cluster_port), args, None)
+        Server::spawn(free_port(), args, None)
     }
 
     fn spawn(
         port: u16,
-        cluster_port: Option<u16>,
         args: Vec<String>,
         store: Option<PathBuf>,
     ) -> Server {
-        let bin = server_binary().expect("nats-server is installed (see skip_without_server)");
         let store = store.unwrap_or_else(|| {
-            let dir =
-                std::env::temp_dir().join(format!("circuits-nats-{}-{port}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!(
+                "circuits-nats-{}-{port}",
+                std::process::id()
+            ));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).expect("a store directory");
             dir
         });
-        let child = Command::new(bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&store)
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
         let server = Server {
-            child,
+            child: launch(port, &store, &args),
             port,
-            cluster_port,
             store,
             args,
         };
@@ -132,19 +122,10 @@ impl Server {
         signal(self.pid(), libc::SIGCONT);
     }
 
-    /// Kills the server (SIGKILL) and starts it again on the same ports and store.
-    pub fn kill_and_restart(&mut self) {
-        signal(self.pid(), libc::SIGKILL);
-        let _ = self.child.wait();
-        let again = Server::spawn(
-            self.port,
-            self.cluster_port,
-            std::mem::take(&mut self.args),
-            Some(self.store.clone()),
-        );
-        // The old handle's store is the new one's: only the process changes.
-        let old = std::mem::replace(self, again);
-        std::mem::forget(old);
+    /// Starts a killed server again on the same ports and store.
+    pub fn restart(&mut self) {
+        self.child = launch(self.port, &self.store, &self.args);
+        self.wait_until_listening();
     }
 
     /// Kills the server (SIGKILL) without starting it again.
@@ -161,6 +142,19 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.store);
     }
+}
+
+/// Starts `nats-server` with JetStream on `port`, its store in `store`.
+fn launch(port: u16, store: &std::path::Path, args: &[String]) -> Child {
+    let bin = server_binary().expect("nats-server is installed (see skip_without_server)");
+    Command::new(bin)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts")
 }
 
 /// Sends `sig` to `pid`.

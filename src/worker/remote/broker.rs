@@ -21,7 +21,7 @@ pub(crate) async fn connect(cfg: &NatsConfig) -> Result<Broker, String> {
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))
         .request_timeout(Some(Duration::from_secs(5)))
-        .connect(cfg.url.as_str())
+        .connect(cfg.url.split(',').map(str::trim).collect::<Vec<_>>())
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", cfg.url))?;
     let js = jetstream::new(client.clone());
