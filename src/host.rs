@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 
 use crate::job::{forwarded, Jobs};
 use crate::pool::{Pool, PoolError, PoolHandle};
-use crate::task::TaskError;
+use crate::task::{JobContext, TaskError};
 use crate::worker::process::ProcessConfig;
 use crate::worker::remote::broker::{self, Broker};
 use crate::worker::remote::wire::{self, Answer, Request};
@@ -332,7 +332,11 @@ async fn run(
                 let _ = message.ack_with(AckKind::Nak(None)).await;
                 return;
             };
-            let mut task = forwarded(name, request.input.clone().into());
+            let context = JobContext {
+                id: wire::job_id(&request.pool, request.task, request.attempt),
+                delivery,
+            };
+            let mut task = forwarded(name, request.input.clone().into(), context);
             if let Some(ns) = request.timeout_ns {
                 task = task.timeout(Duration::from_nanos(ns));
             }

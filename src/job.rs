@@ -33,6 +33,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::state::Setups;
+#[cfg(feature = "nats")]
+use crate::task::JobContext;
 use crate::task::{panic_message, Inputs, JobCall, JobPayload, Task, TaskError, TaskOutput};
 use crate::wire::WireError;
 
@@ -104,6 +106,7 @@ impl<R: TaskOutput> Task<R> {
             payload: JobPayload {
                 name: J::NAME,
                 inputs,
+                context: None,
             },
             decode: decode_output::<J>,
             rerun: rerun_one::<J>,
@@ -162,6 +165,7 @@ pub(crate) fn batch_task<J: Job>(
         payload: JobPayload {
             name: J::NAME,
             inputs,
+            context: None,
         },
         decode: decode_batch::<J>,
         rerun: rerun_batch::<J>,
@@ -173,7 +177,11 @@ pub(crate) fn batch_task<J: Job>(
 /// result is the job's encoded answer as a worker process gives it (for a chunk, every job's):
 /// what a remote host pushes to its local process pool. Only a process pool runs it.
 #[cfg(feature = "nats")]
-pub(crate) fn forwarded(name: &'static str, inputs: Inputs) -> Task<serde_bytes::ByteBuf> {
+pub(crate) fn forwarded(
+    name: &'static str,
+    inputs: Inputs,
+    context: JobContext,
+) -> Task<serde_bytes::ByteBuf> {
     fn not_here() -> TaskError {
         TaskError::Wire(WireError::Unexpected(
             "a forwarded job runs only in a worker process".into(),
@@ -184,6 +192,7 @@ pub(crate) fn forwarded(name: &'static str, inputs: Inputs) -> Task<serde_bytes:
         payload: JobPayload {
             name,
             inputs: Ok(inputs),
+            context: Some(context),
         },
         decode: |bytes| Ok(serde_bytes::ByteBuf::from(bytes.to_vec())),
         rerun: |_| Err(not_here()),

@@ -97,8 +97,9 @@ pub use pool::{
 };
 pub use state::{try_with_worker_state, with_worker_state};
 pub use task::{
-    BrokerError, Cancel, CancelGuard, Exit, Limit, Priority, Refusal, Retry, RunError, StartStage,
-    SubmitError, Task, TaskComplete, TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess,
+    job_context, BrokerError, Cancel, CancelGuard, Exit, JobContext, Limit, Priority, Refusal,
+    Retry, RunError, StartStage, SubmitError, Task, TaskComplete, TaskError, TaskFailure, TaskId,
+    TaskOutput, TaskSuccess,
 };
 pub use tree::{
     Component, ComponentId, ComponentInfo, Moved, PrepareUnregister, Registered, Started, Stop,

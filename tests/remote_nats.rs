@@ -26,8 +26,8 @@ enum Trouble {
     Sleep(u64),
     /// Kills the host it runs on (its worker process's parent), every time.
     KillHost,
-    /// Appends a line to the file (the side effect), then, on its first run only, sleeps for
-    /// ever: the test kills the host running it.
+    /// Appends its host's pid, job id and delivery to the file (the side effect), then, on its
+    /// first delivery only, sleeps for ever: the test kills the host running it.
     RecordThenHang(String),
 }
 
@@ -49,19 +49,20 @@ impl Job for Trouble {
                 0
             }
             Trouble::RecordThenHang(path) => {
-                let before = std::fs::read_to_string(&path).unwrap_or_default();
+                let ctx = circuits::job_context().expect("a remote job has its context");
                 let mut f = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(&path)
                     .expect("the side-effect file opens");
                 // SAFETY: getppid has no preconditions.
-                writeln!(f, "{}", unsafe { libc::getppid() }).expect("the line is written");
+                let host = unsafe { libc::getppid() };
+                writeln!(f, "{host} {} {}", ctx.id(), ctx.delivery()).expect("written");
                 drop(f);
-                if before.is_empty() {
+                if ctx.delivery() == 1 {
                     std::thread::sleep(Duration::from_secs(600));
                 }
-                before.lines().count() as u32 + 1
+                ctx.delivery() as u32
             }
         }
     }
@@ -238,22 +239,30 @@ async fn a_host_killed_mid_job_has_its_job_run_again_on_another() {
     // The first run wrote its host's pid: that host dies.
     let first: u32 = loop {
         if let Ok(text) = std::fs::read_to_string(&file) {
-            if let Some(pid) = text.lines().next().and_then(|l| l.parse().ok()) {
+            if let Some(pid) = text.split_whitespace().next().and_then(|p| p.parse().ok()) {
                 break pid;
             }
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     hosts.get_mut(&first).expect("one of ours").kill();
-    // After the ack wait, the other host runs it: the second run returns 2.
+    // After the ack wait, the other host runs it: its second delivery.
     assert_eq!(bounded(value).await, Ok(2));
-    let runs: Vec<u32> = std::fs::read_to_string(&file)
+    let runs: Vec<Vec<String>> = std::fs::read_to_string(&file)
         .expect("the side effects")
         .lines()
-        .map(|l| l.parse().expect("a pid"))
+        .map(|l| l.split_whitespace().map(String::from).collect())
         .collect();
-    assert_eq!(runs.len(), 2, "the side effect shows both runs");
-    assert_ne!(runs[0], runs[1], "the second run was on the other host");
+    assert_eq!(runs.len(), 2, "the side effect shows both runs: {runs:?}");
+    assert_ne!(
+        runs[0][0], runs[1][0],
+        "the second run was on the other host"
+    );
+    assert_eq!(
+        runs[0][1], runs[1][1],
+        "the job id is stable across deliveries"
+    );
+    assert_eq!((runs[0][2].as_str(), runs[1][2].as_str()), ("1", "2"));
     let _ = std::fs::remove_file(&file);
     assert_eq!(jobs_left(&server, "kill").await, 0);
     pool.stop().await;
@@ -369,10 +378,7 @@ async fn a_three_node_cluster_loses_nothing_when_a_node_is_killed_mid_flood() {
     let mut env = host_env("cluster");
     env.push(("CIRCUITS_NATS_REPLICAS", "3".into()));
     env[2].1 = "5".into();
-    let _hosts = [
-        Host::start(&urls, 2, &env),
-        Host::start(&urls, 2, &env),
-    ];
+    let _hosts = [Host::start(&urls, 2, &env), Host::start(&urls, 2, &env)];
     let mut seen = collect::<u64>(&pool);
     let n = 2_000usize;
     let values: Vec<_> = (0..n as u64)
@@ -390,7 +396,10 @@ async fn a_three_node_cluster_loses_nothing_when_a_node_is_killed_mid_flood() {
     let terminal = bounded(seen.until_complete(n)).await;
     assert_eq!(common::one_outcome_each(&terminal, n).len(), n);
     // Measured, not asserted (timing claims belong in the benchmark): the note quotes it.
-    println!("  (cluster: {} more tasks ended {went_on:?} after a node was killed)", n / 10);
+    println!(
+        "  (cluster: {} more tasks ended {went_on:?} after a node was killed)",
+        n / 10
+    );
     pool.stop().await;
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::error::WireError;
 
 /// The protocol version both sides must speak.
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 
 /// Why a job did not produce an output, as the child reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +48,9 @@ pub(crate) enum Frame<'a> {
         job: Cow<'a, str>,
         #[serde(borrow)]
         input: Payload<'a>,
+        /// A remote job's id and delivery ([`job_context`](crate::job_context)).
+        #[serde(borrow)]
+        context: Option<RunContext<'a>>,
     },
     /// Run a chunk of jobs of one type, in order; the answer is one `Done` whose output encodes
     /// each job's `Result<bytes, Fault>` ([`BatchAnswers`]), in order.
@@ -57,6 +60,8 @@ pub(crate) enum Frame<'a> {
         job: Cow<'a, str>,
         #[serde(borrow)]
         inputs: Vec<Payload<'a>>,
+        #[serde(borrow)]
+        context: Option<RunContext<'a>>,
     },
     /// The answer to a `Run` or `RunBatch`: the encoded output, or why there is none.
     Done {
@@ -67,6 +72,14 @@ pub(crate) enum Frame<'a> {
     /// The child's answer to the parent's `Hello` in place of its own when its worker state could
     /// not be set up: why, in words. The child exits next.
     StateFailed { reason: String },
+}
+
+/// A job's context on the wire: its id and delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RunContext<'a> {
+    #[serde(borrow)]
+    pub(crate) id: Cow<'a, str>,
+    pub(crate) delivery: u64,
 }
 
 /// What a child answered to the handshake.

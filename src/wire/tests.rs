@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use proptest::prelude::*;
 
-use super::frame::PROTOCOL_VERSION;
+use super::frame::{RunContext, PROTOCOL_VERSION};
 use super::transport::{read_frame, write_frame};
 use super::*;
 
@@ -15,6 +15,7 @@ fn run<'a>(id: u64, job: &'a str, input: &'a [u8]) -> Frame<'a> {
         id,
         job: Cow::Borrowed(job),
         input: Payload::borrowed(input),
+        context: None,
     }
 }
 
@@ -41,6 +42,7 @@ fn decoding_borrows_the_payload_from_the_received_buffer() {
             id: 2,
             job: Cow::Borrowed("j"),
             input: Payload(Cow::Borrowed(input)),
+            context: None,
         } => assert_eq!(input, &[1, 2, 3][..]),
         other => panic!("{other:?}"),
     }
@@ -175,6 +177,7 @@ fn frame() -> impl Strategy<Value = Frame<'static>> {
                 id,
                 job: Cow::Owned(job),
                 input: Payload(Cow::Owned(input)),
+                context: None,
             }),
         (
             any::<u64>(),
@@ -183,6 +186,10 @@ fn frame() -> impl Strategy<Value = Frame<'static>> {
         )
             .prop_map(|(id, job, inputs)| Frame::RunBatch {
                 id,
+                context: (id % 2 == 0).then(|| RunContext {
+                    id: Cow::Owned(job.clone()),
+                    delivery: id / 2,
+                }),
                 job: Cow::Owned(job),
                 inputs: inputs.into_iter().map(|i| Payload(Cow::Owned(i))).collect(),
             }),

@@ -8,7 +8,7 @@
 
 #[cfg(all(feature = "process", target_os = "linux"))]
 use {
-    crate::task::TaskError,
+    crate::task::{with_context, JobContext, TaskError},
     crate::wire::{Fault, Frame, FrameSink, FrameSource, Payload, PipeSink, PipeSource},
     serde_bytes::ByteBuf,
     std::fs::File,
@@ -261,15 +261,27 @@ fn serve_on(
             limit_cpu(limit)?;
         }
         let (id, result) = match frame {
-            Frame::Run { id, job, input } => {
-                let result = jobs.run(&job, &input.0).map_err(fault);
+            Frame::Run {
+                id,
+                job,
+                input,
+                context,
+            } => {
+                let result = with_context(own(context), || jobs.run(&job, &input.0)).map_err(fault);
                 (id, result)
             }
-            Frame::RunBatch { id, job, inputs } => {
-                let answers: wire::BatchAnswers = inputs
-                    .iter()
-                    .map(|input| jobs.run(&job, &input.0).map_err(fault).map(ByteBuf::from))
-                    .collect();
+            Frame::RunBatch {
+                id,
+                job,
+                inputs,
+                context,
+            } => {
+                let answers: wire::BatchAnswers = with_context(own(context), || {
+                    inputs
+                        .iter()
+                        .map(|input| jobs.run(&job, &input.0).map_err(fault).map(ByteBuf::from))
+                        .collect()
+                });
                 let result = wire::encode_value(&answers).map_err(|e| {
                     Fault::Wire(wire::WireError::Encode(format!("a chunk's answers: {e}")))
                 });
@@ -303,6 +315,15 @@ fn serve_on(
 }
 
 /// Without process mode in this build, a worker process cannot serve: it says so and exits.
+#[cfg(all(feature = "process", target_os = "linux"))]
+/// A job's context out of its frame.
+fn own(context: Option<wire::RunContext<'_>>) -> Option<JobContext> {
+    context.map(|c| JobContext {
+        id: c.id.into_owned(),
+        delivery: c.delivery,
+    })
+}
+
 #[cfg(not(all(feature = "process", target_os = "linux")))]
 fn serve(_: &Jobs, _: usize, _: Option<libc::pid_t>, _: Limits) -> Result<(), wire::WireError> {
     Err(wire::WireError::Unexpected(

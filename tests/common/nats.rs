@@ -72,16 +72,10 @@ impl Server {
         Server::spawn(free_port(), args, None)
     }
 
-    fn spawn(
-        port: u16,
-        args: Vec<String>,
-        store: Option<PathBuf>,
-    ) -> Server {
+    fn spawn(port: u16, args: Vec<String>, store: Option<PathBuf>) -> Server {
         let store = store.unwrap_or_else(|| {
-            let dir = std::env::temp_dir().join(format!(
-                "circuits-nats-{}-{port}",
-                std::process::id()
-            ));
+            let dir =
+                std::env::temp_dir().join(format!("circuits-nats-{}-{port}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).expect("a store directory");
             dir

@@ -212,6 +212,7 @@ impl Host {
                             id: self.next_run,
                             job: Cow::Borrowed(job.name),
                             input: Payload::borrowed(input),
+                            context: run_context(job),
                         },
                         input.len(),
                     )
@@ -221,6 +222,7 @@ impl Host {
                             id: self.next_run,
                             job: Cow::Borrowed(job.name),
                             inputs: inputs.iter().map(|i| Payload::borrowed(i)).collect(),
+                            context: run_context(job),
                         },
                         inputs.iter().map(|i| i.len() + 5).sum(),
                     )
@@ -286,4 +288,12 @@ impl Host {
             conn.broken = true;
         }
     }
+}
+
+/// A job's context as its frame carries it.
+fn run_context(job: &crate::task::JobPayload) -> Option<wire::RunContext<'_>> {
+    job.context.as_ref().map(|c| wire::RunContext {
+        id: Cow::Borrowed(c.id()),
+        delivery: c.delivery(),
+    })
 }
