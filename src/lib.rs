@@ -91,8 +91,9 @@ pub use pool::{
 };
 pub use state::{try_with_worker_state, with_worker_state};
 pub use task::{
-    Cancel, CancelGuard, Exit, Limit, Priority, Refusal, Retry, RunError, StartStage, SubmitError,
-    Task, TaskComplete, TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess,
+    Cancel, CancelGuard, Exit, Limit, Priority, RecentFailure, Refusal, Retry, RunError,
+    StartStage, SubmitError, Task, TaskComplete, TaskError, TaskFailure, TaskId, TaskOutput,
+    TaskSuccess,
 };
 pub use tree::{
     Component, ComponentId, ComponentInfo, Moved, PrepareUnregister, Registered, Started, Stop,
@@ -104,6 +105,7 @@ pub use value::{Abandoned, Value, WaitError};
 pub use wire::fuzzing;
 pub use wire::WireError;
 pub use worker::child::{init, WORKER_ENV};
+pub use worker::info::{WorkerInfo, WorkerMode, WorkerState};
 pub use worker::process::ProcessConfig;
 pub use worker::Worker;
 

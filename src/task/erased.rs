@@ -19,6 +19,8 @@ pub(crate) type Refused = (Refusal, Box<dyn ErasedTask>);
 pub(crate) trait ErasedTask: Send {
     /// Gives the task its id, and the pool's default timeout if it has none of its own.
     fn prepare(&mut self, id: TaskId, default_timeout: Option<Duration>);
+    /// Its id (given by `prepare`).
+    fn id(&self) -> TaskId;
     fn key(&self) -> Option<u64>;
     fn timeout(&self) -> Option<Duration>;
     /// Whether the task's deadline ([`Task::expires_after`]) has passed: it must not start.

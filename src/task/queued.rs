@@ -149,6 +149,10 @@ impl<R: TaskOutput> TaskCell<R> {
 }
 
 impl<R: TaskOutput> ErasedTask for TaskCell<R> {
+    fn id(&self) -> TaskId {
+        self.id
+    }
+
     fn prepare(&mut self, id: TaskId, default_timeout: Option<Duration>) {
         self.id = id;
         if let Some(limit) = default_timeout {
@@ -221,8 +225,10 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             });
             finished
         });
+        let started = fin.counters.tracks_latency().then(std::time::Instant::now);
         *running.lock() = Some(Running {
             id,
+            since: started,
             attempt,
             slot: promise.fail_slot(),
             permit: permit.clone(),
@@ -230,7 +236,6 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         // A span per task for `tracing` subscribers; with none (or TRACE off) this is one load.
         let _span =
             tracing::trace_span!("circuits.task", id = id.0, worker = %fin.worker).entered();
-        let started = fin.counters.tracks_latency().then(std::time::Instant::now);
         let Work::Block(run) = run else {
             unreachable!("an async task runs by run_async");
         };

@@ -428,6 +428,17 @@ impl Backend for ThreadWorker {
     fn running(&self) -> usize {
         usize::from(self.busy.load(Ordering::Relaxed))
     }
+
+    fn probe(&self) -> super::info::Probe {
+        let task = self.running.peek();
+        super::info::Probe {
+            mode: super::info::WorkerMode::Thread,
+            pid: None,
+            state: None,
+            running: usize::from(task.is_some()).max(self.running()),
+            task,
+        }
+    }
 }
 
 impl Drop for ThreadWorker {
