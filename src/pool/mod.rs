@@ -48,6 +48,8 @@ pub(crate) mod events;
 pub(crate) mod handle;
 pub(crate) mod map;
 pub(crate) mod members;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub(crate) mod resize;
 pub(crate) mod retry;
 pub(crate) mod stats;

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix::Message;
-use hdrhistogram::Histogram;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -128,7 +127,8 @@ impl PoolCore {
 
     /// Every run time measured so far (workers retired included), when the pool tracks latency:
     /// what the dashboard and the metrics take the difference of, period by period.
-    pub(crate) fn latency_histogram(&self) -> Option<Histogram<u64>> {
+    #[cfg(any(feature = "actix-web", feature = "metrics"))]
+    pub(crate) fn latency_histogram(&self) -> Option<hdrhistogram::Histogram<u64>> {
         if !self.track_latency {
             return None;
         }
@@ -146,6 +146,30 @@ impl PoolCore {
             c.add_histogram(&mut sum);
         }
         Some(sum)
+    }
+}
+
+/// The run times of one period: each [`next`](LatencyWindow::next) gives those measured since the
+/// one before, as the difference of the pool's running totals (so nothing is recorded twice and
+/// a task's path pays nothing for it).
+#[cfg(any(feature = "actix-web", feature = "metrics"))]
+#[derive(Default)]
+pub(crate) struct LatencyWindow {
+    last: Option<hdrhistogram::Histogram<u64>>,
+}
+
+#[cfg(any(feature = "actix-web", feature = "metrics"))]
+impl LatencyWindow {
+    /// The run times measured since the last call (`None` when the pool does not track latency).
+    pub(crate) fn next(&mut self, core: &PoolCore) -> Option<hdrhistogram::Histogram<u64>> {
+        let now = core.latency_histogram()?;
+        let mut delta = now.clone();
+        if let Some(last) = self.last.replace(now) {
+            // The totals only grow (retired workers' counters are kept), so this cannot fail;
+            // if it did, the period would count everything since the start.
+            let _ = delta.subtract(&last);
+        }
+        Some(delta)
     }
 }
 

@@ -116,10 +116,15 @@ impl Shared {
             return false;
         };
         st.answered = true;
-        st.front_since = Instant::now();
+        // The clock is read here for every answer anyway (the next task's start): the run time
+        // of this one comes with it.
+        let now = Instant::now();
+        let ran = now.saturating_duration_since(st.front_since);
+        st.front_since = now;
         let fin = st.fin.clone();
-        // An abort under way (the host is killing the child): the tasks sent after this one are
-        // cancelled now.
+        fin.counters.latency(ran); // kept only when the pool tracks latency
+                                   // An abort under way (the host is killing the child): the tasks sent after this one are
+                                   // cancelled now.
         let cancelled = if st.stopping == Some(Shutdown::Abort) {
             std::mem::take(&mut st.inflight)
         } else {
