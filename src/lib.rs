@@ -33,6 +33,10 @@
 //!   set up by [`PoolBuilder::worker_state`] (threads) or [`Jobs::worker_state`] (processes).
 //! * Production options: [`Retry`], [`Priority`], recycling and resource limits in
 //!   [`ProcessConfig`], [`Task::expires_after`].
+//! * Looking at a pool: [`PoolHandle::stats`], [`PoolHandle::worker_info`],
+//!   [`PoolHandle::recent_failures`]; with the `actix-web` feature a live dashboard page
+//!   (`web::Dashboard`), with the `metrics` feature metrics through the `metrics` facade
+//!   (`pool::metrics`).
 //!
 //! Every public type is re-exported at the crate root, and the common ones in [`prelude`]. The
 //! modules explain each part at length, with examples: [`bus`], [`channel`], [`event`], [`tree`],
@@ -159,8 +163,8 @@ pub mod prelude {
     };
 }
 
-/// The README's examples, compiled as doctests.
-#[cfg(all(doctest, feature = "process"))]
+/// The README's examples, compiled as doctests (its dashboard needs the `actix-web` feature).
+#[cfg(all(doctest, feature = "process", feature = "actix-web"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
