@@ -153,7 +153,11 @@ impl Finisher {
             .observed()
             .then(|| self.failure(id, attempt, error.clone()));
         let mut failed = Some(error.clone());
-        let first = slot.fail_then(error, &mut || self.count(id, attempt, failed.take()));
+        let first = slot.fail_then(error, &mut || {
+            if let Some(e) = failed.take() {
+                self.count(id, attempt, Some(e)); // called once, on the first resolution
+            }
+        });
         if first {
             if let Some(f) = failure {
                 self.fire::<()>(id, attempt, Err(f));
