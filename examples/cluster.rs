@@ -65,11 +65,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
     let mut hosts = vec![start_host(&url)?, start_host(&url)?];
-    println!("started worker hosts {:?}", hosts.iter().map(Child::id).collect::<Vec<_>>());
+    println!(
+        "started worker hosts {:?}",
+        hosts.iter().map(Child::id).collect::<Vec<_>>()
+    );
 
     let ran = actix::System::new().block_on(async {
         let config = NatsConfig::new(url.as_str()).publish_deadline(Duration::from_secs(5));
-        let pool = Pool::builder().channel("primes").min(8).nats(config).start();
+        let pool = Pool::builder()
+            .channel("primes")
+            .min(8)
+            .nats(config)
+            .start();
 
         // Single jobs: each is one message on the work stream, answered by whichever host is free.
         let started = Instant::now();

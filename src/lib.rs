@@ -33,6 +33,10 @@
 //!   set up by [`PoolBuilder::worker_state`] (threads) or [`Jobs::worker_state`] (processes).
 //! * Production options: [`Retry`], [`Priority`], recycling and resource limits in
 //!   [`ProcessConfig`], [`Task::expires_after`].
+//! * Looking at a pool: [`PoolHandle::stats`], [`PoolHandle::worker_info`],
+//!   [`PoolHandle::recent_failures`]; with the `actix-web` feature a live dashboard page
+//!   (`web::Dashboard`), with the `metrics` feature metrics through the `metrics` facade
+//!   (`pool::metrics`).
 //!
 //! Every public type is re-exported at the crate root, and the common ones in [`prelude`]. The
 //! modules explain each part at length, with examples: [`bus`], [`channel`], [`event`], [`tree`],
@@ -97,9 +101,9 @@ pub use pool::{
 };
 pub use state::{try_with_worker_state, with_worker_state};
 pub use task::{
-    job_context, BrokerError, Cancel, CancelGuard, Exit, JobContext, Limit, Priority, Refusal,
-    Retry, RunError, StartStage, SubmitError, Task, TaskComplete, TaskError, TaskFailure, TaskId,
-    TaskOutput, TaskSuccess,
+    job_context, BrokerError, Cancel, CancelGuard, Exit, JobContext, Limit, Priority,
+    RecentFailure, Refusal, Retry, RunError, StartStage, SubmitError, Task, TaskComplete,
+    TaskError, TaskFailure, TaskId, TaskOutput, TaskSuccess,
 };
 pub use tree::{
     Component, ComponentId, ComponentInfo, Moved, PrepareUnregister, Registered, Started, Stop,
@@ -111,6 +115,7 @@ pub use value::{Abandoned, Value, WaitError};
 pub use wire::fuzzing;
 pub use wire::WireError;
 pub use worker::child::WORKER_ENV;
+pub use worker::info::{WorkerInfo, WorkerMode, WorkerState};
 pub use worker::process::ProcessConfig;
 #[cfg(feature = "nats")]
 pub use worker::remote::NatsConfig;
@@ -166,8 +171,8 @@ pub mod prelude {
     };
 }
 
-/// The README's examples, compiled as doctests.
-#[cfg(all(doctest, feature = "process"))]
+/// The README's examples, compiled as doctests (its dashboard needs the `actix-web` feature).
+#[cfg(all(doctest, feature = "process", feature = "actix-web"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 

@@ -260,3 +260,123 @@ async fn result_events_stream_successes_and_failures_then_unsubscribe() {
     assert_eq!(bus.subscribers::<TaskSuccess<u64>>("sse"), 0);
     pool.stop().await;
 }
+
+#[actix_rt::test]
+async fn dashboard_actions_need_the_option_a_post_and_their_header() {
+    use circuits::web::{Access, Dashboard, ACTION_HEADER};
+    let pool = Pool::builder().channel("watched").min(1).max(3).start();
+    let dashboard =
+        Dashboard::new("/ops/")
+            .pool(&pool)
+            .actions(true)
+            .guard(
+                |req: &actix_web::HttpRequest| match req.headers().get("x-role") {
+                    None => Access::Unauthorized,
+                    Some(role) => Access::from(role == "operator"),
+                },
+            );
+    let app = web_test::init_service(App::new().service(dashboard)).await;
+    let call = |req: web_test::TestRequest| {
+        let app = &app;
+        async move {
+            web_test::call_service(app, req.to_request())
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    let post = |uri: &str| web_test::TestRequest::post().uri(uri);
+    let op = ("x-role", "operator");
+    let act = (ACTION_HEADER, "1");
+
+    // The guard first: 401 for nobody, 403 for the wrong somebody, on every route.
+    assert_eq!(call(web_test::TestRequest::get().uri("/ops/")).await, 401);
+    let guest = web_test::TestRequest::get()
+        .uri("/ops/events")
+        .insert_header(("x-role", "guest"));
+    assert_eq!(call(guest).await, 403);
+    let resize = post("/ops/pools/0/resize?workers=3").insert_header(act);
+    assert_eq!(call(resize).await, 401);
+    // An action without its header (what a cross-site form would send) is refused.
+    let forged = post("/ops/pools/0/resize?workers=3").insert_header(op);
+    assert_eq!(call(forged).await, 403);
+    assert_eq!(pool.workers().len(), 1);
+    // Only a POST.
+    let get = web_test::TestRequest::get()
+        .uri("/ops/pools/0/resize?workers=3")
+        .insert_header(op);
+    assert_eq!(call(get.insert_header(act)).await, 405);
+    // With all of it, it happens (within min..=max), and the answer says where the pool is.
+    let resize = post("/ops/pools/0/resize?workers=3")
+        .insert_header(op)
+        .insert_header(act);
+    let answer = web_test::call_service(&app, resize.to_request()).await;
+    assert_eq!(answer.status().as_u16(), 200);
+    let body = web_test::read_body(answer).await;
+    assert_eq!(body, r#"{"workers":3}"#);
+    assert_eq!(pool.workers().len(), 3);
+    assert_eq!(
+        call(
+            post("/ops/pools/7/stop")
+                .insert_header(op)
+                .insert_header(act)
+        )
+        .await,
+        404
+    );
+    assert_eq!(
+        call(
+            post("/ops/pools/0/stop")
+                .insert_header(op)
+                .insert_header(act)
+        )
+        .await,
+        202
+    );
+    bounded(pool.stop()).await;
+    assert!(pool.is_stopped());
+}
+
+#[actix_rt::test]
+async fn the_dashboard_stream_opens_with_the_whole_state() {
+    let pool = Pool::builder().channel("seen").min(2).start();
+    let said = || Err::<u32, _>("<i>x</i> is not a number".to_string());
+    let _ = pool.run(Task::fallible(said)).await;
+    let app =
+        web_test::init_service(App::new().service(circuits::web::dashboard("/d", [&pool]))).await;
+    let page = web_test::TestRequest::get().uri("/d/").to_request();
+    let page = web_test::call_service(&app, page).await;
+    assert_eq!(page.status().as_u16(), 200);
+    let policy = page.headers().get("content-security-policy").unwrap();
+    assert!(policy.to_str().unwrap().contains("script-src 'self'"));
+    let redirect = web_test::TestRequest::get().uri("/d").to_request();
+    let redirect = web_test::call_service(&app, redirect).await;
+    assert_eq!(redirect.headers().get("location").unwrap(), "/d/");
+
+    let events = web_test::TestRequest::get().uri("/d/events").to_request();
+    let answer = web_test::call_service(&app, events).await;
+    assert_eq!(
+        answer.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+    let mut body = answer.into_body();
+    let first = bounded(next_chunk(&mut body)).await;
+    let data = first
+        .split("event: snapshot\ndata: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no snapshot first: {first}"));
+    let snapshot: serde_json::Value = serde_json::from_str(data.trim()).unwrap();
+    let seen = &snapshot["pools"][0];
+    assert_eq!(seen["name"], "seen");
+    assert_eq!(seen["mode"], "thread");
+    assert_eq!(seen["state"]["workers"].as_array().map(Vec::len), Some(2));
+    assert_eq!(seen["state"]["totals"]["failed"], 1);
+    // The error text travels as data (JSON-escaped), for the page to show as text.
+    let failure = &seen["state"]["failures"][0];
+    assert_eq!(failure["kind"], "failed");
+    assert!(
+        failure["error"].as_str().unwrap().contains("<i>x</i>"),
+        "{failure}"
+    );
+    bounded(pool.stop()).await;
+}

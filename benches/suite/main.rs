@@ -14,6 +14,7 @@
 
 mod asyncs;
 mod bus;
+mod dashboard;
 mod measure;
 mod process;
 mod python;

@@ -241,6 +241,7 @@ pub fn s2(cfg: &Config) -> Vec<Scenario> {
             "circuits pool.push(), retry policy and priority set",
             Kind::Ours,
         ),
+        (WATCHED, Kind::Ours),
         ("actix SyncArbiter", Kind::Peer),
         ("rayon spawn", Kind::Peer),
         ("tokio spawn_blocking", Kind::Peer),
@@ -251,6 +252,10 @@ pub fn s2(cfg: &Config) -> Vec<Scenario> {
     }
     let sys = System::new();
     let c = sys.block_on(async { Contenders::start() });
+    // The same pool with a dashboard page connected (its event stream read as a browser would),
+    // sampling ten times a second: what a person watching costs the pool.
+    let watched = sys.block_on(async { Pool::builder().min(2).start() });
+    let page = crate::dashboard::connect(&watched);
     // The same pool with #19's options configured but never used: a default retry policy (no
     // task fails) and an explicit priority (the default lane).
     let configured =
@@ -265,6 +270,10 @@ pub fn s2(cfg: &Config) -> Vec<Scenario> {
             configured.push(task).expect(RUNNING)
         }));
         s.push("circuits pool.push(), retry policy and priority set", v);
+        let v = sys.block_on(pipelined(n, 64, || {
+            watched.push(Task::new(noop)).expect(RUNNING)
+        }));
+        s.push(WATCHED, v);
         let v = sys.block_on(pipelined(n, 64, || c.sync.send(Noop)));
         s.push("actix SyncArbiter", v);
         let v = sys.block_on(pipelined(n, 64, || rayon_call(&c.rayon)));
@@ -283,10 +292,18 @@ pub fn s2(cfg: &Config) -> Vec<Scenario> {
         vs_sync >= 5.0 && vs_floor <= 2.0,
         format!("{vs_sync:.1}x SyncArbiter (target >= 5x); floor is {vs_floor:.2}x faster (target <= 2x)"),
     );
+    let streamed = page.read.load(std::sync::atomic::Ordering::Relaxed);
+    drop(page);
+    let vs_plain = s.advantage("circuits pool.push()", WATCHED);
+    eprintln!("   dashboard connected: {streamed} bytes of events read; plain pool {vs_plain:.2}x the watched one");
     sys.block_on(c.pool.stop());
     sys.block_on(configured.stop());
+    sys.block_on(watched.stop());
     vec![s]
 }
+
+/// S2's variant with a dashboard page connected to the pool.
+const WATCHED: &str = "circuits pool.push(), dashboard connected (100 ms ticks)";
 
 pub fn s3(cfg: &Config) -> Vec<Scenario> {
     let n = cfg.size(100_000, 30_000);

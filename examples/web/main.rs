@@ -10,7 +10,14 @@
 //! curl 'localhost:8080/slow?secs=30'                 # Ctrl-C before it answers: the job is cancelled
 //! curl -N localhost:8080/events                     # result events as they happen
 //! curl localhost:8080/stats
+//! curl -X POST --data '1, 2, x' localhost:8080/sum   # 400: the task failed, quoting the input
+//! curl localhost:8080/metrics                       # Prometheus text: the pools' counters
+//! open http://localhost:8080/circuits/              # the live dashboard (read-only)
 //! ```
+//!
+//! The dashboard ([`circuits::web::Dashboard`]) shows both pools live, with its actions (resize,
+//! stop, abort) off. In a real service it goes behind the application's own authentication: here
+//! a guard lets only loopback clients in, which is what a local example can check.
 //!
 //! The hashing pool is bounded (`--queue-bound N`, default 10,000 tasks queued or running) and sheds
 //! load: a `/hash` request that finds it full is answered at once with 503 Service Unavailable and
@@ -32,7 +39,9 @@ use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
 use circuits::prelude::*;
+use circuits::web::Dashboard;
 use circuits::{PoolStats, Refusal};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -235,6 +244,33 @@ async fn slow(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "secs": waited })))
 }
 
+/// Sums comma-separated numbers on the thread pool. A part that is not a number fails the task
+/// with a message that quotes it: user input in an error text, as real services have (the
+/// dashboard shows it as text).
+async fn sum(pools: web::Data<Pools>, body: String) -> Result<HttpResponse, ApiError> {
+    let (task, cancel) = Task::fallible(move || {
+        body.split(',')
+            .map(|part| {
+                let part = part.trim();
+                part.parse::<u64>()
+                    .map_err(|_| format!("`{part}` is not a number"))
+            })
+            .sum::<Result<u64, String>>()
+    })
+    .cancellable();
+    let _guard = cancel.guard();
+    let total = pools.threads.push(task)?.await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "sum": total })))
+}
+
+/// `GET /metrics`: the pools' metrics (the `metrics` feature of circuits) in Prometheus's format.
+async fn metrics(prometheus: web::Data<PrometheusHandle>) -> HttpResponse {
+    prometheus.run_upkeep();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(prometheus.render())
+}
+
 async fn crash(pools: web::Data<Pools>) -> Result<HttpResponse, ApiError> {
     let (task, cancel) = Task::job(Crash).cancellable();
     let _guard = cancel.guard();
@@ -337,12 +373,27 @@ async fn events(pools: web::Data<Pools>) -> Result<HttpResponse, actix_web::Erro
 }
 
 async fn serve(port: u16, queue_bound: usize) -> std::io::Result<()> {
+    // The recorder the pools' metrics go to (before the pools start, though a later one works too).
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(std::io::Error::other)?;
+    let upkeep = prometheus.clone();
+    actix_web::rt::spawn(async move {
+        // Keeps the exporter's histograms drained between scrapes.
+        let mut every = actix_web::rt::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let prometheus = web::Data::new(prometheus);
     let bus = Bus::new();
     let threads = Pool::builder()
         .bus(&bus)
         .channel("threads")
         .min(2)
         .queue_bound(queue_bound)
+        .track_latency()
         .stats_every(Duration::from_secs(1))
         .start();
     let procs = Pool::builder()
@@ -351,14 +402,25 @@ async fn serve(port: u16, queue_bound: usize) -> std::io::Result<()> {
         .min(2)
         .max(4)
         .process()
+        .track_latency()
         .stats_every(Duration::from_secs(1))
         .start();
+    // Read-only (no `.actions(true)`), and only for this machine: a stand-in for the app's own
+    // authentication, which a real service puts in front of it.
+    let dashboard = Dashboard::new("/circuits")
+        .pool(&threads)
+        .pool(&procs)
+        .guard(|req| req.peer_addr().is_some_and(|a| a.ip().is_loopback()));
     let pools = web::Data::new(Pools {
         threads: threads.clone(),
         procs: procs.clone(),
     });
     let server = HttpServer::new(move || {
         App::new()
+            .service(dashboard.clone())
+            .app_data(prometheus.clone())
+            .route("/metrics", web::get().to(metrics))
+            .route("/sum", web::post().to(sum))
             .app_data(pools.clone())
             .route("/hash", web::post().to(hash_body))
             .route("/primes", web::get().to(primes))

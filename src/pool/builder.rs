@@ -183,7 +183,9 @@ impl PoolBuilder {
         self.retry = Some(policy);
         self
     }
-    /// Keeps run-time percentiles for [`PoolHandle::stats`] (two clock reads per task).
+    /// Keeps run-time percentiles for [`PoolHandle::stats`] (two clock reads per task in thread
+    /// and async workers; a process worker times each job from the parent, from its start in the
+    /// child, as near as the parent can tell, to its answer).
     pub fn track_latency(mut self) -> Self {
         self.track_latency = true;
         self
@@ -484,6 +486,8 @@ impl PoolBuilder {
         if let Some(every) = self.stats_every {
             super::resize::run_stats_events(&core, every);
         }
+        #[cfg(feature = "metrics")]
+        super::metrics::run(&core);
         Ok(PoolHandle { core, addr })
     }
 }

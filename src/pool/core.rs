@@ -46,6 +46,12 @@ pub(crate) struct PoolCore {
     pub(crate) max: usize,
     /// Permits for queued tasks when the pool is bounded; a task holds one until it is settled.
     pub(crate) bound: Option<Arc<tokio::sync::Semaphore>>,
+    /// The bound itself (how many permits there are in all).
+    pub(crate) queue_bound: Option<usize>,
+    /// The pool's last failures, written by its workers' finishers.
+    pub(crate) recent: Arc<crate::task::RecentFailures>,
+    /// Workers replaced: process workers' children (each `WorkerRestarted`) and lost threads.
+    pub(crate) restarted: AtomicU64,
     pub(crate) stuck_after: Option<Duration>,
     pub(crate) track_latency: bool,
     /// The retry policy of tasks that have none of their own.
@@ -110,6 +116,9 @@ impl PoolCore {
             bound: s
                 .queue_bound
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
+            queue_bound: s.queue_bound,
+            recent: Default::default(),
+            restarted: AtomicU64::new(0),
             stuck_after: s.stuck_after,
             track_latency: s.track_latency,
             retry: s.retry,
@@ -149,7 +158,13 @@ impl PoolCore {
 
     /// A finisher for a worker on `channel`, with its own counters.
     pub(crate) fn finisher(&self, channel: &Channel) -> Finisher {
-        Finisher::new(&self.bus, &self.channel, channel, self.track_latency)
+        Finisher::new(
+            &self.bus,
+            &self.channel,
+            channel,
+            self.track_latency,
+            self.recent.clone(),
+        )
     }
 
     /// The one admission gate of every entry point: a stopped pool refuses; a bounded pool gives the

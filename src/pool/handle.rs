@@ -7,9 +7,12 @@ use actix::prelude::*;
 
 use crate::bus::Bus;
 use crate::channel::Channel;
-use crate::task::{hand_back, Refusal, RunError, SubmitError, Task, TaskError, TaskOutput};
+use crate::task::{
+    hand_back, RecentFailure, Refusal, RunError, SubmitError, Task, TaskError, TaskOutput,
+};
 use crate::tree::Stop;
 use crate::value::Value;
+use crate::worker::info::WorkerInfo;
 use crate::worker::Shutdown;
 
 use super::core::PoolCore;
@@ -234,6 +237,58 @@ impl PoolHandle {
     /// percentiles if the pool tracks them.
     pub fn stats(&self) -> PoolStats {
         self.core.stats()
+    }
+
+    /// Each worker now, in worker order: its channel, mode, process id, state, load, and the
+    /// task it runs with how long it has been running (see [`WorkerInfo`] for when that is known).
+    /// Read from what the workers keep anyway: calling it costs the workers nothing but a brief
+    /// look under the lock each keeps around its running task.
+    ///
+    /// ```
+    /// use circuits::prelude::*;
+    /// use circuits::{WorkerMode, WorkerState};
+    ///
+    /// # #[actix::main] async fn main() {
+    /// let pool = Pool::builder().min(2).start();
+    /// let workers = pool.worker_info();
+    /// assert_eq!(workers.len(), 2);
+    /// assert!(workers.iter().all(|w| w.mode == WorkerMode::Thread && w.pid.is_none()));
+    /// assert!(workers.iter().all(|w| w.state == WorkerState::Idle));
+    /// pool.stop().await;
+    /// # }
+    /// ```
+    pub fn worker_info(&self) -> Vec<WorkerInfo> {
+        self.core.workers().iter().map(|w| w.info()).collect()
+    }
+
+    /// The pool's last failed tasks (up to 32), oldest first, with their errors. Kept on the
+    /// failure path only (a success costs nothing for it), whether or not anyone subscribed to
+    /// [`TaskFailure`](crate::TaskFailure) events.
+    ///
+    /// ```
+    /// use circuits::prelude::*;
+    ///
+    /// # #[actix::main] async fn main() {
+    /// let pool = Pool::builder().min(1).start();
+    /// let _ = pool.run(Task::fallible(|| "x".parse::<u32>())).await;
+    /// let last = pool.recent_failures();
+    /// assert_eq!(last.len(), 1);
+    /// assert_eq!(last[0].error.kind(), "failed");
+    /// pool.stop().await;
+    /// # }
+    /// ```
+    pub fn recent_failures(&self) -> Vec<RecentFailure> {
+        self.core.recent.list()
+    }
+
+    /// The pool's [queue bound](crate::PoolBuilder::queue_bound), if it has one.
+    pub fn queue_bound(&self) -> Option<usize> {
+        self.core.queue_bound
+    }
+
+    /// The fewest and the most workers the pool may have (`min..=max`).
+    pub fn size_limits(&self) -> std::ops::RangeInclusive<usize> {
+        self.core.min..=self.core.max
     }
 
     /// Queues `task` on the worker registered under `worker` (one of [`workers`](Self::workers)).

@@ -168,6 +168,7 @@ impl PoolCore {
         // The replacement first, so that the stuck worker's queued tasks have somewhere to go.
         let _ = add_worker(self);
         if self.remove_worker(slot, format!("lost: a task ran longer than {limit:?}")) {
+            self.restarted.fetch_add(1, Ordering::Relaxed);
             slot.backend.shutdown(Shutdown::Drain);
         }
     }
@@ -233,6 +234,7 @@ impl PoolCore {
         if let Ok(id) = self.register_worker(slot, &new) {
             let _ = self.bus.mark_started(id);
         }
+        self.restarted.fetch_add(1, Ordering::Relaxed);
         self.announce(WorkerRestarted { old, new, reason });
         Some(fin)
     }

@@ -38,7 +38,8 @@
 //! ```
 //!
 //! Files: `handle` (the [`Pool`] actor and [`PoolHandle`]), `builder`, `error`, `core` (the hot
-//! path and stopping), `resize` (members, the resizer, stats), `map`, `stats`, `balance`.
+//! path and stopping), `resize` (members, the resizer, stats), `map`, `stats`, `balance`, and
+//! with the `metrics` feature `metrics` (what each pool reports to the `metrics` facade).
 
 pub mod balance;
 pub(crate) mod builder;
@@ -48,6 +49,9 @@ pub(crate) mod events;
 pub(crate) mod handle;
 pub(crate) mod map;
 pub(crate) mod members;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 #[cfg(feature = "nats")]
 mod remote;
 pub(crate) mod resize;

@@ -6,6 +6,7 @@
 //! [`track_latency`](crate::PoolBuilder::track_latency), in an HDR histogram per worker (two
 //! significant digits: at most 1% off).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix::Message;
@@ -63,6 +64,13 @@ pub struct PoolStats {
     /// ([`ProcessConfig::recycle_after_jobs`](crate::ProcessConfig::recycle_after_jobs) and
     /// [`recycle_above_memory`](crate::ProcessConfig::recycle_above_memory)).
     pub recycled: u64,
+    /// Workers replaced since the pool started: a process worker's child that died, was killed
+    /// (a timeout, a cancel, a limit) or was recycled, each announced by a
+    /// [`WorkerRestarted`](crate::WorkerRestarted); a thread worker lost to a stuck task.
+    pub restarted: u64,
+    /// Of `failed`, how many of each [`TaskError::kind`](crate::TaskError::kind) (kinds with none
+    /// are left out).
+    pub failed_by: BTreeMap<&'static str, u64>,
     /// Run-time percentiles, when the pool tracks latency.
     pub latency: Option<Latency>,
 }
@@ -111,9 +119,72 @@ impl PoolCore {
             retrying: self.retrying(),
             retried: sum(|c| &c.retried),
             recycled: sum(|c| &c.recycled),
+            restarted: self.restarted.load(Ordering::Relaxed),
+            failed_by: failed_by(&counters),
             latency: latency(counters.iter().map(|c| &**c)),
         }
     }
+
+    /// Every run time measured so far (workers retired included), when the pool tracks latency:
+    /// what the dashboard and the metrics take the difference of, period by period.
+    #[cfg(any(feature = "actix-web", feature = "metrics"))]
+    pub(crate) fn latency_histogram(&self) -> Option<hdrhistogram::Histogram<u64>> {
+        if !self.track_latency {
+            return None;
+        }
+        let workers = self.workers();
+        let mut sum = histogram();
+        for w in workers.iter() {
+            w.fin().counters.add_histogram(&mut sum);
+        }
+        for c in self
+            .retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            c.add_histogram(&mut sum);
+        }
+        Some(sum)
+    }
+}
+
+/// The run times of one period: each [`next`](LatencyWindow::next) gives those measured since the
+/// one before, as the difference of the pool's running totals (so nothing is recorded twice and
+/// a task's path pays nothing for it).
+#[cfg(any(feature = "actix-web", feature = "metrics"))]
+#[derive(Default)]
+pub(crate) struct LatencyWindow {
+    last: Option<hdrhistogram::Histogram<u64>>,
+}
+
+#[cfg(any(feature = "actix-web", feature = "metrics"))]
+impl LatencyWindow {
+    /// The run times measured since the last call (`None` when the pool does not track latency).
+    pub(crate) fn next(&mut self, core: &PoolCore) -> Option<hdrhistogram::Histogram<u64>> {
+        let now = core.latency_histogram()?;
+        let mut delta = now.clone();
+        if let Some(last) = self.last.replace(now) {
+            // The totals only grow (retired workers' counters are kept), so this cannot fail;
+            // if it did, the period would count everything since the start.
+            let _ = delta.subtract(&last);
+        }
+        Some(delta)
+    }
+}
+
+/// Failures by kind, summed over the workers' counters.
+fn failed_by(counters: &[Arc<Counters>]) -> BTreeMap<&'static str, u64> {
+    let kinds = crate::task::TaskError::KINDS;
+    (0..kinds.len())
+        .map(|k| {
+            let n = counters
+                .iter()
+                .map(|c| c.failed_by[k].load(Ordering::Relaxed));
+            (kinds[k], n.sum::<u64>())
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
 
 /// Folds per-worker counters into percentiles.

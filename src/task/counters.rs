@@ -15,6 +15,9 @@ pub(crate) fn histogram() -> Histogram<u64> {
 
 const HOUR_NS: u64 = 3_600_000_000_000;
 
+/// How many kinds of task error are counted apart.
+const KINDS: usize = super::error::TaskError::KINDS.len();
+
 /// One worker's (or the retired workers') settled-task counters.
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -24,6 +27,9 @@ pub(crate) struct Counters {
     pub(crate) retried: AtomicU64,
     /// Child processes replaced by recycling (process mode).
     pub(crate) recycled: AtomicU64,
+    /// Failed tasks by [`TaskError::kind`](super::error::TaskError::kind) (counted on the failure path
+    /// only, so a success costs nothing more).
+    pub(crate) failed_by: [AtomicU64; KINDS],
     /// Only the worker's own thread records, so the lock is uncontended but for `stats()`.
     histogram: Option<Mutex<Histogram<u64>>>,
 }
@@ -35,6 +41,7 @@ impl Counters {
             failed: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
+            failed_by: Default::default(),
             histogram: track_latency.then(|| Mutex::new(histogram())),
         }
     }
@@ -43,8 +50,16 @@ impl Counters {
         self.histogram.is_some()
     }
 
-    pub(crate) fn record(&self, ok: bool) {
-        if ok { &self.done } else { &self.failed }.fetch_add(1, Ordering::Relaxed);
+    /// Counts a settled task: a success, or a failure of the kind at `failed` (an index into
+    /// [`TaskError::KINDS`](super::error::TaskError::KINDS)).
+    pub(crate) fn record(&self, failed: Option<usize>) {
+        match failed {
+            None => self.done.fetch_add(1, Ordering::Relaxed),
+            Some(kind) => {
+                self.failed_by[kind.min(KINDS - 1)].fetch_add(1, Ordering::Relaxed);
+                self.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
     }
 
     pub(crate) fn latency(&self, d: Duration) {

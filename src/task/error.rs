@@ -136,6 +136,60 @@ pub enum BrokerError {
     },
 }
 
+impl TaskError {
+    /// Every [`kind`](TaskError::kind), in a fixed order (what per-kind counts are kept by).
+    pub const KINDS: [&'static str; 14] = [
+        "panicked",
+        "failed",
+        "timed_out",
+        "expired",
+        "cancelled",
+        "worker_crashed",
+        "limit_exceeded",
+        "worker_start_failed",
+        "unknown_job",
+        "wire",
+        "abandoned",
+        "host_lost",
+        "broker",
+        "other",
+    ];
+
+    /// The error's kind as a short, stable name (`"panicked"`, `"timed_out"`, `"worker_crashed"`,
+    /// ...; one of [`KINDS`](TaskError::KINDS)): a label for metrics and dashboards, where the
+    /// message itself (user data, unbounded) does not belong.
+    ///
+    /// ```
+    /// use circuits::TaskError;
+    /// assert_eq!(TaskError::Cancelled.kind(), "cancelled");
+    /// assert_eq!(TaskError::Failed("bad input".into()).kind(), "failed");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+
+    /// The index of [`kind`](TaskError::kind) in [`KINDS`](TaskError::KINDS).
+    pub(crate) fn kind_index(&self) -> usize {
+        match self {
+            TaskError::Panicked(_) => 0,
+            TaskError::Failed(_) => 1,
+            TaskError::TimedOut(_) => 2,
+            TaskError::Expired => 3,
+            TaskError::Cancelled => 4,
+            TaskError::WorkerCrashed { .. } => 5,
+            TaskError::LimitExceeded(_) => 6,
+            TaskError::WorkerStartFailed { .. } => 7,
+            TaskError::UnknownJob(_) => 8,
+            TaskError::Wire(_) => 9,
+            TaskError::Abandoned => 10,
+            TaskError::HostLost { .. } => 11,
+            TaskError::Broker(_) => 12,
+            #[allow(unreachable_patterns)]
+            _ => 13,
+        }
+    }
+}
+
 impl From<Abandoned> for TaskError {
     fn from(_: Abandoned) -> Self {
         TaskError::Abandoned

@@ -10,6 +10,7 @@ use super::counters::Counters;
 use super::error::TaskError;
 use super::events::{TaskComplete, TaskFailure, TaskSuccess};
 use super::output::{TaskId, TaskOutput};
+use super::recent::RecentFailures;
 use super::retry::RetryHook;
 use crate::bus::{Bus, Target};
 use crate::channel::Channel;
@@ -31,6 +32,8 @@ pub(crate) struct Finisher {
     /// Where a failed task goes for its next attempt, and the pool's default retry policy (set
     /// by the pool; kept across a process worker's child replacements).
     pub(crate) retry: std::sync::OnceLock<Arc<RetryHook>>,
+    /// The pool's last failures (shared by its workers' finishers).
+    pub(crate) recent: Arc<RecentFailures>,
     /// A success found no subscriber of its type while the channel had some (said once, in a
     /// debug-level trace).
     unheard: Arc<std::sync::atomic::AtomicBool>,
@@ -44,8 +47,15 @@ pub(crate) struct StuckHook {
 }
 
 impl Finisher {
-    pub(crate) fn new(bus: &Bus, pool: &Channel, worker: &Channel, track_latency: bool) -> Self {
+    pub(crate) fn new(
+        bus: &Bus,
+        pool: &Channel,
+        worker: &Channel,
+        track_latency: bool,
+        recent: Arc<RecentFailures>,
+    ) -> Self {
         Finisher {
+            recent,
             listeners: [bus.gauge(pool), bus.gauge(&Channel::wildcard())],
             bus: bus.clone(),
             pool: pool.clone(),
@@ -68,6 +78,7 @@ impl Finisher {
             pool: self.pool.clone(),
             stuck: std::sync::OnceLock::new(),
             retry: self.retry.clone(),
+            recent: self.recent.clone(),
             unheard: self.unheard.clone(),
         }
     }
@@ -97,9 +108,11 @@ impl Finisher {
         permit: Option<&Permit>,
     ) {
         release(permit);
-        let ok = result.is_ok();
+        // Only a failure pays for its record (a clone of the error, for the pool's last failures).
+        let failed = result.as_ref().err().cloned();
+        let count = || self.count(id, attempt, failed);
         if !self.observed() {
-            promise.complete_then(result, || self.counters.record(ok));
+            promise.complete_then(result, count);
             return;
         }
         let terminal = match &result {
@@ -111,8 +124,19 @@ impl Finisher {
             }),
             Err(e) => Err(self.failure(id, attempt, e.clone())),
         };
-        if promise.complete_then(result, || self.counters.record(ok)) {
+        if promise.complete_then(result, count) {
             self.fire(id, attempt, terminal);
+        }
+    }
+
+    /// Counts a task's one outcome; a failure is also kept among the pool's last failures.
+    fn count(&self, id: TaskId, attempt: u32, failed: Option<TaskError>) {
+        match failed {
+            None => self.counters.record(None),
+            Some(error) => {
+                self.counters.record(Some(error.kind_index()));
+                self.recent.note(id, &self.worker, error, attempt);
+            }
         }
     }
 
@@ -128,7 +152,12 @@ impl Finisher {
         let failure = self
             .observed()
             .then(|| self.failure(id, attempt, error.clone()));
-        let first = slot.fail_then(error, &mut || self.counters.record(false));
+        let mut failed = Some(error.clone());
+        let first = slot.fail_then(error, &mut || {
+            if let Some(e) = failed.take() {
+                self.count(id, attempt, Some(e)); // called once, on the first resolution
+            }
+        });
         if first {
             if let Some(f) = failure {
                 self.fire::<()>(id, attempt, Err(f));
@@ -213,6 +242,9 @@ pub(crate) struct RunningSlot(std::sync::Mutex<Option<Running>>);
 
 pub(crate) struct Running {
     pub(crate) id: TaskId,
+    /// When it started, if the worker read the clock for it (it does when the pool tracks
+    /// latency, for that measurement: no clock read is added for this).
+    pub(crate) since: Option<std::time::Instant>,
     pub(crate) attempt: u32,
     pub(crate) slot: Arc<dyn FailSlot<TaskError>>,
     pub(crate) permit: Option<Permit>,
@@ -221,6 +253,11 @@ pub(crate) struct Running {
 impl RunningSlot {
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The running task's id and start, if a task runs.
+    pub(crate) fn peek(&self) -> Option<(TaskId, Option<std::time::Instant>)> {
+        self.lock().as_ref().map(|r| (r.id, r.since))
     }
 
     /// Fails the running task (if any, and if still pending) with `error`.
@@ -261,6 +298,14 @@ impl RunningSet {
     /// How many tasks run now.
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
+    }
+
+    /// The longest-running task's id and start (the lowest id when no start is known).
+    pub(crate) fn oldest(&self) -> Option<(TaskId, Option<std::time::Instant>)> {
+        self.lock()
+            .values()
+            .map(|r| (r.id, r.since))
+            .min_by_key(|(id, since)| (*since, id.0))
     }
 
     /// Fails every running task (still pending) with `error`.

@@ -155,14 +155,15 @@ pub(crate) fn drive<R: TaskOutput>(
     }
     // Registered now, not at its first poll: a worker whose thread a sibling future holds fails
     // this one too.
+    let started = fin.counters.tracks_latency().then(std::time::Instant::now);
     registry.enter(Running {
         id,
+        since: started,
         attempt,
         slot: promise.fail_slot(),
         permit: permit.clone(),
     });
     Box::pin(async move {
-        let started = fin.counters.tracks_latency().then(std::time::Instant::now);
         let work = AssertUnwindSafe(async move { fut.start().await }).catch_unwind();
         // Only a cancellable task pays for the abort handle its cancel drops the future with.
         let outcome = match &cancel {

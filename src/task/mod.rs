@@ -43,6 +43,7 @@ mod output;
 mod payload;
 mod priority;
 mod queued;
+mod recent;
 mod retry;
 
 pub use cancel::{Cancel, CancelGuard};
@@ -50,6 +51,7 @@ pub use error::{BrokerError, Exit, Limit, Refusal, RunError, StartStage, SubmitE
 pub use events::{TaskComplete, TaskFailure, TaskSuccess};
 pub use output::{TaskId, TaskOutput};
 pub use priority::Priority;
+pub use recent::RecentFailure;
 pub use retry::Retry;
 
 pub(crate) use counters::{histogram, Counters};
@@ -61,6 +63,7 @@ pub use payload::{job_context, JobContext};
 pub(crate) use payload::{with_context, Inputs, JobCall, JobPayload};
 pub(crate) use priority::{LaneTurn, Lanes};
 pub(crate) use queued::hand_back;
+pub(crate) use recent::RecentFailures;
 pub(crate) use retry::RetryHook;
 
 /// A unit of work for a pool, resolving to `Result<R, TaskError>` once accepted.

@@ -227,8 +227,10 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             });
             finished
         });
+        let started = fin.counters.tracks_latency().then(std::time::Instant::now);
         *running.lock() = Some(Running {
             id,
+            since: started,
             attempt,
             slot: promise.fail_slot(),
             permit: permit.clone(),
@@ -236,7 +238,6 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         // A span per task for `tracing` subscribers; with none (or TRACE off) this is one load.
         let _span =
             tracing::trace_span!("circuits.task", id = id.0, worker = %fin.worker).entered();
-        let started = fin.counters.tracks_latency().then(std::time::Instant::now);
         let Work::Block(run) = run else {
             unreachable!("an async task runs by run_async");
         };

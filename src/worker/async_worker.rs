@@ -438,6 +438,20 @@ impl Backend for AsyncWorker {
         self.shared.set.len() + usize::from(self.shared.running.lock().is_some())
     }
 
+    fn probe(&self) -> super::info::Probe {
+        let oldest = [self.shared.set.oldest(), self.shared.running.peek()]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(id, since)| (*since, id.0));
+        super::info::Probe {
+            mode: super::info::WorkerMode::Async,
+            pid: None,
+            state: None,
+            running: self.running(),
+            task: oldest,
+        }
+    }
+
     fn attach(&self, _: Arc<dyn super::PoolLink>, _: std::sync::Weak<super::WorkerSlot>) {
         watch_for_blocking(&self.shared); // the pool set its stuck hook, if it has one
     }

@@ -18,6 +18,7 @@ use crate::value::Value;
 
 pub(crate) mod async_worker;
 pub(crate) mod child;
+pub(crate) mod info;
 pub(crate) mod process;
 #[cfg(feature = "nats")]
 pub(crate) mod remote;
@@ -58,6 +59,9 @@ pub(crate) trait Backend: Send + Sync {
     fn retire(&self) -> Vec<Box<dyn ErasedTask>>;
     /// How many tasks it is running right now (0 or 1; up to its limit for an async worker).
     fn running(&self) -> usize;
+    /// What it is and what it runs, for [`WorkerInfo`](info::WorkerInfo) (read on demand; not
+    /// on a task's path).
+    fn probe(&self) -> info::Probe;
     /// Tells the backend which pool and slot it serves, once both exist (process workers need them
     /// to announce a replacement child).
     fn attach(&self, _link: Arc<dyn PoolLink>, _slot: Weak<WorkerSlot>) {}

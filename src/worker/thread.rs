@@ -428,6 +428,19 @@ impl Backend for ThreadWorker {
     fn running(&self) -> usize {
         usize::from(self.busy.load(Ordering::Relaxed))
     }
+
+    fn probe(&self) -> super::info::Probe {
+        // The running slot, not the busy flag: the slot is cleared before the task's value
+        // resolves, so whoever awaited the value sees the worker idle.
+        let task = self.running.peek();
+        super::info::Probe {
+            mode: super::info::WorkerMode::Thread,
+            pid: None,
+            state: None,
+            running: usize::from(task.is_some()),
+            task,
+        }
+    }
 }
 
 impl Drop for ThreadWorker {

@@ -7,48 +7,13 @@ mod common;
 
 use common::{alive, bounded, children_of, eventually};
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+mod support;
+use support::start;
+
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-
-/// The example binary cargo built for this test.
-fn example() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_BIN_EXE_web"))
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the server on a free port, with `args` beside.
-fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(example())
-        .args(["--port", "0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the web example was built by cargo test");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Server { child, base }
-}
 
 #[actix_rt::test]
 async fn the_web_service_computes_refuses_survives_streams_and_shuts_down() {
@@ -311,4 +276,85 @@ async fn a_client_that_disconnects_cancels_its_task_and_its_child_is_replaced() 
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["primes"], 25);
+}
+
+/// The value of the sample `name{labels}` in Prometheus's text format, if it is there.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[actix_rt::test]
+async fn the_metrics_endpoint_shows_the_pools_counters_moving() {
+    let server = start(&[]);
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let url = |path: &str| format!("{}{path}", server.base);
+    let scrape = || async {
+        let mut r = bounded(client.get(url("/metrics")).send()).await.unwrap();
+        assert_eq!(r.status(), 200);
+        String::from_utf8(r.body().await.unwrap().to_vec()).unwrap()
+    };
+    let submitted = r#"circuits_tasks_submitted_total{pool="threads"}"#;
+    let succeeded = r#"circuits_tasks_succeeded_total{pool="threads"}"#;
+    let failed = r#"circuits_tasks_failed_total{pool="threads",kind="failed"}"#;
+    // The pools report once a second: the first report has every series.
+    let until = Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let text = scrape().await;
+        if sample(&text, submitted).is_some() {
+            break text;
+        }
+        assert!(Instant::now() < until, "no pool metrics: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        sample(&before, r#"circuits_workers{pool="threads"}"#),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&before, r#"circuits_workers{pool="processes"}"#),
+        Some(2.0)
+    );
+    let (s0, d0) = (
+        sample(&before, submitted).unwrap(),
+        sample(&before, succeeded).unwrap(),
+    );
+    let f0 = sample(&before, failed).unwrap_or(0.0);
+
+    for body in ["a", "b", "c"] {
+        let r = bounded(client.post(url("/hash?rounds=10")).send_body(body))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = bounded(client.post(url("/sum")).send_body("1, two"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // The next report counts them: three more succeeded, one more failed (by its kind).
+    let until = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let text = scrape().await;
+        let count = r#"circuits_task_duration_seconds_count{pool="threads"}"#;
+        if sample(&text, submitted) >= Some(s0 + 4.0)
+            && sample(&text, failed) >= Some(f0 + 1.0)
+            // Latency is tracked in the example: the run times reach the histogram (a summary
+            // in this exporter) in the same report.
+            && sample(&text, count) >= Some(4.0)
+        {
+            break text;
+        }
+        assert!(Instant::now() < until, "the counters did not move: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(sample(&after, succeeded), Some(d0 + 3.0));
+    assert_eq!(sample(&after, failed), Some(f0 + 1.0));
 }

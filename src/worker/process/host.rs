@@ -47,6 +47,8 @@ impl ProcessWorker {
             load,
             host: tx.clone(),
             window: cfg.pipeline,
+            pid: Default::default(),
+            phase: Default::default(),
         });
         let mut host = Host {
             cfg,
@@ -122,6 +124,29 @@ impl Backend for ProcessWorker {
 
     fn running(&self) -> usize {
         usize::from(!self.shared.lock().inflight.is_empty())
+    }
+
+    fn probe(&self) -> crate::worker::info::Probe {
+        use crate::worker::info::{Probe, WorkerMode, WorkerState};
+        let task = {
+            let st = self.shared.lock();
+            st.inflight
+                .front()
+                .map(|f| (f.task.id(), Some(st.front_since)))
+        };
+        let pid = self.shared.pid.load(Ordering::Relaxed);
+        let state = match self.shared.phase.load(Ordering::Relaxed) {
+            super::shared::BACKING_OFF if pid == 0 => Some(WorkerState::BackingOff),
+            super::shared::READY if pid != 0 => None,
+            _ => Some(WorkerState::Starting),
+        };
+        Probe {
+            mode: WorkerMode::Process,
+            pid: (pid != 0).then_some(pid),
+            state,
+            running: usize::from(task.is_some()),
+            task,
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::limits::{limit_reason, resident_bytes};
 use super::reader::{read_child, Output};
 use super::reap::{exit_of, reap, signal_group};
-use super::shared::InFlight;
+use super::shared::{InFlight, PidMark, BACKING_OFF, STARTING};
 use super::state::{Conn, Host};
 use crate::task::{Exit, StartStage, TaskError};
 use crate::wire::{self, FrameSink, PipeSink, PipeSource, WireError};
@@ -25,6 +25,7 @@ impl Host {
     /// refuses goes through the restart policy like any other failed start.
     pub(super) fn connect(&mut self) {
         self.retry_at = None;
+        self.shared.phase.store(STARTING, Ordering::Relaxed);
         let generation = {
             let mut st = self.shared.lock();
             st.generation += 1;
@@ -84,7 +85,13 @@ impl Host {
             reap(&mut child, Duration::ZERO);
             return Err(e);
         }
+        let pid = child.id();
+        self.shared.pid.store(pid, Ordering::Relaxed);
         Ok(Conn {
+            _pid: PidMark {
+                shared: self.shared.clone(),
+                pid,
+            },
             child,
             input,
             jobs: None,
@@ -102,6 +109,7 @@ impl Host {
     /// back-off before the next one; past the limit of failures in a row, fail the tasks waiting.
     pub(super) fn start_failed(&mut self, stage: StartStage, reason: String) {
         self.failures += 1;
+        self.shared.phase.store(BACKING_OFF, Ordering::Relaxed);
         // Past the limit, only the slowest back-off: the worker keeps trying, slowly.
         let wait = self.cfg.restart.wait(self.failures);
         self.retry_at = Some(Instant::now() + wait);

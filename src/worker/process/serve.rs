@@ -2,6 +2,7 @@
 //! child in one write per burst, and wake for the running job's timeout or a restart's back-off.
 
 use std::borrow::Cow;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -105,7 +106,12 @@ impl Host {
                     return;
                 };
                 match wire::greeting(&body) {
-                    Ok(Greeting::Ready(jobs)) => conn.jobs = Some(jobs.into_iter().collect()),
+                    Ok(Greeting::Ready(jobs)) => {
+                        conn.jobs = Some(jobs.into_iter().collect());
+                        self.shared
+                            .phase
+                            .store(super::shared::READY, Ordering::Relaxed);
+                    }
                     Ok(Greeting::StateFailed(reason)) => self.state_failed(reason),
                     Err(e) => self.crashed(Some(e)),
                 }

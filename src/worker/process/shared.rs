@@ -2,7 +2,7 @@
 //! messages the reader (and the pool) send to the host.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
@@ -56,6 +56,33 @@ pub(super) struct Shared {
     pub(super) load: Arc<AtomicUsize>,
     pub(super) host: Sender<Msg>,
     pub(super) window: usize,
+    /// The live child's process id, 0 while there is none (for `WorkerInfo`).
+    pub(super) pid: AtomicU32,
+    /// Where the child's start is: [`STARTING`], [`READY`] or [`BACKING_OFF`] (for `WorkerInfo`).
+    pub(super) phase: AtomicU8,
+}
+
+/// A child is being started (or none is up yet).
+pub(super) const STARTING: u8 = 0;
+/// The child answered its handshake.
+pub(super) const READY: u8 = 1;
+/// The last start failed; the next waits out the back-off.
+pub(super) const BACKING_OFF: u8 = 2;
+
+/// Clears [`Shared::pid`] when its child's `Conn` goes, whichever way it goes.
+pub(super) struct PidMark {
+    pub(super) shared: Arc<Shared>,
+    pub(super) pid: u32,
+}
+
+impl Drop for PidMark {
+    fn drop(&mut self) {
+        // Only our own child's: a newer child may have set its pid already.
+        let _ = self
+            .shared
+            .pid
+            .compare_exchange(self.pid, 0, Ordering::Relaxed, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -89,10 +116,15 @@ impl Shared {
             return false;
         };
         st.answered = true;
-        st.front_since = Instant::now();
+        // The clock is read here for every answer anyway (the next task's start): the run time
+        // of this one comes with it.
+        let now = Instant::now();
+        let ran = now.saturating_duration_since(st.front_since);
+        st.front_since = now;
         let fin = st.fin.clone();
-        // An abort under way (the host is killing the child): the tasks sent after this one are
-        // cancelled now.
+        fin.counters.latency(ran); // kept only when the pool tracks latency
+                                   // An abort under way (the host is killing the child): the tasks sent after this one are
+                                   // cancelled now.
         let cancelled = if st.stopping == Some(Shutdown::Abort) {
             std::mem::take(&mut st.inflight)
         } else {

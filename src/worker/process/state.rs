@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use super::config::ProcessConfig;
-use super::shared::{InFlight, Shared};
+use super::shared::{InFlight, PidMark, Shared};
 use crate::task::{ErasedTask, Finisher, Lanes, StartStage};
 use crate::wire::PipeSink;
 use crate::worker::{PoolLink, Shutdown, WorkerSlot};
@@ -30,6 +30,8 @@ pub(super) struct Conn {
     pub(super) recycling: Option<String>,
     /// When its resident memory was last read for the memory limit.
     pub(super) memory_read: Instant,
+    /// Its pid, shown while it lives.
+    pub(super) _pid: PidMark,
 }
 
 pub(super) struct Host {

@@ -138,4 +138,15 @@ impl Backend for RemoteWorker {
     fn running(&self) -> usize {
         self.owner.running.load(Ordering::Acquire)
     }
+
+    fn probe(&self) -> super::info::Probe {
+        super::info::Probe {
+            mode: super::info::WorkerMode::Remote,
+            pid: None,
+            state: None,
+            // Its jobs are out on the broker or on hosts; which one runs is not known here.
+            running: self.running(),
+            task: None,
+        }
+    }
 }

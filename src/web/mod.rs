@@ -1,5 +1,10 @@
-//! actix-web glue (feature `actix-web`): task errors as HTTP responses, and a pool's result events
-//! as a server-sent-events stream.
+//! actix-web glue (feature `actix-web`): task errors as HTTP responses, a pool's result events
+//! as a server-sent-events stream, and a live [`Dashboard`] page of pools.
+//!
+//! The dashboard mounts in one line (`app.service(circuits::web::dashboard("/circuits", [&a, &b]))`)
+//! and shows each pool's workers, queue, rates, latency, restarts and last failures, live. **Mount
+//! it behind the application's own authentication** (and give it a [guard](Dashboard::guard)):
+//! the page shows task errors, which are user data, and load. See [`Dashboard`].
 //!
 //! With the feature on, [`RunError`], [`TaskError`], [`Refusal`], [`SubmitError`] and
 //! [`Error`](crate::Error) implement [`actix_web::ResponseError`], so a handler can use `?` on
@@ -40,6 +45,11 @@
 //!     pool.stop().await;
 //! }
 //! ```
+
+mod dashboard;
+mod sampler;
+
+pub use dashboard::{dashboard, Access, Dashboard, ACTION_HEADER};
 
 use actix::prelude::*;
 use actix_web::http::StatusCode;
