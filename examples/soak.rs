@@ -112,7 +112,7 @@ fn main() {
                 while !done.load(Ordering::Acquire) {
                     std::thread::sleep(Duration::from_millis(20));
                     tick += 1;
-                    if tick % 3 == 0 {
+                    if tick.is_multiple_of(3) {
                         pool.resize(rng.gen_range(2..=4));
                         resizes.fetch_add(1, Ordering::Relaxed);
                     }

@@ -123,8 +123,11 @@ pub enum HostError {
     Pool(#[from] PoolError),
 }
 
-/// Runs this process as a worker host until SIGTERM or SIGINT (see the [module](self) docs).
-/// Call it from `main`, after [`init`](crate::init) (its local workers are this binary too), and
+/// Runs this process as a worker host until SIGTERM or SIGINT: it pulls jobs from the work stream
+/// of [`PoolBuilder::nats`](crate::PoolBuilder::nats) pools, never more than it has free slots,
+/// runs each in a local process pool, answers it, and acknowledges it once the answer is stored.
+/// On SIGTERM or SIGINT it hands back the jobs it has not started, lets the running ones finish,
+/// and returns. (The guide's section 16 has the whole picture.) Call it from `main`, after [`init`](crate::init) (its local workers are this binary too), and
 /// outside any actix `System`: it runs one of its own.
 ///
 /// ```no_run

@@ -177,8 +177,8 @@ pub mod prelude {
 pub struct ReadmeDoctests;
 
 /// The guide's examples, compiled and run as doctests (the actix-web section needs that feature,
-/// process mode needs its own).
-#[cfg(all(doctest, feature = "process", feature = "actix-web"))]
+/// process mode its own, remote hosts `nats`).
+#[cfg(all(doctest, feature = "process", feature = "actix-web", feature = "nats"))]
 #[doc = include_str!("../docs/guide.md")]
 pub struct GuideDoctests;
 

@@ -52,9 +52,9 @@ impl LaneTurn {
     /// The lanes to look at, in order, for the next task.
     pub(crate) fn next(&mut self) -> [usize; LANES] {
         self.0 = self.0.wrapping_add(1);
-        if self.0 % 16 == 0 {
+        if self.0.is_multiple_of(16) {
             [2, 1, 0]
-        } else if self.0 % 4 == 0 {
+        } else if self.0.is_multiple_of(4) {
             [1, 2, 0]
         } else {
             [0, 1, 2]

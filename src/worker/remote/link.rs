@@ -486,23 +486,23 @@ async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, id: u64) {
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_millis(500));
     };
-    {
+    let recorded = {
         let mut p = shared.lock();
         match p.by_id.get_mut(&id) {
             Some(entry) if entry.attempt == attempt => {
                 entry.seq = Some(seq);
                 p.by_seq.insert(seq, id);
+                true
             }
-            _ => {
-                // Settled while it was being published (a cancel, its timeout): no host should
-                // run it.
-                drop(p);
-                if let Ok(stream) = broker.js.get_stream(cfg.jobs_stream()).await {
-                    let _ = stream.delete_message(seq).await;
-                }
-                return;
-            }
+            _ => false,
         }
+    };
+    if !recorded {
+        // Settled while it was being published (a cancel, its timeout): no host should run it.
+        if let Ok(stream) = broker.js.get_stream(cfg.jobs_stream()).await {
+            let _ = stream.delete_message(seq).await;
+        }
+        return;
     }
     if let Some(limit) = timeout {
         // The host enforces the timeout on the run; this ends a task that no host took in time.
