@@ -28,7 +28,7 @@ use crate::worker::remote::NatsConfig;
 
 /// The environment variable that makes [`init`](crate::init) run the binary as a worker host:
 /// the server's URL. [`HostConfig::from_env`] reads the others (`CIRCUITS_NATS_SLOTS`,
-/// `CIRCUITS_NATS_WORKERS`, `CIRCUITS_NATS_PREFIX`, `CIRCUITS_NATS_ACK_WAIT_MS`,
+/// `CIRCUITS_NATS_WORKERS`, `CIRCUITS_NATS_PIPELINE`, `CIRCUITS_NATS_PREFIX`, `CIRCUITS_NATS_ACK_WAIT_MS`,
 /// `CIRCUITS_NATS_MAX_DELIVER`, `CIRCUITS_NATS_REPLICAS`).
 pub const HOST_ENV: &str = "CIRCUITS_NATS_HOST";
 
@@ -42,6 +42,7 @@ const IDLE_POLL: Duration = Duration::from_secs(3);
 pub struct HostConfig {
     nats: NatsConfig,
     workers: usize,
+    pipeline: usize,
     slots: Option<usize>,
     process: ProcessConfig,
 }
@@ -54,13 +55,14 @@ impl HostConfig {
         HostConfig {
             nats,
             workers: cpus,
+            pipeline: 4,
             slots: None,
             process: ProcessConfig::default(),
         }
     }
 
     /// The settings in this process's environment: [`HOST_ENV`] (the URL; `None` without it),
-    /// `CIRCUITS_NATS_WORKERS`, `CIRCUITS_NATS_SLOTS`, `CIRCUITS_NATS_PREFIX`,
+    /// `CIRCUITS_NATS_WORKERS`, `CIRCUITS_NATS_PIPELINE`, `CIRCUITS_NATS_SLOTS`, `CIRCUITS_NATS_PREFIX`,
     /// `CIRCUITS_NATS_ACK_WAIT_MS`, `CIRCUITS_NATS_MAX_DELIVER` and `CIRCUITS_NATS_REPLICAS`.
     pub fn from_env() -> Option<Self> {
         let url = std::env::var(HOST_ENV).ok()?;
@@ -83,6 +85,9 @@ impl HostConfig {
         if let Some(n) = num("CIRCUITS_NATS_WORKERS") {
             config = config.workers(usize::try_from(n).unwrap_or(1));
         }
+        if let Some(n) = num("CIRCUITS_NATS_PIPELINE") {
+            config = config.pipeline(usize::try_from(n).unwrap_or(1));
+        }
         if let Some(n) = num("CIRCUITS_NATS_SLOTS") {
             config = config.slots(usize::try_from(n).unwrap_or(1));
         }
@@ -95,10 +100,19 @@ impl HostConfig {
         self
     }
 
-    /// The most jobs the host holds at once, running or waiting for a worker (default 32 per
-    /// worker, at least one per worker): it pulls no more than it has free slots. Jobs waiting
-    /// here are handed back to the stream (nak) on a graceful stop; more slots save round trips
-    /// to the server for short jobs, fewer leave more jobs to other hosts.
+    /// How many jobs each worker is handed at once (default 4, at least 1): the one it runs and
+    /// the next ones, already on their way to its process, so that it never waits for the host
+    /// between short jobs. A graceful stop lets these run; it hands back the rest.
+    pub fn pipeline(mut self, jobs: usize) -> Self {
+        self.pipeline = jobs.max(1);
+        self
+    }
+
+    /// The most jobs the host holds at once, handed to a worker or waiting for one (default 32
+    /// per worker, at least the pipelines' worth): it pulls no more than it has free slots, a
+    /// quarter of them at a time while its workers are busy. Jobs waiting here are handed back
+    /// to the stream (nak) on a graceful stop; more slots save round trips to the server for
+    /// short jobs, fewer leave more jobs to other hosts.
     pub fn slots(mut self, slots: usize) -> Self {
         self.slots = Some(slots.max(1));
         self
@@ -164,10 +178,11 @@ async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
     let HostConfig {
         nats: cfg,
         workers,
+        pipeline,
         slots,
         process,
     } = config;
-    let slots = slots.unwrap_or(workers * 32).max(workers);
+    let slots = slots.unwrap_or(workers * 32).max(workers * pipeline);
     let broker = broker::connect(&cfg).await.map_err(HostError::Broker)?;
     let started = std::time::Instant::now();
     let stream = loop {
@@ -202,34 +217,48 @@ async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
         pool: pool.clone(),
     });
     let free = std::sync::Arc::new(Semaphore::new(slots));
-    let running = Rc::new(Semaphore::new(workers));
+    let capacity = workers * pipeline;
+    let running = Rc::new(Semaphore::new(capacity));
     let (stopping, stop_seen) = tokio::sync::watch::channel(false);
     let mut stop = std::pin::pin!(stopped());
     let mut idle = false;
     'pulling: loop {
-        let first = tokio::select! {
-            _ = &mut stop => break 'pulling,
-            permit = free.clone().acquire_owned() => permit.expect("never closed"),
+        // While the workers have jobs waiting, pull a quarter of the slots at a time, not one job
+        // per finished job: each pull is a request and an answer through the server.
+        let held = slots - free.available_permits();
+        let refill = if held > capacity {
+            (slots / 4).max(1)
+        } else {
+            1
         };
+        let mut permits = tokio::select! {
+            _ = &mut stop => break 'pulling,
+            permits = free.clone().acquire_many_owned(refill as u32) => permits.expect("never closed"),
+        };
+        if let Ok(more) = free
+            .clone()
+            .try_acquire_many_owned(free.available_permits() as u32)
+        {
+            permits.merge(more);
+        }
         // While jobs come, take what is there (no wait); once the stream ran dry, wait for the
         // next one (a long poll: an idle host sends one request per few seconds).
         let fetched = if idle {
             let pull = consumer.batch().max_messages(1);
             pull.expires(IDLE_POLL).messages().await
         } else {
-            let want = 1 + free.available_permits();
+            let want = permits.num_permits();
             consumer.fetch().max_messages(want).messages().await
         };
         let mut batch = match fetched {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!("worker host: pulling jobs: {e}");
-                drop(first);
+                drop(permits);
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
-        let mut first = Some(first);
         idle = true;
         loop {
             let next = tokio::select! {
@@ -256,10 +285,7 @@ async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
                 }
                 None => break,
             };
-            let permit = first
-                .take()
-                .or_else(|| free.clone().try_acquire_owned().ok());
-            match permit {
+            match permits.split(1) {
                 Some(permit) => {
                     let (ctx, running, stop) = (ctx.clone(), running.clone(), stop_seen.clone());
                     actix::spawn(async move {
@@ -387,6 +413,12 @@ async fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, message: 
             return;
         }
     };
+    if let Some(subject) = &request.fast_answer {
+        // At most once, by the pool's choice: sent (in order, before the ack), not stored.
+        let _ = ctx.broker.client.publish(subject.clone(), bytes).await;
+        let _ = message.ack().await;
+        return;
+    }
     let subject = ctx.cfg.results_subject(&request.pool);
     let id = format!(
         "{}.answer",

@@ -403,6 +403,38 @@ async fn a_three_node_cluster_loses_nothing_when_a_node_is_killed_mid_flood() {
     pool.stop().await;
 }
 
+async fn fast_answers_settle_every_task_once_without_the_results_stream() {
+    let server = Server::start();
+    let pool = Pool::builder()
+        .min(2)
+        .nats(config(&server, "fast").fast_answers(true))
+        .start();
+    let _host = Host::start(&server.url(), 2, &host_env("fast"));
+    let mut seen = collect::<u64>(&pool);
+    let values: Vec<_> = (0..1_000u64)
+        .map(|i| {
+            let task = Task::job(Square(i)).timeout(Duration::from_secs(50));
+            pool.push(task).expect("accepted")
+        })
+        .collect();
+    for (i, v) in values.into_iter().enumerate() {
+        assert_eq!(bounded(v).await, Ok((i as u64).pow(2)));
+    }
+    let terminal = bounded(seen.until_complete(1_000)).await;
+    assert_eq!(common::one_outcome_each(&terminal, 1_000).len(), 1_000);
+    assert_eq!(jobs_left(&server, "fast").await, 0);
+    // Nothing went through the results stream.
+    let client = async_nats::connect(server.url()).await.expect("a client");
+    let js = async_nats::jetstream::new(client);
+    let mut results = js
+        .get_stream("FAST_RESULTS")
+        .await
+        .expect("the results stream");
+    let info = results.info().await.expect("its info");
+    assert_eq!((info.state.messages, info.state.last_sequence), (0, 0));
+    pool.stop().await;
+}
+
 fn main() {
     circuits::init(jobs()); // worker hosts and their worker processes stop here
     if nats::skip_without_server("remote_nats") {
@@ -420,6 +452,7 @@ fn main() {
             a_server_paused_for_8_s_mid_flood_loses_nothing,
             a_stopping_host_hands_its_waiting_jobs_over_at_once,
             a_three_node_cluster_loses_nothing_when_a_node_is_killed_mid_flood,
+            fast_answers_settle_every_task_once_without_the_results_stream,
         ],
         common::sync_tests![],
     );

@@ -29,6 +29,7 @@ pub struct NatsConfig {
     pub(crate) replicas: usize,
     pub(crate) max_jobs: i64,
     pub(crate) max_bytes: i64,
+    pub(crate) fast_answers: bool,
 }
 
 impl NatsConfig {
@@ -45,6 +46,7 @@ impl NatsConfig {
             replicas: 1,
             max_jobs: -1,
             max_bytes: -1,
+            fast_answers: false,
         }
     }
 
@@ -112,6 +114,21 @@ impl NatsConfig {
     pub fn max_bytes(mut self, bytes: i64) -> Self {
         self.max_bytes = bytes;
         self
+    }
+
+    /// Answers travel as plain NATS messages to the pool, not through the results stream (default:
+    /// off). Faster (the server stores and removes nothing per answer) but at most once: an answer
+    /// sent while the pool is disconnected from the server is lost, and its task ends only by its
+    /// own [timeout](crate::Task::timeout) (give every task one). The job itself stays
+    /// durable: a host acknowledges it only after sending the answer.
+    pub fn fast_answers(mut self, on: bool) -> Self {
+        self.fast_answers = on;
+        self
+    }
+
+    /// The subject of a pool's answers without the results stream.
+    pub(crate) fn answers_subject(&self, pool: &str) -> String {
+        format!("{}.answers.{pool}", self.prefix)
     }
 
     pub(crate) fn jobs_stream(&self) -> String {

@@ -240,6 +240,20 @@ async fn serve(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
         }
     };
     let ready = Rc::new(tokio::sync::OnceCell::new());
+    if shared.cfg.fast_answers {
+        // Subscribed before the first job goes out: an answer nobody listens for is lost.
+        let subject = shared.cfg.answers_subject(&shared.pool);
+        match broker.client.subscribe(subject).await {
+            Ok(answers) => {
+                tokio::task::spawn_local(fast_answers(shared.clone(), answers));
+            }
+            Err(e) => {
+                tracing::error!("circuits remote pool: the answers subject: {e}");
+                fail_everything(&shared, &mut cmds, e.to_string()).await;
+                return;
+            }
+        }
+    }
     tokio::task::spawn_local(setup(shared.clone(), broker.clone(), ready.clone()));
     while let Some(cmd) = cmds.recv().await {
         match cmd {
@@ -317,6 +331,9 @@ async fn setup(
         .await;
     let _ = ready.set(jobs);
     tokio::task::spawn_local(watch_deliveries(shared.clone(), broker.clone(), ready));
+    if cfg.fast_answers {
+        return; // read by `fast_answers`
+    }
     let consumer: consumer::PullConsumer = loop {
         let config = consumer::pull::Config {
             durable_name: Some(results_consumer(&shared.pool)),
@@ -360,6 +377,16 @@ async fn setup(
             tokio::task::spawn_local(async move {
                 let _ = message.ack().await;
             });
+        }
+    }
+}
+
+/// Reads the pool's answers sent as plain messages ([`NatsConfig::fast_answers`]).
+async fn fast_answers(shared: Arc<Shared>, mut answers: async_nats::Subscriber) {
+    while let Some(message) = answers.next().await {
+        match wire::decode::<Answer>(&message.payload) {
+            Ok(answer) => settle(&shared, answer),
+            Err(e) => tracing::warn!("circuits remote pool: an undecodable answer: {e}"),
         }
     }
 }
@@ -440,7 +467,7 @@ async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, id: u64) {
         let Some(entry) = p.by_id.get(&id) else {
             return; // settled before it was sent (cancelled)
         };
-        request(&shared.pool, id, entry).map(|r| (r, entry.task.timeout(), entry.attempt))
+        request(cfg, &shared.pool, id, entry).map(|r| (r, entry.task.timeout(), entry.attempt))
     };
     let (bytes, timeout, attempt) = match built {
         Ok(built) => built,
@@ -518,7 +545,7 @@ async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, id: u64) {
 }
 
 /// A task's job as a message: its encoded request.
-fn request(pool: &str, id: u64, entry: &Entry) -> Result<Vec<u8>, TaskError> {
+fn request(cfg: &NatsConfig, pool: &str, id: u64, entry: &Entry) -> Result<Vec<u8>, TaskError> {
     let Some(job) = entry.task.job() else {
         return Err(TaskError::Wire(crate::wire::WireError::Unexpected(
             "a task without a job in a remote pool".into(),
@@ -538,6 +565,7 @@ fn request(pool: &str, id: u64, entry: &Entry) -> Result<Vec<u8>, TaskError> {
             .task
             .timeout()
             .map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
+        fast_answer: cfg.fast_answers.then(|| cfg.answers_subject(pool)),
     };
     wire::encode(&request).map_err(|e| TaskError::Wire(crate::wire::WireError::Encode(e)))
 }

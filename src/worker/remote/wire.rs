@@ -44,6 +44,11 @@ pub(crate) struct Request {
     pub(crate) input: Input,
     /// The task's timeout, which the host enforces by killing its worker process.
     pub(crate) timeout_ns: Option<u64>,
+    /// Where the answer goes without being stored ([`NatsConfig::fast_answers`]), if not to the
+    /// results stream.
+    ///
+    /// [`NatsConfig::fast_answers`]: crate::NatsConfig::fast_answers
+    pub(crate) fast_answer: Option<String>,
 }
 
 /// A job's outcome, from the host that ran it.
@@ -85,6 +90,7 @@ mod tests {
             name: "square".into(),
             input: Input::Batch(vec![ByteBuf::from(vec![1, 2]), ByteBuf::from(vec![3])]),
             timeout_ns: Some(5),
+            fast_answer: None,
         };
         let back: Request = decode(&encode(&request).unwrap()).unwrap();
         assert_eq!((back.task, back.attempt, back.timeout_ns), (7, 2, Some(5)));
