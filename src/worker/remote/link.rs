@@ -5,76 +5,22 @@
 //! timeout passed. "First outcome wins": a task leaves the pending table once, and a late or
 //! duplicate answer finds nothing there.
 
-use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::answers::{fast_answers, settle, watch_deliveries};
 use super::broker::{self, Broker};
 use super::config::NatsConfig;
-use super::wire::{self, Answer, Request};
-use crate::task::{BrokerError, ErasedTask, Finisher, TaskError};
-use crate::value::{promise, Promise, Value};
-
-/// One worker of a remote pool, as the link sees it: where its tasks settle and are counted.
-pub(crate) struct Owner {
-    pub(crate) fin: Arc<Finisher>,
-    pub(crate) load: Arc<AtomicUsize>,
-    /// Its tasks published and not settled.
-    pub(crate) running: AtomicUsize,
-    /// Set by a stop or a retire: no more tasks, and `done` resolves once `running` is 0.
-    pub(crate) stopping: AtomicBool,
-    pub(crate) done: Promise<Result<(), TaskError>>,
-    pub(crate) done_value: Mutex<Option<Value<(), TaskError>>>,
-}
-
-impl Owner {
-    pub(crate) fn new(fin: Arc<Finisher>, load: Arc<AtomicUsize>) -> Arc<Self> {
-        let (done, value) = promise();
-        Arc::new(Owner {
-            fin,
-            load,
-            running: AtomicUsize::new(0),
-            stopping: AtomicBool::new(false),
-            done,
-            done_value: Mutex::new(Some(value)),
-        })
-    }
-
-    /// One of its tasks ended (settled, or never published).
-    fn ended(&self) {
-        self.load.fetch_sub(1, Ordering::Relaxed);
-        if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.maybe_done();
-        }
-    }
-
-    pub(crate) fn maybe_done(&self) {
-        if self.stopping.load(Ordering::Acquire) && self.running.load(Ordering::Acquire) == 0 {
-            self.done.complete(Ok(()));
-        }
-    }
-}
-
-/// A task published (or being published) and not settled.
-struct Entry {
-    task: Box<dyn ErasedTask>,
-    owner: Arc<Owner>,
-    attempt: u32,
-    /// Its sequence number in the work stream, once the server confirmed it.
-    seq: Option<u64>,
-}
-
-#[derive(Default)]
-struct Pending {
-    by_id: HashMap<u64, Entry>,
-    by_seq: HashMap<u64, u64>,
-}
+use super::pending::{Entry, Owner, Shared};
+use super::publish::publish;
+use super::wire::{self, Answer};
+use crate::task::{BrokerError, ErasedTask, TaskError};
 
 /// What the link's thread works on.
 enum Cmd {
@@ -82,36 +28,6 @@ enum Cmd {
     /// A task ended here (cancelled, timed out): take its job out of the stream if it is there.
     Forget(u64),
     Close,
-}
-
-/// What the pool's side and the link's thread share.
-struct Shared {
-    pool: String,
-    cfg: NatsConfig,
-    pending: Mutex<Pending>,
-}
-
-impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Takes a task out of the pending table (its one outcome is being decided by the caller).
-    fn take(&self, id: u64) -> Option<Entry> {
-        let mut p = self.lock();
-        let entry = p.by_id.remove(&id)?;
-        if let Some(seq) = entry.seq {
-            p.by_seq.remove(&seq);
-        }
-        Some(entry)
-    }
-
-    /// Fails a task taken out of the table (a retry policy may send it round again).
-    fn fail(entry: Entry, error: TaskError) {
-        let Entry { task, owner, .. } = entry;
-        owner.ended();
-        task.fail(error, &owner.fin);
-    }
 }
 
 /// A remote pool's connection (see the module's docs). Dropped with the pool's last worker and
@@ -379,193 +295,4 @@ async fn setup(
             });
         }
     }
-}
-
-/// Reads the pool's answers sent as plain messages ([`NatsConfig::fast_answers`]).
-async fn fast_answers(shared: Arc<Shared>, mut answers: async_nats::Subscriber) {
-    while let Some(message) = answers.next().await {
-        match wire::decode::<Answer>(&message.payload) {
-            Ok(answer) => settle(&shared, answer),
-            Err(e) => tracing::warn!("circuits remote pool: an undecodable answer: {e}"),
-        }
-    }
-}
-
-/// Settles a task with its answer, if it is still pending and the answer is for its attempt.
-fn settle(shared: &Shared, answer: Answer) {
-    let entry = {
-        let mut p = shared.lock();
-        match p.by_id.get(&answer.task) {
-            Some(e) if e.attempt == answer.attempt => {}
-            _ => return, // settled already (a duplicate, a late answer, a cancel)
-        }
-        let entry = p.by_id.remove(&answer.task).expect("just seen");
-        if let Some(seq) = entry.seq {
-            p.by_seq.remove(&seq);
-        }
-        entry
-    };
-    let Entry { task, owner, .. } = entry;
-    owner.ended();
-    match answer.outcome {
-        Ok(bytes) => task.finish_encoded(Ok(&bytes), &owner.fin),
-        Err(error) => task.finish_encoded(Err(error), &owner.fin),
-    }
-}
-
-/// Fails the tasks whose jobs used up their deliveries (every host they went to was lost), and
-/// takes those jobs out of the stream (a work queue keeps them otherwise).
-async fn watch_deliveries(
-    shared: Arc<Shared>,
-    broker: Rc<Broker>,
-    ready: Rc<tokio::sync::OnceCell<jetstream::stream::Stream>>,
-) {
-    #[derive(serde::Deserialize)]
-    struct Advisory {
-        stream_seq: u64,
-        deliveries: u64,
-    }
-    let subject = broker::max_deliveries_advisory(&shared.cfg);
-    let mut advisories = loop {
-        match broker.client.subscribe(subject.clone()).await {
-            Ok(s) => break s,
-            Err(e) => {
-                tracing::warn!("circuits remote pool: {subject}: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
-    while let Some(message) = advisories.next().await {
-        let Ok(advisory) = serde_json::from_slice::<Advisory>(&message.payload) else {
-            continue;
-        };
-        let entry = {
-            let mut p = shared.lock();
-            let Some(id) = p.by_seq.remove(&advisory.stream_seq) else {
-                continue; // another pool's job
-            };
-            p.by_id.remove(&id)
-        };
-        if let Some(stream) = ready.get() {
-            let _ = stream.delete_message(advisory.stream_seq).await;
-        }
-        if let Some(entry) = entry {
-            let error = TaskError::HostLost {
-                deliveries: advisory.deliveries,
-            };
-            Shared::fail(entry, error);
-        }
-    }
-}
-
-/// Publishes a task's job until the server confirms it (the same message id each time, so the
-/// stream stores it once), or fails the task at the publish deadline; then watches its timeout.
-async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, id: u64) {
-    let cfg = &shared.cfg;
-    let built = {
-        let p = shared.lock();
-        let Some(entry) = p.by_id.get(&id) else {
-            return; // settled before it was sent (cancelled)
-        };
-        request(cfg, &shared.pool, id, entry).map(|r| (r, entry.task.timeout(), entry.attempt))
-    };
-    let (bytes, timeout, attempt) = match built {
-        Ok(built) => built,
-        Err(error) => {
-            if let Some(entry) = shared.take(id) {
-                Shared::fail(entry, error);
-            }
-            return;
-        }
-    };
-    let started = Instant::now();
-    let message_id = wire::job_id(&shared.pool, id, attempt);
-    let payload = bytes::Bytes::from(bytes);
-    let mut wait = Duration::from_millis(20);
-    let seq = loop {
-        let send = broker.js.send_publish(
-            cfg.jobs_subject(),
-            jetstream::message::PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(&message_id),
-        );
-        let last = match async { send.await?.await }.await {
-            Ok(ack) => break ack.sequence,
-            Err(e) => e.to_string(),
-        };
-        if last.contains("maximum messages") || last.contains("maximum bytes") {
-            if let Some(entry) = shared.take(id) {
-                Shared::fail(entry, TaskError::Broker(BrokerError::Full));
-            }
-            return;
-        }
-        if started.elapsed() >= cfg.publish_deadline {
-            if let Some(entry) = shared.take(id) {
-                let error = BrokerError::Unreachable {
-                    deadline: cfg.publish_deadline,
-                    last,
-                };
-                Shared::fail(entry, TaskError::Broker(error));
-            }
-            return;
-        }
-        tracing::debug!("circuits remote pool: publishing task {id}: {last}; again");
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_millis(500));
-    };
-    let recorded = {
-        let mut p = shared.lock();
-        match p.by_id.get_mut(&id) {
-            Some(entry) if entry.attempt == attempt => {
-                entry.seq = Some(seq);
-                p.by_seq.insert(seq, id);
-                true
-            }
-            _ => false,
-        }
-    };
-    if !recorded {
-        // Settled while it was being published (a cancel, its timeout): no host should run it.
-        if let Ok(stream) = broker.js.get_stream(cfg.jobs_stream()).await {
-            let _ = stream.delete_message(seq).await;
-        }
-        return;
-    }
-    if let Some(limit) = timeout {
-        // The host enforces the timeout on the run; this ends a task that no host took in time.
-        tokio::time::sleep(limit.saturating_sub(started.elapsed())).await;
-        if let Some(entry) = shared.take(id).filter(|e| e.attempt == attempt) {
-            let seq = entry.seq;
-            Shared::fail(entry, TaskError::TimedOut(limit));
-            if let (Some(seq), Ok(stream)) = (seq, broker.js.get_stream(cfg.jobs_stream()).await) {
-                let _ = stream.delete_message(seq).await;
-            }
-        }
-    }
-}
-
-/// A task's job as a message: its encoded request.
-fn request(cfg: &NatsConfig, pool: &str, id: u64, entry: &Entry) -> Result<Vec<u8>, TaskError> {
-    let Some(job) = entry.task.job() else {
-        return Err(TaskError::Wire(crate::wire::WireError::Unexpected(
-            "a task without a job in a remote pool".into(),
-        )));
-    };
-    let inputs = job
-        .inputs
-        .clone()
-        .map_err(|e| TaskError::Wire(crate::wire::WireError::Encode(e)))?;
-    let request = Request {
-        pool: pool.to_string(),
-        task: id,
-        attempt: entry.attempt,
-        name: job.name.to_string(),
-        input: inputs.into(),
-        timeout_ns: entry
-            .task
-            .timeout()
-            .map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
-        fast_answer: cfg.fast_answers.then(|| cfg.answers_subject(pool)),
-    };
-    wire::encode(&request).map_err(|e| TaskError::Wire(crate::wire::WireError::Encode(e)))
 }

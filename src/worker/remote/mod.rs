@@ -9,7 +9,9 @@
 //! [`host`](crate::host), above the pool layer (it runs a local process pool).
 //!
 //! Files: `config` ([`NatsConfig`]), `broker` (connecting, the streams and the hosts' consumer),
-//! `wire` (the request and answer messages), `link` (publishing, answers, advisories, timeouts).
+//! `wire` (the request and answer messages), `link` (the connection's thread), `pending` (the
+//! table of unsettled tasks), `publish` (a job out, its timeout), `answers` (answers in, and the
+//! deliveries advisory).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,9 +20,12 @@ use super::{Backend, Shutdown};
 use crate::task::{ErasedTask, Finisher, Refusal, TaskError};
 use crate::value::Value;
 
+mod answers;
 pub(crate) mod broker;
 pub(crate) mod config;
 mod link;
+mod pending;
+mod publish;
 pub(crate) mod wire;
 
 pub use config::NatsConfig;
@@ -77,7 +82,7 @@ impl super::Kind for RemoteKind {
     ) -> std::io::Result<Box<dyn Backend>> {
         Ok(Box::new(RemoteWorker {
             link: self.link()?,
-            owner: link::Owner::new(fin, load),
+            owner: pending::Owner::new(fin, load),
         }))
     }
 
@@ -100,7 +105,7 @@ impl super::Kind for RemoteKind {
 /// One worker of a remote pool.
 struct RemoteWorker {
     link: Arc<link::Link>,
-    owner: Arc<link::Owner>,
+    owner: Arc<pending::Owner>,
 }
 
 impl Backend for RemoteWorker {
