@@ -267,7 +267,8 @@ async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
                     // request ends first (at its expiry at the latest): a job handed back while
                     // it is open would be delivered to it again, and wait out the ack wait.
                     let mut pulled = Vec::new();
-                    while let Some(next) = batch.next().await {
+                    let until = tokio::time::Instant::now() + IDLE_POLL + Duration::from_secs(2);
+                    while let Ok(Some(next)) = tokio::time::timeout_at(until, batch.next()).await {
                         pulled.extend(next.ok());
                     }
                     for m in pulled {
@@ -425,6 +426,7 @@ async fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, message: 
         wire::job_id(&request.pool, request.task, request.attempt)
     );
     let mut wait = Duration::from_millis(20);
+    let started = std::time::Instant::now();
     loop {
         let sent = ctx.broker.js.send_publish(
             subject.clone(),
@@ -434,6 +436,12 @@ async fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, message: 
         );
         match async { sent.await?.await }.await {
             Ok(_) => break,
+            Err(e) if started.elapsed() >= ctx.cfg.publish_deadline => {
+                // Not acknowledged: the server gives the job to a host again after its ack wait
+                // (and a host that is stopping does not hang on a server that is gone).
+                tracing::warn!("worker host: an answer not stored within the deadline ({e})");
+                return;
+            }
             Err(e) => {
                 tracing::debug!("worker host: publishing an answer: {e}; again");
                 tokio::time::sleep(wait).await;
