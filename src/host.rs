@@ -279,7 +279,10 @@ async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
                 next = batch.next() => next,
             };
             let message = match next {
-                Some(Ok(m)) => m,
+                Some(Ok(m)) => {
+                    idle = false; // jobs are coming: the next pull takes what is there
+                    m
+                }
                 Some(Err(e)) => {
                     tracing::debug!("worker host: a pull: {e}");
                     continue;
