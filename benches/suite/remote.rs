@@ -17,7 +17,6 @@
 //!   time from the kill to the job's result (run again by the other host) is set against the
 //!   configured `ack_wait`.
 
-use std::future::IntoFuture;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -29,8 +28,7 @@ use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
 use bytes::Bytes;
 use circuits::prelude::*;
 use circuits::{NatsConfig, HOST_ENV};
-use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::measure::{Config, Kind, Scenario};
@@ -48,10 +46,16 @@ const RUNNING: &str = "an unbounded, running pool accepts every job";
 
 /// Worker processes per host (and in the local process pool).
 const WORKERS: usize = 2;
+/// How many jobs a host holds at once by default (32 per worker): the floor's consumers pull in
+/// batches of this many.
+const HOST_SLOTS: usize = 32 * WORKERS;
 /// Jobs per `map` chunk, and per message of the floor's chunked loop.
 const CHUNK: usize = 256;
 /// The redelivery's `ack_wait`.
 const REDELIVERY_ACK_WAIT: Duration = Duration::from_secs(1);
+/// How many of the floor's publishes await their confirmation at once: the client's own limit is
+/// 5,000 (`max_ack_inflight`); our link has every task's publish in flight, up to that limit.
+const PUBLISHING: usize = 4096;
 /// The longest any one measurement may take before the scenario gives up (a hang is a bug).
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -285,12 +289,8 @@ impl FloorLane {
             tokio::spawn(floor_consumer(url.to_string(), prefix.to_string()));
         }
         wait_for_pulls(&js, prefix, consumers).await;
-        let answers = mine
-            .stream()
-            .max_messages_per_batch(CHUNK)
-            .messages()
-            .await
-            .expect("the floor reads its answers");
+        // As our link reads its answers.
+        let answers = mine.messages().await.expect("the floor reads its answers");
         FloorLane {
             prefix: prefix.to_string(),
             js,
@@ -298,34 +298,28 @@ impl FloorLane {
         }
     }
 
-    /// Publishes `messages` jobs at once (every one in flight, as our link publishes each task
-    /// as it comes; each with a message id), and reads and acknowledges as many answers. Returns
-    /// the seconds from the first publish to the last answer.
+    /// Publishes `messages` jobs (each with a message id), up to [`PUBLISHING`] awaiting the
+    /// server's confirmation at once, and reads and acknowledges as many answers. Returns the
+    /// seconds from the first publish to the last answer.
     async fn flood(&mut self, run: u64, messages: usize, job: usize, answer: usize) -> f64 {
         let subject = format!("{}.jobs", self.prefix);
         let js = self.js.clone();
         let t = Instant::now();
-        let publish = async move {
-            let mut stored = FuturesUnordered::new();
-            for i in 0..messages {
-                let ack = js
-                    .send_publish(
-                        subject.clone(),
-                        PublishMessage::build()
-                            .payload(floor_job(run, i, job, answer))
-                            .message_id(format!("{run}.{i}")),
-                    )
-                    .await
-                    .expect("the floor publishes");
-                stored.push(ack.into_future());
-                while let Some(Some(ack)) = stored.next().now_or_never() {
-                    ack.expect("the server stores the floor's job");
+        let publish = futures::stream::iter(0..messages)
+            .map(|i| {
+                let (js, subject) = (&js, subject.clone());
+                async move {
+                    let message = PublishMessage::build()
+                        .payload(floor_job(run, i, job, answer))
+                        .message_id(format!("{run}.{i}"));
+                    let stored = js.send_publish(subject, message).await?;
+                    stored.await
                 }
-            }
-            while let Some(ack) = stored.next().await {
-                ack.expect("the server stores the floor's job");
-            }
-        };
+            })
+            .buffer_unordered(PUBLISHING)
+            .for_each(|stored| async move {
+                stored.expect("the server stores the floor's job");
+            });
         let answers = &mut self.answers;
         let collect = async move {
             for _ in 0..messages {
@@ -382,10 +376,11 @@ fn floor_job(run: u64, index: usize, len: usize, answer: usize) -> Bytes {
     Bytes::from(b)
 }
 
-/// The floor's host: pulls jobs in batches (a continuous pull, the client's fastest way), and for
-/// each one publishes its answer to the results stream (with a message id) and, once the server
-/// stored it, acknowledges the job: the same messages and the same order as a circuits host,
-/// without decoding, a pool or a worker process.
+/// The floor's host: pulls jobs continuously in batches of a host's default slots (the client's
+/// `stream()`, which asks for the next batch before this one is used up), and for each one
+/// publishes its answer to the results stream (with a message id) and, once the server stored
+/// it, acknowledges the job: the same messages and the same order as a circuits host, without
+/// decoding, a pool or a worker process.
 async fn floor_consumer(url: String, prefix: String) {
     let client = async_nats::connect(url)
         .await
@@ -401,7 +396,7 @@ async fn floor_consumer(url: String, prefix: String) {
         .expect("the floor's consumer");
     let mut jobs = consumer
         .stream()
-        .max_messages_per_batch(CHUNK)
+        .max_messages_per_batch(HOST_SLOTS)
         .messages()
         .await
         .expect("a floor consumer pulls");
