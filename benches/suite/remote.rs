@@ -144,6 +144,26 @@ impl NatsServer {
     fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
+
+    /// The CPU time the server has used so far, in seconds (user + system, from `/proc`; the
+    /// kernel reports it in ticks of 1/100 s).
+    fn cpu(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The fields after the command's name, which is in parentheses: utime and stime are the
+        // 12th and 13th.
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        match (ticks(11), ticks(12)) {
+            (Some(user), Some(system)) => (user + system) / 100.0,
+            _ => f64::NAN,
+        }
+    }
 }
 
 impl Drop for NatsServer {
@@ -532,6 +552,39 @@ fn redelivery(sys: &actix::SystemRunner, admin: &Floor, url: &str, round: usize)
     ms
 }
 
+/// The server's CPU time per job (or per chunk) of each measurement, by what was measured and
+/// who, in microseconds.
+#[derive(Default)]
+struct BrokerCpu(std::collections::HashMap<(&'static str, &'static str), Vec<f64>>);
+
+impl BrokerCpu {
+    /// Runs `f`, which sends `messages` jobs (or chunks) through the server, and records the
+    /// server's CPU time per message.
+    fn measure<T>(
+        &mut self,
+        server: &NatsServer,
+        what: &'static str,
+        who: &'static str,
+        messages: usize,
+        f: impl FnOnce() -> T,
+    ) -> T {
+        let before = server.cpu();
+        let out = f();
+        let used = server.cpu() - before;
+        self.0
+            .entry((what, who))
+            .or_default()
+            .push(used / messages as f64 * 1e6);
+        out
+    }
+
+    fn median(&self, what: &'static str, who: &'static str) -> f64 {
+        self.0
+            .get(&(what, who))
+            .map_or(f64::NAN, |v| crate::measure::median(v))
+    }
+}
+
 /// The floor's runtime (2 threads, as the machine has 2 cores) and an admin connection.
 struct Floor {
     rt: tokio::runtime::Runtime,
@@ -691,11 +744,18 @@ pub fn s10(cfg: &Config) -> Vec<Scenario> {
     }
 
     let chunks = mapped.div_ceil(CHUNK);
+    // The server's CPU per job (single) or per chunk (map) for each of ours and the floor, in
+    // microseconds: what the broker does for each, the cause of most of the difference.
+    let mut broker = BrokerCpu::default();
     for round in 0..cfg.rounds {
         // Single jobs.
-        let v = sys.block_on(bounded("single, 1 host", flood(&one, single)));
+        let v = broker.measure(&server, "single", ONE, single, || {
+            sys.block_on(bounded("single, 1 host", flood(&one, single)))
+        });
         s_one.push(ONE, v);
-        let v = sys.block_on(bounded("single, 2 hosts", flood(&two, single)));
+        let v = broker.measure(&server, "single", TWO, single, || {
+            sys.block_on(bounded("single, 2 hosts", flood(&two, single)))
+        });
         s_two.push(TWO, v);
         let v = sys.block_on(bounded("single, local", flood(&local, single)));
         s_one.push(LOCAL, v);
@@ -705,17 +765,23 @@ pub fn s10(cfg: &Config) -> Vec<Scenario> {
             (&mut lane_two, &mut *s_two, FLOOR_TWO),
         ] {
             let run = floor.next_run();
-            let secs = floor.rt.block_on(bounded(
-                "single, floor",
-                lane.flood(run, single, SINGLE_JOB_BYTES, SINGLE_ANSWER_BYTES),
-            ));
+            let secs = broker.measure(&server, "single", name, single, || {
+                floor.rt.block_on(bounded(
+                    "single, floor",
+                    lane.flood(run, single, SINGLE_JOB_BYTES, SINGLE_ANSWER_BYTES),
+                ))
+            });
             s.push(name, single as f64 / secs);
         }
 
         // Chunks of 256.
-        let v = sys.block_on(bounded("map, 1 host", map(&one, mapped)));
+        let v = broker.measure(&server, "map", ONE, chunks, || {
+            sys.block_on(bounded("map, 1 host", map(&one, mapped)))
+        });
         m_one.push(ONE, v);
-        let v = sys.block_on(bounded("map, 2 hosts", map(&two, mapped)));
+        let v = broker.measure(&server, "map", TWO, chunks, || {
+            sys.block_on(bounded("map, 2 hosts", map(&two, mapped)))
+        });
         m_two.push(TWO, v);
         let v = sys.block_on(bounded("map, local", map(&local, mapped)));
         m_one.push(LOCAL, v);
@@ -725,10 +791,12 @@ pub fn s10(cfg: &Config) -> Vec<Scenario> {
             (&mut lane_two, &mut *m_two, FLOOR_TWO),
         ] {
             let run = floor.next_run();
-            let secs = floor.rt.block_on(bounded(
-                "map, floor",
-                lane.flood(run, chunks, CHUNK_JOB_BYTES, CHUNK_ANSWER_BYTES),
-            ));
+            let secs = broker.measure(&server, "map", name, chunks, || {
+                floor.rt.block_on(bounded(
+                    "map, floor",
+                    lane.flood(run, chunks, CHUNK_JOB_BYTES, CHUNK_ANSWER_BYTES),
+                ))
+            });
             s.push(name, (chunks * CHUNK) as f64 / secs);
         }
 
@@ -769,27 +837,37 @@ pub fn s10(cfg: &Config) -> Vec<Scenario> {
     floor.rt.shutdown_background();
     drop(server);
 
-    for s in [&mut *s_one, &mut *s_two] {
-        let ours = s.ours().map_or("", |c| c.name.as_str()).to_string();
-        let floor = s.floor().map_or("", |c| c.name.as_str()).to_string();
-        let behind = s.advantage(&floor, &ours);
-        let local = s.advantage(&ours, LOCAL);
+    for (s, ours, floor) in [(&mut *s_one, ONE, FLOOR_ONE), (&mut *s_two, TWO, FLOOR_TWO)] {
+        let behind = s.advantage(floor, ours);
+        let local = s.advantage(ours, LOCAL);
         s.judge(
             behind <= 1.5,
-            format!("floor / ours = {behind:.2}x (target <= 1.5x); {local:.2}x local process mode"),
+            format!(
+                "floor / ours = {behind:.2}x (target <= 1.5x); {local:.2}x local process mode; nats-server CPU per job: ours {:.0} us, floor {:.0} us",
+                broker.median("single", ours),
+                broker.median("single", floor)
+            ),
         );
     }
     let v = m_one.median_of(ONE);
     let (vs_floor, vs_local) = (m_one.advantage(ONE, FLOOR_ONE), m_one.advantage(ONE, LOCAL));
     m_one.judge(
         true,
-        format!("ours {v:.0} jobs/s; {vs_floor:.2}x the floor, {vs_local:.2}x local process mode"),
+        format!(
+            "ours {v:.0} jobs/s; {vs_floor:.2}x the floor, {vs_local:.2}x local process mode; nats-server CPU per chunk: ours {:.0} us, floor {:.0} us",
+            broker.median("map", ONE),
+            broker.median("map", FLOOR_ONE)
+        ),
     );
     let v = m_two.median_of(TWO);
     let (vs_floor, vs_local) = (m_two.advantage(TWO, FLOOR_TWO), m_two.advantage(TWO, LOCAL));
     m_two.judge(
         v >= 1e6,
-        format!("ours {v:.0} jobs/s (target >= 1M); {vs_floor:.2}x the floor, {vs_local:.2}x local process mode"),
+        format!(
+            "ours {v:.0} jobs/s (target >= 1M); {vs_floor:.2}x the floor, {vs_local:.2}x local process mode; nats-server CPU per chunk: ours {:.0} us, floor {:.0} us",
+            broker.median("map", TWO),
+            broker.median("map", FLOOR_TWO)
+        ),
     );
     for s in [&mut *p50, &mut *p99] {
         let (ours, floor, local) = (s.median_of(ONE), s.median_of(FLOOR_ONE), s.median_of(LOCAL));
