@@ -18,6 +18,7 @@ mod dashboard;
 mod measure;
 mod process;
 mod python;
+mod remote;
 mod report;
 mod svg;
 mod threads;
@@ -29,7 +30,7 @@ type Run = fn(&Config) -> Vec<Scenario>;
 
 /// The scenarios in the order they run, by id; `--only` takes these ids (and `burst`, the elastic
 /// pool's plot), in any case.
-const SCENARIOS: [(&str, Run); 14] = [
+const SCENARIOS: [(&str, Run); 15] = [
     ("S1", threads::s1),
     ("S2", threads::s2),
     ("S3", threads::s3),
@@ -40,6 +41,7 @@ const SCENARIOS: [(&str, Run); 14] = [
     ("S7B", process::s7b),
     ("S8", process::s8),
     ("S9", threads::s9),
+    ("S10", remote::s10),
     ("S11", asyncs::s11),
     ("B1", bus::b1),
     ("B2", bus::b2),
@@ -99,7 +101,8 @@ fn parse_ids(list: &str) -> Result<Vec<String>, String> {
 }
 
 fn main() {
-    // Process-mode workers and the raw-pipe floor's children are this binary, re-executed.
+    // Process-mode workers, S10's worker hosts (with `CIRCUITS_NATS_HOST`) and the raw-pipe
+    // floor's children are this binary, re-executed.
     circuits::init(process::jobs());
     process::serve_floor_child_if_asked();
     threads::serve_memory_child_if_asked();

@@ -48,11 +48,13 @@ impl Job for Die {
     }
 }
 
+/// Every job this binary runs as a worker process or as S10's worker host.
 pub fn jobs() -> Jobs {
     Jobs::new()
         .register::<Echo>()
         .register::<Inc>()
         .register::<Die>()
+        .register::<crate::remote::Stall>()
 }
 
 const FLOOR_ENV: &str = "CIRCUITS_BENCH_FLOOR";
