@@ -281,10 +281,14 @@ async fn a_job_that_kills_every_host_fails_host_lost_and_leaves_the_stream() {
             "the job kills its host"
         );
     }
+    // The server finds a job out of deliveries when a host asks for work (as the rest of a
+    // cluster's hosts do): one more host, which the job never reaches.
+    let mut survivor = Host::start(&server.url(), 1, &host_env("lost"));
     assert_eq!(
         bounded(value).await,
         Err(TaskError::HostLost { deliveries: 2 })
     );
+    assert!(!survivor.exited(), "the job is not delivered a third time");
     let terminal = bounded(seen.until_complete(1)).await;
     assert_eq!(common::one_outcome_each(&terminal, 1).len(), 1);
     // The server keeps such a job in a work queue; the pool takes it out.
