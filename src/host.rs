@@ -160,8 +160,9 @@ pub enum HostError {
 ///
 /// # Errors
 ///
-/// [`HostError::Broker`] when the streams or the hosts' consumer cannot be made (the server is
-/// retried for `publish_deadline` first), [`HostError::Pool`] when the local pool cannot start.
+/// [`HostError::Broker`] when the server's address is not one (a server that is away, or the
+/// streams and the hosts' consumer that cannot be made yet, are retried until they can be, or
+/// until SIGTERM), [`HostError::Pool`] when the local pool cannot start.
 pub fn host(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
     actix::System::new().block_on(serve(jobs, config))
 }
@@ -184,27 +185,27 @@ async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
     } = config;
     let slots = slots.unwrap_or(workers * 32).max(workers * pipeline);
     let broker = broker::connect(&cfg).await.map_err(HostError::Broker)?;
-    let started = std::time::Instant::now();
-    let stream = loop {
+    // A host waits for its broker, as a service does: a server (or a cluster electing its
+    // leader) that comes up after the host is found when it does.
+    let mut wait = Duration::from_millis(100);
+    let consumer: consumer::PullConsumer = loop {
         let made = async {
             broker.results_stream(&cfg).await?;
-            broker.jobs_stream(&cfg).await
+            let stream = broker.jobs_stream(&cfg).await?;
+            stream
+                .get_or_create_consumer(&cfg.hosts_consumer(), broker::hosts_consumer(&cfg))
+                .await
+                .map_err(|e| format!("the hosts' consumer: {e}"))
         };
         match made.await {
-            Ok(s) => break s,
-            Err(e) if started.elapsed() >= cfg.publish_deadline => {
-                return Err(HostError::Broker(e))
-            }
+            Ok(c) => break c,
             Err(e) => {
-                tracing::warn!("{e}; trying again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tracing::warn!("worker host: {e}; trying again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
             }
         }
     };
-    let consumer: consumer::PullConsumer = stream
-        .get_or_create_consumer(&cfg.hosts_consumer(), broker::hosts_consumer(&cfg))
-        .await
-        .map_err(|e| HostError::Broker(format!("the hosts' consumer: {e}")))?;
     let pool = Pool::builder()
         .channel("circuits-host")
         .min(workers)

@@ -151,6 +151,36 @@ fn launch(port: u16, store: &std::path::Path, args: &[String]) -> Child {
         .expect("nats-server starts")
 }
 
+/// Waits until the cluster at `urls` can make a stream kept by 3 servers (its JetStream has
+/// elected a leader and every node is in), polling with a deadline of 90 s.
+pub async fn cluster_ready(urls: &str) {
+    let until = Instant::now() + Duration::from_secs(90);
+    let addrs: Vec<&str> = urls.split(',').collect();
+    let client = async_nats::connect(addrs)
+        .await
+        .expect("a client of the cluster");
+    let js = async_nats::jetstream::new(client);
+    loop {
+        let made = js
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: "READY".into(),
+                subjects: vec!["ready".into()],
+                num_replicas: 3,
+                ..Default::default()
+            })
+            .await;
+        if made.is_ok() {
+            let _ = js.delete_stream("READY").await;
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "the cluster is ready within 90 s: {made:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Sends `sig` to `pid`.
 pub fn signal(pid: u32, sig: i32) {
     // SAFETY: kill takes a pid and a signal number and touches no memory of ours.
