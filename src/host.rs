@@ -23,7 +23,7 @@ use crate::pool::{Pool, PoolError, PoolHandle};
 use crate::task::{JobContext, TaskError};
 use crate::worker::process::ProcessConfig;
 use crate::worker::remote::broker::{self, Broker};
-use crate::worker::remote::wire::{self, Answer, Request};
+use crate::worker::remote::wire::{self, Answer, Input, Request};
 use crate::worker::remote::NatsConfig;
 
 /// The environment variable that makes [`init`](crate::init) run the binary as a worker host:
@@ -342,7 +342,7 @@ async fn run(
     let delivery = message
         .info()
         .map_or(1, |i| u64::try_from(i.delivered).unwrap_or(1));
-    let request: Request = match wire::decode(&message.payload) {
+    let mut request: Request = match wire::decode(&message.payload) {
         Ok(r) => r,
         Err(e) => {
             // Nobody can be answered: the job is taken out of the stream.
@@ -370,7 +370,9 @@ async fn run(
                 id: wire::job_id(&request.pool, request.task, request.attempt),
                 delivery,
             };
-            let mut task = forwarded(name, request.input.clone().into(), context);
+            // The input moves into the task: the answer needs only the request's ids.
+            let input = std::mem::replace(&mut request.input, Input::Batch(Vec::new()));
+            let mut task = forwarded(name, input.into(), context);
             if let Some(ns) = request.timeout_ns {
                 task = task.timeout(Duration::from_nanos(ns));
             }

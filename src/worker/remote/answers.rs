@@ -25,17 +25,8 @@ pub(super) async fn fast_answers(shared: Arc<Shared>, mut answers: async_nats::S
 
 /// Settles a task with its answer, if it is still pending and the answer is for its attempt.
 pub(super) fn settle(shared: &Shared, answer: Answer) {
-    let entry = {
-        let mut p = shared.lock();
-        match p.by_id.get(&answer.task) {
-            Some(e) if e.attempt == answer.attempt => {}
-            _ => return, // settled already (a duplicate, a late answer, a cancel)
-        }
-        let entry = p.by_id.remove(&answer.task).expect("just seen");
-        if let Some(seq) = entry.seq {
-            p.by_seq.remove(&seq);
-        }
-        entry
+    let Some(entry) = shared.take_attempt(answer.task, answer.attempt) else {
+        return; // settled already (a duplicate, a late answer, a cancel)
     };
     let Entry { task, owner, .. } = entry;
     owner.ended();
@@ -73,10 +64,10 @@ pub(super) async fn watch_deliveries(
         };
         let entry = {
             let mut p = shared.lock();
-            let Some(id) = p.by_seq.remove(&advisory.stream_seq) else {
+            let Some(&id) = p.by_seq.get(&advisory.stream_seq) else {
                 continue; // another pool's job
             };
-            p.by_id.remove(&id)
+            p.remove(id)
         };
         if let Some(stream) = ready.get() {
             let _ = stream.delete_message(advisory.stream_seq).await;

@@ -122,16 +122,7 @@ impl Link {
                 .filter(|(_, e)| Arc::ptr_eq(&e.owner, owner))
                 .map(|(id, _)| *id)
                 .collect();
-            let mut taken = Vec::with_capacity(ids.len());
-            for id in ids {
-                if let Some(e) = p.by_id.remove(&id) {
-                    if let Some(seq) = e.seq {
-                        p.by_seq.remove(&seq);
-                    }
-                    taken.push(e);
-                }
-            }
-            taken
+            ids.into_iter().filter_map(|id| p.remove(id)).collect()
         };
         for entry in taken {
             if let Some(seq) = entry.seq {

@@ -65,6 +65,17 @@ pub(super) struct Pending {
     pub(super) by_seq: HashMap<u64, u64>,
 }
 
+impl Pending {
+    /// Takes a task out of the table, and its sequence number with it.
+    pub(super) fn remove(&mut self, id: u64) -> Option<Entry> {
+        let entry = self.by_id.remove(&id)?;
+        if let Some(seq) = entry.seq {
+            self.by_seq.remove(&seq);
+        }
+        Some(entry)
+    }
+}
+
 /// What the pool's side and the link's thread share.
 pub(super) struct Shared {
     pub(super) pool: String,
@@ -79,12 +90,17 @@ impl Shared {
 
     /// Takes a task out of the pending table (its one outcome is being decided by the caller).
     pub(super) fn take(&self, id: u64) -> Option<Entry> {
+        self.lock().remove(id)
+    }
+
+    /// [`take`](Self::take), only while the task is at `attempt`: an answer, a timeout or a
+    /// publish of an earlier attempt must not end the task's next one.
+    pub(super) fn take_attempt(&self, id: u64, attempt: u32) -> Option<Entry> {
         let mut p = self.lock();
-        let entry = p.by_id.remove(&id)?;
-        if let Some(seq) = entry.seq {
-            p.by_seq.remove(&seq);
+        if p.by_id.get(&id)?.attempt != attempt {
+            return None;
         }
-        Some(entry)
+        p.remove(id)
     }
 
     /// Fails a task taken out of the table (a retry policy may send it round again).

@@ -49,13 +49,13 @@ pub(super) async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, id: u64) {
             Err(e) => e.to_string(),
         };
         if last.contains("maximum messages") || last.contains("maximum bytes") {
-            if let Some(entry) = shared.take(id) {
+            if let Some(entry) = shared.take_attempt(id, attempt) {
                 Shared::fail(entry, TaskError::Broker(BrokerError::Full));
             }
             return;
         }
         if started.elapsed() >= cfg.publish_deadline {
-            if let Some(entry) = shared.take(id) {
+            if let Some(entry) = shared.take_attempt(id, attempt) {
                 let error = BrokerError::Unreachable {
                     deadline: cfg.publish_deadline,
                     last,
@@ -89,7 +89,7 @@ pub(super) async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, id: u64) {
     if let Some(limit) = timeout {
         // The host enforces the timeout on the run; this ends a task that no host took in time.
         tokio::time::sleep(limit.saturating_sub(started.elapsed())).await;
-        if let Some(entry) = shared.take(id).filter(|e| e.attempt == attempt) {
+        if let Some(entry) = shared.take_attempt(id, attempt) {
             let seq = entry.seq;
             Shared::fail(entry, TaskError::TimedOut(limit));
             if let (Some(seq), Ok(stream)) = (seq, broker.js.get_stream(cfg.jobs_stream()).await) {
