@@ -16,7 +16,7 @@ use crate::channel::Channel;
 use crate::pool::balance::{LeastLoaded, Strategy};
 use crate::state::Setups;
 use crate::tree::Component;
-use crate::worker::async_worker::AsyncKind;
+use crate::worker::async_kind::AsyncKind;
 use crate::worker::process::ProcessConfig;
 use crate::worker::process::ProcessKind;
 use crate::worker::restart::Restart;

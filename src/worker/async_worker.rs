@@ -23,19 +23,20 @@ use tokio::sync::Notify;
 
 use super::urgent::{Msg, Urgent};
 use super::{Backend, Shutdown};
-use crate::task::{ErasedTask, Finisher, LaneTurn, Refusal, RunningSet, RunningSlot, TaskError};
+use crate::task::{ErasedTask, Finisher, LaneTurn, RunningSet, RunningSlot, TaskError};
 use crate::value::{promise, Promise, Value};
 
 /// A sibling's stealable queues.
 #[derive(Clone)]
-struct Sibling {
+pub(super) struct Sibling {
     id: u64,
     shared: Receiver<Box<dyn ErasedTask>>,
     urgent: Urgent,
     load: Arc<AtomicUsize>,
 }
 
-type Siblings = Arc<RwLock<Vec<Sibling>>>;
+/// The pool's async workers' stealable queues (shared by its `AsyncKind`).
+pub(super) type Siblings = Arc<RwLock<Vec<Sibling>>>;
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
@@ -94,10 +95,12 @@ enum Take {
 }
 
 impl AsyncWorker {
-    fn spawn(
+    /// Starts a worker running up to `in_flight` tasks at once (on an actix arbiter if
+    /// `arbiters`), stealing from and stolen from by `siblings`.
+    pub(super) fn spawn(
         fin: Arc<Finisher>,
         load: Arc<AtomicUsize>,
-        kind: &AsyncKind,
+        (in_flight, arbiters, siblings): (usize, bool, &Siblings),
     ) -> std::io::Result<Self> {
         let (pinned, pinned_rx) = crossbeam_channel::unbounded();
         let (shared_tx, shared_rx) = crossbeam_channel::unbounded();
@@ -123,15 +126,15 @@ impl AsyncWorker {
         let side = Side {
             me: me.clone(),
             pinned: pinned_rx.clone(),
-            siblings: kind.siblings.clone(),
+            siblings: siblings.clone(),
             shared: shared.clone(),
-            limit: kind.in_flight,
+            limit: in_flight,
             turn: Cell::new(LaneTurn::default()),
         };
         let exited = exit.share();
         let name = fin.worker().as_str();
         let name = format!("circuits-async-{}", &name[..8.min(name.len())]);
-        if kind.arbiters {
+        if arbiters {
             let arbiter = actix::Arbiter::new();
             let started = arbiter.spawn_fn(move || {
                 actix::spawn(async move {
@@ -156,10 +159,7 @@ impl AsyncWorker {
             })?;
         }
         let urgent = me.urgent.clone();
-        kind.siblings
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(me);
+        siblings.write().unwrap_or_else(|p| p.into_inner()).push(me);
         Ok(AsyncWorker {
             pinned,
             pinned_rx,
@@ -170,7 +170,7 @@ impl AsyncWorker {
             shared,
             exit,
             done: Mutex::new(Some(done)),
-            siblings: kind.siblings.clone(),
+            siblings: siblings.clone(),
             id,
         })
     }
@@ -466,54 +466,5 @@ impl Drop for AsyncWorker {
         // A worker dropped without a stop (its pool went away) drains and ends.
         let _ = self.pinned.send(Msg::Stop);
         self.shared.wake.notify_one();
-    }
-}
-
-/// Async workers: each one thread (or arbiter) running up to `in_flight` tasks at once.
-#[derive(Default)]
-pub(crate) struct AsyncKind {
-    in_flight: usize,
-    arbiters: bool,
-    siblings: Siblings,
-}
-
-impl AsyncKind {
-    pub(crate) fn new(in_flight: usize, arbiters: bool) -> Self {
-        AsyncKind {
-            in_flight: in_flight.max(1),
-            arbiters,
-            siblings: Siblings::default(),
-        }
-    }
-}
-
-impl std::fmt::Debug for AsyncKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Async")
-            .field("in_flight", &self.in_flight)
-            .field("arbiters", &self.arbiters)
-            .finish()
-    }
-}
-
-impl super::Kind for AsyncKind {
-    fn refuse_start(&self) -> Option<super::StartRefused> {
-        None
-    }
-    fn spawn(
-        &self,
-        fin: Arc<Finisher>,
-        load: Arc<AtomicUsize>,
-    ) -> std::io::Result<Box<dyn Backend>> {
-        Ok(Box::new(AsyncWorker::spawn(fin, load, self)?))
-    }
-    fn check(&self, _: &dyn ErasedTask) -> Result<(), Refusal> {
-        Ok(())
-    }
-    fn payload_budget(&self, _: &str) -> Option<usize> {
-        None
-    }
-    fn stuck_is_timeout(&self) -> bool {
-        false
     }
 }

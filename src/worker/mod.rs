@@ -16,6 +16,7 @@ use crate::task::{ErasedTask, Finisher, Refusal, Refused, RunError, Task, TaskEr
 use crate::tree::{ComponentId, Stop};
 use crate::value::Value;
 
+pub(crate) mod async_kind;
 pub(crate) mod async_worker;
 pub(crate) mod child;
 pub(crate) mod info;
