@@ -36,6 +36,15 @@ pub const HOST_ENV: &str = "CIRCUITS_NATS_HOST";
 /// open pull to end.
 const IDLE_POLL: Duration = Duration::from_secs(3);
 
+/// The expiry of a busy host's pull (which takes what is there and returns at once when jobs
+/// are waiting): it bounds a pull whose answer never comes.
+const BUSY_POLL: Duration = Duration::from_secs(1);
+
+/// How long after its expiry a pull is given up on this side. A pull request can be lost
+/// without a word: a cluster node dies with it, or it reaches a consumer whose leader is not
+/// elected yet. Without a bound the host would wait for it for ever, pulling nothing.
+const PULL_GRACE: Duration = Duration::from_secs(1);
+
 /// How a worker host runs: which server and stream, how many jobs at once, and the settings of
 /// its local process pool.
 #[derive(Debug, Clone)]
@@ -244,13 +253,21 @@ async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
         }
         // While jobs come, take what is there (no wait); once the stream ran dry, wait for the
         // next one (a long poll: an idle host sends one request per few seconds).
+        let expiry = if idle { IDLE_POLL } else { BUSY_POLL };
         let fetched = if idle {
             let pull = consumer.batch().max_messages(1);
             pull.expires(IDLE_POLL).messages().await
         } else {
             let want = permits.num_permits();
-            consumer.fetch().max_messages(want).messages().await
+            consumer
+                .fetch()
+                .max_messages(want)
+                .expires(BUSY_POLL)
+                .messages()
+                .await
         };
+        // The server ends every pull by its expiry; one that outlives it was lost.
+        let given_up = tokio::time::Instant::now() + expiry + PULL_GRACE;
         let mut batch = match fetched {
             Ok(b) => b,
             Err(e) => {
@@ -277,7 +294,13 @@ async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
                     }
                     break 'pulling;
                 }
-                next = batch.next() => next,
+                next = tokio::time::timeout_at(given_up, batch.next()) => match next {
+                    Ok(next) => next,
+                    Err(_) => {
+                        tracing::debug!("worker host: a pull not ended by the server; another");
+                        break;
+                    }
+                },
             };
             let message = match next {
                 Some(Ok(m)) => {

@@ -5,11 +5,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream;
+use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 
 use super::broker::{self, Broker};
 use super::pending::{Entry, Shared};
+use super::ready::Ready;
 use super::wire::{self, Answer};
 use crate::task::TaskError;
 
@@ -19,6 +20,84 @@ pub(super) async fn fast_answers(shared: Arc<Shared>, mut answers: async_nats::S
         match wire::decode::<Answer>(&message.payload) {
             Ok(answer) => settle(&shared, answer),
             Err(e) => tracing::warn!("circuits remote pool: an undecodable answer: {e}"),
+        }
+    }
+}
+
+/// The results consumer's pulls: each waits this long on the server at most, ...
+const RESULTS_EXPIRY: Duration = Duration::from_secs(5);
+
+/// ... and the server tells it is alive this often while no answer comes. A pull can be lost
+/// without a word (a cluster node dies with it); two missed heartbeats end it here, and a new
+/// one is made, instead of waiting for its expiry.
+const RESULTS_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How many answers one pull asks for.
+const RESULTS_BATCH: usize = 256;
+
+/// The pool's consumer of the results stream.
+pub(super) fn results_consumer(pool: &str) -> String {
+    format!("results-{pool}")
+}
+
+/// Reads the pool's answers from the results stream for as long as the link lives: through its
+/// durable consumer (made again if it is gone), a new pull stream after any error.
+pub(super) async fn read_results(shared: Arc<Shared>, results: jetstream::stream::Stream) {
+    let name = results_consumer(&shared.pool);
+    let again = Duration::from_millis(200);
+    loop {
+        let config = consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: shared.cfg.results_subject(&shared.pool),
+            ack_policy: consumer::AckPolicy::Explicit,
+            // An answer delivered to a pull this side gave up on comes again this soon (a
+            // duplicate is absorbed).
+            ack_wait: RESULTS_EXPIRY,
+            ..Default::default()
+        };
+        let consumer: consumer::PullConsumer =
+            match results.get_or_create_consumer(&name, config).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("circuits remote pool: the results consumer: {e}");
+                    tokio::time::sleep(again).await;
+                    continue;
+                }
+            };
+        let pulled = consumer
+            .stream()
+            .max_messages_per_batch(RESULTS_BATCH)
+            .expires(RESULTS_EXPIRY)
+            .heartbeat(RESULTS_HEARTBEAT)
+            .messages()
+            .await;
+        let mut answers = match pulled {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("circuits remote pool: reading answers: {e}");
+                tokio::time::sleep(again).await;
+                continue;
+            }
+        };
+        while let Some(message) = answers.next().await {
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    // A lost pull (missed heartbeats), a failed one, a deleted consumer: the
+                    // stream asks for nothing more, so a new one does.
+                    tracing::debug!("circuits remote pool: answers: {e}; pulling anew");
+                    tokio::time::sleep(again / 4).await;
+                    break;
+                }
+            };
+            match wire::decode::<Answer>(&message.payload) {
+                Ok(answer) => settle(&shared, answer),
+                Err(e) => tracing::warn!("circuits remote pool: an undecodable answer: {e}"),
+            }
+            // Stored until acknowledged: an answer read twice (after a reconnect) is absorbed.
+            tokio::task::spawn_local(async move {
+                let _ = message.ack().await;
+            });
         }
     }
 }
@@ -38,11 +117,7 @@ pub(super) fn settle(shared: &Shared, answer: Answer) {
 
 /// Fails the tasks whose jobs used up their deliveries (every host they went to was lost), and
 /// takes those jobs out of the stream (a work queue keeps them otherwise).
-pub(super) async fn watch_deliveries(
-    shared: Arc<Shared>,
-    broker: Rc<Broker>,
-    ready: Rc<tokio::sync::OnceCell<jetstream::stream::Stream>>,
-) {
+pub(super) async fn watch_deliveries(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<Ready>) {
     #[derive(serde::Deserialize)]
     struct Advisory {
         stream_seq: u64,

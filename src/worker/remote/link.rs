@@ -10,16 +10,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer};
-use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use super::answers::{fast_answers, settle, watch_deliveries};
+use super::answers::{fast_answers, read_results, results_consumer, watch_deliveries};
 use super::broker::{self, Broker};
 use super::config::NatsConfig;
 use super::pending::{Entry, Owner, Shared};
 use super::publish::publish;
-use super::wire::{self, Answer};
+use super::ready::Ready;
 use crate::task::{BrokerError, ErasedTask, TaskError};
 
 /// What the link's thread works on.
@@ -146,7 +144,7 @@ async fn serve(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
             return;
         }
     };
-    let ready = Rc::new(tokio::sync::OnceCell::new());
+    let ready = Rc::new(Ready::default());
     if shared.cfg.fast_answers {
         // Subscribed before the first job goes out: an answer nobody listens for is lost.
         let subject = shared.cfg.answers_subject(&shared.pool);
@@ -165,13 +163,13 @@ async fn serve(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
     while let Some(cmd) = cmds.recv().await {
         match cmd {
             Cmd::Publish(id) => {
-                tokio::task::spawn_local(publish(shared.clone(), broker.clone(), id));
+                let (shared, broker, ready) = (shared.clone(), broker.clone(), ready.clone());
+                tokio::task::spawn_local(publish(shared, broker, ready, id));
             }
             Cmd::Forget(seq) => {
                 let ready = ready.clone();
                 tokio::task::spawn_local(async move {
                     if let Some(stream) = ready.get() {
-                        let stream: &jetstream::stream::Stream = stream;
                         let _ = stream.delete_message(seq).await;
                     }
                 });
@@ -185,10 +183,6 @@ async fn serve(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
             .delete_consumer(&results_consumer(&shared.pool))
             .await;
     }
-}
-
-fn results_consumer(pool: &str) -> String {
-    format!("results-{pool}")
 }
 
 /// Without a connection nothing can run: every task fails as it comes, until the link closes.
@@ -212,11 +206,7 @@ async fn fail_everything(shared: &Shared, cmds: &mut mpsc::UnboundedReceiver<Cmd
 
 /// Makes the streams (retrying while the server is away), then reads the pool's answers and the
 /// deliveries advisory. `ready` holds the work stream once it exists.
-async fn setup(
-    shared: Arc<Shared>,
-    broker: Rc<Broker>,
-    ready: Rc<tokio::sync::OnceCell<jetstream::stream::Stream>>,
-) {
+async fn setup(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<Ready>) {
     let cfg = &shared.cfg;
     let mut wait = Duration::from_millis(50);
     let (jobs, results) = loop {
@@ -227,6 +217,7 @@ async fn setup(
             (Ok(j), Ok(r)) => break (j, r),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!("circuits remote pool: {e}; trying again in {wait:?}");
+                ready.failed(e);
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(2));
             }
@@ -236,54 +227,10 @@ async fn setup(
     let _ = jobs
         .get_or_create_consumer(&cfg.hosts_consumer(), broker::hosts_consumer(cfg))
         .await;
-    let _ = ready.set(jobs);
+    ready.set(jobs);
     tokio::task::spawn_local(watch_deliveries(shared.clone(), broker.clone(), ready));
     if cfg.fast_answers {
         return; // read by `fast_answers`
     }
-    let consumer: consumer::PullConsumer = loop {
-        let config = consumer::pull::Config {
-            durable_name: Some(results_consumer(&shared.pool)),
-            filter_subject: cfg.results_subject(&shared.pool),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ..Default::default()
-        };
-        match results
-            .get_or_create_consumer(&results_consumer(&shared.pool), config)
-            .await
-        {
-            Ok(c) => break c,
-            Err(e) => {
-                tracing::warn!("circuits remote pool: the results consumer: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
-    loop {
-        let mut answers = match consumer.messages().await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!("circuits remote pool: reading answers: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        while let Some(message) = answers.next().await {
-            let message = match message {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::debug!("circuits remote pool: answers: {e}");
-                    continue;
-                }
-            };
-            match wire::decode::<Answer>(&message.payload) {
-                Ok(answer) => settle(&shared, answer),
-                Err(e) => tracing::warn!("circuits remote pool: an undecodable answer: {e}"),
-            }
-            // Stored until acknowledged: an answer read twice (after a reconnect) is absorbed.
-            tokio::task::spawn_local(async move {
-                let _ = message.ack().await;
-            });
-        }
-    }
+    read_results(shared, results).await;
 }

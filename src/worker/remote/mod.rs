@@ -26,6 +26,7 @@ pub(crate) mod config;
 mod link;
 mod pending;
 mod publish;
+mod ready;
 pub(crate) mod wire;
 
 pub use config::NatsConfig;

@@ -10,12 +10,13 @@ use async_nats::jetstream;
 use super::broker::Broker;
 use super::config::NatsConfig;
 use super::pending::{Entry, Shared};
+use super::ready::Ready;
 use super::wire::{self, Request};
 use crate::task::{BrokerError, TaskError};
 
 /// Publishes a task's job until the server confirms it (the same message id each time, so the
 /// stream stores it once), or fails the task at the publish deadline; then watches its timeout.
-pub(super) async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, id: u64) {
+pub(super) async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<Ready>, id: u64) {
     let cfg = &shared.cfg;
     let built = {
         let p = shared.lock();
@@ -34,6 +35,21 @@ pub(super) async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, id: u64) {
         }
     };
     let started = Instant::now();
+    // Published before the work stream is made, a job would be refused ("no stream"): every
+    // task would retry at once, a storm at a pool's start or a cluster's.
+    if tokio::time::timeout(cfg.publish_deadline, ready.wait())
+        .await
+        .is_err()
+    {
+        if let Some(entry) = shared.take_attempt(id, attempt) {
+            let error = BrokerError::Unreachable {
+                deadline: cfg.publish_deadline,
+                last: ready.last_error(),
+            };
+            Shared::fail(entry, TaskError::Broker(error));
+        }
+        return;
+    }
     let message_id = wire::job_id(&shared.pool, id, attempt);
     let payload = bytes::Bytes::from(bytes);
     let mut wait = Duration::from_millis(20);
@@ -81,7 +97,7 @@ pub(super) async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, id: u64) {
     };
     if !recorded {
         // Settled while it was being published (a cancel, its timeout): no host should run it.
-        if let Ok(stream) = broker.js.get_stream(cfg.jobs_stream()).await {
+        if let Some(stream) = ready.get() {
             let _ = stream.delete_message(seq).await;
         }
         return;
@@ -92,7 +108,7 @@ pub(super) async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, id: u64) {
         if let Some(entry) = shared.take_attempt(id, attempt) {
             let seq = entry.seq;
             Shared::fail(entry, TaskError::TimedOut(limit));
-            if let (Some(seq), Ok(stream)) = (seq, broker.js.get_stream(cfg.jobs_stream()).await) {
+            if let (Some(seq), Some(stream)) = (seq, ready.get()) {
                 let _ = stream.delete_message(seq).await;
             }
         }
