@@ -234,6 +234,36 @@ async fn an_idle_worker_steals_queued_work_from_a_busy_one_but_never_pinned_work
 }
 
 #[actix_rt::test]
+async fn a_wide_pool_under_many_clients_ends_every_task_and_keeps_every_worker() {
+    // 64 clients awaiting one task after another on 32 workers: most workers sleep between tasks
+    // (only a few idle ones look for work), and siblings steal from one another all the time. A
+    // worker woken by a task that a sibling stole at that moment must go back to sleep, not exit.
+    let pool = Pool::builder().min(32).start();
+    let clients: Vec<_> = (0..64u64)
+        .map(|c| {
+            let pool = pool.clone();
+            actix::spawn(async move {
+                for i in 0..2_000u64 {
+                    let v = pool
+                        .push(Task::new(move || c * 1000 + i))
+                        .expect("accepted");
+                    assert_eq!(v.await, Ok(c * 1000 + i));
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        bounded(client).await.expect("a client ran to its end");
+    }
+    // Every worker is still there to take a task fired at it.
+    for w in pool.workers() {
+        let v = pool.push_to(&w, Task::new(|| 7u64)).expect("accepted");
+        assert_eq!(bounded(v).await, Ok(7), "worker {w} took its task");
+    }
+    pool.stop().await;
+}
+
+#[actix_rt::test]
 async fn a_panic_fails_only_that_task_and_the_worker_lives_on() {
     let pool = Pool::builder().min(1).start();
     let mut events = collect::<u64>(&pool);

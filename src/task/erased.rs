@@ -21,7 +21,8 @@ pub(crate) trait ErasedTask: Send {
     fn prepare(&mut self, id: TaskId, default_timeout: Option<Duration>);
     /// Its id within its pool (given by `prepare`).
     fn id(&self) -> TaskId;
-    /// Which run this is, from 1 (above 1 after retries).
+    /// Which run this is, from 1 (above 1 after retries). Read by the remote link.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     fn attempt(&self) -> u32;
     fn key(&self) -> Option<u64>;
     fn timeout(&self) -> Option<Duration>;

@@ -317,7 +317,10 @@ impl Worker {
             match self.pinned.try_recv() {
                 Ok(Msg::Run(t)) => return Next::Task(t, self.me.load.clone()),
                 Ok(Msg::Stop) => return Next::Stop,
-                Err(_) => {}
+                // The pool was dropped without a stop (its queues' senders are gone); `serve`
+                // runs what is left.
+                Err(TryRecvError::Disconnected) => return Next::Stop,
+                Err(TryRecvError::Empty) => {}
             }
             if let Ok(t) = self.me.shared.try_recv() {
                 return Next::Task(t, self.me.load.clone());
@@ -336,13 +339,10 @@ impl Worker {
             for q in self.me.urgent.pinned.iter().chain(&self.me.urgent.shared) {
                 sel.recv(&q.1);
             }
-            // Wakes when an own queue has something (or is closed); the loop takes it.
+            // Wakes when an own queue has something (or is closed); the loop takes it. Empty
+            // queues after a wake do not mean the pool is gone: a sibling may have stolen the
+            // task that woke this worker (it saw the worker busy a moment before).
             let _ = sel.ready();
-            let urgent = self.me.urgent.queued.load(Ordering::Acquire);
-            if self.pinned.is_empty() && self.me.shared.is_empty() && urgent == 0 {
-                // Both senders are gone: the pool was dropped without a stop.
-                return Next::Stop;
-            }
         }
     }
 
