@@ -22,6 +22,7 @@ mod remote;
 mod report;
 mod svg;
 mod threads;
+mod width;
 
 use measure::{Config, Scenario};
 
@@ -30,7 +31,7 @@ type Run = fn(&Config) -> Vec<Scenario>;
 
 /// The scenarios in the order they run, by id; `--only` takes these ids (and `burst`, the elastic
 /// pool's plot), in any case.
-const SCENARIOS: [(&str, Run); 15] = [
+const SCENARIOS: [(&str, Run); 16] = [
     ("S1", threads::s1),
     ("S2", threads::s2),
     ("S3", threads::s3),
@@ -43,6 +44,7 @@ const SCENARIOS: [(&str, Run); 15] = [
     ("S9", threads::s9),
     ("S10", remote::s10),
     ("S11", asyncs::s11),
+    ("S12", width::s12),
     ("B1", bus::b1),
     ("B2", bus::b2),
     ("B3", bus::b3),
