@@ -18,14 +18,14 @@ use crate::measure::{Config, Kind, Scenario};
 
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Noop;
+pub(crate) struct Noop;
 
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Spin(u64);
 
 /// actix's `SyncArbiter` worker: the obvious actix build.
-struct SyncWorker;
+pub(crate) struct SyncWorker;
 impl Actor for SyncWorker {
     type Context = SyncContext<Self>;
 }
@@ -178,7 +178,7 @@ impl Contenders {
     }
 }
 
-fn noop() {}
+pub(crate) fn noop() {}
 
 /// Every pool here is unbounded and running while tasks are pushed: `push` accepts at once, and
 /// `expect` adds only a branch (the loops cost what they did when `push` returned the `Value`).

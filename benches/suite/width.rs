@@ -12,6 +12,7 @@ use actix::prelude::*;
 use circuits::prelude::*;
 
 use crate::measure::{Config, Kind, Scenario};
+use crate::threads::{noop, Noop, SyncWorker};
 
 const CLIENTS: usize = 64;
 const WIDTHS: [usize; 4] = [2, 8, 32, 128];
@@ -22,21 +23,6 @@ const SYNC: &str = "actix SyncArbiter send().await";
 
 /// Every pool here is unbounded and running while tasks are pushed.
 const RUNNING: &str = "an unbounded, running pool accepts every task";
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Noop;
-
-struct SyncWorker;
-impl Actor for SyncWorker {
-    type Context = SyncContext<Self>;
-}
-impl Handler<Noop> for SyncWorker {
-    type Result = ();
-    fn handle(&mut self, _: Noop, _: &mut SyncContext<Self>) {}
-}
-
-fn noop() {}
 
 /// `CLIENTS` actix tasks, each making `n / CLIENTS` calls one after another: calls per second.
 async fn clients<F, Fut>(n: usize, call: F) -> f64
