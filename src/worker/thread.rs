@@ -27,9 +27,14 @@ pub(crate) struct Sibling {
     id: u64,
     shared: Receiver<Box<dyn ErasedTask>>,
     load: Arc<AtomicUsize>,
-    /// Running a task right now. Only a busy worker's queue is stolen from: an idle one takes its
-    /// own next task at once, and stealing it would only move it away from where it was placed.
+    /// Running a task right now. Only a busy or sleeping worker's queue is stolen from: an idle
+    /// one that is awake takes its own next task at once, and stealing it would only move it away
+    /// from where it was placed.
     busy: Arc<AtomicBool>,
+    /// Asleep on its queues. A task placed on a sleeping worker waits for its wake-up (a context
+    /// switch, on a busy machine a time slice); a worker that is awake takes it now. In a wide
+    /// pool most idle workers sleep, and this is how a task placed on one still runs at once.
+    sleeping: Arc<AtomicBool>,
     /// Its `High` and `Low` queues.
     urgent: Urgent,
 }
@@ -83,6 +88,7 @@ impl ThreadWorker {
             shared: shared_rx,
             load,
             busy: Arc::new(AtomicBool::new(false)),
+            sleeping: Arc::new(AtomicBool::new(false)),
             urgent: Urgent::new(),
         };
         let (shared_rx, busy, own_load) = (me.shared.clone(), me.busy.clone(), me.load.clone());
@@ -304,7 +310,7 @@ impl Worker {
         load.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Own pinned, own shared, then a busy sibling's shared queue (the fullest first); linger a little
+    /// Own pinned, own shared, then a busy or sleeping sibling's shared queue (the fullest first); linger a little
     /// before sleeping on the two own queues.
     fn next(&self) -> Next {
         let mut until = None;
@@ -342,7 +348,9 @@ impl Worker {
             // Wakes when an own queue has something (or is closed); the loop takes it. Empty
             // queues after a wake do not mean the pool is gone: a sibling may have stolen the
             // task that woke this worker (it saw the worker busy a moment before).
+            self.me.sleeping.store(true, Ordering::SeqCst);
             let _ = sel.ready();
+            self.me.sleeping.store(false, Ordering::SeqCst);
         }
     }
 
@@ -352,7 +360,7 @@ impl Worker {
             .iter()
             .filter(|s| {
                 s.id != self.me.id
-                    && s.busy.load(Ordering::Relaxed)
+                    && (s.busy.load(Ordering::Relaxed) || s.sleeping.load(Ordering::Relaxed))
                     && (!s.shared.is_empty() || s.urgent.has_shared())
             })
             .max_by_key(|s| s.shared.len())?;
