@@ -211,13 +211,14 @@ async fn an_idle_worker_steals_queued_work_from_a_busy_one_but_never_pinned_work
     let pool = Pool::builder().min(2).strategy(RoundRobin::new()).start();
     let gate = Gate::new();
     let w0 = pool.workers()[0].clone();
-    // Round robin: the blocker goes to worker 0, then one task to worker 1, then one to worker 0,
-    // queued behind the blocker.
+    // The blocker is fired at worker 0 (a task placed there by the strategy could be taken by
+    // worker 1 while worker 0 sleeps). Then round robin, which starts at worker 0: one task queued
+    // behind the blocker, one for worker 1.
     let (blocker, started) = gate.task_started(0u64);
-    let blocker = pool.push(blocker).expect("accepted");
+    let blocker = pool.push_to(&w0, blocker).expect("accepted");
     bounded(started).await.expect("the blocker started");
-    let on_w1 = pool.push(Task::new(|| 1u64)).expect("accepted");
     let behind_blocker = pool.push(Task::new(|| 2u64)).expect("accepted");
+    let on_w1 = pool.push(Task::new(|| 1u64)).expect("accepted");
     let pinned = pool.push_to(&w0, Task::new(|| 3u64)).expect("accepted");
     // Worker 1 is idle after its own task and takes the one stuck behind the blocker.
     assert_eq!(bounded(on_w1).await, Ok(1));
