@@ -256,13 +256,13 @@ async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
         let expiry = if idle { IDLE_POLL } else { BUSY_POLL };
         let fetched = if idle {
             let pull = consumer.batch().max_messages(1);
-            pull.expires(IDLE_POLL).messages().await
+            pull.expires(expiry).messages().await
         } else {
             let want = permits.num_permits();
             consumer
                 .fetch()
                 .max_messages(want)
-                .expires(BUSY_POLL)
+                .expires(expiry)
                 .messages()
                 .await
         };

@@ -310,8 +310,8 @@ impl Worker {
         load.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Own pinned, own shared, then a busy or sleeping sibling's shared queue (the fullest first); linger a little
-    /// before sleeping on the two own queues.
+    /// Own pinned, own shared, then a busy or sleeping sibling's shared queue (the fullest first);
+    /// linger a little before sleeping on the two own queues.
     fn next(&self) -> Next {
         let mut until = None;
         loop {
@@ -347,7 +347,7 @@ impl Worker {
             }
             // Wakes when an own queue has something (or is closed); the loop takes it. Empty
             // queues after a wake do not mean the pool is gone: a sibling may have stolen the
-            // task that woke this worker (it saw the worker busy a moment before).
+            // task that woke this worker (it saw the worker asleep, or still busy).
             self.me.sleeping.store(true, Ordering::SeqCst);
             let _ = sel.ready();
             self.me.sleeping.store(false, Ordering::SeqCst);

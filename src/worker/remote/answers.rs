@@ -144,9 +144,7 @@ pub(super) async fn watch_deliveries(shared: Arc<Shared>, broker: Rc<Broker>, re
             };
             p.remove(id)
         };
-        if let Some(stream) = ready.get() {
-            let _ = stream.delete_message(advisory.stream_seq).await;
-        }
+        ready.forget(advisory.stream_seq).await;
         if let Some(entry) = entry {
             let error = TaskError::HostLost {
                 deliveries: advisory.deliveries,

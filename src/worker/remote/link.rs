@@ -168,11 +168,7 @@ async fn serve(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
             }
             Cmd::Forget(seq) => {
                 let ready = ready.clone();
-                tokio::task::spawn_local(async move {
-                    if let Some(stream) = ready.get() {
-                        let _ = stream.delete_message(seq).await;
-                    }
-                });
+                tokio::task::spawn_local(async move { ready.forget(seq).await });
             }
             Cmd::Close => break,
         }

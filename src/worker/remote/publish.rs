@@ -41,13 +41,7 @@ pub(super) async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<R
         .await
         .is_err()
     {
-        if let Some(entry) = shared.take_attempt(id, attempt) {
-            let error = BrokerError::Unreachable {
-                deadline: cfg.publish_deadline,
-                last: ready.last_error(),
-            };
-            Shared::fail(entry, TaskError::Broker(error));
-        }
+        unreachable(&shared, id, attempt, ready.last_error());
         return;
     }
     let message_id = wire::job_id(&shared.pool, id, attempt);
@@ -71,13 +65,7 @@ pub(super) async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<R
             return;
         }
         if started.elapsed() >= cfg.publish_deadline {
-            if let Some(entry) = shared.take_attempt(id, attempt) {
-                let error = BrokerError::Unreachable {
-                    deadline: cfg.publish_deadline,
-                    last,
-                };
-                Shared::fail(entry, TaskError::Broker(error));
-            }
+            unreachable(&shared, id, attempt, last);
             return;
         }
         tracing::debug!("circuits remote pool: publishing task {id}: {last}; again");
@@ -97,9 +85,7 @@ pub(super) async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<R
     };
     if !recorded {
         // Settled while it was being published (a cancel, its timeout): no host should run it.
-        if let Some(stream) = ready.get() {
-            let _ = stream.delete_message(seq).await;
-        }
+        ready.forget(seq).await;
         return;
     }
     if let Some(limit) = timeout {
@@ -108,10 +94,22 @@ pub(super) async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<R
         if let Some(entry) = shared.take_attempt(id, attempt) {
             let seq = entry.seq;
             Shared::fail(entry, TaskError::TimedOut(limit));
-            if let (Some(seq), Some(stream)) = (seq, ready.get()) {
-                let _ = stream.delete_message(seq).await;
+            if let Some(seq) = seq {
+                ready.forget(seq).await;
             }
         }
+    }
+}
+
+/// Fails the task's `attempt` with the server unreachable past the publish deadline (`last`:
+/// the last error).
+fn unreachable(shared: &Shared, id: u64, attempt: u32, last: String) {
+    if let Some(entry) = shared.take_attempt(id, attempt) {
+        let error = BrokerError::Unreachable {
+            deadline: shared.cfg.publish_deadline,
+            last,
+        };
+        Shared::fail(entry, TaskError::Broker(error));
     }
 }
 

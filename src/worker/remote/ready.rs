@@ -29,9 +29,12 @@ impl Ready {
         self.last_error.borrow().clone()
     }
 
-    /// The work stream, if it is made.
-    pub(super) fn get(&self) -> Option<&jetstream::stream::Stream> {
-        self.stream.get()
+    /// Takes the job at `seq` out of the work stream (a work queue keeps a job no host
+    /// acknowledged). Nothing to do before the stream is made: no job was stored then.
+    pub(super) async fn forget(&self, seq: u64) {
+        if let Some(stream) = self.stream.get() {
+            let _ = stream.delete_message(seq).await;
+        }
     }
 
     /// Waits for the work stream to be made.
