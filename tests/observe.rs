@@ -51,9 +51,11 @@ async fn a_thread_worker_shows_its_running_task_and_how_long_it_has_run() {
         info.iter().map(|w| w.channel.clone()).collect::<Vec<_>>()
     );
 
+    // Fired at a worker: a task the strategy placed could be taken by the other worker while
+    // the first sleeps, and stay counted on the first's load.
     let gate = Gate::new();
     let (task, started) = gate.task_started(7u32);
-    let value = pool.push(task).unwrap();
+    let value = pool.push_to(&pool.workers()[0], task).unwrap();
     bounded(started).await.unwrap();
     let busy: Vec<_> = pool
         .worker_info()
