@@ -265,6 +265,40 @@ async fn a_wide_pool_under_many_clients_ends_every_task_and_keeps_every_worker()
 }
 
 #[actix_rt::test]
+async fn tasks_placed_on_sleeping_workers_run_and_settle_on_stop_and_abort() {
+    // Round robin over 16 workers places nearly every task on a worker that has slept since its
+    // last one. Such a task goes to the pool's shared injector, and its worker is woken only when
+    // no other worker is looking for work. A lost wake-up would leave a task queued with every
+    // worker asleep, and the bounded wait below would fail.
+    let pool = Pool::builder().min(16).strategy(RoundRobin::new()).start();
+    for i in 0..3_000u64 {
+        let v = pool.push(Task::new(move || i)).expect("accepted");
+        assert_eq!(bounded(v).await, Ok(i), "task {i} ran");
+    }
+    // A burst, then a stop at once: the stop runs every task, wherever it waits.
+    let burst: Vec<_> = (0..5_000u64)
+        .map(|i| pool.push(Task::new(move || i)).expect("accepted"))
+        .collect();
+    bounded(pool.stop()).await;
+    for (i, v) in (0u64..).zip(burst) {
+        assert_eq!(bounded(v).await, Ok(i), "burst task {i} ran");
+    }
+    // The same with an abort: every task settles, run or cancelled, none is left waiting.
+    let pool = Pool::builder().min(16).strategy(RoundRobin::new()).start();
+    let burst: Vec<_> = (0..5_000u64)
+        .map(|i| pool.push(Task::new(move || i)).expect("accepted"))
+        .collect();
+    bounded(pool.abort()).await;
+    for (i, v) in (0u64..).zip(burst) {
+        let out = bounded(v).await;
+        assert!(
+            out == Ok(i) || out == Err(TaskError::Cancelled),
+            "burst task {i} settled: {out:?}"
+        );
+    }
+}
+
+#[actix_rt::test]
 async fn a_panic_fails_only_that_task_and_the_worker_lives_on() {
     let pool = Pool::builder().min(1).start();
     let mut events = collect::<u64>(&pool);

@@ -2,8 +2,9 @@
 //!
 //! A [`Strategy`] picks a worker index from the workers' current loads (tasks queued or running on
 //! each). The pool keeps those loads in atomic counters, so picking costs a few loads and no lock.
-//! A strategy places a task; in thread mode an idle worker may later steal an unkeyed task queued
-//! on a busy or sleeping sibling (keyed tasks and tasks fired at a worker's channel never move).
+//! A strategy places a task; in thread mode an unkeyed task placed on a sleeping worker is run by
+//! whichever worker looks for work first, and an idle worker may steal one queued on a busy
+//! sibling (keyed tasks and tasks fired at a worker's channel never move).
 //!
 //! | strategy | rule |
 //! | --- | --- |

@@ -19,6 +19,7 @@ use crate::value::Value;
 pub(crate) mod async_kind;
 pub(crate) mod async_worker;
 pub(crate) mod child;
+mod crew;
 pub(crate) mod info;
 pub(crate) mod process;
 #[cfg(feature = "nats")]

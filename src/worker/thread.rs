@@ -8,39 +8,18 @@
 //! way a single shared queue would, without a shared queue's contention on every push.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 
+use super::crew::{Bell, Sibling, Siblings};
 use super::restart::Restart;
 use super::urgent::{Msg, Urgent};
 use super::{Backend, Shutdown, LINGER};
 use crate::state::Setups;
 use crate::task::{ErasedTask, Finisher, LaneTurn, RunningSlot, StartStage, TaskError};
 use crate::value::{promise, Promise, Value};
-
-/// What an idle worker can take work from: a sibling's shared queue and the counter the sibling's
-/// tasks were counted on.
-#[derive(Clone)]
-pub(crate) struct Sibling {
-    id: u64,
-    shared: Receiver<Box<dyn ErasedTask>>,
-    load: Arc<AtomicUsize>,
-    /// Running a task right now. Only a busy or sleeping worker's queue is stolen from: an idle
-    /// one that is awake takes its own next task at once, and stealing it would only move it away
-    /// from where it was placed.
-    busy: Arc<AtomicBool>,
-    /// Asleep on its queues. A task placed on a sleeping worker waits for its wake-up (a context
-    /// switch, on a busy machine a time slice); a worker that is awake takes it now. In a wide
-    /// pool most idle workers sleep, and this is how a task placed on one still runs at once.
-    sleeping: Arc<AtomicBool>,
-    /// Its `High` and `Low` queues.
-    urgent: Urgent,
-}
-
-/// The workers of one pool that may steal from each other.
-pub(crate) type Siblings = Arc<RwLock<Vec<Sibling>>>;
 
 /// A worker thread and its queues.
 pub(crate) struct ThreadWorker {
@@ -63,6 +42,8 @@ pub(crate) struct ThreadWorker {
     id: u64,
     /// The `High` and `Low` queues.
     urgent: Urgent,
+    /// Wakes the thread when it sleeps.
+    bell: Arc<Bell>,
     /// The thread, to wake from a failed start's back-off on abort.
     thread: std::thread::Thread,
 }
@@ -88,10 +69,11 @@ impl ThreadWorker {
             shared: shared_rx,
             load,
             busy: Arc::new(AtomicBool::new(false)),
-            sleeping: Arc::new(AtomicBool::new(false)),
+            bell: Arc::default(),
             urgent: Urgent::new(),
         };
         let (shared_rx, busy, own_load) = (me.shared.clone(), me.busy.clone(), me.load.clone());
+        let bell = me.bell.clone();
         let running = Arc::new(RunningSlot::default());
         let worker = Worker {
             me: me.clone(),
@@ -114,7 +96,7 @@ impl ThreadWorker {
             })?
             .thread()
             .clone();
-        siblings.write().unwrap_or_else(|p| p.into_inner()).push(me);
+        siblings.join(me);
         Ok(ThreadWorker {
             pinned: pinned_tx,
             pinned_rx,
@@ -130,6 +112,7 @@ impl ThreadWorker {
             siblings,
             id,
             urgent,
+            bell,
             thread,
         })
     }
@@ -164,6 +147,7 @@ enum Next {
 
 impl Worker {
     fn serve(&self) {
+        self.me.bell.hang();
         if let Err(error) = self.start() {
             return self.leave_failing(&error);
         }
@@ -181,16 +165,17 @@ impl Worker {
         for task in self.me.urgent.drain(true, true) {
             self.run(task, &self.me.load);
         }
-        // Leave the stealing list, then take anything a last-moment steal missed.
-        self.siblings
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|s| s.id != self.me.id);
+        // Leave the stealing list, then take anything a last-moment steal missed, and what the
+        // crew's injector holds (when the whole pool stops, nothing is left there).
+        self.siblings.leave(self.me.id);
         while let Ok(task) = self.me.shared.try_recv() {
             self.run(task, &self.me.load);
         }
         for task in self.me.urgent.drain(true, true) {
             self.run(task, &self.me.load);
+        }
+        while let Some((task, load)) = self.siblings.injected() {
+            self.run(task, &load);
         }
     }
 
@@ -272,10 +257,7 @@ impl Worker {
 
     /// A worker that never started leaves: out of the stealing list, failing what is still queued.
     fn leave_failing(&self, error: &TaskError) {
-        self.siblings
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|s| s.id != self.me.id);
+        self.siblings.leave(self.me.id);
         let pinned = self.pinned.try_iter().filter_map(|m| match m {
             Msg::Run(t) => Some(t),
             Msg::Stop => None,
@@ -310,80 +292,97 @@ impl Worker {
         load.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Own pinned, own shared, then a busy or sleeping sibling's shared queue (the fullest first);
-    /// linger a little before sleeping on the two own queues.
+    /// Own queues first, then a steal from a busy or sleeping sibling (the fullest first). With
+    /// nothing to take, search a little (as one of the crew's few searchers), then sleep until a
+    /// push rings (see `crew`).
     fn next(&self) -> Next {
-        let mut until = None;
+        let mut search = None;
         loop {
-            if self.me.urgent.queued.load(Ordering::Acquire) > 0 {
-                if let Some(next) = self.by_priority() {
-                    return next;
+            let found = match self.own() {
+                Some(next) => Some(next),
+                None if self.me.bell.closed() => Some(Next::Stop),
+                None => self
+                    .siblings
+                    .steal(self.me.id)
+                    .map(|(task, load)| Next::Task(task, load)),
+            };
+            if let Some(next) = found {
+                if search.is_some() && self.siblings.stop_searching() {
+                    self.siblings.wake_one_holding_work();
                 }
+                return next;
             }
-            match self.pinned.try_recv() {
-                Ok(Msg::Run(t)) => return Next::Task(t, self.me.load.clone()),
-                Ok(Msg::Stop) => return Next::Stop,
-                // The pool was dropped without a stop (its queues' senders are gone); `serve`
-                // runs what is left.
-                Err(TryRecvError::Disconnected) => return Next::Stop,
-                Err(TryRecvError::Empty) => {}
+            match search {
+                None if self.siblings.start_searching() => {
+                    search = Some(Instant::now() + LINGER);
+                    continue;
+                }
+                Some(until) if Instant::now() < until => {
+                    std::thread::yield_now();
+                    continue;
+                }
+                _ => {}
             }
-            if let Ok(t) = self.me.shared.try_recv() {
-                return Next::Task(t, self.me.load.clone());
-            }
-            if let Some(stolen) = self.steal() {
-                return stolen;
-            }
-            let deadline = *until.get_or_insert_with(|| Instant::now() + LINGER);
-            if Instant::now() < deadline {
-                std::thread::yield_now();
+            let bell = &self.me.bell;
+            bell.lie_down();
+            // A push that left its task for a searcher relies on the last one to see it.
+            let left_for_us = search.take().is_some()
+                && self.siblings.stop_searching()
+                && self.siblings.any_stealable();
+            if left_for_us || self.holds_work() || bell.closed() {
+                bell.wake();
                 continue;
             }
-            let mut sel = Select::new();
-            sel.recv(&self.pinned);
-            sel.recv(&self.me.shared);
-            for q in self.me.urgent.pinned.iter().chain(&self.me.urgent.shared) {
-                sel.recv(&q.1);
-            }
-            // Wakes when an own queue has something (or is closed); the loop takes it. Empty
-            // queues after a wake do not mean the pool is gone: a sibling may have stolen the
-            // task that woke this worker (it saw the worker asleep, or still busy).
-            self.me.sleeping.store(true, Ordering::SeqCst);
-            let _ = sel.ready();
-            self.me.sleeping.store(false, Ordering::SeqCst);
+            bell.sleep();
         }
     }
 
-    fn steal(&self) -> Option<Next> {
-        let siblings = self.siblings.read().unwrap_or_else(|p| p.into_inner());
-        let victim = siblings
-            .iter()
-            .filter(|s| {
-                s.id != self.me.id
-                    && (s.busy.load(Ordering::Relaxed) || s.sleeping.load(Ordering::Relaxed))
-                    && (!s.shared.is_empty() || s.urgent.has_shared())
-            })
-            .max_by_key(|s| s.shared.len())?;
-        // The highest lane first.
-        let task = victim.urgent.steal(&victim.shared)?;
-        Some(Next::Task(task, victim.load.clone()))
+    /// The next task from this worker's own queues; the stop when its pool is gone.
+    fn own(&self) -> Option<Next> {
+        if self.me.urgent.queued.load(Ordering::Acquire) > 0 {
+            if let Some(next) = self.by_priority() {
+                return Some(next);
+            }
+        }
+        match self.pinned.try_recv() {
+            Ok(Msg::Run(t)) => return Some(Next::Task(t, self.me.load.clone())),
+            Ok(Msg::Stop) => return Some(Next::Stop),
+            // The pool was dropped without a stop (its queues' senders are gone); `serve` runs
+            // what is left.
+            Err(TryRecvError::Disconnected) => return Some(Next::Stop),
+            Err(TryRecvError::Empty) => {}
+        }
+        if let Ok(task) = self.me.shared.try_recv() {
+            return Some(Next::Task(task, self.me.load.clone()));
+        }
+        let (task, load) = self.siblings.injected()?;
+        Some(Next::Task(task, load))
+    }
+
+    /// Something is queued on this worker (or its pinned queue is closed).
+    fn holds_work(&self) -> bool {
+        !self.pinned.is_empty()
+            || !self.me.shared.is_empty()
+            || self.me.urgent.queued.load(Ordering::Acquire) > 0
+            || self.siblings.has_injected()
     }
 }
 
 impl Backend for ThreadWorker {
     fn submit(&self, task: Box<dyn ErasedTask>, pinned: bool) -> Result<(), Box<dyn ErasedTask>> {
         if let Some(side) = Urgent::side(task.priority()) {
-            return self.urgent.push(task, side, pinned);
-        }
-        if pinned {
+            self.urgent.push(task, side, pinned)?;
+        } else if pinned {
             self.pinned.send(Msg::Run(task)).map_err(|e| match e.0 {
                 Msg::Run(t) => t,
                 // Only Run is sent here, so only Run comes back.
                 Msg::Stop => unreachable!("submit sends only Run"),
-            })
-        } else {
-            self.shared.send(task).map_err(|e| e.0)
+            })?;
+        } else if let Some(task) = self.siblings.inject(task, &self.bell, &self.load) {
+            self.shared.send(task).map_err(|e| e.0)?;
         }
+        self.siblings.queued(&self.bell, pinned);
+        Ok(())
     }
 
     fn shutdown(&self, how: Shutdown) {
@@ -408,12 +407,18 @@ impl Backend for ThreadWorker {
                 task.fail(TaskError::Cancelled, &self.fin);
                 self.load.fetch_sub(1, Ordering::Relaxed);
             }
+            // Tasks placed on sleeping workers (the whole pool is aborting).
+            while let Some((task, load)) = self.siblings.injected() {
+                task.fail(TaskError::Cancelled, &self.fin);
+                load.fetch_sub(1, Ordering::Relaxed);
+            }
             self.exit.complete(Ok(()));
             // A thread waiting out a failed start's back-off ends now.
             self.thread.unpark();
         }
         // A send error means the thread is gone already, which is what we want.
         let _ = self.pinned.send(Msg::Stop);
+        self.siblings.queued(&self.bell, true);
     }
 
     fn finished(&self) -> Value<(), TaskError> {
@@ -430,6 +435,7 @@ impl Backend for ThreadWorker {
         let mut moved: Vec<_> = self.urgent.drain(true, false);
         moved.extend(self.shared_rx.try_iter());
         let _ = self.pinned.send(Msg::Stop);
+        self.siblings.queued(&self.bell, true);
         moved
     }
 
@@ -453,9 +459,8 @@ impl Backend for ThreadWorker {
 
 impl Drop for ThreadWorker {
     fn drop(&mut self) {
-        self.siblings
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|s| s.id != self.id);
+        self.siblings.leave(self.id);
+        // The queues' senders go with this worker: the thread runs what they hold, and ends.
+        self.bell.close();
     }
 }

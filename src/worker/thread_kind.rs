@@ -3,8 +3,9 @@
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
+use super::crew::Siblings;
 use super::restart::Restart;
-use super::thread::{Siblings, Start, ThreadWorker};
+use super::thread::{Start, ThreadWorker};
 use super::Backend;
 use crate::state::Setups;
 use crate::task::{ErasedTask, Finisher, Refusal};

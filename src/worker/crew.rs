@@ -1,0 +1,273 @@
+//! The thread workers of one pool as a crew: who may steal from whom, who looks for work while
+//! idle, who sleeps, and whom a push wakes.
+//!
+//! A wide pool on a small machine has most of its workers idle. If every idle worker spun looking
+//! for work, they would take the CPU from the threads that push tasks; if every push woke the
+//! worker it placed its task on, each task would pay a wake-up and a context switch. So, as in
+//! tokio's and rayon's schedulers:
+//!
+//! - At most [`Crew::max_searching`] idle workers **search** (look at their own queues and steal
+//!   from their siblings, yielding in between) for a short while ([`LINGER`](super::LINGER)). The
+//!   others sleep at once, each parked on its own [`Bell`].
+//! - A task the strategy places on a sleeping worker goes to the crew's **injector**, a queue every
+//!   worker looks at after its own: the next worker to look for work takes it, as with a single
+//!   shared queue (the workers that are awake keep working; the sleepers sleep). Its load stays
+//!   counted on the worker it was placed on until it ends, as with a steal.
+//! - A push wakes the worker it placed its task on only when that worker sleeps and either the
+//!   task is pinned (only that worker may run it) or no worker is searching (nobody would take
+//!   it). Otherwise a searcher takes it, and the sleeper sleeps on.
+//! - When the last searcher stops searching, and a push was left unwoken since ([`Crew::skipped`]),
+//!   it makes sure that task is not forgotten: it wakes a sleeping worker that holds stealable work
+//!   (or, about to sleep itself, goes to steal it).
+//!
+//! Lost wake-ups are ruled out by two pairs of "write, fence, read" on each side (Dekker's
+//! pattern): a push writes its task, then reads whether the worker sleeps; a worker falling asleep
+//! writes that it sleeps, then reads its queues. A push that skips a wake writes
+//! [`Crew::skipped`], then reads the number of searchers; the last searcher writes that number,
+//! then reads `skipped`. In each pair at least one side sees the other's write.
+
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::thread::Thread;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::urgent::Urgent;
+use crate::task::ErasedTask;
+
+/// What an idle worker can take work from: a sibling's shared queue and the counter the sibling's
+/// tasks were counted on.
+#[derive(Clone)]
+pub(crate) struct Sibling {
+    pub(crate) id: u64,
+    pub(crate) shared: Receiver<Box<dyn ErasedTask>>,
+    pub(crate) load: Arc<AtomicUsize>,
+    /// Running a task right now. Only a busy or sleeping worker's queue is stolen from: an idle
+    /// one that is awake takes its own next task at once, and stealing it would only move it away
+    /// from where it was placed.
+    pub(crate) busy: Arc<AtomicBool>,
+    /// Whether it sleeps, and how to wake it. A task placed on a sleeping worker is taken by a
+    /// searching sibling without a wake-up.
+    pub(crate) bell: Arc<Bell>,
+    /// Its `High` and `Low` queues.
+    pub(crate) urgent: Urgent,
+}
+
+impl Sibling {
+    /// Holds a task some sibling may steal: a busy or sleeping worker with a shared task queued.
+    fn stealable(&self) -> bool {
+        (self.busy.load(Ordering::Relaxed) || self.bell.sleeping())
+            && (!self.shared.is_empty() || self.urgent.has_shared())
+    }
+}
+
+/// How a worker sleeps and is woken: a flag and the worker's thread, parked while the flag is set.
+#[derive(Default)]
+pub(crate) struct Bell {
+    sleeping: AtomicBool,
+    /// The worker's owner is gone: nothing more will be queued.
+    closed: AtomicBool,
+    thread: OnceLock<Thread>,
+}
+
+impl Bell {
+    /// Called on the worker's thread before it first sleeps.
+    pub(crate) fn hang(&self) {
+        let _ = self.thread.set(std::thread::current());
+    }
+
+    pub(crate) fn sleeping(&self) -> bool {
+        self.sleeping.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Wakes the worker if it sleeps. Whoever clears the flag unparks the thread.
+    pub(crate) fn ring(&self) {
+        if self
+            .sleeping
+            .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            if let Some(thread) = self.thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+
+    /// Nothing more will be queued on this worker: it wakes to run what it holds, and ends.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        fence(Ordering::SeqCst);
+        self.ring();
+    }
+
+    /// Marks the worker asleep. The caller then looks at its queues once more (the push's side of
+    /// the pattern reads this flag after writing its task) and either [`wake`](Self::wake)s itself
+    /// or [`sleep`](Self::sleep)s.
+    pub(crate) fn lie_down(&self) {
+        self.sleeping.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Gets up again without sleeping (something came after all).
+    pub(crate) fn wake(&self) {
+        self.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// Parks the worker's thread until someone [`ring`](Self::ring)s.
+    pub(crate) fn sleep(&self) {
+        while self.sleeping.load(Ordering::Acquire) {
+            std::thread::park();
+        }
+    }
+}
+
+/// A task in the injector, and the load counter of the worker it was placed on.
+pub(crate) type Injected = (Box<dyn ErasedTask>, Arc<AtomicUsize>);
+
+/// The thread workers of one pool.
+pub(crate) struct Crew {
+    members: RwLock<Vec<Sibling>>,
+    /// Tasks placed on sleeping workers, for whichever worker looks first.
+    injector: (Sender<Injected>, Receiver<Injected>),
+    /// Idle workers looking for work right now.
+    searching: AtomicUsize,
+    /// A push found its worker asleep and left it asleep for a searcher.
+    skipped: AtomicBool,
+    /// At most this many idle workers search at once: as many as there are CPUs (on 2 cores, 1 and
+    /// 4 measured worse than 2 at 8 to 128 workers).
+    max_searching: usize,
+}
+
+impl Default for Crew {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Crew {
+            members: RwLock::default(),
+            injector: crossbeam_channel::unbounded(),
+            searching: AtomicUsize::new(0),
+            skipped: AtomicBool::new(false),
+            max_searching: cpus,
+        }
+    }
+}
+
+impl Crew {
+    pub(crate) fn join(&self, me: Sibling) {
+        self.members
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(me);
+    }
+
+    pub(crate) fn leave(&self, id: u64) {
+        self.members
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|s| s.id != id);
+    }
+
+    /// Queues a task placed on a sleeping worker in the injector; gives it back when that worker
+    /// is awake (it is queued on the worker then, which takes it next or lets it be stolen).
+    pub(crate) fn inject(
+        &self,
+        task: Box<dyn ErasedTask>,
+        bell: &Bell,
+        load: &Arc<AtomicUsize>,
+    ) -> Option<Box<dyn ErasedTask>> {
+        if !bell.sleeping() {
+            return Some(task);
+        }
+        // The crew holds the receiver: the send cannot fail.
+        let _ = self.injector.0.send((task, load.clone()));
+        None
+    }
+
+    /// The oldest task in the injector.
+    pub(crate) fn injected(&self) -> Option<Injected> {
+        self.injector.1.try_recv().ok()
+    }
+
+    /// Whether the injector holds a task.
+    pub(crate) fn has_injected(&self) -> bool {
+        !self.injector.1.is_empty()
+    }
+
+    /// A task was just queued on the worker that rings `bell`: wake it if it sleeps, unless the
+    /// task may be stolen and a searcher will steal it.
+    pub(crate) fn queued(&self, bell: &Bell, pinned: bool) {
+        fence(Ordering::SeqCst);
+        if !bell.sleeping() {
+            return;
+        }
+        if !pinned {
+            self.skipped.store(true, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            if self.searching.load(Ordering::Relaxed) > 0 {
+                return;
+            }
+        }
+        bell.ring();
+    }
+
+    /// Asks to search; `false` when enough workers search already (the caller sleeps instead).
+    pub(crate) fn start_searching(&self) -> bool {
+        self.searching
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |n| {
+                (n < self.max_searching).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Stops searching. `true` when a task may be waiting on a sleeping worker with nobody left to
+    /// steal it: the caller looks ([`any_stealable`]) and steals it, or wakes its worker
+    /// ([`wake_one_holding_work`]).
+    ///
+    /// [`any_stealable`]: Self::any_stealable
+    /// [`wake_one_holding_work`]: Self::wake_one_holding_work
+    pub(crate) fn stop_searching(&self) -> bool {
+        let last = self.searching.fetch_sub(1, Ordering::SeqCst) == 1;
+        fence(Ordering::SeqCst);
+        last && self.skipped.swap(false, Ordering::Relaxed)
+    }
+
+    /// Some sibling holds a task that may be stolen.
+    pub(crate) fn any_stealable(&self) -> bool {
+        if self.has_injected() {
+            return true;
+        }
+        let members = self.members.read().unwrap_or_else(|p| p.into_inner());
+        members.iter().any(Sibling::stealable)
+    }
+
+    /// Wakes a sleeping worker that holds a task some sibling may steal, or any sleeping worker
+    /// when the injector holds one.
+    pub(crate) fn wake_one_holding_work(&self) {
+        let injected = self.has_injected();
+        let members = self.members.read().unwrap_or_else(|p| p.into_inner());
+        let sleeper = members
+            .iter()
+            .find(|s| s.bell.sleeping() && (injected || s.stealable()));
+        if let Some(s) = sleeper {
+            s.bell.ring();
+        }
+    }
+
+    /// A task to steal for the worker `me`: from the busy or sleeping sibling with the most shared
+    /// tasks queued, its highest lane first; and the load counter it was counted on.
+    pub(crate) fn steal(&self, me: u64) -> Option<(Box<dyn ErasedTask>, Arc<AtomicUsize>)> {
+        let members = self.members.read().unwrap_or_else(|p| p.into_inner());
+        let victim = members
+            .iter()
+            .filter(|s| s.id != me && s.stealable())
+            .max_by_key(|s| s.shared.len())?;
+        let task = victim.urgent.steal(&victim.shared)?;
+        Some((task, victim.load.clone()))
+    }
+}
+
+/// The crew of one pool's thread workers.
+pub(crate) type Siblings = Arc<Crew>;
