@@ -235,6 +235,30 @@ async fn an_idle_worker_steals_queued_work_from_a_busy_one_but_never_pinned_work
 }
 
 #[actix_rt::test]
+async fn a_task_behind_a_busy_worker_runs_while_the_others_would_sleep() {
+    // Worker 0 is blocked; round robin places every fourth task behind it. Each of those must be
+    // taken by another worker, awake or woken for it (a push behind a busy worker wakes a sleeper
+    // when nobody is looking for work), never left for the blocker's end.
+    let pool = Pool::builder().min(4).strategy(RoundRobin::new()).start();
+    let gate = Gate::new();
+    let w0 = pool.workers()[0].clone();
+    let (blocker, started) = gate.task_started(0u64);
+    let blocker = pool.push_to(&w0, blocker).expect("accepted");
+    bounded(started).await.expect("the blocker started");
+    for i in 1..=400u64 {
+        let v = pool.push(Task::new(move || i)).expect("accepted");
+        assert_eq!(
+            bounded(v).await,
+            Ok(i),
+            "task {i} ran while worker 0 was blocked"
+        );
+    }
+    gate.open();
+    assert_eq!(bounded(blocker).await, Ok(0));
+    pool.stop().await;
+}
+
+#[actix_rt::test]
 async fn a_wide_pool_under_many_clients_ends_every_task_and_keeps_every_worker() {
     // 64 clients awaiting one task after another on 32 workers: most workers sleep between tasks
     // (only a few idle ones look for work), and siblings steal from one another all the time. A

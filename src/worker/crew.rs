@@ -62,9 +62,10 @@ impl Sibling {
 }
 
 /// How a worker sleeps and is woken: a flag and the worker's thread, parked while the flag is set.
-#[derive(Default)]
 pub(crate) struct Bell {
     sleeping: AtomicBool,
+    /// The crew's count of sleeping workers: whoever sets or clears `sleeping` counts.
+    sleepers: Arc<AtomicUsize>,
     /// The worker's owner is gone: nothing more will be queued.
     closed: AtomicBool,
     thread: OnceLock<Thread>,
@@ -86,15 +87,23 @@ impl Bell {
 
     /// Wakes the worker if it sleeps. Whoever clears the flag unparks the thread.
     pub(crate) fn ring(&self) {
-        if self
-            .sleeping
-            .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
+        if self.clear() {
             if let Some(thread) = self.thread.get() {
                 thread.unpark();
             }
         }
+    }
+
+    /// Clears the flag; `true` for the one caller that did (and counted it).
+    fn clear(&self) -> bool {
+        let cleared = self
+            .sleeping
+            .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if cleared {
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        }
+        cleared
     }
 
     /// Nothing more will be queued on this worker: it wakes to run what it holds, and ends.
@@ -108,13 +117,14 @@ impl Bell {
     /// the pattern reads this flag after writing its task) and either [`wake`](Self::wake)s itself
     /// or [`sleep`](Self::sleep)s.
     pub(crate) fn lie_down(&self) {
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
         self.sleeping.store(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
     }
 
     /// Gets up again without sleeping (something came after all).
     pub(crate) fn wake(&self) {
-        self.sleeping.store(false, Ordering::Relaxed);
+        self.clear();
     }
 
     /// Parks the worker's thread until someone [`ring`](Self::ring)s.
@@ -137,6 +147,8 @@ pub(crate) struct Crew {
     searching: AtomicUsize,
     /// A push found its worker asleep and left it asleep for a searcher.
     skipped: AtomicBool,
+    /// Workers asleep now.
+    sleepers: Arc<AtomicUsize>,
     /// At most this many idle workers search at once: as many as there are CPUs (on 2 cores, 1 and
     /// 4 measured worse than 2 at 8 to 128 workers).
     max_searching: usize,
@@ -150,12 +162,23 @@ impl Default for Crew {
             injector: crossbeam_channel::unbounded(),
             searching: AtomicUsize::new(0),
             skipped: AtomicBool::new(false),
+            sleepers: Arc::default(),
             max_searching: cpus,
         }
     }
 }
 
 impl Crew {
+    /// A bell for a new member, counted among the crew's sleepers while it sleeps.
+    pub(crate) fn bell(&self) -> Bell {
+        Bell {
+            sleeping: AtomicBool::new(false),
+            sleepers: self.sleepers.clone(),
+            closed: AtomicBool::new(false),
+            thread: OnceLock::new(),
+        }
+    }
+
     pub(crate) fn join(&self, me: Sibling) {
         self.members
             .write()
@@ -197,10 +220,19 @@ impl Crew {
     }
 
     /// A task was just queued on the worker that rings `bell`: wake it if it sleeps, unless the
-    /// task may be stolen and a searcher will steal it.
-    pub(crate) fn queued(&self, bell: &Bell, pinned: bool) {
+    /// task may be stolen and a searcher will steal it. A task that may be stolen, queued behind
+    /// a `busy` worker's running task while nobody searches, wakes a sleeping worker to steal it
+    /// (so a long task does not hold up the tasks placed after it while workers sleep).
+    pub(crate) fn queued(&self, bell: &Bell, pinned: bool, busy: bool) {
         fence(Ordering::SeqCst);
         if !bell.sleeping() {
+            if !pinned
+                && busy
+                && self.sleepers.load(Ordering::Relaxed) > 0
+                && self.searching.load(Ordering::Relaxed) == 0
+            {
+                self.wake_one_holding_work();
+            }
             return;
         }
         if !pinned {
@@ -243,15 +275,18 @@ impl Crew {
         members.iter().any(Sibling::stealable)
     }
 
-    /// Wakes a sleeping worker that holds a task some sibling may steal, or any sleeping worker
-    /// when the injector holds one.
+    /// Wakes a sleeping worker when some worker holds a task that may be stolen, or the injector
+    /// holds one: the sleeper that holds it, if one does.
     pub(crate) fn wake_one_holding_work(&self) {
-        let injected = self.has_injected();
         let members = self.members.read().unwrap_or_else(|p| p.into_inner());
-        let sleeper = members
-            .iter()
-            .find(|s| s.bell.sleeping() && (injected || s.stealable()));
-        if let Some(s) = sleeper {
+        let sleeper = || members.iter().find(|s| s.bell.sleeping());
+        let holder = members.iter().find(|s| s.bell.sleeping() && s.stealable());
+        let woken = match holder {
+            Some(s) => Some(s),
+            None if self.has_injected() || members.iter().any(Sibling::stealable) => sleeper(),
+            None => None,
+        };
+        if let Some(s) = woken {
             s.bell.ring();
         }
     }

@@ -69,7 +69,7 @@ impl ThreadWorker {
             shared: shared_rx,
             load,
             busy: Arc::new(AtomicBool::new(false)),
-            bell: Arc::default(),
+            bell: Arc::new(siblings.bell()),
             urgent: Urgent::new(),
         };
         let (shared_rx, busy, own_load) = (me.shared.clone(), me.busy.clone(), me.load.clone());
@@ -381,7 +381,8 @@ impl Backend for ThreadWorker {
         } else if let Some(task) = self.siblings.inject(task, &self.bell, &self.load) {
             self.shared.send(task).map_err(|e| e.0)?;
         }
-        self.siblings.queued(&self.bell, pinned);
+        let busy = self.busy.load(Ordering::Relaxed);
+        self.siblings.queued(&self.bell, pinned, busy);
         Ok(())
     }
 
@@ -418,7 +419,7 @@ impl Backend for ThreadWorker {
         }
         // A send error means the thread is gone already, which is what we want.
         let _ = self.pinned.send(Msg::Stop);
-        self.siblings.queued(&self.bell, true);
+        self.siblings.queued(&self.bell, true, false);
     }
 
     fn finished(&self) -> Value<(), TaskError> {
@@ -435,7 +436,7 @@ impl Backend for ThreadWorker {
         let mut moved: Vec<_> = self.urgent.drain(true, false);
         moved.extend(self.shared_rx.try_iter());
         let _ = self.pinned.send(Msg::Stop);
-        self.siblings.queued(&self.bell, true);
+        self.siblings.queued(&self.bell, true, false);
         moved
     }
 
