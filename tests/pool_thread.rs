@@ -259,6 +259,38 @@ async fn a_task_behind_a_busy_worker_runs_while_the_others_would_sleep() {
 }
 
 #[actix_rt::test]
+async fn a_burst_wakes_as_many_workers_as_it_has_tasks() {
+    // Eight tasks that end only once all eight run at the same time, pushed right after a task
+    // (so a worker is still searching, and the pushes leave their tasks to it instead of waking
+    // their workers): the workers that find work must wake the others, one after another, until
+    // every task runs. A wait of 30 s stands in for "never" (each task then reports failure).
+    let pool = Pool::builder().min(8).start();
+    for round in 0..20 {
+        assert_eq!(bounded(pool.push(Task::new(|| 0usize)).expect("accepted")).await, Ok(0));
+        let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let burst: Vec<_> = (0..8)
+            .map(|_| {
+                let arrived = arrived.clone();
+                pool.push(Task::new(move || {
+                    use std::sync::atomic::Ordering::SeqCst;
+                    arrived.fetch_add(1, SeqCst);
+                    let since = std::time::Instant::now();
+                    while arrived.load(SeqCst) < 8 && since.elapsed() < Duration::from_secs(30) {
+                        std::thread::yield_now();
+                    }
+                    arrived.load(SeqCst)
+                }))
+                .expect("accepted")
+            })
+            .collect();
+        for v in burst {
+            assert_eq!(bounded(v).await, Ok(8), "round {round}: all eight ran at once");
+        }
+    }
+    pool.stop().await;
+}
+
+#[actix_rt::test]
 async fn a_wide_pool_under_many_clients_ends_every_task_and_keeps_every_worker() {
     // 64 clients awaiting one task after another on 32 workers: most workers sleep between tasks
     // (only a few idle ones look for work), and siblings steal from one another all the time. A

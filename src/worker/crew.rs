@@ -16,15 +16,20 @@
 //! - A push wakes the worker it placed its task on only when that worker sleeps and either the
 //!   task is pinned (only that worker may run it) or no worker is searching (nobody would take
 //!   it). Otherwise a searcher takes it, and the sleeper sleeps on.
-//! - When the last searcher stops searching, and a push was left unwoken since ([`Crew::skipped`]),
-//!   it makes sure that task is not forgotten: it wakes a sleeping worker that holds stealable work
-//!   (or, about to sleep itself, goes to steal it).
+//! - A push that leaves its task to others marks it ([`Crew::skipped`]). A worker about to sleep
+//!   takes the mark and, if some task may be waiting, steals it instead of sleeping. The last
+//!   searcher to find work takes it too and wakes a sleeper when work is left (the woken worker
+//!   searches in turn, so a burst wakes as many workers as it needs, one after another).
+//! - A worker that starts a task with more of its own queued behind it does what a push behind a
+//!   busy worker does: wakes a sleeper to steal them when nobody searches.
 //!
-//! Lost wake-ups are ruled out by two pairs of "write, fence, read" on each side (Dekker's
-//! pattern): a push writes its task, then reads whether the worker sleeps; a worker falling asleep
-//! writes that it sleeps, then reads its queues. A push that skips a wake writes
-//! [`Crew::skipped`], then reads the number of searchers; the last searcher writes that number,
-//! then reads `skipped`. In each pair at least one side sees the other's write.
+//! Lost wake-ups are ruled out by pairs of "write, fence, read" on each side (Dekker's pattern):
+//! a push writes its task, then reads whether the worker sleeps, while a worker falling asleep
+//! writes that it sleeps, then reads its queues and the injector; a push that leaves its task to
+//! others writes the mark, then reads the numbers of searchers and sleepers, while a worker
+//! falling asleep or no longer searching writes those numbers, then reads the mark; a worker
+//! starting a task writes that it is busy, then reads its queue, while a push writes its task,
+//! then reads whether the worker is busy. In each pair at least one side sees the other's write.
 
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -225,24 +230,32 @@ impl Crew {
     /// (so a long task does not hold up the tasks placed after it while workers sleep).
     pub(crate) fn queued(&self, bell: &Bell, pinned: bool, busy: bool) {
         fence(Ordering::SeqCst);
-        if !bell.sleeping() {
-            if !pinned
-                && busy
-                && self.sleepers.load(Ordering::Relaxed) > 0
-                && self.searching.load(Ordering::Relaxed) == 0
-            {
-                self.wake_one_holding_work();
+        if bell.sleeping() {
+            if pinned || !self.left_for_searchers() {
+                bell.ring();
             }
-            return;
+        } else if !pinned && busy {
+            self.behind_busy();
         }
-        if !pinned {
-            self.skipped.store(true, Ordering::Relaxed);
-            fence(Ordering::SeqCst);
-            if self.searching.load(Ordering::Relaxed) > 0 {
-                return;
-            }
+    }
+
+    /// A task that may be stolen waits behind a busy worker's running task: wake a sleeper to
+    /// steal it, unless a searcher will.
+    pub(crate) fn behind_busy(&self) {
+        if !self.left_for_searchers() && self.sleepers.load(Ordering::Relaxed) > 0 {
+            self.wake_one_holding_work();
         }
-        bell.ring();
+    }
+
+    /// Marks that a task waits for someone to look ([`Crew::skipped`]), then says whether a
+    /// worker is searching (which, or the next worker to lie down, will see the mark). The mark
+    /// is written only when it is not set already: most pushes only read it.
+    fn left_for_searchers(&self) -> bool {
+        if !self.skipped.load(Ordering::Relaxed) {
+            self.skipped.store(true, Ordering::Release);
+        }
+        fence(Ordering::SeqCst);
+        self.searching.load(Ordering::Relaxed) > 0
     }
 
     /// Asks to search; `false` when enough workers search already (the caller sleeps instead).
@@ -254,16 +267,17 @@ impl Crew {
             .is_ok()
     }
 
-    /// Stops searching. `true` when a task may be waiting on a sleeping worker with nobody left to
-    /// steal it: the caller looks ([`any_stealable`]) and steals it, or wakes its worker
-    /// ([`wake_one_holding_work`]).
-    ///
-    /// [`any_stealable`]: Self::any_stealable
-    /// [`wake_one_holding_work`]: Self::wake_one_holding_work
+    /// Stops searching; `true` for the last searcher.
     pub(crate) fn stop_searching(&self) -> bool {
-        let last = self.searching.fetch_sub(1, Ordering::SeqCst) == 1;
+        self.searching.fetch_sub(1, Ordering::SeqCst) == 1
+    }
+
+    /// Takes the mark a push left ([`Crew::skipped`]): `true` when a task may be waiting with
+    /// nobody looking for it. Called after the caller's own write (lying down, or no longer
+    /// searching), so that a push either sees that write or leaves its mark for this read.
+    pub(crate) fn take_mark(&self) -> bool {
         fence(Ordering::SeqCst);
-        last && self.skipped.swap(false, Ordering::Relaxed)
+        self.skipped.load(Ordering::Relaxed) && self.skipped.swap(false, Ordering::AcqRel)
     }
 
     /// Some sibling holds a task that may be stolen.

@@ -285,7 +285,12 @@ impl Worker {
         if self.abort.load(Ordering::Acquire) {
             task.fail(TaskError::Cancelled, &self.fin);
         } else {
-            self.me.busy.store(true, Ordering::Relaxed);
+            // Busy, then a look at what waits behind this task (a push that saw the worker idle
+            // left it there): a sleeper comes to steal it when nobody searches.
+            self.me.busy.swap(true, Ordering::SeqCst);
+            if !self.me.shared.is_empty() || self.me.urgent.has_shared() {
+                self.siblings.behind_busy();
+            }
             task.run(&self.fin, &self.running);
             self.me.busy.store(false, Ordering::Relaxed);
         }
@@ -307,7 +312,11 @@ impl Worker {
                     .map(|(task, load)| Next::Task(task, load)),
             };
             if let Some(next) = found {
-                if search.is_some() && self.siblings.stop_searching() {
+                // The last searcher to find work wakes another worker while work is left.
+                if search.is_some()
+                    && self.siblings.stop_searching()
+                    && (self.siblings.has_injected() || self.siblings.take_mark())
+                {
                     self.siblings.wake_one_holding_work();
                 }
                 return next;
@@ -325,15 +334,20 @@ impl Worker {
             }
             let bell = &self.me.bell;
             bell.lie_down();
-            // A push that left its task for a searcher relies on the last one to see it.
-            let left_for_us = search.take().is_some()
-                && self.siblings.stop_searching()
-                && self.siblings.any_stealable();
+            if search.take().is_some() {
+                self.siblings.stop_searching();
+            }
+            // A push that left its task to others relies on whoever lies down to see it.
+            let left_for_us = self.siblings.take_mark() && self.siblings.any_stealable();
             if left_for_us || self.holds_work() || bell.closed() {
                 bell.wake();
                 continue;
             }
             bell.sleep();
+            // Woken: search, as the worker that rang expects.
+            if self.siblings.start_searching() {
+                search = Some(Instant::now() + LINGER);
+            }
         }
     }
 
