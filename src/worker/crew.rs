@@ -18,8 +18,11 @@
 //!   it). Otherwise a searcher takes it, and the sleeper sleeps on.
 //! - A push that leaves its task to others marks it ([`Crew::skipped`]). A worker about to sleep
 //!   takes the mark and, if some task may be waiting, steals it instead of sleeping. The last
-//!   searcher to find work takes it too and wakes a sleeper when work is left (the woken worker
-//!   searches in turn, so a burst wakes as many workers as it needs, one after another).
+//!   searcher to find work takes it too and wakes a sleeper when the injector holds work or the
+//!   mark is set (the woken worker searches in turn, so a burst placed on sleeping workers wakes
+//!   as many workers as it needs, one after another). The mark is one flag for any number of
+//!   tasks: several tasks behind busy workers at once may wake fewer workers than tasks, and one
+//!   of them then waits for its worker's running task (never lost).
 //! - A worker that starts a task with more of its own queued behind it does what a push behind a
 //!   busy worker does: wakes a sleeper to steal them when nobody searches.
 //!
@@ -146,6 +149,8 @@ pub(crate) type Injected = (Box<dyn ErasedTask>, Arc<AtomicUsize>);
 /// The thread workers of one pool.
 pub(crate) struct Crew {
     members: RwLock<Vec<Sibling>>,
+    /// How many members there are.
+    size: AtomicUsize,
     /// Tasks placed on sleeping workers, for whichever worker looks first.
     injector: (Sender<Injected>, Receiver<Injected>),
     /// Idle workers looking for work right now.
@@ -164,6 +169,7 @@ impl Default for Crew {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Crew {
             members: RwLock::default(),
+            size: AtomicUsize::new(0),
             injector: crossbeam_channel::unbounded(),
             searching: AtomicUsize::new(0),
             skipped: AtomicBool::new(false),
@@ -185,28 +191,29 @@ impl Crew {
     }
 
     pub(crate) fn join(&self, me: Sibling) {
-        self.members
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(me);
+        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+        members.push(me);
+        self.size.store(members.len(), Ordering::Relaxed);
     }
 
     pub(crate) fn leave(&self, id: u64) {
-        self.members
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|s| s.id != id);
+        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+        members.retain(|s| s.id != id);
+        self.size.store(members.len(), Ordering::Relaxed);
     }
 
     /// Queues a task placed on a sleeping worker in the injector; gives it back when that worker
-    /// is awake (it is queued on the worker then, which takes it next or lets it be stolen).
+    /// is awake (it is queued on the worker then, which takes it next or lets it be stolen), or
+    /// works alone.
     pub(crate) fn inject(
         &self,
         task: Box<dyn ErasedTask>,
         bell: &Bell,
         load: &Arc<AtomicUsize>,
     ) -> Option<Box<dyn ErasedTask>> {
-        if !bell.sleeping() {
+        // A worker alone takes its tasks in the order they came (the injector is looked at after
+        // its own queue): nobody else could take them anyway.
+        if !bell.sleeping() || self.size.load(Ordering::Relaxed) < 2 {
             return Some(task);
         }
         // The crew holds the receiver: the send cannot fail.
