@@ -206,17 +206,24 @@ async fn below_average_sends_work_to_the_idle_worker() {
     pool.stop().await;
 }
 
-#[actix_rt::test]
-async fn an_idle_worker_steals_queued_work_from_a_busy_one_but_never_pinned_work() {
-    let pool = Pool::builder().min(2).strategy(RoundRobin::new()).start();
+/// Blocks worker 0 with a task that answers 0 once the gate opens, and returns when it runs. The
+/// blocker is fired at worker 0: a task placed there by the strategy could be taken by another
+/// worker while worker 0 sleeps.
+async fn block_worker_0(pool: &PoolHandle) -> (Gate, Channel, Value<u64, TaskError>) {
     let gate = Gate::new();
     let w0 = pool.workers()[0].clone();
-    // The blocker is fired at worker 0 (a task placed there by the strategy could be taken by
-    // worker 1 while worker 0 sleeps). Then round robin, which starts at worker 0: one task queued
-    // behind the blocker, one for worker 1.
     let (blocker, started) = gate.task_started(0u64);
     let blocker = pool.push_to(&w0, blocker).expect("accepted");
     bounded(started).await.expect("the blocker started");
+    (gate, w0, blocker)
+}
+
+#[actix_rt::test]
+async fn an_idle_worker_steals_queued_work_from_a_busy_one_but_never_pinned_work() {
+    let pool = Pool::builder().min(2).strategy(RoundRobin::new()).start();
+    // Then round robin, which starts at worker 0: one task queued behind the blocker, one for
+    // worker 1.
+    let (gate, w0, blocker) = block_worker_0(&pool).await;
     let behind_blocker = pool.push(Task::new(|| 2u64)).expect("accepted");
     let on_w1 = pool.push(Task::new(|| 1u64)).expect("accepted");
     let pinned = pool.push_to(&w0, Task::new(|| 3u64)).expect("accepted");
@@ -240,11 +247,7 @@ async fn a_task_behind_a_busy_worker_runs_while_the_others_would_sleep() {
     // taken by another worker, awake or woken for it (a push behind a busy worker wakes a sleeper
     // when nobody is looking for work), never left for the blocker's end.
     let pool = Pool::builder().min(4).strategy(RoundRobin::new()).start();
-    let gate = Gate::new();
-    let w0 = pool.workers()[0].clone();
-    let (blocker, started) = gate.task_started(0u64);
-    let blocker = pool.push_to(&w0, blocker).expect("accepted");
-    bounded(started).await.expect("the blocker started");
+    let (gate, _, blocker) = block_worker_0(&pool).await;
     for i in 1..=400u64 {
         let v = pool.push(Task::new(move || i)).expect("accepted");
         assert_eq!(

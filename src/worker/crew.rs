@@ -54,8 +54,8 @@ pub(crate) struct Sibling {
     /// one that is awake takes its own next task at once, and stealing it would only move it away
     /// from where it was placed.
     pub(crate) busy: Arc<AtomicBool>,
-    /// Whether it sleeps, and how to wake it. A task placed on a sleeping worker is taken by a
-    /// searching sibling without a wake-up.
+    /// Whether it sleeps, and how to wake it. A task placed on a sleeping worker goes to the
+    /// injector, where a worker that is awake takes it without a wake-up.
     pub(crate) bell: Arc<Bell>,
     /// Its `High` and `Low` queues.
     pub(crate) urgent: Urgent,
@@ -155,7 +155,8 @@ pub(crate) struct Crew {
     injector: (Sender<Injected>, Receiver<Injected>),
     /// Idle workers looking for work right now.
     searching: AtomicUsize,
-    /// A push found its worker asleep and left it asleep for a searcher.
+    /// The mark: a push (or a worker starting a task with more queued behind it) left a task to
+    /// others, a searcher or whoever lies down next, instead of waking a worker for it.
     skipped: AtomicBool,
     /// Workers asleep now.
     sleepers: Arc<AtomicUsize>,

@@ -3,9 +3,10 @@
 //! The pool pushes tasks straight onto the worker's crossbeam channels (no actor mailbox on the hot
 //! path); the thread runs them in order, catching panics, and settles each task's value. Each
 //! worker has two queues: **pinned** tasks (fired at its channel, or carrying an affinity key) run
-//! only there; **shared** tasks (balanced by the strategy) may be stolen by an idle sibling. So a
-//! placement that turned out badly (a long task ahead of short ones) is corrected at run time, the
-//! way a single shared queue would, without a shared queue's contention on every push.
+//! only there; **shared** tasks (balanced by the strategy) may be stolen by an idle sibling, and
+//! go to the pool's injector instead when their worker sleeps (see `crew`). So a placement that
+//! turned out badly (a long task ahead of short ones) is corrected at run time, the way a single
+//! shared queue would, without a shared queue's contention on every push.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
