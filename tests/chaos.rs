@@ -70,6 +70,55 @@ fn protocol_fd() -> Option<i32> {
     })
 }
 
+/// The shared-memory rings' memory, when this child has them (`/proc/self/fd/N`).
+fn ring_memory() -> Option<std::path::PathBuf> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| {
+            std::fs::read_link(e.path())
+                .is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:circuits-ring"))
+        })
+        .map(|e| e.path())
+}
+
+/// Writes `bytes` into the shared-memory answers ring at its tail and publishes them, as a child
+/// that ignores the protocol would (the layout of `src/wire/ring`: a 4 KiB header with the
+/// capacity at byte 12 and the answers ring's tail at byte 384, then the jobs ring, then the
+/// answers ring).
+fn ring_write(memory: &std::path::Path, bytes: &[u8]) {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(memory)
+        .unwrap();
+    let len = file.metadata().unwrap().len() as usize;
+    // SAFETY: maps the ring's memfd shared, writes inside its length, and unmaps it; the tail is
+    // an 8-byte aligned word the parent reads atomically.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        let base = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+        .cast::<u8>();
+        assert_ne!(base.cast(), libc::MAP_FAILED);
+        let cap = base.add(12).cast::<u32>().read() as usize;
+        let tail = &*base.add(384).cast::<std::sync::atomic::AtomicU64>();
+        let at = tail.load(Ordering::Acquire);
+        let data = base.add(4096 + cap);
+        for (i, b) in bytes.iter().enumerate() {
+            *data.add((at as usize + i) & (cap - 1)) = *b;
+        }
+        tail.store(at + bytes.len() as u64, Ordering::Release);
+        libc::munmap(base.cast(), len);
+    }
+}
+
 fn raw_write(fd: i32, bytes: &[u8]) {
     // SAFETY: writing a buffer we own to a descriptor we found open for writing.
     unsafe {
@@ -83,16 +132,26 @@ impl Job for Hostile {
     fn run(self) -> Refuses {
         match self {
             Hostile::Garbage => {
-                let fd = protocol_fd().expect("the protocol pipe is open");
                 // A length prefix of 5 and five bytes that decode to no frame.
-                raw_write(fd, &[5, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff]);
+                let garbage = [5, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff];
+                if let Some(ring) = ring_memory() {
+                    // Published into the shared memory without waking the parent: it reads it
+                    // when it sees this process end.
+                    ring_write(&ring, &garbage);
+                    std::process::exit(0);
+                }
+                let fd = protocol_fd().expect("the protocol pipe is open");
+                raw_write(fd, &garbage);
                 // Wait to be killed by the parent, which now knows this child is broken.
                 std::thread::sleep(Duration::from_secs(30));
                 Refuses
             }
             Hostile::HalfFrame => {
-                let fd = protocol_fd().expect("the protocol pipe is open");
-                raw_write(fd, &[100, 0, 0, 0, 1, 2, 3]);
+                let half = [100, 0, 0, 0, 1, 2, 3];
+                match ring_memory() {
+                    Some(ring) => ring_write(&ring, &half),
+                    None => raw_write(protocol_fd().expect("the protocol pipe is open"), &half),
+                }
                 std::process::exit(0);
             }
             Hostile::Unencodable => Refuses,
@@ -312,8 +371,19 @@ async fn thread_chaos_loses_and_doubles_nothing() {
     bounded(pool.stop()).await;
 }
 
-async fn hostile_children_are_treated_as_crashed_and_replaced() {
-    let pool = Pool::builder().min(1).process().start();
+/// Frames through the pipes.
+async fn hostile_children_on_pipes_are_treated_as_crashed_and_replaced() {
+    hostile_children_are_treated_as_crashed_and_replaced(ProcessConfig::default().shared_memory(0))
+        .await;
+}
+
+/// Frames through the shared-memory rings (the default).
+async fn hostile_children_on_shared_memory_are_treated_as_crashed_and_replaced() {
+    hostile_children_are_treated_as_crashed_and_replaced(ProcessConfig::default()).await;
+}
+
+async fn hostile_children_are_treated_as_crashed_and_replaced(config: ProcessConfig) {
+    let pool = Pool::builder().min(1).process_with(config).start();
     let first = pool.workers()[0].clone();
     let garbage = bounded(pool.run(Task::job(Hostile::Garbage))).await;
     match garbage {
@@ -382,7 +452,8 @@ fn main() {
         common::async_tests![
             process_chaos_loses_and_doubles_nothing,
             thread_chaos_loses_and_doubles_nothing,
-            hostile_children_are_treated_as_crashed_and_replaced,
+            hostile_children_on_pipes_are_treated_as_crashed_and_replaced,
+            hostile_children_on_shared_memory_are_treated_as_crashed_and_replaced,
         ],
         Vec::new(),
     );

@@ -414,9 +414,14 @@ async fn failed_starts_are_bounded(mode: &'static str, tag: &str, expect_init_hi
     let count = scratch(tag);
     let one = std::ffi::OsStr::new("1");
     let _env = EnvVars::set(&[(COUNT_ENV, count.as_os_str()), (mode, one)]);
-    let cfg = ProcessConfig::default()
+    let mut cfg = ProcessConfig::default()
         .max_start_failures(LIMIT)
         .restart_backoff(Duration::from_millis(10), Duration::from_secs(1));
+    if mode == HUGE_FRAME_ENV {
+        // The claim goes onto the protocol's pipe: frames must travel through the pipes (with
+        // the shared-memory rings, stdout is not the protocol's and the claim goes nowhere).
+        cfg = cfg.shared_memory(0);
+    }
     let pool = Pool::builder()
         .min(1)
         .process_with(cfg)

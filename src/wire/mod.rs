@@ -15,6 +15,8 @@
 
 mod error;
 pub(crate) mod frame;
+#[cfg(all(feature = "process", target_os = "linux"))]
+pub(crate) mod ring;
 pub(crate) mod transport;
 
 pub use error::WireError;

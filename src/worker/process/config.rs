@@ -39,6 +39,8 @@ pub struct ProcessConfig {
     pub(crate) memory_poll: Duration,
     /// The child's soft limit on open files.
     pub(crate) open_files: Option<u64>,
+    /// Bytes of each shared-memory ring (jobs, answers); 0: frames go through the pipes.
+    pub(crate) shared_memory: usize,
 }
 
 impl Default for ProcessConfig {
@@ -56,6 +58,7 @@ impl Default for ProcessConfig {
             max_resident: None,
             memory_poll: Duration::from_millis(10),
             open_files: None,
+            shared_memory: 1 << 20,
         }
     }
 }
@@ -72,6 +75,20 @@ impl ProcessConfig {
     /// latency for floods of small jobs.
     pub fn pipeline(mut self, jobs: usize) -> Self {
         self.pipeline = jobs.max(1);
+        self
+    }
+    /// How many bytes of shared memory carry frames each way between the pool and each child
+    /// (default 1 MiB; rounded up to a power of two, at least 4 KiB; `0` turns it off).
+    ///
+    /// With it (on Linux, when the OS gives the memory), jobs and answers travel through two
+    /// rings in memory that the parent and the child both map: a frame costs a memory copy on
+    /// each side and no system call, except to wake a side that sleeps. Without it, or when the
+    /// memory cannot be had, they travel through the child's stdin and stdout pipes. Both keep
+    /// exact crash attribution: answers the child wrote before it died are read first. A frame
+    /// larger than the ring streams through it in pieces; [`max_frame`](Self::max_frame) still
+    /// bounds it.
+    pub fn shared_memory(mut self, bytes: usize) -> Self {
+        self.shared_memory = bytes;
         self
     }
     /// How long a child gets between SIGTERM and SIGKILL when a timeout or a kill stops it

@@ -8,13 +8,13 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::carrier;
 use super::limits::{limit_reason, resident_bytes};
-use super::reader::{read_child, Output};
 use super::reap::{exit_of, reap, signal_group};
 use super::shared::{InFlight, PidMark, BACKING_OFF, STARTING};
 use super::state::{Conn, Host};
 use crate::task::{Exit, StartStage, TaskError};
-use crate::wire::{self, FrameSink, PipeSink, PipeSource, WireError};
+use crate::wire::{self, FrameSink, WireError};
 use crate::worker::child::{
     CPU_PER_JOB_ENV, MAX_FRAME_ENV, OPEN_FILES_ENV, PARENT_ENV, WORKER_ENV,
 };
@@ -58,33 +58,34 @@ impl Host {
         if let Some(n) = self.cfg.open_files {
             command.env(OPEN_FILES_ENV, n.to_string());
         }
+        let max = self.cfg.max_frame;
+        let rings = carrier::offer_rings(&self.cfg, &mut command);
+        let stdout = if rings.is_some() {
+            // Not the protocol's: what the binary prints before `init` goes where ours goes.
+            Stdio::inherit()
+        } else {
+            Stdio::piped()
+        };
         let mut child = command
             // Its own process group, so that ending it ends whatever its jobs started.
             .process_group(0)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::inherit())
             .spawn()?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            reap(&mut child, Duration::ZERO);
-            return Err(std::io::Error::other("the child's pipes were not set up"));
+        let mut input = match carrier::connect(&mut child, rings, &self.shared, generation, max) {
+            Ok(input) => input,
+            Err(e) => {
+                reap(&mut child, Duration::ZERO);
+                return Err(e);
+            }
         };
-        let mut input = PipeSink::new(stdin, self.cfg.max_frame);
         let sent = wire::hello(Vec::new())
             .and_then(|b| input.send(&b))
             .and_then(|()| input.flush());
         // A child that already died (a broken pipe) failed its handshake, not its spawn: its
         // reader sees the end of its output and says how it ended.
         let broken = sent.is_err();
-        let shared = self.shared.clone();
-        let output = PipeSource::new(Output::new(stdout, child.id()), self.cfg.max_frame);
-        let spawned = std::thread::Builder::new()
-            .name("circuits-process-reader".into())
-            .spawn(move || read_child(shared, generation, output));
-        if let Err(e) = spawned {
-            reap(&mut child, Duration::ZERO);
-            return Err(e);
-        }
         let pid = child.id();
         self.shared.pid.store(pid, Ordering::Relaxed);
         Ok(Conn {

@@ -24,6 +24,8 @@ use std::sync::Arc;
 use super::Backend;
 use crate::task::{ErasedTask, Finisher};
 
+#[cfg(all(feature = "process", target_os = "linux"))]
+mod carrier;
 pub(crate) mod config;
 #[cfg(all(feature = "process", target_os = "linux"))]
 mod host;

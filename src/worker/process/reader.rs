@@ -20,15 +20,22 @@ pub(super) struct Output {
 
 impl Output {
     pub(super) fn new(pipe: ChildStdout, pid: u32) -> Self {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor (close-on-exec) or
-        // -1; a returned descriptor is owned by nobody else.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        let pidfd = (fd >= 0).then(|| {
-            // SAFETY: see above: a fresh descriptor we own.
-            unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) }
-        });
-        Output { pipe, pidfd }
+        Output {
+            pipe,
+            pidfd: pidfd(pid),
+        }
     }
+}
+
+/// A descriptor that becomes readable when our child `pid` exits (Linux 5.3 and later).
+pub(super) fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor (close-on-exec) or
+    // -1; a returned descriptor is owned by nobody else.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    (fd >= 0).then(|| {
+        // SAFETY: see above: a fresh descriptor we own.
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) }
+    })
 }
 
 impl std::io::Read for Output {

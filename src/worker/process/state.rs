@@ -2,20 +2,20 @@
 //! The host's loop is in `serve`, the child's life (start, failure, replacement, end) in `life`.
 
 use std::collections::{HashSet, VecDeque};
-use std::process::{Child, ChildStdin};
+use std::process::Child;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
+use super::carrier::Input;
 use super::config::ProcessConfig;
 use super::shared::{InFlight, PidMark, Shared};
 use crate::task::{ErasedTask, Finisher, Lanes, StartStage};
-use crate::wire::PipeSink;
 use crate::worker::{PoolLink, Shutdown, WorkerSlot};
 
 /// A live child and the write end of its input.
 pub(super) struct Conn {
     pub(super) child: Child,
-    pub(super) input: PipeSink<ChildStdin>,
+    pub(super) input: Input,
     /// Job names it serves; `None` until its handshake arrived.
     pub(super) jobs: Option<HashSet<String>>,
     pub(super) started: Instant,

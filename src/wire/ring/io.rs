@@ -1,0 +1,161 @@
+//! The two ends of a ring as a carrier: [`RingSink`] writes frames, [`RingSource`] reads them.
+
+use std::sync::atomic::Ordering;
+
+use super::{hostile, Dir, End};
+use crate::wire::error::WireError;
+use crate::wire::transport::{Delivery, FrameSink, FrameSource};
+
+/// Writes length-prefixed frames into one ring; [`flush`](FrameSink::flush) publishes them.
+pub(crate) struct RingSink {
+    end: End,
+    dir: Dir,
+    /// Where the next byte goes; published as the ring's tail on flush.
+    tail: u64,
+    max_frame: usize,
+}
+
+impl RingSink {
+    pub(super) fn new(end: End, dir: Dir, max_frame: usize) -> Self {
+        let tail = end.tail(dir).load(Ordering::Acquire);
+        RingSink {
+            end,
+            dir,
+            tail,
+            max_frame,
+        }
+    }
+
+    /// Free bytes, checking the head the other side wrote.
+    fn free(&self) -> Result<u64, WireError> {
+        let head = self.end.head(self.dir).load(Ordering::Acquire);
+        let used = self.tail.wrapping_sub(head);
+        if used > self.end.capacity() {
+            return Err(hostile("the reader's position is out of bounds"));
+        }
+        Ok(self.end.capacity() - used)
+    }
+
+    fn write_all(&mut self, mut bytes: &[u8]) -> Result<(), WireError> {
+        while !bytes.is_empty() {
+            let mut free = self.free()?;
+            if free == 0 {
+                // Full: let the reader see what is written, and wait for it to make room.
+                self.flush()?;
+                let waiter = self.end.space_waiter(self.dir);
+                let room = self.end.wait(waiter, || Ok(self.free()? > 0))?;
+                if !room {
+                    return Err(WireError::Io("the other side is gone".into()));
+                }
+                free = self.free()?;
+            }
+            let n = bytes.len().min(usize::try_from(free).unwrap_or(usize::MAX));
+            self.end.region.write_at(self.dir, self.tail, &bytes[..n]);
+            self.tail = self.tail.wrapping_add(n as u64);
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+}
+
+impl FrameSink for RingSink {
+    fn send(&mut self, body: &[u8]) -> Result<(), WireError> {
+        if body.len() > self.max_frame || body.len() > u32::MAX as usize {
+            return Err(WireError::FrameTooLarge {
+                size: body.len(),
+                limit: self.max_frame,
+            });
+        }
+        self.write_all(&(body.len() as u32).to_le_bytes())?;
+        self.write_all(body)
+    }
+
+    fn flush(&mut self) -> Result<(), WireError> {
+        let (tail, waiter) = (self.end.tail(self.dir), self.end.data_waiter(self.dir));
+        self.end.publish(tail, self.tail, waiter);
+        Ok(())
+    }
+}
+
+/// Reads length-prefixed frames out of one ring, releasing each frame's bytes once copied out.
+pub(crate) struct RingSource {
+    end: End,
+    dir: Dir,
+    /// The next byte to read; published as the ring's head after each frame.
+    head: u64,
+    max_frame: usize,
+}
+
+impl RingSource {
+    pub(super) fn new(end: End, dir: Dir, max_frame: usize) -> Self {
+        let head = end.head(dir).load(Ordering::Acquire);
+        RingSource {
+            end,
+            dir,
+            head,
+            max_frame,
+        }
+    }
+
+    /// Bytes written and not read yet, checking the tail the other side wrote.
+    fn available(&self) -> Result<u64, WireError> {
+        let tail = self.end.tail(self.dir).load(Ordering::Acquire);
+        let ready = tail.wrapping_sub(self.head);
+        if ready > self.end.capacity() {
+            return Err(hostile("the writer's position is out of bounds"));
+        }
+        Ok(ready)
+    }
+
+    fn release(&self) {
+        let (head, waiter) = (self.end.head(self.dir), self.end.space_waiter(self.dir));
+        self.end.publish(head, self.head, waiter);
+    }
+
+    /// Fills `buf`, waiting for the writer as needed. `boundary`: no byte of this frame was read
+    /// yet, so the writer's end here is a clean close.
+    fn read_exact(&mut self, buf: &mut [u8], boundary: bool) -> Result<(), WireError> {
+        let mut got = 0;
+        while got < buf.len() {
+            let mut ready = self.available()?;
+            if ready == 0 {
+                // Let a writer streaming a large frame go on, then wait for more.
+                self.release();
+                let waiter = self.end.data_waiter(self.dir);
+                if !self.end.wait(waiter, || Ok(self.available()? > 0))? {
+                    return Err(if boundary && got == 0 {
+                        WireError::Closed
+                    } else {
+                        WireError::Truncated
+                    });
+                }
+                ready = self.available()?;
+            }
+            let n = (buf.len() - got).min(usize::try_from(ready).unwrap_or(usize::MAX));
+            self.end
+                .region
+                .read_at(self.dir, self.head, &mut buf[got..got + n]);
+            self.head = self.head.wrapping_add(n as u64);
+            got += n;
+        }
+        Ok(())
+    }
+}
+
+impl FrameSource for RingSource {
+    fn recv(&mut self) -> Result<Delivery, WireError> {
+        let mut len = [0u8; 4];
+        self.read_exact(&mut len, true)?;
+        let size = u32::from_le_bytes(len) as usize;
+        if size > self.max_frame {
+            return Err(WireError::FrameTooLarge {
+                size,
+                limit: self.max_frame,
+            });
+        }
+        let mut body = vec![0u8; size];
+        self.read_exact(&mut body, false)?;
+        self.release();
+        Ok(Delivery::once(body))
+    }
+}

@@ -1,0 +1,173 @@
+//! The ring carrier between two threads of this process, with a pipe standing in for the other
+//! side's `pidfd`: closing its write end says "gone".
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::{Dir, Rings, MIN_CAPACITY};
+use crate::wire::error::WireError;
+use crate::wire::transport::{FrameSink, FrameSource};
+
+/// A pipe: (read end to watch, write end whose drop fires it).
+fn watch() -> (Arc<OwnedFd>, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new descriptors into `fds`.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fresh descriptors, owned here once each.
+    unsafe {
+        (
+            Arc::new(OwnedFd::from_raw_fd(fds[0])),
+            OwnedFd::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+const MAX: usize = 8 << 20;
+
+#[test]
+fn frames_cross_both_rings_in_order_wrapping_many_times() {
+    let rings = Rings::new(MIN_CAPACITY).unwrap();
+    let (parent_gone, _p) = watch();
+    let (child_gone, _c) = watch();
+    let (mut jobs, mut answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
+    let (mut job_in, mut answer_out) = rings.child_ends_here(parent_gone, MAX, Duration::ZERO);
+    let echo = std::thread::spawn(move || {
+        // The child: answers each job with its body reversed, until the parent closes.
+        for _ in 0..2000 {
+            let mut body = job_in.recv().unwrap().ack();
+            body.reverse();
+            answer_out.send(&body).unwrap();
+            answer_out.flush().unwrap();
+        }
+    });
+    let reader = std::thread::spawn(move || {
+        (0..2000usize)
+            .map(|_| answers.recv().unwrap().ack())
+            .collect::<Vec<_>>()
+    });
+    let sizes = |i: usize| (i * 37) % 3000;
+    for i in 0..2000usize {
+        let body: Vec<u8> = (0..sizes(i)).map(|b| (b + i) as u8).collect();
+        jobs.send(&body).unwrap();
+        if i % 7 == 0 {
+            jobs.flush().unwrap();
+        }
+    }
+    jobs.flush().unwrap();
+    let got = reader.join().unwrap();
+    echo.join().unwrap();
+    for (i, body) in got.into_iter().enumerate() {
+        let mut want: Vec<u8> = (0..sizes(i)).map(|b| (b + i) as u8).collect();
+        want.reverse();
+        assert_eq!(body, want, "answer {i}");
+    }
+}
+
+#[test]
+fn a_frame_larger_than_the_ring_streams_through_it() {
+    let rings = Rings::new(MIN_CAPACITY).unwrap();
+    let (parent_gone, _p) = watch();
+    let (child_gone, _c) = watch();
+    let (mut jobs, _answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
+    let (mut job_in, _out) = rings.child_ends_here(parent_gone, MAX, Duration::ZERO);
+    let big: Vec<u8> = (0..(1 << 20) + 3).map(|i: usize| (i % 251) as u8).collect();
+    let expected = big.clone();
+    let writer = std::thread::spawn(move || {
+        jobs.send(&big).unwrap();
+        jobs.send(b"after").unwrap();
+        jobs.flush().unwrap();
+    });
+    assert_eq!(job_in.recv().unwrap().ack(), expected);
+    assert_eq!(job_in.recv().unwrap().ack(), b"after");
+    writer.join().unwrap();
+}
+
+#[test]
+fn frames_written_before_the_writer_died_are_read_then_the_end_is_clean() {
+    let rings = Rings::new(MIN_CAPACITY).unwrap();
+    let (parent_gone, _p) = watch();
+    let (child_gone, child_dies) = watch();
+    let (_jobs, mut answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
+    let (_in, mut out) = rings.child_ends_here(parent_gone, MAX, Duration::ZERO);
+    for body in [&b"one"[..], b"", b"three"] {
+        out.send(body).unwrap();
+        out.flush().unwrap();
+    }
+    drop(child_dies);
+    assert_eq!(answers.recv().unwrap().ack(), b"one");
+    assert_eq!(answers.recv().unwrap().ack(), b"");
+    assert_eq!(answers.recv().unwrap().ack(), b"three");
+    assert_eq!(answers.recv().unwrap_err(), WireError::Closed);
+}
+
+#[test]
+fn a_frame_cut_by_the_writers_death_is_truncated() {
+    let rings = Rings::new(MIN_CAPACITY).unwrap();
+    let (child_gone, child_dies) = watch();
+    let (_jobs, mut answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
+    // A length of 100 and 10 of its bytes, published.
+    rings
+        .region
+        .write_at(Dir::Answers, 0, &100u32.to_le_bytes());
+    rings.region.write_at(Dir::Answers, 4, &[1; 10]);
+    rings
+        .region
+        .position(Dir::Answers, 0)
+        .store(14, std::sync::atomic::Ordering::Release);
+    drop(child_dies);
+    assert_eq!(answers.recv().unwrap_err(), WireError::Truncated);
+}
+
+#[test]
+fn a_writer_waiting_for_room_stops_when_the_reader_is_gone() {
+    let rings = Rings::new(MIN_CAPACITY).unwrap();
+    let (child_gone, child_dies) = watch();
+    let (mut jobs, _answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
+    let writer = std::thread::spawn(move || jobs.send(&vec![0; 3 * MIN_CAPACITY]));
+    drop(child_dies);
+    assert!(matches!(writer.join().unwrap(), Err(WireError::Io(_))));
+}
+
+#[test]
+fn the_child_refuses_descriptors_and_regions_that_are_not_a_ring() {
+    for value in ["", "1,2,3", "a,b,c,d", "1,2,3,4,5", "9999,9998,9997,9996"] {
+        let (r, _w) = watch();
+        let fd = Arc::try_unwrap(r).unwrap();
+        assert!(
+            super::child_ends(value, fd, MAX, Duration::ZERO).is_err(),
+            "{value:?}"
+        );
+    }
+}
+
+proptest! {
+    /// Whatever the child writes into the answers ring (positions, lengths, bytes), the parent's
+    /// reader returns frames within the limit or an error: it never reads outside the ring, never
+    /// allocates past the limit, and never waits once the child is gone.
+    #[test]
+    fn the_reader_survives_a_hostile_writer(
+        tail in any::<u64>(),
+        head_ahead in prop_oneof![Just(0u64), any::<u64>()],
+        bytes in proptest::collection::vec(any::<u8>(), 0..64),
+        small in 0u64..=(MIN_CAPACITY as u64),
+    ) {
+        let rings = Rings::new(MIN_CAPACITY).unwrap();
+        let (child_gone, child_dies) = watch();
+        drop(child_dies);
+        rings.region.write_at(Dir::Answers, 0, &bytes);
+        let tail = if tail % 2 == 0 { small } else { tail };
+        let answers = Dir::Answers;
+        rings.region.position(answers, 0).store(tail, std::sync::atomic::Ordering::Release);
+        rings.region.position(answers, 1).store(head_ahead, std::sync::atomic::Ordering::Release);
+        let (_jobs, mut source) = rings.parent_ends(child_gone, 256, Duration::ZERO);
+        for _ in 0..64 {
+            match source.recv() {
+                Ok(d) => prop_assert!(d.body.len() <= 256),
+                Err(_) => break,
+            }
+        }
+    }
+}
