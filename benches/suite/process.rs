@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use circuits::prelude::*;
+use circuits::ProcessConfig;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -184,6 +185,13 @@ fn floor_throughput(n: usize, children: usize) -> f64 {
     (per * children) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// The contender whose frames travel through the pipes instead of the shared-memory rings.
+const PIPES: &str = "circuits, frames through pipes (shared_memory(0))";
+
+fn pipes() -> ProcessConfig {
+    ProcessConfig::default().shared_memory(0)
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() - 1) as f64 * p) as usize]
@@ -212,18 +220,20 @@ pub fn s6(cfg: &Config) -> Vec<Scenario> {
             "within 2x of the floor",
         );
         s.add("circuits process pool", Kind::Ours);
+        s.add(PIPES, Kind::Ours);
         for name in python::S6_PEERS {
             s.add(name, Kind::Peer);
         }
         s.add("floor: raw pipe ping-pong", Kind::Floor);
         let pool = sys.block_on(async { Pool::builder().min(1).process().start() });
+        let piped = sys.block_on(async { Pool::builder().min(1).process_with(pipes()).start() });
         let payload = vec![7u8; size];
         // Warm up: the child's handshake and first page faults.
-        sys.block_on(pool.run(Task::job(Echo(payload.clone()))))
-            .unwrap();
-        let mut floor = FloorChild::spawn();
-        let mut buf = Vec::new();
-        for _ in 0..cfg.rounds {
+        for pool in [&pool, &piped] {
+            sys.block_on(pool.run(Task::job(Echo(payload.clone()))))
+                .unwrap();
+        }
+        let p50 = |pool: &PoolHandle| {
             let mut v: Vec<f64> = (0..n)
                 .map(|_| {
                     let p = payload.clone();
@@ -234,7 +244,13 @@ pub fn s6(cfg: &Config) -> Vec<Scenario> {
                     })
                 })
                 .collect();
-            s.push("circuits process pool", pct(&mut v, 0.5));
+            pct(&mut v, 0.5)
+        };
+        let mut floor = FloorChild::spawn();
+        let mut buf = Vec::new();
+        for _ in 0..cfg.rounds {
+            s.push("circuits process pool", p50(&pool));
+            s.push(PIPES, p50(&piped));
             let mut v: Vec<f64> = (0..n)
                 .map(|_| floor.round_trip(&payload, &mut buf))
                 .collect();
@@ -252,6 +268,7 @@ pub fn s6(cfg: &Config) -> Vec<Scenario> {
         let r = s.median_of("circuits process pool") / s.median_of("floor: raw pipe ping-pong");
         s.judge(r <= 2.0, format!("ours / floor = {r:.2}x (target <= 2x)"));
         sys.block_on(pool.stop());
+        sys.block_on(piped.stop());
         out.push(s);
     }
     out
@@ -271,6 +288,7 @@ pub fn s7(cfg: &Config) -> Vec<Scenario> {
     );
     s.add("circuits process pool push()", Kind::Ours);
     s.add("circuits, retry policy and priority set", Kind::Ours);
+    s.add(PIPES, Kind::Ours);
     s.add("python ProcessPoolExecutor.submit", Kind::Peer);
     s.add("floor: raw pipes to 2 children, batched", Kind::Floor);
     let pool = sys.block_on(async { Pool::builder().min(2).process().start() });
@@ -281,6 +299,8 @@ pub fn s7(cfg: &Config) -> Vec<Scenario> {
         Pool::builder().min(2).process().retry(retry).start()
     });
     sys.block_on(configured.run(Task::job(Inc(0)))).unwrap();
+    let piped = sys.block_on(async { Pool::builder().min(2).process_with(pipes()).start() });
+    sys.block_on(piped.run(Task::job(Inc(0)))).unwrap();
     let flood = |pool: &PoolHandle, priority: Option<Priority>| {
         sys.block_on(async {
             let t = Instant::now();
@@ -306,6 +326,7 @@ pub fn s7(cfg: &Config) -> Vec<Scenario> {
             flood(&configured, Some(Priority::Normal)),
         );
         s.push("circuits process pool push()", flood(&pool, None));
+        s.push(PIPES, flood(&piped, None));
         s.push(
             "floor: raw pipes to 2 children, batched",
             floor_throughput(n, 2),
@@ -329,6 +350,7 @@ pub fn s7(cfg: &Config) -> Vec<Scenario> {
     );
     sys.block_on(pool.stop());
     sys.block_on(configured.stop());
+    sys.block_on(piped.stop());
     vec![s]
 }
 
