@@ -17,11 +17,10 @@ pub(crate) struct RingSink {
 
 impl RingSink {
     pub(super) fn new(end: End, dir: Dir, max_frame: usize) -> Self {
-        let tail = end.tail(dir).load(Ordering::Acquire);
         RingSink {
             end,
             dir,
-            tail,
+            tail: 0,
             max_frame,
         }
     }
@@ -34,6 +33,13 @@ impl RingSink {
             return Err(hostile("the reader's position is out of bounds"));
         }
         Ok(self.end.capacity() - used)
+    }
+
+    /// Bytes that can be written now without waiting for the reader (0 when the reader's
+    /// position is out of bounds: the next write says so).
+    pub(crate) fn room(&self) -> usize {
+        self.free()
+            .map_or(0, |f| usize::try_from(f).unwrap_or(usize::MAX))
     }
 
     fn write_all(&mut self, mut bytes: &[u8]) -> Result<(), WireError> {
@@ -88,11 +94,10 @@ pub(crate) struct RingSource {
 
 impl RingSource {
     pub(super) fn new(end: End, dir: Dir, max_frame: usize) -> Self {
-        let head = end.head(dir).load(Ordering::Acquire);
         RingSource {
             end,
             dir,
-            head,
+            head: 0,
             max_frame,
         }
     }

@@ -47,7 +47,7 @@ const LINE: usize = 64;
 /// Where each ring's control words start in the header.
 const CONTROL: [usize; 2] = [LINE, 6 * LINE];
 /// The smallest and largest capacity of one ring.
-pub(crate) const MIN_CAPACITY: usize = 4096;
+pub(crate) const MIN_CAPACITY: usize = 64 << 10;
 pub(crate) const MAX_CAPACITY: usize = 1 << 30;
 
 /// Which ring of a region.
@@ -97,7 +97,8 @@ impl Region {
         debug_assert!(capacity.is_power_of_two());
         let len = HEADER + 2 * capacity;
         // SAFETY: memfd_create reads a NUL-terminated name and returns a new descriptor or -1.
-        let fd = unsafe { libc::memfd_create(c"circuits-ring".as_ptr(), libc::MFD_CLOEXEC) };
+        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+        let fd = unsafe { libc::memfd_create(c"circuits-ring".as_ptr(), flags) };
         if fd < 0 {
             return Err(os_err());
         }
@@ -105,6 +106,13 @@ impl Region {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: ftruncate on our own memfd.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
+            return Err(os_err());
+        }
+        // Its size is fixed for good: a child (or a job in it) that truncated it would make the
+        // parent's next access to the mapping a SIGBUS.
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        // SAFETY: fcntl on our own memfd, no memory involved.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
             return Err(os_err());
         }
         let region = Region::map(fd, len, capacity)?;
@@ -347,6 +355,12 @@ impl Rings {
             reader: Arc::new(Bell::new()?),
             host: Arc::new(Bell::new()?),
         })
+    }
+
+    /// Whether the child can inherit every descriptor under its own number: none of them is a
+    /// standard stream's (0, 1, 2), which the child's pipes take before it runs.
+    pub(crate) fn inheritable(&self) -> bool {
+        self.child_fds().iter().all(|&fd| fd > 2)
     }
 
     /// The descriptors the child must inherit, in the order of [`env_value`](Self::env_value).

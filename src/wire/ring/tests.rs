@@ -132,6 +132,17 @@ fn a_writer_waiting_for_room_stops_when_the_reader_is_gone() {
 }
 
 #[test]
+fn the_memory_cannot_be_resized_under_the_parent() {
+    use std::os::fd::AsRawFd;
+    let rings = Rings::new(MIN_CAPACITY).unwrap();
+    let fd = rings.region.fd.as_raw_fd();
+    for len in [0, 4096, 1 << 30] {
+        // SAFETY: ftruncate on our own memfd; it must fail (sealed).
+        assert_ne!(unsafe { libc::ftruncate(fd, len) }, 0, "resized to {len}");
+    }
+}
+
+#[test]
 fn the_child_refuses_descriptors_and_regions_that_are_not_a_ring() {
     for value in ["", "1,2,3", "a,b,c,d", "1,2,3,4,5", "9999,9998,9997,9996"] {
         let (r, _w) = watch();

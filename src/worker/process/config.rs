@@ -78,7 +78,7 @@ impl ProcessConfig {
         self
     }
     /// How many bytes of shared memory carry frames each way between the pool and each child
-    /// (default 1 MiB; rounded up to a power of two, at least 4 KiB; `0` turns it off).
+    /// (default 1 MiB; rounded up to a power of two, at least 64 KiB; `0` turns it off).
     ///
     /// With it (on Linux, when the OS gives the memory), jobs and answers travel through two
     /// rings in memory that the parent and the child both map: a frame costs a memory copy on
