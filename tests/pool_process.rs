@@ -143,6 +143,18 @@ impl Job for OpenMany {
     }
 }
 
+/// Answers how many jobs of its kind this child ran before it (its place in the child's order).
+#[derive(Serialize, Deserialize)]
+struct Place;
+impl Job for Place {
+    const NAME: &'static str = "place";
+    type Output = u64;
+    fn run(self) -> u64 {
+        static RAN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        RAN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Known to the parent's code but not registered in the children's job set.
 #[derive(Serialize, Deserialize)]
 struct Unregistered;
@@ -161,6 +173,7 @@ fn jobs() -> Jobs {
         .register::<Spin>()
         .register::<Grow>()
         .register::<OpenMany>()
+        .register::<Place>()
 }
 
 /// The pool's `WorkerRestarted` events from now on.
@@ -618,6 +631,32 @@ async fn a_child_above_its_memory_limit_is_recycled_between_jobs() {
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
 }
 
+/// A pusher sends its task to the child itself when the host thread is free, and through the host
+/// thread when it is not: either way one worker's child runs one pusher's tasks in the order they
+/// were pushed (a task sent by the pusher never overtakes one still on its way to the host).
+async fn one_child_runs_one_pushers_tasks_in_the_order_they_came() {
+    const N: u64 = 3_000;
+    let pool = Pool::builder().min(1).process().start();
+    bounded(pool.run(Task::job(Place))).await.unwrap(); // the child is up: place 0
+    let pusher = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            (0..N)
+                .map(|_| accepted(&pool, Task::job(Place)))
+                .collect::<Vec<_>>()
+        })
+    };
+    let values = pusher.join().unwrap();
+    for (i, v) in values.into_iter().enumerate() {
+        assert_eq!(
+            bounded(v).await,
+            Ok(i as u64 + 1),
+            "task {i} ran out of order"
+        );
+    }
+    bounded(pool.stop()).await;
+}
+
 async fn a_job_queued_past_its_deadline_is_never_sent_to_a_child() {
     let pool = Pool::builder().min(1).process().start();
     let stale = accepted(&pool, Task::job(Square(3)).expires_after(Duration::ZERO));
@@ -763,6 +802,7 @@ fn main() {
         "pool_process",
         common::async_tests![
             results_are_correct_for_1000_jobs_on_2_children,
+            one_child_runs_one_pushers_tasks_in_the_order_they_came,
             abort_fails_only_its_task_and_the_pool_goes_on,
             a_segfault_fails_only_its_task_and_the_pool_goes_on,
             an_exit_fails_only_its_task_and_the_pool_goes_on,

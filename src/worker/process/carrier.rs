@@ -21,6 +21,17 @@ pub(super) enum Input {
     Ring { sink: RingSink, _stdin: ChildStdin },
 }
 
+impl Input {
+    /// Bytes the ring can take without waiting for the child; `None` for the pipe (whose writes
+    /// may wait, so only the host thread writes to it).
+    pub(super) fn room(&self) -> Option<usize> {
+        match self {
+            Input::Pipe(_) => None,
+            Input::Ring { sink, .. } => Some(sink.room()),
+        }
+    }
+}
+
 impl FrameSink for Input {
     fn send(&mut self, body: &[u8]) -> Result<(), WireError> {
         match self {
@@ -52,7 +63,9 @@ pub(super) fn offer_rings(cfg: &ProcessConfig, command: &mut Command) -> Option<
     }
     let rings = Rings::new(cfg.shared_memory)
         .map_err(|e| tracing::debug!(%e, "no shared memory for a worker process: pipes"))
-        .ok()?;
+        .ok()
+        // (With a standard stream closed in this process, a ring could get its number.)
+        .filter(Rings::inheritable)?;
     command.env(RING_ENV, rings.env_value());
     let fds = rings.child_fds();
     // SAFETY: runs in the forked child before exec, and only calls fcntl (async-signal safe) to

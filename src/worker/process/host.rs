@@ -9,7 +9,8 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use super::config::ProcessConfig;
-use super::shared::{Msg, Shared, State};
+use super::serve::serve;
+use super::shared::{Msg, Relay, Shared, State};
 use super::state::Host;
 use crate::task::{ErasedTask, Finisher, TaskError};
 use crate::value::{promise, Value};
@@ -18,6 +19,9 @@ use crate::worker::{Backend, PoolLink, Shutdown, WorkerSlot};
 /// A worker backed by a child process.
 pub(crate) struct ProcessWorker {
     tx: Sender<Msg>,
+    /// The host's state: the host thread holds it while it handles messages; a pusher that
+    /// finds it free sends its task to the child itself (see [`Backend::submit`]).
+    host: Arc<Mutex<Host>>,
     done: Mutex<Option<Value<(), TaskError>>>,
     shared: Arc<Shared>,
     /// A stop or a retirement is under way: dropping this handle must not kill what it drains.
@@ -49,8 +53,10 @@ impl ProcessWorker {
             window: cfg.pipeline,
             pid: Default::default(),
             phase: Default::default(),
+            in_hand: Default::default(),
+            relay: Default::default(),
         });
-        let mut host = Host {
+        let host = Host {
             cfg,
             shared: shared.clone(),
             link: None,
@@ -63,17 +69,22 @@ impl ProcessWorker {
             failures: 0,
             last_failure: None,
         };
+        let host = Arc::new(Mutex::new(host));
+        let relay: Arc<Mutex<dyn Relay>> = host.clone();
+        let _ = shared.relay.set(Arc::downgrade(&relay));
+        let serving = host.clone();
         std::thread::Builder::new()
             .name("circuits-process-host".into())
             .spawn(move || {
                 // Children are started from this thread, which lives as long as the worker: the
                 // kernel's parent-death signal is tied to it.
-                host.connect();
-                host.serve(&rx);
+                serving.lock().unwrap_or_else(|p| p.into_inner()).connect();
+                serve(&serving, &rx);
                 exit.complete(Ok(()));
             })?;
         Ok(ProcessWorker {
             tx,
+            host,
             done: Mutex::new(Some(done)),
             shared,
             leaving: std::sync::atomic::AtomicBool::new(false),
@@ -90,10 +101,26 @@ impl Backend for ProcessWorker {
         if pinned {
             task.pin(); // it stays on this worker if the worker retires
         }
-        self.tx.send(Msg::Run(task)).map_err(|e| match e.0 {
-            Msg::Run(t) => t,
-            // Only Run is sent here, so only Run comes back.
-            _ => unreachable!("submit sends only Run"),
+        // The host is free and holds every task pushed before this one: queue the task there and
+        // send it to the child from this thread, without waking the host thread. (`in_hand`
+        // counts the tasks still on their way to the host through the channel.)
+        // (A stopping host goes through the channel, which refuses the task once the host
+        // thread has ended.)
+        if let Ok(mut host) = self.host.try_lock() {
+            if host.stopping.is_none() && self.shared.in_hand.load(Ordering::SeqCst) == 0 {
+                host.pending.push_back(task);
+                host.relay();
+                return Ok(());
+            }
+        }
+        self.shared.in_hand.fetch_add(1, Ordering::SeqCst);
+        self.tx.send(Msg::Run(task)).map_err(|e| {
+            self.shared.in_hand.fetch_sub(1, Ordering::SeqCst);
+            match e.0 {
+                Msg::Run(t) => t,
+                // Only Run is sent here, so only Run comes back.
+                _ => unreachable!("submit sends only Run"),
+            }
         })
     }
 

@@ -1,7 +1,12 @@
 //! Process mode, the parent's side: one child process per worker, behind the same [`Backend`]
 //! interface as a thread.
 //!
-//! Each worker has one host thread that owns the worker's queue and its child. The parent keeps the
+//! Each worker has one host thread that owns the worker's queue and its child. With the
+//! shared-memory rings, the hot path skips it: a pusher that finds the host's state free (and no
+//! task of its own still on the way to the host thread) queues its job there and sends it to the
+//! child itself, and the reader, having settled answers, sends what waits. Neither ever starts a
+//! child or waits for ring space; what they cannot do they leave to the host thread, which also
+//! watches timeouts and memory and starts and ends children. The parent keeps the
 //! queue: it sends up to [`ProcessConfig::pipeline`] jobs ahead to the child (batched in one write)
 //! and knows which one the child is running — the first one without an answer, because the child
 //! writes each answer before it starts the next job. So when the child dies, exactly that task fails
@@ -10,7 +15,8 @@
 //! then SIGKILL after a grace period): real cancellation.
 //!
 //! Files: [`config`] (settings, on every platform), `host` (the worker's backend, which starts the
-//! host thread), `state` (what the host holds), `serve` (the host's loop: queue and pipeline),
+//! host thread), `state` (what the host holds), `serve` (the host's loop: queue and pipeline, and
+//! the relay from other threads), `carrier` (the rings or the pipes to one child),
 //! `life` (a child's start, end and replacement, through the restart policy), `limits` (a child's
 //! resource limits: telling a limit's kill from a crash, watching its memory), `shared` (what the
 //! host and the reader share), `reader` (a child's output, watched through its pidfd), `reap`

@@ -3,11 +3,12 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::shared::{InFlight, Msg};
+use super::shared::{InFlight, Msg, Relay};
 use super::state::Host;
 use crate::task::{Inputs, TaskError};
 use crate::wire::{self, Frame, FrameSink, Greeting, Payload, WireError};
@@ -24,41 +25,46 @@ fn linger_recv(rx: &Receiver<Msg>) -> Result<Msg, crossbeam_channel::RecvError> 
     rx.recv()
 }
 
-impl Host {
-    pub(super) fn serve(&mut self, rx: &Receiver<Msg>) {
-        loop {
-            let msg = match self.deadline() {
-                Some(at) => match rx.recv_deadline(at) {
-                    Ok(m) => Some(m),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => Some(Msg::Stop(Shutdown::Drain)),
-                },
-                None => Some(linger_recv(rx).unwrap_or(Msg::Stop(Shutdown::Drain))),
-            };
-            match msg {
-                Some(m) => self.handle(m),
-                None => self.expire(),
-            }
-            // Take everything else already waiting before writing, so that a burst of tasks goes
-            // to the child in one write.
-            while let Ok(m) = rx.try_recv() {
-                self.handle(m);
-            }
-            self.watch_memory();
-            if self.stopping == Some(Shutdown::Abort) {
-                self.kill_all();
-                return;
-            }
-            self.pump();
-            self.recycle_if_idle();
-            let idle = self.shared.lock().inflight.is_empty();
-            if self.stopping.is_some() && self.pending.is_empty() && idle {
-                self.close();
-                return;
-            }
+/// The host thread's loop: take messages (waiting without the host's lock, so that pushers and
+/// the reader can relay meanwhile), handle them, and send what is pending.
+pub(super) fn serve(host: &Mutex<Host>, rx: &Receiver<Msg>) {
+    let lock = || host.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let deadline = lock().deadline();
+        let msg = match deadline {
+            Some(at) => match rx.recv_deadline(at) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => Some(Msg::Stop(Shutdown::Drain)),
+            },
+            None => Some(linger_recv(rx).unwrap_or(Msg::Stop(Shutdown::Drain))),
+        };
+        let mut host = lock();
+        match msg {
+            Some(m) => host.handle(m),
+            None => host.expire(),
+        }
+        // Take everything else already waiting before writing, so that a burst of tasks goes
+        // to the child in one write.
+        while let Ok(m) = rx.try_recv() {
+            host.handle(m);
+        }
+        host.watch_memory();
+        if host.stopping == Some(Shutdown::Abort) {
+            host.kill_all();
+            return;
+        }
+        host.pump();
+        host.recycle_if_idle();
+        let idle = host.shared.lock().inflight.is_empty();
+        if host.stopping.is_some() && host.pending.is_empty() && idle {
+            host.close();
+            return;
         }
     }
+}
 
+impl Host {
     /// The next moment something must happen without a message: the running task's timeout, the
     /// child's handshake limit, or the next reading of its memory.
     pub(super) fn deadline(&self) -> Option<Instant> {
@@ -78,7 +84,11 @@ impl Host {
 
     pub(super) fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Run(task) => self.pending.push_back(task),
+            Msg::Run(task) => {
+                self.pending.push_back(task);
+                // In `pending` now: a relay may go on (see `ProcessWorker::submit`).
+                self.shared.in_hand.fetch_sub(1, Ordering::SeqCst);
+            }
             Msg::Stop(how) => {
                 // A harder stop wins over a softer one.
                 let rank = |s: Option<Shutdown>| match s {
@@ -150,9 +160,53 @@ impl Host {
 
     /// Sends pending tasks to the child, up to the pipeline depth, in one write.
     pub(super) fn pump(&mut self) {
+        self.send_pending(false);
+    }
+}
+
+impl Relay for Host {
+    /// Sends what is pending from a thread other than the host's (a pusher, or the reader that
+    /// just settled answers), when the child is ready and its ring has room: one thread hop
+    /// fewer for each job. Never starts a child and never waits; what it cannot do it leaves to
+    /// the host thread, which it wakes when nothing else will.
+    fn relay(&mut self) {
+        let ready = self.stopping.is_none()
+            && self.conn.as_ref().is_some_and(|c| {
+                c.jobs.is_some() && !c.broken && c.recycling.is_none() && c.input.room().is_some()
+            });
+        if !ready {
+            if !self.pending.is_empty() {
+                let _ = self.shared.host.send(Msg::Answered);
+            }
+            return;
+        }
+        let new_front = self.send_pending(true);
+        let (full, timed) = {
+            let st = self.shared.lock();
+            let timed = st
+                .inflight
+                .front()
+                .is_some_and(|f| f.task.timeout().is_some());
+            (st.inflight.len() >= self.cfg.pipeline, timed)
+        };
+        // Tasks left for another reason than a full pipeline (whose answers bring the reader
+        // back): the ring's space, a recycling child. A new first job in flight: the host must
+        // watch its timeout or the child's memory.
+        let left = !self.pending.is_empty() && !full;
+        if left || (new_front && (timed || self.cfg.max_resident.is_some())) {
+            let _ = self.shared.host.send(Msg::Answered);
+        }
+    }
+}
+
+impl Host {
+    /// The body of [`pump`](Self::pump) and [`relay`](Relay::relay). `relay`: stop at a frame
+    /// that does not fit in the ring's free space (the host thread sends it). Returns whether a
+    /// job became the first in flight.
+    fn send_pending(&mut self, relay: bool) -> bool {
         if self.pending.is_empty() || self.stopping.is_some_and(|s| s != Shutdown::Drain) {
             self.shared.lock().backlog = self.pending.len();
-            return;
+            return false;
         }
         if self.conn.is_none() {
             if self.retry_at.is_some() {
@@ -160,25 +214,34 @@ impl Host {
                 if self.cfg.restart.past_limit(self.failures) {
                     self.fail_waiting();
                 }
-                return;
+                return false;
+            }
+            if relay {
+                return false;
             }
             self.connect();
         }
         let Some(conn) = self.conn.as_mut().filter(|c| !c.broken) else {
-            return;
+            return false;
         };
         if conn.jobs.is_none() {
-            return; // handshake not in yet; its frame wakes us
+            return false; // handshake not in yet; its frame wakes us
         }
         if self.recycle_due() {
             self.shared.lock().backlog = self.pending.len();
-            return; // it gets no more jobs; a new child takes the queue once it is done
+            return false; // it gets no more jobs; a new child takes the queue once it is done
         }
         let Some(conn) = self.conn.as_mut() else {
-            return;
+            return false;
         };
         let Some(jobs) = conn.jobs.as_ref() else {
-            return;
+            return false;
+        };
+        // A relay writes only what fits without waiting for the child.
+        let mut bytes_room = if relay {
+            conn.input.room().unwrap_or(0)
+        } else {
+            usize::MAX
         };
         let quota_left = conn.quota.map_or(u64::MAX, |q| q.saturating_sub(conn.sent));
         let room = {
@@ -246,7 +309,13 @@ impl Host {
                 }
             });
             match frame {
+                Ok(body) if body.len() + 4 > bytes_room => {
+                    // Not without waiting: the host thread sends it (woken below).
+                    self.pending.push_front(task);
+                    break;
+                }
                 Ok(body) => {
+                    bytes_room = bytes_room.saturating_sub(body.len() + 4);
                     frames.push(body);
                     if let Some(cancel) = task.cancel_handle() {
                         // A cancel while the child runs it kills the child (see `cancel_run`).
@@ -264,10 +333,12 @@ impl Host {
                 Err(e) => refused.push((task, e)),
             }
         }
+        let new_front;
         let fin = {
             // In flight before it is written, so that its answer always finds it.
             let mut st = self.shared.lock();
-            if st.inflight.is_empty() && !sent.is_empty() {
+            new_front = st.inflight.is_empty() && !sent.is_empty();
+            if new_front {
                 st.front_since = Instant::now();
             }
             st.inflight.extend(sent);
@@ -293,6 +364,7 @@ impl Host {
             // dying; the reader's `Gone`, after those are settled, says which task it died in.
             conn.broken = true;
         }
+        new_front
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -26,6 +26,12 @@ pub(super) enum Msg {
     Cancel(u64),
     /// The worker leaves the pool: queued tasks go back to the pool, in-flight ones finish.
     Retire(Sender<Vec<Box<dyn ErasedTask>>>),
+}
+
+/// What sends pending tasks from a thread other than the host's (the host, seen from here).
+pub(super) trait Relay: Send {
+    /// Sends what is pending, if the child is ready and has room; never starts a child or waits.
+    fn relay(&mut self);
 }
 
 pub(super) struct InFlight {
@@ -60,6 +66,11 @@ pub(super) struct Shared {
     pub(super) pid: AtomicU32,
     /// Where the child's start is: [`STARTING`], [`READY`] or [`BACKING_OFF`] (for `WorkerInfo`).
     pub(super) phase: AtomicU8,
+    /// Tasks sent to the host thread as `Msg::Run` and not in its `pending` yet: while there are
+    /// any, nobody relays (a relayed task would overtake them).
+    pub(super) in_hand: AtomicUsize,
+    /// The host, for the reader to relay pending tasks itself after settling answers.
+    pub(super) relay: OnceLock<Weak<Mutex<dyn Relay>>>,
 }
 
 /// A child is being started (or none is up yet).
@@ -130,8 +141,8 @@ impl Shared {
         } else {
             VecDeque::new()
         };
-        let wake = (st.backlog > 0 && st.inflight.len() <= self.window / 2)
-            || ((st.stopping.is_some() || st.recycling) && st.inflight.is_empty());
+        let stop_or_recycle = (st.stopping.is_some() || st.recycling) && st.inflight.is_empty();
+        let wake = (st.backlog > 0 && st.inflight.len() <= self.window / 2) || stop_or_recycle;
         drop(st);
         done.task.finish_encoded(result, &fin);
         self.load.fetch_sub(1, Ordering::Relaxed);
@@ -139,7 +150,18 @@ impl Shared {
             self.settle_fail(&fin, f.task, TaskError::Cancelled);
         }
         if wake {
-            let _ = self.host.send(Msg::Answered);
+            // Room in the pipeline for what is pending: send it from here if the host is free
+            // (one thread hop fewer), else wake the host thread.
+            let relayed = !stop_or_recycle
+                && self.in_hand.load(Ordering::SeqCst) == 0
+                && self
+                    .relay
+                    .get()
+                    .and_then(Weak::upgrade)
+                    .is_some_and(|host| host.try_lock().map(|mut h| h.relay()).is_ok());
+            if !relayed {
+                let _ = self.host.send(Msg::Answered);
+            }
         }
         true
     }
