@@ -657,6 +657,24 @@ async fn one_child_runs_one_pushers_tasks_in_the_order_they_came() {
     bounded(pool.stop()).await;
 }
 
+/// A job with a timeout queued behind one without: when it starts, its timeout is watched (the
+/// host thread must hear of it, though nobody sends it anything then).
+async fn a_timeout_is_watched_for_a_job_that_starts_behind_another() {
+    let pool = Pool::builder().min(1).process().start();
+    bounded(pool.run(Task::job(Square(2)))).await.unwrap(); // the child is up
+    let first = accepted(&pool, Task::job(Spin { secs: 1 }));
+    let timed = accepted(
+        &pool,
+        Task::job(Spin { secs: 120 }).timeout(Duration::from_millis(300)),
+    );
+    assert!(bounded(first).await.is_ok());
+    assert_eq!(
+        bounded(timed).await,
+        Err(TaskError::TimedOut(Duration::from_millis(300)))
+    );
+    bounded(pool.stop()).await;
+}
+
 async fn a_job_queued_past_its_deadline_is_never_sent_to_a_child() {
     let pool = Pool::builder().min(1).process().start();
     let stale = accepted(&pool, Task::job(Square(3)).expires_after(Duration::ZERO));
@@ -803,6 +821,7 @@ fn main() {
         common::async_tests![
             results_are_correct_for_1000_jobs_on_2_children,
             one_child_runs_one_pushers_tasks_in_the_order_they_came,
+            a_timeout_is_watched_for_a_job_that_starts_behind_another,
             abort_fails_only_its_task_and_the_pool_goes_on,
             a_segfault_fails_only_its_task_and_the_pool_goes_on,
             an_exit_fails_only_its_task_and_the_pool_goes_on,

@@ -10,7 +10,7 @@ use crossbeam_channel::Sender;
 
 use super::config::ProcessConfig;
 use super::serve::serve;
-use super::shared::{Msg, Relay, Shared, State};
+use super::shared::{try_lock, Msg, Relay, Shared, State};
 use super::state::Host;
 use crate::task::{ErasedTask, Finisher, TaskError};
 use crate::value::{promise, Value};
@@ -55,6 +55,7 @@ impl ProcessWorker {
             phase: Default::default(),
             in_hand: Default::default(),
             relay: Default::default(),
+            closed: Default::default(),
         });
         let host = Host {
             cfg,
@@ -106,14 +107,20 @@ impl Backend for ProcessWorker {
         // counts the tasks still on their way to the host through the channel.)
         // (A stopping host goes through the channel, which refuses the task once the host
         // thread has ended.)
-        if let Ok(mut host) = self.host.try_lock() {
+        if let Some(mut host) = try_lock(&self.host) {
             if host.stopping.is_none() && self.shared.in_hand.load(Ordering::SeqCst) == 0 {
                 host.pending.push_back(task);
                 host.relay();
                 return Ok(());
             }
         }
+        // Counted before the host thread's end is checked (and the end is marked before it
+        // counts what is still coming, see `serve`): a task is either handed back or received.
         self.shared.in_hand.fetch_add(1, Ordering::SeqCst);
+        if self.shared.closed.load(Ordering::SeqCst) {
+            self.shared.in_hand.fetch_sub(1, Ordering::SeqCst);
+            return Err(task);
+        }
         self.tx.send(Msg::Run(task)).map_err(|e| {
             self.shared.in_hand.fetch_sub(1, Ordering::SeqCst);
             match e.0 {

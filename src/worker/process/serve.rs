@@ -28,6 +28,29 @@ fn linger_recv(rx: &Receiver<Msg>) -> Result<Msg, crossbeam_channel::RecvError> 
 /// The host thread's loop: take messages (waiting without the host's lock, so that pushers and
 /// the reader can relay meanwhile), handle them, and send what is pending.
 pub(super) fn serve(host: &Mutex<Host>, rx: &Receiver<Msg>) {
+    serve_until_done(host, rx);
+    // Tasks sent to this thread from now on would never run: `submit` hands them back once it
+    // sees `closed`, and the ones already on their way fail here.
+    let shared = host
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .shared
+        .clone();
+    shared.closed.store(true, Ordering::SeqCst);
+    let fin = shared.lock().fin.clone();
+    while shared.in_hand.load(Ordering::SeqCst) > 0 {
+        match rx.recv_timeout(std::time::Duration::from_millis(1)) {
+            Ok(Msg::Run(task)) => {
+                shared.in_hand.fetch_sub(1, Ordering::SeqCst);
+                shared.settle_fail(&fin, task, TaskError::Cancelled);
+            }
+            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}
+
+fn serve_until_done(host: &Mutex<Host>, rx: &Receiver<Msg>) {
     let lock = || host.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         let deadline = lock().deadline();
@@ -170,7 +193,9 @@ impl Relay for Host {
     /// fewer for each job. Never starts a child and never waits; what it cannot do it leaves to
     /// the host thread, which it wakes when nothing else will.
     fn relay(&mut self) {
+        // (Recycling by memory reads the child's memory before each send: the host thread's.)
         let ready = self.stopping.is_none()
+            && self.cfg.recycle_memory.is_none()
             && self.conn.as_ref().is_some_and(|c| {
                 c.jobs.is_some() && !c.broken && c.recycling.is_none() && c.input.room().is_some()
             });

@@ -2,7 +2,7 @@
 //! messages the reader (and the pool) send to the host.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
@@ -71,6 +71,18 @@ pub(super) struct Shared {
     pub(super) in_hand: AtomicUsize,
     /// The host, for the reader to relay pending tasks itself after settling answers.
     pub(super) relay: OnceLock<Weak<Mutex<dyn Relay>>>,
+    /// The host thread has ended: a task sent to it now would be lost, so `submit` hands it back.
+    pub(super) closed: AtomicBool,
+}
+
+/// `try_lock`, taking a poisoned lock too (a panic during a relay leaves the state consistent: it
+/// only moves tasks between queues). `None` while someone else holds it.
+pub(super) fn try_lock<T: ?Sized>(m: &Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
 }
 
 /// A child is being started (or none is up yet).
@@ -141,6 +153,12 @@ impl Shared {
         } else {
             VecDeque::new()
         };
+        // The next job runs now: the host thread must watch its timeout (it computed its
+        // deadline from the one before).
+        let timed = st
+            .inflight
+            .front()
+            .is_some_and(|f| f.task.timeout().is_some());
         let stop_or_recycle = (st.stopping.is_some() || st.recycling) && st.inflight.is_empty();
         let wake = (st.backlog > 0 && st.inflight.len() <= self.window / 2) || stop_or_recycle;
         drop(st);
@@ -149,19 +167,18 @@ impl Shared {
         for f in cancelled {
             self.settle_fail(&fin, f.task, TaskError::Cancelled);
         }
-        if wake {
-            // Room in the pipeline for what is pending: send it from here if the host is free
-            // (one thread hop fewer), else wake the host thread.
-            let relayed = !stop_or_recycle
-                && self.in_hand.load(Ordering::SeqCst) == 0
-                && self
-                    .relay
-                    .get()
-                    .and_then(Weak::upgrade)
-                    .is_some_and(|host| host.try_lock().map(|mut h| h.relay()).is_ok());
-            if !relayed {
-                let _ = self.host.send(Msg::Answered);
-            }
+        // Room in the pipeline for what is pending: send it from here if the host is free (one
+        // thread hop fewer), else wake the host thread.
+        let relayed = wake
+            && !stop_or_recycle
+            && self.in_hand.load(Ordering::SeqCst) == 0
+            && self
+                .relay
+                .get()
+                .and_then(Weak::upgrade)
+                .is_some_and(|host| try_lock(&*host).map(|mut h| h.relay()).is_some());
+        if (wake && !relayed) || timed {
+            let _ = self.host.send(Msg::Answered);
         }
         true
     }
