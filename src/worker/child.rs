@@ -216,12 +216,12 @@ fn serve(
     if let Some(n) = limits.open_files {
         set_soft_limit(Resource::OpenFiles, n)?;
     }
-    if let Some(ring) = ring {
+    if ring.is_some() {
         // Frames through the shared-memory rings; the input pipe only tells that the parent
         // closed it (or died).
         drop(output);
         let (mut source, mut sink) =
-            wire::ring::child_ends(ring, input.into(), max_frame, crate::worker::LINGER)?;
+            wire::ring::child_ends(input.into(), max_frame, crate::worker::LINGER)?;
         return serve_on(jobs, &mut source, &mut sink, max_frame, limits.cpu_per_job);
     }
     serve_on(

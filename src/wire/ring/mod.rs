@@ -17,6 +17,10 @@
 //! as it flushed each one to the pipe: its answers stay readable in the parent's mapping after it
 //! dies, and the parent reads them all before it calls the child gone (its `pidfd` says so).
 //!
+//! The child gets the memory and the bells over its stdin, a Unix stream socket (`SCM_RIGHTS`),
+//! so that it is started with `posix_spawn` and inherits nothing else; closing that socket is how
+//! the parent ends it.
+//!
 //! **Every byte from the child is hostile.** The parent keeps its own copy of the positions it
 //! owns and checks the ones the child writes (a tail or head that claims more than the ring holds
 //! is a protocol error), checks every length against the frame limit before allocating, and copies
@@ -28,6 +32,7 @@
 //! bytes, then the answers ring's.
 
 mod io;
+mod pass;
 #[cfg(test)]
 mod tests;
 
@@ -357,26 +362,20 @@ impl Rings {
         })
     }
 
-    /// Whether the child can inherit every descriptor under its own number: none of them is a
-    /// standard stream's (0, 1, 2), which the child's pipes take before it runs.
-    pub(crate) fn inheritable(&self) -> bool {
-        self.child_fds().iter().all(|&fd| fd > 2)
-    }
-
-    /// The descriptors the child must inherit, in the order of [`env_value`](Self::env_value).
-    pub(crate) fn child_fds(&self) -> [RawFd; 4] {
-        [
+    /// Hands the child its descriptors (the memory and the three bells) over `sock`, a stream
+    /// socket whose other end is the child's stdin.
+    ///
+    /// # Errors
+    ///
+    /// When the socket fails (the child is gone).
+    pub(crate) fn send_to_child(&self, sock: &impl AsRawFd) -> std::io::Result<()> {
+        let fds = [
             self.region.fd.as_raw_fd(),
             self.child.0.as_raw_fd(),
             self.reader.0.as_raw_fd(),
             self.host.0.as_raw_fd(),
-        ]
-    }
-
-    /// What the child is told of the ring: `memfd,child_bell,reader_bell,host_bell`.
-    pub(crate) fn env_value(&self) -> String {
-        let [a, b, c, d] = self.child_fds();
-        format!("{a},{b},{c},{d}")
+        ];
+        pass::send_fds(sock, &fds)
     }
 
     /// The parent's ends: the host writes jobs, the reader reads answers; both stop waiting when
@@ -401,40 +400,28 @@ impl Rings {
     }
 }
 
-/// The child's ends, from the parent's [`Rings::env_value`]: it reads jobs and writes answers, and stops
-/// waiting when `parent` (its input pipe, which the parent closes) hangs up. The inherited
-/// descriptors are made close-on-exec again, so a job's subprocesses do not inherit them.
+/// The child's ends: it receives the ring's descriptors from its parent over `parent` (its
+/// stdin, a stream socket; see [`Rings::send_to_child`]), reads jobs and writes answers, and
+/// stops waiting when `parent` hangs up (the parent closes it to end the child, or dies).
 ///
 /// # Errors
 ///
-/// When the value or a descriptor is not what the parent sends, or the region's header is wrong.
+/// When the parent sends something else than the ring's descriptors, or the region's header is
+/// wrong.
 pub(crate) fn child_ends(
-    value: &str,
     parent: OwnedFd,
     max_frame: usize,
     linger: Duration,
 ) -> Result<(RingSource, RingSink), WireError> {
-    let fds: Vec<RawFd> = value
-        .split(',')
-        .map(|s| s.parse::<RawFd>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| hostile("bad descriptor list"))?;
-    let [memfd, child, reader, host] = fds[..] else {
-        return Err(hostile("bad descriptor list"));
+    let fds = pass::recv_fds(&parent, 4)?;
+    let Ok([memfd, child, reader, host]) = <[OwnedFd; 4]>::try_from(fds) else {
+        return Err(hostile("not the ring's descriptors"));
     };
-    let own = |fd: RawFd| -> Result<OwnedFd, WireError> {
-        // SAFETY: fcntl on a descriptor number; fails with EBADF if it is not open.
-        if fd < 3 || unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-            return Err(hostile("a descriptor is not open"));
-        }
-        // SAFETY: inherited for us alone by the parent, named once in the list.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    };
-    let region = Arc::new(Region::attach(own(memfd)?)?);
+    let region = Arc::new(Region::attach(memfd)?);
     let (child, reader, host) = (
-        Arc::new(Bell(own(child)?)),
-        Arc::new(Bell(own(reader)?)),
-        Arc::new(Bell(own(host)?)),
+        Arc::new(Bell(child)),
+        Arc::new(Bell(reader)),
+        Arc::new(Bell(host)),
     );
     let parent = Arc::new(parent);
     let end = |peer: &Arc<Bell>| End {

@@ -143,15 +143,49 @@ fn the_memory_cannot_be_resized_under_the_parent() {
 }
 
 #[test]
-fn the_child_refuses_descriptors_and_regions_that_are_not_a_ring() {
-    for value in ["", "1,2,3", "a,b,c,d", "1,2,3,4,5", "9999,9998,9997,9996"] {
-        let (r, _w) = watch();
-        let fd = Arc::try_unwrap(r).unwrap();
+fn the_child_gets_its_descriptors_over_its_stdin_socket() {
+    use std::os::unix::net::UnixStream;
+    let rings = Rings::new(MIN_CAPACITY).unwrap();
+    let (parent, child) = UnixStream::pair().unwrap();
+    rings.send_to_child(&parent).unwrap();
+    let (child_gone, _c) = watch();
+    let (mut jobs, mut answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
+    let (mut job_in, mut answer_out) =
+        super::child_ends(child.into(), MAX, Duration::ZERO).unwrap();
+    jobs.send(b"ping").unwrap();
+    jobs.flush().unwrap();
+    assert_eq!(job_in.recv().unwrap().ack(), b"ping");
+    answer_out.send(b"pong").unwrap();
+    answer_out.flush().unwrap();
+    assert_eq!(answers.recv().unwrap().ack(), b"pong");
+    // The parent closing its end of the socket is the child's end of input.
+    drop(parent);
+    assert_eq!(job_in.recv().unwrap_err(), WireError::Closed);
+}
+
+#[test]
+fn the_child_refuses_what_is_not_a_ring() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    // Nothing sent: the parent is gone.
+    let (parent, child) = UnixStream::pair().unwrap();
+    drop(parent);
+    let end = super::child_ends(child.into(), MAX, Duration::ZERO);
+    assert_eq!(end.err(), Some(WireError::Closed));
+    // Three descriptors, or four whose first is no ring's memory.
+    let (r, w) = watch();
+    for n in [3, 4] {
+        let (parent, child) = UnixStream::pair().unwrap();
+        let fds = vec![r.as_raw_fd(); n];
+        super::pass::send_fds(&parent, &fds).unwrap();
+        let end = super::child_ends(child.into(), MAX, Duration::ZERO);
         assert!(
-            super::child_ends(value, fd, MAX, Duration::ZERO).is_err(),
-            "{value:?}"
+            matches!(end, Err(WireError::Decode(_))),
+            "{n} descriptors: {:?}",
+            end.err()
         );
     }
+    drop(w);
 }
 
 proptest! {

@@ -2,8 +2,9 @@
 //! gives them (a `memfd`, `eventfd`s, and a `pidfd` to see the child die), through the child's
 //! stdin and stdout pipes if not. Either way one reader thread reads the child's answers.
 
-use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, Command};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 
 use super::config::ProcessConfig;
@@ -14,11 +15,11 @@ use crate::wire::{FrameSink, PipeSink, PipeSource, WireError};
 use crate::worker::child::RING_ENV;
 use crate::worker::LINGER;
 
-/// Where a child's jobs go: its stdin pipe, or the shared-memory ring (with the pipe kept open:
-/// closing it tells the child its input ended).
+/// Where a child's jobs go: its stdin pipe, or the shared-memory ring (with the socket that is
+/// the child's stdin kept open: closing it tells the child its input ended).
 pub(super) enum Input {
     Pipe(PipeSink<ChildStdin>),
-    Ring { sink: RingSink, _stdin: ChildStdin },
+    Ring { sink: RingSink, _sock: UnixStream },
 }
 
 impl Input {
@@ -55,32 +56,28 @@ fn pidfds_work() -> bool {
     *WORKS.get_or_init(|| pidfd(std::process::id()).is_some())
 }
 
-/// Makes the rings for a child about to be started by `command` (when the configuration asks for
-/// them and the OS gives them), and tells the child their descriptors.
-pub(super) fn offer_rings(cfg: &ProcessConfig, command: &mut Command) -> Option<Rings> {
+/// The rings for a child about to be started by `command` (when the configuration asks for them
+/// and the OS gives them): its stdin becomes one end of a Unix socket, over which [`connect`]
+/// hands it their descriptors, and `CIRCUITS_RING` tells it to expect them.
+pub(super) struct Offer {
+    rings: Rings,
+    sock: UnixStream,
+}
+
+pub(super) fn offer_rings(cfg: &ProcessConfig, command: &mut Command) -> Option<Offer> {
     if cfg.shared_memory == 0 || !pidfds_work() {
         return None;
     }
-    let rings = Rings::new(cfg.shared_memory)
-        .map_err(|e| tracing::debug!(%e, "no shared memory for a worker process: pipes"))
-        .ok()
-        // (With a standard stream closed in this process, a ring could get its number.)
-        .filter(Rings::inheritable)?;
-    command.env(RING_ENV, rings.env_value());
-    let fds = rings.child_fds();
-    // SAFETY: runs in the forked child before exec, and only calls fcntl (async-signal safe) to
-    // let the ring's descriptors, close-on-exec everywhere else, reach it.
-    unsafe {
-        command.pre_exec(move || {
-            for fd in fds {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    Some(rings)
+    let made = Rings::new(cfg.shared_memory)
+        .and_then(|rings| Ok((rings, UnixStream::pair()?)))
+        .map_err(|e| tracing::debug!(%e, "no shared memory for a worker process: pipes"));
+    let (rings, (sock, theirs)) = made.ok()?;
+    command
+        .env(RING_ENV, "1")
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        // Not the protocol's: what the binary prints before `init` goes where ours goes.
+        .stdout(Stdio::inherit());
+    Some(Offer { rings, sock })
 }
 
 /// Starts the reader thread of child generation `generation` and returns where its jobs go.
@@ -91,26 +88,25 @@ pub(super) fn offer_rings(cfg: &ProcessConfig, command: &mut Command) -> Option<
 /// child).
 pub(super) fn connect(
     child: &mut Child,
-    rings: Option<Rings>,
+    offer: Option<Offer>,
     shared: &Arc<Shared>,
     generation: u64,
     max: usize,
 ) -> std::io::Result<Input> {
     let missing = || std::io::Error::other("the child's pipes were not set up");
-    let stdin = child.stdin.take().ok_or_else(missing)?;
     let shared = shared.clone();
     let reader = std::thread::Builder::new().name("circuits-process-reader".into());
-    match rings {
-        Some(rings) => {
+    match offer {
+        Some(Offer { rings, sock }) => {
             let watch = pidfd(child.id()).ok_or_else(std::io::Error::last_os_error)?;
+            // A child that died already fails its handshake: its reader sees it end.
+            let _ = rings.send_to_child(&sock);
             let (sink, source) = rings.parent_ends(Arc::new(watch), max, LINGER);
             reader.spawn(move || read_child(shared, generation, source))?;
-            Ok(Input::Ring {
-                sink,
-                _stdin: stdin,
-            })
+            Ok(Input::Ring { sink, _sock: sock })
         }
         None => {
+            let stdin = child.stdin.take().ok_or_else(missing)?;
             let stdout = child.stdout.take().ok_or_else(missing)?;
             let output = PipeSource::new(Output::new(stdout, child.id()), max);
             reader.spawn(move || read_child(shared, generation, output))?;

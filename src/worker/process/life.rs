@@ -59,20 +59,16 @@ impl Host {
             command.env(OPEN_FILES_ENV, n.to_string());
         }
         let max = self.cfg.max_frame;
-        let rings = carrier::offer_rings(&self.cfg, &mut command);
-        let stdout = if rings.is_some() {
-            // Not the protocol's: what the binary prints before `init` goes where ours goes.
-            Stdio::inherit()
-        } else {
-            Stdio::piped()
-        };
-        let mut child = command
+        command
             // Its own process group, so that ending it ends whatever its jobs started.
             .process_group(0)
             .stdin(Stdio::piped())
-            .stdout(stdout)
-            .stderr(Stdio::inherit())
-            .spawn()?;
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        // (The rings' offer replaces the pipes.)
+        let rings = carrier::offer_rings(&self.cfg, &mut command);
+        let mut child = command.spawn()?;
+        drop(command); // our copy of the child's end of the socket, if any
         let mut input = match carrier::connect(&mut child, rings, &self.shared, generation, max) {
             Ok(input) => input,
             Err(e) => {
