@@ -60,19 +60,41 @@ enum State<T> {
     Abandoned,
 }
 
+/// How a result is kept in its slot: the error boxed. Most values never fail, and the pool's
+/// error is several words large, so a task's slot costs about what its success value costs (S9,
+/// memory per queued task); a failure pays one allocation.
+pub(crate) trait Outcome: Sized {
+    /// The form kept in the slot.
+    type Kept;
+    /// Into the kept form.
+    fn keep(self) -> Self::Kept;
+    /// Back out of it.
+    fn unkeep(kept: Self::Kept) -> Self;
+}
+
+impl<U, E> Outcome for Result<U, E> {
+    type Kept = Result<U, Box<E>>;
+    fn keep(self) -> Self::Kept {
+        self.map_err(Box::new)
+    }
+    fn unkeep(kept: Self::Kept) -> Self {
+        kept.map_err(|e| *e)
+    }
+}
+
 /// The shared cell between the resolving side ([`Promise`]) and the waiting side ([`Value`]).
 ///
 /// One waiter at a time (a `Value` is waited on through `&mut self`), registered as a [`Waker`]:
 /// an async task's, or for a blocking wait one that unparks the waiting thread. So resolving costs
 /// one uncontended lock and, only when someone waits, one wake.
-struct Slot<T> {
-    state: Mutex<State<T>>,
+struct Slot<T: Outcome> {
+    state: Mutex<State<T::Kept>>,
     /// Live promises; the last one to drop without resolving abandons the value.
     promises: AtomicUsize,
 }
 
-impl<T> Slot<T> {
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
+impl<T: Outcome> Slot<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T::Kept>> {
         // A poisoned lock only means a panic elsewhere while holding it; the state is still whole
         // because every critical section below is a plain assignment.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -81,7 +103,7 @@ impl<T> Slot<T> {
 
 /// The resolving side of a [`Value`]. The first `complete` wins; later ones are refused, so
 /// several racing completers (a worker and a timeout, say) still produce one outcome.
-pub(crate) struct Promise<T> {
+pub(crate) struct Promise<T: Outcome> {
     slot: Arc<Slot<T>>,
 }
 
@@ -99,7 +121,7 @@ pub(crate) fn promise<U, E>() -> (Promise<Result<U, E>>, Value<U, E>) {
     )
 }
 
-impl<T> Promise<T> {
+impl<T: Outcome> Promise<T> {
     /// Another handle able to resolve the same value.
     pub(crate) fn share(&self) -> Promise<T> {
         self.slot.promises.fetch_add(1, Ordering::Relaxed);
@@ -131,7 +153,7 @@ impl<T> Promise<T> {
     }
 }
 
-impl<T> Slot<T> {
+impl<T: Outcome> Slot<T> {
     /// The one way a value resolves: if still pending, run `first`, store `v`, wake the waiter.
     fn resolve(&self, v: T, first: impl FnOnce()) -> bool {
         let waker = {
@@ -140,7 +162,7 @@ impl<T> Slot<T> {
                 State::Pending(w) => {
                     let w = w.take();
                     first();
-                    *st = State::Ready(v);
+                    *st = State::Ready(v.keep());
                     w
                 }
                 _ => return false,
@@ -174,7 +196,7 @@ impl<U: Send + 'static, E: Send + 'static> Promise<Result<U, E>> {
     }
 }
 
-impl<T> Drop for Promise<T> {
+impl<T: Outcome> Drop for Promise<T> {
     fn drop(&mut self) {
         if self.slot.promises.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
@@ -279,9 +301,9 @@ impl<T, E: From<Abandoned>> Value<T, E> {
         }
     }
 
-    fn take_state(st: &mut State<Result<T, E>>) -> Taking<T, E> {
+    fn take_state(st: &mut State<Result<T, Box<E>>>) -> Taking<T, E> {
         match std::mem::replace(st, State::Taken) {
-            State::Ready(r) => Taking::Got(r),
+            State::Ready(r) => Taking::Got(Result::unkeep(r)),
             State::Taken => Taking::Taken,
             State::Abandoned => {
                 *st = State::Abandoned;
