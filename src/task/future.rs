@@ -52,7 +52,7 @@ impl<R: TaskOutput> Task<R> {
     where
         F: Future<Output = R> + Send + 'static,
     {
-        Self::from_work(Work::Async(Fut::Ready(Box::pin(fut.map(Ok)))))
+        Self::from_work(Work::Async(Box::new(Fut::Ready(Box::pin(fut.map(Ok))))))
     }
 
     /// An async task that may fail: `Err(e)` fails it with [`TaskError::Failed`] carrying `e`'s
@@ -63,7 +63,7 @@ impl<R: TaskOutput> Task<R> {
         E: fmt::Display,
     {
         let fut = fut.map(|r| r.map_err(|e| TaskError::Failed(e.to_string())));
-        Self::from_work(Work::Async(Fut::Ready(Box::pin(fut))))
+        Self::from_work(Work::Async(Box::new(Fut::Ready(Box::pin(fut)))))
     }
 
     /// An async task whose future is not `Send` (it holds an `Rc`, a `RefCell` borrow across an
@@ -93,7 +93,7 @@ impl<R: TaskOutput> Task<R> {
         F: Future<Output = R> + 'static,
     {
         let make: Maker<R> = Box::new(move || Box::pin(make().map(Ok)));
-        Self::from_work(Work::Async(Fut::Make(make)))
+        Self::from_work(Work::Async(Box::new(Fut::Make(make))))
     }
 
     /// The task and a [`Cancel`] handle that ends it (see [`Cancel`] for what cancelling does to

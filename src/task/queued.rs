@@ -377,7 +377,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             id,
             attempt,
             promise,
-            fut,
+            fut: *fut,
             timeout,
             permit,
             cancel,
