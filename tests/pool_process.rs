@@ -276,6 +276,34 @@ async fn an_exit_fails_only_its_task_and_the_pool_goes_on() {
     crash_fails_only_its_task(Misbehave::Exit(17), Exit::Code(17), "code 17").await;
 }
 
+/// A child that dies right after answering a burst of jobs: its answers are still in the
+/// shared-memory ring (the reader may not have read them yet when the child is gone), and every
+/// one of them arrives; only the job it died in fails.
+async fn answers_in_the_ring_when_a_child_dies_all_arrive() {
+    let pool = process_pool(1);
+    for round in 0..30u64 {
+        let quick: Vec<_> = (0..20u64)
+            .map(|i| accepted(&pool, Task::job(Square(round * 100 + i))))
+            .collect();
+        let crash = accepted(&pool, Task::job(Misbehave::Abort));
+        for (i, v) in quick.into_iter().enumerate() {
+            let n = round * 100 + i as u64;
+            assert_eq!(bounded(v).await, Ok(n * n), "round {round}, job {i}");
+        }
+        assert!(
+            matches!(
+                bounded(crash).await,
+                Err(TaskError::WorkerCrashed {
+                    exit: Exit::Signal(libc::SIGABRT),
+                    ..
+                })
+            ),
+            "round {round}: the job it died in fails"
+        );
+    }
+    bounded(pool.stop()).await;
+}
+
 async fn an_unwinding_panic_is_a_plain_failure_and_the_child_lives() {
     let pool = process_pool(1);
     let pid = bounded(pool.run(Task::job(Misbehave::Pid))).await.unwrap();
@@ -821,6 +849,7 @@ fn main() {
         common::async_tests![
             results_are_correct_for_1000_jobs_on_2_children,
             one_child_runs_one_pushers_tasks_in_the_order_they_came,
+            answers_in_the_ring_when_a_child_dies_all_arrive,
             a_timeout_is_watched_for_a_job_that_starts_behind_another,
             abort_fails_only_its_task_and_the_pool_goes_on,
             a_segfault_fails_only_its_task_and_the_pool_goes_on,
