@@ -1,5 +1,6 @@
-//! Feeds arbitrary bytes to the wire's frame reader, decoder and handshake check: every input must
-//! give a frame or a named error, never a panic, and never a read past the size limit.
+//! Feeds arbitrary bytes to the wire's frame reader, decoder and handshake check, and to the
+//! shared-memory ring's reader as the positions and bytes a hostile child wrote: every input must
+//! give frames or a named error, never a panic, and never a read past the size limit.
 //!
 //! cargo fuzz run wire            (from the repository root; see docs/architecture.md)
 
@@ -15,5 +16,12 @@ fuzz_target!(|data: &[u8]| {
     while let Some(body) = fuzzing::read_frame(&mut stream, 4096) {
         assert!(body.len() <= 4096);
         let _ = fuzzing::decode(&body);
+    }
+    if data.len() >= 16 {
+        let tail = u64::from_le_bytes(data[..8].try_into().unwrap());
+        let head = u64::from_le_bytes(data[8..16].try_into().unwrap());
+        for size in fuzzing::read_ring(tail, head, &data[16..], 4096) {
+            assert!(size <= 4096);
+        }
     }
 });

@@ -46,6 +46,12 @@ pub mod fuzzing {
     pub fn read_frame(stream: &mut &[u8], max_frame: usize) -> Option<Vec<u8>> {
         super::transport::read_frame(stream, max_frame).ok()
     }
+    /// Reads frames of at most `max_frame` bytes from a shared-memory answers ring whose tail,
+    /// head and bytes a dead hostile child wrote; the sizes of the frames read.
+    #[cfg(target_os = "linux")]
+    pub fn read_ring(tail: u64, head: u64, bytes: &[u8], max_frame: usize) -> Vec<usize> {
+        super::ring::read_hostile(tail, head, bytes, max_frame)
+    }
 }
 
 #[cfg(test)]
