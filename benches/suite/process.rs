@@ -185,6 +185,9 @@ fn floor_throughput(n: usize, children: usize) -> f64 {
     (per * children) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// The same flood on a pool of two thread workers (what the process boundary is compared with).
+const THREADS: &str = "circuits thread pool, same flood";
+
 /// The contender whose frames travel through the pipes instead of the shared-memory rings.
 const PIPES: &str = "circuits, frames through pipes (shared_memory(0))";
 
@@ -217,7 +220,11 @@ pub fn s6(cfg: &Config) -> Vec<Scenario> {
             &format!("process-mode round trip, payload {label} each way (p50)"),
             "us",
             false,
-            "within 2x of the floor",
+            if size <= 1 << 10 {
+                "within 1.5x of the floor (issue #16)"
+            } else {
+                "at most 1.0x the floor (issue #16)"
+            },
         );
         s.add("circuits process pool", Kind::Ours);
         s.add(PIPES, Kind::Ours);
@@ -266,7 +273,11 @@ pub fn s6(cfg: &Config) -> Vec<Scenario> {
             }
         }
         let r = s.median_of("circuits process pool") / s.median_of("floor: raw pipe ping-pong");
-        s.judge(r <= 2.0, format!("ours / floor = {r:.2}x (target <= 2x)"));
+        let limit = if size <= 1 << 10 { 1.5 } else { 1.0 };
+        s.judge(
+            r <= limit,
+            format!("ours / floor = {r:.2}x (target <= {limit}x)"),
+        );
         sys.block_on(pool.stop());
         sys.block_on(piped.stop());
         out.push(s);
@@ -284,11 +295,12 @@ pub fn s7(cfg: &Config) -> Vec<Scenario> {
         &format!("process-mode throughput: {n} tiny jobs pushed at once, 2 workers"),
         "tasks/s",
         true,
-        "at least 20x ProcessPoolExecutor, at least 0.5x the floor",
+        "at least 0.5x the same flood in thread mode (issue #16: the process boundary costs at most 2x); at least 20x ProcessPoolExecutor",
     );
     s.add("circuits process pool push()", Kind::Ours);
     s.add("circuits, retry policy and priority set", Kind::Ours);
     s.add(PIPES, Kind::Ours);
+    s.add(THREADS, Kind::Ours);
     s.add("python ProcessPoolExecutor.submit", Kind::Peer);
     s.add("floor: raw pipes to 2 children, batched", Kind::Floor);
     let pool = sys.block_on(async { Pool::builder().min(2).process().start() });
@@ -301,6 +313,7 @@ pub fn s7(cfg: &Config) -> Vec<Scenario> {
     sys.block_on(configured.run(Task::job(Inc(0)))).unwrap();
     let piped = sys.block_on(async { Pool::builder().min(2).process_with(pipes()).start() });
     sys.block_on(piped.run(Task::job(Inc(0)))).unwrap();
+    let threads = sys.block_on(async { Pool::builder().min(2).start() });
     let flood = |pool: &PoolHandle, priority: Option<Priority>| {
         sys.block_on(async {
             let t = Instant::now();
@@ -327,6 +340,7 @@ pub fn s7(cfg: &Config) -> Vec<Scenario> {
         );
         s.push("circuits process pool push()", flood(&pool, None));
         s.push(PIPES, flood(&piped, None));
+        s.push(THREADS, flood(&threads, None));
         s.push(
             "floor: raw pipes to 2 children, batched",
             floor_throughput(n, 2),
@@ -344,13 +358,15 @@ pub fn s7(cfg: &Config) -> Vec<Scenario> {
     );
     let vs_floor = s.median_of("circuits process pool push()")
         / s.median_of("floor: raw pipes to 2 children, batched");
+    let vs_threads = s.median_of("circuits process pool push()") / s.median_of(THREADS);
     s.judge(
-        vs_py >= 20.0 && vs_floor >= 0.5,
-        format!("{vs_py:.1}x ProcessPoolExecutor (target >= 20x); {vs_floor:.2}x the floor (target >= 0.5x)"),
+        vs_py >= 20.0 && vs_threads >= 0.5,
+        format!("{vs_threads:.2}x thread mode (target >= 0.5x); {vs_py:.1}x ProcessPoolExecutor (target >= 20x); {vs_floor:.2}x the floor"),
     );
     sys.block_on(pool.stop());
     sys.block_on(configured.stop());
     sys.block_on(piped.stop());
+    sys.block_on(threads.stop());
     vec![s]
 }
 
@@ -363,7 +379,7 @@ pub fn s7b(cfg: &Config) -> Vec<Scenario> {
         &format!("bulk: map over {n} tiny jobs, results in order, 2 process workers"),
         "tasks/s",
         true,
-        "at least 1x Python multiprocessing Pool.map(chunksize=256)",
+        "at least 0.5x the floor (issue #16); at least 1x Python multiprocessing Pool.map(chunksize=256)",
     );
     s.add("circuits pool.map", Kind::Ours);
     s.add("python Pool(2).map chunksize=256", Kind::Peer);
@@ -394,7 +410,12 @@ pub fn s7b(cfg: &Config) -> Vec<Scenario> {
         s.note("python Pool(2).map chunksize=256", why);
     }
     let r = s.advantage("circuits pool.map", "python Pool(2).map chunksize=256");
-    s.judge(r >= 1.0, format!("{r:.2}x Pool.map (target >= 1x)"));
+    let vs_floor =
+        s.median_of("circuits pool.map") / s.median_of("floor: raw pipes to 2 children, batched");
+    s.judge(
+        r >= 1.0 && vs_floor >= 0.5,
+        format!("{vs_floor:.2}x the floor (target >= 0.5x); {r:.2}x Pool.map (target >= 1x)"),
+    );
     sys.block_on(pool.stop());
     vec![s]
 }
