@@ -292,33 +292,36 @@ impl Bell {
     /// Sleeps until the bell rings or `watch` becomes readable or hung up (the other side is
     /// gone). Returns true when `watch` fired.
     fn sleep(&self, watch: RawFd) -> Result<bool, WireError> {
-        loop {
-            let mut fds = [
-                libc::pollfd {
-                    fd: self.0.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: watch,
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // SAFETY: two pollfd entries on this stack, both descriptors open.
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-            if r < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e.into());
-            }
-            if fds[0].revents != 0 {
-                self.drain();
-            }
-            return Ok(fds[1].revents != 0);
+        let (rung, gone) = wait_either(self.0.as_raw_fd(), watch)?;
+        if rung {
+            self.drain();
         }
+        Ok(gone)
+    }
+}
+
+/// Blocks until `a` or `b` is readable or hung up; says which. (Both must stay open meanwhile.)
+///
+/// # Errors
+///
+/// When `poll` fails otherwise than by a signal.
+pub(crate) fn wait_either(a: RawFd, b: RawFd) -> std::io::Result<(bool, bool)> {
+    loop {
+        let mut fds = [a, b].map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        // SAFETY: two pollfd entries on this stack; the caller keeps both descriptors open.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok((fds[0].revents != 0, fds[1].revents != 0));
     }
 }
 

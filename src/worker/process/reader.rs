@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::shared::{Msg, Shared};
 use crate::task::TaskError;
+use crate::wire::ring::wait_either;
 use crate::wire::{self, Frame, FrameSource, WireError};
 
 /// A child's output pipe, read until it ends or the child itself has exited: a process that the
@@ -41,35 +42,11 @@ pub(super) fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
 impl std::io::Read for Output {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if let Some(pidfd) = &self.pidfd {
-            loop {
-                let mut fds = [
-                    libc::pollfd {
-                        fd: self.pipe.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    },
-                    libc::pollfd {
-                        fd: pidfd.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    },
-                ];
-                // SAFETY: two valid pollfd entries on this stack, both descriptors open.
-                let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-                if r < 0 {
-                    let e = std::io::Error::last_os_error();
-                    if e.kind() == std::io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    return Err(e);
-                }
-                if fds[0].revents != 0 {
-                    break; // data, or the pipe's end: read it
-                }
-                if fds[1].revents != 0 {
-                    return Ok(0); // the child exited and left nothing more to read
-                }
+            let (data, exited) = wait_either(self.pipe.as_raw_fd(), pidfd.as_raw_fd())?;
+            if !data && exited {
+                return Ok(0); // the child exited and left nothing more to read
             }
+            // Data, or the pipe's end: read it.
         }
         self.pipe.read(buf)
     }
