@@ -27,20 +27,31 @@
 //! a frame out of the ring before decoding it. The child checks the region's header (magic,
 //! version, sizes) before using it.
 //!
+//! Files: this one (the region, its layout and each side's ends), `io` (the sink and the source),
+//! `bell` (the `eventfd`s, and waiting on two descriptors), `pass` (handing descriptors over a
+//! socket), `hostile` (the reader against a hostile child's bytes, for the fuzzer and the tests).
+//!
 //! Layout (all offsets in bytes): a 4 KiB header (magic, version, ring capacity; then each ring's
 //! tail, head, `data_waiter` and `space_waiter`, each on its own cache line), then the jobs ring's
 //! bytes, then the answers ring's.
 
+mod bell;
+#[cfg(any(test, feature = "fuzzing"))]
+mod hostile;
 mod io;
 mod pass;
 #[cfg(test)]
 mod tests;
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use bell::wait_either;
+use bell::Bell;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use hostile::read_hostile;
 pub(crate) use io::{RingSink, RingSource};
 
 use super::error::WireError;
@@ -258,73 +269,6 @@ impl Region {
     }
 }
 
-/// An `eventfd` one side sleeps on and the other rings.
-pub(crate) struct Bell(OwnedFd);
-
-impl Bell {
-    fn new() -> Result<Bell, WireError> {
-        // SAFETY: eventfd returns a new descriptor or -1.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(os_err());
-        }
-        // SAFETY: a fresh descriptor that nobody else owns.
-        Ok(Bell(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    fn ring(&self) {
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writes 8 bytes from our stack to our eventfd (EAGAIN only at a saturated
-        // counter, which still wakes the sleeper).
-        unsafe {
-            libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), 8);
-        }
-    }
-
-    fn drain(&self) {
-        let mut n = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into our stack buffer; non-blocking.
-        unsafe {
-            libc::read(self.0.as_raw_fd(), n.as_mut_ptr().cast(), 8);
-        }
-    }
-
-    /// Sleeps until the bell rings or `watch` becomes readable or hung up (the other side is
-    /// gone). Returns true when `watch` fired.
-    fn sleep(&self, watch: RawFd) -> Result<bool, WireError> {
-        let (rung, gone) = wait_either(self.0.as_raw_fd(), watch)?;
-        if rung {
-            self.drain();
-        }
-        Ok(gone)
-    }
-}
-
-/// Blocks until `a` or `b` is readable or hung up; says which. (Both must stay open meanwhile.)
-///
-/// # Errors
-///
-/// When `poll` fails otherwise than by a signal.
-pub(crate) fn wait_either(a: RawFd, b: RawFd) -> std::io::Result<(bool, bool)> {
-    loop {
-        let mut fds = [a, b].map(|fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        });
-        // SAFETY: two pollfd entries on this stack; the caller keeps both descriptors open.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        return Ok((fds[0].revents != 0, fds[1].revents != 0));
-    }
-}
-
 /// What one end of a ring needs: the region, which ring, its own bell (to sleep on), the other
 /// side's bell (to wake it), and the descriptor that fires when the other side is gone.
 #[derive(Clone)]
@@ -500,56 +444,5 @@ impl End {
                 return Ok(false);
             }
         }
-    }
-}
-
-/// For the fuzz target (feature `fuzzing`) and the tests: a parent's reader over an answers ring whose
-/// positions (`tail`, `head`) and bytes a hostile child wrote, the child already gone. Returns the
-/// sizes of the frames read before the first error (at most 64).
-#[cfg(any(test, feature = "fuzzing"))]
-pub(crate) fn read_hostile(tail: u64, head: u64, bytes: &[u8], max_frame: usize) -> Vec<usize> {
-    let rings = Rings::new(MIN_CAPACITY).expect("a ring for the fuzzer");
-    let (gone, _) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
-    let n = bytes.len().min(MIN_CAPACITY);
-    rings.region.write_at(Dir::Answers, 0, &bytes[..n]);
-    rings
-        .region
-        .position(Dir::Answers, 0)
-        .store(tail, Ordering::Release);
-    rings
-        .region
-        .position(Dir::Answers, 1)
-        .store(head, Ordering::Release);
-    let (_jobs, mut source) = rings.parent_ends(Arc::new(gone.into()), max_frame, Duration::ZERO);
-    let mut sizes = Vec::new();
-    while sizes.len() < 64 {
-        match super::transport::FrameSource::recv(&mut source) {
-            Ok(d) => sizes.push(d.body.len()),
-            Err(_) => break,
-        }
-    }
-    sizes
-}
-
-#[cfg(test)]
-impl Rings {
-    /// The child's ends in this process (tests): sharing the parent's descriptors.
-    fn child_ends_here(
-        &self,
-        parent: Arc<OwnedFd>,
-        max_frame: usize,
-        linger: Duration,
-    ) -> (RingSource, RingSink) {
-        let end = |peer: &Arc<Bell>| End {
-            region: self.region.clone(),
-            own: self.child.clone(),
-            peer: peer.clone(),
-            watch: parent.clone(),
-            linger,
-        };
-        (
-            RingSource::new(end(&self.host), Dir::Jobs, max_frame),
-            RingSink::new(end(&self.reader), Dir::Answers, max_frame),
-        )
     }
 }

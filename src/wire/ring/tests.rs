@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::{Dir, Rings, MIN_CAPACITY};
+use super::{Bell, Dir, End, RingSink, RingSource, Rings, MIN_CAPACITY};
 use crate::wire::error::WireError;
 use crate::wire::transport::{FrameSink, FrameSource};
 
@@ -202,5 +202,27 @@ proptest! {
         let tail = if tail % 2 == 0 { small } else { tail };
         let sizes = super::read_hostile(tail, head, &bytes, 256);
         prop_assert!(sizes.iter().all(|&n| n <= 256), "{sizes:?}");
+    }
+}
+
+impl Rings {
+    /// The child's ends in this process (tests): sharing the parent's descriptors.
+    fn child_ends_here(
+        &self,
+        parent: Arc<OwnedFd>,
+        max_frame: usize,
+        linger: Duration,
+    ) -> (RingSource, RingSink) {
+        let end = |peer: &Arc<Bell>| End {
+            region: self.region.clone(),
+            own: self.child.clone(),
+            peer: peer.clone(),
+            watch: parent.clone(),
+            linger,
+        };
+        (
+            RingSource::new(end(&self.host), Dir::Jobs, max_frame),
+            RingSink::new(end(&self.reader), Dir::Answers, max_frame),
+        )
     }
 }
