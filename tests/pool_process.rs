@@ -703,6 +703,27 @@ async fn a_timeout_is_watched_for_a_job_that_starts_behind_another() {
     bounded(pool.stop()).await;
 }
 
+/// A job whose input is larger than the ring's free space, queued behind a job that hangs: the
+/// host thread does not wait for the hung child to read it, so the hung job's timeout fires and
+/// the large job runs on the replacement child.
+async fn a_large_job_behind_a_hung_one_does_not_block_its_timeout() {
+    let config = ProcessConfig::default().shared_memory(64 << 10);
+    let pool = Pool::builder().min(1).process_with(config).start();
+    bounded(pool.run(Task::job(Square(2)))).await.unwrap(); // the child is up
+    let limit = Duration::from_millis(300);
+    let hung = accepted(&pool, Task::job(Spin { secs: 120 }).timeout(limit));
+    let large = accepted(
+        &pool,
+        Task::job(Echo {
+            data: vec![1; 200 << 10],
+            reply: 3,
+        }),
+    );
+    assert_eq!(bounded(hung).await, Err(TaskError::TimedOut(limit)));
+    assert_eq!(bounded(large).await, Ok(vec![7; 3]));
+    bounded(pool.stop()).await;
+}
+
 async fn a_job_queued_past_its_deadline_is_never_sent_to_a_child() {
     let pool = Pool::builder().min(1).process().start();
     let stale = accepted(&pool, Task::job(Square(3)).expires_after(Duration::ZERO));
@@ -851,6 +872,7 @@ fn main() {
             one_child_runs_one_pushers_tasks_in_the_order_they_came,
             answers_in_the_ring_when_a_child_dies_all_arrive,
             a_timeout_is_watched_for_a_job_that_starts_behind_another,
+            a_large_job_behind_a_hung_one_does_not_block_its_timeout,
             abort_fails_only_its_task_and_the_pool_goes_on,
             a_segfault_fails_only_its_task_and_the_pool_goes_on,
             an_exit_fails_only_its_task_and_the_pool_goes_on,

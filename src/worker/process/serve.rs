@@ -262,17 +262,21 @@ impl Host {
         let Some(jobs) = conn.jobs.as_ref() else {
             return false;
         };
-        // A relay writes only what fits without waiting for the child.
-        let mut bytes_room = if relay {
-            conn.input.room().unwrap_or(0)
-        } else {
-            usize::MAX
+        // What the ring takes without waiting for the child. The host thread writes more only
+        // while the child is idle (it reads the frame as it is written): waiting behind a job
+        // that hangs, it could not fire that job's timeout. A relay never waits. (The pipe's
+        // fill cannot be read: the host thread writes to it as before.)
+        let mut bytes_room = match conn.input.room() {
+            Some(free) => free,
+            None if relay => 0,
+            None => usize::MAX,
         };
         let quota_left = conn.quota.map_or(u64::MAX, |q| q.saturating_sub(conn.sent));
-        let room = {
+        let (room, idle) = {
             let st = self.shared.lock();
             let room = self.cfg.pipeline.saturating_sub(st.inflight.len());
-            room.min(usize::try_from(quota_left).unwrap_or(usize::MAX))
+            let room = room.min(usize::try_from(quota_left).unwrap_or(usize::MAX));
+            (room, st.inflight.is_empty())
         };
         // Encode outside the lock; the reader settles answers meanwhile.
         let mut frames = Vec::new();
@@ -334,8 +338,11 @@ impl Host {
                 }
             });
             match frame {
-                Ok(body) if body.len() + 4 > bytes_room => {
-                    // Not without waiting: the host thread sends it (woken below).
+                Ok(body)
+                    if body.len() + 4 > bytes_room && (relay || !idle || !frames.is_empty()) =>
+                {
+                    // Not without waiting behind a job: sent when answers make room (the reader
+                    // wakes the host thread, or relays it).
                     self.pending.push_front(task);
                     break;
                 }
