@@ -206,19 +206,19 @@ pub(crate) fn encode_one<J: Job>(job: &J) -> Result<serde_bytes::ByteBuf, String
 }
 
 fn decode_batch<J: Job>(bytes: &[u8]) -> Result<Outcomes<J::Output>, TaskError> {
-    let answers: crate::wire::BatchAnswers = postcard::from_bytes(bytes)
+    let answers: crate::wire::BatchAnswerViews<'_> = postcard::from_bytes(bytes)
         .map_err(|e| TaskError::Wire(WireError::Decode(format!("a chunk's answers: {e}"))))?;
     Ok(answers
         .into_iter()
         .map(|a| {
             a.map_err(TaskError::from)
-                .and_then(|bytes| decode_output::<J>(&bytes))
+                .and_then(|bytes| decode_output::<J>(bytes))
         })
         .collect())
 }
 
 /// How a worker process runs one named job: decode, run (catching panics), encode.
-type Runner = fn(&[u8]) -> Result<Vec<u8>, TaskError>;
+pub(crate) type Runner = fn(&[u8]) -> Result<Vec<u8>, TaskError>;
 
 /// Decodes a job from its input and runs it, catching a panic.
 fn decode_and_run<J: Job>(input: &[u8]) -> Result<J::Output, TaskError> {
@@ -366,9 +366,14 @@ impl Jobs {
 
     /// Runs the job called `name` on its encoded input and encodes its output.
     pub(crate) fn run(&self, name: &str, input: &[u8]) -> Result<Vec<u8>, TaskError> {
-        match self.runners.get(name) {
-            Some(r) => r(input),
-            None => Err(TaskError::UnknownJob(name.to_string())),
-        }
+        self.runner(name)?(input)
+    }
+
+    /// The job called `name`, looked up once for every input of a chunk.
+    pub(crate) fn runner(&self, name: &str) -> Result<Runner, TaskError> {
+        self.runners
+            .get(name)
+            .copied()
+            .ok_or_else(|| TaskError::UnknownJob(name.to_string()))
     }
 }

@@ -107,6 +107,10 @@ impl Frame<'_> {
 /// A chunk's answers, in order: what the output of a `RunBatch`'s `Done` decodes to.
 pub(crate) type BatchAnswers = Vec<Result<serde_bytes::ByteBuf, Fault>>;
 
+/// [`BatchAnswers`] as the parent decodes them: each answer a view of the received frame (one
+/// allocation per chunk instead of one per job).
+pub(crate) type BatchAnswerViews<'a> = Vec<Result<&'a serde_bytes::Bytes, Fault>>;
+
 /// Encodes a frame's body (without the length prefix) into a buffer sized for `payload` bytes
 /// up front, so a large payload is not copied by repeated growth.
 ///

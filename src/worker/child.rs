@@ -290,10 +290,16 @@ fn serve_on(
                 inputs,
                 context,
             } => {
+                let run = jobs.runner(&job);
                 let answers: wire::BatchAnswers = with_context(own(context), || {
                     inputs
                         .iter()
-                        .map(|input| jobs.run(&job, &input.0).map_err(fault).map(ByteBuf::from))
+                        .map(|input| {
+                            run.clone()
+                                .and_then(|run| run(&input.0))
+                                .map_err(fault)
+                                .map(ByteBuf::from)
+                        })
                         .collect()
                 });
                 let result = wire::encode_value(&answers).map_err(|e| {
