@@ -325,6 +325,27 @@ impl Rings {
         pass::send_fds(sock, &fds)
     }
 
+    /// The child's ends of these rings: it reads jobs and writes answers, and stops waiting when
+    /// `parent` fires. (The tests also call it in one process, on the parent's descriptors.)
+    fn child_side(
+        &self,
+        parent: Arc<OwnedFd>,
+        max_frame: usize,
+        linger: Duration,
+    ) -> (RingSource, RingSink) {
+        let end = |peer: &Arc<Bell>| End {
+            region: self.region.clone(),
+            own: self.child.clone(),
+            peer: peer.clone(),
+            watch: parent.clone(),
+            linger,
+        };
+        (
+            RingSource::new(end(&self.host), Dir::Jobs, max_frame),
+            RingSink::new(end(&self.reader), Dir::Answers, max_frame),
+        )
+    }
+
     /// The parent's ends: the host writes jobs, the reader reads answers; both stop waiting when
     /// `child` (the child's `pidfd`) fires.
     pub(crate) fn parent_ends(
@@ -364,24 +385,13 @@ pub(crate) fn child_ends(
     let Ok([memfd, child, reader, host]) = <[OwnedFd; 4]>::try_from(fds) else {
         return Err(hostile("not the ring's descriptors"));
     };
-    let region = Arc::new(Region::attach(memfd)?);
-    let (child, reader, host) = (
-        Arc::new(Bell(child)),
-        Arc::new(Bell(reader)),
-        Arc::new(Bell(host)),
-    );
-    let parent = Arc::new(parent);
-    let end = |peer: &Arc<Bell>| End {
-        region: region.clone(),
-        own: child.clone(),
-        peer: peer.clone(),
-        watch: parent.clone(),
-        linger,
+    let rings = Rings {
+        region: Arc::new(Region::attach(memfd)?),
+        child: Arc::new(Bell(child)),
+        reader: Arc::new(Bell(reader)),
+        host: Arc::new(Bell(host)),
     };
-    Ok((
-        RingSource::new(end(&host), Dir::Jobs, max_frame),
-        RingSink::new(end(&reader), Dir::Answers, max_frame),
-    ))
+    Ok(rings.child_side(Arc::new(parent), max_frame, linger))
 }
 
 impl End {

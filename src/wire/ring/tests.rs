@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::{Bell, Dir, End, RingSink, RingSource, Rings, MIN_CAPACITY};
+use super::{Dir, Rings, MIN_CAPACITY};
 use crate::wire::error::WireError;
 use crate::wire::transport::{FrameSink, FrameSource};
 
@@ -33,7 +33,7 @@ fn frames_cross_both_rings_in_order_wrapping_many_times() {
     let (parent_gone, _p) = watch();
     let (child_gone, _c) = watch();
     let (mut jobs, mut answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
-    let (mut job_in, mut answer_out) = rings.child_ends_here(parent_gone, MAX, Duration::ZERO);
+    let (mut job_in, mut answer_out) = rings.child_side(parent_gone, MAX, Duration::ZERO);
     let echo = std::thread::spawn(move || {
         // The child: answers each job with its body reversed, until the parent closes.
         for _ in 0..2000 {
@@ -72,7 +72,7 @@ fn a_frame_larger_than_the_ring_streams_through_it() {
     let (parent_gone, _p) = watch();
     let (child_gone, _c) = watch();
     let (mut jobs, _answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
-    let (mut job_in, _out) = rings.child_ends_here(parent_gone, MAX, Duration::ZERO);
+    let (mut job_in, _out) = rings.child_side(parent_gone, MAX, Duration::ZERO);
     let big: Vec<u8> = (0..(1 << 20) + 3).map(|i: usize| (i % 251) as u8).collect();
     let expected = big.clone();
     let writer = std::thread::spawn(move || {
@@ -91,7 +91,7 @@ fn frames_written_before_the_writer_died_are_read_then_the_end_is_clean() {
     let (parent_gone, _p) = watch();
     let (child_gone, child_dies) = watch();
     let (_jobs, mut answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
-    let (_in, mut out) = rings.child_ends_here(parent_gone, MAX, Duration::ZERO);
+    let (_in, mut out) = rings.child_side(parent_gone, MAX, Duration::ZERO);
     for body in [&b"one"[..], b"", b"three"] {
         out.send(body).unwrap();
         out.flush().unwrap();
@@ -202,27 +202,5 @@ proptest! {
         let tail = if tail % 2 == 0 { small } else { tail };
         let sizes = super::read_hostile(tail, head, &bytes, 256);
         prop_assert!(sizes.iter().all(|&n| n <= 256), "{sizes:?}");
-    }
-}
-
-impl Rings {
-    /// The child's ends in this process (tests): sharing the parent's descriptors.
-    fn child_ends_here(
-        &self,
-        parent: Arc<OwnedFd>,
-        max_frame: usize,
-        linger: Duration,
-    ) -> (RingSource, RingSink) {
-        let end = |peer: &Arc<Bell>| End {
-            region: self.region.clone(),
-            own: self.child.clone(),
-            peer: peer.clone(),
-            watch: parent.clone(),
-            linger,
-        };
-        (
-            RingSource::new(end(&self.host), Dir::Jobs, max_frame),
-            RingSink::new(end(&self.reader), Dir::Answers, max_frame),
-        )
     }
 }

@@ -10,7 +10,7 @@ use crossbeam_channel::Sender;
 
 use super::config::ProcessConfig;
 use super::serve::serve;
-use super::shared::{try_lock, Msg, Relay, Shared, State};
+use super::shared::{lock, try_lock, Msg, Relay, Shared, State};
 use super::state::Host;
 use crate::task::{ErasedTask, Finisher, TaskError};
 use crate::value::{promise, Value};
@@ -79,7 +79,7 @@ impl ProcessWorker {
             .spawn(move || {
                 // Children are started from this thread, which lives as long as the worker: the
                 // kernel's parent-death signal is tied to it.
-                serving.lock().unwrap_or_else(|p| p.into_inner()).connect();
+                lock(&serving).connect();
                 serve(&serving, &rx);
                 exit.complete(Ok(()));
             })?;
@@ -137,7 +137,7 @@ impl Backend for ProcessWorker {
     }
 
     fn finished(&self) -> Value<(), TaskError> {
-        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        let mut done = lock(&self.done);
         done.take().unwrap_or_else(|| Value::ready(Ok(())))
     }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::shared::{InFlight, Msg, Relay};
+use super::shared::{lock, InFlight, Msg, Relay};
 use super::state::Host;
 use crate::task::{Inputs, TaskError};
 use crate::wire::{self, Frame, FrameSink, Greeting, Payload, WireError};
@@ -31,11 +31,7 @@ pub(super) fn serve(host: &Mutex<Host>, rx: &Receiver<Msg>) {
     serve_until_done(host, rx);
     // Tasks sent to this thread from now on would never run: `submit` hands them back once it
     // sees `closed`, and the ones already on their way fail here.
-    let shared = host
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .shared
-        .clone();
+    let shared = lock(host).shared.clone();
     shared.closed.store(true, Ordering::SeqCst);
     let fin = shared.lock().fin.clone();
     while shared.in_hand.load(Ordering::SeqCst) > 0 {
@@ -51,9 +47,8 @@ pub(super) fn serve(host: &Mutex<Host>, rx: &Receiver<Msg>) {
 }
 
 fn serve_until_done(host: &Mutex<Host>, rx: &Receiver<Msg>) {
-    let lock = || host.lock().unwrap_or_else(|p| p.into_inner());
     loop {
-        let deadline = lock().deadline();
+        let deadline = lock(host).deadline();
         let msg = match deadline {
             Some(at) => match rx.recv_deadline(at) {
                 Ok(m) => Some(m),
@@ -62,7 +57,7 @@ fn serve_until_done(host: &Mutex<Host>, rx: &Receiver<Msg>) {
             },
             None => Some(linger_recv(rx).unwrap_or(Msg::Stop(Shutdown::Drain))),
         };
-        let mut host = lock();
+        let mut host = lock(host);
         match msg {
             Some(m) => host.handle(m),
             None => host.expire(),

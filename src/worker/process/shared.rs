@@ -75,8 +75,13 @@ pub(super) struct Shared {
     pub(super) closed: AtomicBool,
 }
 
-/// `try_lock`, taking a poisoned lock too (a panic during a relay leaves the state consistent: it
-/// only moves tasks between queues). `None` while someone else holds it.
+/// `lock`, taking a poisoned lock too: the host's and the shared state's critical sections only
+/// move tasks between queues, so a panic in one leaves them whole.
+pub(super) fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// [`lock`] without waiting: `None` while someone else holds it.
 pub(super) fn try_lock<T: ?Sized>(m: &Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
     match m.try_lock() {
         Ok(g) => Some(g),
@@ -110,8 +115,7 @@ impl Drop for PidMark {
 
 impl Shared {
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // Critical sections only move entries between queues; a poisoned lock still holds them.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     pub(super) fn settle_fail(&self, fin: &Finisher, task: Box<dyn ErasedTask>, error: TaskError) {
