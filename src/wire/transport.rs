@@ -164,16 +164,34 @@ pub(crate) fn read_frame(r: &mut impl Read, max_frame: usize) -> Result<Vec<u8>,
             Err(e) => return Err(e.into()),
         }
     }
-    let size = u32::from_le_bytes(len) as usize;
+    let mut body = vec![0u8; announced(len, max_frame)?];
+    r.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// The body size a length prefix announces, refused when over `max_frame` (checked before the
+/// body is allocated, whatever carries it).
+pub(crate) fn announced(prefix: [u8; 4], max_frame: usize) -> Result<usize, WireError> {
+    let size = u32::from_le_bytes(prefix) as usize;
     if size > max_frame {
         return Err(WireError::FrameTooLarge {
             size,
             limit: max_frame,
         });
     }
-    let mut body = vec![0u8; size];
-    r.read_exact(&mut body)?;
-    Ok(body)
+    Ok(size)
+}
+
+/// The length prefix of `body`, refused when the body is over `max_frame` or over what the
+/// prefix can say (nothing is written then, whatever carries it).
+pub(crate) fn prefix(body: &[u8], max_frame: usize) -> Result<[u8; 4], WireError> {
+    match u32::try_from(body.len()) {
+        Ok(len) if body.len() <= max_frame => Ok(len.to_le_bytes()),
+        _ => Err(WireError::FrameTooLarge {
+            size: body.len(),
+            limit: max_frame,
+        }),
+    }
 }
 
 /// Writes one length-prefixed frame body to `w`, refusing bodies over `max_frame` (nothing is
@@ -183,13 +201,7 @@ pub(crate) fn write_frame(
     body: &[u8],
     max_frame: usize,
 ) -> Result<(), WireError> {
-    if body.len() > max_frame || body.len() > u32::MAX as usize {
-        return Err(WireError::FrameTooLarge {
-            size: body.len(),
-            limit: max_frame,
-        });
-    }
-    w.write_all(&(body.len() as u32).to_le_bytes())?;
+    w.write_all(&prefix(body, max_frame)?)?;
     w.write_all(body)?;
     Ok(())
 }

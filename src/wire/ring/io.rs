@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use super::{hostile, Dir, End};
 use crate::wire::error::WireError;
-use crate::wire::transport::{Delivery, FrameSink, FrameSource};
+use crate::wire::transport::{announced, prefix, Delivery, FrameSink, FrameSource};
 
 /// Writes length-prefixed frames into one ring; [`flush`](FrameSink::flush) publishes them.
 pub(crate) struct RingSink {
@@ -66,13 +66,7 @@ impl RingSink {
 
 impl FrameSink for RingSink {
     fn send(&mut self, body: &[u8]) -> Result<(), WireError> {
-        if body.len() > self.max_frame || body.len() > u32::MAX as usize {
-            return Err(WireError::FrameTooLarge {
-                size: body.len(),
-                limit: self.max_frame,
-            });
-        }
-        self.write_all(&(body.len() as u32).to_le_bytes())?;
+        self.write_all(&prefix(body, self.max_frame)?)?;
         self.write_all(body)
     }
 
@@ -151,14 +145,7 @@ impl FrameSource for RingSource {
     fn recv(&mut self) -> Result<Delivery, WireError> {
         let mut len = [0u8; 4];
         self.read_exact(&mut len, true)?;
-        let size = u32::from_le_bytes(len) as usize;
-        if size > self.max_frame {
-            return Err(WireError::FrameTooLarge {
-                size,
-                limit: self.max_frame,
-            });
-        }
-        let mut body = vec![0u8; size];
+        let mut body = vec![0u8; announced(len, self.max_frame)?];
         self.read_exact(&mut body, false)?;
         self.release();
         Ok(Delivery::once(body))
