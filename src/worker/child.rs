@@ -27,8 +27,8 @@ pub(crate) const PARENT_ENV: &str = "CIRCUITS_PARENT_PID";
 pub(crate) const CPU_PER_JOB_ENV: &str = "CIRCUITS_CPU_PER_JOB_NS";
 /// The environment variable carrying the limit on open files.
 pub(crate) const OPEN_FILES_ENV: &str = "CIRCUITS_OPEN_FILES";
-/// The environment variable carrying the shared-memory rings' descriptors (when frames travel
-/// through them rather than the pipes).
+/// The environment variable that tells the child its stdin is a socket bringing the
+/// shared-memory rings' descriptors (frames then travel through them rather than the pipes).
 pub(crate) const RING_ENV: &str = "CIRCUITS_RING";
 
 /// The resource limits a worker process sets on itself (see [`ProcessConfig`]'s `limit_*`).
@@ -70,7 +70,7 @@ pub(crate) fn serve_if_worker(jobs: &Jobs) {
     // What made this process a worker is not passed on: a job's subprocesses are ordinary
     // processes, and a process pool started inside a job starts workers of its own. (`init` runs
     // first in `main`, before any other thread could read the environment.)
-    let ring = std::env::var(RING_ENV).ok();
+    let ring = std::env::var_os(RING_ENV).is_some();
     for var in [
         RING_ENV,
         WORKER_ENV,
@@ -81,7 +81,7 @@ pub(crate) fn serve_if_worker(jobs: &Jobs) {
     ] {
         std::env::remove_var(var);
     }
-    let code = match serve(jobs, max_frame, parent, limits, ring.as_deref()) {
+    let code = match serve(jobs, max_frame, parent, limits, ring) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("circuits worker {}: {e}", std::process::id());
@@ -209,14 +209,14 @@ fn serve(
     max_frame: usize,
     parent: Option<libc::pid_t>,
     limits: Limits,
-    ring: Option<&str>,
+    ring: bool,
 ) -> Result<(), wire::WireError> {
     die_with_parent(parent)?;
     let (input, output) = take_protocol_fds()?;
     if let Some(n) = limits.open_files {
         set_soft_limit(Resource::OpenFiles, n)?;
     }
-    if ring.is_some() {
+    if ring {
         // Frames through the shared-memory rings; the input pipe only tells that the parent
         // closed it (or died).
         drop(output);
@@ -350,7 +350,7 @@ fn serve(
     _: usize,
     _: Option<libc::pid_t>,
     _: Limits,
-    _: Option<&str>,
+    _: bool,
 ) -> Result<(), wire::WireError> {
     Err(wire::WireError::Unexpected(
         "this build has no process mode (it needs Linux and the `process` feature)".into(),
