@@ -217,8 +217,9 @@ fn decode_batch<J: Job>(bytes: &[u8]) -> Result<Outcomes<J::Output>, TaskError> 
         .collect())
 }
 
-/// How a worker process runs one named job: decode, run (catching panics), encode.
-pub(crate) type Runner = fn(&[u8]) -> Result<Vec<u8>, TaskError>;
+/// How a worker process runs one named job: decode, run (catching panics), encode the output
+/// into the given buffer (cleared first: one buffer serves job after job).
+pub(crate) type Runner = fn(&[u8], &mut Vec<u8>) -> Result<(), TaskError>;
 
 /// Decodes a job from its input and runs it, catching a panic.
 fn decode_and_run<J: Job>(input: &[u8]) -> Result<J::Output, TaskError> {
@@ -232,14 +233,17 @@ fn decode_and_run<J: Job>(input: &[u8]) -> Result<J::Output, TaskError> {
         .map_err(|p| TaskError::Panicked(panic_message(&*p)))
 }
 
-fn run_encoded<J: Job>(input: &[u8]) -> Result<Vec<u8>, TaskError> {
+fn run_encoded<J: Job>(input: &[u8], out: &mut Vec<u8>) -> Result<(), TaskError> {
+    out.clear();
     let output = decode_and_run::<J>(input)?;
-    postcard::to_allocvec(&output).map_err(|e| {
-        TaskError::Wire(WireError::Encode(format!(
-            "the output of job {:?}: {e}",
-            J::NAME
-        )))
-    })
+    crate::wire::encode_value_into(&output, out)
+        .map(drop)
+        .map_err(|e| {
+            TaskError::Wire(WireError::Encode(format!(
+                "the output of job {:?}: {e}",
+                J::NAME
+            )))
+        })
 }
 
 /// The set of jobs a binary can run in its worker processes.
@@ -364,9 +368,9 @@ impl Jobs {
         self.runners.get_key_value(name).map(|(k, _)| *k)
     }
 
-    /// Runs the job called `name` on its encoded input and encodes its output.
-    pub(crate) fn run(&self, name: &str, input: &[u8]) -> Result<Vec<u8>, TaskError> {
-        self.runner(name)?(input)
+    /// Runs the job called `name` on its encoded input and encodes its output into `out`.
+    pub(crate) fn run(&self, name: &str, input: &[u8], out: &mut Vec<u8>) -> Result<(), TaskError> {
+        self.runner(name)?(input, out)
     }
 
     /// The job called `name`, looked up once for every input of a chunk.

@@ -104,7 +104,9 @@ impl Frame<'_> {
     }
 }
 
-/// A chunk's answers, in order: what the output of a `RunBatch`'s `Done` decodes to.
+/// A chunk's answers, in order: what the output of a `RunBatch`'s `Done` decodes to. The child
+/// writes it one answer at a time ([`begin_answers`], [`push_answer`]).
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) type BatchAnswers = Vec<Result<serde_bytes::ByteBuf, Fault>>;
 
 /// [`BatchAnswers`] as the parent decodes them: each answer a view of the received frame (one
@@ -124,8 +126,54 @@ pub(crate) fn encode(frame: &Frame<'_>, payload: usize) -> Result<Vec<u8>, WireE
 }
 
 /// Encodes any serde value with the wire's codec (a chunk's answers, inside a `Done`).
+#[cfg_attr(not(test), allow(dead_code))] // the child streams a chunk's answers (`push_answer`)
 pub(crate) fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
     postcard::to_allocvec(value).map_err(|e| WireError::Encode(e.to_string()))
+}
+
+/// Appends a value encoded with the wire's codec to `buf` (a buffer reused from frame to frame,
+/// so that no frame costs a fresh allocation); returns the bytes appended. On an error `buf` is
+/// left as it was.
+///
+/// # Errors
+///
+/// [`WireError::Encode`] when the value does not encode.
+pub(crate) fn encode_value_into<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+) -> Result<usize, WireError> {
+    let start = buf.len();
+    match postcard::to_io(value, &mut *buf) {
+        Ok(_) => Ok(buf.len() - start),
+        Err(e) => {
+            buf.truncate(start);
+            Err(WireError::Encode(e.to_string()))
+        }
+    }
+}
+
+/// Starts [`BatchAnswers`] of `count` answers in `buf`, to be followed by exactly `count`
+/// [`push_answer`]s: the same bytes as encoding the whole vector, without holding each answer in
+/// its own buffer first.
+///
+/// # Errors
+///
+/// As [`encode_value_into`] (it does not fail in practice).
+pub(crate) fn begin_answers(count: usize, buf: &mut Vec<u8>) -> Result<usize, WireError> {
+    // A sequence's length prefix is its length as a `usize`.
+    encode_value_into(&count, buf)
+}
+
+/// Appends one answer of [`BatchAnswers`] begun with [`begin_answers`].
+///
+/// # Errors
+///
+/// As [`encode_value_into`] (it does not fail in practice).
+pub(crate) fn push_answer(
+    answer: Result<&[u8], &Fault>,
+    buf: &mut Vec<u8>,
+) -> Result<usize, WireError> {
+    encode_value_into(&answer.map(serde_bytes::Bytes::new), buf)
 }
 
 /// Decodes a frame's body, borrowing its payloads from `bytes`; arbitrary bytes give an error,

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use proptest::prelude::*;
 
-use super::frame::{RunContext, PROTOCOL_VERSION};
+use super::frame::{encode_value, BatchAnswers, RunContext, PROTOCOL_VERSION};
 use super::transport::{read_frame, write_frame};
 use super::*;
 
@@ -31,6 +31,33 @@ fn frames_round_trip_through_the_pipe_carrier() {
     assert_eq!(delivery.attempt, 1);
     let got = delivery.ack();
     assert_eq!(decode(&got).unwrap(), run(7, "j", &[1, 2, 3]));
+    assert!(matches!(source.recv(), Err(WireError::Closed)));
+}
+
+#[test]
+fn a_recycled_body_is_read_into_again_and_frames_stay_whole() {
+    let mut sink = PipeSink::new(Vec::new(), 1 << 20);
+    for (i, size) in [5000usize, 100, 0, 70_000, 3].into_iter().enumerate() {
+        sink.send(&encode(&run(i as u64, "j", &vec![i as u8; size]), size).unwrap())
+            .unwrap();
+    }
+    sink.flush().unwrap();
+    let bytes = sink.out.into_inner().unwrap();
+    let mut source = PipeSource::new(&bytes[..], 1 << 20);
+    let mut last: Option<*const u8> = None;
+    for (i, size) in [5000usize, 100, 0, 70_000, 3].into_iter().enumerate() {
+        let body = source.recv().unwrap().ack();
+        assert_eq!(
+            decode(&body).unwrap(),
+            run(i as u64, "j", &vec![i as u8; size])
+        );
+        if i == 1 {
+            // Smaller than the first: read into the first one's memory.
+            assert_eq!(Some(body.as_ptr()), last);
+        }
+        last = Some(body.as_ptr());
+        source.recycle(body);
+    }
     assert!(matches!(source.recv(), Err(WireError::Closed)));
 }
 
@@ -232,6 +259,46 @@ proptest! {
     fn every_frame_round_trips(f in frame()) {
         let body = encode(&f, 0).unwrap();
         prop_assert_eq!(decode(&body).unwrap(), f);
+    }
+
+    #[test]
+    fn a_frame_appended_to_a_reused_buffer_is_the_same_bytes(
+        f in frame(), g in frame(), junk in proptest::collection::vec(any::<u8>(), 0..64)
+    ) {
+        // What a buffer held before is kept, the frame follows it, and the length is its own.
+        let mut buf = junk.clone();
+        let n = encode_value_into(&f, &mut buf).unwrap();
+        let m = encode_value_into(&g, &mut buf).unwrap();
+        let (f_body, g_body) = (encode(&f, 0).unwrap(), encode(&g, 0).unwrap());
+        prop_assert_eq!(&buf[..junk.len()], &junk[..]);
+        prop_assert_eq!(&buf[junk.len()..junk.len() + n], &f_body[..]);
+        prop_assert_eq!(&buf[junk.len() + n..], &g_body[..]);
+        prop_assert_eq!(n + m + junk.len(), buf.len());
+    }
+
+    #[test]
+    fn a_chunks_answers_written_one_by_one_are_the_whole_vectors_bytes(
+        answers in proptest::collection::vec(
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..300).prop_map(Ok),
+                ".{0,20}".prop_map(|m| Err(Fault::Panicked(m))),
+                ".{0,20}".prop_map(|n| Err(Fault::UnknownJob(n))),
+            ],
+            0..40,
+        )
+    ) {
+        let whole: BatchAnswers = answers
+            .iter()
+            .map(|a| a.clone().map(serde_bytes::ByteBuf::from))
+            .collect();
+        let mut streamed = vec![9u8; 3]; // after whatever the buffer held
+        begin_answers(answers.len(), &mut streamed).unwrap();
+        for a in &answers {
+            push_answer(a.as_deref(), &mut streamed).unwrap();
+        }
+        prop_assert_eq!(&streamed[3..], &encode_value(&whole).unwrap()[..]);
+        let views: BatchAnswerViews<'_> = postcard::from_bytes(&streamed[3..]).unwrap();
+        prop_assert_eq!(views.len(), answers.len());
     }
 
     #[test]

@@ -102,6 +102,33 @@ pub(crate) trait FrameSource: Send {
     /// stream ends inside a frame; [`WireError::FrameTooLarge`] when a frame announces more than
     /// the limit (its body is not read); [`WireError::Io`] when the carrier fails.
     fn recv(&mut self) -> Result<Delivery, WireError>;
+
+    /// Gives a delivered body back once its receiver is done with it, so that the next frame
+    /// is read into the same memory instead of a fresh allocation (a carrier that allocates per
+    /// frame keeps one such buffer, up to [`RETAIN`] bytes). Others drop it.
+    fn recycle(&mut self, _body: Vec<u8>) {}
+}
+
+/// The largest buffer kept from frame to frame (a source's spare, a sender's encoding buffer):
+/// a larger frame's memory is freed after it, so the largest frame ever seen does not stay
+/// resident. Reusing buffers matters past a few KiB: each fresh one costs page faults, and
+/// glibc hands the memory back to the kernel and takes it again when such buffers come and go.
+pub(crate) const RETAIN: usize = 2 << 20;
+
+/// A buffer of `len` bytes to read a frame into: `spare` (a body given back earlier) when there
+/// is one. Its bytes are overwritten by the read (only growth is zeroed).
+pub(crate) fn reuse(spare: &mut Vec<u8>, len: usize) -> Vec<u8> {
+    let mut body = std::mem::take(spare);
+    body.resize(len, 0);
+    body
+}
+
+/// Keeps `buf` (cleared) for the next frame unless it is over [`RETAIN`].
+pub(crate) fn retain(spare: &mut Vec<u8>, mut buf: Vec<u8>) {
+    if buf.capacity() <= RETAIN {
+        buf.clear();
+        *spare = buf;
+    }
 }
 
 /// Length-prefixed frames written to a byte stream (a pipe), none over `max_frame` bytes.
@@ -133,6 +160,8 @@ impl<W: Write + Send> FrameSink for PipeSink<W> {
 pub(crate) struct PipeSource<R: Read> {
     input: BufReader<R>,
     max_frame: usize,
+    /// The last body given back, read into next.
+    spare: Vec<u8>,
 }
 
 impl<R: Read> PipeSource<R> {
@@ -140,19 +169,34 @@ impl<R: Read> PipeSource<R> {
         PipeSource {
             input: BufReader::with_capacity(64 << 10, input),
             max_frame,
+            spare: Vec::new(),
         }
     }
 }
 
 impl<R: Read + Send> FrameSource for PipeSource<R> {
     fn recv(&mut self) -> Result<Delivery, WireError> {
-        read_frame(&mut self.input, self.max_frame).map(Delivery::once)
+        read_frame_into(&mut self.input, self.max_frame, &mut self.spare).map(Delivery::once)
+    }
+
+    fn recycle(&mut self, body: Vec<u8>) {
+        retain(&mut self.spare, body);
     }
 }
 
 /// Reads one length-prefixed frame body from `r`, refusing bodies over `max_frame` before
 /// allocating them.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn read_frame(r: &mut impl Read, max_frame: usize) -> Result<Vec<u8>, WireError> {
+    read_frame_into(r, max_frame, &mut Vec::new())
+}
+
+/// [`read_frame`] into `spare`'s memory (see [`reuse`]).
+fn read_frame_into(
+    r: &mut impl Read,
+    max_frame: usize,
+    spare: &mut Vec<u8>,
+) -> Result<Vec<u8>, WireError> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -164,7 +208,7 @@ pub(crate) fn read_frame(r: &mut impl Read, max_frame: usize) -> Result<Vec<u8>,
             Err(e) => return Err(e.into()),
         }
     }
-    let mut body = vec![0u8; announced(len, max_frame)?];
+    let mut body = reuse(spare, announced(len, max_frame)?);
     r.read_exact(&mut body)?;
     Ok(body)
 }

@@ -10,7 +10,6 @@
 use {
     crate::task::{with_context, JobContext, TaskError},
     crate::wire::{Fault, Frame, FrameSink, FrameSource, Payload, PipeSink, PipeSource},
-    serde_bytes::ByteBuf,
     std::fs::File,
 };
 
@@ -263,6 +262,9 @@ fn serve_on(
         TaskError::Wire(w) => Fault::Wire(w),
         other => Fault::Wire(wire::WireError::Encode(other.to_string())),
     };
+    // Buffers reused from job to job (a fresh one per frame costs page faults at every size
+    // worth mentioning): the job's encoded output (a chunk's answers), and the answer's frame.
+    let (mut out, mut answers, mut frame_buf) = (Vec::new(), Vec::new(), Vec::new());
     loop {
         // The end of input is the pool closing it after its last answer (or the parent dying).
         let body = match input.recv() {
@@ -281,7 +283,9 @@ fn serve_on(
                 input,
                 context,
             } => {
-                let result = with_context(own(context), || jobs.run(&job, &input.0)).map_err(fault);
+                let result = with_context(own(context), || jobs.run(&job, &input.0, &mut out))
+                    .map(|()| &out[..])
+                    .map_err(fault);
                 (id, result)
             }
             Frame::RunBatch {
@@ -291,18 +295,19 @@ fn serve_on(
                 context,
             } => {
                 let run = jobs.runner(&job);
-                let answers: wire::BatchAnswers = with_context(own(context), || {
-                    inputs
-                        .iter()
-                        .map(|input| {
-                            run.clone()
-                                .and_then(|run| run(&input.0))
-                                .map_err(fault)
-                                .map(ByteBuf::from)
-                        })
-                        .collect()
+                answers.clear();
+                let encoded = with_context(own(context), || {
+                    wire::begin_answers(inputs.len(), &mut answers)?;
+                    for input in &inputs {
+                        let answer = run
+                            .clone()
+                            .and_then(|run| run(&input.0, &mut out))
+                            .map_err(fault);
+                        wire::push_answer(answer.as_ref().map(|()| &out[..]), &mut answers)?;
+                    }
+                    Ok::<(), wire::WireError>(())
                 });
-                let result = wire::encode_value(&answers).map_err(|e| {
+                let result = encoded.map(|()| &answers[..]).map_err(|e| {
                     Fault::Wire(wire::WireError::Encode(format!("a chunk's answers: {e}")))
                 });
                 (id, result)
@@ -314,23 +319,29 @@ fn serve_on(
                 )))
             }
         };
-        let done = |result: Result<&[u8], Fault>| {
-            let size = result.as_ref().map_or(0, |b| b.len());
+        frame_buf.clear();
+        let done = |result: Result<&[u8], Fault>, buf: &mut Vec<u8>| {
             let result = result.map(Payload::borrowed);
-            wire::encode(&Frame::Done { id, result }, size)
+            wire::encode_value_into(&Frame::Done { id, result }, buf)
         };
-        let mut answer = done(result.as_deref().map_err(Clone::clone))?;
-        if answer.len() > max_frame {
+        if done(result, &mut frame_buf)? > max_frame {
             let fault = Fault::Wire(wire::WireError::FrameTooLarge {
-                size: answer.len(),
+                size: frame_buf.len(),
                 limit: max_frame,
             });
-            answer = done(Err(fault))?;
+            frame_buf.clear();
+            done(Err(fault), &mut frame_buf)?;
         }
-        output.send(&answer)?;
+        output.send(&frame_buf)?;
         // Each answer is on the pipe before the next job starts, so if this process dies the parent
         // knows exactly which job was running: the first one it has no answer for.
         output.flush()?;
+        input.recycle(body);
+        for buf in [&mut out, &mut answers, &mut frame_buf] {
+            if buf.capacity() > wire::transport::RETAIN {
+                *buf = Vec::new();
+            }
+        }
     }
 }
 

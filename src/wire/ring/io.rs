@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use super::{hostile, Dir, End};
 use crate::wire::error::WireError;
-use crate::wire::transport::{announced, prefix, Delivery, FrameSink, FrameSource};
+use crate::wire::transport::{announced, prefix, retain, reuse, Delivery, FrameSink, FrameSource};
 
 /// Writes length-prefixed frames into one ring; [`flush`](FrameSink::flush) publishes them.
 pub(crate) struct RingSink {
@@ -84,6 +84,8 @@ pub(crate) struct RingSource {
     /// The next byte to read; published as the ring's head after each frame.
     head: u64,
     max_frame: usize,
+    /// The last body given back, copied into next.
+    spare: Vec<u8>,
 }
 
 impl RingSource {
@@ -93,6 +95,7 @@ impl RingSource {
             dir,
             head: 0,
             max_frame,
+            spare: Vec::new(),
         }
     }
 
@@ -145,9 +148,13 @@ impl FrameSource for RingSource {
     fn recv(&mut self) -> Result<Delivery, WireError> {
         let mut len = [0u8; 4];
         self.read_exact(&mut len, true)?;
-        let mut body = vec![0u8; announced(len, self.max_frame)?];
+        let mut body = reuse(&mut self.spare, announced(len, self.max_frame)?);
         self.read_exact(&mut body, false)?;
         self.release();
         Ok(Delivery::once(body))
+    }
+
+    fn recycle(&mut self, body: Vec<u8>) {
+        retain(&mut self.spare, body);
     }
 }

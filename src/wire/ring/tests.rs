@@ -35,12 +35,14 @@ fn frames_cross_both_rings_in_order_wrapping_many_times() {
     let (mut jobs, mut answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
     let (mut job_in, mut answer_out) = rings.child_side(parent_gone, MAX, Duration::ZERO);
     let echo = std::thread::spawn(move || {
-        // The child: answers each job with its body reversed, until the parent closes.
+        // The child: answers each job with its body reversed, until the parent closes; each
+        // body is given back, so the next is read into its memory (as the child does).
         for _ in 0..2000 {
             let mut body = job_in.recv().unwrap().ack();
             body.reverse();
             answer_out.send(&body).unwrap();
             answer_out.flush().unwrap();
+            job_in.recycle(body);
         }
     });
     let reader = std::thread::spawn(move || {

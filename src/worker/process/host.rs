@@ -69,6 +69,7 @@ impl ProcessWorker {
             retry_at: None,
             failures: 0,
             last_failure: None,
+            encoded: Vec::new(),
         };
         let host = Arc::new(Mutex::new(host));
         let relay: Arc<Mutex<dyn Relay>> = host.clone();

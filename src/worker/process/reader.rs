@@ -91,6 +91,8 @@ pub(super) fn read_child(shared: Arc<Shared>, generation: u64, mut source: impl 
                 return;
             }
         };
+        // The answer is decoded into its own value: the next frame is read into the same memory.
+        source.recycle(body);
         if !settled {
             let what = "an answer for a job that is not running".to_string();
             let _ = shared

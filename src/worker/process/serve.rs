@@ -273,8 +273,11 @@ impl Host {
             let room = room.min(usize::try_from(quota_left).unwrap_or(usize::MAX));
             (room, st.inflight.is_empty())
         };
-        // Encode outside the lock; the reader settles answers meanwhile.
-        let mut frames = Vec::new();
+        // Encode outside the lock (the reader settles answers meanwhile), into the host's reused
+        // buffer: `ends` says where each frame ends.
+        let mut buf = std::mem::take(&mut self.encoded);
+        buf.clear();
+        let mut ends = Vec::new();
         let mut sent = Vec::new();
         let mut refused = Vec::new();
         while sent.len() < room {
@@ -290,6 +293,7 @@ impl Host {
                 refused.push((task, TaskError::Cancelled));
                 continue;
             }
+            let start = buf.len();
             let frame = match task.job() {
                 None => Err(TaskError::Wire(WireError::Unexpected(
                     "a closure task reached a process worker".into(),
@@ -300,50 +304,49 @@ impl Host {
                 Some(job) => match &job.inputs {
                     Err(e) => Err(TaskError::Wire(WireError::Encode(e.clone()))),
                     // Framed from the task's own buffers: the input is copied once, into the frame.
-                    Ok(Inputs::One(input)) => wire::encode(
-                        &Frame::Run {
+                    Ok(Inputs::One(input)) => {
+                        buf.reserve(input.len() + 64);
+                        let frame = Frame::Run {
                             id: self.next_run,
                             job: Cow::Borrowed(job.name),
                             input: Payload::borrowed(input),
                             context: run_context(job),
-                        },
-                        input.len(),
-                    )
-                    .map_err(TaskError::Wire),
-                    Ok(Inputs::Batch(inputs)) => wire::encode(
-                        &Frame::RunBatch {
+                        };
+                        wire::encode_value_into(&frame, &mut buf).map_err(TaskError::Wire)
+                    }
+                    Ok(Inputs::Batch(inputs)) => {
+                        buf.reserve(inputs.iter().map(|i| i.len() + 5).sum::<usize>() + 64);
+                        let frame = Frame::RunBatch {
                             id: self.next_run,
                             job: Cow::Borrowed(job.name),
                             inputs: inputs.iter().map(|i| Payload::borrowed(i)).collect(),
                             context: run_context(job),
-                        },
-                        inputs.iter().map(|i| i.len() + 5).sum(),
-                    )
-                    .map_err(TaskError::Wire),
+                        };
+                        wire::encode_value_into(&frame, &mut buf).map_err(TaskError::Wire)
+                    }
                 },
             }
-            .and_then(|body| {
-                if body.len() > self.cfg.max_frame {
+            .and_then(|size| {
+                if size > self.cfg.max_frame {
                     Err(TaskError::Wire(WireError::FrameTooLarge {
-                        size: body.len(),
+                        size,
                         limit: self.cfg.max_frame,
                     }))
                 } else {
-                    Ok(body)
+                    Ok(size)
                 }
             });
             match frame {
-                Ok(body)
-                    if body.len() + 4 > bytes_room && (relay || !idle || !frames.is_empty()) =>
-                {
+                Ok(size) if size + 4 > bytes_room && (relay || !idle || !ends.is_empty()) => {
                     // Not without waiting behind a job: sent when answers make room (the reader
                     // wakes the host thread, or relays it).
+                    buf.truncate(start);
                     self.pending.push_front(task);
                     break;
                 }
-                Ok(body) => {
-                    bytes_room = bytes_room.saturating_sub(body.len() + 4);
-                    frames.push(body);
+                Ok(size) => {
+                    bytes_room = bytes_room.saturating_sub(size + 4);
+                    ends.push(buf.len());
                     if let Some(cancel) = task.cancel_handle() {
                         // A cancel while the child runs it kills the child (see `cancel_run`).
                         let (host, run) = (self.shared.host.clone(), self.next_run);
@@ -357,7 +360,10 @@ impl Host {
                     });
                     self.next_run += 1;
                 }
-                Err(e) => refused.push((task, e)),
+                Err(e) => {
+                    buf.truncate(start);
+                    refused.push((task, e));
+                }
             }
         }
         let new_front;
@@ -376,16 +382,19 @@ impl Host {
             self.shared.settle_fail(&fin, task, e);
         }
         let mut written = Ok(());
-        for body in &frames {
-            written = conn.input.send(body);
+        let mut start = 0;
+        for &end in &ends {
+            written = conn.input.send(&buf[start..end]);
             if written.is_err() {
                 break;
             }
+            start = end;
         }
         if written.is_ok() {
             written = conn.input.flush();
         }
-        conn.sent += frames.len() as u64;
+        conn.sent += ends.len() as u64;
+        wire::transport::retain(&mut self.encoded, buf);
         if written.is_err() {
             // The pipe broke: the child is gone. Its reader still holds the answers it wrote before
             // dying; the reader's `Gone`, after those are settled, says which task it died in.

@@ -49,6 +49,9 @@ pub(super) struct Host {
     /// Failed starts in a row, and the last one's stage and reason.
     pub(super) failures: usize,
     pub(super) last_failure: Option<(StartStage, String)>,
+    /// The buffer jobs' frames are encoded into before they are written, reused from one send
+    /// to the next (up to [`RETAIN`](crate::wire::transport::RETAIN) bytes).
+    pub(super) encoded: Vec<u8>,
 }
 
 impl Host {
