@@ -146,13 +146,20 @@ pub(crate) type Outcomes<O> = Vec<Result<O, TaskError>>;
 /// A chunk of jobs run as one task: one frame each way in process mode, one queue entry in thread
 /// mode. A panic fails only its own job; a crash of the child fails the whole chunk.
 ///
-/// `inputs` are the jobs' encoded inputs (see [`encode_inputs`]), in order.
+/// `inputs` are the jobs' encoded inputs, in order; `jobs` the jobs themselves where they run in
+/// this process (a thread pool), `None` where only their inputs travel (a process or remote pool,
+/// which never runs a task's closure).
 pub(crate) fn batch_task<J: Job>(
-    jobs: Vec<J>,
-    inputs: Result<Vec<serde_bytes::ByteBuf>, String>,
+    jobs: Option<Vec<J>>,
+    inputs: Result<crate::task::Batch, String>,
 ) -> Task<Outcomes<J::Output>> {
     let inputs = inputs.map(Inputs::Batch);
     let mut task = Task::from_closure(Box::new(move || {
+        let Some(jobs) = jobs else {
+            return Err(TaskError::Wire(WireError::Unexpected(
+                "a chunk kept only encoded runs only where its inputs travel".into(),
+            )));
+        };
         Ok(jobs
             .into_iter()
             .map(|j| {
@@ -198,11 +205,6 @@ pub(crate) fn forwarded(
         rerun: |_| Err(not_here()),
     });
     task
-}
-
-/// Each job's encoded input, or the first job's encoding error.
-pub(crate) fn encode_one<J: Job>(job: &J) -> Result<serde_bytes::ByteBuf, String> {
-    encode_input(job).map(serde_bytes::ByteBuf::from)
 }
 
 fn decode_batch<J: Job>(bytes: &[u8]) -> Result<Outcomes<J::Output>, TaskError> {

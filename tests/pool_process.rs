@@ -515,7 +515,17 @@ async fn map_streams_results_in_input_order_in_chunks() {
     );
     let after: Vec<_> = bounded(mapped(pool.map((0..10u64).map(Square))).collect()).await;
     assert_eq!(after[9], Ok(81));
+    // Jobs whose number is not known up front (a filter) are gathered first, same results.
+    let odd = (0..5_001u64).filter(|i| i % 2 == 1);
+    let want: Vec<_> = odd.clone().map(|i| Ok(i * i)).collect();
+    let out: Vec<_> = bounded(mapped(pool.map(odd.clone().map(Square))).collect()).await;
+    assert_eq!(out, want);
     bounded(pool.stop()).await;
+    // A thread pool runs the jobs themselves, chunked the same way.
+    let threads = Pool::builder().min(2).start();
+    let out: Vec<_> = bounded(mapped(threads.map(odd.map(Square))).collect()).await;
+    assert_eq!(out, want);
+    bounded(threads.stop()).await;
 }
 
 const ORPHAN_PARENT_ENV: &str = "CIRCUITS_TEST_ORPHAN_PARENT";

@@ -5,7 +5,6 @@
 //! worker process that dies fails every job of the chunk it was running (with
 //! [`TaskError::WorkerCrashed`]), as Python's `Pool.map` fails the whole call.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,9 +14,8 @@ use futures::stream::{FuturesOrdered, Stream, StreamExt};
 
 use super::core::PoolCore;
 use super::handle::PoolHandle;
-use crate::job::{batch_task, encode_one, Job};
-use crate::task::{ErasedTask, Refusal, TaskError};
-use serde_bytes::ByteBuf;
+use crate::job::{batch_task, Job};
+use crate::task::{Batch, ErasedTask, Refusal, TaskError};
 
 type Chunk<O> = Pin<Box<dyn Future<Output = Vec<Result<O, TaskError>>> + Send>>;
 
@@ -28,7 +26,8 @@ type Chunk<O> = Pin<Box<dyn Future<Output = Vec<Result<O, TaskError>>> + Send>>;
 #[must_use = "a MapStream yields the results; the jobs run whether or not it is polled"]
 pub struct MapStream<O> {
     chunks: FuturesOrdered<Chunk<O>>,
-    ready: VecDeque<Result<O, TaskError>>,
+    /// The current chunk's results not yielded yet.
+    ready: std::vec::IntoIter<Result<O, TaskError>>,
     remaining: usize,
 }
 
@@ -52,12 +51,12 @@ impl<O> Stream for MapStream<O> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
-            if let Some(r) = self.ready.pop_front() {
+            if let Some(r) = self.ready.next() {
                 self.remaining -= 1;
                 return Poll::Ready(Some(r));
             }
             match self.chunks.poll_next_unpin(cx) {
-                Poll::Ready(Some(results)) => self.ready.extend(results),
+                Poll::Ready(Some(results)) => self.ready = results.into_iter(),
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => return Poll::Pending,
             }
@@ -110,11 +109,18 @@ impl PoolHandle {
         J: Job,
         I: IntoIterator<Item = J>,
     {
-        let jobs: Vec<J> = jobs.into_iter().collect();
         // About four chunks per worker keeps every worker busy to the end without paying per job.
-        let per_worker = jobs.len() / (self.workers().len().max(1) * 4);
-        let chunk = per_worker.clamp(1, 4096);
-        self.map_chunked(jobs, chunk)
+        let chunk = |jobs: usize| (jobs / (self.workers().len().max(1) * 4)).clamp(1, 4096);
+        let jobs = jobs.into_iter();
+        match jobs.size_hint() {
+            // The count known up front: the jobs are not gathered first.
+            (low, Some(high)) if low == high => self.map_chunked(jobs, chunk(low)),
+            _ => {
+                let jobs: Vec<J> = jobs.collect();
+                let chunk = chunk(jobs.len());
+                self.map_chunked(jobs, chunk)
+            }
+        }
     }
 
     /// Like [`map`](Self::map) with an explicit chunk size (at least 1).
@@ -142,19 +148,23 @@ impl PoolHandle {
             chunk.max(1)
         };
         // What a chunk's inputs may add up to so that its frame fits (unbounded in thread mode).
-        let budget = self.core.kind.payload_budget(J::NAME).unwrap_or(usize::MAX);
+        let budget = self.core.kind.payload_budget(J::NAME);
+        // A pool whose jobs travel encoded never runs the jobs themselves: only their inputs
+        // are kept (thread mode keeps both: the jobs run, the inputs serve a retry).
+        let keep_jobs = budget.is_none();
+        let budget = budget.unwrap_or(usize::MAX);
         let mut chunks = FuturesOrdered::new();
         let mut remaining = 0;
-        let mut part: Vec<J> = Vec::new();
-        let mut inputs: Result<Vec<ByteBuf>, String> = Ok(Vec::new());
-        let mut bytes = 0usize;
-        let mut flush = |part: &mut Vec<J>, inputs: &mut Result<Vec<ByteBuf>, String>| {
-            let n = part.len();
+        let mut part = Part::<J>::default();
+        let mut flush = |part: &mut Part<J>| {
+            let Part {
+                jobs,
+                count: n,
+                inputs,
+                ..
+            } = std::mem::take(part);
             remaining += n;
-            let task = batch_task(
-                std::mem::take(part),
-                std::mem::replace(inputs, Ok(Vec::new())),
-            );
+            let task = batch_task(keep_jobs.then_some(jobs), inputs);
             let (cell, value) = task.into_cell(Default::default());
             self.core.accept_chunk(cell);
             chunks.push_back(Box::pin(async move {
@@ -166,28 +176,64 @@ impl PoolHandle {
             }) as Chunk<J::Output>);
         };
         for job in jobs {
-            let input = encode_one(&job);
-            let size = input.as_ref().map_or(0, |i| i.len() + ITEM_HEADROOM);
-            if !part.is_empty() && (part.len() >= chunk || bytes.saturating_add(size) > budget) {
-                flush(&mut part, &mut inputs);
-                bytes = 0;
+            if part.count >= chunk {
+                flush(&mut part);
             }
-            bytes = bytes.saturating_add(size);
-            match (&mut inputs, input) {
-                (Ok(all), Ok(one)) => all.push(one),
-                (Ok(_), Err(e)) => inputs = Err(e),
-                (Err(_), _) => {}
+            if let Ok(batch) = &mut part.inputs {
+                // Encoded straight into the chunk's buffer; a job that would take the chunk over
+                // its budget moves, encoded, to the next chunk.
+                match batch.push(&job) {
+                    Ok(size) => {
+                        let size = size + ITEM_HEADROOM;
+                        if part.count > 0 && part.bytes.saturating_add(size) > budget {
+                            let moved = batch.pop().unwrap_or_default();
+                            flush(&mut part);
+                            if let Ok(next) = &mut part.inputs {
+                                next.push_encoded(&moved);
+                            }
+                        }
+                        part.bytes = part.bytes.saturating_add(size);
+                    }
+                    Err(e) => {
+                        part.inputs = Err(format!(
+                            "the input of job {:?} does not encode: {e}",
+                            J::NAME
+                        ))
+                    }
+                }
             }
-            part.push(job);
+            part.count += 1;
+            if keep_jobs {
+                part.jobs.push(job);
+            }
         }
-        if !part.is_empty() {
-            flush(&mut part, &mut inputs);
+        if part.count > 0 {
+            flush(&mut part);
         }
         Ok(MapStream {
             chunks,
-            ready: VecDeque::new(),
+            ready: Vec::new().into_iter(),
             remaining,
         })
+    }
+}
+
+/// The chunk being cut: its jobs (thread mode), how many, their inputs and the inputs' bytes.
+struct Part<J> {
+    jobs: Vec<J>,
+    count: usize,
+    inputs: Result<Batch, String>,
+    bytes: usize,
+}
+
+impl<J> Default for Part<J> {
+    fn default() -> Self {
+        Part {
+            jobs: Vec::new(),
+            count: 0,
+            inputs: Ok(Batch::default()),
+            bytes: 0,
+        }
     }
 }
 

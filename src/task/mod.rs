@@ -60,7 +60,7 @@ pub(crate) use finish::{Finisher, Registry, RunningSet, RunningSlot, StuckHook};
 pub(crate) use output::panic_message;
 pub(crate) use output::{Again, Closure, Work};
 pub use payload::{job_context, JobContext};
-pub(crate) use payload::{with_context, Inputs, JobCall, JobPayload};
+pub(crate) use payload::{with_context, Batch, Inputs, JobCall, JobPayload};
 pub(crate) use priority::{LaneTurn, Lanes};
 pub(crate) use queued::hand_back;
 pub(crate) use recent::RecentFailures;

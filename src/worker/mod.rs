@@ -83,7 +83,8 @@ pub(crate) trait Kind: Send + Sync + std::fmt::Debug {
     ) -> std::io::Result<Box<dyn Backend>>;
     /// Refuses a task this kind cannot run (process workers run only jobs).
     fn check(&self, task: &dyn ErasedTask) -> Result<(), Refusal>;
-    /// How many bytes of job inputs one task may carry (a frame's budget), if bounded.
+    /// How many bytes of job inputs one task may carry (a frame's budget), if bounded. Only kinds
+    /// whose jobs travel encoded have a budget, and they never run a task's closure.
     fn payload_budget(&self, job_name: &str) -> Option<usize>;
     /// Whether the pool's `stuck_after` is a timeout that ends the task's worker (processes), rather
     /// than a watch that replaces a worker whose thread cannot be stopped (threads).

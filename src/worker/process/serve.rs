@@ -315,11 +315,11 @@ impl Host {
                         wire::encode_value_into(&frame, &mut buf).map_err(TaskError::Wire)
                     }
                     Ok(Inputs::Batch(inputs)) => {
-                        buf.reserve(inputs.iter().map(|i| i.len() + 5).sum::<usize>() + 64);
+                        buf.reserve(inputs.bytes() + inputs.len() * 5 + 64);
                         let frame = Frame::RunBatch {
                             id: self.next_run,
                             job: Cow::Borrowed(job.name),
-                            inputs: inputs.iter().map(|i| Payload::borrowed(i)).collect(),
+                            inputs: inputs.iter().map(Payload::borrowed).collect(),
                             context: run_context(job),
                         };
                         wire::encode_value_into(&frame, &mut buf).map_err(TaskError::Wire)

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::task::{Inputs, TaskError};
+use crate::task::{Batch, Inputs, TaskError};
 
 /// A job's encoded input(s): one job, or a chunk of one type (`map`), sent as one message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -17,7 +17,7 @@ impl From<Inputs> for Input {
     fn from(inputs: Inputs) -> Self {
         match inputs {
             Inputs::One(bytes) => Input::One(ByteBuf::from(bytes)),
-            Inputs::Batch(all) => Input::Batch(all),
+            Inputs::Batch(all) => Input::Batch(all.iter().map(ByteBuf::from).collect()),
         }
     }
 }
@@ -26,7 +26,13 @@ impl From<Input> for Inputs {
     fn from(input: Input) -> Self {
         match input {
             Input::One(bytes) => Inputs::One(bytes.into_vec()),
-            Input::Batch(all) => Inputs::Batch(all),
+            Input::Batch(all) => {
+                let mut batch = Batch::default();
+                for input in &all {
+                    batch.push_encoded(input);
+                }
+                Inputs::Batch(batch)
+            }
         }
     }
 }
