@@ -206,3 +206,22 @@ proptest! {
         prop_assert!(sizes.iter().all(|&n| n <= 256), "{sizes:?}");
     }
 }
+
+#[test]
+fn a_wait_spins_for_frames_that_come_soon_and_sleeps_for_the_others() {
+    let us = Duration::from_micros;
+    let linger = us(50);
+    // Frames that come at once, or within the linger time: the linger time.
+    assert_eq!(super::next_spin(linger, us(0)), linger);
+    assert_eq!(super::next_spin(linger, us(20)), linger);
+    // A frame 100 us apart: twice that next time, to catch the next one without sleeping.
+    assert_eq!(super::next_spin(linger, us(100)), us(200));
+    // Never past five times the linger time.
+    assert_eq!(super::next_spin(linger, us(200)), us(250));
+    assert_eq!(super::next_spin(linger, us(250)), us(250));
+    // Frames further apart: back to the linger time (an idle side sleeps soon).
+    assert_eq!(super::next_spin(linger, us(251)), linger);
+    assert_eq!(super::next_spin(linger, Duration::from_secs(3)), linger);
+    // No linger (the tests' rings): never spins.
+    assert_eq!(super::next_spin(Duration::ZERO, us(10)), Duration::ZERO);
+}
