@@ -57,16 +57,6 @@ impl Batch {
             &self.bytes[start..self.ends[i]]
         })
     }
-
-    /// How many inputs.
-    pub(crate) fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// The inputs' bytes together.
-    pub(crate) fn bytes(&self) -> usize {
-        self.bytes.len()
-    }
 }
 
 /// The encoded form of a job, as a worker process receives it.
@@ -170,11 +160,10 @@ mod tests {
         batch.push_encoded(&[1, 2, 3]);
         let inputs: Vec<&[u8]> = batch.iter().collect();
         assert_eq!(inputs, vec![&[7][..], b"\x05hello", &[], &[1, 2, 3]]);
-        assert_eq!((batch.len(), batch.bytes()), (4, 10));
+        assert_eq!(batch.iter().len(), 4);
         assert_eq!(batch.pop(), Some(vec![1, 2, 3]));
         assert_eq!(batch.pop(), Some(vec![]));
         assert_eq!(batch.iter().last(), Some(&b"\x05hello"[..]));
-        assert_eq!(batch.bytes(), 7);
         assert_eq!(batch.pop().map(|b| b.len()), Some(6));
         assert_eq!(batch.pop(), Some(vec![7]));
         assert_eq!(batch.pop(), None);

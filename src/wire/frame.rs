@@ -152,6 +152,15 @@ pub(crate) fn encode_value_into<T: Serialize + ?Sized>(
     }
 }
 
+/// The size of a value's encoding, computed without encoding it (a payload counts its length).
+///
+/// # Errors
+///
+/// [`WireError::Encode`] when the value does not encode.
+pub(crate) fn encoded_size<T: Serialize + ?Sized>(value: &T) -> Result<usize, WireError> {
+    postcard::experimental::serialized_size(value).map_err(|e| WireError::Encode(e.to_string()))
+}
+
 /// Starts [`BatchAnswers`] of `count` answers in `buf`, to be followed by exactly `count`
 /// [`push_answer`]s: the same bytes as encoding the whole vector, without holding each answer in
 /// its own buffer first.

@@ -21,8 +21,8 @@ pub(crate) mod transport;
 
 pub use error::WireError;
 pub(crate) use frame::{
-    begin_answers, check_hello, decode, encode, encode_value_into, greeting, hello, push_answer,
-    BatchAnswerViews, Fault, Frame, Greeting, Payload, RunContext,
+    begin_answers, check_hello, decode, encode, encode_value_into, encoded_size, greeting, hello,
+    push_answer, BatchAnswerViews, Fault, Frame, Greeting, Payload, RunContext,
 };
 pub(crate) use transport::{FrameSink, FrameSource, PipeSink, PipeSource};
 

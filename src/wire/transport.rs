@@ -10,6 +10,7 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::time::Duration;
 
 use super::error::WireError;
+use super::frame::Frame;
 
 /// What a carrier does with a delivered frame once its receiver has dealt with it. A broker's
 /// implementation hands the request to its client without blocking the caller. The pipe has
@@ -84,6 +85,20 @@ pub(crate) trait FrameSink: Send {
     /// [`WireError::FrameTooLarge`] when the body is over the carrier's limit (nothing is
     /// queued); [`WireError::Io`] when the carrier fails.
     fn send(&mut self, body: &[u8]) -> Result<(), WireError>;
+    /// Queues `frame`, whose encoding takes `size` bytes ([`encoded_size`]), encoding it
+    /// straight into the carrier where the carrier can take it that way now (no buffer in
+    /// between). Returns `Ok(false)`, having queued nothing, where it cannot: the caller then
+    /// encodes the frame itself and [`send`](FrameSink::send)s it.
+    ///
+    /// [`encoded_size`]: crate::wire::frame::encoded_size
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](FrameSink::send); [`WireError::Encode`] when the frame does not encode to
+    /// `size` bytes (nothing is visible to the other side then).
+    fn send_value(&mut self, _frame: &Frame<'_>, _size: usize) -> Result<bool, WireError> {
+        Ok(false)
+    }
     /// Makes everything sent so far visible to the other side.
     ///
     /// # Errors

@@ -319,20 +319,28 @@ fn serve_on(
                 )))
             }
         };
-        frame_buf.clear();
-        let done = |result: Result<&[u8], Fault>, buf: &mut Vec<u8>| {
-            let result = result.map(Payload::borrowed);
-            wire::encode_value_into(&Frame::Done { id, result }, buf)
+        let mut done = Frame::Done {
+            id,
+            result: result.map(Payload::borrowed),
         };
-        if done(result, &mut frame_buf)? > max_frame {
+        let mut size = wire::encoded_size(&done)?;
+        if size > max_frame {
             let fault = Fault::Wire(wire::WireError::FrameTooLarge {
-                size: frame_buf.len(),
+                size,
                 limit: max_frame,
             });
-            frame_buf.clear();
-            done(Err(fault), &mut frame_buf)?;
+            done = Frame::Done {
+                id,
+                result: Err(fault),
+            };
+            size = wire::encoded_size(&done)?;
         }
-        output.send(&frame_buf)?;
+        // Straight into the ring when it has the room now; through the buffer otherwise.
+        if !output.send_value(&done, size)? {
+            frame_buf.clear();
+            wire::encode_value_into(&done, &mut frame_buf)?;
+            output.send(&frame_buf)?;
+        }
         // Each answer is on the pipe before the next job starts, so if this process dies the parent
         // knows exactly which job was running: the first one it has no answer for.
         output.flush()?;

@@ -225,3 +225,68 @@ fn a_wait_spins_for_frames_that_come_soon_and_sleeps_for_the_others() {
     // No linger (the tests' rings): never spins.
     assert_eq!(super::next_spin(Duration::ZERO, us(10)), Duration::ZERO);
 }
+
+#[test]
+fn frames_encoded_straight_into_the_ring_read_as_sent_ones_wrapping_many_times() {
+    use crate::wire::{decode, encode, encoded_size, Frame, Payload};
+    let rings = Rings::new(MIN_CAPACITY).unwrap();
+    let (parent_gone, _p) = watch();
+    let (child_gone, _c) = watch();
+    let (mut jobs, _answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
+    let (mut job_in, _answer_out) = rings.child_side(parent_gone, MAX, Duration::ZERO);
+    let frame = |i: usize| {
+        let input = vec![i as u8; (i * 613) % 9000];
+        (i, input)
+    };
+    let mut placed = 0;
+    for round in 0..40 {
+        // A few frames each way of sending, then all read back in order.
+        let mut want = Vec::new();
+        for i in round * 5..round * 5 + 5 {
+            let (id, input) = frame(i);
+            let run = Frame::Run {
+                id: id as u64,
+                job: "j".into(),
+                input: Payload::borrowed(&input),
+                context: None,
+            };
+            let size = encoded_size(&run).unwrap();
+            if i % 2 == 0 && jobs.send_value(&run, size).unwrap() {
+                placed += 1;
+            } else {
+                jobs.send(&encode(&run, 0).unwrap()).unwrap();
+            }
+            want.push(encode(&run, 0).unwrap());
+        }
+        jobs.flush().unwrap();
+        for w in want {
+            let body = job_in.recv().unwrap().ack();
+            assert_eq!(decode(&body).unwrap(), decode(&w).unwrap());
+            assert_eq!(body, w);
+            job_in.recycle(body);
+        }
+    }
+    assert_eq!(placed, 100, "every other frame went straight into the ring");
+    // A frame that does not fit in the free space is not placed, and nothing is written.
+    let big = vec![1u8; MIN_CAPACITY];
+    let run = Frame::Run {
+        id: 1,
+        job: "j".into(),
+        input: Payload::borrowed(&big),
+        context: None,
+    };
+    assert!(!jobs.send_value(&run, encoded_size(&run).unwrap()).unwrap());
+    // A size that is not the frame's: an error, and nothing is published.
+    let small = Frame::StateFailed { reason: "x".into() };
+    assert!(matches!(
+        jobs.send_value(&small, 1),
+        Err(WireError::Encode(_))
+    ));
+    assert!(matches!(
+        jobs.send_value(&small, 100),
+        Err(WireError::Encode(_))
+    ));
+    jobs.send(b"after").unwrap();
+    jobs.flush().unwrap();
+    assert_eq!(job_in.recv().unwrap().ack(), b"after");
+}

@@ -11,7 +11,7 @@ use super::config::ProcessConfig;
 use super::reader::{pidfd, read_child, Output};
 use super::shared::Shared;
 use crate::wire::ring::{RingSink, Rings};
-use crate::wire::{FrameSink, PipeSink, PipeSource, WireError};
+use crate::wire::{Frame, FrameSink, PipeSink, PipeSource, WireError};
 use crate::worker::child::RING_ENV;
 use crate::worker::LINGER;
 
@@ -38,6 +38,13 @@ impl FrameSink for Input {
         match self {
             Input::Pipe(p) => p.send(body),
             Input::Ring { sink, .. } => sink.send(body),
+        }
+    }
+
+    fn send_value(&mut self, frame: &Frame<'_>, size: usize) -> Result<bool, WireError> {
+        match self {
+            Input::Pipe(_) => Ok(false),
+            Input::Ring { sink, .. } => sink.send_value(frame, size),
         }
     }
 

@@ -261,7 +261,7 @@ impl Host {
         // while the child is idle (it reads the frame as it is written): waiting behind a job
         // that hangs, it could not fire that job's timeout. A relay never waits. (The pipe's
         // fill cannot be read: the host thread writes to it as before.)
-        let mut bytes_room = match conn.input.room() {
+        let bytes_room = match conn.input.room() {
             Some(free) => free,
             None if relay => 0,
             None => usize::MAX,
@@ -273,11 +273,16 @@ impl Host {
             let room = room.min(usize::try_from(quota_left).unwrap_or(usize::MAX));
             (room, st.inflight.is_empty())
         };
-        // Encode outside the lock (the reader settles answers meanwhile), into the host's reused
-        // buffer: `ends` says where each frame ends.
-        let mut buf = std::mem::take(&mut self.encoded);
-        buf.clear();
-        let mut ends = Vec::new();
+        // Encode outside the lock (the reader settles answers meanwhile).
+        let mut placer = Placer {
+            buf: std::mem::take(&mut self.encoded),
+            ends: Vec::new(),
+            buffering: false,
+            bytes_room,
+            may_stream: !relay && idle,
+            max_frame: self.cfg.max_frame,
+        };
+        placer.buf.clear();
         let mut sent = Vec::new();
         let mut refused = Vec::new();
         while sent.len() < room {
@@ -293,8 +298,8 @@ impl Host {
                 refused.push((task, TaskError::Cancelled));
                 continue;
             }
-            let start = buf.len();
-            let frame = match task.job() {
+            let first = sent.is_empty();
+            let placed = match task.job() {
                 None => Err(TaskError::Wire(WireError::Unexpected(
                     "a closure task reached a process worker".into(),
                 ))),
@@ -304,49 +309,36 @@ impl Host {
                 Some(job) => match &job.inputs {
                     Err(e) => Err(TaskError::Wire(WireError::Encode(e.clone()))),
                     // Framed from the task's own buffers: the input is copied once, into the frame.
-                    Ok(Inputs::One(input)) => {
-                        buf.reserve(input.len() + 64);
-                        let frame = Frame::Run {
+                    Ok(Inputs::One(input)) => placer.place(
+                        &mut conn.input,
+                        &Frame::Run {
                             id: self.next_run,
                             job: Cow::Borrowed(job.name),
                             input: Payload::borrowed(input),
                             context: run_context(job),
-                        };
-                        wire::encode_value_into(&frame, &mut buf).map_err(TaskError::Wire)
-                    }
-                    Ok(Inputs::Batch(inputs)) => {
-                        buf.reserve(inputs.bytes() + inputs.len() * 5 + 64);
-                        let frame = Frame::RunBatch {
+                        },
+                        first,
+                    ),
+                    Ok(Inputs::Batch(inputs)) => placer.place(
+                        &mut conn.input,
+                        &Frame::RunBatch {
                             id: self.next_run,
                             job: Cow::Borrowed(job.name),
                             inputs: inputs.iter().map(Payload::borrowed).collect(),
                             context: run_context(job),
-                        };
-                        wire::encode_value_into(&frame, &mut buf).map_err(TaskError::Wire)
-                    }
+                        },
+                        first,
+                    ),
                 },
-            }
-            .and_then(|size| {
-                if size > self.cfg.max_frame {
-                    Err(TaskError::Wire(WireError::FrameTooLarge {
-                        size,
-                        limit: self.cfg.max_frame,
-                    }))
-                } else {
-                    Ok(size)
-                }
-            });
-            match frame {
-                Ok(size) if size + 4 > bytes_room && (relay || !idle || !ends.is_empty()) => {
+            };
+            match placed {
+                Ok(false) => {
                     // Not without waiting behind a job: sent when answers make room (the reader
                     // wakes the host thread, or relays it).
-                    buf.truncate(start);
                     self.pending.push_front(task);
                     break;
                 }
-                Ok(size) => {
-                    bytes_room = bytes_room.saturating_sub(size + 4);
-                    ends.push(buf.len());
+                Ok(true) => {
                     if let Some(cancel) = task.cancel_handle() {
                         // A cancel while the child runs it kills the child (see `cancel_run`).
                         let (host, run) = (self.shared.host.clone(), self.next_run);
@@ -360,12 +352,10 @@ impl Host {
                     });
                     self.next_run += 1;
                 }
-                Err(e) => {
-                    buf.truncate(start);
-                    refused.push((task, e));
-                }
+                Err(e) => refused.push((task, e)),
             }
         }
+        let placed = sent.len() as u64;
         let new_front;
         let fin = {
             // In flight before it is written, so that its answer always finds it.
@@ -381,6 +371,8 @@ impl Host {
         for (task, e) in refused {
             self.shared.settle_fail(&fin, task, e);
         }
+        // Frames placed in the ring are published with the buffered ones (none follow them).
+        let Placer { buf, ends, .. } = placer;
         let mut written = Ok(());
         let mut start = 0;
         for &end in &ends {
@@ -393,7 +385,7 @@ impl Host {
         if written.is_ok() {
             written = conn.input.flush();
         }
-        conn.sent += ends.len() as u64;
+        conn.sent += placed;
         wire::transport::retain(&mut self.encoded, buf);
         if written.is_err() {
             // The pipe broke: the child is gone. Its reader still holds the answers it wrote before
@@ -401,6 +393,56 @@ impl Host {
             conn.broken = true;
         }
         new_front
+    }
+}
+
+/// Where one send's frames go: encoded straight into the ring's free space while they fit there,
+/// into the host's buffer otherwise (the pipe, or a frame larger than the free space, which the
+/// host thread streams through the ring while the child is idle), to be written after the loop.
+struct Placer {
+    buf: Vec<u8>,
+    /// Where each buffered frame ends in `buf`.
+    ends: Vec<usize>,
+    /// A frame went to the buffer: the ones after it follow it there, to stay in order.
+    buffering: bool,
+    /// What the ring takes without waiting for the child (see `send_pending`).
+    bytes_room: usize,
+    /// A first frame larger than `bytes_room` may still be written (it streams).
+    may_stream: bool,
+    max_frame: usize,
+}
+
+impl Placer {
+    /// Places one frame; `Ok(false)` when it must wait for room (nothing placed). `first`: no
+    /// frame was placed before it in this send.
+    fn place(
+        &mut self,
+        input: &mut impl FrameSink,
+        frame: &Frame<'_>,
+        first: bool,
+    ) -> Result<bool, TaskError> {
+        let size = wire::encoded_size(frame).map_err(TaskError::Wire)?;
+        if size > self.max_frame {
+            return Err(TaskError::Wire(WireError::FrameTooLarge {
+                size,
+                limit: self.max_frame,
+            }));
+        }
+        let fits = size + 4 <= self.bytes_room;
+        let streams = self.may_stream && first;
+        if !(fits || streams) {
+            return Ok(false);
+        }
+        // Straight into the ring when it fits there (a write that fails here fails again, and
+        // is seen, when the buffered frame is sent).
+        if !(fits && !self.buffering && matches!(input.send_value(frame, size), Ok(true))) {
+            self.buffering = true;
+            self.buf.reserve(size);
+            wire::encode_value_into(frame, &mut self.buf).map_err(TaskError::Wire)?;
+            self.ends.push(self.buf.len());
+        }
+        self.bytes_room = self.bytes_room.saturating_sub(size + 4);
+        Ok(true)
     }
 }
 
