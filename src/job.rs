@@ -147,8 +147,8 @@ pub(crate) type Outcomes<O> = Vec<Result<O, TaskError>>;
 /// mode. A panic fails only its own job; a crash of the child fails the whole chunk.
 ///
 /// `inputs` are the jobs' encoded inputs, in order; `jobs` the jobs themselves where they run in
-/// this process (a thread pool), `None` where only their inputs travel (a process or remote pool,
-/// which never runs a task's closure).
+/// this process (a thread pool), `None` where only their inputs travel (a process or remote pool:
+/// see `Kind::runs_closures`).
 pub(crate) fn batch_task<J: Job>(
     jobs: Option<Vec<J>>,
     inputs: Result<crate::task::Batch, String>,

@@ -148,11 +148,10 @@ impl PoolHandle {
             chunk.max(1)
         };
         // What a chunk's inputs may add up to so that its frame fits (unbounded in thread mode).
-        let budget = self.core.kind.payload_budget(J::NAME);
+        let budget = self.core.kind.payload_budget(J::NAME).unwrap_or(usize::MAX);
         // A pool whose jobs travel encoded never runs the jobs themselves: only their inputs
         // are kept (thread mode keeps both: the jobs run, the inputs serve a retry).
-        let keep_jobs = budget.is_none();
-        let budget = budget.unwrap_or(usize::MAX);
+        let keep_jobs = self.core.kind.runs_closures();
         let mut chunks = FuturesOrdered::new();
         let mut remaining = 0;
         let mut part = Part::<J>::default();

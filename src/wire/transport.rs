@@ -131,17 +131,17 @@ pub(crate) trait FrameSource: Send {
 pub(crate) const RETAIN: usize = 2 << 20;
 
 /// A buffer of `len` bytes to read a frame into: `spare` (a body given back earlier) when there
-/// is one. Its bytes are overwritten by the read (only growth is zeroed).
+/// is one. Its bytes are overwritten by the read: only what it grows by is zeroed.
 pub(crate) fn reuse(spare: &mut Vec<u8>, len: usize) -> Vec<u8> {
     let mut body = std::mem::take(spare);
     body.resize(len, 0);
     body
 }
 
-/// Keeps `buf` (cleared) for the next frame unless it is over [`RETAIN`].
-pub(crate) fn retain(spare: &mut Vec<u8>, mut buf: Vec<u8>) {
+/// Keeps `buf` for the next frame unless it is over [`RETAIN`] (its bytes stay: a reader
+/// overwrites them, a writer clears it).
+pub(crate) fn retain(spare: &mut Vec<u8>, buf: Vec<u8>) {
     if buf.capacity() <= RETAIN {
-        buf.clear();
         *spare = buf;
     }
 }

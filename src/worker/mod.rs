@@ -83,9 +83,11 @@ pub(crate) trait Kind: Send + Sync + std::fmt::Debug {
     ) -> std::io::Result<Box<dyn Backend>>;
     /// Refuses a task this kind cannot run (process workers run only jobs).
     fn check(&self, task: &dyn ErasedTask) -> Result<(), Refusal>;
-    /// How many bytes of job inputs one task may carry (a frame's budget), if bounded. Only kinds
-    /// whose jobs travel encoded have a budget, and they never run a task's closure.
+    /// How many bytes of job inputs one task may carry (a frame's budget), if bounded.
     fn payload_budget(&self, job_name: &str) -> Option<usize>;
+    /// Whether its workers run a task's closure (threads, async tasks). The others run jobs
+    /// from their encoded inputs only, so a `map` keeps only those.
+    fn runs_closures(&self) -> bool;
     /// Whether the pool's `stuck_after` is a timeout that ends the task's worker (processes), rather
     /// than a watch that replaces a worker whose thread cannot be stopped (threads).
     fn stuck_is_timeout(&self) -> bool;

@@ -55,6 +55,10 @@ impl super::Kind for ThreadKind {
     fn payload_budget(&self, _: &str) -> Option<usize> {
         None
     }
+    fn runs_closures(&self) -> bool {
+        true
+    }
+
     fn stuck_is_timeout(&self) -> bool {
         false
     }

@@ -40,10 +40,10 @@ mod bell;
 mod hostile;
 mod io;
 mod pass;
+mod spin;
 #[cfg(test)]
 mod tests;
 
-use std::cell::Cell;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -54,6 +54,7 @@ use bell::Bell;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use hostile::read_hostile;
 pub(crate) use io::{RingSink, RingSource};
+use spin::Spin;
 
 use super::error::WireError;
 
@@ -278,23 +279,8 @@ pub(crate) struct End {
     own: Arc<Bell>,
     peer: Arc<Bell>,
     watch: Arc<OwnedFd>,
-    /// How long a wait spins at least before it sleeps.
-    linger: Duration,
-    /// How long the next wait spins: learned from the last waits (see [`End::learn`]).
-    spin: Cell<Duration>,
-}
-
-/// A wait spins for at most this many times the linger time (see [`End::learn`]).
-const MAX_SPIN: u32 = 5;
-
-/// How long the next wait spins when the last one took `took` (see [`End::learn`]).
-fn next_spin(linger: Duration, took: Duration) -> Duration {
-    let max = linger * MAX_SPIN;
-    if took <= max {
-        (took * 2).clamp(linger, max)
-    } else {
-        linger
-    }
+    /// How long a wait spins before it sleeps.
+    spin: Spin,
 }
 
 /// The parent's half of a new region: it creates the memory and the three bells, gives the child
@@ -355,8 +341,7 @@ impl Rings {
             own: self.child.clone(),
             peer: peer.clone(),
             watch: parent.clone(),
-            linger,
-            spin: Cell::new(linger),
+            spin: Spin::new(linger),
         };
         (
             RingSource::new(end(&self.host), Dir::Jobs, max_frame),
@@ -377,8 +362,7 @@ impl Rings {
             own: own.clone(),
             peer: self.child.clone(),
             watch: child.clone(),
-            linger,
-            spin: Cell::new(linger),
+            spin: Spin::new(linger),
         };
         (
             RingSink::new(end(&self.host), Dir::Jobs, max_frame),
@@ -439,16 +423,6 @@ impl End {
         }
     }
 
-    /// Sets how long the next wait spins from how long this one took. A wake-up from sleep costs
-    /// 20-25 us on a VM, and a round trip of a 64 KiB payload leaves each side idle for about
-    /// 100 us between frames: with a fixed linger both sides slept and paid two wake-ups per
-    /// round trip. So a side whose frames came after `took` spins up to twice that next time,
-    /// within [`MAX_SPIN`] times the linger; frames further apart than that bring it back to
-    /// the linger time (an idle side sleeps as soon as before).
-    fn learn(&self, took: Duration) {
-        self.spin.set(next_spin(self.linger, took));
-    }
-
     /// Waits until `ready` holds (spinning first, then sleeping on the bell, saying so in
     /// `waiter`). Returns `Ok(false)` when the other side is gone and `ready` still does not
     /// hold.
@@ -458,10 +432,11 @@ impl End {
         mut ready: impl FnMut() -> Result<bool, WireError>,
     ) -> Result<bool, WireError> {
         let start = std::time::Instant::now();
-        let until = start + self.spin.get();
+        let (spin, _extended) = self.spin.budget();
+        let until = start + spin;
         loop {
             if ready()? {
-                self.learn(start.elapsed());
+                self.spin.learn(start.elapsed());
                 return Ok(true);
             }
             if std::time::Instant::now() >= until {
@@ -474,13 +449,13 @@ impl End {
             std::sync::atomic::fence(Ordering::SeqCst);
             if ready()? {
                 waiter.store(0, Ordering::Relaxed);
-                self.learn(start.elapsed());
+                self.spin.learn(start.elapsed());
                 return Ok(true);
             }
             let gone = self.own.sleep(self.watch.as_raw_fd())?;
             waiter.store(0, Ordering::Relaxed);
             if ready()? {
-                self.learn(start.elapsed());
+                self.spin.learn(start.elapsed());
                 return Ok(true);
             }
             if gone {

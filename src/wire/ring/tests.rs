@@ -212,18 +212,43 @@ fn a_wait_spins_for_frames_that_come_soon_and_sleeps_for_the_others() {
     let us = Duration::from_micros;
     let linger = us(50);
     // Frames that come at once, or within the linger time: the linger time.
-    assert_eq!(super::next_spin(linger, us(0)), linger);
-    assert_eq!(super::next_spin(linger, us(20)), linger);
+    assert_eq!(super::spin::next_spin(linger, us(0)), linger);
+    assert_eq!(super::spin::next_spin(linger, us(20)), linger);
     // A frame 100 us apart: twice that next time, to catch the next one without sleeping.
-    assert_eq!(super::next_spin(linger, us(100)), us(200));
+    assert_eq!(super::spin::next_spin(linger, us(100)), us(200));
     // Never past five times the linger time.
-    assert_eq!(super::next_spin(linger, us(200)), us(250));
-    assert_eq!(super::next_spin(linger, us(250)), us(250));
+    assert_eq!(super::spin::next_spin(linger, us(200)), us(250));
+    assert_eq!(super::spin::next_spin(linger, us(250)), us(250));
     // Frames further apart: back to the linger time (an idle side sleeps soon).
-    assert_eq!(super::next_spin(linger, us(251)), linger);
-    assert_eq!(super::next_spin(linger, Duration::from_secs(3)), linger);
+    assert_eq!(super::spin::next_spin(linger, us(251)), linger);
+    assert_eq!(
+        super::spin::next_spin(linger, Duration::from_secs(3)),
+        linger
+    );
     // No linger (the tests' rings): never spins.
-    assert_eq!(super::next_spin(Duration::ZERO, us(10)), Duration::ZERO);
+    assert_eq!(
+        super::spin::next_spin(Duration::ZERO, us(10)),
+        Duration::ZERO
+    );
+}
+
+#[test]
+fn no_more_waits_spin_past_their_linger_than_there_are_places() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let claims: Vec<_> = (0..5).map(|_| super::spin::claim(&COUNT, 3)).collect();
+    assert_eq!(claims.iter().filter(|c| c.is_some()).count(), 3);
+    assert_eq!(COUNT.load(Ordering::Relaxed), 3);
+    drop(claims);
+    // Given back: the next wait may claim again.
+    assert_eq!(COUNT.load(Ordering::Relaxed), 0);
+    assert!(super::spin::claim(&COUNT, 3).is_some());
+    // A side that learned a longer spin spins past its linger only with a place.
+    let us = Duration::from_micros;
+    let side = super::spin::Spin::new(us(50));
+    side.learn(us(100));
+    let (spin, claim) = side.budget();
+    assert!(claim.is_some() && spin == us(200) || claim.is_none() && spin == us(50));
 }
 
 #[test]

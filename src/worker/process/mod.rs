@@ -106,6 +106,10 @@ impl super::Kind for ProcessKind {
         Some(self.0.max_frame_bytes().saturating_sub(32 + job_name.len()))
     }
 
+    fn runs_closures(&self) -> bool {
+        false
+    }
+
     fn stuck_is_timeout(&self) -> bool {
         true
     }

@@ -308,7 +308,8 @@ impl Host {
                 }
                 Some(job) => match &job.inputs {
                     Err(e) => Err(TaskError::Wire(WireError::Encode(e.clone()))),
-                    // Framed from the task's own buffers: the input is copied once, into the frame.
+                    // Framed from the task's own buffers: the input is copied once, into the ring
+                    // (or into the buffer written after the loop).
                     Ok(Inputs::One(input)) => placer.place(
                         &mut conn.input,
                         &Frame::Run {
@@ -433,12 +434,26 @@ impl Placer {
         if !(fits || streams) {
             return Ok(false);
         }
-        // Straight into the ring when it fits there (a write that fails here fails again, and
-        // is seen, when the buffered frame is sent).
-        if !(fits && !self.buffering && matches!(input.send_value(frame, size), Ok(true))) {
+        // Straight into the ring when it fits there. (A carrier that fails here fails again,
+        // and is seen, when the buffered frame is written.)
+        let direct = fits
+            && !self.buffering
+            && match input.send_value(frame, size) {
+                Ok(placed) => placed,
+                Err(e @ WireError::Encode(_)) => return Err(TaskError::Wire(e)),
+                Err(_) => false,
+            };
+        if !direct {
+            let before = self.buf.len();
+            let written = wire::encode_value_into(frame, &mut self.buf).map_err(TaskError::Wire)?;
+            if written != size {
+                // The room was counted for `size` bytes: never write more than that.
+                self.buf.truncate(before);
+                return Err(TaskError::Wire(WireError::Encode(format!(
+                    "a frame said to take {size} bytes took {written}"
+                ))));
+            }
             self.buffering = true;
-            self.buf.reserve(size);
-            wire::encode_value_into(frame, &mut self.buf).map_err(TaskError::Wire)?;
             self.ends.push(self.buf.len());
         }
         self.bytes_room = self.bytes_room.saturating_sub(size + 4);

@@ -98,6 +98,10 @@ impl super::Kind for RemoteKind {
         Some(MAX_MESSAGE.saturating_sub(64 + job_name.len()))
     }
 
+    fn runs_closures(&self) -> bool {
+        false
+    }
+
     fn stuck_is_timeout(&self) -> bool {
         true
     }
