@@ -57,14 +57,17 @@ pub fn s12(cfg: &Config) -> Vec<Scenario> {
     let mut out = Vec::new();
     let mut two_workers = None;
     for width in WIDTHS {
+        let widest = width == WIDTHS[WIDTHS.len() - 1];
         let mut s = Scenario::new(
             &format!("S12 {width}"),
-            &format!("width: {CLIENTS} clients awaiting one no-op task after another, {width} workers"),
+            &format!(
+                "width: {CLIENTS} clients awaiting one no-op task after another, {width} workers{}",
+                if widest { " (and our 2-worker pool, same rounds)" } else { "" }
+            ),
             "tasks/s",
             true,
             "default strategy at least 1.0x SyncArbiter at every width; at 128 workers at least 0.8x our 2-worker rate",
         );
-        let widest = width == WIDTHS[WIDTHS.len() - 1];
         for (name, kind) in [
             (DEFAULT, Kind::Ours),
             (ROUND_ROBIN, Kind::Ours),

@@ -432,7 +432,7 @@ impl End {
         mut ready: impl FnMut() -> Result<bool, WireError>,
     ) -> Result<bool, WireError> {
         let start = std::time::Instant::now();
-        let (spin, _extended) = self.spin.budget();
+        let (spin, extended) = self.spin.budget();
         let until = start + spin;
         loop {
             if ready()? {
@@ -444,6 +444,8 @@ impl End {
             }
             std::thread::yield_now();
         }
+        // Done spinning: the place goes back before the sleep.
+        drop(extended);
         loop {
             waiter.store(1, Ordering::SeqCst);
             std::sync::atomic::fence(Ordering::SeqCst);

@@ -60,7 +60,7 @@ impl Spin {
     }
 
     /// How long this wait spins, with the claim that lets it spin past the linger time (keep it
-    /// for the wait).
+    /// while spinning, drop it before sleeping).
     pub(super) fn budget(&self) -> (Duration, Option<Extended>) {
         let next = self.next.get();
         if next <= self.linger {
