@@ -717,7 +717,16 @@ async fn a_timeout_is_watched_for_a_job_that_starts_behind_another() {
 /// host thread does not wait for the hung child to read it, so the hung job's timeout fires and
 /// the large job runs on the replacement child.
 async fn a_large_job_behind_a_hung_one_does_not_block_its_timeout() {
-    let config = ProcessConfig::default().shared_memory(64 << 10);
+    // Through a 64 KiB ring, and through the pipes (whose buffer is 64 KiB too).
+    for config in [
+        ProcessConfig::default().shared_memory(64 << 10),
+        ProcessConfig::default().shared_memory(0),
+    ] {
+        large_job_behind_a_hung_one(config).await;
+    }
+}
+
+async fn large_job_behind_a_hung_one(config: ProcessConfig) {
     let pool = Pool::builder().min(1).process_with(config).start();
     bounded(pool.run(Task::job(Square(2)))).await.unwrap(); // the child is up
     let limit = Duration::from_millis(300);

@@ -18,8 +18,15 @@ use crate::worker::LINGER;
 /// Where a child's jobs go: its stdin pipe, or the shared-memory ring (with the socket that is
 /// the child's stdin kept open: closing it tells the child its input ended).
 pub(super) enum Input {
-    Pipe(PipeSink<ChildStdin>),
-    Ring { sink: RingSink, _sock: UnixStream },
+    /// The child's stdin, and how many bytes its pipe holds.
+    Pipe {
+        sink: PipeSink<ChildStdin>,
+        capacity: usize,
+    },
+    Ring {
+        sink: RingSink,
+        _sock: UnixStream,
+    },
 }
 
 impl Input {
@@ -27,8 +34,17 @@ impl Input {
     /// may wait, so only the host thread writes to it).
     pub(super) fn room(&self) -> Option<usize> {
         match self {
-            Input::Pipe(_) => None,
+            Input::Pipe { .. } => None,
             Input::Ring { sink, .. } => Some(sink.room()),
+        }
+    }
+
+    /// How many bytes the pipe holds (`None` for the ring): with what the child has not read
+    /// yet counted by the host, what it can write without waiting.
+    pub(super) fn pipe_capacity(&self) -> Option<usize> {
+        match self {
+            Input::Pipe { capacity, .. } => Some(*capacity),
+            Input::Ring { .. } => None,
         }
     }
 }
@@ -36,24 +52,36 @@ impl Input {
 impl FrameSink for Input {
     fn send(&mut self, body: &[u8]) -> Result<(), WireError> {
         match self {
-            Input::Pipe(p) => p.send(body),
+            Input::Pipe { sink, .. } => sink.send(body),
             Input::Ring { sink, .. } => sink.send(body),
         }
     }
 
     fn send_value(&mut self, frame: &Frame<'_>, size: usize) -> Result<bool, WireError> {
         match self {
-            Input::Pipe(_) => Ok(false),
+            Input::Pipe { .. } => Ok(false),
             Input::Ring { sink, .. } => sink.send_value(frame, size),
         }
     }
 
     fn flush(&mut self) -> Result<(), WireError> {
         match self {
-            Input::Pipe(p) => p.flush(),
+            Input::Pipe { sink, .. } => sink.flush(),
             Input::Ring { sink, .. } => sink.flush(),
         }
     }
+}
+
+/// How many bytes a pipe holds (`F_GETPIPE_SZ`); the least any pipe holds (`PIPE_BUF`, 4 KiB)
+/// if the kernel does not say.
+fn pipe_size(pipe: &ChildStdin) -> usize {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GETPIPE_SZ reads a property of a descriptor we own and writes no memory.
+    let size = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    usize::try_from(size)
+        .ok()
+        .filter(|&s| s > 0)
+        .unwrap_or(libc::PIPE_BUF)
 }
 
 /// Whether this kernel has `pidfd_open` (5.3 and later), which the rings need to see a child die
@@ -117,7 +145,11 @@ pub(super) fn connect(
             let stdout = child.stdout.take().ok_or_else(missing)?;
             let output = PipeSource::new(Output::new(stdout, child.id()), max);
             reader.spawn(move || read_child(shared, generation, output))?;
-            Ok(Input::Pipe(PipeSink::new(stdin, max)))
+            let capacity = pipe_size(&stdin);
+            Ok(Input::Pipe {
+                sink: PipeSink::new(stdin, max),
+                capacity,
+            })
         }
     }
 }

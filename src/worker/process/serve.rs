@@ -257,21 +257,26 @@ impl Host {
         let Some(jobs) = conn.jobs.as_ref() else {
             return false;
         };
-        // What the ring takes without waiting for the child. The host thread writes more only
+        // What the carrier takes without waiting for the child. The host thread writes more only
         // while the child is idle (it reads the frame as it is written): waiting behind a job
-        // that hangs, it could not fire that job's timeout. A relay never waits. (The pipe's
-        // fill cannot be read: the host thread writes to it as before.)
-        let bytes_room = match conn.input.room() {
-            Some(free) => free,
-            None if relay => 0,
-            None => usize::MAX,
-        };
+        // that hangs, it could not fire that job's timeout. A relay never waits, and writes only
+        // to the ring. The ring says how much it has free; the pipe holds at most the frames
+        // sent behind the one the child runs (that one is read), so the rest of it is free.
         let quota_left = conn.quota.map_or(u64::MAX, |q| q.saturating_sub(conn.sent));
-        let (room, idle) = {
+        let (room, idle, bytes_room) = {
             let st = self.shared.lock();
             let room = self.cfg.pipeline.saturating_sub(st.inflight.len());
             let room = room.min(usize::try_from(quota_left).unwrap_or(usize::MAX));
-            (room, st.inflight.is_empty())
+            let bytes_room = match (conn.input.room(), conn.input.pipe_capacity()) {
+                (Some(free), _) => free,
+                (None, _) if relay => 0,
+                (None, Some(capacity)) => {
+                    let behind: usize = st.inflight.iter().skip(1).map(|f| f.bytes).sum();
+                    capacity.saturating_sub(behind)
+                }
+                (None, None) => 0,
+            };
+            (room, st.inflight.is_empty(), bytes_room)
         };
         // Encode outside the lock (the reader settles answers meanwhile).
         let mut placer = Placer {
@@ -333,13 +338,13 @@ impl Host {
                 },
             };
             match placed {
-                Ok(false) => {
+                Ok(None) => {
                     // Not without waiting behind a job: sent when answers make room (the reader
                     // wakes the host thread, or relays it).
                     self.pending.push_front(task);
                     break;
                 }
-                Ok(true) => {
+                Ok(Some(bytes)) => {
                     if let Some(cancel) = task.cancel_handle() {
                         // A cancel while the child runs it kills the child (see `cancel_run`).
                         let (host, run) = (self.shared.host.clone(), self.next_run);
@@ -350,6 +355,7 @@ impl Host {
                     sent.push(InFlight {
                         run: self.next_run,
                         task,
+                        bytes,
                     });
                     self.next_run += 1;
                 }
@@ -414,14 +420,15 @@ struct Placer {
 }
 
 impl Placer {
-    /// Places one frame; `Ok(false)` when it must wait for room (nothing placed). `first`: no
-    /// frame was placed before it in this send.
+    /// Places one frame and says how many bytes it takes, length prefix included; `Ok(None)`
+    /// when it must wait for room (nothing placed). `first`: no frame was placed before it in
+    /// this send.
     fn place(
         &mut self,
         input: &mut impl FrameSink,
         frame: &Frame<'_>,
         first: bool,
-    ) -> Result<bool, TaskError> {
+    ) -> Result<Option<usize>, TaskError> {
         let size = wire::encoded_size(frame).map_err(TaskError::Wire)?;
         if size > self.max_frame {
             return Err(TaskError::Wire(WireError::FrameTooLarge {
@@ -432,7 +439,7 @@ impl Placer {
         let fits = size + 4 <= self.bytes_room;
         let streams = self.may_stream && first;
         if !(fits || streams) {
-            return Ok(false);
+            return Ok(None);
         }
         // Straight into the ring when it fits there. (A carrier that fails here fails again,
         // and is seen, when the buffered frame is written.)
@@ -457,7 +464,7 @@ impl Placer {
             self.ends.push(self.buf.len());
         }
         self.bytes_room = self.bytes_room.saturating_sub(size + 4);
-        Ok(true)
+        Ok(Some(size + 4))
     }
 }
 

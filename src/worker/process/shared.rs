@@ -37,6 +37,9 @@ pub(super) trait Relay: Send {
 pub(super) struct InFlight {
     pub(super) run: u64,
     pub(super) task: Box<dyn ErasedTask>,
+    /// Its frame's bytes, length prefix included (what it holds of the pipe until the child
+    /// reads it).
+    pub(super) bytes: usize,
 }
 
 /// What the host thread and the current child's reader thread share.
