@@ -740,6 +740,26 @@ async fn large_job_behind_a_hung_one(config: ProcessConfig) {
     );
     assert_eq!(bounded(hung).await, Err(TaskError::TimedOut(limit)));
     assert_eq!(bounded(large).await, Ok(vec![7; 3]));
+    // Small jobs sent one by one behind a hung job: through a pipe, each write of one can take a
+    // page of the pipe's buffer of its own, filling it at about half its bytes.
+    let hung = accepted(&pool, Task::job(Spin { secs: 120 }).timeout(limit));
+    let mut small = Vec::new();
+    for _ in 0..24 {
+        small.push(accepted(
+            &pool,
+            Task::job(Echo {
+                data: vec![1; 3000],
+                reply: 3,
+            }),
+        ));
+        // Apart, so that the host writes each on its own (what it is given at once it writes
+        // at once).
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(bounded(hung).await, Err(TaskError::TimedOut(limit)));
+    for s in small {
+        assert_eq!(bounded(s).await, Ok(vec![7; 3]));
+    }
     bounded(pool.stop()).await;
 }
 

@@ -18,7 +18,7 @@ use crate::worker::LINGER;
 /// Where a child's jobs go: its stdin pipe, or the shared-memory ring (with the socket that is
 /// the child's stdin kept open: closing it tells the child its input ended).
 pub(super) enum Input {
-    /// The child's stdin, and how many bytes its pipe holds.
+    /// The child's stdin, and how many bytes of frames its pipe surely takes ([`pipe_size`]).
     Pipe {
         sink: PipeSink<ChildStdin>,
         capacity: usize,
@@ -39,8 +39,8 @@ impl Input {
         }
     }
 
-    /// How many bytes the pipe holds (`None` for the ring): with what the child has not read
-    /// yet counted by the host, what it can write without waiting.
+    /// How many bytes of frames the pipe surely takes (`None` for the ring): less what the
+    /// child has not read yet, counted by the host, what it can write without waiting.
     pub(super) fn pipe_capacity(&self) -> Option<usize> {
         match self {
             Input::Pipe { capacity, .. } => Some(*capacity),
@@ -72,16 +72,22 @@ impl FrameSink for Input {
     }
 }
 
-/// How many bytes a pipe holds (`F_GETPIPE_SZ`); the least any pipe holds (`PIPE_BUF`, 4 KiB)
-/// if the kernel does not say.
+/// How many bytes of frames a pipe surely takes without a write waiting. A Linux pipe is a ring
+/// of page-sized slots (`F_GETPIPE_SZ` bytes in all), and a write whose first bytes do not fit
+/// in the last slot's room starts a new slot: small frames written one by one can fill it at
+/// about half its bytes. Any two neighbouring slots hold more than a page, so half the pipe less
+/// two pages (one for a slot the child has partly read) always fits. 0 if the kernel does not
+/// say (frames then go only to an idle child).
 fn pipe_size(pipe: &ChildStdin) -> usize {
     use std::os::fd::AsRawFd;
     // SAFETY: F_GETPIPE_SZ reads a property of a descriptor we own and writes no memory.
     let size = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_GETPIPE_SZ) };
-    usize::try_from(size)
-        .ok()
-        .filter(|&s| s > 0)
-        .unwrap_or(libc::PIPE_BUF)
+    // SAFETY: sysconf reads a constant of the system.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    match (usize::try_from(size), usize::try_from(page)) {
+        (Ok(size), Ok(page)) => (size / 2).saturating_sub(2 * page),
+        _ => 0,
+    }
 }
 
 /// Whether this kernel has `pidfd_open` (5.3 and later), which the rings need to see a child die

@@ -269,12 +269,12 @@ impl Host {
             let room = room.min(usize::try_from(quota_left).unwrap_or(usize::MAX));
             let bytes_room = match (conn.input.room(), conn.input.pipe_capacity()) {
                 (Some(free), _) => free,
-                (None, _) if relay => 0,
-                (None, Some(capacity)) => {
+                (None, Some(capacity)) if !relay => {
                     let behind: usize = st.inflight.iter().skip(1).map(|f| f.bytes).sum();
                     capacity.saturating_sub(behind)
                 }
-                (None, None) => 0,
+                // (A relay never reaches the pipe: `relay` checks for the ring first.)
+                _ => 0,
             };
             (room, st.inflight.is_empty(), bytes_room)
         };
