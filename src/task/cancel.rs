@@ -71,17 +71,21 @@ impl Cancel {
     /// (or will be as soon as it is pushed), `false` if it had ended already or was cancelled
     /// before.
     pub fn cancel(&self) -> bool {
-        let (settle, stop) = {
+        let (ended, stop) = {
             let mut st = self.0.lock();
             if st.cancelled {
                 return false;
             }
             st.cancelled = true;
-            (st.settle.take(), st.stop.take())
+            // Settled first, and under the lock: whoever awaits the value sees `Cancelled`, not
+            // what the stopped work leaves behind (a killed child reads as a crash), and work
+            // that starts meanwhile sees `cancelled` (in `on_stop`, which stops it at once) only
+            // once the value is settled. (Settled after the lock, a future starting in between
+            // was aborted and settled `Cancelled` by its worker first, and `cancel` said
+            // `false`: the `Cancel` example failed so once in CI.)
+            let ended = st.settle.take().is_none_or(|settle| settle());
+            (ended, st.stop.take())
         };
-        // Settled first: whoever awaits the value sees `Cancelled`, not what the stopped work
-        // leaves behind (a killed child reads as a crash).
-        let ended = settle.is_none_or(|settle| settle());
         if let Some(stop) = stop {
             stop();
         }
@@ -146,5 +150,48 @@ impl CancelCell {
     /// The work stopped running (it ended, or it failed over to a retry): nothing to stop.
     pub(crate) fn ran(&self) {
         self.lock().stop = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    use super::Cancel;
+
+    #[test]
+    fn work_stopped_by_a_cancel_finds_its_task_settled_already() {
+        // A cancel racing the start of the task's work: whenever the work sees the cancel (its
+        // stop runs), the cancel's settling has happened, and the cancel says it ended the task.
+        for _ in 0..500 {
+            let cancel = Cancel::default();
+            let settled = Arc::new(AtomicBool::new(false));
+            let s = settled.clone();
+            cancel.cell().arm(Box::new(move || {
+                // Settling takes a while (it fires events): long enough for the work to start.
+                std::thread::sleep(std::time::Duration::from_micros(20));
+                s.store(true, Ordering::SeqCst);
+                true
+            }));
+            let go = Arc::new(Barrier::new(2));
+            let (cell, g, s) = (cancel.clone(), go.clone(), settled.clone());
+            let worker = std::thread::spawn(move || {
+                g.wait();
+                let stopped_unsettled = Arc::new(AtomicBool::new(false));
+                let bad = stopped_unsettled.clone();
+                cell.cell().on_stop(Box::new(move || {
+                    bad.store(!s.load(Ordering::SeqCst), Ordering::SeqCst);
+                }));
+                stopped_unsettled.load(Ordering::SeqCst)
+            });
+            go.wait();
+            assert!(cancel.cancel());
+            assert!(
+                !worker.join().unwrap(),
+                "the work was stopped before its task was settled"
+            );
+            assert!(settled.load(Ordering::SeqCst));
+        }
     }
 }
