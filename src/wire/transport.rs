@@ -241,13 +241,13 @@ pub(crate) fn announced(prefix: [u8; 4], max_frame: usize) -> Result<usize, Wire
     Ok(size)
 }
 
-/// The length prefix of `body`, refused when the body is over `max_frame` or over what the
-/// prefix can say (nothing is written then, whatever carries it).
-pub(crate) fn prefix(body: &[u8], max_frame: usize) -> Result<[u8; 4], WireError> {
-    match u32::try_from(body.len()) {
-        Ok(len) if body.len() <= max_frame => Ok(len.to_le_bytes()),
+/// The length prefix of a body of `size` bytes, refused when it is over `max_frame` or over what
+/// the prefix can say (nothing is written then, whatever carries it).
+pub(crate) fn prefix(size: usize, max_frame: usize) -> Result<[u8; 4], WireError> {
+    match u32::try_from(size) {
+        Ok(len) if size <= max_frame => Ok(len.to_le_bytes()),
         _ => Err(WireError::FrameTooLarge {
-            size: body.len(),
+            size,
             limit: max_frame,
         }),
     }
@@ -260,7 +260,7 @@ pub(crate) fn write_frame(
     body: &[u8],
     max_frame: usize,
 ) -> Result<(), WireError> {
-    w.write_all(&prefix(body, max_frame)?)?;
+    w.write_all(&prefix(body.len(), max_frame)?)?;
     w.write_all(body)?;
     Ok(())
 }

@@ -67,27 +67,19 @@ impl RingSink {
 
 impl FrameSink for RingSink {
     fn send(&mut self, body: &[u8]) -> Result<(), WireError> {
-        self.write_all(&prefix(body, self.max_frame)?)?;
+        self.write_all(&prefix(body.len(), self.max_frame)?)?;
         self.write_all(body)
     }
 
     /// Encodes the frame in the ring's free space when all of it fits there now; it becomes
     /// visible at the next flush, like a sent one.
     fn send_value(&mut self, frame: &Frame<'_>, size: usize) -> Result<bool, WireError> {
-        let len = match u32::try_from(size) {
-            Ok(len) if size <= self.max_frame => len,
-            _ => {
-                return Err(WireError::FrameTooLarge {
-                    size,
-                    limit: self.max_frame,
-                })
-            }
-        };
+        let len = prefix(size, self.max_frame)?;
         if 4 + size as u64 > self.free()? {
             return Ok(false);
         }
         let region = &*self.end.region;
-        region.write_at(self.dir, self.tail, &len.to_le_bytes());
+        region.write_at(self.dir, self.tail, &len);
         let start = self.tail.wrapping_add(4);
         let flavor = InRing {
             region,

@@ -336,13 +336,7 @@ impl Rings {
         max_frame: usize,
         linger: Duration,
     ) -> (RingSource, RingSink) {
-        let end = |peer: &Arc<Bell>| End {
-            region: self.region.clone(),
-            own: self.child.clone(),
-            peer: peer.clone(),
-            watch: parent.clone(),
-            spin: Spin::new(linger),
-        };
+        let end = |peer| self.end(&self.child, peer, &parent, linger);
         (
             RingSource::new(end(&self.host), Dir::Jobs, max_frame),
             RingSink::new(end(&self.reader), Dir::Answers, max_frame),
@@ -357,17 +351,29 @@ impl Rings {
         max_frame: usize,
         linger: Duration,
     ) -> (RingSink, RingSource) {
-        let end = |own: &Arc<Bell>| End {
-            region: self.region.clone(),
-            own: own.clone(),
-            peer: self.child.clone(),
-            watch: child.clone(),
-            spin: Spin::new(linger),
-        };
+        let end = |own| self.end(own, &self.child, &child, linger);
         (
             RingSink::new(end(&self.host), Dir::Jobs, max_frame),
             RingSource::new(end(&self.reader), Dir::Answers, max_frame),
         )
+    }
+
+    /// An end of these rings that sleeps on `own`, rings `peer`, and stops waiting when `watch`
+    /// fires.
+    fn end(
+        &self,
+        own: &Arc<Bell>,
+        peer: &Arc<Bell>,
+        watch: &Arc<OwnedFd>,
+        linger: Duration,
+    ) -> End {
+        End {
+            region: self.region.clone(),
+            own: own.clone(),
+            peer: peer.clone(),
+            watch: watch.clone(),
+            spin: Spin::new(linger),
+        }
     }
 }
 
