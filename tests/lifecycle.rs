@@ -99,6 +99,17 @@ impl Job for SpawnSleep {
     }
 }
 
+/// Aborts its worker process.
+#[derive(Serialize, Deserialize)]
+struct Crash;
+impl Job for Crash {
+    const NAME: &'static str = "crash";
+    type Output = u32;
+    fn run(self) -> u32 {
+        std::process::abort()
+    }
+}
+
 /// Forks without exec (the copy keeps the protocol pipes and sleeps 30 s), writes the copy's pid
 /// to `pid_file`, then aborts the worker.
 #[derive(Serialize, Deserialize)]
@@ -237,6 +248,7 @@ fn jobs() -> Jobs {
         .register::<Nap>()
         .register::<SpawnSleep>()
         .register::<ForkThenAbort>()
+        .register::<Crash>()
         .register::<WorkerEnv>()
         .register::<Nested>()
 }
@@ -316,6 +328,23 @@ fn circuits_threads() -> Vec<String> {
                 .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
                 .map(|n| n.trim_end().to_string())
                 .filter(|n| n.starts_with("circuits-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The thread ids of this process's threads named `name` (as the kernel keeps it: cut to its
+/// first 15 bytes).
+fn threads_named(name: &str) -> std::collections::BTreeSet<u32> {
+    let name = &name[..name.len().min(15)];
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("comm"))
+                        .is_ok_and(|n| n.trim_end() == name)
+                })
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
                 .collect()
         })
         .unwrap_or_default()
@@ -1023,6 +1052,63 @@ async fn a_fork_without_exec_then_abort_fails_worker_crashed_at_once() {
     );
 }
 
+async fn a_worker_whose_children_crash_starts_no_new_thread() {
+    // Through the rings and through the pipes: children that abort, and one killed for its
+    // timeout, are replaced by the same host thread and read by the same reader thread. (Threads
+    // of earlier tests' pools may still be ending: only new threads are looked for.)
+    for (carrier, config) in [
+        ("rings", ProcessConfig::default()),
+        ("pipes", ProcessConfig::default().shared_memory(0)),
+    ] {
+        let pool = Pool::builder().min(1).process_with(config).start();
+        assert_eq!(bounded(accepted(&pool, Task::job(Square(3)))).await, Ok(9));
+        // The host and reader threads (both "circuits-proces" to the kernel).
+        let threads = || threads_named("circuits-process-reader");
+        let before = threads();
+        assert!(
+            !before.is_empty(),
+            "{carrier}: no thread of the pool was found"
+        );
+        for i in 0..4u64 {
+            let worker = pool.workers()[0].clone();
+            let crashed = bounded(accepted(&pool, Task::job(Crash))).await;
+            assert_eq!(
+                crashed,
+                Err(TaskError::WorkerCrashed {
+                    worker,
+                    exit: Exit::Signal(libc::SIGABRT),
+                }),
+                "{carrier}: crash {i}"
+            );
+            // The replacement answers, through whichever reader reads it.
+            assert_eq!(
+                bounded(accepted(&pool, Task::job(Square(i)))).await,
+                Ok(i * i),
+                "{carrier}: the child after crash {i}"
+            );
+        }
+        let limit = Duration::from_millis(200);
+        let hung = accepted(&pool, Task::job(Hang { mark: None }).timeout(limit));
+        assert_eq!(
+            bounded(hung).await,
+            Err(TaskError::TimedOut(limit)),
+            "{carrier}"
+        );
+        assert_eq!(
+            bounded(accepted(&pool, Task::job(Square(5)))).await,
+            Ok(25),
+            "{carrier}: the child after the timeout's kill"
+        );
+        let new: Vec<u32> = threads().difference(&before).copied().collect();
+        assert_eq!(
+            new,
+            Vec::<u32>::new(),
+            "{carrier}: threads started for the replacement children"
+        );
+        bounded(pool.stop()).await;
+    }
+}
+
 async fn a_job_subprocess_is_an_ordinary_process() {
     let pool = process_pool(1);
     assert_eq!(
@@ -1183,6 +1269,7 @@ fn main() {
             max_below_the_default_min_lowers_min,
             a_timeout_ends_what_the_job_started,
             a_fork_without_exec_then_abort_fails_worker_crashed_at_once,
+            a_worker_whose_children_crash_starts_no_new_thread,
             a_job_subprocess_is_an_ordinary_process,
             a_process_pool_inside_a_job_works,
             stats_agree_with_outcomes_after_every_value_resolved,

@@ -1,6 +1,7 @@
 //! How frames travel between the host and one child: through the shared-memory rings when the OS
 //! gives them (a `memfd`, `eventfd`s, and a `pidfd` to see the child die), through the child's
-//! stdin and stdout pipes if not. Either way one reader thread reads the child's answers.
+//! stdin and stdout pipes if not. Either way one of the worker's reader threads reads the child's
+//! answers.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -8,7 +9,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 
 use super::config::ProcessConfig;
-use super::reader::{pidfd, read_child, Output};
+use super::reader::{pidfd, read_child, Output, Readers};
 use super::shared::Shared;
 use crate::wire::ring::{RingSink, Rings};
 use crate::wire::{Frame, FrameSink, PipeSink, PipeSource, WireError};
@@ -121,7 +122,8 @@ pub(super) fn offer_rings(cfg: &ProcessConfig, command: &mut Command) -> Option<
     Some(Offer { rings, sock })
 }
 
-/// Starts the reader thread of child generation `generation` and returns where its jobs go.
+/// Has a reader thread of `readers` read child generation `generation`'s output, and returns
+/// where its jobs go.
 ///
 /// # Errors
 ///
@@ -131,26 +133,26 @@ pub(super) fn connect(
     child: &mut Child,
     offer: Option<Offer>,
     shared: &Arc<Shared>,
+    readers: &Readers,
     generation: u64,
     max: usize,
 ) -> std::io::Result<Input> {
     let missing = || std::io::Error::other("the child's pipes were not set up");
     let shared = shared.clone();
-    let reader = std::thread::Builder::new().name("circuits-process-reader".into());
     match offer {
         Some(Offer { rings, sock }) => {
             let watch = pidfd(child.id()).ok_or_else(std::io::Error::last_os_error)?;
             // A child that died already fails its handshake: its reader sees it end.
             let _ = rings.send_to_child(&sock);
             let (sink, source) = rings.parent_ends(Arc::new(watch), max, LINGER);
-            reader.spawn(move || read_child(shared, generation, source))?;
+            readers.read(move || read_child(shared, generation, source))?;
             Ok(Input::Ring { sink, _sock: sock })
         }
         None => {
             let stdin = child.stdin.take().ok_or_else(missing)?;
             let stdout = child.stdout.take().ok_or_else(missing)?;
             let output = PipeSource::new(Output::new(stdout, child.id()), max);
-            reader.spawn(move || read_child(shared, generation, output))?;
+            readers.read(move || read_child(shared, generation, output))?;
             let capacity = pipe_size(&stdin);
             Ok(Input::Pipe {
                 sink: PipeSink::new(stdin, max),

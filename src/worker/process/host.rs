@@ -9,6 +9,7 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use super::config::ProcessConfig;
+use super::reader::Readers;
 use super::serve::serve;
 use super::shared::{lock, try_lock, Msg, Relay, Shared, State};
 use super::state::Host;
@@ -70,6 +71,7 @@ impl ProcessWorker {
             failures: 0,
             last_failure: None,
             encoded: Vec::new(),
+            readers: Readers::new(),
         };
         let host = Arc::new(Mutex::new(host));
         let relay: Arc<Mutex<dyn Relay>> = host.clone();
@@ -82,6 +84,8 @@ impl ProcessWorker {
                 // kernel's parent-death signal is tied to it.
                 lock(&serving).connect();
                 serve(&serving, &rx);
+                // No child starts from now on: the reader threads end with the last one's output.
+                lock(&serving).readers.close();
                 exit.complete(Ok(()));
             })?;
         Ok(ProcessWorker {

@@ -69,7 +69,14 @@ impl Host {
         let rings = carrier::offer_rings(&self.cfg, &mut command);
         let mut child = command.spawn()?;
         drop(command); // our copy of the child's end of the socket, if any
-        let mut input = match carrier::connect(&mut child, rings, &self.shared, generation, max) {
+        let mut input = match carrier::connect(
+            &mut child,
+            rings,
+            &self.shared,
+            &self.readers,
+            generation,
+            max,
+        ) {
             Ok(input) => input,
             Err(e) => {
                 reap(&mut child, Duration::ZERO);

@@ -11,7 +11,8 @@
 //! and knows which one the child is running — the first one without an answer, because the child
 //! writes each answer before it starts the next job. So when the child dies, exactly that task fails
 //! with [`TaskError::WorkerCrashed`]; the jobs sent after it never started and go to the replacement
-//! child, which starts at once under a fresh channel. A per-task timeout kills the child (SIGTERM,
+//! child, which starts at once under a fresh channel, from the same host thread and read by the same
+//! reader thread (a worker whose children keep crashing starts no new threads). A per-task timeout kills the child (SIGTERM,
 //! then SIGKILL after a grace period): real cancellation.
 //!
 //! Files: [`config`] (settings, on every platform), `host` (the worker's backend, which starts the
@@ -19,7 +20,8 @@
 //! the relay from other threads), `carrier` (the rings or the pipes to one child),
 //! `life` (a child's start, end and replacement, through the restart policy), `limits` (a child's
 //! resource limits: telling a limit's kill from a crash, watching its memory), `shared` (what the
-//! host and the reader share), `reader` (a child's output, watched through its pidfd), `reap`
+//! host and the reader share), `reader` (the reader threads, kept across children, and a child's output, watched
+//! through its pidfd), `reap`
 //! (ending a child and its process group). Process mode needs Linux
 //! and the `process` feature (on by default); elsewhere a process pool fails to start with
 //! [`PoolError::Unsupported`](crate::PoolError::Unsupported).

@@ -1,9 +1,13 @@
-//! The reader thread of one child: its answers are settled right here, its handshake and its end
-//! go to the host.
+//! A worker's reader thread, kept from one child to the next ([`Readers`]), and what it does with
+//! each child's output: its answers are settled right here, its handshake and its end go to the
+//! host.
 
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::process::ChildStdout;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
 
 use super::shared::{Msg, Shared};
 use crate::task::TaskError;
@@ -100,5 +104,75 @@ pub(super) fn read_child(shared: Arc<Shared>, generation: u64, mut source: impl 
                 .send(Msg::Gone(generation, WireError::Unexpected(what)));
             return;
         }
+    }
+}
+
+/// One child's output, to be read to its end on a reader thread.
+type Read = Box<dyn FnOnce() + Send>;
+
+/// The threads that read a worker's children, kept across child restarts: a replaced child's
+/// output goes to the thread that read the one before (which is free once that child's output
+/// ended), so a worker whose children crash again and again does not start a thread each time.
+/// Only while every reader is still on an earlier child's output (one whose end has not come
+/// yet) does a new thread start; it stays for the next children too. The threads end once the
+/// host is done ([`close`](Self::close)) and their last child's output has ended.
+pub(super) struct Readers {
+    /// Where the next child's output goes; `None` once the host is done.
+    tx: Option<Sender<Read>>,
+    rx: Receiver<Read>,
+    /// Threads waiting for a child's output and not yet promised one.
+    idle: Arc<AtomicUsize>,
+}
+
+impl Readers {
+    pub(super) fn new() -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Readers {
+            tx: Some(tx),
+            rx,
+            idle: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Reads a child's output with `read` on a free reader thread, or on a new one.
+    ///
+    /// # Errors
+    ///
+    /// When a new thread is needed and the OS refuses it (`read` is dropped).
+    pub(super) fn read(&self, read: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+        let thread = std::thread::Builder::new().name("circuits-process-reader".into());
+        let Some(tx) = &self.tx else {
+            // The host is done (no child should start now): a thread for this output alone.
+            thread.spawn(read)?;
+            return Ok(());
+        };
+        // A free thread is promised this output before it is sent, so two outputs sent in a
+        // row never both count on the same thread.
+        let promised = self
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if promised {
+            // The receiver is ours too: the send cannot fail.
+            let _ = tx.send(Box::new(read));
+            return Ok(());
+        }
+        let (rx, idle) = (self.rx.clone(), self.idle.clone());
+        thread.spawn(move || {
+            read();
+            loop {
+                idle.fetch_add(1, Ordering::AcqRel);
+                match rx.recv() {
+                    Ok(next) => next(),
+                    Err(_) => return, // the host is done
+                }
+            }
+        })?;
+        Ok(())
+    }
+
+    /// The host is done: each reader thread ends once its child's output has ended.
+    pub(super) fn close(&mut self) {
+        self.tx = None;
     }
 }

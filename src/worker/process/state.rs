@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::carrier::Input;
 use super::config::ProcessConfig;
+use super::reader::Readers;
 use super::shared::{InFlight, PidMark, Shared};
 use crate::task::{ErasedTask, Finisher, Lanes, StartStage};
 use crate::worker::{PoolLink, Shutdown, WorkerSlot};
@@ -52,6 +53,8 @@ pub(super) struct Host {
     /// The buffer jobs' frames are encoded into before they are written, reused from one send
     /// to the next (up to [`RETAIN`](crate::wire::transport::RETAIN) bytes).
     pub(super) encoded: Vec<u8>,
+    /// The threads reading its children's output, kept from one child to the next.
+    pub(super) readers: Readers,
 }
 
 impl Host {
