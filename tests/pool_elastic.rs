@@ -442,3 +442,39 @@ async fn tasks_fired_at_a_retiring_worker_are_never_lost() {
     }
     pool.stop().await;
 }
+
+#[actix_rt::test]
+async fn resizes_racing_a_stop_leave_no_task_behind() {
+    // A resize moves a retired worker's queue to the others; a draining stop drains the workers
+    // it finds. However the two interleave, every queued task runs: none is moved to a worker
+    // that has already stopped (where it would wait forever), and none is cancelled.
+    for round in 0..40 {
+        let pool = Pool::builder()
+            .min(1)
+            .max(4)
+            .resizer(Resizer::default().interval(Duration::from_secs(3600)))
+            .start();
+        pool.resize(4);
+        let values: Vec<_> = (0..200u64)
+            .map(|i| {
+                pool.push(Task::new(move || {
+                    std::thread::sleep(Duration::from_micros(20));
+                    i
+                }))
+                .expect("a running pool accepts the task")
+            })
+            .collect();
+        let resizer = pool.clone();
+        let resizing = std::thread::spawn(move || {
+            for _ in 0..20 {
+                resizer.resize(1);
+                resizer.resize(4);
+            }
+        });
+        bounded(pool.stop()).await;
+        resizing.join().expect("the resizing thread ends");
+        for (i, v) in values.into_iter().enumerate() {
+            assert_eq!(bounded(v).await, Ok(i as u64), "round {round}, task {i}");
+        }
+    }
+}

@@ -63,7 +63,7 @@ pub(crate) struct PoolCore {
     /// so stats survive resizes. Changed only while `workers` is write-locked, so a reader holding
     /// `workers` sees each worker's counters exactly once.
     pub(crate) retired: std::sync::Mutex<Vec<Arc<crate::task::Counters>>>,
-    /// One resize at a time.
+    /// One resize at a time; a stop waits for the one under way before it takes the workers.
     pub(crate) resizing: std::sync::Mutex<()>,
     /// The route of the pool's channel, once it is taken (to remove only our own).
     pub(crate) route: OnceLock<Arc<dyn Route>>,
@@ -409,12 +409,22 @@ impl PoolCore {
         }
     }
 
-    async fn run_stop(&self) {
+    async fn run_stop(self: &Arc<Self>) {
         // Map chunks parked before the stop are queued as room frees (the workers still run).
         let mut parked = self.parked.subscribe();
         let _ = parked.wait_for(|n| *n == 0).await;
         // Pushes that saw RUNNING finish enqueuing within a few instructions; none can start now.
         self.quiesce_pushes();
+        // A resize (or a lost worker's replacement) that began before the stop finishes first:
+        // one that retired a worker has moved its queue to workers this stop then drains, and
+        // one that added a worker has it in the list below. Any later one sees the stop and
+        // changes nothing. (On a blocking thread: a process worker's retirement can wait out its
+        // child's kill grace.)
+        let core = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            drop(core.resizing.lock().unwrap_or_else(|p| p.into_inner()));
+        })
+        .await;
         let how = if self.aborting.load(Ordering::SeqCst) {
             Shutdown::Abort
         } else {
