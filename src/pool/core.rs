@@ -295,6 +295,16 @@ impl PoolCore {
         }
     }
 
+    /// Runs `queue` as a push is run: a worker retiring meanwhile (see `remove_worker`) waits for
+    /// it to finish before it hands its queue back, so a task that `queue` places on the worker
+    /// moves with the rest instead of staying behind on a worker that has stopped.
+    pub(crate) fn as_push<T>(&self, queue: impl FnOnce() -> T) -> T {
+        self.inflight.fetch_add(1, Ordering::SeqCst);
+        let out = queue();
+        self.inflight.fetch_sub(1, Ordering::SeqCst);
+        out
+    }
+
     /// Waits until every push that already passed the state check has finished enqueuing (a few
     /// instructions each), so that a worker leaving the pool sees all it will ever be given.
     pub(crate) fn quiesce_pushes(&self) {

@@ -157,10 +157,12 @@ impl PoolCore {
     /// A thread worker ran one task past `stuck_after`: replace it. The stuck thread keeps running
     /// its task and exits when it returns.
     pub(crate) fn worker_lost(self: &Arc<Self>, slot: &Arc<WorkerSlot>) {
+        let _guard = self.resizing.lock().unwrap_or_else(|p| p.into_inner());
+        // Looked at under the lock: a stop takes it before it takes the workers to drain, so
+        // a replacement made here is either among them or not made at all.
         if self.is_stopped() {
             return;
         }
-        let _guard = self.resizing.lock().unwrap_or_else(|p| p.into_inner());
         let limit = self.stuck_after.unwrap_or_default();
         if !self.workers().iter().any(|w| Arc::ptr_eq(w, slot)) {
             return; // already gone

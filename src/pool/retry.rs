@@ -65,21 +65,25 @@ impl PoolCore {
     }
 
     /// Queues a retried task: where it was bound, else where the strategy says.
+    /// Counted as a push: a worker that retires meanwhile waits for the task to be queued and
+    /// moves it with the rest of its queue.
     fn queue_again(&self, mut task: Box<dyn ErasedTask>, from: &Weak<WorkerSlot>) {
         task.next_attempt();
-        let home = from
-            .upgrade()
-            .filter(|s| task.pinned() && !s.retired.load(std::sync::atomic::Ordering::SeqCst));
-        match home {
-            Some(slot) => self.enqueue(&slot, task, true),
-            None => {
-                let fallback = self.fallback_fin(from);
-                match fallback {
-                    Some(fin) => self.resubmit(task, &fin),
-                    None => task.reject(TaskError::Cancelled),
+        self.as_push(|| {
+            let home = from
+                .upgrade()
+                .filter(|s| task.pinned() && !s.retired.load(std::sync::atomic::Ordering::SeqCst));
+            match home {
+                Some(slot) => self.enqueue(&slot, task, true),
+                None => {
+                    let fallback = self.fallback_fin(from);
+                    match fallback {
+                        Some(fin) => self.resubmit(task, &fin),
+                        None => task.reject(TaskError::Cancelled),
+                    }
                 }
             }
-        }
+        });
     }
 
     /// Fails a task whose retries a stop ended: with its last error, or `Cancelled` on an abort.

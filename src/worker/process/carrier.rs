@@ -145,14 +145,14 @@ pub(super) fn connect(
             // A child that died already fails its handshake: its reader sees it end.
             let _ = rings.send_to_child(&sock);
             let (sink, source) = rings.parent_ends(Arc::new(watch), max, LINGER);
-            readers.read(move || read_child(shared, generation, source))?;
+            readers.read(move || read_child(&shared, generation, source))?;
             Ok(Input::Ring { sink, _sock: sock })
         }
         None => {
             let stdin = child.stdin.take().ok_or_else(missing)?;
             let stdout = child.stdout.take().ok_or_else(missing)?;
             let output = PipeSource::new(Output::new(stdout, child.id()), max);
-            readers.read(move || read_child(shared, generation, output))?;
+            readers.read(move || read_child(&shared, generation, output))?;
             let capacity = pipe_size(&stdin);
             Ok(Input::Pipe {
                 sink: PipeSink::new(stdin, max),

@@ -71,7 +71,7 @@ impl ProcessWorker {
             failures: 0,
             last_failure: None,
             encoded: Vec::new(),
-            readers: Readers::new(),
+            readers: Readers::new(tx.clone()),
         };
         let host = Arc::new(Mutex::new(host));
         let relay: Arc<Mutex<dyn Relay>> = host.clone();

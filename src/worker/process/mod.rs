@@ -7,24 +7,24 @@
 //! child itself, and the reader, having settled answers, sends what waits. Neither ever starts a
 //! child or waits for ring space; what they cannot do they leave to the host thread, which also
 //! watches timeouts and memory and starts and ends children. The parent keeps the
-//! queue: it sends up to [`ProcessConfig::pipeline`] jobs ahead to the child (batched in one write)
-//! and knows which one the child is running — the first one without an answer, because the child
-//! writes each answer before it starts the next job. So when the child dies, exactly that task fails
-//! with [`TaskError::WorkerCrashed`]; the jobs sent after it never started and go to the replacement
-//! child, which starts at once under a fresh channel, from the same host thread and read by the same
-//! reader thread (a worker whose children keep crashing starts no new threads). A per-task timeout kills the child (SIGTERM,
-//! then SIGKILL after a grace period): real cancellation.
+//! queue: it sends up to [`ProcessConfig::pipeline`] jobs ahead to the child (batched in one
+//! write) and knows which one the child is running — the first one without an answer, because the
+//! child writes each answer before it starts the next job. So when the child dies, exactly that
+//! task fails with [`TaskError::WorkerCrashed`]; the jobs sent after it never started and go to
+//! the replacement child, which starts at once under a fresh channel, from the same host thread
+//! and read by the same reader thread (a worker whose children keep crashing starts no new
+//! threads). A per-task timeout kills the child (SIGTERM, then SIGKILL after a grace period):
+//! real cancellation.
 //!
 //! Files: [`config`] (settings, on every platform), `host` (the worker's backend, which starts the
 //! host thread), `state` (what the host holds), `serve` (the host's loop: queue and pipeline, and
 //! the relay from other threads), `carrier` (the rings or the pipes to one child),
 //! `life` (a child's start, end and replacement, through the restart policy), `limits` (a child's
 //! resource limits: telling a limit's kill from a crash, watching its memory), `shared` (what the
-//! host and the reader share), `reader` (the reader threads, kept across children, and a child's output, watched
-//! through its pidfd), `reap`
-//! (ending a child and its process group). Process mode needs Linux
-//! and the `process` feature (on by default); elsewhere a process pool fails to start with
-//! [`PoolError::Unsupported`](crate::PoolError::Unsupported).
+//! host and the reader share), `reader` (the reader threads, kept across children, and a child's
+//! output, watched through its pidfd), `reap` (ending a child and its process group). Process
+//! mode needs Linux and the `process` feature (on by default); elsewhere a process pool fails to
+//! start with [`PoolError::Unsupported`](crate::PoolError::Unsupported).
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;

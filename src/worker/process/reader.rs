@@ -57,17 +57,15 @@ impl std::io::Read for Output {
 }
 
 /// Reads child generation `generation`'s frames from its carrier: the handshake goes to the host,
-/// answers are settled right here (one thread hop fewer on every task), the end goes to the host.
-pub(super) fn read_child(shared: Arc<Shared>, generation: u64, mut source: impl FrameSource) {
+/// answers are settled right here (one thread hop fewer on every task). Returns the child's end,
+/// for the host: [`Readers`] sends it once this thread is free for the next child's output.
+pub(super) fn read_child(shared: &Shared, generation: u64, mut source: impl FrameSource) -> Msg {
     let mut first = true;
     loop {
         let body = match source.recv() {
             // Acknowledged once read: a child's answer is settled exactly once, right below.
             Ok(delivery) => delivery.ack(),
-            Err(e) => {
-                let _ = shared.host.send(Msg::Gone(generation, e));
-                return;
-            }
+            Err(e) => return Msg::Gone(generation, e),
         };
         if first {
             first = false;
@@ -85,65 +83,64 @@ pub(super) fn read_child(shared: Arc<Shared>, generation: u64, mut source: impl 
             ),
             Ok(_) => {
                 let what = "a frame other than Done from a worker".to_string();
-                let _ = shared
-                    .host
-                    .send(Msg::Gone(generation, WireError::Unexpected(what)));
-                return;
+                return Msg::Gone(generation, WireError::Unexpected(what));
             }
-            Err(e) => {
-                let _ = shared.host.send(Msg::Gone(generation, e));
-                return;
-            }
+            Err(e) => return Msg::Gone(generation, e),
         };
         // The answer is decoded into its own value: the next frame is read into the same memory.
         source.recycle(body);
         if !settled {
             let what = "an answer for a job that is not running".to_string();
-            let _ = shared
-                .host
-                .send(Msg::Gone(generation, WireError::Unexpected(what)));
-            return;
+            return Msg::Gone(generation, WireError::Unexpected(what));
         }
     }
 }
 
-/// One child's output, to be read to its end on a reader thread.
-type Read = Box<dyn FnOnce() + Send>;
+/// One child's output, to be read to its end on a reader thread; returns the child's end.
+type Read = Box<dyn FnOnce() -> Msg + Send>;
 
 /// The threads that read a worker's children, kept across child restarts: a replaced child's
-/// output goes to the thread that read the one before (which is free once that child's output
-/// ended), so a worker whose children crash again and again does not start a thread each time.
-/// Only while every reader is still on an earlier child's output (one whose end has not come
-/// yet) does a new thread start; it stays for the next children too. The threads end once the
-/// host is done ([`close`](Self::close)) and their last child's output has ended.
+/// output goes to the thread that read the one before, so a worker whose children crash again
+/// and again does not start a thread each time. A thread counts itself free before the host
+/// hears that its child ended, so the replacement that the host then starts finds it. Only while
+/// every reader is still on an earlier child's output (one whose end has not come, possible only
+/// without pidfds) does a new thread start; it stays for the next children too. The threads end
+/// once the host is done ([`close`](Self::close)) and their last child's output has ended.
 pub(super) struct Readers {
     /// Where the next child's output goes; `None` once the host is done.
     tx: Option<Sender<Read>>,
     rx: Receiver<Read>,
     /// Threads waiting for a child's output and not yet promised one.
     idle: Arc<AtomicUsize>,
+    /// The host's channel, for each child's end.
+    host: Sender<Msg>,
 }
 
 impl Readers {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(host: Sender<Msg>) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
         Readers {
             tx: Some(tx),
             rx,
             idle: Arc::new(AtomicUsize::new(0)),
+            host,
         }
     }
 
-    /// Reads a child's output with `read` on a free reader thread, or on a new one.
+    /// Reads a child's output with `read` on a free reader thread, or on a new one, and tells the
+    /// host the child's end that `read` returns.
     ///
     /// # Errors
     ///
     /// When a new thread is needed and the OS refuses it (`read` is dropped).
-    pub(super) fn read(&self, read: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    pub(super) fn read(&self, read: impl FnOnce() -> Msg + Send + 'static) -> std::io::Result<()> {
         let thread = std::thread::Builder::new().name("circuits-process-reader".into());
+        let host = self.host.clone();
         let Some(tx) = &self.tx else {
             // The host is done (no child should start now): a thread for this output alone.
-            thread.spawn(read)?;
+            thread.spawn(move || {
+                let _ = host.send(read());
+            })?;
             return Ok(());
         };
         // A free thread is promised this output before it is sent, so two outputs sent in a
@@ -159,11 +156,14 @@ impl Readers {
         }
         let (rx, idle) = (self.rx.clone(), self.idle.clone());
         thread.spawn(move || {
-            read();
+            let mut next: Read = Box::new(read);
             loop {
+                let end = next();
+                // Free (and its child's carrier closed) before the host hears of the end.
                 idle.fetch_add(1, Ordering::AcqRel);
+                let _ = host.send(end);
                 match rx.recv() {
-                    Ok(next) => next(),
+                    Ok(read) => next = read,
                     Err(_) => return, // the host is done
                 }
             }
