@@ -9,7 +9,7 @@
 //! make those re-executed copies misbehave before `circuits::init` through environment variables.
 
 mod common;
-use common::Square;
+use common::{Crash, Square};
 
 use common::{
     alive, await_children, bounded, children, ended, eventually, eventually_blocking,
@@ -96,17 +96,6 @@ impl Job for SpawnSleep {
             }
         }
         pid
-    }
-}
-
-/// Aborts its worker process.
-#[derive(Serialize, Deserialize)]
-struct Crash;
-impl Job for Crash {
-    const NAME: &'static str = "crash";
-    type Output = u32;
-    fn run(self) -> u32 {
-        std::process::abort()
     }
 }
 

@@ -4,7 +4,7 @@
 //! `main` (`harness = false`): process-mode tests need `circuits::init` first.
 
 mod common;
-use common::{bounded, listen, Gate, Listener};
+use common::{bounded, listen, Crash, Gate, Listener};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -53,17 +53,6 @@ impl Job for HangOnce {
             }
         }
         7
-    }
-}
-
-/// Always crashes its child.
-#[derive(Serialize, Deserialize)]
-struct Crash;
-impl Job for Crash {
-    const NAME: &'static str = "crash";
-    type Output = u32;
-    fn run(self) -> u32 {
-        std::process::abort()
     }
 }
 

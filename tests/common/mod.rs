@@ -563,6 +563,19 @@ impl Job for Square {
     }
 }
 
+/// Aborts the worker process that runs it (registered, like [`Square`], by the binaries that use
+/// it).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Crash;
+
+impl Job for Crash {
+    const NAME: &'static str = "crash";
+    type Output = u32;
+    fn run(self) -> u32 {
+        std::process::abort()
+    }
+}
+
 /// The values of the successes among `terminal` events, sorted (to compare with the values the
 /// pushers got back).
 pub fn success_values<R: Ord + Clone>(terminal: &HashMap<TaskId, Seen<R>>) -> Vec<R> {
