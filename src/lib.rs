@@ -73,6 +73,7 @@ pub mod event;
 mod host;
 pub mod job;
 pub mod pool;
+mod spent;
 mod state;
 pub mod task;
 pub mod tree;

@@ -27,6 +27,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::spent::Spent;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -55,7 +57,8 @@ pub struct Abandoned;
 
 enum State<T> {
     Pending(Option<Waker>),
-    Ready(T),
+    /// The result, and what carried it (freed when the result is taken).
+    Ready(T, Option<Spent>),
     Taken,
     Abandoned,
 }
@@ -149,20 +152,26 @@ impl<T: Outcome> Promise<T> {
     /// anyone waiting can see the result (so counters bumped there are visible to whoever awaited
     /// the value). `first` runs under the value's lock: keep it to a few atomic operations.
     pub(crate) fn complete_then(&self, v: T, first: impl FnOnce()) -> bool {
-        self.slot.resolve(v, first)
+        self.slot.resolve(v, first, None)
+    }
+
+    /// As [`complete_then`](Self::complete_then), keeping `spent` (what carried `v`) with the
+    /// result until it is taken, so that its memory is freed where the value is read.
+    pub(crate) fn complete_spent(&self, v: T, first: impl FnOnce(), spent: Option<Spent>) -> bool {
+        self.slot.resolve(v, first, spent)
     }
 }
 
 impl<T: Outcome> Slot<T> {
     /// The one way a value resolves: if still pending, run `first`, store `v`, wake the waiter.
-    fn resolve(&self, v: T, first: impl FnOnce()) -> bool {
+    fn resolve(&self, v: T, first: impl FnOnce(), spent: Option<Spent>) -> bool {
         let waker = {
             let mut st = self.lock();
             match &mut *st {
                 State::Pending(w) => {
                     let w = w.take();
                     first();
-                    *st = State::Ready(v.keep());
+                    *st = State::Ready(v.keep(), spent);
                     w
                 }
                 _ => return false,
@@ -185,7 +194,7 @@ pub(crate) trait FailSlot<E>: Send + Sync {
 
 impl<U: Send, E: Send> FailSlot<E> for Slot<Result<U, E>> {
     fn fail_then(&self, e: E, first: &mut dyn FnMut()) -> bool {
-        self.resolve(Err(e), first)
+        self.resolve(Err(e), first, None)
     }
 }
 
@@ -303,7 +312,8 @@ impl<T, E: From<Abandoned>> Value<T, E> {
 
     fn take_state(st: &mut State<Result<T, Box<E>>>) -> Taking<T, E> {
         match std::mem::replace(st, State::Taken) {
-            State::Ready(r) => Taking::Got(Result::unkeep(r)),
+            // What carried the result is freed here, on the reading thread.
+            State::Ready(r, _spent) => Taking::Got(Result::unkeep(r)),
             State::Taken => Taking::Taken,
             State::Abandoned => {
                 *st = State::Abandoned;
@@ -475,7 +485,7 @@ impl<T, E> std::fmt::Debug for Value<T, E> {
             Inner::Ready(None) => "taken",
             Inner::Slot(s) => match *s.lock() {
                 State::Pending(_) => "pending",
-                State::Ready(_) => "ready",
+                State::Ready(..) => "ready",
                 State::Taken => "taken",
                 State::Abandoned => "abandoned",
             },

@@ -14,6 +14,7 @@ use super::recent::RecentFailures;
 use super::retry::RetryHook;
 use crate::bus::{Bus, Target};
 use crate::channel::Channel;
+use crate::spent::Spent;
 use crate::value::{FailSlot, Promise};
 
 /// Where a task's outcome goes: its bus, the pool's channel, the worker's channel, and the counters
@@ -102,17 +103,30 @@ impl Finisher {
     /// `attempt` is the run that gave the result (from 1; above 1 after retries).
     pub(crate) fn settle<R: TaskOutput>(
         &self,
+        run: (TaskId, u32),
+        promise: &Promise<Result<R, TaskError>>,
+        result: Result<R, TaskError>,
+        permit: Option<&Permit>,
+    ) {
+        self.settle_spent(run, promise, result, permit, None);
+    }
+
+    /// As [`settle`](Self::settle), handing the value `spent` (the task's emptied box) to free
+    /// where the value is read.
+    pub(crate) fn settle_spent<R: TaskOutput>(
+        &self,
         (id, attempt): (TaskId, u32),
         promise: &Promise<Result<R, TaskError>>,
         result: Result<R, TaskError>,
         permit: Option<&Permit>,
+        spent: Option<Spent>,
     ) {
         release(permit);
         // Only a failure pays for its record (a clone of the error, for the pool's last failures).
         let failed = result.as_ref().err().cloned();
         let count = || self.count(id, attempt, failed);
         if !self.observed() {
-            promise.complete_then(result, count);
+            promise.complete_spent(result, count, spent);
             return;
         }
         let terminal = match &result {
@@ -124,7 +138,7 @@ impl Finisher {
             }),
             Err(e) => Err(self.failure(id, attempt, e.clone())),
         };
-        if promise.complete_then(result, count) {
+        if promise.complete_spent(result, count, spent) {
             self.fire(id, attempt, terminal);
         }
     }
@@ -328,5 +342,42 @@ impl Registry for RunningSet {
     }
     fn leave(&self, id: TaskId) {
         self.lock().remove(&id.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::thread::ThreadId;
+
+    use crate::spent::Spent;
+    use crate::task::TaskError;
+
+    /// Notes the thread that drops it.
+    struct Mark(Arc<Mutex<Option<ThreadId>>>);
+    impl Drop for Mark {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = Some(std::thread::current().id());
+        }
+    }
+
+    #[test]
+    fn what_carried_a_result_is_freed_where_the_result_is_read() {
+        let (promise, mut value) = crate::value::promise::<u32, TaskError>();
+        let dropped = Arc::new(Mutex::new(None));
+        let (_contents, spent) = Spent::hollow(Box::new([0u64; 4]));
+        let spent = spent.with(Some(Box::new(Mark(dropped.clone()))));
+        std::thread::spawn(move || {
+            assert!(promise.complete_spent(Ok(5), || {}, Some(spent)));
+        })
+        .join()
+        .expect("the resolving thread ends");
+        assert_eq!(*dropped.lock().unwrap(), None, "freed before it was read");
+        assert_eq!(value.try_take(), Some(Ok(5)));
+        assert_eq!(
+            *dropped.lock().unwrap(),
+            Some(std::thread::current().id()),
+            "freed on the thread that read the result"
+        );
     }
 }

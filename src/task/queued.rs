@@ -20,6 +20,7 @@ use super::retry::RetryHook;
 use super::Task;
 use crate::bus::{Bus, Target};
 use crate::channel::Channel;
+use crate::spent::Spent;
 use crate::value::{promise, Promise, Value};
 
 impl<R: TaskOutput> Task<R> {
@@ -189,12 +190,16 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         }
         let timeout = self.timeout();
         let attempt = self.attempt();
-        let TaskCell {
-            id,
-            run,
-            promise,
-            extra,
-        } = *self;
+        // The box's memory goes back with the result, to be freed where the value is read.
+        let (
+            TaskCell {
+                id,
+                run,
+                promise,
+                extra,
+            },
+            spent,
+        ) = Spent::hollow(self);
         let permit = extra.as_ref().and_then(|e| e.permit.clone());
         if !promise.is_pending() {
             return; // already settled (cancelled while queued)
@@ -269,7 +274,14 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
                 return cell.requeue(delay, error, fin, &hook);
             }
         }
-        fin.settle((id, attempt), &promise, result, permit.as_ref());
+        let spent = spent.with(extra.map(|e| e as Box<dyn Send>));
+        fin.settle_spent(
+            (id, attempt),
+            &promise,
+            result,
+            permit.as_ref(),
+            Some(spent),
+        );
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
@@ -398,15 +410,22 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
     }
 
     fn finish_encoded(self: Box<Self>, answer: Result<&[u8], TaskError>, fin: &Finisher) {
-        let job = self.extra.as_ref().and_then(|e| e.job.as_ref());
-        let result = match (answer, job) {
-            (Ok(bytes), Some(j)) => (j.decode)(bytes),
-            (Ok(_), None) => Err(TaskError::Wire(crate::wire::WireError::Unexpected(
+        let bytes = match answer {
+            Ok(bytes) => bytes,
+            Err(e) => return self.fail(e, fin),
+        };
+        let (key, permit) = ((self.id, self.attempt()), self.permit().cloned());
+        // The box and its extras go back with the result, to be freed where the value is read.
+        let (cell, spent) = Spent::hollow(self);
+        let job = cell.extra.as_ref().and_then(|e| e.job.as_ref());
+        let result = match job {
+            Some(j) => (j.decode)(bytes),
+            None => Err(TaskError::Wire(crate::wire::WireError::Unexpected(
                 "an encoded answer for a task that is not a job".into(),
             ))),
-            (Err(e), _) => return self.fail(e, fin),
         };
-        let key = (self.id, self.attempt());
-        fin.settle(key, &self.promise, result, self.permit());
+        let TaskCell { promise, extra, .. } = cell;
+        let spent = spent.with(extra.map(|e| e as Box<dyn Send>));
+        fin.settle_spent(key, &promise, result, permit.as_ref(), Some(spent));
     }
 }
