@@ -366,9 +366,10 @@ mod tests {
         let (promise, mut value) = crate::value::promise::<u32, TaskError>();
         let dropped = Arc::new(Mutex::new(None));
         let (_contents, spent) = Spent::hollow(Box::new([0u64; 4]));
-        let spent = spent.with(Some(Box::new(Mark(dropped.clone()))));
+        let spent = spent.map(|s| s.with(Some(Box::new(Mark(dropped.clone())))));
+        assert!(spent.is_some());
         std::thread::spawn(move || {
-            assert!(promise.complete_spent(Ok(5), || {}, Some(spent)));
+            assert!(promise.complete_spent(Ok(5), || {}, spent));
         })
         .join()
         .expect("the resolving thread ends");

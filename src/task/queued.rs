@@ -274,14 +274,8 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
                 return cell.requeue(delay, error, fin, &hook);
             }
         }
-        let spent = spent.with(extra.map(|e| e as Box<dyn Send>));
-        fin.settle_spent(
-            (id, attempt),
-            &promise,
-            result,
-            permit.as_ref(),
-            Some(spent),
-        );
+        let spent = spent.map(|s| s.with(extra.map(|e| e as Box<dyn Send>)));
+        fin.settle_spent((id, attempt), &promise, result, permit.as_ref(), spent);
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
@@ -425,7 +419,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             ))),
         };
         let TaskCell { promise, extra, .. } = cell;
-        let spent = spent.with(extra.map(|e| e as Box<dyn Send>));
-        fin.settle_spent(key, &promise, result, permit.as_ref(), Some(spent));
+        let spent = spent.map(|s| s.with(extra.map(|e| e as Box<dyn Send>)));
+        fin.settle_spent(key, &promise, result, permit.as_ref(), spent);
     }
 }
