@@ -4,27 +4,28 @@
 use std::mem::{align_of, size_of, MaybeUninit};
 use std::ptr::NonNull;
 
-/// The emptied memory of what carried a result to its slot (a task's box, and its extras), freed
-/// where the result is read: usually the thread that allocated it, whose allocator then reuses it
+/// The emptied memory of what carried a result to its slot (a task's box), freed where the result
+/// is read: usually the thread that allocated it, whose allocator then reuses it
 /// at once. Freed where the task ran instead (a worker thread), each task's box made glibc's
 /// `malloc` take its slow path on both threads: in a probe of S2's shape (one thread pushing, two
 /// running), one such box per job slowed the suite's own floor by a quarter; and the soak's RSS
-/// grew 1.15x from 100k to 1M tasks (median of 8 runs) without this, 1.05-1.07x with it.
+/// grew 1.15x from 100k to 1M tasks (median of 8 runs) without this, 1.08x (6 runs) with it.
 ///
 /// One pointer, so that a value's slot is no larger for it (S9, memory per queued task): what it
-/// needs to free itself (a [`Husk`]) is written into the emptied memory.
+/// needs to free itself (a [`Husk`]) is written into the emptied memory. Only memory: whatever the
+/// box held (a task's extras, a job's inputs, a cancel handle that points back at the value's
+/// slot) is dropped where it ran, so no user code runs when a `Spent` is freed, and no cycle
+/// through the slot can keep it alive.
 pub(crate) struct Spent(NonNull<Husk>);
 
 /// What an emptied box holds until it is freed.
 struct Husk {
-    /// Other boxes that came with it (a task's extras), freed with it.
-    rest: Option<Box<dyn Send>>,
-    /// Drops this husk and frees the memory it lives in, with the layout it was allocated with.
+    /// Frees the memory this husk lives in, with the layout it was allocated with.
     free: unsafe fn(NonNull<Husk>),
 }
 
-// SAFETY: a `Spent` owns its husk and the allocation under it, as a `Box` would, and both fields
-// of a husk are `Send`.
+// SAFETY: a `Spent` owns its husk (a function pointer) and the allocation under it, which holds
+// nothing else alive: freeing it from another thread is freeing a `Box` from another thread.
 unsafe impl Send for Spent {}
 
 impl Spent {
@@ -44,37 +45,22 @@ impl Spent {
         let husk = raw.cast::<Husk>();
         // SAFETY: the memory is a `T`'s, at least as large and as aligned as a husk (checked
         // above), and nothing alive is in it any more: writing a husk there overwrites nothing.
-        unsafe {
-            husk.write(Husk {
-                rest: None,
-                free: free_as::<T>,
-            })
-        };
+        unsafe { husk.write(Husk { free: free_as::<T> }) };
         // A pointer from `Box::into_raw` is never null.
         (contents, NonNull::new(husk).map(Spent))
     }
-
-    /// Frees `rest` (other boxes from the same thread) with this.
-    pub(crate) fn with(self, rest: Option<Box<dyn Send>>) -> Spent {
-        // SAFETY: the husk is this `Spent`'s own, alive from `hollow` until `drop`.
-        unsafe { (*self.0.as_ptr()).rest = rest };
-        self
-    }
 }
 
-/// Drops a husk and frees the memory it lives in as a `T`'s.
+/// Frees the memory a husk lives in as a `T`'s.
 ///
 /// # Safety
 ///
 /// `husk` was written by [`Spent::hollow::<T>`] into the allocation of a `Box<T>`, and this is
 /// called once for it.
 unsafe fn free_as<T>(husk: NonNull<Husk>) {
-    // SAFETY: by the contract above: the husk is alive and freed once, and the memory is a
-    // `Box<T>`'s allocation, freed as a `MaybeUninit<T>` (same layout) after the husk is dropped.
-    unsafe {
-        std::ptr::drop_in_place(husk.as_ptr());
-        drop(Box::from_raw(husk.as_ptr().cast::<MaybeUninit<T>>()));
-    }
+    // SAFETY: by the contract above the memory is a `Box<T>`'s allocation, freed once, as a
+    // `MaybeUninit<T>` (same layout), which drops nothing (a husk has nothing to drop).
+    drop(unsafe { Box::from_raw(husk.as_ptr().cast::<MaybeUninit<T>>()) });
 }
 
 impl Drop for Spent {
@@ -115,19 +101,8 @@ mod tests {
 
     #[test]
     fn memory_too_small_for_a_husk_is_freed_at_once() {
-        let (contents, spent) = Spent::hollow(Box::new(9u64));
+        let (contents, spent) = Spent::hollow(Box::new(9u32));
         assert_eq!(contents, 9);
         assert!(spent.is_none());
-    }
-
-    #[test]
-    fn what_comes_with_it_is_dropped_with_it() {
-        let drops = Arc::new(AtomicUsize::new(0));
-        let (_contents, spent) = Spent::hollow(Box::new([0u64; 4]));
-        let rest: Box<dyn Send> = Box::new(Counted(drops.clone(), [0; 8]));
-        let spent = spent.expect("32 bytes hold a husk").with(Some(rest));
-        assert_eq!(drops.load(Ordering::SeqCst), 0);
-        drop(spent);
-        assert_eq!(drops.load(Ordering::SeqCst), 1);
     }
 }

@@ -274,7 +274,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
                 return cell.requeue(delay, error, fin, &hook);
             }
         }
-        let spent = spent.map(|s| s.with(extra.map(|e| e as Box<dyn Send>)));
+        drop(extra); // here: it may hold user code (a retry's closure, a cancel handle)
         fin.settle_spent((id, attempt), &promise, result, permit.as_ref(), spent);
     }
 
@@ -409,7 +409,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             Err(e) => return self.fail(e, fin),
         };
         let (key, permit) = ((self.id, self.attempt()), self.permit().cloned());
-        // The box and its extras go back with the result, to be freed where the value is read.
+        // The box's memory goes back with the result, to be freed where the value is read.
         let (cell, spent) = Spent::hollow(self);
         let job = cell.extra.as_ref().and_then(|e| e.job.as_ref());
         let result = match job {
@@ -419,7 +419,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             ))),
         };
         let TaskCell { promise, extra, .. } = cell;
-        let spent = spent.map(|s| s.with(extra.map(|e| e as Box<dyn Send>)));
+        drop(extra); // here: it may hold user code (a retry's closure, a cancel handle)
         fin.settle_spent(key, &promise, result, permit.as_ref(), spent);
     }
 }
