@@ -318,6 +318,14 @@ async fn stats_add_up_and_are_fired_periodically() {
     let held: Vec<_> = (0..4u64)
         .map(|i| pool.push(gate.task(i)).expect("accepted"))
         .collect();
+    // Both workers held at the gate before the rest comes, so that nothing finishes while the
+    // counters are read below. (A worker that woke late could otherwise take tasks from its own
+    // queue before a gate task waiting for it in the pool's injector, and finish them meanwhile.)
+    assert!(
+        eventually(30, || pool.stats().running == 2).await,
+        "both workers start a gate task: {:?}",
+        pool.stats()
+    );
     let values: Vec<_> = (0..100u64)
         .map(|i| {
             pool.push(Task::fallible(
