@@ -27,10 +27,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use crate::spent::Spent;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+
+use crate::spent::Spent;
 
 /// Why a bounded wait on a [`Value`] returned without the value's result (the result itself, a
 /// success or the value's own error, comes inside `Ok`, as with `tokio::time::timeout`).

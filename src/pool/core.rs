@@ -245,42 +245,40 @@ impl PoolCore {
         if let Err(refusal) = self.kind.check(&*task) {
             return Err((refusal, task));
         }
-        self.inflight.fetch_add(1, Ordering::SeqCst);
-        let state = self.state.load(Ordering::SeqCst);
-        let open = state == RUNNING
-            || (accepted && state == STOPPING && !self.aborting.load(Ordering::SeqCst));
-        if !open {
-            self.inflight.fetch_sub(1, Ordering::SeqCst);
-            return Err((Refusal::Stopped, task));
-        }
-        let id = TaskId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        match to {
-            // A worker that is leaving the pool takes nothing more; its tasks go elsewhere.
-            Some(slot) => {
-                task.prepare(id, self.default_timeout);
-                if slot.retired.load(Ordering::SeqCst) {
-                    self.resubmit(task, &slot.fin());
-                } else {
-                    self.enqueue(slot, task, true);
+        // Counted while it places the task (see `quiesce_pushes`).
+        self.as_push(|| {
+            let state = self.state.load(Ordering::SeqCst);
+            let open = state == RUNNING
+                || (accepted && state == STOPPING && !self.aborting.load(Ordering::SeqCst));
+            if !open {
+                return Err((Refusal::Stopped, task));
+            }
+            let id = TaskId(self.next_id.fetch_add(1, Ordering::Relaxed));
+            match to {
+                // A worker that is leaving the pool takes nothing more; its tasks go elsewhere.
+                Some(slot) => {
+                    task.prepare(id, self.default_timeout);
+                    if slot.retired.load(Ordering::SeqCst) {
+                        self.resubmit(task, &slot.fin());
+                    } else {
+                        self.enqueue(slot, task, true);
+                    }
+                }
+                None => {
+                    let workers = self.workers();
+                    if workers.is_empty() {
+                        // Only between a stop's end and the state saying so.
+                        return Err((Refusal::Stopped, task));
+                    }
+                    task.prepare(id, self.default_timeout);
+                    let key = task.key();
+                    let i = self.strategy.pick(&SlotLoads(&workers), key);
+                    // A keyed task stays where its key sends it; others may be stolen.
+                    self.enqueue(&workers[i.min(workers.len() - 1)], task, key.is_some());
                 }
             }
-            None => {
-                let workers = self.workers();
-                if workers.is_empty() {
-                    // Only between a stop's end and the state saying so.
-                    drop(workers);
-                    self.inflight.fetch_sub(1, Ordering::SeqCst);
-                    return Err((Refusal::Stopped, task));
-                }
-                task.prepare(id, self.default_timeout);
-                let key = task.key();
-                let i = self.strategy.pick(&SlotLoads(&workers), key);
-                // A keyed task stays where its key sends it; others may be stolen.
-                self.enqueue(&workers[i.min(workers.len() - 1)], task, key.is_some());
-            }
-        }
-        self.inflight.fetch_sub(1, Ordering::SeqCst);
-        Ok(())
+            Ok(())
+        })
     }
 
     pub(crate) fn enqueue(&self, slot: &WorkerSlot, mut task: Box<dyn ErasedTask>, pinned: bool) {
@@ -295,9 +293,10 @@ impl PoolCore {
         }
     }
 
-    /// Runs `queue` as a push is run: a worker retiring meanwhile (see `remove_worker`) waits for
-    /// it to finish before it hands its queue back, so a task that `queue` places on the worker
-    /// moves with the rest instead of staying behind on a worker that has stopped.
+    /// Runs `queue` counted as a push under way (every push, and a retry queued again): a worker
+    /// retiring meanwhile (see `remove_worker`) waits for it to finish before it hands its queue
+    /// back, so a task that `queue` places on the worker moves with the rest instead of staying
+    /// behind on a worker that has stopped; a stop waits for it likewise.
     pub(crate) fn as_push<T>(&self, queue: impl FnOnce() -> T) -> T {
         self.inflight.fetch_add(1, Ordering::SeqCst);
         let out = queue();
