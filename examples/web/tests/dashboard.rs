@@ -11,7 +11,7 @@
 mod support;
 use support::start;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,11 @@ use serde_json::{json, Value};
 
 /// How long any one condition may take to hold on the page.
 const DEADLINE: Duration = Duration::from_secs(30);
+/// How long Chromium may take to start. Its first start on a fresh machine (right after
+/// `apt-get install`) builds its profile and caches, and a session is tried again when it fails.
+const START_DEADLINE: Duration = Duration::from_secs(120);
+/// How many times a session is tried before the test fails, naming every reason.
+const START_TRIES: usize = 3;
 
 /// chromedriver and the browser session it started, ended (by the driver's pid) when dropped.
 struct Browser {
@@ -27,6 +32,8 @@ struct Browser {
     /// `http://127.0.0.1:PORT/session/ID`.
     session: String,
     client: awc::Client,
+    /// chromedriver's log (Chromium's start and its errors), shown when the test fails.
+    log: std::path::PathBuf,
 }
 
 /// The first of `names` found on the `PATH`.
@@ -57,8 +64,10 @@ impl Browser {
             );
             return None;
         };
+        let log = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("chromedriver.log");
         let mut child = Command::new(driver)
             .arg("--port=0") // loopback only, its default
+            .arg(format!("--log-path={}", log.display()))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -80,45 +89,84 @@ impl Browser {
             driver: child,
             session: String::new(),
             client,
+            log,
         };
         let capabilities = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": chromium,
                 // Root in a container has no user namespace for the sandbox.
+                // No first-run work, and nothing that reaches for a network the test has not.
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
                          "--disable-dev-shm-usage", "--hide-scrollbars",
-                         "--window-size=1360,860", "--force-device-scale-factor=1"],
+                         "--window-size=1360,860", "--force-device-scale-factor=1",
+                         "--no-first-run", "--no-default-browser-check",
+                         "--disable-background-networking", "--disable-component-update",
+                         "--disable-sync"],
             },
         }}});
         let url = format!("http://127.0.0.1:{port}/session");
-        let created = browser.request("POST", &url, Some(capabilities)).await;
-        let id = created["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {created}"));
-        browser.session = format!("{url}/{id}");
-        Some(browser)
+        let starting = awc::Client::builder().timeout(START_DEADLINE).finish();
+        let mut failures = Vec::new();
+        while failures.len() < START_TRIES {
+            let created = Browser::send(&starting, "POST", &url, Some(capabilities.clone())).await;
+            match created.map(|v| v["sessionId"].as_str().map(str::to_owned).ok_or(v)) {
+                Ok(Ok(id)) => {
+                    browser.session = format!("{url}/{id}");
+                    return Some(browser);
+                }
+                Ok(Err(answer)) => failures.push(format!("no session id in {answer}")),
+                Err(e) => failures.push(e),
+            }
+            eprintln!("Chromium did not start: {}", failures.last().unwrap());
+        }
+        panic!(
+            "Chromium did not start in {START_TRIES} tries: {failures:#?}\n{}",
+            browser.log_tail()
+        );
     }
 
-    /// One WebDriver command; its `value`.
-    async fn request(&self, method: &str, url: &str, body: Option<Value>) -> Value {
+    /// One WebDriver command sent with `client`; its `value`, or what went wrong.
+    async fn send(
+        client: &awc::Client,
+        method: &str,
+        url: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let req = match method {
-            "POST" => self.client.post(url),
-            "DELETE" => self.client.delete(url),
-            _ => self.client.get(url),
+            "POST" => client.post(url),
+            "DELETE" => client.delete(url),
+            _ => client.get(url),
         };
         let mut answer = match body {
             Some(b) => req.send_json(&b).await,
             None => req.send().await,
         }
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        .map_err(|e| format!("{method} {url}: {e}"))?;
         let body: Value = answer
             .json()
             .limit(64 << 20)
             .await
-            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-        assert!(answer.status().is_success(), "{method} {url}: {body}");
-        body["value"].clone()
+            .map_err(|e| format!("{method} {url}: {e}"))?;
+        if !answer.status().is_success() {
+            return Err(format!("{method} {url}: {} {body}", answer.status()));
+        }
+        Ok(body["value"].clone())
+    }
+
+    /// One WebDriver command; its `value`. Fails the test when the driver does.
+    async fn request(&self, method: &str, url: &str, body: Option<Value>) -> Value {
+        Browser::send(&self.client, method, url, body)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The end of chromedriver's log, to read beside a failure.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        format!("the end of {}:\n{tail}", self.log.display())
     }
 
     async fn go(&self, url: &str) {
@@ -156,22 +204,47 @@ impl Browser {
     }
 }
 
+/// Whether `answer` holds a whole HTTP response: its head and as many body bytes as its
+/// `Content-Length` says (chromedriver answers `Connection: close` but keeps the connection open).
+fn whole_response(answer: &[u8]) -> bool {
+    let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    answer.len() >= end + 4 + length
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail());
+        }
         // Ending the session closes Chromium; then the driver goes, by its pid.
         if let Some((addr, path)) = self
             .session
             .strip_prefix("http://")
             .and_then(|rest| rest.split_once('/'))
         {
-            // A plain blocking request: this runs wherever the test ended, runtime or not.
+            // A plain blocking request: this runs wherever the test ended, runtime or not. The
+            // answer comes once Chromium has quit.
             if let Ok(mut conn) = std::net::TcpStream::connect(addr) {
                 let _ = conn.set_read_timeout(Some(DEADLINE));
                 let _ = write!(
                     conn,
                     "DELETE /{path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
                 );
-                let _ = std::io::Read::read_to_end(&mut conn, &mut Vec::new());
+                let (mut answer, mut chunk) = (Vec::new(), [0; 4096]);
+                while let Ok(n @ 1..) = conn.read(&mut chunk) {
+                    answer.extend_from_slice(&chunk[..n]);
+                    if whole_response(&answer) {
+                        break;
+                    }
+                }
             }
         }
         let _ = self.driver.kill();
