@@ -302,10 +302,13 @@ async fn the_dashboard_shows_the_pools_live_in_a_real_browser() {
             .await,
         2
     );
+    // Each process worker's pid, once its child has started (a row shows while it starts).
     let pids = browser
-        .eval(
-            "return [...document.querySelectorAll('section.pool[data-pool=\"processes\"] td.pid')]
-                 .map(td => Number(td.textContent));",
+        .until(
+            "the process workers' pids",
+            "const p = [...document.querySelectorAll('section.pool[data-pool=\"processes\"] td.pid')]
+                 .map(td => td.textContent);
+             return p.length === 2 && p.every(t => t !== '') ? p.map(Number) : null;",
         )
         .await;
     assert!(
@@ -314,7 +317,11 @@ async fn the_dashboard_shows_the_pools_live_in_a_real_browser() {
         "process workers show their pids: {pids}"
     );
     let shown = browser
-        .eval("return document.querySelector('section.pool[data-pool=\"threads\"] [data-total=\"workers\"]').textContent;")
+        .until(
+            "the thread pool's total of workers",
+            "const t = document.querySelector('section.pool[data-pool=\"threads\"] [data-total=\"workers\"]');
+             return t && t.textContent !== '\\u2013' ? t.textContent : null;",
+        )
         .await;
     assert_eq!(shown, "2");
 
