@@ -592,6 +592,54 @@ async fn a_retiring_process_worker_keeps_pinned_tasks_and_hands_back_the_rest() 
     bounded(pool.stop()).await;
 }
 
+/// A process worker retired while it runs a job: a draining stop that comes meanwhile waits for
+/// that job too (the pool's own worker may be done long before), and its child ends with the pool.
+async fn a_draining_stop_waits_for_a_process_worker_retired_mid_job() {
+    let pool = Pool::builder()
+        .min(1)
+        .max(2)
+        .resizer(circuits::Resizer::default().interval(Duration::from_secs(3600)))
+        .process()
+        .start();
+    assert_eq!(pool.resize(2), 2);
+    let [w0, w1] = <[Channel; 2]>::try_from(pool.workers()).unwrap();
+    let (stays, leaves) = (scratch("stays-gate"), scratch("leaves-gate"));
+    let wait = |w: &Channel, gate: &Path| {
+        pool.push_to(
+            w,
+            Task::job(WaitFor {
+                gate: path_arg(gate),
+            }),
+        )
+        .expect("the worker takes the job")
+    };
+    // w0: two jobs (load 2); w1: one (load 1), so the resize retires w1 while its job waits.
+    let on_w0 = [wait(&w0, &stays), wait(&w0, &stays)];
+    let mut on_w1 = wait(&w1, &leaves);
+    assert_eq!(pool.resize(1), 1);
+    assert_eq!(pool.workers(), vec![w0.clone()]);
+    std::fs::write(&stays, b"open").unwrap();
+    let opener = {
+        let leaves = leaves.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            std::fs::write(&leaves, b"open").unwrap();
+        })
+    };
+    bounded(pool.stop()).await;
+    let pid = match on_w1.try_take() {
+        Some(Ok(pid)) => pid,
+        other => panic!("the stop returned before the retired worker's job ended: {other:?}"),
+    };
+    opener.join().expect("the gate opens");
+    for v in on_w0 {
+        assert_ne!(bounded(v).await, Ok(pid), "w0's jobs ran on w0's child");
+    }
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+    let _ = std::fs::remove_file(&stays);
+    let _ = std::fs::remove_file(&leaves);
+}
+
 async fn a_timeout_fails_its_task_when_it_fires_whatever_the_kill_grace() {
     // The child ignores SIGTERM, so ending it takes the whole grace (8 s). The task must fail when
     // its 300 ms timeout fires: checked as an order, not a clock: the task has failed while the
@@ -1246,6 +1294,7 @@ fn main() {
             abort_kills_a_hanging_process_job,
             a_timeout_fails_its_task_when_it_fires_whatever_the_kill_grace,
             a_retiring_process_worker_keeps_pinned_tasks_and_hands_back_the_rest,
+            a_draining_stop_waits_for_a_process_worker_retired_mid_job,
             abort_during_a_draining_stop_escalates_it,
             stop_within_aborts_a_drain_past_its_budget,
             a_parked_push_runs_during_the_drain,

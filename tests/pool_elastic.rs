@@ -302,8 +302,9 @@ async fn a_stuck_task_is_detected_and_the_pool_keeps_its_worker_count() {
     for i in 0..20u64 {
         assert_eq!(bounded(pool.run(Task::new(move || i))).await, Ok(i));
     }
+    // A draining stop does not wait for the lost worker, whose task may never end.
+    bounded(pool.stop()).await;
     gate.open(); // the stuck thread finishes on its own and exits
-    pool.stop().await;
 }
 
 #[actix_rt::test]
@@ -484,5 +485,74 @@ async fn resizes_racing_a_stop_leave_no_task_behind() {
         for (i, v) in values.into_iter().enumerate() {
             assert_eq!(bounded(v).await, Ok(i as u64), "round {round}, task {i}");
         }
+    }
+}
+
+#[actix_rt::test]
+async fn a_stop_waits_for_the_task_of_a_worker_a_resize_retired_and_an_abort_cancels_it() {
+    for abort in [false, true] {
+        let pool = Pool::builder()
+            .min(1)
+            .max(2)
+            .resizer(Resizer::default().interval(Duration::from_secs(3600)))
+            .start();
+        pool.resize(2);
+        let workers = pool.workers();
+        // Two gated tasks on the first worker and one on the second, each fired at its worker's
+        // channel: shrinking to one worker retires the least loaded, the second, while its task
+        // runs.
+        let (stays, leaves) = (Arc::new(Gate::new()), Arc::new(Gate::new()));
+        let (first, first_started) = stays.task_started(1u64);
+        let (second, second_started) = leaves.task_started(2u64);
+        let on_first = pool.bus().call(&workers[0], first).expect("routed");
+        let on_second = pool.bus().call(&workers[1], second).expect("routed");
+        let queued = pool
+            .bus()
+            .call(&workers[0], stays.task(3u64))
+            .expect("routed");
+        bounded(first_started).await.expect("the first task starts");
+        bounded(second_started)
+            .await
+            .expect("the second task starts");
+        assert_eq!(pool.resize(1), 1);
+        assert_eq!(
+            pool.workers(),
+            vec![workers[0].clone()],
+            "the second retired"
+        );
+        let mut retired = on_second;
+        if abort {
+            bounded(pool.abort()).await;
+            // Ended with the pool, though it left the pool before the abort.
+            assert_eq!(retired.try_take(), Some(Err(TaskError::Cancelled)));
+        } else {
+            // The pool's own worker may finish at once; the retired one's task ends later, and
+            // the stop must not return before it.
+            stays.open();
+            let opener = {
+                let leaves = leaves.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(300));
+                    leaves.open();
+                })
+            };
+            bounded(pool.stop()).await;
+            assert_eq!(
+                retired.try_take(),
+                Some(Ok(2)),
+                "the stop returned before it"
+            );
+            opener.join().expect("the gate opens");
+        }
+        let expected = |v| {
+            if abort {
+                Err(TaskError::Cancelled)
+            } else {
+                Ok(v)
+            }
+        };
+        assert_eq!(bounded(on_first).await, expected(1));
+        assert_eq!(bounded(queued).await, expected(3));
+        leaves.open();
     }
 }

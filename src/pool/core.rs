@@ -65,6 +65,8 @@ pub(crate) struct PoolCore {
     pub(crate) retired: std::sync::Mutex<Vec<Arc<crate::task::Counters>>>,
     /// One resize at a time; a stop waits for the one under way before it takes the workers.
     pub(crate) resizing: std::sync::Mutex<()>,
+    /// Workers that left the pool and may still run a task: a stop ends them too.
+    pub(crate) leaving: std::sync::Mutex<Vec<super::members::Leaving>>,
     /// The route of the pool's channel, once it is taken (to remove only our own).
     pub(crate) route: OnceLock<Arc<dyn Route>>,
     next_id: AtomicU64,
@@ -125,6 +127,7 @@ impl PoolCore {
             arbiter: actix::Arbiter::current(),
             retired: Default::default(),
             resizing: std::sync::Mutex::new(()),
+            leaving: Default::default(),
             route: OnceLock::new(),
             next_id: AtomicU64::new(1),
             state: AtomicU8::new(RUNNING),
@@ -415,6 +418,7 @@ impl PoolCore {
             for w in self.workers().iter() {
                 w.backend.shutdown(Shutdown::Abort);
             }
+            self.abort_leaving();
         }
     }
 
@@ -443,9 +447,14 @@ impl PoolCore {
         for w in &workers {
             w.backend.shutdown(how);
         }
+        if how == Shutdown::Abort {
+            self.abort_leaving();
+        }
         for w in &workers {
             let _ = w.backend.finished().await;
         }
+        // Workers retired before the stop may still be finishing a task.
+        self.await_leaving(how).await;
         self.state.store(STOPPED, Ordering::SeqCst);
         self.release_routes(&workers);
         if let Some(id) = self.component.get() {
@@ -453,24 +462,6 @@ impl PoolCore {
             let _ = self.bus.stop_component(*id).await;
         }
         self.stopped.send_replace(true);
-    }
-
-    /// Removes the routes this pool owns (its channel's and its workers').
-    fn release_routes(&self, workers: &[Arc<WorkerSlot>]) {
-        if let Some(route) = self.route.get() {
-            self.bus.remove_route(&self.channel, route);
-        }
-        for w in workers {
-            self.release_worker_route(w, &w.channel());
-        }
-    }
-
-    /// Takes a worker's route off its channel (if it still has one).
-    pub(crate) fn release_worker_route(&self, slot: &WorkerSlot, channel: &Channel) {
-        let route = slot.route.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(route) = route {
-            self.bus.remove_route(channel, &route);
-        }
     }
 }
 

@@ -223,8 +223,9 @@ impl PoolHandle {
     }
 
     /// Grows or shrinks the pool to `n` workers, clamped to `min..=max`, and returns the new size.
-    /// New workers get fresh UUID channels; a retired worker finishes its running task, and its
-    /// queued tasks move to the others. Blocks while workers start (threads or processes) and
+    /// New workers get fresh UUID channels; a retired worker finishes its running task (a
+    /// [`stop`](Self::stop) waits for it, an [`abort`](Self::abort) cancels it), and its queued
+    /// tasks move to the others. Blocks while workers start (threads or processes) and
     /// while another resize (such as the [`Resizer`](crate::Resizer)'s) is under way; it works from any thread.
     ///
     /// It does not fail: the size it returns says what it reached. A stopped pool is not resized;

@@ -13,8 +13,9 @@ use super::error::PoolError;
 use super::events::{WorkerRestarted, WorkerStarted, WorkerStopped};
 use crate::bus::Route;
 use crate::channel::Channel;
-use crate::task::{ErasedTask, Finisher, Refusal, Refused, StuckHook};
+use crate::task::{ErasedTask, Finisher, Refusal, Refused, StuckHook, TaskError};
 use crate::tree::{Component, ComponentId, Stop};
+use crate::value::Value;
 use crate::worker::{PoolLink, Shutdown, Worker, WorkerSlot};
 
 /// Starts one worker: its backend, its actor, its component and its route; fires `WorkerStarted`.
@@ -79,10 +80,90 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
     Ok(slot)
 }
 
+/// A worker that left the pool (retired by a resize, or lost) and may still be running a task.
+/// The pool keeps it until it has ended, so that a stop waits for it as for its own workers, and an
+/// abort cancels its task too.
+pub(crate) struct Leaving {
+    slot: Arc<WorkerSlot>,
+    /// Resolves when it has ended; taken by the stop that waits for it.
+    finished: Option<Value<(), TaskError>>,
+    /// Replaced because a task ran past `stuck_after`: a draining stop does not wait for it (its
+    /// task may never end); an abort settles it.
+    lost: bool,
+}
+
 impl PoolCore {
+    /// Keeps `slot`, which just left the pool, until it has ended; forgets those that have.
+    fn leave(&self, slot: &Arc<WorkerSlot>, lost: bool) {
+        let finished = slot.backend.finished();
+        let mut leaving = self.leaving.lock().unwrap_or_else(|p| p.into_inner());
+        leaving.retain(|l| l.finished.as_ref().is_some_and(|f| !f.is_ready()));
+        leaving.push(Leaving {
+            slot: slot.clone(),
+            finished: Some(finished),
+            lost,
+        });
+    }
+
+    /// Aborts the workers that left the pool (an aborting stop): their tasks are cancelled.
+    pub(crate) fn abort_leaving(&self) {
+        for l in self
+            .leaving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            l.slot.backend.shutdown(Shutdown::Abort);
+        }
+    }
+
+    /// Waits until the workers that left the pool have ended: every one after an abort, all but
+    /// the lost ones after a drain. Then forgets them.
+    pub(crate) async fn await_leaving(&self, how: Shutdown) {
+        let waits: Vec<_> = self
+            .leaving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter_mut()
+            .filter(|l| how == Shutdown::Abort || !l.lost)
+            .filter_map(|l| l.finished.take())
+            .collect();
+        for finished in waits {
+            let _ = finished.await;
+        }
+        self.leaving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Removes the routes this pool owns (its channel's and its workers').
+    pub(crate) fn release_routes(&self, workers: &[Arc<WorkerSlot>]) {
+        if let Some(route) = self.route.get() {
+            self.bus.remove_route(&self.channel, route);
+        }
+        for w in workers {
+            self.release_worker_route(w, &w.channel());
+        }
+    }
+
+    /// Takes a worker's route off its channel (if it still has one).
+    pub(crate) fn release_worker_route(&self, slot: &WorkerSlot, channel: &Channel) {
+        let route = slot.route.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(route) = route {
+            self.bus.remove_route(channel, &route);
+        }
+    }
+
     /// Takes `slot` out of the pool: no new task is routed to it, its queued tasks move to the
-    /// others, it finishes its running task and stops. Fires `WorkerStopped`.
-    pub(crate) fn remove_worker(self: &Arc<Self>, slot: &Arc<WorkerSlot>, reason: String) -> bool {
+    /// others, it finishes its running task and stops (a stop waits for it; see [`Leaving`]); a
+    /// `lost` one is not waited for. Fires `WorkerStopped`.
+    pub(crate) fn remove_worker(
+        self: &Arc<Self>,
+        slot: &Arc<WorkerSlot>,
+        reason: String,
+        lost: bool,
+    ) -> bool {
         let workers = {
             let mut w = self.workers.write().unwrap_or_else(|p| p.into_inner());
             let before = w.len();
@@ -112,6 +193,7 @@ impl PoolCore {
         if let Some(stopper) = slot.stopper.get() {
             stopper.do_send(Stop);
         }
+        self.leave(slot, lost);
         tracing::debug!(pool = %self.channel, worker = %channel, workers, %reason, "worker stopped");
         self.announce(WorkerStopped {
             worker: channel,
@@ -143,7 +225,7 @@ impl PoolCore {
                     .cloned();
                 match victim {
                     Some(v) => {
-                        self.remove_worker(&v, "resized".into());
+                        self.remove_worker(&v, "resized".into(), false);
                     }
                     None => break,
                 }
@@ -169,7 +251,8 @@ impl PoolCore {
         }
         // The replacement first, so that the stuck worker's queued tasks have somewhere to go.
         let _ = add_worker(self);
-        if self.remove_worker(slot, format!("lost: a task ran longer than {limit:?}")) {
+        let reason = format!("lost: a task ran longer than {limit:?}");
+        if self.remove_worker(slot, reason, true) {
             self.restarted.fetch_add(1, Ordering::Relaxed);
             slot.backend.shutdown(Shutdown::Drain);
         }
