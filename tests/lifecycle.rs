@@ -12,7 +12,7 @@ mod common;
 use common::{Crash, Square};
 
 use common::{
-    alive, await_children, bounded, children, ended, eventually, eventually_blocking,
+    alive, await_children, bounded, children, ended, eventually, eventually_blocking, listen,
     wait_for_no_children, Gate,
 };
 
@@ -22,7 +22,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use circuits::prelude::*;
-use circuits::{Exit, MapStream, PoolError, ProcessConfig, StartStage, TaskOutput};
+use circuits::{
+    Exit, MapStream, PoolError, ProcessConfig, StartStage, TaskOutput, WorkerRestarted,
+};
+use futures::future::Either;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -619,22 +622,91 @@ async fn a_draining_stop_waits_for_a_process_worker_retired_mid_job() {
     assert_eq!(pool.resize(1), 1);
     assert_eq!(pool.workers(), vec![w0.clone()]);
     std::fs::write(&stays, b"open").unwrap();
-    let opener = {
-        let leaves = leaves.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            std::fs::write(&leaves, b"open").unwrap();
-        })
-    };
-    bounded(pool.stop()).await;
+    let mut stop = std::pin::pin!(pool.stop());
+    let mut w0_pids = Vec::new();
+    for v in on_w0 {
+        // The stop runs while w0 drains.
+        match futures::future::select(stop.as_mut(), v).await {
+            Either::Left(_) => panic!("the stop returned before the retired worker's job ended"),
+            Either::Right((pid, _)) => w0_pids.push(pid.expect("w0's job succeeds")),
+        }
+    }
+    // w0 is done: a stop that forgot the retired worker returns now (given a moment to).
+    let moment = std::pin::pin!(tokio::time::sleep(Duration::from_millis(300)));
+    if let Either::Left(_) = futures::future::select(stop.as_mut(), moment).await {
+        panic!("the stop returned before the retired worker's job ended");
+    }
+    std::fs::write(&leaves, b"open").unwrap();
+    bounded(stop).await;
     let pid = match on_w1.try_take() {
         Some(Ok(pid)) => pid,
         other => panic!("the stop returned before the retired worker's job ended: {other:?}"),
     };
-    opener.join().expect("the gate opens");
+    assert!(!w0_pids.contains(&pid), "w0's jobs ran on w0's child");
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
+    let _ = std::fs::remove_file(&stays);
+    let _ = std::fs::remove_file(&leaves);
+}
+
+/// A retired process worker whose child dies while it drains replaces the child for its pinned
+/// jobs without coming back to the bus: no new channel, no `WorkerRestarted`, nothing counted.
+async fn a_retired_process_worker_replacing_its_child_stays_off_the_bus() {
+    let pool = Pool::builder()
+        .min(1)
+        .max(2)
+        .resizer(circuits::Resizer::default().interval(Duration::from_secs(3600)))
+        .process()
+        .start();
+    assert_eq!(pool.resize(2), 2);
+    let [w0, w1] = <[Channel; 2]>::try_from(pool.workers()).unwrap();
+    let (stays, leaves) = (scratch("stays-crash-gate"), scratch("leaves-crash-gate"));
+    let wait = |w: &Channel, gate: &Path| {
+        pool.push_to(
+            w,
+            Task::job(WaitFor {
+                gate: path_arg(gate),
+            }),
+        )
+        .expect("the worker takes the job")
+    };
+    // w0: four waiting jobs (load 4); w1: a waiting job, then a crash and one more job, all three
+    // pinned to it (load 3): the resize retires w1, which keeps its pinned jobs.
+    let on_w0: Vec<_> = (0..4).map(|_| wait(&w0, &stays)).collect();
+    let first = wait(&w1, &leaves);
+    let crash = pool
+        .push_to(&w1, Task::job(Crash))
+        .expect("the worker takes the job");
+    let after = pool
+        .push_to(&w1, Task::job(WhoAmI))
+        .expect("the worker takes the job");
+    assert_eq!(pool.resize(1), 1);
+    assert_eq!(pool.workers(), vec![w0.clone()], "w1 retired");
+    let mut restarted = listen::<WorkerRestarted>(pool.bus(), pool.channel());
+    std::fs::write(&leaves, b"open").unwrap();
+    let pid = bounded(first).await.expect("the first job succeeds");
+    assert!(
+        matches!(bounded(crash).await, Err(TaskError::WorkerCrashed { .. })),
+        "the crash fails its task"
+    );
+    // The pinned job after it runs on the retired worker's new child.
+    let replacement = bounded(after)
+        .await
+        .expect("the pinned job runs after the crash");
+    assert_ne!(replacement, pid);
+    std::fs::write(&stays, b"open").unwrap();
     for v in on_w0 {
-        assert_ne!(bounded(v).await, Ok(pid), "w0's jobs ran on w0's child");
+        bounded(v).await.expect("w0's job succeeds");
     }
+    bounded(pool.stop()).await;
+    assert_eq!(
+        pool.stats().restarted,
+        0,
+        "nothing counted for a retired worker"
+    );
+    assert!(
+        restarted.try_next().is_err(),
+        "no WorkerRestarted for a retired worker"
+    );
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
     let _ = std::fs::remove_file(&stays);
     let _ = std::fs::remove_file(&leaves);
@@ -1295,6 +1367,7 @@ fn main() {
             a_timeout_fails_its_task_when_it_fires_whatever_the_kill_grace,
             a_retiring_process_worker_keeps_pinned_tasks_and_hands_back_the_rest,
             a_draining_stop_waits_for_a_process_worker_retired_mid_job,
+            a_retired_process_worker_replacing_its_child_stays_off_the_bus,
             abort_during_a_draining_stop_escalates_it,
             stop_within_aborts_a_drain_past_its_budget,
             a_parked_push_runs_during_the_drain,

@@ -556,3 +556,42 @@ async fn a_stop_waits_for_the_task_of_a_worker_a_resize_retired_and_an_abort_can
         leaves.open();
     }
 }
+
+#[actix_rt::test]
+async fn a_draining_stop_does_not_wait_for_a_retired_worker_found_stuck() {
+    let pool = Pool::builder()
+        .min(1)
+        .max(2)
+        // Seconds: a quick task preempted on a busy machine must not count as stuck.
+        .stuck_after(Duration::from_secs(3))
+        .resizer(Resizer::default().interval(Duration::from_secs(3600)))
+        .start();
+    pool.resize(2);
+    let workers = pool.workers();
+    // Two quick tasks on the first worker, one that never ends on the second: the resize retires
+    // the second while it runs.
+    let (stays, stuck) = (Gate::new(), Gate::new());
+    let quick: Vec<_> = (0..2u64)
+        .map(|i| pool.bus().call(&workers[0], stays.task(i)).expect("routed"))
+        .collect();
+    let (task, started) = stuck.task_started(9u64);
+    let on_retired = pool.bus().call(&workers[1], task).expect("routed");
+    bounded(started).await.expect("the stuck task starts");
+    assert_eq!(pool.resize(1), 1);
+    assert_eq!(
+        pool.workers(),
+        vec![workers[0].clone()],
+        "the second retired"
+    );
+    stays.open();
+    for (i, v) in quick.into_iter().enumerate() {
+        assert_eq!(bounded(v).await, Ok(i as u64));
+    }
+    assert_eq!(
+        bounded(on_retired).await,
+        Err(TaskError::TimedOut(Duration::from_secs(3)))
+    );
+    // Found stuck after it left the pool: the stop does not wait for it.
+    bounded(pool.stop()).await;
+    stuck.open(); // the stuck thread finishes on its own and exits
+}

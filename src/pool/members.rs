@@ -44,6 +44,8 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
         let (core, slot) = (Arc::downgrade(core), Arc::downgrade(&slot));
         let lost = move || {
             if let (Some(core), Some(slot)) = (core.upgrade(), slot.upgrade()) {
+                // At once, before anyone who saw the task time out can begin a stop.
+                core.mark_lost(&slot);
                 // Replacing a worker starts a thread and takes the resize lock: not on the bus's
                 // dispatch thread, where the stuck timer fires.
                 let _ = std::thread::Builder::new()
@@ -103,6 +105,15 @@ impl PoolCore {
             finished: Some(finished),
             lost,
         });
+    }
+
+    /// A worker that already left the pool ran a task past `stuck_after`: a draining stop must
+    /// not wait for it (its task may never end).
+    fn mark_lost(&self, slot: &Arc<WorkerSlot>) {
+        let mut leaving = self.leaving.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = leaving.iter_mut().find(|l| Arc::ptr_eq(&l.slot, slot)) {
+            l.lost = true;
+        }
     }
 
     /// Aborts the workers that left the pool (an aborting stop): their tasks are cancelled.
@@ -247,7 +258,7 @@ impl PoolCore {
         }
         let limit = self.stuck_after.unwrap_or_default();
         if !self.workers().iter().any(|w| Arc::ptr_eq(w, slot)) {
-            return; // already gone
+            return; // already gone (a retired one was marked lost when its task was found stuck)
         }
         // The replacement first, so that the stuck worker's queued tasks have somewhere to go.
         let _ = add_worker(self);
@@ -307,7 +318,9 @@ impl PoolCore {
         slot: &Arc<WorkerSlot>,
         reason: String,
     ) -> Option<Arc<Finisher>> {
-        if self.is_ended() {
+        // A retired worker replacing its child while it drains stays off the bus: it is no longer
+        // one of the pool's workers (and nothing would take its new route off again).
+        if self.is_ended() || slot.retired.load(Ordering::SeqCst) {
             return None;
         }
         let old = slot.channel();
