@@ -66,7 +66,7 @@ pub(crate) struct PoolCore {
     /// One resize at a time; a stop waits for the one under way before it takes the workers.
     pub(crate) resizing: std::sync::Mutex<()>,
     /// Workers that left the pool and may still run a task: a stop ends them too.
-    pub(crate) leaving: std::sync::Mutex<Vec<super::members::Leaving>>,
+    pub(crate) leaving: super::leaving::LeavingWorkers,
     /// The route of the pool's channel, once it is taken (to remove only our own).
     pub(crate) route: OnceLock<Arc<dyn Route>>,
     next_id: AtomicU64,
@@ -418,7 +418,7 @@ impl PoolCore {
             for w in self.workers().iter() {
                 w.backend.shutdown(Shutdown::Abort);
             }
-            self.abort_leaving();
+            self.leaving.abort();
         }
     }
 
@@ -448,13 +448,13 @@ impl PoolCore {
             w.backend.shutdown(how);
         }
         if how == Shutdown::Abort {
-            self.abort_leaving();
+            self.leaving.abort();
         }
         for w in &workers {
             let _ = w.backend.finished().await;
         }
         // Workers retired before the stop may still be finishing a task.
-        self.await_leaving(how).await;
+        self.leaving.wait(how).await;
         self.state.store(STOPPED, Ordering::SeqCst);
         self.release_routes(&workers);
         if let Some(id) = self.component.get() {

@@ -13,9 +13,8 @@ use super::error::PoolError;
 use super::events::{WorkerRestarted, WorkerStarted, WorkerStopped};
 use crate::bus::Route;
 use crate::channel::Channel;
-use crate::task::{ErasedTask, Finisher, Refusal, Refused, StuckHook, TaskError};
+use crate::task::{ErasedTask, Finisher, Refusal, Refused, StuckHook};
 use crate::tree::{Component, ComponentId, Stop};
-use crate::value::Value;
 use crate::worker::{PoolLink, Shutdown, Worker, WorkerSlot};
 
 /// Starts one worker: its backend, its actor, its component and its route; fires `WorkerStarted`.
@@ -45,7 +44,7 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
         let lost = move || {
             if let (Some(core), Some(slot)) = (core.upgrade(), slot.upgrade()) {
                 // At once, before anyone who saw the task time out can begin a stop.
-                core.mark_lost(&slot);
+                core.leaving.mark_lost(&slot);
                 // Replacing a worker starts a thread and takes the resize lock: not on the bus's
                 // dispatch thread, where the stuck timer fires.
                 let _ = std::thread::Builder::new()
@@ -82,72 +81,7 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
     Ok(slot)
 }
 
-/// A worker that left the pool (retired by a resize, or lost) and may still be running a task.
-/// The pool keeps it until it has ended, so that a stop waits for it as for its own workers, and an
-/// abort cancels its task too.
-pub(crate) struct Leaving {
-    slot: Arc<WorkerSlot>,
-    /// Resolves when it has ended; taken by the stop that waits for it.
-    finished: Option<Value<(), TaskError>>,
-    /// Replaced because a task ran past `stuck_after`: a draining stop does not wait for it (its
-    /// task may never end); an abort settles it.
-    lost: bool,
-}
-
 impl PoolCore {
-    /// Keeps `slot`, which just left the pool, until it has ended; forgets those that have.
-    fn leave(&self, slot: &Arc<WorkerSlot>, lost: bool) {
-        let finished = slot.backend.finished();
-        let mut leaving = self.leaving.lock().unwrap_or_else(|p| p.into_inner());
-        leaving.retain(|l| l.finished.as_ref().is_some_and(|f| !f.is_ready()));
-        leaving.push(Leaving {
-            slot: slot.clone(),
-            finished: Some(finished),
-            lost,
-        });
-    }
-
-    /// A worker that already left the pool ran a task past `stuck_after`: a draining stop must
-    /// not wait for it (its task may never end).
-    fn mark_lost(&self, slot: &Arc<WorkerSlot>) {
-        let mut leaving = self.leaving.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(l) = leaving.iter_mut().find(|l| Arc::ptr_eq(&l.slot, slot)) {
-            l.lost = true;
-        }
-    }
-
-    /// Aborts the workers that left the pool (an aborting stop): their tasks are cancelled.
-    pub(crate) fn abort_leaving(&self) {
-        for l in self
-            .leaving
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            l.slot.backend.shutdown(Shutdown::Abort);
-        }
-    }
-
-    /// Waits until the workers that left the pool have ended: every one after an abort, all but
-    /// the lost ones after a drain. Then forgets them.
-    pub(crate) async fn await_leaving(&self, how: Shutdown) {
-        let waits: Vec<_> = self
-            .leaving
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter_mut()
-            .filter(|l| how == Shutdown::Abort || !l.lost)
-            .filter_map(|l| l.finished.take())
-            .collect();
-        for finished in waits {
-            let _ = finished.await;
-        }
-        self.leaving
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-    }
-
     /// Removes the routes this pool owns (its channel's and its workers').
     pub(crate) fn release_routes(&self, workers: &[Arc<WorkerSlot>]) {
         if let Some(route) = self.route.get() {
@@ -167,7 +101,7 @@ impl PoolCore {
     }
 
     /// Takes `slot` out of the pool: no new task is routed to it, its queued tasks move to the
-    /// others, it finishes its running task and stops (a stop waits for it; see [`Leaving`]); a
+    /// others, it finishes its running task and stops (a stop waits for it; see [`LeavingWorkers`](super::leaving::LeavingWorkers)); a
     /// `lost` one is not waited for. Fires `WorkerStopped`.
     pub(crate) fn remove_worker(
         self: &Arc<Self>,
@@ -204,7 +138,7 @@ impl PoolCore {
         if let Some(stopper) = slot.stopper.get() {
             stopper.do_send(Stop);
         }
-        self.leave(slot, lost);
+        self.leaving.add(slot, lost);
         tracing::debug!(pool = %self.channel, worker = %channel, workers, %reason, "worker stopped");
         self.announce(WorkerStopped {
             worker: channel,

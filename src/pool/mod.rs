@@ -47,6 +47,7 @@ pub(crate) mod core;
 pub(crate) mod error;
 pub(crate) mod events;
 pub(crate) mod handle;
+mod leaving;
 pub(crate) mod map;
 pub(crate) mod members;
 #[cfg(feature = "metrics")]
