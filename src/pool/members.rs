@@ -101,8 +101,8 @@ impl PoolCore {
     }
 
     /// Takes `slot` out of the pool: no new task is routed to it, its queued tasks move to the
-    /// others, it finishes its running task and stops (a stop waits for it; see [`LeavingWorkers`](super::leaving::LeavingWorkers)); a
-    /// `lost` one is not waited for. Fires `WorkerStopped`.
+    /// others, it finishes its running task and stops (a stop waits for it, unless it is `lost`;
+    /// see [`LeavingWorkers`](super::leaving::LeavingWorkers)). Fires `WorkerStopped`.
     pub(crate) fn remove_worker(
         self: &Arc<Self>,
         slot: &Arc<WorkerSlot>,
@@ -192,7 +192,10 @@ impl PoolCore {
         }
         let limit = self.stuck_after.unwrap_or_default();
         if !self.workers().iter().any(|w| Arc::ptr_eq(w, slot)) {
-            return; // already gone (a retired one was marked lost when its task was found stuck)
+            // Already gone: retired by a resize. Its task was found stuck (the timer marked it
+            // lost, unless the resize was still retiring it then): a stop must not wait for it.
+            self.leaving.mark_lost(slot);
+            return;
         }
         // The replacement first, so that the stuck worker's queued tasks have somewhere to go.
         let _ = add_worker(self);
