@@ -480,6 +480,65 @@ async fn a_cancel_before_the_push_cancels_on_arrival_and_a_guard_cancels_on_drop
     bounded(pool.stop()).await;
 }
 
+/// An async worker retired while its future waits: a draining stop waits for that future too,
+/// and an abort cancels it (dropping it), as for the pool's own workers.
+async fn a_stop_waits_for_an_async_worker_a_resize_retired_and_an_abort_cancels_it() {
+    for abort in [false, true] {
+        let pool = Pool::builder()
+            .min(1)
+            .max(2)
+            .async_workers(4)
+            .resizer(circuits::Resizer::default().interval(Duration::from_secs(3600)))
+            .start();
+        assert_eq!(pool.resize(2), 2);
+        let [w0, w1] = <[Channel; 2]>::try_from(pool.workers()).unwrap();
+        let (stays, stays_rx) = tokio::sync::watch::channel(false);
+        let (leaves, leaves_rx) = tokio::sync::watch::channel(false);
+        let waiting = |w: &Channel, gate: &tokio::sync::watch::Receiver<bool>, answer: u32| {
+            let mut gate = gate.clone();
+            pool.push_to(
+                w,
+                Task::future(async move {
+                    let _ = gate.wait_for(|open| *open).await;
+                    answer
+                }),
+            )
+            .expect("the worker takes the task")
+        };
+        // Two futures on w0 (load 2), one on w1 (load 1): the resize retires w1 while it waits.
+        let on_w0 = [waiting(&w0, &stays_rx, 1), waiting(&w0, &stays_rx, 2)];
+        let mut on_w1 = waiting(&w1, &leaves_rx, 3);
+        assert_eq!(pool.resize(1), 1);
+        assert_eq!(pool.workers(), vec![w0.clone()], "w1 retired");
+        if abort {
+            bounded(pool.abort()).await;
+            assert_eq!(on_w1.try_take(), Some(Err(TaskError::Cancelled)));
+            for v in on_w0 {
+                assert_eq!(bounded(v).await, Err(TaskError::Cancelled));
+            }
+            continue;
+        }
+        stays.send_replace(true);
+        let mut stop = std::pin::pin!(pool.stop());
+        for (v, answer) in on_w0.into_iter().zip([1, 2]) {
+            match futures::future::select(stop.as_mut(), v).await {
+                futures::future::Either::Left(_) => panic!("the stop returned before w1's task"),
+                futures::future::Either::Right((got, _)) => assert_eq!(got, Ok(answer)),
+            }
+        }
+        // w0 is done: a stop that forgot the retired worker returns now (given a moment to).
+        let moment = std::pin::pin!(tokio::time::sleep(Duration::from_millis(300)));
+        if let futures::future::Either::Left(_) =
+            futures::future::select(stop.as_mut(), moment).await
+        {
+            panic!("the stop returned before the retired worker's task ended");
+        }
+        leaves.send_replace(true);
+        bounded(stop).await;
+        assert_eq!(on_w1.try_take(), Some(Ok(3)));
+    }
+}
+
 fn main() {
     circuits::init(Jobs::new().register::<HangAfter>().register::<Pid>());
     common::run_main(
@@ -499,6 +558,7 @@ fn main() {
             a_task_on_an_arbiter_worker_starts_an_actor,
             async_tasks_also_run_on_thread_pools_and_process_pools_refuse_them,
             a_cancel_before_the_push_cancels_on_arrival_and_a_guard_cancels_on_drop,
+            a_stop_waits_for_an_async_worker_a_resize_retired_and_an_abort_cancels_it,
         ],
         common::sync_tests![],
     );
