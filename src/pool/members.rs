@@ -249,7 +249,8 @@ impl PoolCore {
     }
 
     /// A process worker replaced its child: give the worker a fresh channel (route, component,
-    /// finisher) and fire [`WorkerRestarted`]. Returns the finisher for the new channel.
+    /// finisher) and fire [`WorkerRestarted`]. Returns the finisher for the new channel; `None`,
+    /// with nothing renamed or fired, for a worker that left the pool or a pool that has ended.
     pub(crate) fn worker_restarted(
         self: &Arc<Self>,
         slot: &Arc<WorkerSlot>,

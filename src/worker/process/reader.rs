@@ -103,8 +103,10 @@ type Read = Box<dyn FnOnce() -> Msg + Send>;
 /// output goes to the thread that read the one before, so a worker whose children crash again
 /// and again does not start a thread each time. A thread counts itself free before the host
 /// hears that its child ended, so the replacement that the host then starts finds it. Only while
-/// every reader is still on an earlier child's output (one whose end has not come, possible only
-/// without pidfds) does a new thread start; it stays for the next children too. The threads end
+/// every reader is still on an earlier child's output does a new thread start (a child the host
+/// replaced itself, on a timeout, a cancel, the memory limit or recycling, before its reader saw
+/// the end; or, without pidfds, a dead child whose pipe a forked process holds open); it stays
+/// for the next children too. The threads end
 /// once the host is done ([`close`](Self::close)) and their last child's output has ended.
 pub(super) struct Readers {
     /// Where the next child's output goes; `None` once the host is done.
