@@ -226,8 +226,9 @@ impl PoolHandle {
     /// New workers get fresh UUID channels. A retired worker finishes its running task and the
     /// tasks pinned to it (keyed, or sent to its channel; in process mode also the jobs already
     /// sent to its child), and its other queued tasks move to the others; a
-    /// [`stop`](Self::stop) waits for what it still runs, an [`abort`](Self::abort) cancels it. Blocks while workers start (threads or processes) and
-    /// while another resize (such as the [`Resizer`](crate::Resizer)'s) is under way; it works from any thread.
+    /// [`stop`](Self::stop) waits for what it still runs, an [`abort`](Self::abort) cancels it.
+    /// Blocks while workers start (threads or processes) and while another resize (such as the
+    /// [`Resizer`](crate::Resizer)'s) is under way; it works from any thread.
     ///
     /// It does not fail: the size it returns says what it reached. A stopped pool is not resized;
     /// if the OS refuses a new worker, growing stops there.

@@ -138,6 +138,8 @@ pub(super) fn connect(
     max: usize,
 ) -> std::io::Result<Input> {
     let missing = || std::io::Error::other("the child's pipes were not set up");
+    // The child's end goes to the host on the worker's channel.
+    let host = &shared.host;
     let shared = shared.clone();
     match offer {
         Some(Offer { rings, sock }) => {
@@ -145,14 +147,14 @@ pub(super) fn connect(
             // A child that died already fails its handshake: its reader sees it end.
             let _ = rings.send_to_child(&sock);
             let (sink, source) = rings.parent_ends(Arc::new(watch), max, LINGER);
-            readers.read(move || read_child(&shared, generation, source))?;
+            readers.read(host, move || read_child(&shared, generation, source))?;
             Ok(Input::Ring { sink, _sock: sock })
         }
         None => {
             let stdin = child.stdin.take().ok_or_else(missing)?;
             let stdout = child.stdout.take().ok_or_else(missing)?;
             let output = PipeSource::new(Output::new(stdout, child.id()), max);
-            readers.read(move || read_child(&shared, generation, output))?;
+            readers.read(host, move || read_child(&shared, generation, output))?;
             let capacity = pipe_size(&stdin);
             Ok(Input::Pipe {
                 sink: PipeSink::new(stdin, max),

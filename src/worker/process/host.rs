@@ -71,7 +71,7 @@ impl ProcessWorker {
             failures: 0,
             last_failure: None,
             encoded: Vec::new(),
-            readers: Readers::new(tx.clone()),
+            readers: Readers::new(),
         };
         let host = Arc::new(Mutex::new(host));
         let relay: Arc<Mutex<dyn Relay>> = host.clone();

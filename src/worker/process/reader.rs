@@ -106,38 +106,39 @@ type Read = Box<dyn FnOnce() -> Msg + Send>;
 /// every reader is still on an earlier child's output does a new thread start (a child the host
 /// replaced itself, on a timeout, a cancel, the memory limit or recycling, before its reader saw
 /// the end; or, without pidfds, a dead child whose pipe a forked process holds open); it stays
-/// for the next children too. The threads end
-/// once the host is done ([`close`](Self::close)) and their last child's output has ended.
+/// for the next children too. The threads end once the host is done ([`close`](Self::close)) and
+/// their last child's output has ended.
 pub(super) struct Readers {
     /// Where the next child's output goes; `None` once the host is done.
     tx: Option<Sender<Read>>,
     rx: Receiver<Read>,
     /// Threads waiting for a child's output and not yet promised one.
     idle: Arc<AtomicUsize>,
-    /// The host's channel, for each child's end.
-    host: Sender<Msg>,
 }
 
 impl Readers {
-    pub(super) fn new(host: Sender<Msg>) -> Self {
+    pub(super) fn new() -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
         Readers {
             tx: Some(tx),
             rx,
             idle: Arc::new(AtomicUsize::new(0)),
-            host,
         }
     }
 
     /// Reads a child's output with `read` on a free reader thread, or on a new one, and tells the
-    /// host the child's end that `read` returns.
+    /// host (through the worker's channel `host`) the child's end that `read` returns.
     ///
     /// # Errors
     ///
     /// When a new thread is needed and the OS refuses it (`read` is dropped).
-    pub(super) fn read(&self, read: impl FnOnce() -> Msg + Send + 'static) -> std::io::Result<()> {
+    pub(super) fn read(
+        &self,
+        host: &Sender<Msg>,
+        read: impl FnOnce() -> Msg + Send + 'static,
+    ) -> std::io::Result<()> {
         let thread = std::thread::Builder::new().name("circuits-process-reader".into());
-        let host = self.host.clone();
+        let host = host.clone();
         let Some(tx) = &self.tx else {
             // The host is done (no child should start now): a thread for this output alone.
             thread.spawn(move || {
