@@ -12,8 +12,8 @@ mod common;
 use common::{Crash, Square};
 
 use common::{
-    alive, await_children, bounded, children, ended, eventually, eventually_blocking, listen,
-    wait_for_no_children, Gate,
+    alive, await_children, bounded, children, ended, eventually, eventually_blocking, grown_to_two,
+    listen, retire_second, wait_for_no_children, Gate,
 };
 
 use std::io::Write;
@@ -532,19 +532,6 @@ async fn abort_kills_a_hanging_process_job() {
     assert!(!alive(pid), "the hung child {pid} is gone");
 }
 
-/// A process pool of one to two workers, resized by hand only, grown to two; their channels.
-fn two_process_workers(builder: circuits::PoolBuilder) -> (PoolHandle, Channel, Channel) {
-    let pool = builder
-        .min(1)
-        .max(2)
-        .resizer(circuits::Resizer::default().interval(Duration::from_secs(3600)))
-        .process()
-        .start();
-    assert_eq!(pool.resize(2), 2);
-    let [w0, w1] = <[Channel; 2]>::try_from(pool.workers()).unwrap();
-    (pool, w0, w1)
-}
-
 /// A job pinned to worker `w` that waits for the file `gate`, then answers its process's id.
 fn wait_at(pool: &PoolHandle, w: &Channel, gate: &Path) -> Value<u32, TaskError> {
     pool.push_to(
@@ -559,7 +546,7 @@ fn wait_at(pool: &PoolHandle, w: &Channel, gate: &Path) -> Value<u32, TaskError>
 /// The backend contract, for process workers as for threads: a retiring worker hands its
 /// unpinned queued tasks back (they run on the others) and keeps its pinned ones (they run there).
 async fn a_retiring_process_worker_keeps_pinned_tasks_and_hands_back_the_rest() {
-    let (pool, w0, w1) = two_process_workers(Pool::builder().strategy(RoundRobin::new()));
+    let (pool, w0, w1) = grown_to_two(Pool::builder().strategy(RoundRobin::new()).process());
     let gate = scratch("retire-gate");
     let wait = |w: &Channel| wait_at(&pool, w, &gate);
     let busy0: Vec<_> = (0..4).map(|_| wait(&w0)).collect();
@@ -574,8 +561,7 @@ async fn a_retiring_process_worker_keeps_pinned_tasks_and_hands_back_the_rest() 
         .collect();
     let unpinned: Vec<_> = (0..4).map(|_| accepted(&pool, Task::job(WhoAmI))).collect();
     // The least loaded worker (w1) retires while everything above is still queued behind a gate.
-    assert_eq!(pool.resize(1), 1);
-    assert_eq!(pool.workers(), vec![w0.clone()]);
+    retire_second(&pool, &w0);
     std::fs::write(&gate, b"open").unwrap();
     let mut pids0 = Vec::new();
     for b in busy0 {
@@ -606,14 +592,13 @@ async fn a_retiring_process_worker_keeps_pinned_tasks_and_hands_back_the_rest() 
 /// A process worker retired while it runs a job: a draining stop that comes meanwhile waits for
 /// that job too (the pool's own worker may be done long before), and its child ends with the pool.
 async fn a_draining_stop_waits_for_a_process_worker_retired_mid_job() {
-    let (pool, w0, w1) = two_process_workers(Pool::builder());
+    let (pool, w0, w1) = grown_to_two(Pool::builder().process());
     let (stays, leaves) = (scratch("stays-gate"), scratch("leaves-gate"));
     let wait = |w: &Channel, gate: &Path| wait_at(&pool, w, gate);
     // w0: two jobs (load 2); w1: one (load 1), so the resize retires w1 while its job waits.
     let on_w0 = [wait(&w0, &stays), wait(&w0, &stays)];
     let mut on_w1 = wait(&w1, &leaves);
-    assert_eq!(pool.resize(1), 1);
-    assert_eq!(pool.workers(), vec![w0.clone()]);
+    retire_second(&pool, &w0);
     std::fs::write(&stays, b"open").unwrap();
     let mut stop = std::pin::pin!(pool.stop());
     let mut w0_pids = Vec::new();
@@ -644,7 +629,7 @@ async fn a_draining_stop_waits_for_a_process_worker_retired_mid_job() {
 /// A retired process worker whose child dies while it drains replaces the child for its pinned
 /// jobs without coming back to the bus: no new channel, no `WorkerRestarted`, nothing counted.
 async fn a_retired_process_worker_replacing_its_child_stays_off_the_bus() {
-    let (pool, w0, w1) = two_process_workers(Pool::builder());
+    let (pool, w0, w1) = grown_to_two(Pool::builder().process());
     let (stays, leaves) = (scratch("stays-crash-gate"), scratch("leaves-crash-gate"));
     let wait = |w: &Channel, gate: &Path| wait_at(&pool, w, gate);
     // w0: four waiting jobs (load 4); w1: a waiting job, then a crash and one more job, all three
@@ -657,8 +642,7 @@ async fn a_retired_process_worker_replacing_its_child_stays_off_the_bus() {
     let after = pool
         .push_to(&w1, Task::job(WhoAmI))
         .expect("the worker takes the job");
-    assert_eq!(pool.resize(1), 1);
-    assert_eq!(pool.workers(), vec![w0.clone()], "w1 retired");
+    retire_second(&pool, &w0);
     let mut restarted = listen::<WorkerRestarted>(pool.bus(), pool.channel());
     std::fs::write(&leaves, b"open").unwrap();
     let pid = bounded(first).await.expect("the first job succeeds");

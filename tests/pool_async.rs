@@ -4,7 +4,7 @@
 //! task. Its own `main` (`harness = false`): the process-mode cancel needs `circuits::init` first.
 
 mod common;
-use common::{bounded, eventually, listen, Gate, Listener};
+use common::{bounded, eventually, grown_to_two, listen, retire_second, Gate, Listener};
 
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -484,14 +484,7 @@ async fn a_cancel_before_the_push_cancels_on_arrival_and_a_guard_cancels_on_drop
 /// and an abort cancels it (dropping it), as for the pool's own workers.
 async fn a_stop_waits_for_an_async_worker_a_resize_retired_and_an_abort_cancels_it() {
     for abort in [false, true] {
-        let pool = Pool::builder()
-            .min(1)
-            .max(2)
-            .async_workers(4)
-            .resizer(circuits::Resizer::default().interval(Duration::from_secs(3600)))
-            .start();
-        assert_eq!(pool.resize(2), 2);
-        let [w0, w1] = <[Channel; 2]>::try_from(pool.workers()).unwrap();
+        let (pool, w0, w1) = grown_to_two(Pool::builder().async_workers(4));
         let (stays, stays_rx) = tokio::sync::watch::channel(false);
         let (leaves, leaves_rx) = tokio::sync::watch::channel(false);
         let waiting = |w: &Channel, gate: &tokio::sync::watch::Receiver<bool>, answer: u32| {
@@ -508,8 +501,7 @@ async fn a_stop_waits_for_an_async_worker_a_resize_retired_and_an_abort_cancels_
         // Two futures on w0 (load 2), one on w1 (load 1): the resize retires w1 while it waits.
         let on_w0 = [waiting(&w0, &stays_rx, 1), waiting(&w0, &stays_rx, 2)];
         let mut on_w1 = waiting(&w1, &leaves_rx, 3);
-        assert_eq!(pool.resize(1), 1);
-        assert_eq!(pool.workers(), vec![w0.clone()], "w1 retired");
+        retire_second(&pool, &w0);
         if abort {
             bounded(pool.abort()).await;
             assert_eq!(on_w1.try_take(), Some(Err(TaskError::Cancelled)));

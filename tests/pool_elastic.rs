@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{bounded, eventually, listen, Gate, Record};
+use common::{
+    bounded, eventually, grown_to_two, listen, resized_by_hand, retire_second, Gate, Record,
+};
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -75,7 +77,7 @@ async fn resizing_by_hand_stays_within_the_bounds_and_announces_workers() {
     let pool = Pool::builder()
         .min(2)
         .max(5)
-        .resizer(Resizer::default().interval(Duration::from_secs(3600)))
+        .resizer(resized_by_hand())
         .start();
     let seen = Record::new();
     let w = Watch(seen.clone()).start();
@@ -382,7 +384,7 @@ proptest! {
     #[test]
     fn no_task_is_lost_or_run_twice_across_resizes(plan in steps()) {
         actix::System::new().block_on(async move {
-            let pool = Pool::builder().min(1).max(6).resizer(Resizer::default().interval(Duration::from_secs(3600))).start();
+            let pool = Pool::builder().min(1).max(6).resizer(resized_by_hand()).start();
             let total: usize = plan.iter().map(|s| if let Step::Push(n) = s { *n } else { 0 }).sum();
             let runs: Arc<Vec<AtomicU32>> = Arc::new((0..total).map(|_| AtomicU32::new(0)).collect());
             let mut values = Vec::new();
@@ -420,7 +422,7 @@ async fn tasks_fired_at_a_retiring_worker_are_never_lost() {
     let pool = Pool::builder()
         .min(1)
         .max(4)
-        .resizer(Resizer::default().interval(Duration::from_secs(3600)))
+        .resizer(resized_by_hand())
         .start();
     for _ in 0..20 {
         pool.resize(4);
@@ -461,7 +463,7 @@ async fn resizes_racing_a_stop_leave_no_task_behind() {
         let pool = Pool::builder()
             .min(1)
             .max(4)
-            .resizer(Resizer::default().interval(Duration::from_secs(3600)))
+            .resizer(resized_by_hand())
             .start();
         pool.resize(4);
         let values: Vec<_> = (0..200u64)
@@ -491,35 +493,21 @@ async fn resizes_racing_a_stop_leave_no_task_behind() {
 #[actix_rt::test]
 async fn a_stop_waits_for_the_task_of_a_worker_a_resize_retired_and_an_abort_cancels_it() {
     for abort in [false, true] {
-        let pool = Pool::builder()
-            .min(1)
-            .max(2)
-            .resizer(Resizer::default().interval(Duration::from_secs(3600)))
-            .start();
-        pool.resize(2);
-        let workers = pool.workers();
+        let (pool, w0, w1) = grown_to_two(Pool::builder());
         // Two gated tasks on the first worker and one on the second, each fired at its worker's
         // channel: shrinking to one worker retires the least loaded, the second, while its task
         // runs.
         let (stays, leaves) = (Arc::new(Gate::new()), Arc::new(Gate::new()));
         let (first, first_started) = stays.task_started(1u64);
         let (second, second_started) = leaves.task_started(2u64);
-        let on_first = pool.bus().call(&workers[0], first).expect("routed");
-        let on_second = pool.bus().call(&workers[1], second).expect("routed");
-        let queued = pool
-            .bus()
-            .call(&workers[0], stays.task(3u64))
-            .expect("routed");
+        let on_first = pool.bus().call(&w0, first).expect("routed");
+        let on_second = pool.bus().call(&w1, second).expect("routed");
+        let queued = pool.bus().call(&w0, stays.task(3u64)).expect("routed");
         bounded(first_started).await.expect("the first task starts");
         bounded(second_started)
             .await
             .expect("the second task starts");
-        assert_eq!(pool.resize(1), 1);
-        assert_eq!(
-            pool.workers(),
-            vec![workers[0].clone()],
-            "the second retired"
-        );
+        retire_second(&pool, &w0);
         let mut retired = on_second;
         if abort {
             bounded(pool.abort()).await;
@@ -559,30 +547,18 @@ async fn a_stop_waits_for_the_task_of_a_worker_a_resize_retired_and_an_abort_can
 
 #[actix_rt::test]
 async fn a_draining_stop_does_not_wait_for_a_retired_worker_found_stuck() {
-    let pool = Pool::builder()
-        .min(1)
-        .max(2)
-        // Seconds: a quick task preempted on a busy machine must not count as stuck.
-        .stuck_after(Duration::from_secs(3))
-        .resizer(Resizer::default().interval(Duration::from_secs(3600)))
-        .start();
-    pool.resize(2);
-    let workers = pool.workers();
+    // Seconds: a quick task preempted on a busy machine must not count as stuck.
+    let (pool, w0, w1) = grown_to_two(Pool::builder().stuck_after(Duration::from_secs(3)));
     // Two quick tasks on the first worker, one that never ends on the second: the resize retires
     // the second while it runs.
     let (stays, stuck) = (Gate::new(), Gate::new());
     let quick: Vec<_> = (0..2u64)
-        .map(|i| pool.bus().call(&workers[0], stays.task(i)).expect("routed"))
+        .map(|i| pool.bus().call(&w0, stays.task(i)).expect("routed"))
         .collect();
     let (task, started) = stuck.task_started(9u64);
-    let on_retired = pool.bus().call(&workers[1], task).expect("routed");
+    let on_retired = pool.bus().call(&w1, task).expect("routed");
     bounded(started).await.expect("the stuck task starts");
-    assert_eq!(pool.resize(1), 1);
-    assert_eq!(
-        pool.workers(),
-        vec![workers[0].clone()],
-        "the second retired"
-    );
+    retire_second(&pool, &w0);
     stays.open();
     for (i, v) in quick.into_iter().enumerate() {
         assert_eq!(bounded(v).await, Ok(i as u64));

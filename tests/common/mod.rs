@@ -563,6 +563,31 @@ impl Job for Square {
     }
 }
 
+/// A resizer that never acts within a test's time: the test resizes by hand.
+pub fn resized_by_hand() -> circuits::Resizer {
+    circuits::Resizer::default().interval(Duration::from_secs(3600))
+}
+
+/// `builder`'s pool of one to two workers, resized by hand only, started and grown to two; their
+/// channels.
+pub fn grown_to_two(builder: circuits::PoolBuilder) -> (PoolHandle, Channel, Channel) {
+    let pool = builder.min(1).max(2).resizer(resized_by_hand()).start();
+    assert_eq!(pool.resize(2), 2);
+    let [w0, w1] = <[Channel; 2]>::try_from(pool.workers()).expect("two workers");
+    (pool, w0, w1)
+}
+
+/// Shrinks a pool of `w0` and `w1` to one worker, which retires `w1` (the test made it the
+/// less loaded).
+pub fn retire_second(pool: &PoolHandle, w0: &Channel) {
+    assert_eq!(pool.resize(1), 1);
+    assert_eq!(
+        pool.workers(),
+        vec![w0.clone()],
+        "the second worker retired"
+    );
+}
+
 /// Aborts the worker process that runs it (registered, like [`Square`], by the binaries that use
 /// it).
 #[derive(serde::Serialize, serde::Deserialize)]
