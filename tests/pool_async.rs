@@ -179,6 +179,13 @@ async fn cancelling_a_queued_async_task_ends_it_before_it_starts() {
         "the cancelled task never ran"
     );
     assert!(!cancel.cancel(), "a second cancel does nothing");
+    // The cancelled entry counts as queued until the worker reaches it and drops it (see
+    // `PoolStats`), which may come just after the first task's events.
+    assert!(
+        eventually(30, || pool.stats().queued == 0).await,
+        "the worker drops the cancelled entry: {:?}",
+        pool.stats()
+    );
     let stats = pool.stats();
     assert_eq!((stats.done, stats.failed, stats.queued), (1, 1, 0));
     bounded(pool.stop()).await;
