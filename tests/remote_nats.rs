@@ -366,6 +366,55 @@ async fn a_stopping_host_hands_its_waiting_jobs_over_at_once() {
     pool.stop().await;
 }
 
+/// What the hosts' consumer of a test says: jobs delivered and not acknowledged (held by hosts),
+/// and jobs not delivered yet.
+async fn held_and_waiting(server: &Server, prefix: &str) -> (usize, u64) {
+    let client = async_nats::connect(server.url()).await.expect("a client");
+    let js = async_nats::jetstream::new(client);
+    let stream = js
+        .get_stream(format!("{}_JOBS", prefix.to_uppercase()))
+        .await
+        .expect("the work stream exists");
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
+        .get_consumer(&format!("{prefix}-hosts"))
+        .await
+        .expect("the hosts' consumer exists");
+    let info = consumer.info().await.expect("its info");
+    (info.num_ack_pending, info.num_pending)
+}
+
+/// A host holds about 20 ms of its workers' work. With jobs of 300 ms and one worker that is
+/// handed one job at a time, that is the job it runs: the others stay in the stream for any
+/// host that comes (a host used to take 32 per worker whatever their length, and a second host
+/// found nothing left).
+async fn a_host_with_long_jobs_holds_only_the_one_it_runs() {
+    let server = Server::start();
+    let mut env = host_env("hold");
+    env.push(("CIRCUITS_NATS_PIPELINE", "1".into()));
+    let pool = Pool::builder().min(2).nats(config(&server, "hold")).start();
+    let mut seen = collect::<u32>(&pool);
+    let _host = Host::start(&server.url(), 1, &env);
+    let values: Vec<_> = (0..8)
+        .map(|_| pool.push(Task::job(Trouble::Sleep(300))).expect("accepted"))
+        .collect();
+    bounded(seen.next_n(1)).await; // a job ended: the host knows their length
+    let (_, waiting) = held_and_waiting(&server, "hold").await;
+    // 6 when read at once; each 300 ms of delay on a busy machine takes one more.
+    assert!(
+        waiting >= 3,
+        "jobs left in the stream after the first: {waiting}"
+    );
+    let mut most_held = 0;
+    for v in values {
+        let (held, _) = held_and_waiting(&server, "hold").await;
+        most_held = most_held.max(held);
+        assert_eq!(bounded(v).await, Ok(1));
+    }
+    // The one it runs, and at most one whose acknowledgement the server has not yet counted.
+    assert!(most_held <= 2, "jobs held by the host at once: {most_held}");
+    pool.stop().await;
+}
+
 async fn a_three_node_cluster_loses_nothing_when_a_node_is_killed_mid_flood() {
     let routes = [nats::free_port(), nats::free_port(), nats::free_port()];
     let mut nodes: Vec<Server> = routes
@@ -458,6 +507,7 @@ fn main() {
             a_server_paused_for_3_s_mid_flood_loses_nothing,
             a_server_paused_for_8_s_mid_flood_loses_nothing,
             a_stopping_host_hands_its_waiting_jobs_over_at_once,
+            a_host_with_long_jobs_holds_only_the_one_it_runs,
             a_three_node_cluster_loses_nothing_when_a_node_is_killed_mid_flood,
             fast_answers_settle_every_task_once_without_the_results_stream,
         ],

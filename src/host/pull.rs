@@ -1,0 +1,217 @@
+//! Pulling jobs: never more than the host's free slots, and about [`HOLD`](super::pace::HOLD) of
+//! its workers' work (see `pace`); fetching what is there while jobs come, long-polling once the
+//! stream ran dry; and on SIGTERM or SIGINT handing back what was pulled and not started.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use async_nats::jetstream::{consumer, AckKind};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+
+use super::config::HostConfig;
+use super::error::HostError;
+use super::pace::Pace;
+use super::run::{run, Ctx};
+use crate::job::Jobs;
+use crate::pool::Pool;
+use crate::worker::remote::broker;
+
+/// How long an idle host's pull waits for a job; also the longest a graceful stop waits for its
+/// open pull to end.
+const IDLE_POLL: Duration = Duration::from_secs(3);
+
+/// The expiry of a busy host's pull (which takes what is there and returns at once when jobs
+/// are waiting): it bounds a pull whose answer never comes.
+const BUSY_POLL: Duration = Duration::from_secs(1);
+
+/// How long after its expiry a pull is given up on this side. A pull request can be lost
+/// without a word: a cluster node dies with it, or it reaches a consumer whose leader is not
+/// elected yet. Without a bound the host would wait for it for ever, pulling nothing.
+const PULL_GRACE: Duration = Duration::from_secs(1);
+
+/// The most jobs a host holds per worker unless [`HostConfig::slots`] says otherwise; it holds
+/// fewer while its jobs are not short (see `pace`).
+pub(super) const MOST_PER_WORKER: usize = 256;
+
+pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
+    let HostConfig {
+        nats: cfg,
+        workers,
+        pipeline,
+        slots,
+        process,
+    } = config;
+    let slots = slots
+        .unwrap_or(workers * MOST_PER_WORKER)
+        .max(workers * pipeline);
+    let broker = broker::connect(&cfg).await.map_err(HostError::Broker)?;
+    // A host waits for its broker, as a service does: a server (or a cluster electing its
+    // leader) that comes up after the host is found when it does.
+    let mut wait = Duration::from_millis(100);
+    let consumer: consumer::PullConsumer = loop {
+        let made = async {
+            broker.results_stream(&cfg).await?;
+            let stream = broker.jobs_stream(&cfg).await?;
+            stream
+                .get_or_create_consumer(&cfg.hosts_consumer(), broker::hosts_consumer(&cfg))
+                .await
+                .map_err(|e| format!("the hosts' consumer: {e}"))
+        };
+        match made.await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!("worker host: {e}; trying again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    };
+    let pool = Pool::builder()
+        .channel("circuits-host")
+        .min(workers)
+        .process_with(process)
+        .try_start()?;
+    let ctx = Rc::new(Ctx {
+        jobs,
+        cfg,
+        broker,
+        pool: pool.clone(),
+        pace: Pace::default(),
+    });
+    let free = std::sync::Arc::new(Semaphore::new(slots));
+    let capacity = workers * pipeline;
+    let running = Rc::new(Semaphore::new(capacity));
+    let (stopping, stop_seen) = tokio::sync::watch::channel(false);
+    let mut stop = std::pin::pin!(stopped());
+    let mut idle = false;
+    'pulling: loop {
+        // The host holds about `HOLD` of its workers' work (at most its slots): all it has free
+        // room for when that is more than one job, and while the workers have jobs waiting, a
+        // quarter of that at a time, not one job per finished job: each pull is a request and an
+        // answer through the server.
+        let limit = ctx.pace.limit(capacity, slots);
+        let held = slots - free.available_permits();
+        let refill = if held > capacity {
+            (limit / 4).max(1)
+        } else {
+            1
+        };
+        if held + refill > limit {
+            tokio::select! {
+                _ = &mut stop => break 'pulling,
+                _ = ctx.pace.left.notified() => continue 'pulling,
+            }
+        }
+        // Held jobs only leave the host while this waits: these permits are there now.
+        let mut permits = tokio::select! {
+            _ = &mut stop => break 'pulling,
+            permits = free.clone().acquire_many_owned(refill as u32) => permits.expect("never closed"),
+        };
+        let room = (limit - held - refill).min(free.available_permits());
+        if let Ok(more) = free.clone().try_acquire_many_owned(room as u32) {
+            permits.merge(more);
+        }
+        // While jobs come, take what is there (no wait); once the stream ran dry, wait for the
+        // next one (a long poll: an idle host sends one request per few seconds).
+        let expiry = if idle { IDLE_POLL } else { BUSY_POLL };
+        let fetched = if idle {
+            let pull = consumer.batch().max_messages(1);
+            pull.expires(expiry).messages().await
+        } else {
+            let want = permits.num_permits();
+            consumer
+                .fetch()
+                .max_messages(want)
+                .expires(expiry)
+                .messages()
+                .await
+        };
+        // The server ends every pull by its expiry; one that outlives it was lost.
+        let given_up = tokio::time::Instant::now() + expiry + PULL_GRACE;
+        let mut batch = match fetched {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("worker host: pulling jobs: {e}");
+                drop(permits);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        idle = true;
+        loop {
+            let next = tokio::select! {
+                _ = &mut stop => {
+                    // Pulled and not started: back to the stream for another host. The pull
+                    // request ends first (at its expiry at the latest): a job handed back while
+                    // it is open would be delivered to it again, and wait out the ack wait.
+                    let mut pulled = Vec::new();
+                    let until = tokio::time::Instant::now() + IDLE_POLL + Duration::from_secs(2);
+                    while let Ok(Some(next)) = tokio::time::timeout_at(until, batch.next()).await {
+                        pulled.extend(next.ok());
+                    }
+                    for m in pulled {
+                        let _ = m.ack_with(AckKind::Nak(None)).await;
+                    }
+                    break 'pulling;
+                }
+                next = tokio::time::timeout_at(given_up, batch.next()) => match next {
+                    Ok(next) => next,
+                    Err(_) => {
+                        tracing::debug!("worker host: a pull not ended by the server; another");
+                        break;
+                    }
+                },
+            };
+            let message = match next {
+                Some(Ok(m)) => {
+                    idle = false; // jobs are coming: the next pull takes what is there
+                    m
+                }
+                Some(Err(e)) => {
+                    tracing::debug!("worker host: a pull: {e}");
+                    continue;
+                }
+                None => break,
+            };
+            match permits.split(1) {
+                Some(permit) => {
+                    let (ctx, running, stop) = (ctx.clone(), running.clone(), stop_seen.clone());
+                    actix::spawn(async move {
+                        run(&ctx, message, &running, stop).await;
+                        drop(permit);
+                        ctx.pace.left.notify_one();
+                    });
+                }
+                None => {
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                }
+            }
+        }
+    }
+    // The jobs waiting for a worker go back; the running ones finish and answer; then the local
+    // pool stops.
+    let _ = stopping.send(true);
+    let _ = free
+        .acquire_many(u32::try_from(slots).unwrap_or(u32::MAX))
+        .await;
+    pool.stop().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stopped() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}

@@ -1,0 +1,157 @@
+//! One job on a host: it waits for a worker of the local pool, is kept alive with progress acks,
+//! and is acknowledged once its answer is stored.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::{AckKind, Message};
+use tokio::sync::Semaphore;
+
+use super::pace::Pace;
+use crate::job::{forwarded, Jobs};
+use crate::pool::PoolHandle;
+use crate::task::{JobContext, TaskError};
+use crate::worker::remote::broker::Broker;
+use crate::worker::remote::wire::{self, Answer, Input, Request};
+use crate::worker::remote::NatsConfig;
+
+/// What each job's run needs.
+pub(super) struct Ctx {
+    pub(super) jobs: Jobs,
+    pub(super) cfg: NatsConfig,
+    pub(super) broker: Broker,
+    pub(super) pool: PoolHandle,
+    /// How long jobs take here: how many the host holds.
+    pub(super) pace: Pace,
+}
+
+/// Runs one job once a worker is free (or hands it back if the host stops first) and answers it:
+/// the answer is stored before the job is acknowledged.
+pub(super) async fn run(
+    ctx: &Ctx,
+    message: Message,
+    running: &Semaphore,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let delivery = message
+        .info()
+        .map_or(1, |i| u64::try_from(i.delivered).unwrap_or(1));
+    let mut request: Request = match wire::decode(&message.payload) {
+        Ok(r) => r,
+        Err(e) => {
+            // Nobody can be answered: the job is taken out of the stream.
+            tracing::error!("worker host: an undecodable job ({e}); dropped");
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let outcome = match ctx.jobs.known(&request.name) {
+        None => Err(TaskError::UnknownJob(request.name.clone())),
+        Some(name) => {
+            let worker = async {
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => None,
+                    permit = running.acquire() => permit.ok(),
+                }
+            };
+            let Some(_worker) = alive_until(&message, ctx.cfg.ack_wait, worker).await else {
+                // Not started: back to the stream for another host, now.
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+                return;
+            };
+            let context = JobContext {
+                id: wire::job_id(&request.pool, request.task, request.attempt),
+                delivery,
+            };
+            // The input moves into the task: the answer needs only the request's ids.
+            let input = std::mem::replace(&mut request.input, Input::Batch(Vec::new()));
+            let mut task = forwarded(name, input.into(), context);
+            if let Some(ns) = request.timeout_ns {
+                task = task.timeout(Duration::from_nanos(ns));
+            }
+            let value = match ctx.pool.push(task) {
+                Ok(v) => v,
+                Err(refused) => {
+                    tracing::warn!("worker host: {}; the job goes back", refused.refusal());
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                    return;
+                }
+            };
+            let handed = std::time::Instant::now();
+            let outcome = alive_until(&message, ctx.cfg.ack_wait, value).await;
+            ctx.pace.record(handed.elapsed());
+            outcome
+        }
+    };
+    let answer = Answer {
+        task: request.task,
+        attempt: request.attempt,
+        delivery,
+        outcome,
+    };
+    answer_and_ack(ctx, &request, &answer, message).await;
+}
+
+/// Awaits `work`, telling the server the host is alive every third of `ack_wait`.
+async fn alive_until<T>(message: &Message, ack_wait: Duration, work: impl Future<Output = T>) -> T {
+    let mut work = std::pin::pin!(work);
+    let every = (ack_wait / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            outcome = &mut work => return outcome,
+            _ = tokio::time::sleep(every) => {
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
+        }
+    }
+}
+
+/// Publishes the answer until the server stores it (deduplicated by the attempt's id), then
+/// acknowledges the job.
+async fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, message: Message) {
+    let bytes = match wire::encode(answer) {
+        Ok(b) => bytes::Bytes::from(b),
+        Err(e) => {
+            tracing::error!("worker host: an answer does not encode: {e}");
+            return;
+        }
+    };
+    if let Some(subject) = &request.fast_answer {
+        // At most once, by the pool's choice: sent (in order, before the ack), not stored.
+        let _ = ctx.broker.client.publish(subject.clone(), bytes).await;
+        let _ = message.ack().await;
+        return;
+    }
+    let subject = ctx.cfg.results_subject(&request.pool);
+    let id = format!(
+        "{}.answer",
+        wire::job_id(&request.pool, request.task, request.attempt)
+    );
+    let mut wait = Duration::from_millis(20);
+    let started = std::time::Instant::now();
+    loop {
+        let sent = ctx.broker.js.send_publish(
+            subject.clone(),
+            async_nats::jetstream::message::PublishMessage::build()
+                .payload(bytes.clone())
+                .message_id(&id),
+        );
+        match async { sent.await?.await }.await {
+            Ok(_) => break,
+            Err(e) if started.elapsed() >= ctx.cfg.publish_deadline => {
+                // Not acknowledged: the server gives the job to a host again after its ack wait
+                // (and a host that is stopping does not hang on a server that is gone).
+                tracing::warn!("worker host: an answer not stored within the deadline ({e})");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!("worker host: publishing an answer: {e}; again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    // A lost ack only means a second delivery, whose answer the pool absorbs.
+    let _ = message.ack().await;
+}
