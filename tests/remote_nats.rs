@@ -355,7 +355,9 @@ async fn a_stopping_host_hands_its_waiting_jobs_over_at_once() {
     let values: Vec<_> = (0..20)
         .map(|_| pool.push(Task::job(Trouble::Sleep(200))).expect("accepted"))
         .collect();
-    bounded(seen.next_n(1)).await; // the first host is running them, one at a time
+    // The first host runs them one at a time. It holds 5 (jobs this long: its pipeline's 4 and one
+    // more): the stop lets the 4 handed to its worker run and hands the fifth back.
+    bounded(seen.next_n(1)).await;
     assert!(first.stop().success(), "a graceful stop exits 0");
     let _second = Host::start(&server.url(), 2, &env);
     for v in values {
@@ -366,28 +368,37 @@ async fn a_stopping_host_hands_its_waiting_jobs_over_at_once() {
     pool.stop().await;
 }
 
-/// What the hosts' consumer of a test says: jobs delivered and not acknowledged (held by hosts),
-/// and jobs not delivered yet.
-async fn held_and_waiting(server: &Server, prefix: &str) -> (usize, u64) {
-    let client = async_nats::connect(server.url()).await.expect("a client");
-    let js = async_nats::jetstream::new(client);
-    let stream = js
-        .get_stream(format!("{}_JOBS", prefix.to_uppercase()))
-        .await
-        .expect("the work stream exists");
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
-        .get_consumer(&format!("{prefix}-hosts"))
-        .await
-        .expect("the hosts' consumer exists");
-    let info = consumer.info().await.expect("its info");
-    (info.num_ack_pending, info.num_pending)
+/// The hosts' consumer of a test, as the server sees it.
+struct Hosts(async_nats::jetstream::consumer::PullConsumer);
+
+impl Hosts {
+    async fn of(server: &Server, prefix: &str) -> Hosts {
+        let client = async_nats::connect(server.url()).await.expect("a client");
+        let js = async_nats::jetstream::new(client);
+        let stream = js
+            .get_stream(format!("{}_JOBS", prefix.to_uppercase()))
+            .await
+            .expect("the work stream exists");
+        let consumer = stream
+            .get_consumer(&format!("{prefix}-hosts"))
+            .await
+            .expect("the hosts' consumer exists");
+        Hosts(consumer)
+    }
+
+    /// Jobs delivered and not acknowledged (held by hosts), and jobs not delivered yet.
+    async fn held_and_waiting(&mut self) -> (usize, u64) {
+        let info = self.0.info().await.expect("its info");
+        (info.num_ack_pending, info.num_pending)
+    }
 }
 
-/// A host holds about 20 ms of its workers' work. With jobs of 300 ms and one worker that is
-/// handed one job at a time, that is the job it runs: the others stay in the stream for any
-/// host that comes (a host used to take 32 per worker whatever their length, and a second host
-/// found nothing left).
-async fn a_host_with_long_jobs_holds_only_the_one_it_runs() {
+/// A host holds about 20 ms of its workers' work, at least the pipelines' worth and one more job
+/// per worker. Jobs of 300 ms with one worker handed one job at a time: two, the one it runs and
+/// the next; the others stay in the stream for any host that comes (a host used to take 32 per
+/// worker whatever their length, and a second host found nothing left). Then jobs of
+/// microseconds, of which it holds more: each runs once, with its own result.
+async fn a_host_with_long_jobs_leaves_the_others_in_the_stream() {
     let server = Server::start();
     let mut env = host_env("hold");
     env.push(("CIRCUITS_NATS_PIPELINE", "1".into()));
@@ -397,21 +408,44 @@ async fn a_host_with_long_jobs_holds_only_the_one_it_runs() {
     let values: Vec<_> = (0..8)
         .map(|_| pool.push(Task::job(Trouble::Sleep(300))).expect("accepted"))
         .collect();
-    bounded(seen.next_n(1)).await; // a job ended: the host knows their length
-    let (_, waiting) = held_and_waiting(&server, "hold").await;
-    // 6 when read at once; each 300 ms of delay on a busy machine takes one more.
+    bounded(seen.next_n(1)).await;
+    let mut hosts = Hosts::of(&server, "hold").await;
+    let (_, waiting) = hosts.held_and_waiting().await;
+    // 5 when read at once; each 300 ms of delay on a busy machine takes one more.
     assert!(
         waiting >= 3,
-        "jobs left in the stream after the first: {waiting}"
+        "long jobs left in the stream after the first: {waiting}"
     );
-    let mut most_held = 0;
+    let mut most_long = 0;
     for v in values {
-        let (held, _) = held_and_waiting(&server, "hold").await;
-        most_held = most_held.max(held);
+        most_long = most_long.max(hosts.held_and_waiting().await.0);
         assert_eq!(bounded(v).await, Ok(1));
     }
-    // The one it runs, and at most one whose acknowledgement the server has not yet counted.
-    assert!(most_held <= 2, "jobs held by the host at once: {most_held}");
+    // Two, and at most one whose acknowledgement the server has not counted yet.
+    assert!(most_long <= 3, "long jobs held at once: {most_long}");
+
+    let values: Vec<_> = (0..3000)
+        .map(|i| pool.push(Task::job(Square(i))).expect("accepted"))
+        .collect();
+    let done = std::cell::Cell::new(false);
+    let work = async {
+        for (i, v) in values.into_iter().enumerate() {
+            assert_eq!(bounded(v).await, Ok(i as u64 * i as u64));
+        }
+        done.set(true);
+    };
+    let watch = async {
+        let mut most = 0;
+        while !done.get() {
+            most = most.max(hosts.held_and_waiting().await.0);
+        }
+        most
+    };
+    let ((), most_short) = futures::join!(work, watch);
+    // Jobs of microseconds: 20 ms of them is many more than the long jobs' 2, how many depends on
+    // how fast this machine runs them now (hundreds on an idle one, a dozen beside two busy
+    // loops), so it is shown, not asserted; src/host/pace.rs tests the arithmetic.
+    eprintln!("  (short jobs held at once: up to {most_short})");
     pool.stop().await;
 }
 
@@ -507,7 +541,7 @@ fn main() {
             a_server_paused_for_3_s_mid_flood_loses_nothing,
             a_server_paused_for_8_s_mid_flood_loses_nothing,
             a_stopping_host_hands_its_waiting_jobs_over_at_once,
-            a_host_with_long_jobs_holds_only_the_one_it_runs,
+            a_host_with_long_jobs_leaves_the_others_in_the_stream,
             a_three_node_cluster_loses_nothing_when_a_node_is_killed_mid_flood,
             fast_answers_settle_every_task_once_without_the_results_stream,
         ],

@@ -46,9 +46,9 @@ const RUNNING: &str = "an unbounded, running pool accepts every job";
 
 /// Worker processes per host (and in the local process pool).
 const WORKERS: usize = 2;
-/// The most jobs a host holds at once by default (256 per worker; it holds about 20 ms of its
-/// workers' work, which for jobs this short is all of them): the floor's consumers pull in
-/// batches of this many.
+/// The most jobs a host holds at once by default (256 per worker; it holds what its workers
+/// finish in about 20 ms, which for jobs this short is about all of them): the floor's consumers
+/// pull in batches of this many.
 const HOST_SLOTS: usize = 256 * WORKERS;
 /// Jobs per `map` chunk, and per message of the floor's chunked loop.
 const CHUNK: usize = 256;

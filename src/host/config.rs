@@ -24,8 +24,9 @@ pub struct HostConfig {
 
 impl HostConfig {
     /// A host of the stream described by `nats` (the submitting pools' settings), with as many
-    /// worker processes as the machine has CPUs, each handed 4 jobs at once, the host holding
-    /// about 20 ms of their work and at most 256 jobs per worker.
+    /// worker processes as the machine has CPUs, each handed 4 jobs at once; the host holds
+    /// about 20 ms of their work, at least 5 jobs and at most 256 per worker (see
+    /// [`slots`](Self::slots)).
     pub fn new(nats: NatsConfig) -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         HostConfig {
@@ -85,12 +86,20 @@ impl HostConfig {
     }
 
     /// The most jobs the host holds at once, handed to a worker or waiting for one (default 256
-    /// per worker, at least the pipelines' worth). Within that, the host holds about 20 ms of
-    /// its workers' work, from how long its recent jobs took: all its slots while jobs take
-    /// microseconds (fewer round trips to the server), no more than the pipelines' worth once
-    /// they take tens of milliseconds or more (the other jobs stay in the stream for any host
-    /// that is free). It pulls no more than that, a quarter of it at a time while its workers are
-    /// busy. Jobs waiting here are handed back to the stream (nak) on a graceful stop.
+    /// per worker, at least the pipelines' worth). Within that, it holds what its workers finish
+    /// in about 20 ms at the pace of its recent jobs (timed from their handing to the local pool
+    /// to their outcome, so their wait in a worker's pipeline counts), and never fewer than the
+    /// pipelines' worth and one more job per worker: all its slots for jobs of a few hundred
+    /// microseconds or less (fewer round trips to the server), that least for jobs of a few
+    /// milliseconds or more (the other jobs stay in the stream for any host that is free). While
+    /// its workers are busy it pulls once a quarter of that is free, all the room it has. Jobs
+    /// waiting here are handed back to the stream (nak) on a graceful stop.
+    ///
+    /// The pace comes from jobs that ended, and once the stream ran dry the host holds only the
+    /// least again until one of the next jobs ended. Long jobs that follow short ones without
+    /// such a pause are found out once none of them ended for longer than the recent average:
+    /// the host then pulls no more, but what its last pull brought stays (up to these slots).
+    /// Streams that mix jobs of microseconds and of minutes want a lower value.
     pub fn slots(mut self, slots: usize) -> Self {
         self.slots = Some(slots.max(1));
         self

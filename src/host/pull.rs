@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 
 use super::config::HostConfig;
 use super::error::HostError;
-use super::pace::Pace;
+use super::pace::{Pace, Slot};
 use super::run::{run, Ctx};
 use crate::job::Jobs;
 use crate::pool::Pool;
@@ -90,7 +90,9 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
         // room for when that is more than one job, and while the workers have jobs waiting, a
         // quarter of that at a time, not one job per finished job: each pull is a request and an
         // answer through the server.
-        let limit = ctx.pace.limit(capacity, slots);
+        // At least the pipelines' worth and one more job per worker: a job keeps its slot until
+        // its answer is stored and acked, and its worker can start the next one meanwhile.
+        let limit = ctx.pace.limit(capacity, capacity + workers, slots);
         let held = slots - free.available_permits();
         let refill = if held > capacity {
             (limit / 4).max(1)
@@ -100,7 +102,7 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
         if held + refill > limit {
             tokio::select! {
                 _ = &mut stop => break 'pulling,
-                _ = ctx.pace.left.notified() => continue 'pulling,
+                _ = ctx.pace.left() => continue 'pulling,
             }
         }
         // Held jobs only leave the host while this waits: these permits are there now.
@@ -138,7 +140,7 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
                 continue;
             }
         };
-        idle = true;
+        let was_idle = std::mem::replace(&mut idle, true);
         loop {
             let next = tokio::select! {
                 _ = &mut stop => {
@@ -165,6 +167,10 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
             };
             let message = match next {
                 Some(Ok(m)) => {
+                    if was_idle && idle {
+                        // The stream ran dry before this job: it may be of another kind.
+                        ctx.pace.forget();
+                    }
                     idle = false; // jobs are coming: the next pull takes what is there
                     m
                 }
@@ -178,9 +184,8 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
                 Some(permit) => {
                     let (ctx, running, stop) = (ctx.clone(), running.clone(), stop_seen.clone());
                     actix::spawn(async move {
+                        let _slot = Slot::new(permit, &ctx.pace);
                         run(&ctx, message, &running, stop).await;
-                        drop(permit);
-                        ctx.pace.left.notify_one();
                     });
                 }
                 None => {

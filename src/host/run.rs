@@ -78,9 +78,10 @@ pub(super) async fn run(
                     return;
                 }
             };
+            ctx.pace.handed();
             let handed = std::time::Instant::now();
             let outcome = alive_until(&message, ctx.cfg.ack_wait, value).await;
-            ctx.pace.record(handed.elapsed());
+            ctx.pace.ended(handed.elapsed());
             outcome
         }
     };
