@@ -29,6 +29,8 @@ enum Trouble {
     /// Appends its host's pid, job id and delivery to the file (the side effect), then, on its
     /// first delivery only, sleeps for ever: the test kills the host running it.
     RecordThenHang(String),
+    /// A large input: answers its length.
+    Large(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 impl Job for Trouble {
@@ -38,6 +40,7 @@ impl Job for Trouble {
         match self {
             Trouble::Panic => panic!("no luck"),
             Trouble::Abort => std::process::abort(),
+            Trouble::Large(input) => input.len() as u32,
             Trouble::Sleep(ms) => {
                 std::thread::sleep(Duration::from_millis(ms));
                 1
@@ -449,6 +452,37 @@ async fn a_host_with_long_jobs_leaves_the_others_in_the_stream() {
     pool.stop().await;
 }
 
+/// A host holds no more bytes of jobs than `held_bytes` (here 3 MiB: three jobs of 900 KiB, or
+/// two once it holds some, since a pull waits for room for the largest job, 2 MiB), however many
+/// jobs its pace allows.
+async fn a_host_holds_no_more_bytes_of_jobs_than_its_limit() {
+    let server = Server::start();
+    let mut env = host_env("bytes");
+    env.push(("CIRCUITS_NATS_PIPELINE", "1".into()));
+    env.push(("CIRCUITS_NATS_HELD_BYTES", (3 << 20).to_string()));
+    let pool = Pool::builder()
+        .min(2)
+        .nats(config(&server, "bytes"))
+        .start();
+    let _host = Host::start(&server.url(), 1, &env);
+    let large = 900 << 10;
+    let values: Vec<_> = (0..24)
+        .map(|_| {
+            let task = Task::job(Trouble::Large(vec![7; large]));
+            pool.push(task).expect("accepted")
+        })
+        .collect();
+    let mut hosts = Hosts::of(&server, "bytes").await;
+    let mut most = 0;
+    for v in values {
+        most = most.max(hosts.held_and_waiting().await.0);
+        assert_eq!(bounded(v).await, Ok(large as u32));
+    }
+    // Three, and at most one whose acknowledgement the server has not counted yet.
+    assert!(most <= 4, "jobs of 900 KiB held at once: {most}");
+    pool.stop().await;
+}
+
 async fn a_three_node_cluster_loses_nothing_when_a_node_is_killed_mid_flood() {
     let routes = [nats::free_port(), nats::free_port(), nats::free_port()];
     let mut nodes: Vec<Server> = routes
@@ -542,6 +576,7 @@ fn main() {
             a_server_paused_for_8_s_mid_flood_loses_nothing,
             a_stopping_host_hands_its_waiting_jobs_over_at_once,
             a_host_with_long_jobs_leaves_the_others_in_the_stream,
+            a_host_holds_no_more_bytes_of_jobs_than_its_limit,
             a_three_node_cluster_loses_nothing_when_a_node_is_killed_mid_flood,
             fast_answers_settle_every_task_once_without_the_results_stream,
         ],

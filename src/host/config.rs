@@ -7,9 +7,17 @@ use crate::worker::remote::NatsConfig;
 
 /// The environment variable that makes [`init`](crate::init) run the binary as a worker host:
 /// the server's URL. [`HostConfig::from_env`] reads the others (`CIRCUITS_NATS_SLOTS`,
-/// `CIRCUITS_NATS_WORKERS`, `CIRCUITS_NATS_PIPELINE`, `CIRCUITS_NATS_PREFIX`, `CIRCUITS_NATS_ACK_WAIT_MS`,
-/// `CIRCUITS_NATS_MAX_DELIVER`, `CIRCUITS_NATS_REPLICAS`).
+/// `CIRCUITS_NATS_HELD_BYTES`, `CIRCUITS_NATS_WORKERS`, `CIRCUITS_NATS_PIPELINE`,
+/// `CIRCUITS_NATS_PREFIX`, `CIRCUITS_NATS_ACK_WAIT_MS`, `CIRCUITS_NATS_MAX_DELIVER`,
+/// `CIRCUITS_NATS_REPLICAS`).
 pub const HOST_ENV: &str = "CIRCUITS_NATS_HOST";
+
+/// The most bytes of jobs a host holds at once unless [`HostConfig::held_bytes`] says otherwise.
+const DEFAULT_HELD_BYTES: usize = 64 << 20;
+
+/// The least room in bytes a pull asks for: more than the largest job a pool sends (the server's
+/// default `max_payload`, 1 MiB), so that a pull is never refused a job for its size.
+pub(super) const MIN_HELD_BYTES: usize = 2 << 20;
 
 /// How a worker host runs: which server and stream, how many jobs at once, and the settings of
 /// its local process pool.
@@ -19,6 +27,7 @@ pub struct HostConfig {
     pub(super) workers: usize,
     pub(super) pipeline: usize,
     pub(super) slots: Option<usize>,
+    pub(super) held_bytes: usize,
     pub(super) process: ProcessConfig,
 }
 
@@ -34,12 +43,14 @@ impl HostConfig {
             workers: cpus,
             pipeline: 4,
             slots: None,
+            held_bytes: DEFAULT_HELD_BYTES,
             process: ProcessConfig::default(),
         }
     }
 
     /// The settings in this process's environment: [`HOST_ENV`] (the URL; `None` without it),
-    /// `CIRCUITS_NATS_WORKERS`, `CIRCUITS_NATS_PIPELINE`, `CIRCUITS_NATS_SLOTS`, `CIRCUITS_NATS_PREFIX`,
+    /// `CIRCUITS_NATS_WORKERS`, `CIRCUITS_NATS_PIPELINE`, `CIRCUITS_NATS_SLOTS`,
+    /// `CIRCUITS_NATS_HELD_BYTES`, `CIRCUITS_NATS_PREFIX`,
     /// `CIRCUITS_NATS_ACK_WAIT_MS`, `CIRCUITS_NATS_MAX_DELIVER` and `CIRCUITS_NATS_REPLICAS`.
     pub fn from_env() -> Option<Self> {
         let url = std::env::var(HOST_ENV).ok()?;
@@ -67,6 +78,9 @@ impl HostConfig {
         }
         if let Some(n) = num("CIRCUITS_NATS_SLOTS") {
             config = config.slots(usize::try_from(n).unwrap_or(1));
+        }
+        if let Some(n) = num("CIRCUITS_NATS_HELD_BYTES") {
+            config = config.held_bytes(usize::try_from(n).unwrap_or(usize::MAX));
         }
         Some(config)
     }
@@ -102,6 +116,15 @@ impl HostConfig {
     /// Streams that mix jobs of microseconds and of minutes want a lower value.
     pub fn slots(mut self, slots: usize) -> Self {
         self.slots = Some(slots.max(1));
+        self
+    }
+
+    /// The most bytes of jobs the host holds at once (default 64 MiB, at least 2 MiB: room for the
+    /// largest job a pool sends, which is under 1 MiB). Its pulls ask the server for no more than
+    /// the room left, so a host of many workers and short jobs with large inputs does not hold
+    /// its slots' worth of them in memory.
+    pub fn held_bytes(mut self, bytes: usize) -> Self {
+        self.held_bytes = bytes.max(MIN_HELD_BYTES);
         self
     }
 

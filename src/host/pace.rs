@@ -24,6 +24,8 @@ pub(super) struct Pace {
     in_pool: Cell<usize>,
     /// Since when the local pool has not been without jobs and has seen none end.
     waiting_since: Cell<Option<Instant>>,
+    /// The bytes of the jobs held.
+    bytes: Cell<usize>,
     /// Rung when a job leaves the host (answered and acknowledged, or handed back).
     left: Notify,
 }
@@ -74,30 +76,40 @@ impl Pace {
         (held as usize).clamp(least, most)
     }
 
+    /// The bytes of the jobs the host holds.
+    pub(super) fn held_bytes(&self) -> usize {
+        self.bytes.get()
+    }
+
     /// Waits until a job leaves the host (at once if one left since the last wait).
     pub(super) async fn left(&self) {
         self.left.notified().await;
     }
 }
 
-/// A job's slot on the host: given back, and the host's pulls woken, when the job leaves it in
-/// any way (answered, handed back, or its task gone).
+/// A job's slot on the host, and its bytes: given back, and the host's pulls woken, when the job
+/// leaves it in any way (answered, handed back, or its task gone).
 pub(super) struct Slot<'a> {
     _permit: OwnedSemaphorePermit,
     pace: &'a Pace,
+    bytes: usize,
 }
 
 impl<'a> Slot<'a> {
-    pub(super) fn new(permit: OwnedSemaphorePermit, pace: &'a Pace) -> Self {
+    pub(super) fn new(permit: OwnedSemaphorePermit, pace: &'a Pace, bytes: usize) -> Self {
+        pace.bytes.set(pace.bytes.get() + bytes);
         Slot {
             _permit: permit,
             pace,
+            bytes,
         }
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
+        let pace = self.pace;
+        pace.bytes.set(pace.bytes.get().saturating_sub(self.bytes));
         // The permit goes back right after this (fields drop after `drop`), before the woken
         // pull loop runs: it runs on this thread.
         self.pace.left.notify_one();

@@ -9,7 +9,7 @@ use async_nats::jetstream::{consumer, AckKind};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
-use super::config::HostConfig;
+use super::config::{HostConfig, MIN_HELD_BYTES};
 use super::error::HostError;
 use super::pace::{Pace, Slot};
 use super::run::{run, Ctx};
@@ -40,6 +40,7 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
         workers,
         pipeline,
         slots,
+        held_bytes,
         process,
     } = config;
     let slots = slots
@@ -99,7 +100,10 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
         } else {
             1
         };
-        if held + refill > limit {
+        // And no more bytes than it may hold: a pull asks for the room left, and waits while that
+        // is less than the largest job.
+        let bytes = held_bytes.saturating_sub(ctx.pace.held_bytes());
+        if held + refill > limit || bytes < MIN_HELD_BYTES {
             tokio::select! {
                 _ = &mut stop => break 'pulling,
                 _ = ctx.pace.left() => continue 'pulling,
@@ -125,6 +129,7 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
             consumer
                 .fetch()
                 .max_messages(want)
+                .max_bytes(bytes)
                 .expires(expiry)
                 .messages()
                 .await
@@ -183,8 +188,9 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
             match permits.split(1) {
                 Some(permit) => {
                     let (ctx, running, stop) = (ctx.clone(), running.clone(), stop_seen.clone());
+                    let bytes = message.length;
                     actix::spawn(async move {
-                        let _slot = Slot::new(permit, &ctx.pace);
+                        let _slot = Slot::new(permit, &ctx.pace, bytes);
                         run(&ctx, message, &running, stop).await;
                     });
                 }
