@@ -3,6 +3,7 @@
 //! workers' work, from how long its recent jobs took.
 
 use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit};
@@ -89,14 +90,15 @@ impl Pace {
 
 /// A job's slot on the host, and its bytes: given back, and the host's pulls woken, when the job
 /// leaves it in any way (answered, handed back, or its task gone).
-pub(super) struct Slot<'a> {
+pub(super) struct Slot {
     _permit: OwnedSemaphorePermit,
-    pace: &'a Pace,
+    pace: Rc<Pace>,
     bytes: usize,
 }
 
-impl<'a> Slot<'a> {
-    pub(super) fn new(permit: OwnedSemaphorePermit, pace: &'a Pace, bytes: usize) -> Self {
+impl Slot {
+    /// Counts a job that the host now holds (before its task starts: the next pull must see it).
+    pub(super) fn new(permit: OwnedSemaphorePermit, pace: Rc<Pace>, bytes: usize) -> Self {
         pace.bytes.set(pace.bytes.get() + bytes);
         Slot {
             _permit: permit,
@@ -106,9 +108,9 @@ impl<'a> Slot<'a> {
     }
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
-        let pace = self.pace;
+        let pace = &self.pace;
         pace.bytes.set(pace.bytes.get().saturating_sub(self.bytes));
         // The permit goes back right after this (fields drop after `drop`), before the woken
         // pull loop runs: it runs on this thread.

@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 
 use super::config::{HostConfig, MIN_HELD_BYTES};
 use super::error::HostError;
-use super::pace::{Pace, Slot};
+use super::pace::Slot;
 use super::run::{run, Ctx};
 use crate::job::Jobs;
 use crate::pool::Pool;
@@ -78,7 +78,7 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
         cfg,
         broker,
         pool: pool.clone(),
-        pace: Pace::default(),
+        pace: Rc::default(),
     });
     let free = std::sync::Arc::new(Semaphore::new(slots));
     let capacity = workers * pipeline;
@@ -188,10 +188,10 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
             match permits.split(1) {
                 Some(permit) => {
                     let (ctx, running, stop) = (ctx.clone(), running.clone(), stop_seen.clone());
-                    let bytes = message.length;
+                    let slot = Slot::new(permit, ctx.pace.clone(), message.length);
                     actix::spawn(async move {
-                        let _slot = Slot::new(permit, &ctx.pace, bytes);
                         run(&ctx, message, &running, stop).await;
+                        drop(slot);
                     });
                 }
                 None => {

@@ -2,6 +2,7 @@
 //! and is acknowledged once its answer is stored.
 
 use std::future::Future;
+use std::rc::Rc;
 use std::time::Duration;
 
 use async_nats::jetstream::{AckKind, Message};
@@ -22,7 +23,7 @@ pub(super) struct Ctx {
     pub(super) broker: Broker,
     pub(super) pool: PoolHandle,
     /// How long jobs take here: how many the host holds.
-    pub(super) pace: Pace,
+    pub(super) pace: Rc<Pace>,
 }
 
 /// Runs one job once a worker is free (or hands it back if the host stops first) and answers it:
