@@ -381,18 +381,37 @@ async fn a_stopping_host_hands_its_waiting_jobs_over_at_once() {
 struct Hosts(async_nats::jetstream::consumer::PullConsumer);
 
 impl Hosts {
+    /// Once the work stream and the hosts' consumer exist (the first pool or host to start makes
+    /// them; polled, with a deadline).
     async fn of(server: &Server, prefix: &str) -> Hosts {
         let client = async_nats::connect(server.url()).await.expect("a client");
         let js = async_nats::jetstream::new(client);
-        let stream = js
-            .get_stream(format!("{}_JOBS", prefix.to_uppercase()))
-            .await
-            .expect("the work stream exists");
-        let consumer = stream
-            .get_consumer(&format!("{prefix}-hosts"))
-            .await
-            .expect("the hosts' consumer exists");
-        Hosts(consumer)
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let stream = js.get_stream(format!("{}_JOBS", prefix.to_uppercase()));
+            if let Ok(stream) = stream.await {
+                if let Ok(consumer) = stream.get_consumer(&format!("{prefix}-hosts")).await {
+                    return Hosts(consumer);
+                }
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "the work stream and the hosts' consumer exist within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Once a host asks for jobs (polled, with a deadline).
+    async fn pulling(&mut self) {
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        while self.0.info().await.expect("its info").num_waiting == 0 {
+            assert!(
+                std::time::Instant::now() < until,
+                "a host pulls within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Jobs delivered and not acknowledged (held by hosts), and jobs not delivered yet.
@@ -472,6 +491,8 @@ async fn a_host_holds_no_more_bytes_of_jobs_than_its_limit() {
         .nats(config(&server, "bytes"))
         .start();
     let _host = Host::start(&server.url(), 1, &env);
+    let mut hosts = Hosts::of(&server, "bytes").await;
+    hosts.pulling().await;
     let file = std::env::temp_dir().join(format!("circuits-gate-{}", std::process::id()));
     let _ = std::fs::remove_file(&file);
     let gate = file.to_string_lossy().into_owned();
@@ -482,26 +503,26 @@ async fn a_host_holds_no_more_bytes_of_jobs_than_its_limit() {
             pool.push(task).expect("accepted")
         })
         .collect();
-    let mut hosts = Hosts::of(&server, "bytes").await;
-    // The host pulls what fits (2 or 3, as the jobs reach the stream; a pull waits for room for
-    // the largest job, 2 MiB); the pull that would bring more never goes out. Read 50 times once
-    // all 10 are in the stream.
+    // The host pulls what fits: 2 or 3 (a pull waits for room for the largest job, 2 MiB), as
+    // the jobs reach the stream. Once all 10 are there and it holds 2, the pull that would bring
+    // a fourth never goes out: for half a second of reads, it holds no more than 3.
     let until = std::time::Instant::now() + Duration::from_secs(20);
-    let mut reads = 0;
-    let mut last = 0;
-    while reads < 50 {
+    let mut since = None;
+    loop {
         let (held, waiting) = hosts.held_and_waiting().await;
         assert!(held <= 3, "jobs of 900 KiB held at once: {held}");
-        if held as u64 + waiting == 10 {
-            reads += 1;
-            last = held;
+        if since.is_none() && held >= 2 && held as u64 + waiting == 10 {
+            since = Some(std::time::Instant::now());
         }
-        assert!(
-            std::time::Instant::now() < until,
-            "all 10 jobs reach the stream within 20 s"
-        );
+        match since {
+            Some(t) if t.elapsed() >= Duration::from_millis(500) => break,
+            Some(_) => {}
+            None => assert!(
+                std::time::Instant::now() < until,
+                "the host holds 2 jobs, all 10 in the stream, within 20 s"
+            ),
+        }
     }
-    assert!(last >= 2, "the host pulled what fits: {last}");
     std::fs::write(&file, b"").expect("the gate opens");
     for v in values {
         assert_eq!(bounded(v).await, Ok(large as u32));

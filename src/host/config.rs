@@ -15,6 +15,9 @@ pub const HOST_ENV: &str = "CIRCUITS_NATS_HOST";
 /// The most bytes of jobs a host holds at once unless [`HostConfig::held_bytes`] says otherwise.
 const DEFAULT_HELD_BYTES: usize = 64 << 20;
 
+/// The most [`HostConfig::held_bytes`] can be: the server reads a pull's byte limit as an `i64`.
+const MAX_HELD_BYTES: usize = i64::MAX as usize;
+
 /// The least room in bytes a pull asks for: more than the largest job a pool sends (the server's
 /// default `max_payload`, 1 MiB), so that a pull is never refused a job for its size.
 pub(super) const MIN_HELD_BYTES: usize = 2 << 20;
@@ -119,12 +122,16 @@ impl HostConfig {
         self
     }
 
-    /// The most bytes of jobs the host holds at once (default 64 MiB, at least 2 MiB: room for the
-    /// largest job a pool sends, which is under 1 MiB). Its pulls ask the server for no more than
-    /// the room left, so a host of many workers and short jobs with large inputs does not hold
-    /// its slots' worth of them in memory.
+    /// The most bytes of jobs the host holds at once, counted as the server sends them (default
+    /// 64 MiB; at least 2 MiB, room for the largest job a pool sends, which is under 1 MiB; at
+    /// most `i64::MAX`, the server's limit, which is as good as none). A busy pull asks the server
+    /// for no more than the room left, and none goes out while the room is under 2 MiB (the
+    /// long poll of an idle host asks for one job), so a host of many workers and short jobs with
+    /// large inputs does not hold its slots' worth of them. Give it several MiB: with a cap near
+    /// 2 MiB the host pulls again only once nearly all it holds has left. A job held takes about
+    /// twice its size in memory (the message and its decoded input).
     pub fn held_bytes(mut self, bytes: usize) -> Self {
-        self.held_bytes = bytes.max(MIN_HELD_BYTES);
+        self.held_bytes = bytes.clamp(MIN_HELD_BYTES, MAX_HELD_BYTES);
         self
     }
 

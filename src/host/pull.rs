@@ -136,6 +136,9 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
         };
         // The server ends every pull by its expiry; one that outlives it was lost.
         let given_up = tokio::time::Instant::now() + expiry + PULL_GRACE;
+        // A pull whose bytes the jobs filled exactly is over without a word from the server
+        // (nats-server 2.9): it ends here when they did.
+        let mut bytes_left = (!idle).then_some(bytes);
         let mut batch = match fetched {
             Ok(b) => b,
             Err(e) => {
@@ -185,10 +188,11 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
                 }
                 None => break,
             };
+            let length = message.length;
             match permits.split(1) {
                 Some(permit) => {
                     let (ctx, running, stop) = (ctx.clone(), running.clone(), stop_seen.clone());
-                    let slot = Slot::new(permit, ctx.pace.clone(), message.length);
+                    let slot = Slot::new(permit, ctx.pace.clone(), length);
                     actix::spawn(async move {
                         run(&ctx, message, &running, stop).await;
                         drop(slot);
@@ -196,6 +200,12 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
                 }
                 None => {
                     let _ = message.ack_with(AckKind::Nak(None)).await;
+                }
+            }
+            if let Some(left) = &mut bytes_left {
+                *left = left.saturating_sub(length);
+                if *left == 0 {
+                    break;
                 }
             }
         }
