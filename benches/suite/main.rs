@@ -15,6 +15,7 @@
 mod asyncs;
 mod bus;
 mod dashboard;
+mod jobs;
 mod measure;
 mod process;
 mod python;
@@ -105,7 +106,7 @@ fn parse_ids(list: &str) -> Result<Vec<String>, String> {
 fn main() {
     // Process-mode workers, S10's worker hosts (with `CIRCUITS_NATS_HOST`) and the raw-pipe
     // floor's children are this binary, re-executed.
-    circuits::init(process::jobs());
+    circuits::init(jobs::jobs());
     process::serve_floor_child_if_asked();
     threads::serve_memory_child_if_asked();
 

@@ -9,54 +9,10 @@ use actix::prelude::*;
 use circuits::prelude::*;
 use circuits::ProcessConfig;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 
+use crate::jobs::{Die, Echo, Inc};
 use crate::measure::{median, Config, Kind, Scenario};
 use crate::python;
-
-/// Returns its payload (S6). `serde_bytes` makes the bytes travel as one block rather than as a
-/// sequence of numbers (the guide recommends it for binary payloads).
-#[derive(Serialize, Deserialize)]
-pub struct Echo(#[serde(with = "serde_bytes")] pub Vec<u8>);
-
-impl Job for Echo {
-    const NAME: &'static str = "echo";
-    type Output = serde_bytes::ByteBuf;
-    fn run(self) -> serde_bytes::ByteBuf {
-        serde_bytes::ByteBuf::from(self.0)
-    }
-}
-
-/// A tiny job (S7, S7b).
-#[derive(Serialize, Deserialize)]
-pub struct Inc(pub u64);
-impl Job for Inc {
-    const NAME: &'static str = "inc";
-    type Output = u64;
-    fn run(self) -> u64 {
-        self.0 + 1
-    }
-}
-
-/// Kills its own process (S8 restart).
-#[derive(Serialize, Deserialize)]
-pub struct Die;
-impl Job for Die {
-    const NAME: &'static str = "die";
-    type Output = ();
-    fn run(self) {
-        std::process::abort()
-    }
-}
-
-/// Every job this binary runs as a worker process or as S10's worker host.
-pub fn jobs() -> Jobs {
-    Jobs::new()
-        .register::<Echo>()
-        .register::<Inc>()
-        .register::<Die>()
-        .register::<crate::remote::Stall>()
-}
 
 const FLOOR_ENV: &str = "CIRCUITS_BENCH_FLOOR";
 

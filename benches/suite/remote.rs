@@ -29,10 +29,9 @@ use bytes::Bytes;
 use circuits::prelude::*;
 use circuits::{NatsConfig, HOST_ENV};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 
+use crate::jobs::{Inc, Stall};
 use crate::measure::{Config, Kind, Scenario};
-use crate::process::Inc;
 
 const ONE: &str = "circuits nats pool, 1 host";
 const TWO: &str = "circuits nats pool, 2 hosts";
@@ -67,33 +66,6 @@ const SINGLE_JOB_BYTES: usize = 48;
 const SINGLE_ANSWER_BYTES: usize = 12;
 const CHUNK_JOB_BYTES: usize = 1024;
 const CHUNK_ANSWER_BYTES: usize = 1024;
-
-/// S10's redelivery job: on its first delivery it tells the submitter (a TCP connection to
-/// `port`) the pid of the host it runs on, then hangs until that host is killed (its worker
-/// process dies with it); delivered again, it returns its delivery count at once.
-#[derive(Serialize, Deserialize)]
-pub struct Stall {
-    pub port: u16,
-}
-
-impl Job for Stall {
-    const NAME: &'static str = "s10-stall";
-    type Output = u64;
-    fn run(self) -> u64 {
-        let delivery = circuits::job_context().map_or(1, |c| c.delivery());
-        if delivery == 1 {
-            // The worker process is a child of its host.
-            let host = std::os::unix::process::parent_id();
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = std::io::Write::write_all(&mut s, &host.to_le_bytes());
-            }
-            // Not a wait for anything: the job is "stuck" until its host dies (bounded, so that
-            // a bench that goes wrong leaves no process behind for long).
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        delivery
-    }
-}
 
 /// Where `nats-server` is (`CIRCUITS_NATS_SERVER`, then `PATH`, then Debian's `/usr/sbin`).
 fn server_binary() -> Option<PathBuf> {
