@@ -87,12 +87,12 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
     let mut stop = std::pin::pin!(stopped());
     let mut idle = false;
     'pulling: loop {
-        // The host holds about `HOLD` of its workers' work (at most its slots): all it has free
-        // room for when that is more than one job, and while the workers have jobs waiting, a
-        // quarter of that at a time, not one job per finished job: each pull is a request and an
-        // answer through the server.
-        // At least the pipelines' worth and one more job per worker: a job keeps its slot until
-        // its answer is stored and acked, and its worker can start the next one meanwhile.
+        // How many jobs the host may hold: what its workers finish in about `HOLD` at the pace
+        // of its recent jobs (see `pace`); at least the pipelines' worth and one more job per
+        // worker (a job keeps its slot until its answer is stored and acked, and its worker
+        // starts the next one meanwhile); at most its slots. While its workers have jobs waiting
+        // it pulls once a quarter of that is free, then all the room it has, not one job per
+        // finished job: each pull is a request and an answer through the server.
         let limit = ctx.pace.limit(capacity, capacity + workers, slots);
         let held = slots - free.available_permits();
         let refill = if held > capacity {
@@ -109,7 +109,8 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
                 _ = ctx.pace.left() => continue 'pulling,
             }
         }
-        // Held jobs only leave the host while this waits: these permits are there now.
+        // held + refill <= limit <= slots, and held jobs can only leave meanwhile: these
+        // permits are free now.
         let mut permits = tokio::select! {
             _ = &mut stop => break 'pulling,
             permits = free.clone().acquire_many_owned(refill as u32) => permits.expect("never closed"),
