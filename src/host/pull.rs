@@ -32,7 +32,7 @@ const PULL_GRACE: Duration = Duration::from_secs(1);
 
 /// The most jobs a host holds per worker unless [`HostConfig::slots`] says otherwise; it holds
 /// fewer while its jobs are not short (see `pace`).
-pub(super) const MOST_PER_WORKER: usize = 256;
+const MOST_PER_WORKER: usize = 256;
 
 pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostError> {
     let HostConfig {
