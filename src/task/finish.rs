@@ -252,7 +252,11 @@ pub(crate) fn release(permit: Option<&Permit>) {
 /// The task a thread worker is running, so that an abort can resolve its value at once (the
 /// thread finishes the closure on its own and its result is discarded).
 #[derive(Default)]
-pub(crate) struct RunningSlot(std::sync::Mutex<Option<Running>>);
+pub(crate) struct RunningSlot {
+    running: std::sync::Mutex<Option<Running>>,
+    /// Called on the worker's thread when a task's body returns, before its value is set.
+    body_ended: Option<Box<dyn Fn() + Send + Sync>>,
+}
 
 pub(crate) struct Running {
     pub(crate) id: TaskId,
@@ -265,8 +269,24 @@ pub(crate) struct Running {
 }
 
 impl RunningSlot {
+    /// A slot whose worker is told, by `hook`, when each task's body returns.
+    pub(crate) fn with_end_hook(hook: Box<dyn Fn() + Send + Sync>) -> Self {
+        RunningSlot {
+            running: Default::default(),
+            body_ended: Some(hook),
+        }
+    }
+
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The running task's body returned: the slot empties and the worker is told.
+    pub(crate) fn body_ended(&self) {
+        *self.lock() = None;
+        if let Some(hook) = &self.body_ended {
+            hook();
+        }
     }
 
     /// The running task's id and start, if a task runs.

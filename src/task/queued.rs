@@ -250,7 +250,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             Ok(r) => r,
             Err(payload) => Err(TaskError::Panicked(panic_message(&*payload))),
         };
-        *running.lock() = None;
+        running.body_ended();
         if let Some(t) = started {
             fin.counters.latency(t.elapsed());
         }

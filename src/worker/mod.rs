@@ -20,6 +20,7 @@ pub(crate) mod async_kind;
 pub(crate) mod async_worker;
 pub(crate) mod child;
 mod crew;
+mod early;
 pub(crate) mod info;
 pub(crate) mod process;
 #[cfg(feature = "nats")]

@@ -15,6 +15,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 
 use super::crew::{Bell, Sibling, Siblings};
+use super::early::EarlySearch;
 use super::restart::Restart;
 use super::urgent::{Msg, Urgent};
 use super::{Backend, Shutdown, LINGER};
@@ -75,7 +76,11 @@ impl ThreadWorker {
         };
         let (shared_rx, busy, own_load) = (me.shared.clone(), me.busy.clone(), me.load.clone());
         let bell = me.bell.clone();
-        let running = Arc::new(RunningSlot::default());
+        let early = Arc::new(EarlySearch::new(siblings.clone(), me.clone()));
+        let running = Arc::new(RunningSlot::with_end_hook(Box::new({
+            let early = early.clone();
+            move || early.body_ended()
+        })));
         let worker = Worker {
             me: me.clone(),
             pinned: pinned_rx.clone(),
@@ -83,6 +88,7 @@ impl ThreadWorker {
             fin: fin.clone(),
             abort: abort.clone(),
             running: running.clone(),
+            early,
             turn: std::cell::Cell::new(LaneTurn::default()),
             start,
         };
@@ -134,6 +140,7 @@ struct Worker {
     fin: Arc<Finisher>,
     abort: Arc<AtomicBool>,
     running: Arc<RunningSlot>,
+    early: Arc<EarlySearch>,
     /// Whose turn it is among the priority lanes.
     turn: std::cell::Cell<LaneTurn>,
     start: Start,
@@ -152,9 +159,11 @@ impl Worker {
         if let Err(error) = self.start() {
             return self.leave_failing(&error);
         }
+        let armed = self.early.arm();
         while let Next::Task(task, load) = self.next() {
             self.run(task, &load);
         }
+        drop(armed);
         // Stop came after every pinned task queued before it; run (or cancel) what is still in the
         // queues (a retiring worker's shared queue was already handed back).
         while let Ok(Msg::Run(task)) = self.pinned.try_recv() {
@@ -302,7 +311,8 @@ impl Worker {
     /// nothing to take, search a little (as one of the crew's few searchers), then sleep until a
     /// push rings (see `crew`).
     fn next(&self) -> Next {
-        let mut search = None;
+        // Searching already if it claimed a searcher's place when its last task's body returned.
+        let mut search = self.early.take().then(|| Instant::now() + LINGER);
         loop {
             let found = match self.own() {
                 Some(next) => Some(next),
@@ -328,7 +338,7 @@ impl Worker {
                     continue;
                 }
                 Some(until) if Instant::now() < until => {
-                    std::thread::yield_now();
+                    self.siblings.pause(|| self.holds_work());
                     continue;
                 }
                 _ => {}
