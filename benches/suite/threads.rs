@@ -42,9 +42,31 @@ impl Handler<Spin> for SyncWorker {
 
 type Reply = tokio::sync::oneshot::Sender<()>;
 
-/// The floor: a crossbeam queue to worker threads, each job answering on a oneshot.
+/// The floor: a crossbeam queue to worker threads, each job answering on a oneshot. A worker
+/// that runs dry spins on the queue with pause hints for [`FLOOR_LINGER`] before it blocks in
+/// `recv`: the fastest way known here to hand one job after another to a thread. Blocking at once
+/// (crossbeam's `recv` spins only a few microseconds) costs a wake-up per job, and on this VM
+/// `SyncArbiter`, which blocks likewise, beat that floor in S1.
 struct Floor {
     tx: crossbeam_channel::Sender<(u64, Reply)>,
+}
+
+/// How long a floor worker spins for its next job before it blocks (the pool's linger).
+const FLOOR_LINGER: Duration = Duration::from_micros(50);
+
+/// The next job: spun for up to [`FLOOR_LINGER`], then waited for; `None` once the floor is gone.
+fn floor_recv<T>(rx: &crossbeam_channel::Receiver<T>) -> Option<T> {
+    let until = Instant::now() + FLOOR_LINGER;
+    loop {
+        match rx.try_recv() {
+            Ok(job) => return Some(job),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+            Err(crossbeam_channel::TryRecvError::Empty) if Instant::now() < until => {
+                std::hint::spin_loop()
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => return rx.recv().ok(),
+        }
+    }
 }
 
 impl Floor {
@@ -53,7 +75,7 @@ impl Floor {
         for _ in 0..threads {
             let rx = rx.clone();
             std::thread::spawn(move || {
-                while let Ok((work, reply)) = rx.recv() {
+                while let Some((work, reply)) = floor_recv(&rx) {
                     spin(work);
                     let _ = reply.send(());
                 }
@@ -195,7 +217,7 @@ pub fn s1(cfg: &Config) -> Vec<Scenario> {
         "round trip, one no-op task in flight, thread mode",
         "us per task",
         false,
-        "within 1.25x of the floor",
+        "within 1.25x of the floor; at most 1.0x the fastest peer (issue #16)",
     );
     for (name, kind) in [
         ("circuits pool.push().await", Kind::Ours),
@@ -221,10 +243,24 @@ pub fn s1(cfg: &Config) -> Vec<Scenario> {
         let v = sys.block_on(serial(n, || c.floor.call(0)));
         s.push("floor: crossbeam + oneshot", v);
     }
-    let r = s.median_of("circuits pool.push().await") / s.median_of("floor: crossbeam + oneshot");
+    let ours = s.median_of("circuits pool.push().await");
+    let r = ours / s.median_of("floor: crossbeam + oneshot");
+    let (peer, fastest) = [
+        "actix SyncArbiter send().await",
+        "tokio spawn_blocking",
+        "threadpool + oneshot",
+    ]
+    .into_iter()
+    .map(|p| (p, s.median_of(p)))
+    .min_by(|a, b| a.1.total_cmp(&b.1))
+    .expect("S1 has peers");
+    let vs_peer = ours / fastest;
     s.judge(
-        r <= 1.25,
-        format!("ours / floor = {r:.2}x (target <= 1.25x)"),
+        r <= 1.25 && vs_peer <= 1.0,
+        format!(
+            "ours / floor = {r:.2}x (target <= 1.25x); ours / fastest peer ({peer}) = \
+             {vs_peer:.2}x (target <= 1.0x)"
+        ),
     );
     sys.block_on(c.pool.stop());
     vec![s]
