@@ -5,7 +5,8 @@ mod common;
 use common::{bounded, collect, one_outcome_each, Gate, Seen, BOUND};
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use circuits::prelude::*;
@@ -948,5 +949,65 @@ async fn waiting_without_a_bound_is_a_duration_that_saturates() {
     let waiter = std::thread::spawn(move || v.wait_blocking(Duration::MAX));
     gate.open();
     assert_eq!(waiter.join().expect("no overflow panic"), Ok(Ok(5)));
+    pool.stop().await;
+}
+
+/// Set by the retry check below when it starts, then by the task pushed while it waits.
+static CHECKING: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+static SECOND_RAN: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+/// The retry check gave up waiting for the second task.
+static GAVE_UP: AtomicBool = AtomicBool::new(false);
+
+fn set(flag: &(Mutex<bool>, Condvar)) {
+    *flag.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    flag.1.notify_all();
+}
+
+/// Waits up to 20 s for `flag`; `false` if it did not come.
+fn wait(flag: &(Mutex<bool>, Condvar)) -> bool {
+    let guard = flag.0.lock().unwrap_or_else(|p| p.into_inner());
+    let (guard, _) = flag
+        .1
+        .wait_timeout_while(guard, Duration::from_secs(20), |set| !*set)
+        .unwrap_or_else(|p| p.into_inner());
+    *guard
+}
+
+/// A retry check that says it runs, then waits for the second task; it retries nothing.
+fn wait_for_the_second_task(_: &TaskError) -> bool {
+    set(&CHECKING);
+    if !wait(&SECOND_RAN) {
+        GAVE_UP.store(true, Ordering::SeqCst);
+    }
+    false
+}
+
+#[actix_rt::test]
+async fn a_task_pushed_while_a_worker_runs_a_tasks_retry_check_runs_on_another_worker() {
+    // A worker about to set a task's value counts as looking for work, so that a push meanwhile
+    // leaves its task to it rather than waking a sleeper. It must not count so while the task's
+    // own code still runs (here a retry check that waits for the next task): a task pushed then
+    // to a sleeping worker would wait for the check instead of waking that worker.
+    let pool = Pool::builder().min(2).start();
+    assert_eq!(
+        bounded(pool.push(Task::new(|| 0u64)).expect("accepted")).await,
+        Ok(0)
+    );
+    let failing = Task::repeatable(|| Err::<u64, String>("fails".into()))
+        .retry(Retry::attempts(2).when(wait_for_the_second_task));
+    let first = pool.push(failing).expect("accepted");
+    assert!(wait(&CHECKING), "the retry check started");
+    let second = pool
+        .push(Task::new(|| {
+            set(&SECOND_RAN);
+            2u64
+        }))
+        .expect("accepted");
+    assert_eq!(bounded(second).await, Ok(2));
+    assert!(matches!(bounded(first).await, Err(TaskError::Failed(_))));
+    assert!(
+        !GAVE_UP.load(Ordering::SeqCst),
+        "the second task ran while the first one's retry check waited"
+    );
     pool.stop().await;
 }

@@ -254,8 +254,8 @@ pub(crate) fn release(permit: Option<&Permit>) {
 #[derive(Default)]
 pub(crate) struct RunningSlot {
     running: std::sync::Mutex<Option<Running>>,
-    /// Called on the worker's thread when a task's body returns, before its value is set.
-    body_ended: Option<Box<dyn Fn() + Send + Sync>>,
+    /// Called on the worker's thread just before an awaited task's value is set.
+    value_due: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 pub(crate) struct Running {
@@ -269,11 +269,11 @@ pub(crate) struct Running {
 }
 
 impl RunningSlot {
-    /// A slot whose worker is told, by `hook`, when each task's body returns.
-    pub(crate) fn with_end_hook(hook: Box<dyn Fn() + Send + Sync>) -> Self {
+    /// A slot whose worker is told, by `hook`, just before an awaited task's value is set.
+    pub(crate) fn with_value_hook(hook: Box<dyn Fn() + Send + Sync>) -> Self {
         RunningSlot {
             running: Default::default(),
-            body_ended: Some(hook),
+            value_due: Some(hook),
         }
     }
 
@@ -281,10 +281,10 @@ impl RunningSlot {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The running task's body returned: the slot empties and the worker is told.
-    pub(crate) fn body_ended(&self) {
-        *self.lock() = None;
-        if let Some(hook) = &self.body_ended {
+    /// An awaited task's value is set next (its body, its retry policy and its extras are done):
+    /// the worker is told.
+    pub(crate) fn value_due(&self) {
+        if let Some(hook) = &self.value_due {
             hook();
         }
     }

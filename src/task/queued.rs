@@ -250,7 +250,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             Ok(r) => r,
             Err(payload) => Err(TaskError::Panicked(panic_message(&*payload))),
         };
-        running.body_ended();
+        *running.lock() = None;
         if let Some(t) = started {
             fin.counters.latency(t.elapsed());
         }
@@ -275,6 +275,11 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             }
         }
         drop(extra); // here: it may hold user code (a retry's closure, a cancel handle)
+        if promise.is_wanted() {
+            // Someone awaits the value (so its result is not dropped here): the worker learns
+            // that it is set next, with no user code left to run before it looks for work.
+            running.value_due();
+        }
         fin.settle_spent((id, attempt), &promise, result, permit.as_ref(), spent);
     }
 

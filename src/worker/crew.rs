@@ -9,8 +9,8 @@
 //! - At most [`Crew::max_searching`] idle workers **search** (look at their own queues and steal
 //!   from their siblings) for a short while ([`LINGER`](super::LINGER)), spinning on the CPU
 //!   while the rest of the crew sleeps and yielding it in between otherwise ([`Crew::pause`]).
-//!   A worker whose task's body just returned claims a searcher's place before the task's value
-//!   is set ([`EarlySearch`](super::early::EarlySearch)). The others sleep at once, each parked on its own [`Bell`].
+//!   A worker about to set an awaited task's value claims a searcher's place first
+//!   ([`EarlySearch`](super::early::EarlySearch)). The others sleep at once, each parked on its own [`Bell`].
 //! - A task the strategy places on a sleeping worker goes to the crew's **injector**, a queue every
 //!   worker looks at after its own: the next worker to look for work takes it, as with a single
 //!   shared queue (the workers that are awake keep working; the sleepers sleep). Its load stays
@@ -284,7 +284,8 @@ impl Crew {
 
     /// One turn of a searcher's wait between two looks for work. Alone awake (every other member
     /// sleeps), it spins on its CPU with pause hints, looking meanwhile only at what `holds_work`
-    /// reads (its own queues and the injector, where a push puts its task); beside other awake
+    /// reads (its own queues and the injector, where a push to a sleeping worker puts its task;
+    /// a sleeping sibling's priority lanes are seen at the next full look); beside other awake
     /// members it yields the CPU.
     ///
     /// Measured on this 2-core VM with one task in flight (a caller awaiting one task after
@@ -293,8 +294,11 @@ impl Crew {
     /// 7-13 us). Beside other awake members (many tasks in flight), spinners that keep their CPUs
     /// take them from the workers and the pushing threads that have work: S12's wide pools lost
     /// three quarters of their rate.
+    ///
+    /// On a single CPU it always yields: the thread that would push the next task needs that CPU.
     pub(crate) fn pause(&self, holds_work: impl Fn() -> bool) {
-        if self.sleepers.load(Ordering::Relaxed) + 1 >= self.size.load(Ordering::Relaxed) {
+        let alone = self.sleepers.load(Ordering::Relaxed) + 1 >= self.size.load(Ordering::Relaxed);
+        if alone && self.max_searching > 1 {
             for _ in 0..SPINS_PER_LOOK {
                 if holds_work() {
                     return;
@@ -310,6 +314,15 @@ impl Crew {
     #[cfg(test)]
     pub(crate) fn searchers(&self) -> usize {
         self.searching.load(Ordering::SeqCst)
+    }
+
+    /// Ends a search that found work (or gives back a claimed place): the last searcher to go
+    /// wakes a sleeper while the injector holds work or a push left its mark, since that push
+    /// counted on a searcher.
+    pub(crate) fn end_search(&self) {
+        if self.stop_searching() && (self.has_injected() || self.take_mark()) {
+            self.wake_one_holding_work();
+        }
     }
 
     /// Stops searching; `true` for the last searcher.

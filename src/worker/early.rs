@@ -1,21 +1,22 @@
-//! A thread worker's claim to a searcher's place, taken as its task's body returns.
+//! A thread worker's claim to a searcher's place, taken just before its task's value is set.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::crew::{Sibling, Siblings};
 
-/// A worker's claim to a searcher's place, taken the moment its task's body returns, before the
-/// task's value is set.
+/// A worker's claim to a searcher's place, taken just before an awaited task's value is set: after
+/// the task's own code (its body, its retry policy's check, the drop of its extras), so that
+/// nothing the user wrote runs while the crew counts the worker as looking for work.
 ///
 /// The caller awaiting that value pushes its next task as soon as it has it, often before the
 /// worker is back in its loop. Without the claim, that push finds nobody searching and wakes a
 /// sleeping sibling for its task (a futex call, and a second awake worker that makes the first
-/// yield instead of spin, see [`Crew::pause`](super::crew::Crew::pause)); with it, the push leaves the task to the worker
-/// about to look.
+/// yield instead of spin, see [`Crew::pause`](super::crew::Crew::pause)); with it, the push
+/// leaves the task to the worker about to look.
 pub(crate) struct EarlySearch {
     crew: Siblings,
     /// The worker's queues: with a task queued it takes that next and claims nothing (a claim
-    /// costs a few shared atomics per task, which a busy pool should not pay).
+    /// costs a few shared atomics per task, which a pool with work queued should not pay).
     me: Sibling,
     /// The worker's main loop runs: it looks for work after each task (a stopping worker's last
     /// tasks run outside it, and claim nothing).
@@ -34,9 +35,10 @@ impl EarlySearch {
         }
     }
 
-    /// Claims a place, if the loop runs, nothing waits in the worker's queues or the injector,
-    /// and a place is free. Called on the worker's thread, by the task as its body returns.
-    pub(crate) fn body_ended(&self) {
+    /// Claims a place, if the loop runs, nothing waits in the worker's shared queue, its priority
+    /// lanes or the injector (a pinned task is not looked at: the search finds it at once), and
+    /// a place is free. Called on the worker's thread, by the task, just before its value is set.
+    pub(crate) fn value_due(&self) {
         let idle = self.me.shared.is_empty()
             && self.me.urgent.queued.load(Ordering::Relaxed) == 0
             && !self.crew.has_injected();
@@ -51,7 +53,8 @@ impl EarlySearch {
     }
 
     /// Arms the claim while the returned guard lives. Dropped, it gives back a place claimed and
-    /// not taken over (the loop ended, or unwound).
+    /// not taken over (the loop unwound), as a search that ends does: a push that saw the claim
+    /// and left its task to the searchers gets a sleeper woken for it.
     pub(crate) fn arm(&self) -> Armed<'_> {
         self.armed.store(true, Ordering::Relaxed);
         Armed(self)
@@ -65,7 +68,7 @@ impl Drop for Armed<'_> {
     fn drop(&mut self) {
         self.0.armed.store(false, Ordering::Relaxed);
         if self.0.take() {
-            self.0.crew.stop_searching();
+            self.0.crew.end_search();
         }
     }
 }
@@ -76,19 +79,17 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::task::{ErasedTask, TaskId};
     use crate::worker::crew::Crew;
     use crate::worker::urgent::Urgent;
 
-    /// A crew of one member (whose queue the test keeps), and that member's claim.
-    fn member() -> (
-        Siblings,
-        crossbeam_channel::Sender<Box<dyn crate::task::ErasedTask>>,
-        EarlySearch,
-    ) {
-        let crew: Siblings = Arc::new(Crew::default());
+    type Queue = crossbeam_channel::Sender<Box<dyn ErasedTask>>;
+
+    /// A new member of `crew`, and the sending end of its shared queue.
+    fn join(crew: &Siblings, id: u64) -> (Sibling, Queue) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let me = Sibling {
-            id: 1,
+            id,
             shared: rx,
             load: Arc::new(AtomicUsize::new(0)),
             busy: Arc::new(AtomicBool::new(true)),
@@ -96,15 +97,26 @@ mod tests {
             urgent: Urgent::new(),
         };
         crew.join(me.clone());
+        (me, tx)
+    }
+
+    /// A crew of one member (whose queue the test keeps), and that member's claim.
+    fn member() -> (Siblings, Queue, EarlySearch) {
+        let crew: Siblings = Arc::new(Crew::default());
+        let (me, tx) = join(&crew, 1);
         let early = EarlySearch::new(crew.clone(), me);
         (crew, tx, early)
     }
 
+    fn task() -> Box<dyn ErasedTask> {
+        crate::task::Task::new(|| ()).into_cell(TaskId(1)).0
+    }
+
     #[test]
-    fn a_body_ending_in_the_loop_with_nothing_queued_claims_a_place_the_search_takes_over() {
+    fn a_value_due_in_the_loop_with_nothing_queued_claims_a_place_the_search_takes_over() {
         let (crew, _tx, early) = member();
         let armed = early.arm();
-        early.body_ended();
+        early.value_due();
         // The place is taken: a push now sees a searcher (and leaves its task to it).
         assert_eq!(crew.searchers(), 1);
         assert!(early.take());
@@ -119,7 +131,7 @@ mod tests {
     fn the_guard_gives_back_a_place_the_loop_did_not_take_over() {
         let (crew, _tx, early) = member();
         let armed = early.arm();
-        early.body_ended();
+        early.value_due();
         assert_eq!(crew.searchers(), 1);
         drop(armed);
         assert_eq!(crew.searchers(), 0);
@@ -130,13 +142,12 @@ mod tests {
     fn nothing_is_claimed_outside_the_loop_with_work_queued_or_with_no_place_free() {
         let (crew, tx, early) = member();
         // Not armed: a stopping worker's last tasks.
-        early.body_ended();
+        early.value_due();
         assert_eq!(crew.searchers(), 0);
         let armed = early.arm();
         // A task queued on the worker: it takes that next, and searches for nothing.
-        let (task, _value) = crate::task::Task::new(|| ()).into_cell(crate::task::TaskId(1));
-        tx.send(task).unwrap();
-        early.body_ended();
+        tx.send(task()).unwrap();
+        early.value_due();
         assert_eq!(crew.searchers(), 0);
         drop(tx);
         // Every place taken (as many searchers as CPUs).
@@ -144,9 +155,30 @@ mod tests {
         let _armed2 = early.arm();
         while crew.start_searching() {}
         let full = crew.searchers();
-        early.body_ended();
+        early.value_due();
         assert_eq!(crew.searchers(), full);
         assert!(!early.take());
         drop(armed);
+    }
+
+    #[test]
+    fn a_place_given_back_by_the_guard_wakes_a_sleeper_for_a_task_a_push_left_to_it() {
+        let (crew, _tx, early) = member();
+        let (sleeper, _queue) = join(&crew, 2);
+        sleeper.bell.lie_down();
+        let armed = early.arm();
+        early.value_due();
+        // A push to the sleeper while the place is claimed: its task goes to the injector, and
+        // nobody is woken (a searcher, the claimant, will take it).
+        let load = sleeper.load.clone();
+        assert!(crew.inject(task(), &sleeper.bell, &load).is_none());
+        crew.queued(&sleeper.bell, false, false);
+        assert!(sleeper.bell.sleeping());
+        // The loop unwinds before it looks: the place goes back, and the sleeper is woken for
+        // the task (not left asleep beside it).
+        drop(armed);
+        assert_eq!(crew.searchers(), 0);
+        assert!(!sleeper.bell.sleeping());
+        assert!(crew.injected().is_some());
     }
 }

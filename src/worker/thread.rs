@@ -77,9 +77,9 @@ impl ThreadWorker {
         let (shared_rx, busy, own_load) = (me.shared.clone(), me.busy.clone(), me.load.clone());
         let bell = me.bell.clone();
         let early = Arc::new(EarlySearch::new(siblings.clone(), me.clone()));
-        let running = Arc::new(RunningSlot::with_end_hook(Box::new({
+        let running = Arc::new(RunningSlot::with_value_hook(Box::new({
             let early = early.clone();
-            move || early.body_ended()
+            move || early.value_due()
         })));
         let worker = Worker {
             me: me.clone(),
@@ -311,7 +311,7 @@ impl Worker {
     /// nothing to take, search a little (as one of the crew's few searchers), then sleep until a
     /// push rings (see `crew`).
     fn next(&self) -> Next {
-        // Searching already if it claimed a searcher's place when its last task's body returned.
+        // Searching already if it claimed a searcher's place as its last task's value was set.
         let mut search = self.early.take().then(|| Instant::now() + LINGER);
         loop {
             let found = match self.own() {
@@ -324,11 +324,8 @@ impl Worker {
             };
             if let Some(next) = found {
                 // The last searcher to find work wakes another worker while work is left.
-                if search.is_some()
-                    && self.siblings.stop_searching()
-                    && (self.siblings.has_injected() || self.siblings.take_mark())
-                {
-                    self.siblings.wake_one_holding_work();
+                if search.is_some() {
+                    self.siblings.end_search();
                 }
                 return next;
             }
