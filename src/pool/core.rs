@@ -206,11 +206,12 @@ impl PoolCore {
     }
 
     /// Every entry point that does not wait: through the gate and into a queue, or handed back.
+    /// `Ok(true)` when the task starts at once on an otherwise idle pool (see [`submit`](Self::submit)).
     pub(crate) fn admit(
         &self,
         task: Box<dyn ErasedTask>,
         to: Option<&Arc<WorkerSlot>>,
-    ) -> Result<(), Refused> {
+    ) -> Result<bool, Refused> {
         let task = self.pass_gate(task)?;
         self.submit(task, to, false)
     }
@@ -239,12 +240,17 @@ impl PoolCore {
     /// The hot path: accept `task` and queue it on `to`, or on the worker the strategy picks; or
     /// hand it back, unprepared, with the reason. `accepted` tasks (parked chunks) were accepted
     /// before a stop began, so a draining stop still takes them.
+    ///
+    /// `Ok(true)` when the strategy placed the task on an idle worker that takes it at once (an
+    /// awake thread worker: see [`Backend::starts_at_once`](crate::worker::Backend)) and no other
+    /// task of the pool is in flight: a caller awaiting it may find its value set within a
+    /// microsecond (see `Value::spin_first`).
     pub(crate) fn submit(
         &self,
         mut task: Box<dyn ErasedTask>,
         to: Option<&Arc<WorkerSlot>>,
         accepted: bool,
-    ) -> Result<(), Refused> {
+    ) -> Result<bool, Refused> {
         if let Err(refusal) = self.kind.check(&*task) {
             return Err((refusal, task));
         }
@@ -266,6 +272,7 @@ impl PoolCore {
                     } else {
                         self.enqueue(slot, task, true);
                     }
+                    Ok(false)
                 }
                 None => {
                     let workers = self.workers();
@@ -276,23 +283,42 @@ impl PoolCore {
                     task.prepare(id, self.default_timeout);
                     let key = task.key();
                     let i = self.strategy.pick(&SlotLoads(&workers), key);
+                    let slot = &workers[i.min(workers.len() - 1)];
                     // A keyed task stays where its key sends it; others may be stolen.
-                    self.enqueue(&workers[i.min(workers.len() - 1)], task, key.is_some());
+                    let at_once = self.enqueue(slot, task, key.is_some());
+                    // Only a lone task: the others' loads are read until one is not zero.
+                    Ok(at_once
+                        && workers
+                            .iter()
+                            .all(|w| Arc::ptr_eq(w, slot) || w.load.load(Ordering::Relaxed) == 0))
                 }
             }
-            Ok(())
         })
     }
 
-    pub(crate) fn enqueue(&self, slot: &WorkerSlot, mut task: Box<dyn ErasedTask>, pinned: bool) {
+    /// Queues `task` on `slot`; `true` when the worker had nothing and takes it at once (as its
+    /// backend said just before: see [`Backend::starts_at_once`](crate::worker::Backend)).
+    pub(crate) fn enqueue(
+        &self,
+        slot: &WorkerSlot,
+        mut task: Box<dyn ErasedTask>,
+        pinned: bool,
+    ) -> bool {
         if task.cancellable() {
             task.arm(&slot.fin()); // its Cancel handle settles it on this worker from now on
         }
-        slot.load.fetch_add(1, Ordering::Relaxed);
-        if let Err(task) = slot.backend.submit(task, pinned) {
-            // That worker left the pool (retired or lost) after the task was routed to it.
-            slot.load.fetch_sub(1, Ordering::Relaxed);
-            self.resubmit(task, &slot.fin());
+        // Read before the task is queued: queueing may ring a sleeping worker, which then looks
+        // awake but is still a wake-up away from the task.
+        let at_once =
+            slot.load.fetch_add(1, Ordering::Relaxed) == 0 && slot.backend.starts_at_once();
+        match slot.backend.submit(task, pinned) {
+            Ok(()) => at_once,
+            Err(task) => {
+                // That worker left the pool (retired or lost) after the task was routed to it.
+                slot.load.fetch_sub(1, Ordering::Relaxed);
+                self.resubmit(task, &slot.fin());
+                false
+            }
         }
     }
 

@@ -59,7 +59,7 @@ impl<R: TaskOutput> Handler<Task<R>> for Pool {
     fn handle(&mut self, task: Task<R>, _: &mut Context<Self>) -> Self::Result {
         let (cell, value) = task.into_cell(Default::default());
         match self.core.admit(cell, None) {
-            Ok(()) => Box::pin(async move { Ok(value.await?) }),
+            Ok(_) => Box::pin(async move { Ok(value.await?) }),
             Err((refusal, _)) => Box::pin(std::future::ready(Err(RunError::Refused(refusal)))),
         }
     }
@@ -146,7 +146,7 @@ impl PoolHandle {
     ) -> Result<Value<R, TaskError>, SubmitError<R>> {
         let (cell, value) = task.into_cell(Default::default());
         match self.core.admit(cell, None) {
-            Ok(()) => Ok(value),
+            Ok(at_once) => Ok(value.spin_first(at_once)),
             Err(refused) => Err(hand_back(refused)),
         }
     }
@@ -189,7 +189,7 @@ impl PoolHandle {
         }
         // A pool that began stopping while this waited hands the task back.
         match self.core.submit(cell, None, false) {
-            Ok(()) => Ok(value),
+            Ok(at_once) => Ok(value.spin_first(at_once)),
             Err(refused) => Err(hand_back(refused)),
         }
     }
@@ -319,7 +319,7 @@ impl PoolHandle {
         };
         let (cell, value) = task.into_cell(Default::default());
         match self.core.admit(cell, Some(&slot)) {
-            Ok(()) => Ok(value),
+            Ok(_) => Ok(value),
             Err(refused) => Err(hand_back(refused)),
         }
     }

@@ -302,7 +302,7 @@ impl Route for PoolRoute {
             Some(core) => core.admit(task, None),
             None => Err((Refusal::Stopped, task)),
         };
-        refused.map_err(|r| Box::new(r) as _)
+        refused.map(|_| ()).map_err(|r| Box::new(r) as _)
     }
 }
 
@@ -322,7 +322,7 @@ impl Route for WorkerRoute {
             (Some(core), Some(slot)) => core.admit(task, Some(&slot)),
             _ => Err((Refusal::Stopped, task)),
         };
-        refused.map_err(|r| Box::new(r) as _)
+        refused.map(|_| ()).map_err(|r| Box::new(r) as _)
     }
 }
 
@@ -332,7 +332,7 @@ pub(crate) struct Link(pub(crate) Weak<PoolCore>);
 impl PoolLink for Link {
     fn admit(&self, task: Box<dyn ErasedTask>, to: &Arc<WorkerSlot>) -> Result<(), Refused> {
         match self.0.upgrade() {
-            Some(core) => core.admit(task, Some(to)),
+            Some(core) => core.admit(task, Some(to)).map(|_| ()),
             None => Err((Refusal::Stopped, task)),
         }
     }

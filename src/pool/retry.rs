@@ -74,7 +74,9 @@ impl PoolCore {
                 .upgrade()
                 .filter(|s| task.pinned() && !s.retired.load(std::sync::atomic::Ordering::SeqCst));
             match home {
-                Some(slot) => self.enqueue(&slot, task, true),
+                Some(slot) => {
+                    self.enqueue(&slot, task, true);
+                }
                 None => {
                     let fallback = self.fallback_fin(from);
                     match fallback {

@@ -316,6 +316,14 @@ impl Crew {
         self.searching.load(Ordering::SeqCst)
     }
 
+    /// Whether a task queued now on the worker that rings `bell` (`busy` or not) would start at
+    /// once: some worker searches (it takes a task pushed to a sleeping worker), or that worker is
+    /// awake and idle. Never on one CPU, where the worker would need the pushing thread's CPU.
+    pub(crate) fn starts_at_once(&self, bell: &Bell, busy: bool) -> bool {
+        self.max_searching > 1
+            && (self.searching.load(Ordering::Relaxed) > 0 || !(bell.sleeping() || busy))
+    }
+
     /// Ends a search that found work (or gives back a claimed place): the last searcher to go
     /// wakes a sleeper while the injector holds work or a push left its mark, since that push
     /// counted on a searcher.

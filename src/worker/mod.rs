@@ -68,6 +68,12 @@ pub(crate) trait Backend: Send + Sync {
     /// Tells the backend which pool and slot it serves, once both exist (process workers need them
     /// to announce a replacement child).
     fn attach(&self, _link: Arc<dyn PoolLink>, _slot: Weak<WorkerSlot>) {}
+    /// Whether a task queued here now would start within a few hundred nanoseconds: a worker awake
+    /// and idle would take it (thread workers; the others answer `false`). Asked just before the
+    /// task is queued; see `PoolCore::submit`.
+    fn starts_at_once(&self) -> bool {
+        false
+    }
 }
 
 /// A kind of worker (threads, child processes; next remote hosts and async tasks), chosen once

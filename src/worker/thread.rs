@@ -408,6 +408,11 @@ impl Backend for ThreadWorker {
         Ok(())
     }
 
+    fn starts_at_once(&self) -> bool {
+        self.siblings
+            .starts_at_once(&self.bell, self.busy.load(Ordering::Relaxed))
+    }
+
     fn shutdown(&self, how: Shutdown) {
         if how == Shutdown::Abort {
             // Everything this worker holds is settled now: the running task's value resolves

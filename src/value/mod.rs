@@ -25,12 +25,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::spent::Spent;
+mod slot;
+
+pub(crate) use slot::{FailSlot, Outcome, Promise};
+use slot::{Slot, State};
 
 /// Why a bounded wait on a [`Value`] returned without the value's result (the result itself, a
 /// success or the value's own error, comes inside `Ok`, as with `tokio::time::timeout`).
@@ -55,61 +58,6 @@ pub enum WaitError {
 #[error("the value was abandoned before it resolved")]
 pub struct Abandoned;
 
-enum State<T> {
-    Pending(Option<Waker>),
-    /// The result, and what carried it (freed when the result is taken).
-    Ready(T, Option<Spent>),
-    Taken,
-    Abandoned,
-}
-
-/// How a result is kept in its slot: the error boxed. Most values never fail, and the pool's
-/// error is several words large, so a task's slot costs about what its success value costs (S9,
-/// memory per queued task); a failure pays one allocation.
-pub(crate) trait Outcome: Sized {
-    /// The form kept in the slot.
-    type Kept;
-    /// Into the kept form.
-    fn keep(self) -> Self::Kept;
-    /// Back out of it.
-    fn unkeep(kept: Self::Kept) -> Self;
-}
-
-impl<U, E> Outcome for Result<U, E> {
-    type Kept = Result<U, Box<E>>;
-    fn keep(self) -> Self::Kept {
-        self.map_err(Box::new)
-    }
-    fn unkeep(kept: Self::Kept) -> Self {
-        kept.map_err(|e| *e)
-    }
-}
-
-/// The shared cell between the resolving side ([`Promise`]) and the waiting side ([`Value`]).
-///
-/// One waiter at a time (a `Value` is waited on through `&mut self`), registered as a [`Waker`]:
-/// an async task's, or for a blocking wait one that unparks the waiting thread. So resolving costs
-/// one uncontended lock and, only when someone waits, one wake.
-struct Slot<T: Outcome> {
-    state: Mutex<State<T::Kept>>,
-    /// Live promises; the last one to drop without resolving abandons the value.
-    promises: AtomicUsize,
-}
-
-impl<T: Outcome> Slot<T> {
-    fn lock(&self) -> MutexGuard<'_, State<T::Kept>> {
-        // A poisoned lock only means a panic elsewhere while holding it; the state is still whole
-        // because every critical section below is a plain assignment.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// The resolving side of a [`Value`]. The first `complete` wins; later ones are refused, so
-/// several racing completers (a worker and a timeout, say) still produce one outcome.
-pub(crate) struct Promise<T: Outcome> {
-    slot: Arc<Slot<T>>,
-}
-
 /// A new promise and the value it resolves.
 pub(crate) fn promise<U, E>() -> (Promise<Result<U, E>>, Value<U, E>) {
     let slot = Arc::new(Slot {
@@ -119,116 +67,15 @@ pub(crate) fn promise<U, E>() -> (Promise<Result<U, E>>, Value<U, E>) {
     (
         Promise { slot: slot.clone() },
         Value {
-            inner: Inner::Slot(slot),
+            inner: Inner::Slot(slot, false),
         },
     )
 }
 
-impl<T: Outcome> Promise<T> {
-    /// Another handle able to resolve the same value.
-    pub(crate) fn share(&self) -> Promise<T> {
-        self.slot.promises.fetch_add(1, Ordering::Relaxed);
-        Promise {
-            slot: self.slot.clone(),
-        }
-    }
-
-    /// Whether anyone still holds the value (its `Value` was not dropped).
-    pub(crate) fn is_wanted(&self) -> bool {
-        Arc::strong_count(&self.slot) > self.slot.promises.load(Ordering::Acquire)
-    }
-
-    /// Whether the value is still unresolved.
-    pub(crate) fn is_pending(&self) -> bool {
-        matches!(*self.slot.lock(), State::Pending(_))
-    }
-
-    /// Resolves the value; `false` when it was already resolved (the value `v` is dropped).
-    pub(crate) fn complete(&self, v: T) -> bool {
-        self.complete_then(v, || {})
-    }
-
-    /// Resolves the value and, only if this call is the one that resolves it, runs `first` before
-    /// anyone waiting can see the result (so counters bumped there are visible to whoever awaited
-    /// the value). `first` runs under the value's lock: keep it to a few atomic operations.
-    pub(crate) fn complete_then(&self, v: T, first: impl FnOnce()) -> bool {
-        self.slot.resolve(v, first, None)
-    }
-
-    /// As [`complete_then`](Self::complete_then), keeping `spent` (what carried `v`) with the
-    /// result until it is taken, so that its memory is freed where the value is read.
-    pub(crate) fn complete_spent(&self, v: T, first: impl FnOnce(), spent: Option<Spent>) -> bool {
-        self.slot.resolve(v, first, spent)
-    }
-}
-
-impl<T: Outcome> Slot<T> {
-    /// The one way a value resolves: if still pending, run `first`, store `v`, wake the waiter.
-    fn resolve(&self, v: T, first: impl FnOnce(), spent: Option<Spent>) -> bool {
-        let waker = {
-            let mut st = self.lock();
-            match &mut *st {
-                State::Pending(w) => {
-                    let w = w.take();
-                    first();
-                    *st = State::Ready(v.keep(), spent);
-                    w
-                }
-                _ => return false,
-            }
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-        true
-    }
-}
-
-/// A pending value's slot seen only as "something that can fail with `E`": lets code that does
-/// not know the value's type (a worker aborting its running task) resolve it with an error.
-pub(crate) trait FailSlot<E>: Send + Sync {
-    /// Resolves the value with `Err(e)` if it is still pending, running `first` just before (see
-    /// [`Promise::complete_then`]); `false` when it was already resolved.
-    fn fail_then(&self, e: E, first: &mut dyn FnMut()) -> bool;
-}
-
-impl<U: Send, E: Send> FailSlot<E> for Slot<Result<U, E>> {
-    fn fail_then(&self, e: E, first: &mut dyn FnMut()) -> bool {
-        self.resolve(Err(e), first, None)
-    }
-}
-
-impl<U: Send + 'static, E: Send + 'static> Promise<Result<U, E>> {
-    /// This value's slot as a [`FailSlot`] (no allocation: the same shared cell).
-    pub(crate) fn fail_slot(&self) -> Arc<dyn FailSlot<E>> {
-        self.slot.clone()
-    }
-}
-
-impl<T: Outcome> Drop for Promise<T> {
-    fn drop(&mut self) {
-        if self.slot.promises.fetch_sub(1, Ordering::AcqRel) != 1 {
-            return;
-        }
-        let waker = {
-            let mut st = self.slot.lock();
-            match &mut *st {
-                State::Pending(w) => {
-                    let w = w.take();
-                    *st = State::Abandoned;
-                    w
-                }
-                _ => None,
-            }
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-}
-
 enum Inner<T, E> {
-    Slot(Arc<Slot<Result<T, E>>>),
+    /// Shared with the resolving side; `true` while the first poll is to spin
+    /// ([`Value::spin_first`]).
+    Slot(Arc<Slot<Result<T, E>>>, bool),
     /// Resolved from the start (boxed: rare, and it keeps every `Value` two words small).
     Ready(Option<Box<Result<T, E>>>),
 }
@@ -281,7 +128,7 @@ impl<T, E: From<Abandoned>> Value<T, E> {
     pub fn is_ready(&self) -> bool {
         match &self.inner {
             Inner::Ready(_) => true,
-            Inner::Slot(s) => !matches!(*s.lock(), State::Pending(_)),
+            Inner::Slot(s, _) => !matches!(*s.lock(), State::Pending(_)),
         }
     }
 
@@ -303,7 +150,7 @@ impl<T, E: From<Abandoned>> Value<T, E> {
     fn take(&mut self) -> Taking<T, E> {
         match &mut self.inner {
             Inner::Ready(r) => r.take().map_or(Taking::Taken, |b| Taking::Got(*b)),
-            Inner::Slot(s) => {
+            Inner::Slot(s, _) => {
                 let mut st = s.lock();
                 Self::take_state(&mut st)
             }
@@ -392,7 +239,7 @@ impl<T, E: From<Abandoned>> Value<T, E> {
         }
         let slot = match &mut self.inner {
             Inner::Ready(r) => return r.take().map(|b| *b).ok_or(WaitError::Taken),
-            Inner::Slot(s) => s.clone(),
+            Inner::Slot(s, _) => s.clone(),
         };
         // A bound too far to be a time on this clock (`Duration::MAX`) is no bound at all.
         let deadline = Instant::now().checked_add(timeout);
@@ -423,6 +270,61 @@ impl<T, E: From<Abandoned>> Value<T, E> {
         }
     }
 }
+
+impl<T, E> Value<T, E> {
+    /// When `at_once` (the pool placed its task on an idle worker that takes it at once, and no
+    /// other task of the pool is in flight), the first poll looks for the result for up to
+    /// [`FIRST_POLL_SPIN`] before it registers its waker and returns `Pending`: that poll blocks
+    /// the thread polling it (an actix runtime thread, say, with whatever else it runs) for up to
+    /// a microsecond.
+    ///
+    /// A short task's value is set within about a microsecond of its push; by then the awaiting
+    /// runtime thread has often parked, and waking it costs 5-20 us on a VM. Spinning that
+    /// microsecond in place took S1 (one task in flight) from 10-15 us a round trip to about
+    /// 1 us. With other tasks of the pool in flight no value spins: the pool is busy, and its
+    /// callers would only take turns at spinning.
+    pub(crate) fn spin_first(mut self, at_once: bool) -> Self {
+        if let Inner::Slot(_, spin) = &mut self.inner {
+            *spin = at_once;
+        }
+        self
+    }
+}
+
+impl<T, E: From<Abandoned>> Value<T, E> {
+    /// Looks for the result for up to [`FIRST_POLL_SPIN`], never blocking on the slot's lock (a
+    /// look that finds it locked looks again).
+    fn spin(s: &Slot<Result<T, E>>) -> Option<Result<T, E>> {
+        let until = Instant::now() + FIRST_POLL_SPIN;
+        loop {
+            if let Ok(mut st) = s.state.try_lock() {
+                if !matches!(*st, State::Pending(_)) {
+                    match Self::take_state(&mut st) {
+                        Taking::Got(r) => return Some(r),
+                        Taking::Taken => panic!("{TAKEN}"),
+                        Taking::Pending => {}
+                    }
+                }
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            for _ in 0..SPINS_PER_LOOK {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// How long the first poll of a value whose task starts at once looks for its result before it
+/// parks (see [`Value::spin_first`]).
+const FIRST_POLL_SPIN: Duration = Duration::from_micros(1);
+
+/// Pause hints between two looks: a few dozen to a few hundred nanoseconds, by CPU.
+const SPINS_PER_LOOK: usize = 4;
+
+// The spin's flag lives in the variant's padding: a `Value` is still two words.
+const _: () = assert!(std::mem::size_of::<Value<u64, Abandoned>>() == 16);
 
 const TAKEN: &str = "the Value's result was already taken (a Value resolves once)";
 
@@ -457,7 +359,12 @@ impl<T, E: From<Abandoned>> Future for Value<T, E> {
         let this = self.get_mut();
         match &mut this.inner {
             Inner::Ready(r) => Poll::Ready(r.take().map(|b| *b).expect(TAKEN)),
-            Inner::Slot(s) => {
+            Inner::Slot(s, spin) => {
+                if std::mem::take(spin) {
+                    if let Some(r) = Self::spin(s) {
+                        return Poll::Ready(r);
+                    }
+                }
                 let mut st = s.lock();
                 match Self::take_state(&mut st) {
                     Taking::Got(r) => return Poll::Ready(r),
@@ -483,7 +390,7 @@ impl<T, E> std::fmt::Debug for Value<T, E> {
         let state = match &self.inner {
             Inner::Ready(Some(_)) => "ready",
             Inner::Ready(None) => "taken",
-            Inner::Slot(s) => match *s.lock() {
+            Inner::Slot(s, _) => match *s.lock() {
                 State::Pending(_) => "pending",
                 State::Ready(..) => "ready",
                 State::Taken => "taken",
@@ -491,5 +398,85 @@ impl<T, E> std::fmt::Debug for Value<T, E> {
             },
         };
         f.debug_struct("Value").field("state", &state).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use super::*;
+    use crate::task::TaskError;
+
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn poll(value: &mut Value<u32, TaskError>, flag: &Arc<Flag>) -> Poll<Result<u32, TaskError>> {
+        let waker = Waker::from(flag.clone());
+        Pin::new(value).poll(&mut Context::from_waker(&waker))
+    }
+
+    #[test]
+    fn a_first_poll_that_spins_in_vain_leaves_its_waker_and_only_the_first_poll_spins() {
+        let (promise, value) = promise::<u32, TaskError>();
+        let mut value = value.spin_first(true);
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        // Nothing resolves it while the first poll looks: it gives up after its bound, with its
+        // waker left (the resolution right after must wake it).
+        assert!(poll(&mut value, &flag).is_pending());
+        assert!(
+            matches!(value.inner, Inner::Slot(_, false)),
+            "only the first poll spins"
+        );
+        assert!(promise.complete(Ok(7)));
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "the resolution wakes the waiting task"
+        );
+        assert!(matches!(poll(&mut value, &flag), Poll::Ready(Ok(7))));
+    }
+
+    #[test]
+    fn the_spin_takes_a_result_that_is_there_and_gives_up_after_its_bound_otherwise() {
+        let (promise, value) = promise::<u32, TaskError>();
+        let Inner::Slot(slot, _) = &value.inner else {
+            unreachable!("a promised value has a slot")
+        };
+        let started = Instant::now();
+        assert!(Value::<u32, TaskError>::spin(slot).is_none());
+        assert!(
+            started.elapsed() >= FIRST_POLL_SPIN,
+            "it looked for its whole bound"
+        );
+        assert!(promise.complete(Ok(3)));
+        assert!(matches!(Value::<u32, TaskError>::spin(slot), Some(Ok(3))));
+        assert!(
+            matches!(*slot.lock(), State::Taken),
+            "taken out of the slot"
+        );
+    }
+
+    #[test]
+    fn the_spin_never_blocks_on_a_held_lock_and_reads_an_abandoned_value() {
+        let (promise, value) = promise::<u32, TaskError>();
+        let Inner::Slot(slot, _) = &value.inner else {
+            unreachable!("a promised value has a slot")
+        };
+        // The resolving side holds the lock (here: this thread) the whole time.
+        let held = slot.lock();
+        assert!(Value::<u32, TaskError>::spin(slot).is_none());
+        drop(held);
+        drop(promise);
+        assert!(matches!(
+            Value::<u32, TaskError>::spin(slot),
+            Some(Err(TaskError::Abandoned))
+        ));
     }
 }
