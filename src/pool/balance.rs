@@ -25,8 +25,11 @@
 //! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use rand::Rng;
+
+use crate::worker::WorkerSlot;
 
 /// The loads of the workers, as a strategy sees them.
 pub trait Loads {
@@ -37,6 +40,28 @@ pub trait Loads {
     /// Whether there are no workers.
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The loads of a pool's workers, as the strategies read them.
+pub(crate) struct SlotLoads<'a>(pub(crate) &'a [Arc<WorkerSlot>]);
+
+impl Loads for SlotLoads<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn load(&self, i: usize) -> usize {
+        self.0[i].load.load(Ordering::Relaxed)
+    }
+}
+
+impl SlotLoads<'_> {
+    /// Whether every worker but `slot` has nothing queued or running (a lone task in flight). The
+    /// loads are read until one is not zero.
+    pub(crate) fn idle_but(&self, slot: &Arc<WorkerSlot>) -> bool {
+        self.0
+            .iter()
+            .all(|w| Arc::ptr_eq(w, slot) || w.load.load(Ordering::Relaxed) == 0)
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::bus::{Bus, Route, Target};
 use crate::channel::Channel;
-use crate::pool::balance::{Loads, Strategy};
+use crate::pool::balance::{SlotLoads, Strategy};
 use crate::task::{ErasedTask, Finisher, Refusal, Refused, TaskError, TaskId};
 use crate::tree::ComponentId;
 use crate::worker::{Kind, Shutdown, WorkerSlot};
@@ -84,17 +84,6 @@ pub(crate) struct PoolCore {
     stopped: tokio::sync::watch::Sender<bool>,
     /// Turns `true` when a stop begins (producers waiting for room give up).
     stopping: tokio::sync::watch::Sender<bool>,
-}
-
-struct SlotLoads<'a>(&'a [Arc<WorkerSlot>]);
-
-impl Loads for SlotLoads<'_> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn load(&self, i: usize) -> usize {
-        self.0[i].load.load(Ordering::Relaxed)
-    }
 }
 
 impl PoolCore {
@@ -286,11 +275,7 @@ impl PoolCore {
                     let slot = &workers[i.min(workers.len() - 1)];
                     // A keyed task stays where its key sends it; others may be stolen.
                     let at_once = self.enqueue(slot, task, key.is_some());
-                    // Only a lone task: the others' loads are read until one is not zero.
-                    Ok(at_once
-                        && workers
-                            .iter()
-                            .all(|w| Arc::ptr_eq(w, slot) || w.load.load(Ordering::Relaxed) == 0))
+                    Ok(at_once && SlotLoads(&workers).idle_but(slot))
                 }
             }
         })
