@@ -103,6 +103,8 @@ impl From<ComponentId> for Target {
 /// route (from the same layer as the firing side) knows its type.
 pub(crate) trait Route: Send + Sync {
     /// Takes the work (queues it), or hands it back refused, in a form the router and the one
-    /// who dispatched the work agree on (the bus does not look inside).
-    fn submit(&self, work: Box<dyn Any + Send>) -> Result<(), Box<dyn Any + Send>>;
+    /// who dispatched the work agree on (the bus does not look inside). `Ok(true)` when the work
+    /// starts at once with nothing else in flight (a pool's lone task on an idle worker: its value
+    /// may spin on its first poll, see `Value::spin_first`).
+    fn submit(&self, work: Box<dyn Any + Send>) -> Result<bool, Box<dyn Any + Send>>;
 }

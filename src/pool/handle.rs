@@ -59,7 +59,7 @@ impl<R: TaskOutput> Handler<Task<R>> for Pool {
     fn handle(&mut self, task: Task<R>, _: &mut Context<Self>) -> Self::Result {
         let (cell, value) = task.into_cell(Default::default());
         match self.core.admit(cell, None) {
-            Ok(_) => Box::pin(async move { Ok(value.await?) }),
+            Ok(at_once) => Box::pin(async move { Ok(value.spin_first(at_once).await?) }),
             Err((refusal, _)) => Box::pin(std::future::ready(Err(RunError::Refused(refusal)))),
         }
     }

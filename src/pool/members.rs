@@ -296,13 +296,13 @@ impl Route for PoolRoute {
     fn submit(
         &self,
         work: Box<dyn std::any::Any + Send>,
-    ) -> Result<(), Box<dyn std::any::Any + Send>> {
+    ) -> Result<bool, Box<dyn std::any::Any + Send>> {
         let task = as_task(work)?;
         let refused = match self.0.upgrade() {
             Some(core) => core.admit(task, None),
             None => Err((Refusal::Stopped, task)),
         };
-        refused.map(|_| ()).map_err(|r| Box::new(r) as _)
+        refused.map_err(|r| Box::new(r) as _)
     }
 }
 
@@ -316,13 +316,13 @@ impl Route for WorkerRoute {
     fn submit(
         &self,
         work: Box<dyn std::any::Any + Send>,
-    ) -> Result<(), Box<dyn std::any::Any + Send>> {
+    ) -> Result<bool, Box<dyn std::any::Any + Send>> {
         let task = as_task(work)?;
         let refused = match (self.core.upgrade(), self.slot.upgrade()) {
             (Some(core), Some(slot)) => core.admit(task, Some(&slot)),
             _ => Err((Refusal::Stopped, task)),
         };
-        refused.map(|_| ()).map_err(|r| Box::new(r) as _)
+        refused.map_err(|r| Box::new(r) as _)
     }
 }
 

@@ -80,7 +80,7 @@ impl<R: TaskOutput> crate::bus::Dispatch for Task<R> {
         let (cell, value) = self.into_cell(TaskId::default());
         // The route (a pool's) knows the work is a task, and hands it back as a `Refused`.
         match route.submit(Box::new(cell)) {
-            Ok(()) => Ok(value),
+            Ok(at_once) => Ok(value.spin_first(at_once)),
             Err(back) => match back.downcast::<Refused>() {
                 Ok(refused) => Err(hand_back(*refused)),
                 Err(_) => unreachable!("a task route hands back only refused tasks"),
