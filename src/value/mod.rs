@@ -140,7 +140,13 @@ impl<T, E: From<Abandoned>> Value<T, E> {
     /// When the result was already taken out of this value (by `try_take`, a wait or an await),
     /// as a future panics when polled after it completed.
     pub fn try_take(&mut self) -> Option<Result<T, E>> {
-        match self.take() {
+        Self::got(self.take())
+    }
+
+    /// The result a look found, `None` while pending; a second taking panics, as a future polled
+    /// after it completed does.
+    fn got(taking: Taking<T, E>) -> Option<Result<T, E>> {
+        match taking {
             Taking::Pending => None,
             Taking::Got(r) => Some(r),
             Taking::Taken => panic!("{TAKEN}"),
@@ -299,11 +305,7 @@ impl<T, E: From<Abandoned>> Value<T, E> {
         loop {
             if let Ok(mut st) = s.state.try_lock() {
                 if !matches!(*st, State::Pending(_)) {
-                    match Self::take_state(&mut st) {
-                        Taking::Got(r) => return Some(r),
-                        Taking::Taken => panic!("{TAKEN}"),
-                        Taking::Pending => {}
-                    }
+                    return Self::got(Self::take_state(&mut st));
                 }
             }
             if Instant::now() >= until {
@@ -366,10 +368,8 @@ impl<T, E: From<Abandoned>> Future for Value<T, E> {
                     }
                 }
                 let mut st = s.lock();
-                match Self::take_state(&mut st) {
-                    Taking::Got(r) => return Poll::Ready(r),
-                    Taking::Taken => panic!("{TAKEN}"),
-                    Taking::Pending => {}
+                if let Some(r) = Self::got(Self::take_state(&mut st)) {
+                    return Poll::Ready(r);
                 }
                 if let State::Pending(w) = &mut *st {
                     match w {

@@ -324,6 +324,12 @@ impl Crew {
             && (self.searching.load(Ordering::Relaxed) > 0 || !(bell.sleeping() || busy))
     }
 
+    /// Whether a task waits for the worker `me` outside its pinned queue: in its shared queue, its
+    /// priority lanes, or the injector (which every worker looks at).
+    pub(crate) fn queued_for(&self, me: &Sibling) -> bool {
+        !me.shared.is_empty() || me.urgent.queued.load(Ordering::Acquire) > 0 || self.has_injected()
+    }
+
     /// Ends a search that found work (or gives back a claimed place): the last searcher to go
     /// wakes a sleeper while the injector holds work or a push left its mark, since that push
     /// counted on a searcher.

@@ -39,10 +39,10 @@ impl EarlySearch {
     /// lanes or the injector (a pinned task is not looked at: the search finds it at once), and
     /// a place is free. Called on the worker's thread, by the task, just before its value is set.
     pub(crate) fn value_due(&self) {
-        let idle = self.me.shared.is_empty()
-            && self.me.urgent.queued.load(Ordering::Relaxed) == 0
-            && !self.crew.has_injected();
-        if self.armed.load(Ordering::Relaxed) && idle && self.crew.start_searching() {
+        if self.armed.load(Ordering::Relaxed)
+            && !self.crew.queued_for(&self.me)
+            && self.crew.start_searching()
+        {
             self.claimed.store(true, Ordering::Relaxed);
         }
     }

@@ -383,10 +383,7 @@ impl Worker {
 
     /// Something is queued on this worker (or its pinned queue is closed).
     fn holds_work(&self) -> bool {
-        !self.pinned.is_empty()
-            || !self.me.shared.is_empty()
-            || self.me.urgent.queued.load(Ordering::Acquire) > 0
-            || self.siblings.has_injected()
+        !self.pinned.is_empty() || self.siblings.queued_for(&self.me)
     }
 }
 
