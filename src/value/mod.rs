@@ -25,15 +25,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 mod slot;
 
 pub(crate) use slot::{FailSlot, Outcome, Promise};
-use slot::{Slot, State};
+use slot::{Slot, Took};
 
 /// Why a bounded wait on a [`Value`] returned without the value's result (the result itself, a
 /// success or the value's own error, comes inside `Ok`, as with `tokio::time::timeout`).
@@ -60,10 +59,7 @@ pub struct Abandoned;
 
 /// A new promise and the value it resolves.
 pub(crate) fn promise<U, E>() -> (Promise<Result<U, E>>, Value<U, E>) {
-    let slot = Arc::new(Slot {
-        state: Mutex::new(State::Pending(None)),
-        promises: AtomicUsize::new(1),
-    });
+    let slot = Arc::new(Slot::new());
     (
         Promise { slot: slot.clone() },
         Value {
@@ -128,7 +124,7 @@ impl<T, E: From<Abandoned>> Value<T, E> {
     pub fn is_ready(&self) -> bool {
         match &self.inner {
             Inner::Ready(_) => true,
-            Inner::Slot(s, _) => !matches!(*s.lock(), State::Pending(_)),
+            Inner::Slot(s, _) => s.is_ready(),
         }
     }
 
@@ -156,26 +152,18 @@ impl<T, E: From<Abandoned>> Value<T, E> {
     fn take(&mut self) -> Taking<T, E> {
         match &mut self.inner {
             Inner::Ready(r) => r.take().map_or(Taking::Taken, |b| Taking::Got(*b)),
-            Inner::Slot(s, _) => {
-                let mut st = s.lock();
-                Self::take_state(&mut st)
-            }
+            // SAFETY: this value is its slot's one waiting side, taking through `&mut self`.
+            Inner::Slot(s, _) => Self::taking(unsafe { s.take() }),
         }
     }
 
-    fn take_state(st: &mut State<Result<T, Box<E>>>) -> Taking<T, E> {
-        match std::mem::replace(st, State::Taken) {
-            // What carried the result is freed here, on the reading thread.
-            State::Ready(r, _spent) => Taking::Got(Result::unkeep(r)),
-            State::Taken => Taking::Taken,
-            State::Abandoned => {
-                *st = State::Abandoned;
-                Taking::Got(Err(Abandoned.into()))
-            }
-            pending @ State::Pending(_) => {
-                *st = pending;
-                Taking::Pending
-            }
+    /// What the slot gave, as the value's own result.
+    fn taking(took: Took<Result<T, Box<E>>>) -> Taking<T, E> {
+        match took {
+            Took::Pending => Taking::Pending,
+            Took::Got(r) => Taking::Got(Result::unkeep(r)),
+            Took::Abandoned => Taking::Got(Err(Abandoned.into())),
+            Took::Taken => Taking::Taken,
         }
     }
 
@@ -251,16 +239,11 @@ impl<T, E: From<Abandoned>> Value<T, E> {
         let deadline = Instant::now().checked_add(timeout);
         let waker = Waker::from(Arc::new(Unparker(std::thread::current())));
         loop {
-            {
-                let mut st = slot.lock();
-                match Self::take_state(&mut st) {
-                    Taking::Got(r) => return Ok(r),
-                    Taking::Taken => return Err(WaitError::Taken),
-                    Taking::Pending => {}
-                }
-                if let State::Pending(w) = &mut *st {
-                    *w = Some(waker.clone());
-                }
+            // SAFETY: this value is its slot's one waiting side, waiting through `&mut self`.
+            match Self::taking(unsafe { slot.take_or_wake(&waker) }) {
+                Taking::Got(r) => return Ok(r),
+                Taking::Taken => return Err(WaitError::Taken),
+                Taking::Pending => {}
             }
             // Spurious wake-ups only cost another look at the state.
             match deadline {
@@ -298,15 +281,17 @@ impl<T, E> Value<T, E> {
 }
 
 impl<T, E: From<Abandoned>> Value<T, E> {
-    /// Looks for the result for up to [`FIRST_POLL_SPIN`], never blocking on the slot's lock (a
-    /// look that finds it locked looks again).
-    fn spin(s: &Slot<Result<T, E>>) -> Option<Result<T, E>> {
+    /// Looks for the result for up to [`FIRST_POLL_SPIN`] (each look one atomic load).
+    ///
+    /// # Safety
+    ///
+    /// Called by the slot's one waiting side (its value, through `&mut self`).
+    unsafe fn spin(s: &Slot<Result<T, E>>) -> Option<Result<T, E>> {
         let until = Instant::now() + FIRST_POLL_SPIN;
         loop {
-            if let Ok(mut st) = s.state.try_lock() {
-                if !matches!(*st, State::Pending(_)) {
-                    return Self::got(Self::take_state(&mut st));
-                }
+            if s.is_ready() {
+                // SAFETY: the caller is the one waiting side.
+                return Self::got(Self::taking(unsafe { s.take() }));
             }
             if Instant::now() >= until {
                 return None;
@@ -363,21 +348,16 @@ impl<T, E: From<Abandoned>> Future for Value<T, E> {
             Inner::Ready(r) => Poll::Ready(r.take().map(|b| *b).expect(TAKEN)),
             Inner::Slot(s, spin) => {
                 if std::mem::take(spin) {
-                    if let Some(r) = Self::spin(s) {
+                    // SAFETY: this value is its slot's one waiting side, polled through `&mut`.
+                    if let Some(r) = unsafe { Self::spin(s) } {
                         return Poll::Ready(r);
                     }
                 }
-                let mut st = s.lock();
-                if let Some(r) = Self::got(Self::take_state(&mut st)) {
-                    return Poll::Ready(r);
+                // SAFETY: as above.
+                match Self::got(Self::taking(unsafe { s.take_or_wake(cx.waker()) })) {
+                    Some(r) => Poll::Ready(r),
+                    None => Poll::Pending,
                 }
-                if let State::Pending(w) = &mut *st {
-                    match w {
-                        Some(old) if old.will_wake(cx.waker()) => {}
-                        _ => *w = Some(cx.waker().clone()),
-                    }
-                }
-                Poll::Pending
             }
         }
     }
@@ -390,12 +370,7 @@ impl<T, E> std::fmt::Debug for Value<T, E> {
         let state = match &self.inner {
             Inner::Ready(Some(_)) => "ready",
             Inner::Ready(None) => "taken",
-            Inner::Slot(s, _) => match *s.lock() {
-                State::Pending(_) => "pending",
-                State::Ready(..) => "ready",
-                State::Taken => "taken",
-                State::Abandoned => "abandoned",
-            },
+            Inner::Slot(s, _) => s.describe(),
         };
         f.debug_struct("Value").field("state", &state).finish()
     }
@@ -450,33 +425,64 @@ mod tests {
             unreachable!("a promised value has a slot")
         };
         let started = Instant::now();
-        assert!(Value::<u32, TaskError>::spin(slot).is_none());
+        // SAFETY (here and below): this test is the value's one waiting side.
+        assert!(unsafe { Value::<u32, TaskError>::spin(slot) }.is_none());
         assert!(
             started.elapsed() >= FIRST_POLL_SPIN,
             "it looked for its whole bound"
         );
         assert!(promise.complete(Ok(3)));
-        assert!(matches!(Value::<u32, TaskError>::spin(slot), Some(Ok(3))));
-        assert!(
-            matches!(*slot.lock(), State::Taken),
-            "taken out of the slot"
-        );
+        assert!(matches!(
+            unsafe { Value::<u32, TaskError>::spin(slot) },
+            Some(Ok(3))
+        ));
+        assert_eq!(slot.describe(), "taken", "taken out of the slot");
     }
 
     #[test]
-    fn the_spin_never_blocks_on_a_held_lock_and_reads_an_abandoned_value() {
-        let (promise, value) = promise::<u32, TaskError>();
+    fn a_result_being_written_reads_as_pending_until_published_and_the_spin_never_waits_for_it() {
+        let (promise, mut value) = promise::<u32, TaskError>();
         let Inner::Slot(slot, _) = &value.inner else {
             unreachable!("a promised value has a slot")
         };
-        // The resolving side holds the lock (here: this thread) the whole time.
-        let held = slot.lock();
-        assert!(Value::<u32, TaskError>::spin(slot).is_none());
-        drop(held);
+        let slot = slot.clone();
+        let (claimed_tx, claimed) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        // The resolver claims the value, then stops inside `first` (before publishing).
+        let resolver = std::thread::spawn(move || {
+            promise.complete_then(Ok(5), || {
+                claimed_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+            })
+        });
+        claimed.recv().unwrap();
+        // SAFETY: this test is the value's one waiting side.
+        assert!(unsafe { Value::<u32, TaskError>::spin(&slot) }.is_none());
+        assert!(!value.is_ready());
+        assert!(value.try_take().is_none());
+        assert_eq!(format!("{value:?}"), "Value { state: \"pending\" }");
+        go.send(()).unwrap();
+        assert!(resolver.join().unwrap(), "the only resolver wins");
+        assert!(matches!(value.try_take(), Some(Ok(5))));
+    }
+
+    #[test]
+    fn a_value_whose_promises_all_went_away_reads_as_abandoned_every_time() {
+        let (promise, mut value) = promise::<u32, TaskError>();
+        let second = promise.share();
         drop(promise);
+        assert!(!value.is_ready(), "one promise is left");
+        drop(second);
+        assert!(value.is_ready());
+        let Inner::Slot(slot, _) = &value.inner else {
+            unreachable!("a promised value has a slot")
+        };
+        // SAFETY: this test is the value's one waiting side.
         assert!(matches!(
-            Value::<u32, TaskError>::spin(slot),
+            unsafe { Value::<u32, TaskError>::spin(slot) },
             Some(Err(TaskError::Abandoned))
         ));
+        assert!(matches!(value.try_take(), Some(Err(TaskError::Abandoned))));
+        assert_eq!(format!("{value:?}"), "Value { state: \"abandoned\" }");
     }
 }

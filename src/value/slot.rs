@@ -1,19 +1,40 @@
 //! The cell a [`Value`](super::Value) shares with whoever resolves it: its [`Slot`] and the
 //! resolving side, [`Promise`].
+//!
+//! No lock: one atomic word says what the cell holds, and each side writes a part of the cell
+//! only while that word says the part is its own (as in tokio's `oneshot`):
+//!
+//! - A resolver first **claims** the cell ([`CLAIMED`], the first of several racing resolvers
+//!   wins), writes the result, then **publishes** it ([`READY`]). Nobody reads the result before
+//!   it is published, and nothing writes it after.
+//! - The waiting side owns the waker while [`WAKER`] is clear: it writes its waker there, then
+//!   sets the bit. A resolver that publishes while the bit is set wakes that waker (by reference;
+//!   it stays in the cell until the cell is dropped or the waiter clears the bit to replace it).
+//!   The waiting side clears the bit before it replaces its waker, and touches the waker no more
+//!   if the result was published meanwhile (the resolver may be waking it right then).
+//! - Only the waiting side takes the result out ([`TAKEN`]), and only after it was published.
+//!
+//! So resolving costs two atomic operations and, only when someone waits, one wake; a look at a
+//! pending value costs one load.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::task::Waker;
 
 use crate::spent::Spent;
 
-pub(super) enum State<T> {
-    Pending(Option<Waker>),
-    /// The result, and what carried it (freed when the result is taken).
-    Ready(T, Option<Spent>),
-    Taken,
-    Abandoned,
-}
+/// A resolver won the cell: the result is being written (or is published).
+const CLAIMED: u32 = 1;
+/// The result is published: it is in the cell, or the value was abandoned.
+const READY: u32 = 1 << 1;
+/// Published without a result: every resolver went away without resolving.
+const ABANDONED: u32 = 1 << 2;
+/// The waiting side's waker is in the cell (and the waiting side leaves it alone).
+const WAKER: u32 = 1 << 3;
+/// The waiting side took the result out.
+const TAKEN: u32 = 1 << 4;
 
 /// How a result is kept in its slot: the error boxed. Most values never fail, and the pool's
 /// error is several words large, so a task's slot costs about what its success value costs (S9,
@@ -37,27 +58,194 @@ impl<U, E> Outcome for Result<U, E> {
     }
 }
 
-/// The shared cell between the resolving side ([`Promise`]) and the waiting side ([`Value`]).
-///
-/// One waiter at a time (a `Value` is waited on through `&mut self`), registered as a [`Waker`]:
-/// an async task's, or for a blocking wait one that unparks the waiting thread. So resolving costs
-/// one uncontended lock and, only when someone waits, one wake.
-pub(super) struct Slot<T: Outcome> {
-    pub(super) state: Mutex<State<T::Kept>>,
-    /// Live promises; the last one to drop without resolving abandons the value.
-    pub(super) promises: AtomicUsize,
+/// What the waiting side found in a slot.
+pub(super) enum Took<K> {
+    /// Nothing published yet.
+    Pending,
+    /// The result, taken out now.
+    Got(K),
+    /// Every resolver went away without resolving (this reads the same every time).
+    Abandoned,
+    /// The result was taken before.
+    Taken,
 }
 
+/// The shared cell between the resolving side ([`Promise`]) and the waiting side
+/// ([`Value`](super::Value)): one waiter at a time (a `Value` is waited on through `&mut self`),
+/// registered as a [`Waker`] (an async task's, or for a blocking wait one that unparks the
+/// waiting thread).
+pub(super) struct Slot<T: Outcome> {
+    state: AtomicU32,
+    /// Live promises; the last one to drop without resolving abandons the value. (A handful
+    /// at most: the worker's and a timeout's or a cancel handle's; 32 bits keep the cell as
+    /// small as it was with a lock, for S9's memory per queued task.)
+    promises: AtomicU32,
+    /// The waiting side's waker; see the module's rules for who touches it when.
+    waker: UnsafeCell<Option<Waker>>,
+    /// The result, written by the resolver that claimed the cell.
+    kept: UnsafeCell<MaybeUninit<T::Kept>>,
+    /// What carried the result (freed where the result is taken, or with the cell).
+    spent: UnsafeCell<Option<Spent>>,
+}
+
+// SAFETY: the cells are shared between threads only under the protocol above: each part is
+// written by one side at a time, and handed over by the release and acquire of `state`. What
+// crosses threads is the result (`Kept: Send`), a `Waker` (`Send + Sync`) and a `Spent` (`Send`).
+unsafe impl<T: Outcome> Send for Slot<T> where T::Kept: Send {}
+// SAFETY: as above; no part is read through `&Slot` while another thread may write it.
+unsafe impl<T: Outcome> Sync for Slot<T> where T::Kept: Send {}
+
 impl<T: Outcome> Slot<T> {
-    pub(super) fn lock(&self) -> MutexGuard<'_, State<T::Kept>> {
-        // A poisoned lock only means a panic elsewhere while holding it; the state is still whole
-        // because every critical section below is a plain assignment.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// A pending slot with one promise.
+    pub(super) fn new() -> Self {
+        Slot {
+            state: AtomicU32::new(0),
+            promises: AtomicU32::new(1),
+            waker: UnsafeCell::new(None),
+            kept: UnsafeCell::new(MaybeUninit::uninit()),
+            spent: UnsafeCell::new(None),
+        }
+    }
+
+    /// Whether the result is published (or the value abandoned): taking it would not wait.
+    pub(super) fn is_ready(&self) -> bool {
+        self.state.load(Ordering::Acquire) & READY != 0
+    }
+
+    /// Takes the result if it is published.
+    ///
+    /// # Safety
+    ///
+    /// Called only by the waiting side (the one `Value`, through its `&mut self`), never twice at
+    /// once.
+    pub(super) unsafe fn take(&self) -> Took<T::Kept> {
+        let s = self.state.load(Ordering::Acquire);
+        if s & READY == 0 {
+            return Took::Pending;
+        }
+        // SAFETY: published, and the caller is the one waiting side.
+        unsafe { self.take_published(s) }
+    }
+
+    /// Takes the result if it is published; otherwise leaves `waker` to be woken when it is
+    /// (replacing an earlier waker unless that one wakes the same task).
+    ///
+    /// # Safety
+    ///
+    /// As for [`take`](Self::take).
+    pub(super) unsafe fn take_or_wake(&self, waker: &Waker) -> Took<T::Kept> {
+        let mut s = self.state.load(Ordering::Acquire);
+        if s & READY != 0 {
+            // SAFETY: published, and the caller is the one waiting side.
+            return unsafe { self.take_published(s) };
+        }
+        if s & WAKER != 0 {
+            // SAFETY: while the bit is set, only the waiting side (the caller) writes the waker,
+            // and a resolver at most wakes it by reference: reading it here is shared access.
+            let same = unsafe { (*self.waker.get()).as_ref() }.is_some_and(|w| w.will_wake(waker));
+            if same {
+                return Took::Pending;
+            }
+            s = self.state.fetch_and(!WAKER, Ordering::AcqRel);
+            if s & READY != 0 {
+                // Published before the bit was cleared: its resolver may be waking the old waker
+                // right now, so it stays where it is.
+                // SAFETY: published, and the caller is the one waiting side.
+                return unsafe { self.take_published(s) };
+            }
+        }
+        // SAFETY: the bit is clear, so no resolver reads the waker: a resolver that publishes
+        // from here on sees the bit clear (it is set again below only after this write).
+        unsafe { *self.waker.get() = Some(waker.clone()) };
+        let s = self.state.fetch_or(WAKER, Ordering::AcqRel);
+        if s & READY != 0 {
+            // Published while the waker was written: its resolver saw no waker to wake.
+            // SAFETY: published, and the caller is the one waiting side.
+            return unsafe { self.take_published(s) };
+        }
+        Took::Pending
+    }
+
+    /// # Safety
+    ///
+    /// `s` is a state read (with acquire) that has [`READY`]; the caller is the one waiting side.
+    unsafe fn take_published(&self, s: u32) -> Took<T::Kept> {
+        if s & ABANDONED != 0 {
+            return Took::Abandoned;
+        }
+        if s & TAKEN != 0 {
+            return Took::Taken;
+        }
+        // A store, not a read-modify-write (which would stall on the line the resolver just
+        // wrote): after publishing, the only other writes are racing resolvers' and a last
+        // promise's claims, which change no bit (`CLAIMED` is set), so none is lost.
+        self.state.store(s | TAKEN, Ordering::Relaxed);
+        // SAFETY: published with a result (not abandoned), not taken before, and nobody writes
+        // the result or what carried it after publishing: the waiting side owns both now. The
+        // `TAKEN` bit keeps the drop below from dropping the result again.
+        unsafe {
+            // What carried the result is freed here, on the reading thread.
+            drop((*self.spent.get()).take());
+            Took::Got((*self.kept.get()).assume_init_read())
+        }
+    }
+
+    /// What the value holds, for `Debug`: pending, ready, taken or abandoned.
+    pub(super) fn describe(&self) -> &'static str {
+        let s = self.state.load(Ordering::Acquire);
+        match (s & READY != 0, s & ABANDONED != 0, s & TAKEN != 0) {
+            (false, ..) => "pending",
+            (true, true, _) => "abandoned",
+            (true, false, true) => "taken",
+            (true, false, false) => "ready",
+        }
+    }
+
+    /// The one way a value resolves: if no resolver claimed it before, run `first`, store `v`,
+    /// publish it and wake the waiter.
+    fn resolve(&self, v: T, first: impl FnOnce(), spent: Option<Spent>) -> bool {
+        if self.state.fetch_or(CLAIMED, Ordering::Acquire) & CLAIMED != 0 {
+            return false;
+        }
+        // SAFETY: this resolver won the claim: it alone writes the result and what carried it,
+        // and nobody reads them before `READY` is published below.
+        unsafe {
+            (*self.kept.get()).write(v.keep());
+            *self.spent.get() = spent;
+        }
+        first();
+        self.publish(READY)
+    }
+
+    /// Publishes what the claimed cell holds (`READY`, with `ABANDONED` when nothing) and wakes
+    /// the waiter; always `true` (the caller won the claim).
+    fn publish(&self, bits: u32) -> bool {
+        let s = self.state.fetch_or(bits, Ordering::AcqRel);
+        if s & WAKER != 0 {
+            // SAFETY: the waker bit was set as this published: the waiting side no longer writes
+            // the waker (it clears the bit first, and then sees the publication), and the cell
+            // outlives this call (the caller holds a promise).
+            if let Some(w) = unsafe { (*self.waker.get()).as_ref() } {
+                w.wake_by_ref();
+            }
+        }
+        true
     }
 }
 
-/// The resolving side of a [`Value`]. The first `complete` wins; later ones are refused, so
-/// several racing completers (a worker and a timeout, say) still produce one outcome.
+impl<T: Outcome> Drop for Slot<T> {
+    fn drop(&mut self) {
+        let s = *self.state.get_mut();
+        if s & (READY | ABANDONED | TAKEN) == READY {
+            // SAFETY: published with a result that was never taken: it is initialized, and this
+            // is the last reference to it.
+            unsafe { self.kept.get_mut().assume_init_drop() };
+        }
+    }
+}
+
+/// The resolving side of a [`Value`](super::Value). The first `complete` wins; later ones are
+/// refused, so several racing completers (a worker and a timeout, say) still produce one outcome.
 pub(crate) struct Promise<T: Outcome> {
     pub(super) slot: Arc<Slot<T>>,
 }
@@ -73,12 +261,12 @@ impl<T: Outcome> Promise<T> {
 
     /// Whether anyone still holds the value (its `Value` was not dropped).
     pub(crate) fn is_wanted(&self) -> bool {
-        Arc::strong_count(&self.slot) > self.slot.promises.load(Ordering::Acquire)
+        Arc::strong_count(&self.slot) > self.slot.promises.load(Ordering::Acquire) as usize
     }
 
-    /// Whether the value is still unresolved.
+    /// Whether the value is still unresolved (no resolver has claimed it yet).
     pub(crate) fn is_pending(&self) -> bool {
-        matches!(*self.slot.lock(), State::Pending(_))
+        self.slot.state.load(Ordering::Acquire) & CLAIMED == 0
     }
 
     /// Resolves the value; `false` when it was already resolved (the value `v` is dropped).
@@ -88,7 +276,7 @@ impl<T: Outcome> Promise<T> {
 
     /// Resolves the value and, only if this call is the one that resolves it, runs `first` before
     /// anyone waiting can see the result (so counters bumped there are visible to whoever awaited
-    /// the value). `first` runs under the value's lock: keep it to a few atomic operations.
+    /// the value). A racing resolver that loses returns at once, possibly before `first` ran.
     pub(crate) fn complete_then(&self, v: T, first: impl FnOnce()) -> bool {
         self.slot.resolve(v, first, None)
     }
@@ -97,28 +285,6 @@ impl<T: Outcome> Promise<T> {
     /// result until it is taken, so that its memory is freed where the value is read.
     pub(crate) fn complete_spent(&self, v: T, first: impl FnOnce(), spent: Option<Spent>) -> bool {
         self.slot.resolve(v, first, spent)
-    }
-}
-
-impl<T: Outcome> Slot<T> {
-    /// The one way a value resolves: if still pending, run `first`, store `v`, wake the waiter.
-    fn resolve(&self, v: T, first: impl FnOnce(), spent: Option<Spent>) -> bool {
-        let waker = {
-            let mut st = self.lock();
-            match &mut *st {
-                State::Pending(w) => {
-                    let w = w.take();
-                    first();
-                    *st = State::Ready(v.keep(), spent);
-                    w
-                }
-                _ => return false,
-            }
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-        true
     }
 }
 
@@ -148,19 +314,148 @@ impl<T: Outcome> Drop for Promise<T> {
         if self.slot.promises.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
-        let waker = {
-            let mut st = self.slot.lock();
-            match &mut *st {
-                State::Pending(w) => {
-                    let w = w.take();
-                    *st = State::Abandoned;
-                    w
-                }
-                _ => None,
-            }
+        // The last promise: abandon the value unless some resolver claimed it.
+        if self.slot.state.fetch_or(CLAIMED, Ordering::Acquire) & CLAIMED == 0 {
+            self.slot.publish(READY | ABANDONED);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+    use std::time::{Duration, Instant};
+
+    use super::{Promise, Slot, Took};
+
+    /// Counts its drops.
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    type Cell = Slot<Result<Counted, ()>>;
+
+    fn pair() -> (Promise<Result<Counted, ()>>, Arc<Cell>) {
+        let slot = Arc::new(Slot::new());
+        (Promise { slot: slot.clone() }, slot)
+    }
+
+    struct Flag(AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    fn flag() -> (Arc<Flag>, Waker) {
+        let f = Arc::new(Flag(AtomicBool::new(false)));
+        (f.clone(), Waker::from(f))
+    }
+
+    #[test]
+    fn the_first_resolver_wins_and_every_result_is_dropped_exactly_once() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (promise, slot) = pair();
+        let late = promise.share();
+        let mut firsts = 0;
+        assert!(promise.complete_then(Ok(Counted(drops.clone())), || firsts += 1));
+        assert!(!late.complete_then(Ok(Counted(drops.clone())), || firsts += 1));
+        assert_eq!(firsts, 1, "only the winner's `first` runs");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "the loser's result is dropped"
+        );
+        // SAFETY (here and below): the test is the one waiting side.
+        let Took::Got(Ok(got)) = (unsafe { slot.take() }) else {
+            panic!("the winner's result")
         };
-        if let Some(w) = waker {
-            w.wake();
+        assert!(matches!(unsafe { slot.take() }, Took::Taken));
+        drop(got);
+        drop((promise, late, slot));
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            2,
+            "the taken one is dropped by its taker only"
+        );
+
+        // Never taken: dropped with the cell.
+        let (promise, slot) = pair();
+        assert!(promise.complete(Ok(Counted(drops.clone()))));
+        drop(promise);
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        drop(slot);
+        assert_eq!(drops.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_replaced_waker_is_not_woken_and_the_newest_one_is() {
+        let (promise, slot) = pair();
+        let (old, old_waker) = flag();
+        let (new, new_waker) = flag();
+        // SAFETY (here and below): the test is the one waiting side.
+        assert!(matches!(
+            unsafe { slot.take_or_wake(&old_waker) },
+            Took::Pending
+        ));
+        assert!(matches!(
+            unsafe { slot.take_or_wake(&new_waker) },
+            Took::Pending
+        ));
+        // The same waker again changes nothing.
+        assert!(matches!(
+            unsafe { slot.take_or_wake(&new_waker) },
+            Took::Pending
+        ));
+        assert!(promise.complete(Ok(Counted(Arc::default()))));
+        assert!(new.0.load(Ordering::SeqCst), "the newest waker is woken");
+        assert!(!old.0.load(Ordering::SeqCst), "the replaced one is not");
+        assert!(matches!(
+            unsafe { slot.take_or_wake(&old_waker) },
+            Took::Got(Ok(_))
+        ));
+    }
+
+    #[test]
+    fn a_waiter_is_never_left_asleep_when_resolution_races_its_registration() {
+        // Each round, a resolver thread races a waiter that registers (and replaces) its waker;
+        // after every `Pending` the waiter sleeps until its waker is woken. A lost wake-up would
+        // leave it waiting: the bound (seconds) only turns that hang into a failure.
+        for round in 0..2_000 {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let (promise, slot) = pair();
+            let value = Counted(drops.clone());
+            let resolver = std::thread::spawn(move || {
+                for _ in 0..round % 7 {
+                    std::hint::spin_loop();
+                }
+                promise.complete(Ok(value))
+            });
+            let mut polls = 0;
+            let got = loop {
+                let (woken, waker) = flag();
+                // SAFETY: the test is the one waiting side.
+                match unsafe { slot.take_or_wake(&waker) } {
+                    Took::Got(r) => break r,
+                    Took::Pending => {}
+                    Took::Abandoned | Took::Taken => panic!("round {round}: resolved once"),
+                }
+                polls += 1;
+                let until = Instant::now() + Duration::from_secs(20);
+                while !woken.0.load(Ordering::SeqCst) && polls % 2 == 1 {
+                    assert!(Instant::now() < until, "round {round}: a wake-up was lost");
+                    std::thread::yield_now();
+                }
+            };
+            assert!(resolver.join().unwrap());
+            assert!(got.is_ok());
+            drop(got);
+            drop(slot);
+            assert_eq!(drops.load(Ordering::SeqCst), 1, "round {round}");
         }
     }
 }
