@@ -148,8 +148,9 @@ struct Worker {
 
 /// What to do next.
 enum Next {
-    /// A task, and the load counter it was counted on (ours, or the sibling's it was stolen from).
-    Task(Box<dyn ErasedTask>, Arc<AtomicUsize>),
+    /// A task, and the load counter it was counted on: `None` for this worker's own (no clone of
+    /// the counter's `Arc`, whose line the pushers read), else the sibling's it was stolen from.
+    Task(Box<dyn ErasedTask>, Option<Arc<AtomicUsize>>),
     Stop,
 }
 
@@ -161,7 +162,7 @@ impl Worker {
         }
         let armed = self.early.arm();
         while let Next::Task(task, load) = self.next() {
-            self.run(task, &load);
+            self.run(task, load.as_deref().unwrap_or(&self.me.load));
         }
         drop(armed);
         // Stop came after every pinned task queued before it; run (or cancel) what is still in the
@@ -194,7 +195,7 @@ impl Worker {
         let urgent = &self.me.urgent;
         Some(
             match urgent.next_by_turn(&self.turn, &self.pinned, &self.me.shared)? {
-                Some(t) => Next::Task(t, self.me.load.clone()),
+                Some(t) => Next::Task(t, None),
                 None => Next::Stop,
             },
         )
@@ -320,7 +321,7 @@ impl Worker {
                 None => self
                     .siblings
                     .steal(self.me.id)
-                    .map(|(task, load)| Next::Task(task, load)),
+                    .map(|(task, load)| Next::Task(task, Some(load))),
             };
             if let Some(next) = found {
                 // The last searcher to find work wakes another worker while work is left.
@@ -367,7 +368,7 @@ impl Worker {
             }
         }
         match self.pinned.try_recv() {
-            Ok(Msg::Run(t)) => return Some(Next::Task(t, self.me.load.clone())),
+            Ok(Msg::Run(t)) => return Some(Next::Task(t, None)),
             Ok(Msg::Stop) => return Some(Next::Stop),
             // The pool was dropped without a stop (its queues' senders are gone); `serve` runs
             // what is left.
@@ -375,10 +376,10 @@ impl Worker {
             Err(TryRecvError::Empty) => {}
         }
         if let Ok(task) = self.me.shared.try_recv() {
-            return Some(Next::Task(task, self.me.load.clone()));
+            return Some(Next::Task(task, None));
         }
         let (task, load) = self.siblings.injected()?;
-        Some(Next::Task(task, load))
+        Some(Next::Task(task, Some(load)))
     }
 
     /// Something is queued on this worker (or its pinned queue is closed).
