@@ -79,8 +79,8 @@ pub(crate) struct PoolCore {
     /// Map chunks accepted on a full bounded pool, waiting for room: a draining stop waits for
     /// them to be queued (they run during the drain); an abort cancels them.
     parked: tokio::sync::watch::Sender<usize>,
-    /// Of the parked tasks, those waiting out a retry's back-off.
-    retrying: AtomicU64,
+    /// Of the parked tasks, those waiting out a retry's back-off (see `retry.rs`).
+    pub(super) retrying: AtomicU64,
     stopped: tokio::sync::watch::Sender<bool>,
     /// Turns `true` when a stop begins (producers waiting for room give up).
     stopping: tokio::sync::watch::Sender<bool>,
@@ -258,8 +258,8 @@ impl PoolCore {
                     task.prepare(id, self.default_timeout);
                     if slot.retired.load(Ordering::SeqCst) {
                         self.resubmit(task, &slot.fin());
-                    } else {
-                        self.enqueue(slot, task, true);
+                    } else if let Err(task) = self.enqueue(slot, task, true) {
+                        self.resubmit(task, &slot.fin());
                     }
                     Ok(false)
                 }
@@ -274,21 +274,33 @@ impl PoolCore {
                     let i = self.strategy.pick(&SlotLoads(&workers), key);
                     let slot = &workers[i.min(workers.len() - 1)];
                     // A keyed task stays where its key sends it; others may be stolen.
-                    let at_once = self.enqueue(slot, task, key.is_some());
-                    Ok(at_once && SlotLoads(&workers).idle_but(slot))
+                    match self.enqueue(slot, task, key.is_some()) {
+                        Ok(at_once) => Ok(at_once && SlotLoads(&workers).idle_but(slot)),
+                        Err(task) => {
+                            // Not under the list's read lock: `resubmit` takes it again, and a
+                            // second read lock waits behind a resize waiting for the first.
+                            let fin = slot.fin();
+                            drop(workers);
+                            self.resubmit(task, &fin);
+                            Ok(false)
+                        }
+                    }
                 }
             }
         })
     }
 
-    /// Queues `task` on `slot`; `true` when the worker had nothing and takes it at once (as its
-    /// backend said just before: see [`Backend::starts_at_once`](crate::worker::Backend)).
+    /// Queues `task` on `slot`; `Ok(true)` when the worker had nothing and takes it at once (as
+    /// its backend said just before: see [`Backend::starts_at_once`](crate::worker::Backend)).
+    /// `Err` hands the task back when that worker left the pool (retired or lost) after the task
+    /// was routed to it: the caller [`resubmit`](Self::resubmit)s it, holding no lock on the list
+    /// of workers.
     pub(crate) fn enqueue(
         &self,
         slot: &WorkerSlot,
         mut task: Box<dyn ErasedTask>,
         pinned: bool,
-    ) -> bool {
+    ) -> Result<bool, Box<dyn ErasedTask>> {
         if task.cancellable() {
             task.arm(&slot.fin()); // its Cancel handle settles it on this worker from now on
         }
@@ -297,12 +309,10 @@ impl PoolCore {
         let at_once =
             slot.load.fetch_add(1, Ordering::Relaxed) == 0 && slot.backend.starts_at_once();
         match slot.backend.submit(task, pinned) {
-            Ok(()) => at_once,
+            Ok(()) => Ok(at_once),
             Err(task) => {
-                // That worker left the pool (retired or lost) after the task was routed to it.
                 slot.load.fetch_sub(1, Ordering::Relaxed);
-                self.resubmit(task, &slot.fin());
-                false
+                Err(task)
             }
         }
     }
@@ -363,21 +373,6 @@ impl PoolCore {
     pub(crate) fn park(&self, waiting: bool) {
         self.parked
             .send_modify(|n| *n = if waiting { *n + 1 } else { *n - 1 });
-    }
-
-    /// Counts a task waiting out a retry's back-off in or out (see [`park`](Self::park)).
-    pub(crate) fn park_retry(&self, waiting: bool) {
-        self.park(waiting);
-        if waiting {
-            self.retrying.fetch_add(1, Ordering::SeqCst);
-        } else {
-            self.retrying.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-
-    /// Tasks waiting out a retry's back-off.
-    pub(crate) fn retrying(&self) -> u64 {
-        self.retrying.load(Ordering::SeqCst)
     }
 
     /// A receiver that turns `true` when a stop begins.

@@ -4,6 +4,7 @@
 //! `Cancelled` on an abort), and waits for each such task to be settled.
 
 use std::any::Any;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -33,6 +34,21 @@ pub(crate) fn install(core: &Arc<PoolCore>, slot: &Arc<WorkerSlot>, fin: &Finish
 }
 
 impl PoolCore {
+    /// Counts a task waiting out a retry's back-off in or out (see [`park`](Self::park)).
+    pub(crate) fn park_retry(&self, waiting: bool) {
+        self.park(waiting);
+        if waiting {
+            self.retrying.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.retrying.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Tasks waiting out a retry's back-off.
+    pub(crate) fn retrying(&self) -> u64 {
+        self.retrying.load(Ordering::SeqCst)
+    }
+
     /// Queues `task` again after `delay`, on the worker it was bound to (if it was, and that
     /// worker is still in the pool) or on one the strategy picks. `error` ended its last attempt:
     /// the task fails with it if a stop begins first.
@@ -75,7 +91,9 @@ impl PoolCore {
                 .filter(|s| task.pinned() && !s.retired.load(std::sync::atomic::Ordering::SeqCst));
             match home {
                 Some(slot) => {
-                    self.enqueue(&slot, task, true);
+                    if let Err(task) = self.enqueue(&slot, task, true) {
+                        self.resubmit(task, &slot.fin());
+                    }
                 }
                 None => {
                     let fallback = self.fallback_fin(from);
