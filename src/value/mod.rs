@@ -152,9 +152,22 @@ impl<T, E: From<Abandoned>> Value<T, E> {
     fn take(&mut self) -> Taking<T, E> {
         match &mut self.inner {
             Inner::Ready(r) => r.take().map_or(Taking::Taken, |b| Taking::Got(*b)),
-            // SAFETY: this value is its slot's one waiting side, taking through `&mut self`.
-            Inner::Slot(s, _) => Self::taking(unsafe { s.take() }),
+            Inner::Slot(s, _) => {
+                // SAFETY: this value is its slot's one waiting side, taking through `&mut self`.
+                let took = unsafe { s.take() };
+                self.took(took)
+            }
         }
+    }
+
+    /// What the slot gave, as the value's own result. Once the result is taken out, the value
+    /// lets go of its slot, and so of the waker left there (a task's, which would otherwise stay
+    /// alive as long as this value).
+    fn took(&mut self, took: Took<Result<T, Box<E>>>) -> Taking<T, E> {
+        if matches!(took, Took::Got(_)) {
+            self.inner = Inner::Ready(None);
+        }
+        Self::taking(took)
     }
 
     /// What the slot gave, as the value's own result.
@@ -240,7 +253,8 @@ impl<T, E: From<Abandoned>> Value<T, E> {
         let waker = Waker::from(Arc::new(Unparker(std::thread::current())));
         loop {
             // SAFETY: this value is its slot's one waiting side, waiting through `&mut self`.
-            match Self::taking(unsafe { slot.take_or_wake(&waker) }) {
+            let took = unsafe { slot.take_or_wake(&waker) };
+            match self.took(took) {
                 Taking::Got(r) => return Ok(r),
                 Taking::Taken => return Err(WaitError::Taken),
                 Taking::Pending => {}
@@ -281,20 +295,21 @@ impl<T, E> Value<T, E> {
 }
 
 impl<T, E: From<Abandoned>> Value<T, E> {
-    /// Looks for the result for up to [`FIRST_POLL_SPIN`] (each look one atomic load).
+    /// Looks for the result for up to [`FIRST_POLL_SPIN`] (each look one atomic load);
+    /// `Took::Pending` when it is not there by then.
     ///
     /// # Safety
     ///
     /// Called by the slot's one waiting side (its value, through `&mut self`).
-    unsafe fn spin(s: &Slot<Result<T, E>>) -> Option<Result<T, E>> {
+    unsafe fn spin(s: &Slot<Result<T, E>>) -> Took<Result<T, Box<E>>> {
         let until = Instant::now() + FIRST_POLL_SPIN;
         loop {
             if s.is_ready() {
                 // SAFETY: the caller is the one waiting side.
-                return Self::got(Self::taking(unsafe { s.take() }));
+                return unsafe { s.take() };
             }
             if Instant::now() >= until {
-                return None;
+                return Took::Pending;
             }
             for _ in 0..SPINS_PER_LOOK {
                 std::hint::spin_loop();
@@ -347,14 +362,16 @@ impl<T, E: From<Abandoned>> Future for Value<T, E> {
         match &mut this.inner {
             Inner::Ready(r) => Poll::Ready(r.take().map(|b| *b).expect(TAKEN)),
             Inner::Slot(s, spin) => {
+                let mut took = Took::Pending;
                 if std::mem::take(spin) {
                     // SAFETY: this value is its slot's one waiting side, polled through `&mut`.
-                    if let Some(r) = unsafe { Self::spin(s) } {
-                        return Poll::Ready(r);
-                    }
+                    took = unsafe { Self::spin(s) };
                 }
-                // SAFETY: as above.
-                match Self::got(Self::taking(unsafe { s.take_or_wake(cx.waker()) })) {
+                if matches!(took, Took::Pending) {
+                    // SAFETY: as above.
+                    took = unsafe { s.take_or_wake(cx.waker()) };
+                }
+                match Self::got(this.took(took)) {
                     Some(r) => Poll::Ready(r),
                     None => Poll::Pending,
                 }
@@ -377,112 +394,4 @@ impl<T, E> std::fmt::Debug for Value<T, E> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-
-    use super::*;
-    use crate::task::TaskError;
-
-    struct Flag(AtomicBool);
-
-    impl Wake for Flag {
-        fn wake(self: Arc<Self>) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-
-    fn poll(value: &mut Value<u32, TaskError>, flag: &Arc<Flag>) -> Poll<Result<u32, TaskError>> {
-        let waker = Waker::from(flag.clone());
-        Pin::new(value).poll(&mut Context::from_waker(&waker))
-    }
-
-    #[test]
-    fn a_first_poll_that_spins_in_vain_leaves_its_waker_and_only_the_first_poll_spins() {
-        let (promise, value) = promise::<u32, TaskError>();
-        let mut value = value.spin_first(true);
-        let flag = Arc::new(Flag(AtomicBool::new(false)));
-        // Nothing resolves it while the first poll looks: it gives up after its bound, with its
-        // waker left (the resolution right after must wake it).
-        assert!(poll(&mut value, &flag).is_pending());
-        assert!(
-            matches!(value.inner, Inner::Slot(_, false)),
-            "only the first poll spins"
-        );
-        assert!(promise.complete(Ok(7)));
-        assert!(
-            flag.0.load(Ordering::SeqCst),
-            "the resolution wakes the waiting task"
-        );
-        assert!(matches!(poll(&mut value, &flag), Poll::Ready(Ok(7))));
-    }
-
-    #[test]
-    fn the_spin_takes_a_result_that_is_there_and_gives_up_after_its_bound_otherwise() {
-        let (promise, value) = promise::<u32, TaskError>();
-        let Inner::Slot(slot, _) = &value.inner else {
-            unreachable!("a promised value has a slot")
-        };
-        let started = Instant::now();
-        // SAFETY (here and below): this test is the value's one waiting side.
-        assert!(unsafe { Value::<u32, TaskError>::spin(slot) }.is_none());
-        assert!(
-            started.elapsed() >= FIRST_POLL_SPIN,
-            "it looked for its whole bound"
-        );
-        assert!(promise.complete(Ok(3)));
-        assert!(matches!(
-            unsafe { Value::<u32, TaskError>::spin(slot) },
-            Some(Ok(3))
-        ));
-        assert_eq!(slot.describe(), "taken", "taken out of the slot");
-    }
-
-    #[test]
-    fn a_result_being_written_reads_as_pending_until_published_and_the_spin_never_waits_for_it() {
-        let (promise, mut value) = promise::<u32, TaskError>();
-        let Inner::Slot(slot, _) = &value.inner else {
-            unreachable!("a promised value has a slot")
-        };
-        let slot = slot.clone();
-        let (claimed_tx, claimed) = std::sync::mpsc::channel();
-        let (go, go_rx) = std::sync::mpsc::channel::<()>();
-        // The resolver claims the value, then stops inside `first` (before publishing).
-        let resolver = std::thread::spawn(move || {
-            promise.complete_then(Ok(5), || {
-                claimed_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-            })
-        });
-        claimed.recv().unwrap();
-        // SAFETY: this test is the value's one waiting side.
-        assert!(unsafe { Value::<u32, TaskError>::spin(&slot) }.is_none());
-        assert!(!value.is_ready());
-        assert!(value.try_take().is_none());
-        assert_eq!(format!("{value:?}"), "Value { state: \"pending\" }");
-        go.send(()).unwrap();
-        assert!(resolver.join().unwrap(), "the only resolver wins");
-        assert!(matches!(value.try_take(), Some(Ok(5))));
-    }
-
-    #[test]
-    fn a_value_whose_promises_all_went_away_reads_as_abandoned_every_time() {
-        let (promise, mut value) = promise::<u32, TaskError>();
-        let second = promise.share();
-        drop(promise);
-        assert!(!value.is_ready(), "one promise is left");
-        drop(second);
-        assert!(value.is_ready());
-        let Inner::Slot(slot, _) = &value.inner else {
-            unreachable!("a promised value has a slot")
-        };
-        // SAFETY: this test is the value's one waiting side.
-        assert!(matches!(
-            unsafe { Value::<u32, TaskError>::spin(slot) },
-            Some(Err(TaskError::Abandoned))
-        ));
-        assert!(matches!(value.try_take(), Some(Err(TaskError::Abandoned))));
-        assert_eq!(format!("{value:?}"), "Value { state: \"abandoned\" }");
-    }
-}
+mod tests;

@@ -201,10 +201,14 @@ impl<T: Outcome> Slot<T> {
         }
     }
 
-    /// The one way a value resolves: if no resolver claimed it before, run `first`, store `v`,
-    /// publish it and wake the waiter.
+    /// The one way a value resolves: if no resolver claimed it before, store `v`, run `first`,
+    /// publish the result and wake the waiter. A resolver that loses returns once the winner
+    /// has published (as it did when a lock ordered them): whoever lost to a timeout, a cancel
+    /// or a worker then finds the value resolved and the winner's `first` done.
     fn resolve(&self, v: T, first: impl FnOnce(), spent: Option<Spent>) -> bool {
         if self.state.fetch_or(CLAIMED, Ordering::Acquire) & CLAIMED != 0 {
+            drop((v, spent));
+            self.until_published();
             return false;
         }
         // SAFETY: this resolver won the claim: it alone writes the result and what carried it,
@@ -213,13 +217,30 @@ impl<T: Outcome> Slot<T> {
             (*self.kept.get()).write(v.keep());
             *self.spent.get() = spent;
         }
+        // Published when this ends, even if `first` panics (the result is written: the value
+        // must not stay claimed and pending for ever).
+        let _publish = PublishOnDrop(self);
         first();
-        self.publish(READY)
+        true
+    }
+
+    /// Waits (spinning, then yielding) until the resolver that claimed the cell has published:
+    /// a few atomic operations and its `first` away.
+    fn until_published(&self) {
+        let mut spins = 0u32;
+        while self.state.load(Ordering::Acquire) & READY == 0 {
+            if spins < 64 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
     }
 
     /// Publishes what the claimed cell holds (`READY`, with `ABANDONED` when nothing) and wakes
-    /// the waiter; always `true` (the caller won the claim).
-    fn publish(&self, bits: u32) -> bool {
+    /// the waiter.
+    fn publish(&self, bits: u32) {
         let s = self.state.fetch_or(bits, Ordering::AcqRel);
         if s & WAKER != 0 {
             // SAFETY: the waker bit was set as this published: the waiting side no longer writes
@@ -229,7 +250,15 @@ impl<T: Outcome> Slot<T> {
                 w.wake_by_ref();
             }
         }
-        true
+    }
+}
+
+/// Publishes the claimed cell's result when dropped (see [`Slot::resolve`]).
+struct PublishOnDrop<'a, T: Outcome>(&'a Slot<T>);
+
+impl<T: Outcome> Drop for PublishOnDrop<'_, T> {
+    fn drop(&mut self) {
+        self.0.publish(READY);
     }
 }
 
@@ -322,140 +351,5 @@ impl<T: Outcome> Drop for Promise<T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::{Wake, Waker};
-    use std::time::{Duration, Instant};
-
-    use super::{Promise, Slot, Took};
-
-    /// Counts its drops.
-    struct Counted(Arc<AtomicUsize>);
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    type Cell = Slot<Result<Counted, ()>>;
-
-    fn pair() -> (Promise<Result<Counted, ()>>, Arc<Cell>) {
-        let slot = Arc::new(Slot::new());
-        (Promise { slot: slot.clone() }, slot)
-    }
-
-    struct Flag(AtomicBool);
-    impl Wake for Flag {
-        fn wake(self: Arc<Self>) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-    fn flag() -> (Arc<Flag>, Waker) {
-        let f = Arc::new(Flag(AtomicBool::new(false)));
-        (f.clone(), Waker::from(f))
-    }
-
-    #[test]
-    fn the_first_resolver_wins_and_every_result_is_dropped_exactly_once() {
-        let drops = Arc::new(AtomicUsize::new(0));
-        let (promise, slot) = pair();
-        let late = promise.share();
-        let mut firsts = 0;
-        assert!(promise.complete_then(Ok(Counted(drops.clone())), || firsts += 1));
-        assert!(!late.complete_then(Ok(Counted(drops.clone())), || firsts += 1));
-        assert_eq!(firsts, 1, "only the winner's `first` runs");
-        assert_eq!(
-            drops.load(Ordering::SeqCst),
-            1,
-            "the loser's result is dropped"
-        );
-        // SAFETY (here and below): the test is the one waiting side.
-        let Took::Got(Ok(got)) = (unsafe { slot.take() }) else {
-            panic!("the winner's result")
-        };
-        assert!(matches!(unsafe { slot.take() }, Took::Taken));
-        drop(got);
-        drop((promise, late, slot));
-        assert_eq!(
-            drops.load(Ordering::SeqCst),
-            2,
-            "the taken one is dropped by its taker only"
-        );
-
-        // Never taken: dropped with the cell.
-        let (promise, slot) = pair();
-        assert!(promise.complete(Ok(Counted(drops.clone()))));
-        drop(promise);
-        assert_eq!(drops.load(Ordering::SeqCst), 2);
-        drop(slot);
-        assert_eq!(drops.load(Ordering::SeqCst), 3);
-    }
-
-    #[test]
-    fn a_replaced_waker_is_not_woken_and_the_newest_one_is() {
-        let (promise, slot) = pair();
-        let (old, old_waker) = flag();
-        let (new, new_waker) = flag();
-        // SAFETY (here and below): the test is the one waiting side.
-        assert!(matches!(
-            unsafe { slot.take_or_wake(&old_waker) },
-            Took::Pending
-        ));
-        assert!(matches!(
-            unsafe { slot.take_or_wake(&new_waker) },
-            Took::Pending
-        ));
-        // The same waker again changes nothing.
-        assert!(matches!(
-            unsafe { slot.take_or_wake(&new_waker) },
-            Took::Pending
-        ));
-        assert!(promise.complete(Ok(Counted(Arc::default()))));
-        assert!(new.0.load(Ordering::SeqCst), "the newest waker is woken");
-        assert!(!old.0.load(Ordering::SeqCst), "the replaced one is not");
-        assert!(matches!(
-            unsafe { slot.take_or_wake(&old_waker) },
-            Took::Got(Ok(_))
-        ));
-    }
-
-    #[test]
-    fn a_waiter_is_never_left_asleep_when_resolution_races_its_registration() {
-        // Each round, a resolver thread races a waiter that registers (and replaces) its waker;
-        // after every `Pending` the waiter sleeps until its waker is woken. A lost wake-up would
-        // leave it waiting: the bound (seconds) only turns that hang into a failure.
-        for round in 0..2_000 {
-            let drops = Arc::new(AtomicUsize::new(0));
-            let (promise, slot) = pair();
-            let value = Counted(drops.clone());
-            let resolver = std::thread::spawn(move || {
-                for _ in 0..round % 7 {
-                    std::hint::spin_loop();
-                }
-                promise.complete(Ok(value))
-            });
-            let mut polls = 0;
-            let got = loop {
-                let (woken, waker) = flag();
-                // SAFETY: the test is the one waiting side.
-                match unsafe { slot.take_or_wake(&waker) } {
-                    Took::Got(r) => break r,
-                    Took::Pending => {}
-                    Took::Abandoned | Took::Taken => panic!("round {round}: resolved once"),
-                }
-                polls += 1;
-                let until = Instant::now() + Duration::from_secs(20);
-                while !woken.0.load(Ordering::SeqCst) && polls % 2 == 1 {
-                    assert!(Instant::now() < until, "round {round}: a wake-up was lost");
-                    std::thread::yield_now();
-                }
-            };
-            assert!(resolver.join().unwrap());
-            assert!(got.is_ok());
-            drop(got);
-            drop(slot);
-            assert_eq!(drops.load(Ordering::SeqCst), 1, "round {round}");
-        }
-    }
-}
+#[path = "slot_tests.rs"]
+mod tests;
