@@ -57,6 +57,8 @@ struct Shared {
     /// futex wake-up of the thread, most of the time).
     sleeping: AtomicBool,
     abort: AtomicBool,
+    /// The abort has settled every value of the futures that were running (set after `abort`).
+    aborted: AtomicBool,
     /// While the loop polls its futures: when that poll began (ns since `base`, plus 1); 0
     /// while it waits. A future that blocks the thread keeps it set.
     polling_since: AtomicU64,
@@ -119,6 +121,7 @@ impl AsyncWorker {
             wake: Notify::new(),
             sleeping: AtomicBool::new(false),
             abort: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
             polling_since: AtomicU64::new(0),
             base: Instant::now(),
             ended: AtomicBool::new(false),
@@ -217,7 +220,14 @@ impl Side {
         let mut stopping = false;
         loop {
             if self.shared.abort.load(Ordering::Acquire) {
-                break; // every value was settled by the abort; the futures are dropped here
+                // The futures are dropped here, once the abort has settled their values: a
+                // future dropped first drops its task's last promise, which would resolve the
+                // value `Abandoned` instead of `Cancelled`. (The aborting thread is a few
+                // settles away.)
+                while !self.shared.aborted.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+                break;
             }
             while running.len() < self.limit {
                 match self.take() {
@@ -403,6 +413,7 @@ impl Backend for AsyncWorker {
             s.abort.store(true, Ordering::Release);
             s.set.fail_all(TaskError::Cancelled, &s.fin);
             s.running.fail(TaskError::Cancelled, &s.fin);
+            s.aborted.store(true, Ordering::Release);
             let queued = self
                 .shared_rx
                 .try_iter()
