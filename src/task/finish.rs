@@ -306,13 +306,17 @@ impl RunningSlot {
 /// Where a running task is registered so that an abort (or a stuck worker) can fail it at once:
 /// a thread worker's one [`RunningSlot`], an async worker's [`RunningSet`].
 pub(crate) trait Registry: Send + Sync {
-    fn enter(&self, running: Running);
+    /// Registers a task that starts; `Err` with the error to settle it with when the registry
+    /// was failed already (an abort or a stuck worker failed everything it held before this
+    /// task came: the task must not run, and its value must not wait for the future's drop).
+    fn enter(&self, running: Running) -> Result<(), TaskError>;
     fn leave(&self, id: TaskId);
 }
 
 impl Registry for RunningSlot {
-    fn enter(&self, running: Running) {
+    fn enter(&self, running: Running) -> Result<(), TaskError> {
         *self.lock() = Some(running);
+        Ok(())
     }
     fn leave(&self, _: TaskId) {
         *self.lock() = None;
@@ -322,10 +326,31 @@ impl Registry for RunningSlot {
 /// The tasks an async worker is running, by id, so that an abort or a stuck worker fails them all
 /// at once (their futures are dropped by the worker).
 #[derive(Default)]
-pub(crate) struct RunningSet(std::sync::Mutex<std::collections::HashMap<u64, Running>>);
+pub(crate) struct RunningSet(std::sync::Mutex<Held>);
+
+/// What a [`RunningSet`] holds: the running tasks, and once it failed them all, the error that any
+/// task entering later is failed with at once.
+#[derive(Default)]
+pub(crate) struct Held {
+    tasks: std::collections::HashMap<u64, Running>,
+    failed: Option<TaskError>,
+}
+
+impl std::ops::Deref for Held {
+    type Target = std::collections::HashMap<u64, Running>;
+    fn deref(&self) -> &Self::Target {
+        &self.tasks
+    }
+}
+
+impl std::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tasks
+    }
+}
 
 impl RunningSet {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Running>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -342,9 +367,15 @@ impl RunningSet {
             .min_by_key(|(id, since)| (*since, id.0))
     }
 
-    /// Fails every running task (still pending) with `error`.
+    /// Fails every running task (still pending) with `error`, and every task that enters from
+    /// now on (a worker's loop can be starting one as this runs: it would otherwise register
+    /// after the drain, and its value would read `Abandoned` when the future is dropped).
     pub(crate) fn fail_all(&self, error: TaskError, fin: &Finisher) {
-        let all: Vec<Running> = self.lock().drain().map(|(_, r)| r).collect();
+        let all: Vec<Running> = {
+            let mut held = self.lock();
+            held.failed.get_or_insert_with(|| error.clone());
+            held.drain().map(|(_, r)| r).collect()
+        };
         for r in all {
             fin.settle_err(
                 (r.id, r.attempt),
@@ -357,8 +388,13 @@ impl RunningSet {
 }
 
 impl Registry for RunningSet {
-    fn enter(&self, running: Running) {
-        self.lock().insert(running.id.0, running);
+    fn enter(&self, running: Running) -> Result<(), TaskError> {
+        let mut held = self.lock();
+        if let Some(error) = &held.failed {
+            return Err(error.clone());
+        }
+        held.insert(running.id.0, running);
+        Ok(())
     }
     fn leave(&self, id: TaskId) {
         self.lock().remove(&id.0);

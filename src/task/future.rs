@@ -156,13 +156,19 @@ pub(crate) fn drive<R: TaskOutput>(
     // Registered now, not at its first poll: a worker whose thread a sibling future holds fails
     // this one too.
     let started = fin.counters.tracks_latency().then(std::time::Instant::now);
-    registry.enter(Running {
+    let entered = registry.enter(Running {
         id,
         since: started,
         attempt,
         slot: promise.fail_slot(),
         permit: permit.clone(),
     });
+    if let Err(error) = entered {
+        // Its worker was aborted (or found stuck) as it started: it fails as the others did.
+        ended();
+        fin.settle((id, attempt), &promise, Err(error), permit.as_ref());
+        return Box::pin(std::future::ready(()));
+    }
     Box::pin(async move {
         let work = AssertUnwindSafe(async move { fut.start().await }).catch_unwind();
         // Only a cancellable task pays for the abort handle its cancel drops the future with.
