@@ -17,13 +17,44 @@
 //! So resolving costs two atomic operations and, only when someone waits, one wake; a look at a
 //! pending value costs one load.
 
-use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Waker;
 
+use self::cell::{yield_now, AtomicU32, UnsafeCell};
 use crate::spent::Spent;
+
+/// The state words and cells: std's, or loom's when the protocol is model-checked
+/// (`RUSTFLAGS="--cfg circuits_loom" cargo test -p circuits --lib value::slot::model`, which
+/// `.ci/run` runs).
+#[cfg(not(circuits_loom))]
+mod cell {
+    pub(super) use std::sync::atomic::AtomicU32;
+    pub(super) use std::thread::yield_now;
+
+    /// `std`'s `UnsafeCell`, reached as loom's is: through a pointer lent to a closure.
+    pub(super) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(super) fn new(value: T) -> Self {
+            UnsafeCell(std::cell::UnsafeCell::new(value))
+        }
+        pub(super) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+        pub(super) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}
+
+#[cfg(circuits_loom)]
+mod cell {
+    pub(super) use loom::cell::UnsafeCell;
+    pub(super) use loom::sync::atomic::AtomicU32;
+    pub(super) use loom::thread::yield_now;
+}
 
 /// A resolver won the cell: the result is being written (or is published).
 const CLAIMED: u32 = 1;
@@ -142,7 +173,10 @@ impl<T: Outcome> Slot<T> {
         if s & WAKER != 0 {
             // SAFETY: while the bit is set, only the waiting side (the caller) writes the waker,
             // and a resolver at most wakes it by reference: reading it here is shared access.
-            let same = unsafe { (*self.waker.get()).as_ref() }.is_some_and(|w| w.will_wake(waker));
+            let same = self.waker.with(|w| {
+                // SAFETY: as just said.
+                unsafe { (*w).as_ref() }.is_some_and(|w| w.will_wake(waker))
+            });
             if same {
                 return Took::Pending;
             }
@@ -156,7 +190,7 @@ impl<T: Outcome> Slot<T> {
         }
         // SAFETY: the bit is clear, so no resolver reads the waker: a resolver that publishes
         // from here on sees the bit clear (it is set again below only after this write).
-        unsafe { *self.waker.get() = Some(waker.clone()) };
+        self.waker.with_mut(|w| unsafe { *w = Some(waker.clone()) });
         let s = self.state.fetch_or(WAKER, Ordering::AcqRel);
         if s & READY != 0 {
             // Published while the waker was written: its resolver saw no waker to wake.
@@ -185,8 +219,8 @@ impl<T: Outcome> Slot<T> {
         // `TAKEN` bit keeps the drop below from dropping the result again.
         unsafe {
             // What carried the result is freed here, on the reading thread.
-            drop((*self.spent.get()).take());
-            Took::Got((*self.kept.get()).assume_init_read())
+            drop(self.spent.with_mut(|s| (*s).take()));
+            Took::Got(self.kept.with(|k| (*k).assume_init_read()))
         }
     }
 
@@ -214,8 +248,8 @@ impl<T: Outcome> Slot<T> {
         // SAFETY: this resolver won the claim: it alone writes the result and what carried it,
         // and nobody reads them before `READY` is published below.
         unsafe {
-            (*self.kept.get()).write(v.keep());
-            *self.spent.get() = spent;
+            self.kept.with_mut(|k| (*k).write(v.keep()));
+            self.spent.with_mut(|s| *s = spent);
         }
         // Published when this ends, even if `first` panics (the result is written: the value
         // must not stay claimed and pending for ever).
@@ -227,13 +261,15 @@ impl<T: Outcome> Slot<T> {
     /// Waits (spinning, then yielding) until the resolver that claimed the cell has published:
     /// a few atomic operations and its `first` away.
     fn until_published(&self) {
+        // (No spinning when model-checked: each look would be another step to explore.)
+        const SPINS: u32 = if cfg!(circuits_loom) { 0 } else { 64 };
         let mut spins = 0u32;
         while self.state.load(Ordering::Acquire) & READY == 0 {
-            if spins < 64 {
+            if spins < SPINS {
                 spins += 1;
                 std::hint::spin_loop();
             } else {
-                std::thread::yield_now();
+                yield_now();
             }
         }
     }
@@ -246,9 +282,11 @@ impl<T: Outcome> Slot<T> {
             // SAFETY: the waker bit was set as this published: the waiting side no longer writes
             // the waker (it clears the bit first, and then sees the publication), and the cell
             // outlives this call (the caller holds a promise).
-            if let Some(w) = unsafe { (*self.waker.get()).as_ref() } {
-                w.wake_by_ref();
-            }
+            self.waker.with(|w| {
+                if let Some(w) = unsafe { (*w).as_ref() } {
+                    w.wake_by_ref();
+                }
+            });
         }
     }
 }
@@ -264,11 +302,12 @@ impl<T: Outcome> Drop for PublishOnDrop<'_, T> {
 
 impl<T: Outcome> Drop for Slot<T> {
     fn drop(&mut self) {
-        let s = *self.state.get_mut();
+        // (`&mut self`: nothing races this load.)
+        let s = self.state.load(Ordering::Acquire);
         if s & (READY | ABANDONED | TAKEN) == READY {
             // SAFETY: published with a result that was never taken: it is initialized, and this
             // is the last reference to it.
-            unsafe { self.kept.get_mut().assume_init_drop() };
+            self.kept.with_mut(|k| unsafe { (*k).assume_init_drop() });
         }
     }
 }
@@ -340,16 +379,25 @@ impl<U: Send + 'static, E: Send + 'static> Promise<Result<U, E>> {
 
 impl<T: Outcome> Drop for Promise<T> {
     fn drop(&mut self) {
-        if self.slot.promises.fetch_sub(1, Ordering::AcqRel) != 1 {
-            return;
-        }
-        // The last promise: abandon the value unless some resolver claimed it.
-        if self.slot.state.fetch_or(CLAIMED, Ordering::Acquire) & CLAIMED == 0 {
-            self.slot.publish(READY | ABANDONED);
+        self.slot.let_go();
+    }
+}
+
+impl<T: Outcome> Slot<T> {
+    /// A promise goes away: the last one abandons the value unless some resolver claimed it.
+    fn let_go(&self) {
+        if self.promises.fetch_sub(1, Ordering::AcqRel) == 1
+            && self.state.fetch_or(CLAIMED, Ordering::Acquire) & CLAIMED == 0
+        {
+            self.publish(READY | ABANDONED);
         }
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(circuits_loom)))]
 #[path = "slot_tests.rs"]
 mod tests;
+
+#[cfg(all(test, circuits_loom))]
+#[path = "slot_model.rs"]
+mod model;
