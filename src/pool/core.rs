@@ -258,8 +258,8 @@ impl PoolCore {
                     task.prepare(id, self.default_timeout);
                     if slot.retired.load(Ordering::SeqCst) {
                         self.resubmit(task, &slot.fin());
-                    } else if let Err(task) = self.enqueue(slot, task, true) {
-                        self.resubmit(task, &slot.fin());
+                    } else {
+                        self.enqueue_or_resubmit(slot, task, true);
                     }
                     Ok(false)
                 }
@@ -314,6 +314,13 @@ impl PoolCore {
                 slot.load.fetch_sub(1, Ordering::Relaxed);
                 Err(task)
             }
+        }
+    }
+
+    /// Queues `task` on `slot`, or elsewhere if that worker left meanwhile (holding no list lock).
+    pub(crate) fn enqueue_or_resubmit(&self, slot: &WorkerSlot, t: Box<dyn ErasedTask>, pin: bool) {
+        if let Err(task) = self.enqueue(slot, t, pin) {
+            self.resubmit(task, &slot.fin());
         }
     }
 

@@ -90,11 +90,7 @@ impl PoolCore {
                 .upgrade()
                 .filter(|s| task.pinned() && !s.retired.load(std::sync::atomic::Ordering::SeqCst));
             match home {
-                Some(slot) => {
-                    if let Err(task) = self.enqueue(&slot, task, true) {
-                        self.resubmit(task, &slot.fin());
-                    }
-                }
+                Some(slot) => self.enqueue_or_resubmit(&slot, task, true),
                 None => {
                     let fallback = self.fallback_fin(from);
                     match fallback {

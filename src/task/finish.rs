@@ -331,22 +331,9 @@ pub(crate) struct RunningSet(std::sync::Mutex<Held>);
 /// What a [`RunningSet`] holds: the running tasks, and once it failed them all, the error that any
 /// task entering later is failed with at once.
 #[derive(Default)]
-pub(crate) struct Held {
+struct Held {
     tasks: std::collections::HashMap<u64, Running>,
     failed: Option<TaskError>,
-}
-
-impl std::ops::Deref for Held {
-    type Target = std::collections::HashMap<u64, Running>;
-    fn deref(&self) -> &Self::Target {
-        &self.tasks
-    }
-}
-
-impl std::ops::DerefMut for Held {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.tasks
-    }
 }
 
 impl RunningSet {
@@ -356,12 +343,13 @@ impl RunningSet {
 
     /// How many tasks run now.
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().tasks.len()
     }
 
     /// The longest-running task's id and start (the lowest id when no start is known).
     pub(crate) fn oldest(&self) -> Option<(TaskId, Option<std::time::Instant>)> {
         self.lock()
+            .tasks
             .values()
             .map(|r| (r.id, r.since))
             .min_by_key(|(id, since)| (*since, id.0))
@@ -374,7 +362,7 @@ impl RunningSet {
         let all: Vec<Running> = {
             let mut held = self.lock();
             held.failed.get_or_insert_with(|| error.clone());
-            held.drain().map(|(_, r)| r).collect()
+            held.tasks.drain().map(|(_, r)| r).collect()
         };
         for r in all {
             fin.settle_err(
@@ -393,11 +381,11 @@ impl Registry for RunningSet {
         if let Some(error) = &held.failed {
             return Err(error.clone());
         }
-        held.insert(running.id.0, running);
+        held.tasks.insert(running.id.0, running);
         Ok(())
     }
     fn leave(&self, id: TaskId) {
-        self.lock().remove(&id.0);
+        self.lock().tasks.remove(&id.0);
     }
 }
 

@@ -164,17 +164,12 @@ impl<T, E: From<Abandoned>> Value<T, E> {
     /// lets go of its slot, and so of the waker left there (a task's, which would otherwise stay
     /// alive as long as this value).
     fn took(&mut self, took: Took<Result<T, Box<E>>>) -> Taking<T, E> {
-        if matches!(took, Took::Got(_)) {
-            self.inner = Inner::Ready(None);
-        }
-        Self::taking(took)
-    }
-
-    /// What the slot gave, as the value's own result.
-    fn taking(took: Took<Result<T, Box<E>>>) -> Taking<T, E> {
         match took {
             Took::Pending => Taking::Pending,
-            Took::Got(r) => Taking::Got(Result::unkeep(r)),
+            Took::Got(r) => {
+                self.inner = Inner::Ready(None);
+                Taking::Got(Result::unkeep(r))
+            }
             Took::Abandoned => Taking::Got(Err(Abandoned.into())),
             Took::Taken => Taking::Taken,
         }
@@ -304,9 +299,10 @@ impl<T, E: From<Abandoned>> Value<T, E> {
     unsafe fn spin(s: &Slot<Result<T, E>>) -> Took<Result<T, Box<E>>> {
         let until = Instant::now() + FIRST_POLL_SPIN;
         loop {
-            if s.is_ready() {
-                // SAFETY: the caller is the one waiting side.
-                return unsafe { s.take() };
+            // SAFETY: the caller is the one waiting side.
+            let took = unsafe { s.take() };
+            if !matches!(took, Took::Pending) {
+                return took;
             }
             if Instant::now() >= until {
                 return Took::Pending;

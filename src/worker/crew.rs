@@ -298,7 +298,7 @@ impl Crew {
     /// On a single CPU it always yields: the thread that would push the next task needs that CPU.
     pub(crate) fn pause(&self, holds_work: impl Fn() -> bool) {
         let alone = self.sleepers.load(Ordering::Relaxed) + 1 >= self.size.load(Ordering::Relaxed);
-        if alone && self.max_searching > 1 {
+        if alone && self.spare_cpu() {
             for _ in 0..SPINS_PER_LOOK {
                 if holds_work() {
                     return;
@@ -308,6 +308,13 @@ impl Crew {
         } else {
             std::thread::yield_now();
         }
+    }
+
+    /// Whether the machine has a CPU besides the one a pushing thread uses (more than one
+    /// searcher is allowed only then): a worker may spin, or be counted on to start a task at
+    /// once, only with one.
+    fn spare_cpu(&self) -> bool {
+        self.max_searching > 1
     }
 
     /// How many workers search now.
@@ -320,7 +327,7 @@ impl Crew {
     /// once: some worker searches (it takes a task pushed to a sleeping worker), or that worker is
     /// awake and idle. Never on one CPU, where the worker would need the pushing thread's CPU.
     pub(crate) fn starts_at_once(&self, bell: &Bell, busy: bool) -> bool {
-        self.max_searching > 1
+        self.spare_cpu()
             && (self.searching.load(Ordering::Relaxed) > 0 || !(bell.sleeping() || busy))
     }
 
