@@ -4,7 +4,8 @@
 //! One region, mapped by the parent and the child, holds two byte rings: jobs (parent to child)
 //! and answers (child to parent). Each ring has one producer and one consumer. A frame is the same
 //! 4-byte little-endian length and body as on the pipe, written at the ring's tail (wrapping at its
-//! end); a frame larger than the ring streams through it in pieces. Writing and reading cost a
+//! end), or at the ring's start when the reader has read everything and it fits there (a mark
+//! sends the reader to it); a frame larger than the ring streams through it in pieces. Writing and reading cost a
 //! memory copy each and no system call: a side makes a system call only to wake the other one
 //! when that one said it sleeps (an `eventfd` per sleeper), or to sleep itself.
 //!
@@ -59,7 +60,8 @@ use spin::Spin;
 use super::error::WireError;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"circring");
-const VERSION: u32 = 1;
+/// 2: frames may restart at the ring's start (a `SKIP` mark, see `io`).
+const VERSION: u32 = 2;
 const HEADER: usize = 4096;
 const LINE: usize = 64;
 /// Where each ring's control words start in the header.
@@ -330,7 +332,7 @@ impl Rings {
 
     /// The child's ends of these rings: it reads jobs and writes answers, and stops waiting when
     /// `parent` fires. (The tests also call it in one process, on the parent's descriptors.)
-    fn child_side(
+    pub(crate) fn child_side(
         &self,
         parent: Arc<OwnedFd>,
         max_frame: usize,

@@ -264,9 +264,12 @@ fn frames_encoded_straight_into_the_ring_read_as_sent_ones_wrapping_many_times()
         (i, input)
     };
     let mut placed = 0;
+    // One frame stays unread from round to round: the ring is never empty when a round starts,
+    // so frames go on where the last ended (and wrap), never back to the start.
+    let mut lagging: Option<Vec<u8>> = None;
     for round in 0..40 {
-        // A few frames each way of sending, then all read back in order.
-        let mut want = Vec::new();
+        // A few frames each way of sending, then all but the last read back in order.
+        let mut want: Vec<_> = lagging.take().into_iter().collect();
         for i in round * 5..round * 5 + 5 {
             let (id, input) = frame(i);
             let run = Frame::Run {
@@ -284,6 +287,7 @@ fn frames_encoded_straight_into_the_ring_read_as_sent_ones_wrapping_many_times()
             want.push(encode(&run, 0).unwrap());
         }
         jobs.flush().unwrap();
+        lagging = want.pop();
         for w in want {
             let body = job_in.recv().unwrap().ack();
             assert_eq!(decode(&body).unwrap(), decode(&w).unwrap());
@@ -313,5 +317,114 @@ fn frames_encoded_straight_into_the_ring_read_as_sent_ones_wrapping_many_times()
     ));
     jobs.send(b"after").unwrap();
     jobs.flush().unwrap();
+    assert_eq!(job_in.recv().unwrap().ack(), lagging.unwrap());
     assert_eq!(job_in.recv().unwrap().ack(), b"after");
+}
+
+#[test]
+fn a_frame_goes_back_to_the_start_when_everything_was_read_and_it_fits_there() {
+    let rings = Rings::new(MIN_CAPACITY).unwrap();
+    let (parent_gone, _p) = watch();
+    let (child_gone, _c) = watch();
+    let (mut jobs, _answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
+    let (mut job_in, _out) = rings.child_side(parent_gone, MAX, Duration::ZERO);
+    let cap = MIN_CAPACITY as u64;
+    let tail = || {
+        rings
+            .region
+            .position(Dir::Jobs, 0)
+            .load(std::sync::atomic::Ordering::Acquire)
+    };
+    let send = |jobs: &mut super::RingSink, body: &[u8]| {
+        jobs.send(body).unwrap();
+        jobs.flush().unwrap();
+    };
+    // Not back to the start while the ring was hardly used (the room for a pipeline stays).
+    send(&mut jobs, &[1; 100]);
+    assert_eq!(tail(), 104);
+    assert_eq!(job_in.recv().unwrap().ack(), [1; 100]);
+    send(&mut jobs, &[1; 50]);
+    assert_eq!(tail(), 158);
+    assert_eq!(job_in.recv().unwrap().ack(), [1; 50]);
+    send(&mut jobs, &[5; 20_000]);
+    assert_eq!(tail(), 20_162);
+    assert_eq!(job_in.recv().unwrap().ack(), [5; 20_000]);
+    // Read, past 16 KiB, and small: at the start of the ring's next turn; the room left is what
+    // lies before the mark.
+    send(&mut jobs, &[2; 50]);
+    assert_eq!(tail(), cap + 54);
+    assert_eq!(jobs.room() as u64, 20_162 - 54);
+    assert_eq!(job_in.recv().unwrap().ack(), [2; 50]);
+    assert_eq!(jobs.room() as u64, cap);
+    // Not read yet: the next frame goes after it.
+    send(&mut jobs, &[3; 200]);
+    send(&mut jobs, &[4; 10]);
+    assert_eq!(tail(), cap + 272);
+    assert_eq!(job_in.recv().unwrap().ack(), [3; 200]);
+    assert_eq!(job_in.recv().unwrap().ack(), [4; 10]);
+    // A large frame goes on where the last ended, however far that is.
+    send(&mut jobs, &[6; 30_000]);
+    assert_eq!(job_in.recv().unwrap().ack(), [6; 30_000]);
+    send(&mut jobs, &[7; 5_000]);
+    assert_eq!(tail(), cap + 272 + 30_004 + 5_004);
+    assert_eq!(job_in.recv().unwrap().ack(), [7; 5_000]);
+    // A thousand round trips of small frames stay within the ring's first 20 KiB.
+    for i in 0..1000usize {
+        let body = vec![i as u8; i % 300];
+        send(&mut jobs, &body);
+        assert!(
+            tail() % cap < 20 << 10,
+            "round trip {i} at offset {}",
+            tail() % cap
+        );
+        assert_eq!(job_in.recv().unwrap().ack(), body);
+    }
+}
+
+#[test]
+fn the_reader_follows_a_restart_mark_and_refuses_one_out_of_place() {
+    use std::sync::atomic::Ordering::Release;
+    let cap = MIN_CAPACITY as u64;
+    let skip = u32::MAX.to_le_bytes();
+    // An answers ring as a child left it: a first frame of `first` bytes read, then `marks`
+    // written and `tail` published.
+    let read = |first: u64, tail: u64, marks: &[(u64, &[u8])]| {
+        let rings = Rings::new(MIN_CAPACITY).unwrap();
+        let (child_gone, child_dies) = watch();
+        let (_jobs, mut answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
+        let len = u32::try_from(first - 4).unwrap().to_le_bytes();
+        rings.region.write_at(Dir::Answers, 0, &len);
+        let published = rings.region.position(Dir::Answers, 0);
+        published.store(first, Release);
+        assert_eq!(answers.recv().unwrap().ack().len() as u64, first - 4);
+        for (at, bytes) in marks {
+            rings.region.write_at(Dir::Answers, *at, bytes);
+        }
+        published.store(tail, Release);
+        drop(child_dies);
+        let mut got = Vec::new();
+        let end = loop {
+            match answers.recv() {
+                Ok(d) => got.push(d.ack()),
+                Err(e) => break e,
+            }
+        };
+        (got, end)
+    };
+    let frame = [3, 0, 0, 0, b'a', b'b', b'c'];
+    // A mark at offset 100: the frame at the ring's next start is read, then the clean end.
+    let (got, end) = read(100, cap + 7, &[(100, &skip), (0, &frame)]);
+    assert_eq!((got, end), (vec![b"abc".to_vec()], WireError::Closed));
+    // Two bytes before the ring's end, where no mark fits: refused.
+    let (got, end) = read(cap - 2, cap + 9, &[(cap - 2, &skip), (2, &frame)]);
+    assert!(got.is_empty());
+    assert!(matches!(end, WireError::Decode(_)), "{end:?}");
+    // At the ring's start, where no writer puts one: refused.
+    let (got, end) = read(cap, cap + 11, &[(0, &skip), (4, &frame)]);
+    assert!(got.is_empty());
+    assert!(matches!(end, WireError::Decode(_)), "{end:?}");
+    // Sending the reader past what was written: refused.
+    let (got, end) = read(100, 111, &[(100, &skip), (104, &frame)]);
+    assert!(got.is_empty());
+    assert!(matches!(end, WireError::Decode(_)), "{end:?}");
 }

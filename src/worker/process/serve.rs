@@ -425,7 +425,7 @@ impl Placer {
     /// this send.
     fn place(
         &mut self,
-        input: &mut impl FrameSink,
+        input: &mut super::carrier::Input,
         frame: &Frame<'_>,
         first: bool,
     ) -> Result<Option<usize>, TaskError> {
@@ -464,6 +464,12 @@ impl Placer {
             self.ends.push(self.buf.len());
         }
         self.bytes_room = self.bytes_room.saturating_sub(size + 4);
+        if direct && first {
+            // What the ring says it has left, which may be less: a first frame written to an empty
+            // ring may have gone back to its start, and the bytes it skipped stay in use until
+            // the child reads past them. (Only a first frame: the ring is not empty after it.)
+            self.bytes_room = self.bytes_room.min(input.room().unwrap_or(usize::MAX));
+        }
         Ok(Some(size + 4))
     }
 }
@@ -475,3 +481,7 @@ fn run_context(job: &crate::task::JobPayload) -> Option<wire::RunContext<'_>> {
         delivery: c.delivery(),
     })
 }
+
+#[cfg(test)]
+#[path = "serve_tests.rs"]
+mod tests;
