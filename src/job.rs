@@ -136,7 +136,9 @@ fn rerun_batch<J: Job>(inputs: &Inputs) -> Result<Outcomes<J::Output>, TaskError
 }
 
 fn encode_input<J: Job>(job: &J) -> Result<Vec<u8>, String> {
-    postcard::to_allocvec(job)
+    // Room for the note that frees the buffer where its task's value is read (`Spent::bytes`),
+    // which the allocator's smallest block has anyway.
+    postcard::to_extend(job, Vec::with_capacity(crate::spent::SMALLEST_BYTES))
         .map_err(|e| format!("the input of job {:?} does not encode: {e}", J::NAME))
 }
 

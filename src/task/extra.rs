@@ -9,9 +9,10 @@ use super::cancel::Cancel;
 use super::error::TaskError;
 use super::finish::{Finisher, Permit};
 use super::output::{Again, Closure, TaskOutput};
-use super::payload::JobCall;
+use super::payload::{Inputs, JobCall};
 use super::priority::Priority;
 use super::retry::{Retry, RetryHook};
+use crate::spent::Spent;
 
 pub(super) struct Extra<R> {
     pub(super) job: Option<JobCall<R>>,
@@ -51,6 +52,36 @@ impl<R> Extra<R> {
         })
     }
 
+    /// Drops a settled task's extras here (they may hold user code: a retry's closure, a cancel
+    /// handle), and chains their memory and the job's input buffer to `spent`, the task's own
+    /// box, to be freed where the value is read.
+    pub(super) fn spend(extra: Option<Box<Self>>, spent: Option<Spent>) -> Option<Spent>
+    where
+        R: TaskOutput,
+    {
+        let Some(extra) = extra else {
+            return spent;
+        };
+        let (mut contents, own) = Spent::hollow(extra);
+        let inputs = contents
+            .job
+            .as_mut()
+            .map(|j| std::mem::replace(&mut j.payload.inputs, Err(String::new())));
+        let input = match inputs {
+            Some(Ok(Inputs::One(bytes))) => Spent::bytes(bytes),
+            _ => None,
+        };
+        drop(contents);
+        let rest = match own {
+            Some(own) => Some(own.then(input)),
+            None => input,
+        };
+        match spent {
+            Some(spent) => Some(spent.then(rest)),
+            None => rest,
+        }
+    }
+
     /// The task's work again, after its first run consumed the closure (thread mode): a
     /// repeatable closure, or a job decoded again from its input.
     pub(super) fn rebuild(&self) -> Option<Closure<R>>
@@ -83,4 +114,40 @@ pub(super) fn retry_due<R>(
     policy
         .retries(error, attempt)
         .then(|| (policy.delay(attempt), hook.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Extra;
+    use crate::spent::{Spent, SMALLEST_BYTES};
+    use crate::task::payload::{Inputs, JobCall, JobPayload};
+    use crate::task::TaskError;
+
+    #[test]
+    fn a_settled_jobs_extras_and_input_follow_its_box() {
+        let job = |bytes: Vec<u8>| {
+            let mut extra = Extra::<u64>::empty();
+            extra.job = Some(JobCall {
+                payload: JobPayload {
+                    name: "j",
+                    inputs: Ok(Inputs::One(bytes)),
+                    context: None,
+                },
+                decode: |_| Err(TaskError::Abandoned),
+                rerun: |_| Err(TaskError::Abandoned),
+            });
+            Some(extra)
+        };
+        let cell = || Spent::hollow(Box::new([0u64; 4])).1;
+        let blocks = |s: Option<Spent>| s.map_or(0, |s| s.blocks());
+        // The task's box, its extras' box, its input.
+        let input = Vec::with_capacity(SMALLEST_BYTES);
+        assert_eq!(blocks(Extra::spend(job(input), cell())), 3);
+        // An input too small to carry its memory back is freed at once.
+        assert_eq!(blocks(Extra::spend(job(Vec::new()), cell())), 2);
+        // No extras: the box alone; no box either: the extras.
+        assert_eq!(blocks(Extra::<u64>::spend(None, cell())), 1);
+        let input = Vec::with_capacity(SMALLEST_BYTES);
+        assert_eq!(blocks(Extra::spend(job(input), None)), 2);
+    }
 }

@@ -274,7 +274,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
                 return cell.requeue(delay, error, fin, &hook);
             }
         }
-        drop(extra); // here: it may hold user code (a retry's closure, a cancel handle)
+        let spent = Extra::spend(extra, spent);
         if promise.is_wanted() {
             // Someone awaits the value (so its result is not dropped here): the worker learns
             // that it is set next, with no user code left to run before it looks for work.
@@ -424,7 +424,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             ))),
         };
         let TaskCell { promise, extra, .. } = cell;
-        drop(extra); // here: it may hold user code (a retry's closure, a cancel handle)
+        let spent = Extra::spend(extra, spent);
         fin.settle_spent(key, &promise, result, permit.as_ref(), spent);
     }
 }
