@@ -67,25 +67,32 @@ impl RingSink {
             .map_or(0, |f| usize::try_from(f).unwrap_or(usize::MAX))
     }
 
-    /// Moves the tail to the ring's start for a frame of `need` bytes (its length included) when
-    /// the reader has read everything and the ring's rules say so (see [`RingSink`]), leaving a
-    /// [`SKIP`] mark where the reader will look next. The room left is then the offset where the
-    /// last frame ended: the caller's count of free bytes must be read again ([`room`](Self::room)).
-    fn restart(&mut self, need: u64) -> Result<(), WireError> {
+    /// Where a frame of `need` bytes (its length included) starts: at the ring's next start when
+    /// the reader has read everything and the ring's rules say so (see [`RingSink`]), at the tail
+    /// otherwise.
+    fn start_for(&self, need: u64) -> Result<u64, WireError> {
         let cap = self.end.capacity();
         let at = self.tail & (cap - 1);
         if need > RESTART_MAX || at < RESTART_AT || cap - at < 4 {
             // A large frame, a ring hardly used since its start, or no room for the mark.
-            return Ok(());
+            return Ok(self.tail);
         }
         if self.free()? != cap {
-            return Ok(()); // the reader has not read everything: its bytes stay where they are
+            return Ok(self.tail); // the reader has not read everything: its bytes stay there
         }
-        self.end
-            .region
-            .write_at(self.dir, self.tail, &SKIP.to_le_bytes());
-        self.tail = self.tail.wrapping_add(cap - at);
-        Ok(())
+        Ok(self.tail.wrapping_add(cap - at))
+    }
+
+    /// Moves the tail to `start` (from [`start_for`](Self::start_for)), leaving a [`SKIP`] mark
+    /// where the reader will look next when that is a restart. The room left is then the offset
+    /// where the last frame ended: a caller's count of free bytes must be read again
+    /// ([`room`](Self::room)).
+    fn restart_at(&mut self, start: u64) {
+        if start != self.tail {
+            let mark = SKIP.to_le_bytes();
+            self.end.region.write_at(self.dir, self.tail, &mark);
+            self.tail = start;
+        }
     }
 
     fn write_all(&mut self, mut bytes: &[u8]) -> Result<(), WireError> {
@@ -113,7 +120,8 @@ impl RingSink {
 impl FrameSink for RingSink {
     fn send(&mut self, body: &[u8]) -> Result<(), WireError> {
         let len = ring_prefix(body.len(), self.max_frame)?;
-        self.restart(4 + body.len() as u64)?;
+        let start = self.start_for(4 + body.len() as u64)?;
+        self.restart_at(start);
         self.write_all(&len)?;
         self.write_all(body)
     }
@@ -122,13 +130,16 @@ impl FrameSink for RingSink {
     /// visible at the next flush, like a sent one.
     fn send_value(&mut self, frame: &Frame<'_>, size: usize) -> Result<bool, WireError> {
         let len = ring_prefix(size, self.max_frame)?;
-        self.restart(4 + size as u64)?;
-        if 4 + size as u64 > self.free()? {
+        // Where it goes, and the free bytes from there; the restart (if any) happens only once
+        // the frame is written: a frame that fails to encode leaves the ring as it was.
+        let at = self.start_for(4 + size as u64)?;
+        let skipped = at.wrapping_sub(self.tail);
+        if 4 + size as u64 > self.free()? - skipped {
             return Ok(false);
         }
         let region = &*self.end.region;
-        region.write_at(self.dir, self.tail, &len);
-        let start = self.tail.wrapping_add(4);
+        region.write_at(self.dir, at, &len);
+        let start = at.wrapping_add(4);
         let flavor = InRing {
             region,
             dir: self.dir,
@@ -144,6 +155,7 @@ impl FrameSink for RingSink {
                 end.wrapping_sub(start)
             )));
         }
+        self.restart_at(at);
         self.tail = end;
         Ok(true)
     }

@@ -357,6 +357,15 @@ fn a_frame_goes_back_to_the_start_when_everything_was_read_and_it_fits_there() {
     send(&mut jobs, &[5; 20_000]);
     assert_eq!(tail(), 20_162);
     assert_eq!(job_in.recv().unwrap().ack(), [5; 20_000]);
+    // A frame that fails to encode leaves the ring as it was: no mark, its room whole.
+    let bad = crate::wire::Frame::StateFailed { reason: "x".into() };
+    assert!(matches!(
+        jobs.send_value(&bad, 100),
+        Err(WireError::Encode(_))
+    ));
+    jobs.flush().unwrap();
+    assert_eq!(tail(), 20_162);
+    assert_eq!(jobs.room() as u64, cap);
     // Read, past 16 KiB, and small: at the start of the ring's next turn; the room left is what
     // lies before the mark.
     send(&mut jobs, &[2; 50]);
