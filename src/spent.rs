@@ -12,8 +12,9 @@ use std::ptr::NonNull;
 /// grew 1.15x from 100k to 1M tasks (median of 8 runs) without this, 1.08x (6 runs) with it.
 ///
 /// The task's other blocks follow it in a chain ([`then`](Spent::then)): its extras' box and its
-/// job's encoded input, freed on the reader thread of a process worker otherwise (with the task's
-/// box, 3% of the soak's profile on those threads).
+/// job's encoded input (up to [`LARGEST_BYTES`]), freed on the reader thread of a process worker
+/// otherwise (with the task's box, 3% of the soak's profile on those threads). A settled value
+/// that is not read holds them: about 330 bytes for a job, 48 for a closure task.
 ///
 /// One pointer, so that a value's slot is no larger for it (S9, memory per queued task): what it
 /// needs to free itself (a [`Husk`]) is written into the emptied memory. Only memory: whatever the
@@ -41,6 +42,11 @@ struct BytesHusk {
 /// The smallest byte buffer that can carry its memory back ([`Spent::bytes`]): a buffer that may
 /// travel so is made with at least this capacity (glibc's smallest block holds 24 bytes anyway).
 pub(crate) const SMALLEST_BYTES: usize = size_of::<BytesHusk>();
+
+/// The largest byte buffer that carries its memory back: glibc's per-thread cache holds blocks up
+/// to about this size, and a larger buffer (a job's 1 MiB input, say) would stay allocated for as
+/// long as its value is not read, where freeing it at once costs little.
+pub(crate) const LARGEST_BYTES: usize = 1 << 10;
 
 // SAFETY: a `Spent` owns its husks (function pointers, sizes) and the allocations under them,
 // which hold nothing else alive: freeing them from another thread is freeing `Box`es from
@@ -71,11 +77,12 @@ impl Spent {
     }
 
     /// Keeps a byte buffer's memory, empty; `None` (the memory freed here) when it is too small
-    /// (or, with an unusual allocator, not aligned) to hold a husk.
+    /// (or, with an unusual allocator, not aligned) to hold a husk, or larger than
+    /// [`LARGEST_BYTES`]: a value not read for long would hold it all that time.
     pub(crate) fn bytes(buffer: Vec<u8>) -> Option<Spent> {
         let mut buffer = std::mem::ManuallyDrop::new(buffer);
         let (ptr, capacity) = (buffer.as_mut_ptr(), buffer.capacity());
-        let fits = capacity >= size_of::<BytesHusk>();
+        let fits = (size_of::<BytesHusk>()..=LARGEST_BYTES).contains(&capacity);
         if !fits || ptr.align_offset(align_of::<BytesHusk>()) != 0 {
             drop(std::mem::ManuallyDrop::into_inner(buffer));
             return None;
@@ -245,9 +252,12 @@ mod tests {
     }
 
     #[test]
-    fn a_buffer_too_small_for_a_husk_is_freed_at_once() {
+    fn a_buffer_too_small_for_a_husk_or_too_large_to_hold_is_freed_at_once() {
+        use super::{LARGEST_BYTES, SMALLEST_BYTES};
         assert!(Spent::bytes(Vec::with_capacity(8)).is_none());
         assert!(Spent::bytes(Vec::new()).is_none());
-        assert!(Spent::bytes(vec![7; super::SMALLEST_BYTES]).is_some());
+        assert!(Spent::bytes(vec![7; SMALLEST_BYTES]).is_some());
+        assert!(Spent::bytes(Vec::with_capacity(LARGEST_BYTES)).is_some());
+        assert!(Spent::bytes(Vec::with_capacity(LARGEST_BYTES + 1)).is_none());
     }
 }

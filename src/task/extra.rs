@@ -143,8 +143,9 @@ mod tests {
         // The task's box, its extras' box, its input.
         let input = Vec::with_capacity(SMALLEST_BYTES);
         assert_eq!(blocks(Extra::spend(job(input), cell())), 3);
-        // An input too small to carry its memory back is freed at once.
+        // An input too small to carry its memory back, or too large to be held, is freed at once.
         assert_eq!(blocks(Extra::spend(job(Vec::new()), cell())), 2);
+        assert_eq!(blocks(Extra::spend(job(vec![0; 4096]), cell())), 2);
         // No extras: the box alone; no box either: the extras.
         assert_eq!(blocks(Extra::<u64>::spend(None, cell())), 1);
         let input = Vec::with_capacity(SMALLEST_BYTES);
