@@ -241,7 +241,7 @@ fn main() {
              | measure | value |\n| --- | --- |\n\
              | tasks | {total} |\n| time | {secs:.1} s ({rate:.0} tasks/s) |\n\
              | children SIGKILLed (one every {CHAOS_EVERY} tasks) | {kills} |\n\
-             | resizes (2..=4 workers, every third kill) | {resizes} |\n\
+             | resizes (2..=4 workers, every {resize_every} tasks) | {resizes} |\n\
              | succeeded | {ok} |\n| failed with WorkerCrashed | {crashed} |\n| any other outcome | {other} |\n\
              | pool stats: pushed / done / failed | {pushed} / {sdone} / {sfailed} |\n\
              | RSS after 100,000 tasks | {rss_at_100k} KiB |\n| RSS at the end | {rss_end} KiB |\n\
@@ -262,6 +262,7 @@ fn main() {
             secs = elapsed.as_secs_f64(),
             rate = total as f64 / elapsed.as_secs_f64(),
             kills = kills.load(Ordering::Relaxed),
+            resize_every = 3 * CHAOS_EVERY,
             resizes = resizes.load(Ordering::Relaxed),
             pushed = stats.pushed,
             sdone = stats.done,
