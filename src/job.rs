@@ -155,7 +155,7 @@ pub(crate) fn batch_task<J: Job>(
     jobs: Option<Vec<J>>,
     inputs: Result<crate::task::Batch, String>,
 ) -> Task<Outcomes<J::Output>> {
-    let inputs = inputs.map(Inputs::Batch);
+    let inputs = inputs.map(|b| Inputs::Batch(Box::new(b)));
     let mut task = Task::from_closure(Box::new(move || {
         let Some(jobs) = jobs else {
             return Err(TaskError::Wire(WireError::Unexpected(
@@ -201,7 +201,7 @@ pub(crate) fn forwarded(
         payload: JobPayload {
             name,
             inputs: Ok(inputs),
-            context: Some(context),
+            context: Some(Box::new(context)),
         },
         decode: |bytes| Ok(serde_bytes::ByteBuf::from(bytes.to_vec())),
         rerun: |_| Err(not_here()),

@@ -27,13 +27,18 @@ pub(super) struct Extra<R> {
     pub(super) pinned: bool,
     pub(super) priority: Priority,
     /// Its own retry policy (else the pool's default applies).
-    pub(super) retry: Option<Retry>,
+    pub(super) retry: Option<Box<Retry>>,
     /// The work again, for a retry in thread mode ([`Task::repeatable`]).
     pub(super) again: Option<Again<R>>,
     /// Which run this is, from 1.
     pub(super) attempt: u32,
     pub(super) cancel: Option<Cancel>,
 }
+
+// A job's extras box, which its value holds until it is read (see `Spent`): the rare parts (a
+// chunk's inputs, a remote run's context, a retry policy) are boxed within it. 248 bytes before.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Extra<u64>>() <= 168);
 
 impl<R> Extra<R> {
     pub(super) fn empty() -> Box<Self> {
@@ -108,7 +113,7 @@ pub(super) fn retry_due<R>(
 ) -> Option<(Duration, Arc<RetryHook>)> {
     let hook = fin.retry.get()?;
     let policy = extra
-        .and_then(|e| e.retry.as_ref())
+        .and_then(|e| e.retry.as_deref())
         .or(hook.default.as_ref())?;
     let attempt = extra.map_or(1, |e| e.attempt);
     policy

@@ -8,7 +8,8 @@ use super::error::TaskError;
 #[derive(Debug, Clone)]
 pub(crate) enum Inputs {
     One(Vec<u8>),
-    Batch(Batch),
+    /// Boxed: a single job's entry stays the size of its buffer.
+    Batch(Box<Batch>),
 }
 
 /// A chunk's encoded inputs in one buffer, one after another (a `map` of 100,000 tiny jobs
@@ -66,7 +67,7 @@ pub(crate) struct JobPayload {
     /// The encoded input(s), or why they could not be encoded.
     pub(crate) inputs: Result<Inputs, String>,
     /// What the job may know of its run (a remote host's delivery), passed to the worker process.
-    pub(crate) context: Option<JobContext>,
+    pub(crate) context: Option<Box<JobContext>>,
 }
 
 /// What a job knows of its run on a remote worker host ([`job_context`]): a stable id and which

@@ -49,7 +49,7 @@ impl<R: TaskOutput> Task<R> {
                         permit: None,
                         pinned: false,
                         priority: self.priority,
-                        retry: self.retry,
+                        retry: self.retry.map(Box::new),
                         again: self.again,
                         attempt: 1,
                         cancel: self.cancel,
@@ -110,7 +110,7 @@ impl<R: TaskOutput> TaskCell<R> {
             task.timeout = extra.timeout;
             task.deadline = extra.deadline;
             task.priority = extra.priority;
-            task.retry = extra.retry;
+            task.retry = extra.retry.map(|r| *r);
             task.again = extra.again;
             task.cancel = extra.cancel;
         }

@@ -31,7 +31,7 @@ impl From<Input> for Inputs {
                 for input in &all {
                     batch.push_encoded(input);
                 }
-                Inputs::Batch(batch)
+                Inputs::Batch(Box::new(batch))
             }
         }
     }
