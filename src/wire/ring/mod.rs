@@ -405,6 +405,22 @@ pub(crate) fn child_ends(
     Ok(rings.child_side(Arc::new(parent), max_frame, linger))
 }
 
+/// For the tests: a pipe standing for a side's `pidfd` (read end, to watch) and the write end
+/// whose drop fires it.
+#[cfg(test)]
+pub(crate) fn watch_pipe() -> (Arc<OwnedFd>, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new descriptors into `fds`.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fresh descriptors, owned here once each.
+    unsafe {
+        (
+            Arc::new(OwnedFd::from_raw_fd(fds[0])),
+            OwnedFd::from_raw_fd(fds[1]),
+        )
+    }
+}
+
 impl End {
     fn tail(&self, dir: Dir) -> &AtomicU64 {
         self.region.position(dir, 0)

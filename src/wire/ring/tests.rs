@@ -1,8 +1,6 @@
 //! The ring carrier between two threads of this process, with a pipe standing in for the other
 //! side's `pidfd`: closing its write end says "gone".
 
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -11,19 +9,7 @@ use super::{Dir, Rings, MIN_CAPACITY};
 use crate::wire::error::WireError;
 use crate::wire::transport::{FrameSink, FrameSource};
 
-/// A pipe: (read end to watch, write end whose drop fires it).
-fn watch() -> (Arc<OwnedFd>, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two new descriptors into `fds`.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: fresh descriptors, owned here once each.
-    unsafe {
-        (
-            Arc::new(OwnedFd::from_raw_fd(fds[0])),
-            OwnedFd::from_raw_fd(fds[1]),
-        )
-    }
-}
+use super::watch_pipe as watch;
 
 const MAX: usize = 8 << 20;
 

@@ -1,34 +1,18 @@
 //! The placer against a real ring: what it counts as room is what the ring takes.
 
 use std::borrow::Cow;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::Placer;
-use crate::wire::ring::{Rings, MIN_CAPACITY};
+use crate::wire::ring::{watch_pipe, Rings, MIN_CAPACITY};
 use crate::wire::{Frame, FrameSink, FrameSource, Payload};
 use crate::worker::process::carrier::Input;
-
-/// A pipe's read end, to stand for a side's `pidfd` (never fired here), and its write end.
-fn never_fired() -> (Arc<OwnedFd>, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two new descriptors into `fds`.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: fresh descriptors, owned here once each.
-    unsafe {
-        (
-            Arc::new(OwnedFd::from_raw_fd(fds[0])),
-            OwnedFd::from_raw_fd(fds[1]),
-        )
-    }
-}
 
 #[test]
 fn a_first_frame_that_went_back_to_the_rings_start_leaves_only_the_room_before_it() {
     const MAX: usize = 1 << 20;
     let rings = Rings::new(MIN_CAPACITY).unwrap();
-    let ((child_gone, _c), (parent_gone, _p)) = (never_fired(), never_fired());
+    let ((child_gone, _c), (parent_gone, _p)) = (watch_pipe(), watch_pipe());
     let (sink, _answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
     let (mut jobs_in, _out) = rings.child_side(parent_gone, MAX, Duration::ZERO);
     let (sock, _other) = std::os::unix::net::UnixStream::pair().unwrap();
