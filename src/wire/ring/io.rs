@@ -134,7 +134,10 @@ impl FrameSink for RingSink {
         // the frame is written: a frame that fails to encode leaves the ring as it was.
         let at = self.start_for(4 + size as u64)?;
         let skipped = at.wrapping_sub(self.tail);
-        if 4 + size as u64 > self.free()? - skipped {
+        // (Read again: a hostile child could have moved its position back since, below what
+        // the restart skips; then the frame is not placed.)
+        let free = self.free()?.saturating_sub(skipped);
+        if 4 + size as u64 > free {
             return Ok(false);
         }
         let region = &*self.end.region;
