@@ -14,7 +14,8 @@ use std::ptr::NonNull;
 /// The task's other blocks follow it in a chain ([`then`](Spent::then)): its extras' box and its
 /// job's encoded input (up to [`LARGEST_BYTES`]), freed on the reader thread of a process worker
 /// otherwise (with the task's box, 3% of the soak's profile on those threads). A settled value
-/// that is not read holds them: about 330 bytes for a job, 48 for a closure task.
+/// that is not read holds them: about 260 bytes for a job (its box, its extras, a small input),
+/// 48 for a closure task.
 ///
 /// One pointer, so that a value's slot is no larger for it (S9, memory per queued task): what it
 /// needs to free itself (a [`Husk`]) is written into the emptied memory. Only memory: whatever the
