@@ -4,6 +4,8 @@ use std::sync::atomic::Ordering;
 
 use super::{hostile, Dir, End, Region};
 use crate::wire::error::WireError;
+use crate::wire::frame::Frame;
+use crate::wire::transport::{announced, prefix, retain, reuse, Delivery, FrameSink, FrameSource};
 
 /// A length no frame has: "the next frame starts at the ring's start" (see [`RingSink`]).
 const SKIP: u32 = u32::MAX;
@@ -22,8 +24,6 @@ const RESTART_AT: u64 = 16 << 10;
 fn ring_prefix(size: usize, max_frame: usize) -> Result<[u8; 4], WireError> {
     prefix(size, max_frame.min(SKIP as usize - 1))
 }
-use crate::wire::frame::Frame;
-use crate::wire::transport::{announced, prefix, retain, reuse, Delivery, FrameSink, FrameSource};
 
 /// Writes length-prefixed frames into one ring; [`flush`](FrameSink::flush) publishes them.
 ///
@@ -67,20 +67,19 @@ impl RingSink {
             .map_or(0, |f| usize::try_from(f).unwrap_or(usize::MAX))
     }
 
-    /// Where a frame of `need` bytes (its length included) starts: at the ring's next start when
-    /// the reader has read everything and the ring's rules say so (see [`RingSink`]), at the tail
-    /// otherwise.
-    fn start_for(&self, need: u64) -> Result<u64, WireError> {
+    /// Where a frame of `need` bytes (its length included) starts, and the bytes free from there:
+    /// at the ring's next start when the reader has read everything and the ring's rules say so
+    /// (see [`RingSink`]), at the tail otherwise. The reader's position is read once.
+    fn start_for(&self, need: u64) -> Result<(u64, u64), WireError> {
+        let free = self.free()?;
         let cap = self.end.capacity();
         let at = self.tail & (cap - 1);
-        if need > RESTART_MAX || at < RESTART_AT || cap - at < 4 {
-            // A large frame, a ring hardly used since its start, or no room for the mark.
-            return Ok(self.tail);
+        // Not for a large frame, a ring hardly used since its start, a mark that would not fit
+        // before its end, or bytes the reader has not read (they stay where they are).
+        if need <= RESTART_MAX && at >= RESTART_AT && cap - at >= 4 && free == cap {
+            return Ok((self.tail.wrapping_add(cap - at), at));
         }
-        if self.free()? != cap {
-            return Ok(self.tail); // the reader has not read everything: its bytes stay there
-        }
-        Ok(self.tail.wrapping_add(cap - at))
+        Ok((self.tail, free))
     }
 
     /// Moves the tail to `start` (from [`start_for`](Self::start_for)), leaving a [`SKIP`] mark
@@ -120,7 +119,7 @@ impl RingSink {
 impl FrameSink for RingSink {
     fn send(&mut self, body: &[u8]) -> Result<(), WireError> {
         let len = ring_prefix(body.len(), self.max_frame)?;
-        let start = self.start_for(4 + body.len() as u64)?;
+        let (start, _) = self.start_for(4 + body.len() as u64)?;
         self.restart_at(start);
         self.write_all(&len)?;
         self.write_all(body)
@@ -132,11 +131,7 @@ impl FrameSink for RingSink {
         let len = ring_prefix(size, self.max_frame)?;
         // Where it goes, and the free bytes from there; the restart (if any) happens only once
         // the frame is written: a frame that fails to encode leaves the ring as it was.
-        let at = self.start_for(4 + size as u64)?;
-        let skipped = at.wrapping_sub(self.tail);
-        // (Read again: a hostile child could have moved its position back since, below what
-        // the restart skips; then the frame is not placed.)
-        let free = self.free()?.saturating_sub(skipped);
+        let (at, free) = self.start_for(4 + size as u64)?;
         if 4 + size as u64 > free {
             return Ok(false);
         }
