@@ -15,6 +15,25 @@ impl Wake for Flag {
     }
 }
 
+/// A thread resolving `promise` with `result` that stops inside `first`, having claimed the value
+/// and not yet published it; returned once it is held there, with the sender that lets it go on.
+/// Its join says whether it won.
+fn held_resolver(
+    promise: Promise<Result<u32, TaskError>>,
+    result: Result<u32, TaskError>,
+) -> (std::thread::JoinHandle<bool>, std::sync::mpsc::Sender<()>) {
+    let (claimed_tx, claimed) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
+    let resolver = std::thread::spawn(move || {
+        promise.complete_then(result, || {
+            claimed_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        })
+    });
+    claimed.recv().unwrap();
+    (resolver, go)
+}
+
 fn poll(value: &mut Value<u32, TaskError>, flag: &Arc<Flag>) -> Poll<Result<u32, TaskError>> {
     let waker = Waker::from(flag.clone());
     Pin::new(value).poll(&mut Context::from_waker(&waker))
@@ -71,16 +90,8 @@ fn a_result_being_written_reads_as_pending_until_published_and_the_spin_never_wa
         unreachable!("a promised value has a slot")
     };
     let slot = slot.clone();
-    let (claimed_tx, claimed) = std::sync::mpsc::channel();
-    let (go, go_rx) = std::sync::mpsc::channel::<()>();
     // The resolver claims the value, then stops inside `first` (before publishing).
-    let resolver = std::thread::spawn(move || {
-        promise.complete_then(Ok(5), || {
-            claimed_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
-        })
-    });
-    claimed.recv().unwrap();
+    let (resolver, go) = held_resolver(promise, Ok(5));
     // SAFETY: this test is the value's one waiting side.
     assert!(matches!(
         unsafe { Value::<u32, TaskError>::spin(&slot) },
@@ -157,15 +168,7 @@ fn abandoning_wakes_the_waiter_and_a_panic_in_first_still_publishes_the_result()
 fn a_losing_resolver_returns_only_once_the_winner_has_published() {
     let (promise, mut value) = promise::<u32, TaskError>();
     let late = promise.share();
-    let (claimed_tx, claimed) = std::sync::mpsc::channel();
-    let (go, go_rx) = std::sync::mpsc::channel::<()>();
-    let winner = std::thread::spawn(move || {
-        promise.complete_then(Ok(1), || {
-            claimed_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
-        })
-    });
-    claimed.recv().unwrap();
+    let (winner, go) = held_resolver(promise, Ok(1));
     let (lost_tx, lost) = std::sync::mpsc::channel();
     let loser = std::thread::spawn(move || {
         let won = late.complete(Ok(2));

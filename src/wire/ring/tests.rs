@@ -13,13 +13,44 @@ use super::watch_pipe as watch;
 
 const MAX: usize = 8 << 20;
 
+/// A fresh region and both sides' ends, neither side ever gone (the pipes live as long as this).
+struct Linked {
+    rings: Rings,
+    /// The parent's ends: it writes jobs, reads answers.
+    jobs: super::RingSink,
+    answers: super::RingSource,
+    /// The child's ends: it reads jobs, writes answers.
+    job_in: super::RingSource,
+    answer_out: super::RingSink,
+    _alive: [std::os::fd::OwnedFd; 2],
+}
+
+fn linked() -> Linked {
+    let rings = Rings::new(MIN_CAPACITY).unwrap();
+    let (parent_gone, p) = watch();
+    let (child_gone, c) = watch();
+    let (jobs, answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
+    let (job_in, answer_out) = rings.child_side(parent_gone, MAX, Duration::ZERO);
+    Linked {
+        rings,
+        jobs,
+        answers,
+        job_in,
+        answer_out,
+        _alive: [p, c],
+    }
+}
+
 #[test]
 fn frames_cross_both_rings_in_order_wrapping_many_times() {
-    let rings = Rings::new(MIN_CAPACITY).unwrap();
-    let (parent_gone, _p) = watch();
-    let (child_gone, _c) = watch();
-    let (mut jobs, mut answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
-    let (mut job_in, mut answer_out) = rings.child_side(parent_gone, MAX, Duration::ZERO);
+    let Linked {
+        mut jobs,
+        mut answers,
+        mut job_in,
+        mut answer_out,
+        _alive,
+        ..
+    } = linked();
     let echo = std::thread::spawn(move || {
         // The child: answers each job with its body reversed, until the parent closes; each
         // body is given back, so the next is read into its memory (as the child does).
@@ -56,11 +87,12 @@ fn frames_cross_both_rings_in_order_wrapping_many_times() {
 
 #[test]
 fn a_frame_larger_than_the_ring_streams_through_it() {
-    let rings = Rings::new(MIN_CAPACITY).unwrap();
-    let (parent_gone, _p) = watch();
-    let (child_gone, _c) = watch();
-    let (mut jobs, _answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
-    let (mut job_in, _out) = rings.child_side(parent_gone, MAX, Duration::ZERO);
+    let Linked {
+        mut jobs,
+        mut job_in,
+        _alive,
+        ..
+    } = linked();
     let big: Vec<u8> = (0..(1 << 20) + 3).map(|i: usize| (i % 251) as u8).collect();
     let expected = big.clone();
     let writer = std::thread::spawn(move || {
@@ -248,11 +280,12 @@ fn no_more_waits_spin_past_their_linger_than_there_are_places() {
 #[test]
 fn frames_encoded_straight_into_the_ring_read_as_sent_ones_wrapping_many_times() {
     use crate::wire::{decode, encode, encoded_size, Frame, Payload};
-    let rings = Rings::new(MIN_CAPACITY).unwrap();
-    let (parent_gone, _p) = watch();
-    let (child_gone, _c) = watch();
-    let (mut jobs, _answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
-    let (mut job_in, _answer_out) = rings.child_side(parent_gone, MAX, Duration::ZERO);
+    let Linked {
+        mut jobs,
+        mut job_in,
+        _alive,
+        ..
+    } = linked();
     let frame = |i: usize| {
         let input = vec![i as u8; (i * 613) % 9000];
         (i, input)
@@ -317,11 +350,13 @@ fn frames_encoded_straight_into_the_ring_read_as_sent_ones_wrapping_many_times()
 
 #[test]
 fn a_frame_goes_back_to_the_start_when_everything_was_read_and_it_fits_there() {
-    let rings = Rings::new(MIN_CAPACITY).unwrap();
-    let (parent_gone, _p) = watch();
-    let (child_gone, _c) = watch();
-    let (mut jobs, _answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
-    let (mut job_in, _out) = rings.child_side(parent_gone, MAX, Duration::ZERO);
+    let Linked {
+        rings,
+        mut jobs,
+        mut job_in,
+        _alive,
+        ..
+    } = linked();
     let cap = MIN_CAPACITY as u64;
     let tail = || {
         rings
