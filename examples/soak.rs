@@ -67,18 +67,20 @@ fn held_kib() -> usize {
 }
 
 fn rss_kib() -> u64 {
-    status_kib("VmRSS:")
+    memory_kib()[0]
 }
 
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+/// RSS, and its heap and stacks (`RssAnon`) and shared pages (`RssShmem`), in KiB, from one
+/// reading of `/proc/self/status` (0 for what it does not say).
+fn memory_kib() -> [u64; 3] {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    ["VmRSS:", "RssAnon:", "RssShmem:"].map(|field| {
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    })
 }
 
 fn children() -> Vec<u32> {
@@ -205,12 +207,10 @@ fn main() {
                 held_at_100k = held_kib();
             }
             if (i + 1) % 100_000 == 0 {
+                let [rss, heap, shared] = memory_kib();
                 trail.push(format!(
-                    "{}k: {} KiB ({} heap and stacks, {} shared)",
-                    (i + 1) / 1000,
-                    rss_kib(),
-                    status_kib("RssAnon:"),
-                    status_kib("RssShmem:")
+                    "{}k: {rss} KiB ({heap} heap and stacks, {shared} shared)",
+                    (i + 1) / 1000
                 ));
             }
         }
