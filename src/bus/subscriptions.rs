@@ -99,9 +99,7 @@ impl Bus {
             // first and its subscriptions after, so this one cannot be left behind.
             Some(c) => {
                 if self.while_registered(c, insert).is_none() {
-                    if self.gauge(&channel).fetch_sub(1, Ordering::SeqCst) == 1 {
-                        self.release_gauges([&channel]);
-                    }
+                    self.uncount(std::slice::from_ref(&channel));
                     return Err(BusError::UnknownComponent(c));
                 }
             }
@@ -111,7 +109,11 @@ impl Bus {
 
     /// Removes a subscription; `false` if there was none with that id.
     pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        self.remove_ids(&[id]) > 0
+        let Some(channel) = write(&self.inner.subs).remove(id) else {
+            return false;
+        };
+        self.uncount(std::slice::from_ref(&channel));
+        true
     }
 
     /// Removes every subscription that belongs to `component`; returns how many.
@@ -128,29 +130,23 @@ impl Bus {
             let mut subs = write(&self.inner.subs);
             ids.iter().filter_map(|id| subs.remove(*id)).collect()
         };
-        let mut emptied = Vec::new();
-        for c in &removed {
-            if self.gauge(c).fetch_sub(1, Ordering::SeqCst) == 1 {
-                emptied.push(c);
-            }
-        }
-        self.release_gauges(emptied);
+        self.uncount(&removed);
         removed.len()
     }
 
-    /// Removes the counters of channels that no longer have a subscription, unless a pool still
-    /// reads them (its finishers hold the counter). Checked under the write lock: a subscribe that
-    /// took the counter first holds it too, so it is not removed under its feet.
-    fn release_gauges<'a>(&self, channels: impl IntoIterator<Item = &'a Channel>) {
-        let mut channels = channels.into_iter().peekable();
-        if channels.peek().is_none() {
+    /// Counts one subscription fewer on each of `channels`, and removes the counter of a channel
+    /// left with none, unless a pool still reads it (its finishers hold the counter). All under
+    /// the write lock, so one lookup per channel: a subscribe that took the counter first holds it
+    /// too, so it is not removed under its feet.
+    fn uncount(&self, channels: &[Channel]) {
+        if channels.is_empty() {
             return;
         }
         let mut gauges = write(&self.inner.gauges);
         for c in channels {
-            let unused = gauges
-                .get(c)
-                .is_some_and(|g| g.load(Ordering::SeqCst) == 0 && Arc::strong_count(g) == 1);
+            let unused = gauges.get(c).is_some_and(|g| {
+                g.fetch_sub(1, Ordering::SeqCst) == 1 && Arc::strong_count(g) == 1
+            });
             if unused {
                 gauges.remove(c);
             }

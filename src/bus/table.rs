@@ -73,7 +73,9 @@ impl Table {
             .entry(event)
             .or_default()
             .entry(channel)
-            .or_default()
+            // Most channels have one subscriber of a type: room for one, not the four a first
+            // push would make (a bus may hold many thousands of channels).
+            .or_insert_with(|| Vec::with_capacity(1))
             .push(entry);
     }
 
