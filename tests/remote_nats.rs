@@ -109,8 +109,9 @@ async fn jobs_left(server: &Server, prefix: &str) -> u64 {
     stream.info().await.expect("its info").state.messages
 }
 
-/// The jobs left in a test's work stream once it is empty, or after 20 s (the pool takes jobs
-/// out just after their task ends; there is no event for it).
+/// The jobs left in a test's work stream once it is empty, or after 20 s. A host acknowledges a
+/// job (which takes it out) once the server has stored its answer, so the pool can read the
+/// answer and settle the task before the ack arrives; there is no event for the ack.
 async fn drained(server: &Server, prefix: &str) -> u64 {
     let until = std::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -147,7 +148,7 @@ async fn ten_thousand_jobs_and_a_map_across_two_hosts_each_once() {
     )
     .await;
     assert_eq!(mapped, (0..5_000u64).map(|i| i * i).collect::<Vec<_>>());
-    assert_eq!(jobs_left(&server, "many").await, 0);
+    assert_eq!(drained(&server, "many").await, 0);
     pool.stop().await;
 }
 
@@ -175,7 +176,7 @@ async fn panic_abort_and_timeout_on_a_host_give_the_local_errors_once() {
     );
     // One delivery each: the host answered, nothing ran again.
     assert_eq!(pool.run(Task::job(Square(3))).await, Ok(9));
-    assert_eq!(jobs_left(&server, "fail").await, 0);
+    assert_eq!(drained(&server, "fail").await, 0);
     pool.stop().await;
 }
 
@@ -275,7 +276,7 @@ async fn a_host_killed_mid_job_has_its_job_run_again_on_another() {
     );
     assert_eq!((runs[0][2].as_str(), runs[1][2].as_str()), ("1", "2"));
     let _ = std::fs::remove_file(&file);
-    assert_eq!(jobs_left(&server, "kill").await, 0);
+    assert_eq!(drained(&server, "kill").await, 0);
     pool.stop().await;
 }
 
@@ -337,7 +338,7 @@ async fn flood_through_a_pause(pause: Duration, prefix: &str) {
         common::one_outcome_each(&terminal, n as usize).len(),
         n as usize
     );
-    assert_eq!(jobs_left(&server, prefix).await, 0);
+    assert_eq!(drained(&server, prefix).await, 0);
     pool.stop().await;
 }
 
@@ -594,7 +595,7 @@ async fn fast_answers_settle_every_task_once_without_the_results_stream() {
     }
     let terminal = bounded(seen.until_complete(1_000)).await;
     assert_eq!(common::one_outcome_each(&terminal, 1_000).len(), 1_000);
-    assert_eq!(jobs_left(&server, "fast").await, 0);
+    assert_eq!(drained(&server, "fast").await, 0);
     // Nothing went through the results stream.
     let client = async_nats::connect(server.url()).await.expect("a client");
     let js = async_nats::jetstream::new(client);
