@@ -14,17 +14,21 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use futures::future::{select, LocalBoxFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Notify;
 
+use self::watch::{watch_for_blocking, Watched};
 use super::urgent::{Msg, Urgent};
 use super::{Backend, Shutdown};
 use crate::task::{ErasedTask, Finisher, LaneTurn, RunningSet, RunningSlot, TaskError};
 use crate::value::{promise, Promise, Value};
+
+#[path = "async_watch.rs"]
+mod watch;
 
 /// A sibling's stealable queues.
 #[derive(Clone)]
@@ -179,41 +183,6 @@ impl AsyncWorker {
     }
 }
 
-/// With stuck detection, a watchdog on the bus: if the worker's loop has been inside one poll
-/// for the limit, a future (or a blocking task) holds its thread: its tasks fail `TimedOut` and
-/// the pool replaces the worker (its queue moves to the replacement).
-fn watch_for_blocking(shared: &Arc<Shared>) {
-    let Some(hook) = shared.fin.stuck.get() else {
-        return;
-    };
-    let (after, lost) = (hook.after, hook.lost.clone());
-    let shared = Arc::downgrade(shared);
-    let bus = match shared.upgrade() {
-        Some(s) => s.fin.bus.clone(),
-        None => return,
-    };
-    bus.spawn(async move {
-        loop {
-            tokio::time::sleep((after / 4).max(Duration::from_millis(1))).await;
-            let Some(s) = shared.upgrade() else { return };
-            if s.ended.load(Ordering::Acquire) {
-                return;
-            }
-            let since = s.polling_since.load(Ordering::Acquire);
-            if since == 0 {
-                continue;
-            }
-            let began = Duration::from_nanos(since - 1);
-            if s.base.elapsed().saturating_sub(began) >= after {
-                s.set.fail_all(TaskError::TimedOut(after), &s.fin);
-                s.running.fail(TaskError::TimedOut(after), &s.fin);
-                lost();
-                return;
-            }
-        }
-    });
-}
-
 impl Side {
     async fn serve(self) {
         let mut running: FuturesUnordered<LocalBoxFuture<'static, ()>> = FuturesUnordered::new();
@@ -252,13 +221,16 @@ impl Side {
             let room = running.len() < self.limit;
             let watched = self.shared.fin.stuck.get().is_some();
             let next = Watched {
-                inner: running.next(),
+                inner: Drain {
+                    running: &mut running,
+                    budget: self.limit,
+                },
                 side: watched.then_some(&*self.shared),
             };
             let rung = std::pin::pin!(self.shared.wake.notified());
             let mut wait = std::pin::pin!(select(next, rung));
-            // One poll first: most of the time a future ends or a task is queued already, and
-            // the worker never announces that it sleeps.
+            // One poll first: most of the time futures end or a task is queued already, and the
+            // worker never announces that it sleeps.
             if std::future::poll_fn(|cx| Poll::Ready(wait.as_mut().poll(cx).is_ready())).await {
                 continue;
             }
@@ -353,25 +325,31 @@ impl Side {
     }
 }
 
-/// Marks the time the loop spends inside a poll of its futures, for the blocking watchdog.
-struct Watched<'a, F> {
-    inner: F,
-    side: Option<&'a Shared>,
+/// Polls the running futures until none is ready or `budget` have ended; ready once at least one
+/// ended (or none is left). Every future that can end now ends before the loop takes more tasks:
+/// one ending per turn of the loop kept as many taken tasks waiting behind it as the worker has
+/// room for, where no sibling could steal them.
+struct Drain<'a> {
+    running: &'a mut FuturesUnordered<LocalBoxFuture<'static, ()>>,
+    budget: usize,
 }
 
-impl<F: Future + Unpin> Future for Watched<'_, F> {
-    type Output = F::Output;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let side = self.side;
-        if let Some(s) = side {
-            let now = u64::try_from(s.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
-            s.polling_since.store(now + 1, Ordering::Release);
+impl Future for Drain<'_> {
+    type Output = usize;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+        let mut ended = 0;
+        while ended < self.budget {
+            match self.running.poll_next_unpin(cx) {
+                Poll::Ready(Some(())) => ended += 1,
+                Poll::Ready(None) => return Poll::Ready(ended),
+                Poll::Pending => break,
+            }
         }
-        let out = Pin::new(&mut self.inner).poll(cx);
-        if let Some(s) = side {
-            s.polling_since.store(0, Ordering::Release);
+        if ended > 0 {
+            Poll::Ready(ended)
+        } else {
+            Poll::Pending
         }
-        out
     }
 }
 
