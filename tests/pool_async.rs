@@ -390,6 +390,76 @@ async fn a_future_that_blocks_its_thread_is_found_and_its_worker_replaced() {
     bounded(pool.stop()).await;
 }
 
+async fn blocking_tasks_taken_together_are_each_timed_on_their_own() {
+    // 32 closures of 50 ms, queued while the worker is held, then taken together: 1.6 s of work
+    // in a row, each closure far under the pool's 1 s limit.
+    let pool = Pool::builder()
+        .min(1)
+        .async_workers(32)
+        .stuck_after(Duration::from_secs(1))
+        .start();
+    let first = pool.workers()[0].clone();
+    let gate = Gate::new();
+    let (task, started) = gate.task_started(0u32);
+    let held = pool.push(task).unwrap();
+    bounded(started).await.unwrap();
+    let values: Vec<_> = (1..=32u32)
+        .map(|i| {
+            pool.push(Task::new(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                i
+            }))
+            .unwrap()
+        })
+        .collect();
+    gate.open();
+    assert_eq!(bounded(held).await, Ok(0));
+    for (i, v) in (1..=32u32).zip(values) {
+        assert_eq!(bounded(v).await, Ok(i), "no task was taken for a stuck one");
+    }
+    assert_eq!(pool.workers()[0], first, "the worker was not replaced");
+}
+
+async fn an_abort_starts_no_blocking_task_taken_behind_a_running_one() {
+    let pool = Pool::builder().min(1).async_workers(8).start();
+    // Held first, so that the next eight are queued and then taken together.
+    let gate = Gate::new();
+    let (task, started) = gate.task_started(0u32);
+    let held = pool.push(task).unwrap();
+    bounded(started).await.unwrap();
+    let hold = Gate::new();
+    let (task, blocking) = hold.task_started(1u32);
+    let blocker = pool.push(task).unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let behind: Vec<_> = (2..9u32)
+        .map(|i| {
+            let ran = ran.clone();
+            pool.push(Task::new(move || {
+                ran.fetch_add(1, Ordering::SeqCst);
+                i
+            }))
+            .unwrap()
+        })
+        .collect();
+    gate.open();
+    assert_eq!(bounded(held).await, Ok(0));
+    // The worker took the eight and runs the first of them, which holds its thread.
+    bounded(blocking).await.unwrap();
+    let aborting = actix::spawn({
+        let pool = pool.clone();
+        async move { pool.abort().await }
+    });
+    // The abort resolves the running closure at once; it ends only when released.
+    assert_eq!(bounded(blocker).await, Err(TaskError::Cancelled));
+    hold.open();
+    bounded(aborting).await.unwrap();
+    for v in behind {
+        let r = bounded(v).await;
+        assert!(r.is_err(), "a task behind the aborted one ran: {r:?}");
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "none of them started");
+}
+
 async fn futures_that_are_not_send_run_on_their_worker() {
     let pool = Pool::builder().min(2).async_workers(8).start();
     let v = pool
@@ -553,6 +623,8 @@ fn main() {
             an_abort_cancels_every_future_in_flight_and_queued,
             a_panicking_future_fails_panicked_and_the_worker_goes_on,
             a_future_that_blocks_its_thread_is_found_and_its_worker_replaced,
+            blocking_tasks_taken_together_are_each_timed_on_their_own,
+            an_abort_starts_no_blocking_task_taken_behind_a_running_one,
             futures_that_are_not_send_run_on_their_worker,
             a_task_on_an_arbiter_worker_starts_an_actor,
             async_tasks_also_run_on_thread_pools_and_process_pools_refuse_them,

@@ -220,12 +220,11 @@ impl Side {
             }
             let room = running.len() < self.limit;
             let watched = self.shared.fin.stuck.get().is_some();
-            let next = Watched {
-                inner: Drain {
-                    running: &mut running,
-                    budget: self.limit,
-                },
+            let next = Drain {
+                running: &mut running,
+                budget: self.limit,
                 side: watched.then_some(&*self.shared),
+                abort: &self.shared.abort,
             };
             let rung = std::pin::pin!(self.shared.wake.notified());
             let mut wait = std::pin::pin!(select(next, rung));
@@ -326,20 +325,37 @@ impl Side {
 }
 
 /// Polls the running futures until none is ready or `budget` have ended; ready once at least one
-/// ended (or none is left). Every future that can end now ends before the loop takes more tasks:
+/// ended (or none is left). So the futures that end at once end before the loop takes more tasks:
 /// one ending per turn of the loop kept as many taken tasks waiting behind it as the worker has
-/// room for, where no sibling could steal them.
+/// room for, where no sibling could steal them. (The set may still give way with futures ready,
+/// after it polled many: the next turn takes them.)
 struct Drain<'a> {
     running: &'a mut FuturesUnordered<LocalBoxFuture<'static, ()>>,
     budget: usize,
+    /// For the blocking watchdog, when the pool has one.
+    side: Option<&'a Shared>,
+    abort: &'a AtomicBool,
 }
 
 impl Future for Drain<'_> {
     type Output = usize;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+        let this = &mut *self;
         let mut ended = 0;
-        while ended < self.budget {
-            match self.running.poll_next_unpin(cx) {
+        while ended < this.budget {
+            // An abort ends the drain: the loop's top ends the worker, and a blocking task taken
+            // but not started must not run after the abort.
+            if this.abort.load(Ordering::Acquire) {
+                return Poll::Ready(ended);
+            }
+            // Each poll of the set is a window of its own for the watchdog: it returns at the
+            // first future that ends, so a run of short blocking tasks is not taken for one
+            // that holds the thread.
+            let mut next = Watched {
+                inner: this.running.next(),
+                side: this.side,
+            };
+            match Pin::new(&mut next).poll(cx) {
                 Poll::Ready(Some(())) => ended += 1,
                 Poll::Ready(None) => return Poll::Ready(ended),
                 Poll::Pending => break,
