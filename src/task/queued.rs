@@ -118,6 +118,24 @@ impl<R: TaskOutput> TaskCell<R> {
     }
 }
 
+/// A blocking task on an async worker, until its future first runs: a worker that ends without
+/// running it (an abort stops the loop with tasks taken but not started) drops the future, and
+/// the task then fails `Cancelled`, as an abort promises, rather than reading `Abandoned`.
+struct Unstarted<R: TaskOutput> {
+    task: Option<Box<TaskCell<R>>>,
+    fin: Arc<Finisher>,
+    load: Option<Arc<std::sync::atomic::AtomicUsize>>,
+}
+
+impl<R: TaskOutput> Drop for Unstarted<R> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.fail_final(TaskError::Cancelled, &self.fin);
+            leave(&self.load);
+        }
+    }
+}
+
 struct TaskCell<R> {
     id: TaskId,
     run: Work<R>,
@@ -363,10 +381,17 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         }
         if !self.is_async() {
             // A blocking task holds the thread (and every future on it) until it returns.
-            let (fin, running) = (fin.clone(), running.clone());
+            let running = running.clone();
+            let mut unstarted = Unstarted {
+                task: Some(self),
+                fin: fin.clone(),
+                load,
+            };
             return Box::pin(async move {
-                self.run(&fin, &running);
-                leave(&load);
+                if let Some(task) = unstarted.task.take() {
+                    task.run(&unstarted.fin, &running);
+                    leave(&unstarted.load);
+                }
             });
         }
         let timeout = self.timeout();
