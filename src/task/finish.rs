@@ -311,6 +311,11 @@ pub(crate) trait Registry: Send + Sync {
     /// task came: the task must not run, and its value must not wait for the future's drop).
     fn enter(&self, running: Running) -> Result<(), TaskError>;
     fn leave(&self, id: TaskId);
+    /// The error the registry was failed with (an abort, a stuck worker), if it was: a task not
+    /// started yet fails with it instead of starting.
+    fn failed(&self) -> Option<TaskError> {
+        None
+    }
 }
 
 impl Registry for RunningSlot {
@@ -386,6 +391,9 @@ impl Registry for RunningSet {
     }
     fn leave(&self, id: TaskId) {
         self.lock().tasks.remove(&id.0);
+    }
+    fn failed(&self) -> Option<TaskError> {
+        self.lock().failed.clone()
     }
 }
 

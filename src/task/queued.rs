@@ -118,19 +118,25 @@ impl<R: TaskOutput> TaskCell<R> {
     }
 }
 
-/// A blocking task on an async worker, until its future first runs: a worker that ends without
-/// running it (an abort stops the loop with tasks taken but not started) drops the future, and
-/// the task then fails `Cancelled`, as an abort promises, rather than reading `Abandoned`.
+/// A blocking task on an async worker, until its future first runs. An abort stops the worker's
+/// loop with tasks taken but not started and drops their futures: such a task then fails with
+/// the error its worker's tasks were failed with (`Cancelled`, as an abort promises), rather
+/// than reading `Abandoned`. Dropped for another reason (the loop itself went away), it reads
+/// `Abandoned` as before.
 struct Unstarted<R: TaskOutput> {
     task: Option<Box<TaskCell<R>>>,
     fin: Arc<Finisher>,
+    /// The worker's running set, which knows whether an abort (or a stuck worker) failed it.
+    set: Arc<dyn Registry>,
     load: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl<R: TaskOutput> Drop for Unstarted<R> {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
-            task.fail_final(TaskError::Cancelled, &self.fin);
+            if let Some(error) = self.set.failed() {
+                task.fail_final(error, &self.fin);
+            }
             leave(&self.load);
         }
     }
@@ -385,11 +391,16 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             let mut unstarted = Unstarted {
                 task: Some(self),
                 fin: fin.clone(),
+                set,
                 load,
             };
             return Box::pin(async move {
                 if let Some(task) = unstarted.task.take() {
-                    task.run(&unstarted.fin, &running);
+                    // Failed before it started (an abort, a stuck worker): it must not run.
+                    match unstarted.set.failed() {
+                        Some(error) => task.fail_final(error, &unstarted.fin),
+                        None => task.run(&unstarted.fin, &running),
+                    }
                     leave(&unstarted.load);
                 }
             });
