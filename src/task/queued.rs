@@ -118,11 +118,11 @@ impl<R: TaskOutput> TaskCell<R> {
     }
 }
 
-/// A blocking task on an async worker, until its future first runs. An abort stops the worker's
-/// loop with tasks taken but not started and drops their futures: such a task then fails with
-/// the error its worker's tasks were failed with (`Cancelled`, as an abort promises), rather
-/// than reading `Abandoned`. Dropped for another reason (the loop itself went away), it reads
-/// `Abandoned` as before.
+/// A blocking task on an async worker, until its future first runs (it is in the worker's running
+/// set meanwhile, where an abort fails it at once). An abort stops the worker's loop with tasks
+/// taken but not started and drops their futures: such a task fails with the error its worker's
+/// tasks were failed with (`Cancelled`, as an abort promises), rather than reading `Abandoned`.
+/// Dropped for another reason (the loop itself went away), it reads `Abandoned` as before.
 struct Unstarted<R: TaskOutput> {
     task: Option<Box<TaskCell<R>>>,
     fin: Arc<Finisher>,
@@ -134,6 +134,7 @@ struct Unstarted<R: TaskOutput> {
 impl<R: TaskOutput> Drop for Unstarted<R> {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
+            self.set.leave(task.id);
             if let Some(error) = self.set.failed() {
                 task.fail_final(error, &self.fin);
             }
@@ -387,6 +388,21 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
         }
         if !self.is_async() {
             // A blocking task holds the thread (and every future on it) until it returns.
+            // Registered now, as an async task is: an abort (or a stuck worker) fails it at once,
+            // from the thread that aborts, though it has not started.
+            let id = self.id;
+            let entered = set.enter(Running {
+                id,
+                since: fin.counters.tracks_latency().then(std::time::Instant::now),
+                attempt: self.attempt(),
+                slot: self.promise.fail_slot(),
+                permit: self.permit().cloned(),
+            });
+            if let Err(error) = entered {
+                self.fail_final(error, fin);
+                leave(&load);
+                return Box::pin(std::future::ready(()));
+            }
             let running = running.clone();
             let mut unstarted = Unstarted {
                 task: Some(self),
@@ -396,6 +412,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             };
             return Box::pin(async move {
                 if let Some(task) = unstarted.task.take() {
+                    unstarted.set.leave(id);
                     // Failed before it started (an abort, a stuck worker): it must not run.
                     match unstarted.set.failed() {
                         Some(error) => task.fail_final(error, &unstarted.fin),
