@@ -131,15 +131,26 @@ struct Unstarted<R: TaskOutput> {
     load: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
-impl<R: TaskOutput> Drop for Unstarted<R> {
-    fn drop(&mut self) {
+impl<R: TaskOutput> Unstarted<R> {
+    /// Takes the task out of the running set and hands it to `start`, unless the set was failed
+    /// meanwhile (an abort, a stuck worker): the task then fails with that error and must not run.
+    /// Once only; the load counter goes down either way.
+    fn end(&mut self, start: impl FnOnce(Box<TaskCell<R>>, &Arc<Finisher>)) {
         if let Some(task) = self.task.take() {
             self.set.leave(task.id);
-            if let Some(error) = self.set.failed() {
-                task.fail_final(error, &self.fin);
+            match self.set.failed() {
+                Some(error) => task.fail_final(error, &self.fin),
+                None => start(task, &self.fin),
             }
             leave(&self.load);
         }
+    }
+}
+
+impl<R: TaskOutput> Drop for Unstarted<R> {
+    fn drop(&mut self) {
+        // Not failed: the task is dropped with its future, and reads `Abandoned`.
+        self.end(|task, _| drop(task));
     }
 }
 
@@ -390,9 +401,8 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             // A blocking task holds the thread (and every future on it) until it returns.
             // Registered now, as an async task is: an abort (or a stuck worker) fails it at once,
             // from the thread that aborts, though it has not started.
-            let id = self.id;
             let entered = set.enter(Running {
-                id,
+                id: self.id,
                 since: fin.counters.tracks_latency().then(std::time::Instant::now),
                 attempt: self.attempt(),
                 slot: self.promise.fail_slot(),
@@ -411,15 +421,7 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
                 load,
             };
             return Box::pin(async move {
-                if let Some(task) = unstarted.task.take() {
-                    unstarted.set.leave(id);
-                    // Failed before it started (an abort, a stuck worker): it must not run.
-                    match unstarted.set.failed() {
-                        Some(error) => task.fail_final(error, &unstarted.fin),
-                        None => task.run(&unstarted.fin, &running),
-                    }
-                    leave(&unstarted.load);
-                }
+                unstarted.end(|task, fin| task.run(fin, &running));
             });
         }
         let timeout = self.timeout();
