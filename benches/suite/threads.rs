@@ -273,7 +273,7 @@ pub fn s2(cfg: &Config) -> Vec<Scenario> {
         "pipelined throughput: no-op tasks, 2 workers, 64 in flight",
         "tasks/s",
         true,
-        "within 1.25x of the floor (issue #16); at least 5x SyncArbiter",
+        "within 1.25x of the floor (issue #16); ahead of every peer",
     );
     for (name, kind) in [
         ("circuits pool.push()", Kind::Ours),
@@ -326,11 +326,25 @@ pub fn s2(cfg: &Config) -> Vec<Scenario> {
         let v = sys.block_on(pipelined(n, 64, || c.floor.call(0)));
         s.push("floor: crossbeam + oneshot", v);
     }
-    let vs_sync = s.advantage("circuits pool.push()", "actix SyncArbiter");
+    // `BENCHMARKS.md` retired the old "at least 5x SyncArbiter": on two cores it lies above the
+    // floor itself. What is left is the floor's lead and the fastest peer's.
     let vs_floor = s.advantage("floor: crossbeam + oneshot", "circuits pool.push()");
+    let (peer, vs_peer) = [
+        "actix SyncArbiter",
+        "rayon spawn",
+        "tokio spawn_blocking",
+        "threadpool",
+    ]
+    .into_iter()
+    .map(|p| (p, s.advantage("circuits pool.push()", p)))
+    .min_by(|a, b| a.1.total_cmp(&b.1))
+    .expect("S2 has peers");
     s.judge(
-        vs_sync >= 5.0 && vs_floor <= 1.25,
-        format!("floor is {vs_floor:.2}x faster (target <= 1.25x); {vs_sync:.1}x SyncArbiter (target >= 5x)"),
+        vs_floor <= 1.25 && vs_peer >= 1.0,
+        format!(
+            "floor is {vs_floor:.2}x faster (target <= 1.25x); {vs_peer:.2}x the fastest peer, \
+             {peer} (target >= 1.0x)"
+        ),
     );
     let streamed = page.read.load(std::sync::atomic::Ordering::Relaxed);
     drop(page);
