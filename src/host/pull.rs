@@ -9,6 +9,7 @@ use async_nats::jetstream::{consumer, AckKind};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
+use super::answer::Replies;
 use super::config::{HostConfig, MIN_HELD_BYTES};
 use super::error::HostError;
 use super::pace::Slot;
@@ -73,12 +74,14 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
         .min(workers)
         .process_with(process)
         .try_start()?;
+    let replies = Replies::start(&broker, cfg.publish_deadline);
     let ctx = Rc::new(Ctx {
         jobs,
         cfg,
         broker,
         pool: pool.clone(),
         pace: Rc::default(),
+        replies,
     });
     let free = std::sync::Arc::new(Semaphore::new(slots));
     let capacity = workers * pipeline;
@@ -194,10 +197,10 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
                 Some(permit) => {
                     let (ctx, running, stop) = (ctx.clone(), running.clone(), stop_seen.clone());
                     let slot = Slot::new(permit, ctx.pace.clone(), length);
-                    actix::spawn(async move {
-                        run(&ctx, message, &running, stop).await;
-                        drop(slot);
-                    });
+                    // Boxed: the message is 408 bytes, and the job's task holds it from its
+                    // start to its end (see `answer`).
+                    let message = Box::new(message);
+                    actix::spawn(async move { run(&ctx, message, slot, &running, stop).await });
                 }
                 None => {
                     let _ = message.ack_with(AckKind::Nak(None)).await;
@@ -217,6 +220,9 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
     let _ = free
         .acquire_many(u32::try_from(slots).unwrap_or(u32::MAX))
         .await;
+    // Every job's acknowledgement is with the client now (a job's slot comes back once its ack
+    // is): sent before the host goes.
+    let _ = ctx.broker.client.flush().await;
     pool.stop().await;
     Ok(())
 }

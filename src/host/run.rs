@@ -1,14 +1,16 @@
 //! One job on a host: it waits for a worker of the local pool, is kept alive with progress acks,
-//! and is acknowledged once its answer is stored.
+//! and its answer goes to the host's answerer, which stores it and then acknowledges the job.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
 use async_nats::jetstream::{AckKind, Message};
 use tokio::sync::Semaphore;
 
-use super::pace::Pace;
+use super::answer::{Job, Replies};
+use super::pace::{Pace, Slot};
 use crate::job::{forwarded, Jobs};
 use crate::pool::PoolHandle;
 use crate::task::{JobContext, TaskError};
@@ -24,13 +26,16 @@ pub(super) struct Ctx {
     pub(super) pool: PoolHandle,
     /// How long jobs take here: how many the host holds.
     pub(super) pace: Rc<Pace>,
+    /// Where answers and acknowledgements go.
+    pub(super) replies: Replies,
 }
 
-/// Runs one job once a worker is free (or hands it back if the host stops first) and answers it:
-/// the answer is stored before the job is acknowledged.
+/// Runs one job once a worker is free (or hands it back if the host stops first), and hands its
+/// answer to the answerer. The job keeps `slot` until it is acknowledged.
 pub(super) async fn run(
     ctx: &Ctx,
-    message: Message,
+    message: Box<Message>,
+    slot: Slot,
     running: &Semaphore,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -42,23 +47,23 @@ pub(super) async fn run(
         Err(e) => {
             // Nobody can be answered: the job is taken out of the stream.
             tracing::error!("worker host: an undecodable job ({e}); dropped");
-            let _ = message.ack_with(AckKind::Term).await;
+            ctx.replies.ack(Job::new(message, slot), AckKind::Term);
             return;
         }
     };
     let outcome = match ctx.jobs.known(&request.name) {
         None => Err(TaskError::UnknownJob(request.name.clone())),
         Some(name) => {
-            let worker = async {
+            let worker = std::pin::pin!(async {
                 tokio::select! {
                     biased;
                     _ = stop.wait_for(|s| *s) => None,
                     permit = running.acquire() => permit.ok(),
                 }
-            };
-            let Some(_worker) = alive_until(&message, ctx.cfg.ack_wait, worker).await else {
+            });
+            let Some(_worker) = alive_until(ctx, &message, worker).await else {
                 // Not started: back to the stream for another host, now.
-                let _ = message.ack_with(AckKind::Nak(None)).await;
+                ctx.replies.ack(Job::new(message, slot), AckKind::Nak(None));
                 return;
             };
             let context = JobContext {
@@ -75,13 +80,13 @@ pub(super) async fn run(
                 Ok(v) => v,
                 Err(refused) => {
                     tracing::warn!("worker host: {}; the job goes back", refused.refusal());
-                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                    ctx.replies.ack(Job::new(message, slot), AckKind::Nak(None));
                     return;
                 }
             };
             ctx.pace.handed();
             let handed = std::time::Instant::now();
-            let outcome = alive_until(&message, ctx.cfg.ack_wait, value).await;
+            let outcome = alive_until(ctx, &message, std::pin::pin!(value)).await;
             ctx.pace.ended(handed.elapsed());
             outcome
         }
@@ -92,26 +97,24 @@ pub(super) async fn run(
         delivery,
         outcome,
     };
-    answer_and_ack(ctx, &request, &answer, message).await;
+    answer_and_ack(ctx, &request, &answer, Job::new(message, slot));
 }
 
-/// Awaits `work`, telling the server the host is alive every third of `ack_wait`.
-async fn alive_until<T>(message: &Message, ack_wait: Duration, work: impl Future<Output = T>) -> T {
-    let mut work = std::pin::pin!(work);
-    let every = (ack_wait / 3).max(Duration::from_millis(100));
+/// Awaits `work`, telling the server the host is alive every third of the ack wait. (`work` is
+/// pinned by the caller: moved in, it would take its room in the job's task twice.)
+async fn alive_until<F: Future>(ctx: &Ctx, message: &Message, mut work: Pin<&mut F>) -> F::Output {
+    let every = (ctx.cfg.ack_wait / 3).max(Duration::from_millis(100));
     loop {
         tokio::select! {
             outcome = &mut work => return outcome,
-            _ = tokio::time::sleep(every) => {
-                let _ = message.ack_with(AckKind::Progress).await;
-            }
+            _ = tokio::time::sleep(every) => ctx.replies.progress(message),
         }
     }
 }
 
-/// Publishes the answer until the server stores it (deduplicated by the attempt's id), then
-/// acknowledges the job.
-async fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, message: Message) {
+/// Hands the answer to the answerer: stored (deduplicated by the attempt's id), or sent at most
+/// once when the pool asked for that; the job is acknowledged after.
+fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, job: Job) {
     let bytes = match wire::encode(answer) {
         Ok(b) => bytes::Bytes::from(b),
         Err(e) => {
@@ -120,9 +123,7 @@ async fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, message: 
         }
     };
     if let Some(subject) = &request.fast_answer {
-        // At most once, by the pool's choice: sent (in order, before the ack), not stored.
-        let _ = ctx.broker.client.publish(subject.clone(), bytes).await;
-        let _ = message.ack().await;
+        ctx.replies.fast(job, subject.clone(), bytes);
         return;
     }
     let subject = ctx.cfg.results_subject(&request.pool);
@@ -130,30 +131,5 @@ async fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, message: 
         "{}.answer",
         wire::job_id(&request.pool, request.task, request.attempt)
     );
-    let mut wait = Duration::from_millis(20);
-    let started = std::time::Instant::now();
-    loop {
-        let sent = ctx.broker.js.send_publish(
-            subject.clone(),
-            async_nats::jetstream::message::PublishMessage::build()
-                .payload(bytes.clone())
-                .message_id(&id),
-        );
-        match async { sent.await?.await }.await {
-            Ok(_) => break,
-            Err(e) if started.elapsed() >= ctx.cfg.publish_deadline => {
-                // Not acknowledged: the server gives the job to a host again after its ack wait
-                // (and a host that is stopping does not hang on a server that is gone).
-                tracing::warn!("worker host: an answer not stored within the deadline ({e})");
-                return;
-            }
-            Err(e) => {
-                tracing::debug!("worker host: publishing an answer: {e}; again");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(1));
-            }
-        }
-    }
-    // A lost ack only means a second delivery, whose answer the pool absorbs.
-    let _ = message.ack().await;
+    ctx.replies.stored(job, subject, id, bytes);
 }
