@@ -14,7 +14,6 @@
 //! (how many jobs it holds), `pull` (pulling them), `run` (one job: its worker, its progress acks,
 //! its answer and its ack).
 
-mod answer;
 mod config;
 mod error;
 mod pace;

@@ -9,7 +9,6 @@ use async_nats::jetstream::{consumer, AckKind};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
-use super::answer::Replies;
 use super::config::{HostConfig, MIN_HELD_BYTES};
 use super::error::HostError;
 use super::pace::Slot;
@@ -30,6 +29,9 @@ const BUSY_POLL: Duration = Duration::from_secs(1);
 /// without a word: a cluster node dies with it, or it reaches a consumer whose leader is not
 /// elected yet. Without a bound the host would wait for it for ever, pulling nothing.
 const PULL_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a stopping host waits for its last acks and naks to reach the server.
+const FLUSH: Duration = Duration::from_secs(2);
 
 /// The most jobs a host holds per worker unless [`HostConfig::slots`] says otherwise; it holds
 /// fewer while its jobs are not short (see `pace`).
@@ -74,14 +76,12 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
         .min(workers)
         .process_with(process)
         .try_start()?;
-    let replies = Replies::start(&broker, cfg.publish_deadline);
     let ctx = Rc::new(Ctx {
         jobs,
         cfg,
         broker,
         pool: pool.clone(),
         pace: Rc::default(),
-        replies,
     });
     let free = std::sync::Arc::new(Semaphore::new(slots));
     let capacity = workers * pipeline;
@@ -197,10 +197,12 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
                 Some(permit) => {
                     let (ctx, running, stop) = (ctx.clone(), running.clone(), stop_seen.clone());
                     let slot = Slot::new(permit, ctx.pace.clone(), length);
-                    // Boxed: the message is 408 bytes, and the job's task holds it from its
-                    // start to its end (see `answer`).
+                    // Boxed: the job's task holds the 408-byte message to its end (see `run`).
                     let message = Box::new(message);
-                    actix::spawn(async move { run(&ctx, message, slot, &running, stop).await });
+                    actix::spawn(async move {
+                        run(&ctx, message, &running, stop).await;
+                        drop(slot);
+                    });
                 }
                 None => {
                     let _ = message.ack_with(AckKind::Nak(None)).await;
@@ -220,9 +222,9 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
     let _ = free
         .acquire_many(u32::try_from(slots).unwrap_or(u32::MAX))
         .await;
-    // Every job's acknowledgement is with the client now (a job's slot comes back once its ack
-    // is): sent before the host goes.
-    let _ = ctx.broker.client.flush().await;
+    // Every job's ack and nak is with the client now (a job's slot comes back after them): sent
+    // before the host goes, unless the server is away (the client would wait for it for ever).
+    let _ = tokio::time::timeout(FLUSH, ctx.broker.client.flush()).await;
     pool.stop().await;
     Ok(())
 }

@@ -1,5 +1,15 @@
 //! One job on a host: it waits for a worker of the local pool, is kept alive with progress acks,
-//! and its answer goes to the host's answerer, which stores it and then acknowledges the job.
+//! and is acknowledged once its answer is stored.
+//!
+//! A job's task lives as long as the host holds the job, so its size is what each held job costs,
+//! and tokio copies it whole at its spawn and at its end. async-nats's publish and acknowledgement
+//! futures are half a kilobyte to a kilobyte each, and its message 408 bytes: awaited in place,
+//! they made the task 4.3 KB (`-Zprint-type-sizes`), and in a profile of a busy host (issue #13's
+//! S10, single jobs) `memcpy` and `malloc` took a third of its main thread, the tasks' copies the
+//! largest part of the `memcpy`. So the message is boxed, the work `alive_until` waits for is
+//! pinned where it is made (moved in, it takes its room twice), and what runs once at the end or
+//! seldom (the answer and the ack, a progress ack, a nak) is boxed when it starts: the task is
+//! 0.9 KB.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,8 +19,7 @@ use std::time::Duration;
 use async_nats::jetstream::{AckKind, Message};
 use tokio::sync::Semaphore;
 
-use super::answer::{Job, Replies};
-use super::pace::{Pace, Slot};
+use super::pace::Pace;
 use crate::job::{forwarded, Jobs};
 use crate::pool::PoolHandle;
 use crate::task::{JobContext, TaskError};
@@ -26,16 +35,13 @@ pub(super) struct Ctx {
     pub(super) pool: PoolHandle,
     /// How long jobs take here: how many the host holds.
     pub(super) pace: Rc<Pace>,
-    /// Where answers and acknowledgements go.
-    pub(super) replies: Replies,
 }
 
-/// Runs one job once a worker is free (or hands it back if the host stops first), and hands its
-/// answer to the answerer. The job keeps `slot` until it is acknowledged.
+/// Runs one job once a worker is free (or hands it back if the host stops first) and answers it:
+/// the answer is stored before the job is acknowledged.
 pub(super) async fn run(
     ctx: &Ctx,
     message: Box<Message>,
-    slot: Slot,
     running: &Semaphore,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -47,7 +53,7 @@ pub(super) async fn run(
         Err(e) => {
             // Nobody can be answered: the job is taken out of the stream.
             tracing::error!("worker host: an undecodable job ({e}); dropped");
-            ctx.replies.ack(Job::new(message, slot), AckKind::Term);
+            let _ = Box::pin(message.ack_with(AckKind::Term)).await;
             return;
         }
     };
@@ -61,9 +67,9 @@ pub(super) async fn run(
                     permit = running.acquire() => permit.ok(),
                 }
             });
-            let Some(_worker) = alive_until(ctx, &message, worker).await else {
+            let Some(_worker) = alive_until(&message, ctx.cfg.ack_wait, worker).await else {
                 // Not started: back to the stream for another host, now.
-                ctx.replies.ack(Job::new(message, slot), AckKind::Nak(None));
+                let _ = Box::pin(message.ack_with(AckKind::Nak(None))).await;
                 return;
             };
             let context = JobContext {
@@ -80,13 +86,13 @@ pub(super) async fn run(
                 Ok(v) => v,
                 Err(refused) => {
                     tracing::warn!("worker host: {}; the job goes back", refused.refusal());
-                    ctx.replies.ack(Job::new(message, slot), AckKind::Nak(None));
+                    let _ = Box::pin(message.ack_with(AckKind::Nak(None))).await;
                     return;
                 }
             };
             ctx.pace.handed();
             let handed = std::time::Instant::now();
-            let outcome = alive_until(ctx, &message, std::pin::pin!(value)).await;
+            let outcome = alive_until(&message, ctx.cfg.ack_wait, std::pin::pin!(value)).await;
             ctx.pace.ended(handed.elapsed());
             outcome
         }
@@ -97,24 +103,29 @@ pub(super) async fn run(
         delivery,
         outcome,
     };
-    answer_and_ack(ctx, &request, &answer, Job::new(message, slot));
+    Box::pin(answer_and_ack(ctx, &request, &answer, message)).await;
 }
 
-/// Awaits `work`, telling the server the host is alive every third of the ack wait. (`work` is
-/// pinned by the caller: moved in, it would take its room in the job's task twice.)
-async fn alive_until<F: Future>(ctx: &Ctx, message: &Message, mut work: Pin<&mut F>) -> F::Output {
-    let every = (ctx.cfg.ack_wait / 3).max(Duration::from_millis(100));
+/// Awaits `work`, telling the server the host is alive every third of `ack_wait`.
+async fn alive_until<F: Future>(
+    message: &Message,
+    ack_wait: Duration,
+    mut work: Pin<&mut F>,
+) -> F::Output {
+    let every = (ack_wait / 3).max(Duration::from_millis(100));
     loop {
         tokio::select! {
             outcome = &mut work => return outcome,
-            _ = tokio::time::sleep(every) => ctx.replies.progress(message),
+            _ = tokio::time::sleep(every) => {
+                let _ = Box::pin(message.ack_with(AckKind::Progress)).await;
+            }
         }
     }
 }
 
-/// Hands the answer to the answerer: stored (deduplicated by the attempt's id), or sent at most
-/// once when the pool asked for that; the job is acknowledged after.
-fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, job: Job) {
+/// Publishes the answer until the server stores it (deduplicated by the attempt's id), then
+/// acknowledges the job.
+async fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, message: Box<Message>) {
     let bytes = match wire::encode(answer) {
         Ok(b) => bytes::Bytes::from(b),
         Err(e) => {
@@ -123,7 +134,9 @@ fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, job: Job) {
         }
     };
     if let Some(subject) = &request.fast_answer {
-        ctx.replies.fast(job, subject.clone(), bytes);
+        // At most once, by the pool's choice: sent (in order, before the ack), not stored.
+        let _ = ctx.broker.client.publish(subject.clone(), bytes).await;
+        let _ = message.ack().await;
         return;
     }
     let subject = ctx.cfg.results_subject(&request.pool);
@@ -131,5 +144,32 @@ fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, job: Job) {
         "{}.answer",
         wire::job_id(&request.pool, request.task, request.attempt)
     );
-    ctx.replies.stored(job, subject, id, bytes);
+    let mut wait = Duration::from_millis(20);
+    let started = std::time::Instant::now();
+    loop {
+        let publish = async_nats::jetstream::message::PublishMessage::build()
+            .payload(bytes.clone())
+            .message_id(&id);
+        // Awaited in place, not moved into a block: the publish future is 824 bytes.
+        let stored = match ctx.broker.js.send_publish(subject.clone(), publish).await {
+            Ok(confirmation) => confirmation.await,
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(_) => break,
+            Err(e) if started.elapsed() >= ctx.cfg.publish_deadline => {
+                // Not acknowledged: the server gives the job to a host again after its ack wait
+                // (and a host that is stopping does not hang on a server that is gone).
+                tracing::warn!("worker host: an answer not stored within the deadline ({e})");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!("worker host: publishing an answer: {e}; again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    // A lost ack only means a second delivery, whose answer the pool absorbs.
+    let _ = message.ack().await;
 }
