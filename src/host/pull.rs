@@ -30,7 +30,7 @@ const BUSY_POLL: Duration = Duration::from_secs(1);
 /// elected yet. Without a bound the host would wait for it for ever, pulling nothing.
 const PULL_GRACE: Duration = Duration::from_secs(1);
 
-/// How long a stopping host waits for its last acks and naks to reach the server.
+/// How long a stopping host waits for its last acks and naks to be written to the connection.
 const FLUSH: Duration = Duration::from_secs(2);
 
 /// The most jobs a host holds per worker unless [`HostConfig::slots`] says otherwise; it holds
