@@ -43,10 +43,10 @@
 //! [`value`], [`task`], [`job`], [`pool`] (with [`balance`]), and with the `actix-web`
 //! feature, `web`.
 //!
-//! Further reading, in the `docs/` directory of the crate's source: `docs/guide.md`, a tutorial from
-//! `cargo add` to an elastic process pool whose results any actor can watch (every Rust snippet in it is
-//! compiled as a doctest, and run unless marked `no_run`), and `docs/architecture.md`, how the bus, the tree, the pools and
-//! process mode work inside.
+//! Further reading, in the `docs/` directory of the crate's source: `docs/guide.md`, a tutorial
+//! from `cargo add` to an elastic process pool whose results any actor can watch (every Rust
+//! snippet in it is compiled as a doctest, and run unless marked `no_run`), and
+//! `docs/architecture.md`, how the bus, the tree, the pools and process mode work inside.
 //!
 //! Platforms: thread mode and the bus run wherever actix does. Process mode needs Linux and the
 //! `process` feature (on by default); elsewhere a process pool fails to start with

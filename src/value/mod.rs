@@ -279,8 +279,8 @@ impl<T, E> Value<T, E> {
     /// A short task's value is set within about a microsecond of its push; by then the awaiting
     /// runtime thread has often parked, and waking it costs 5-20 us on a VM. Spinning that
     /// microsecond in place took S1 (one task in flight) from 10-15 us a round trip to 0.6-2.5 us
-    /// (medians of full reports). With other tasks of the pool in flight no value spins: the pool is busy, and its
-    /// callers would only take turns at spinning.
+    /// (medians of full reports). With other tasks of the pool in flight no value spins: the pool
+    /// is busy, and its callers would only take turns at spinning.
     pub(crate) fn spin_first(mut self, at_once: bool) -> Self {
         if let Inner::Slot(_, spin) = &mut self.inner {
             *spin = at_once;
