@@ -56,7 +56,7 @@ pub(super) async fn run(
         Err(e) => {
             // Nobody can be answered: the job is taken out of the stream.
             tracing::error!("worker host: an undecodable job ({e}); dropped");
-            let _ = Box::pin(message.ack_with(AckKind::Term)).await;
+            ack_with(&message, AckKind::Term).await;
             return;
         }
     };
@@ -77,7 +77,7 @@ pub(super) async fn run(
             };
             let Some(_worker) = worker else {
                 // Not started: back to the stream for another host, now.
-                let _ = Box::pin(message.ack_with(AckKind::Nak(None))).await;
+                ack_with(&message, AckKind::Nak(None)).await;
                 return;
             };
             let context = JobContext {
@@ -94,7 +94,7 @@ pub(super) async fn run(
                 Ok(v) => v,
                 Err(refused) => {
                     tracing::warn!("worker host: {}; the job goes back", refused.refusal());
-                    let _ = Box::pin(message.ack_with(AckKind::Nak(None))).await;
+                    ack_with(&message, AckKind::Nak(None)).await;
                     return;
                 }
             };
@@ -125,10 +125,17 @@ async fn alive_until<F: Future>(
         tokio::select! {
             outcome = &mut work => return outcome,
             _ = tokio::time::sleep(every) => {
-                let _ = Box::pin(message.ack_with(AckKind::Progress)).await;
+                ack_with(&message, AckKind::Progress).await;
             }
         }
     }
+}
+
+/// Sends `kind` for the job (a nak, a term, a progress ack), best effort. Boxed when it starts:
+/// async-nats's ack future is 624 bytes, and awaited in place it would take that room in every
+/// held job's task (see the module's note).
+async fn ack_with(message: &Message, kind: AckKind) {
+    let _ = Box::pin(message.ack_with(kind)).await;
 }
 
 /// Publishes the answer until the server stores it (deduplicated by the attempt's id), then
