@@ -125,7 +125,7 @@ async fn alive_until<F: Future>(
         tokio::select! {
             outcome = &mut work => return outcome,
             _ = tokio::time::sleep(every) => {
-                ack_with(&message, AckKind::Progress).await;
+                ack_with(message, AckKind::Progress).await;
             }
         }
     }
