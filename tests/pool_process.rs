@@ -155,6 +155,20 @@ impl Job for Place {
     }
 }
 
+/// Sleeps `ms` milliseconds; answers with them.
+#[derive(Serialize, Deserialize)]
+struct Nap {
+    ms: u64,
+}
+impl Job for Nap {
+    const NAME: &'static str = "nap";
+    type Output = u64;
+    fn run(self) -> u64 {
+        std::thread::sleep(Duration::from_millis(self.ms));
+        self.ms
+    }
+}
+
 /// Known to the parent's code but not registered in the children's job set.
 #[derive(Serialize, Deserialize)]
 struct Unregistered;
@@ -174,6 +188,7 @@ fn jobs() -> Jobs {
         .register::<Grow>()
         .register::<OpenMany>()
         .register::<Place>()
+        .register::<Nap>()
 }
 
 /// The pool's `WorkerRestarted` events from now on.
@@ -302,6 +317,53 @@ async fn answers_in_the_ring_when_a_child_dies_all_arrive() {
         );
     }
     bounded(pool.stop()).await;
+}
+
+/// One job at a time, each awaited as soon as it is pushed: the thread awaiting a quick job's
+/// answer reads it from the shared memory itself (`ProcessConfig::answer_spin`), the reader thread
+/// answers the others. Whoever reads, every answer is the right one; a job slower than the spin
+/// is answered all the same; a child that dies in a job awaited this way fails exactly that job,
+/// and the next one runs on its replacement. With the spin off, at its default and at its most.
+async fn jobs_awaited_one_at_a_time_are_answered_whoever_reads_them() {
+    for spin in [
+        Duration::ZERO,
+        ProcessConfig::default().answer_spin_time(),
+        Duration::from_millis(1),
+    ] {
+        let config = ProcessConfig::default().answer_spin(spin);
+        let pool = Pool::builder().min(1).process_with(config).start();
+        let mut restarts = watch_restarts(&pool);
+        for round in 0..5u64 {
+            for i in 0..200 {
+                let n = round * 1000 + i;
+                let got = bounded(accepted(&pool, Task::job(Square(n)))).await;
+                assert_eq!(got, Ok(n * n), "spin {spin:?}, round {round}, job {i}");
+            }
+            // Slower than any spin: after quick ones, an awaiting thread starts reading it.
+            let slow = bounded(accepted(&pool, Task::job(Nap { ms: 5 }))).await;
+            assert_eq!(slow, Ok(5), "spin {spin:?}, round {round}");
+            for i in 0..20 {
+                let got = bounded(accepted(&pool, Task::job(Square(i)))).await;
+                assert_eq!(got, Ok(i * i), "spin {spin:?}, round {round}, job {i}");
+            }
+            // Dies while its answer is awaited, right after quick jobs.
+            let crash = bounded(accepted(&pool, Task::job(Misbehave::Abort))).await;
+            assert!(
+                matches!(
+                    crash,
+                    Err(TaskError::WorkerCrashed {
+                        exit: Exit::Signal(libc::SIGABRT),
+                        ..
+                    })
+                ),
+                "spin {spin:?}, round {round}: {crash:?}"
+            );
+            let r = restarts.next().await;
+            assert!(r.reason.contains("SIGABRT"), "{:?}", r.reason);
+        }
+        bounded(pool.stop()).await;
+    }
+    assert_eq!(wait_for_no_children().await, Vec::<u32>::new());
 }
 
 async fn an_unwinding_panic_is_a_plain_failure_and_the_child_lives() {
@@ -910,6 +972,7 @@ fn main() {
             results_are_correct_for_1000_jobs_on_2_children,
             one_child_runs_one_pushers_tasks_in_the_order_they_came,
             answers_in_the_ring_when_a_child_dies_all_arrive,
+            jobs_awaited_one_at_a_time_are_answered_whoever_reads_them,
             a_timeout_is_watched_for_a_job_that_starts_behind_another,
             a_large_job_behind_a_hung_one_does_not_block_its_timeout,
             abort_fails_only_its_task_and_the_pool_goes_on,

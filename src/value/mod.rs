@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+pub(crate) mod help;
 mod slot;
 
 pub(crate) use slot::{FailSlot, Outcome, Promise};
@@ -360,6 +361,10 @@ impl<T, E: From<Abandoned>> Future for Value<T, E> {
             Inner::Slot(s, spin) => {
                 let mut took = Took::Pending;
                 if std::mem::take(spin) {
+                    // Its worker may have offered to read its answer on this thread.
+                    if let Some(help) = help::take() {
+                        help.help(&|| s.is_ready());
+                    }
                     // SAFETY: this value is its slot's one waiting side, polled through `&mut`.
                     took = unsafe { Self::spin(s) };
                 }

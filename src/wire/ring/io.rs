@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::watch::Watch;
 use super::{hostile, Dir, End, Region};
 use crate::wire::error::WireError;
 use crate::wire::frame::Frame;
@@ -262,6 +263,99 @@ impl RingSource {
             got += n;
         }
         Ok(())
+    }
+}
+
+/// Sharing the reading of answers with a helper: an awaiting thread that reads its own answer
+/// (see `worker::process::answers`). Whoever reads holds the source (a lock); the reader thread
+/// waits for frames through a [`Watch`], without holding it.
+impl RingSource {
+    /// The position of the next byte to read.
+    pub(crate) fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// Whether the writer has published bytes this side has not read.
+    ///
+    /// # Errors
+    ///
+    /// When the writer's position is out of bounds.
+    pub(crate) fn has_data(&self) -> Result<bool, WireError> {
+        Ok(self.available()? > 0)
+    }
+
+    /// What the reader thread waits with while it does not hold this source.
+    pub(crate) fn watch(&self) -> Watch {
+        Watch::new(self.end.clone(), self.dir)
+    }
+
+    /// The next frame's body when all of it is in the ring now, `None` when it is not (nothing
+    /// written, or a frame still being written, or one larger than the ring): never waits.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](FrameSource::recv), for a hostile writer's positions, marks and lengths.
+    pub(crate) fn try_recv(&mut self) -> Result<Option<Vec<u8>>, WireError> {
+        loop {
+            let ready = self.available()?;
+            if ready < 4 {
+                return Ok(None);
+            }
+            let mut len = [0u8; 4];
+            self.end.region.read_at(self.dir, self.head, &mut len);
+            if u32::from_le_bytes(len) == SKIP {
+                // As in `recv`: the next frame starts at the ring's start.
+                let cap = self.end.capacity();
+                let offset = self.head & (cap - 1);
+                if offset == 0 || cap - offset < 4 {
+                    return Err(hostile("a restart mark out of place"));
+                }
+                self.head = self.head.wrapping_add(cap - offset);
+                continue;
+            }
+            let size = announced(len, self.max_frame)?;
+            if ready - 4 < size as u64 {
+                return Ok(None);
+            }
+            let mut body = reuse(&mut self.spare, size);
+            let at = self.head.wrapping_add(4);
+            self.end.region.read_at(self.dir, at, &mut body);
+            self.head = at.wrapping_add(size as u64);
+            self.release();
+            return Ok(Some(body));
+        }
+    }
+
+    /// Whether the other side has read everything this side wrote to it through the region's
+    /// other ring (for the parent: the child took every job sent, so it is running, or done).
+    pub(crate) fn peer_took_all(&self) -> bool {
+        let other = match self.dir {
+            Dir::Jobs => Dir::Answers,
+            Dir::Answers => Dir::Jobs,
+        };
+        let tail = self.end.tail(other).load(Ordering::Acquire);
+        self.end.head(other).load(Ordering::Acquire) == tail
+    }
+
+    /// A helper starts reading: the writer need not ring the reader thread's bell meanwhile.
+    pub(crate) fn help_begin(&self) {
+        self.end.data_waiter(self.dir).swap(0, Ordering::AcqRel);
+    }
+
+    /// A helper stops reading. With `look`, the reader thread is woken to look at the ring (a
+    /// frame the helper left, a frame still to come that it should spin for, a protocol error
+    /// the helper found); without, the writer rings it for the next frame, as if it slept.
+    pub(crate) fn help_end(&self, look: bool) {
+        let waiter = self.end.data_waiter(self.dir);
+        if !look {
+            waiter.store(1, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            // A frame published before the writer could see the flag: the writer did not ring.
+            if !self.available().is_ok_and(|n| n > 0) || waiter.swap(0, Ordering::AcqRel) == 0 {
+                return;
+            }
+        }
+        self.end.own.ring();
     }
 }
 

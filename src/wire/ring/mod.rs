@@ -30,13 +30,16 @@
 //!
 //! Files: this one (the region, its layout and each side's ends), `io` (the sink and the source),
 //! `bell` (the `eventfd`s, and waiting on two descriptors), `pass` (handing descriptors over a
-//! socket), `hostile` (the reader against a hostile child's bytes, for the fuzzer and the tests).
+//! socket), `hostile` (the reader against a hostile child's bytes, for the fuzzer and the tests),
+//! `watch` (waiting for frames while an awaiting thread may read them itself).
 //!
 //! Layout (all offsets in bytes): a 4 KiB header (magic, version, ring capacity; then each ring's
 //! tail, head, `data_waiter` and `space_waiter`, each on its own cache line), then the jobs ring's
 //! bytes, then the answers ring's.
 
 mod bell;
+#[cfg(test)]
+mod help_tests;
 #[cfg(any(test, feature = "fuzzing"))]
 mod hostile;
 mod io;
@@ -44,6 +47,7 @@ mod pass;
 mod spin;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -56,6 +60,7 @@ use bell::Bell;
 pub(crate) use hostile::read_hostile;
 pub(crate) use io::{RingSink, RingSource};
 use spin::Spin;
+pub(crate) use watch::Watch;
 
 use super::error::WireError;
 

@@ -8,6 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 
+use super::answers::Answers;
 use super::config::ProcessConfig;
 use super::reader::{pidfd, read_child, Output, Readers};
 use super::shared::Shared;
@@ -26,6 +27,8 @@ pub(super) enum Input {
     },
     Ring {
         sink: RingSink,
+        /// The child's answers, which an awaiting thread may read (see `answers`).
+        answers: Arc<Answers>,
         _sock: UnixStream,
     },
 }
@@ -37,6 +40,14 @@ impl Input {
         match self {
             Input::Pipe { .. } => None,
             Input::Ring { sink, .. } => Some(sink.room()),
+        }
+    }
+
+    /// The child's answers, when they come through the ring.
+    pub(super) fn answers(&self) -> Option<&Arc<Answers>> {
+        match self {
+            Input::Pipe { .. } => None,
+            Input::Ring { answers, .. } => Some(answers),
         }
     }
 
@@ -147,8 +158,15 @@ pub(super) fn connect(
             // A child that died already fails its handshake: its reader sees it end.
             let _ = rings.send_to_child(&sock);
             let (sink, source) = rings.parent_ends(Arc::new(watch), max, LINGER);
-            readers.read(host, move || read_child(&shared, generation, source))?;
-            Ok(Input::Ring { sink, _sock: sock })
+            let (ring_watch, head) = (source.watch(), source.head());
+            let answers = Arc::new(Answers::new(shared, generation, source));
+            let reading = answers.clone();
+            readers.read(host, move || reading.read(&ring_watch, head))?;
+            Ok(Input::Ring {
+                sink,
+                answers,
+                _sock: sock,
+            })
         }
         None => {
             let stdin = child.stdin.take().ok_or_else(missing)?;

@@ -14,6 +14,7 @@ use super::serve::serve;
 use super::shared::{lock, try_lock, Msg, Relay, Shared, State};
 use super::state::Host;
 use crate::task::{ErasedTask, Finisher, TaskError};
+use crate::value::help::{self, Help};
 use crate::value::{promise, Value};
 use crate::worker::{Backend, PoolLink, Shutdown, WorkerSlot};
 
@@ -57,6 +58,8 @@ impl ProcessWorker {
             in_hand: Default::default(),
             relay: Default::default(),
             closed: Default::default(),
+            last_run: Default::default(),
+            answer_spin: cfg.answer_spin,
         });
         let host = Host {
             cfg,
@@ -115,7 +118,13 @@ impl Backend for ProcessWorker {
         if let Some(mut host) = try_lock(&self.host) {
             if host.stopping.is_none() && self.shared.in_hand.load(Ordering::SeqCst) == 0 {
                 host.pending.push_back(task);
-                host.relay();
+                let idle = host.relay();
+                // Sent to an idle child: its value, polled on this thread, may read the answer.
+                let helps = idle && host.pending.is_empty();
+                if let Some(answers) = host.answers().filter(|a| helps && a.worth_helping()) {
+                    let answers: Arc<dyn Help> = answers.clone();
+                    help::offer(Arc::downgrade(&answers));
+                }
                 return Ok(());
             }
         }
@@ -163,6 +172,13 @@ impl Backend for ProcessWorker {
 
     fn running(&self) -> usize {
         usize::from(!self.shared.lock().inflight.is_empty())
+    }
+
+    /// A child that is up and answered its last job quickly: a task sent to it while it is idle
+    /// may be answered to the awaiting thread itself (see `answers`).
+    fn starts_at_once(&self) -> bool {
+        self.shared.phase.load(Ordering::Relaxed) == super::shared::READY
+            && super::answers::quick(&self.shared)
     }
 
     fn probe(&self) -> crate::worker::info::Probe {

@@ -4,7 +4,8 @@
 //! Each worker has one host thread that owns the worker's queue and its child. With the
 //! shared-memory rings, the hot path skips it: a pusher that finds the host's state free (and no
 //! task of its own still on the way to the host thread) queues its job there and sends it to the
-//! child itself, and the reader, having settled answers, sends what waits. Neither ever starts a
+//! child itself, and the reader, having settled answers, sends what waits. The answer to a job
+//! sent to an idle child skips the reader too: the awaiting thread reads it (see `answers`). Neither ever starts a
 //! child or waits for ring space; what they cannot do they leave to the host thread, which also
 //! watches timeouts and memory and starts and ends children. The parent keeps the
 //! queue: it sends up to [`ProcessConfig::pipeline`] jobs ahead to the child (batched in one
@@ -22,7 +23,8 @@
 //! `life` (a child's start, end and replacement, through the restart policy), `limits` (a child's
 //! resource limits: telling a limit's kill from a crash, watching its memory), `shared` (what the
 //! host and the reader share), `reader` (the reader threads, kept across children, and a child's
-//! output, watched through its pidfd), `reap` (ending a child and its process group). Process
+//! output, watched through its pidfd), `answers` (the ring's answers, which the thread awaiting a
+//! job sent to an idle child reads itself), `reap` (ending a child and its process group). Process
 //! mode needs Linux and the `process` feature (on by default); elsewhere a process pool fails to
 //! start with [`PoolError::Unsupported`](crate::PoolError::Unsupported).
 
@@ -32,6 +34,8 @@ use std::sync::Arc;
 use super::Backend;
 use crate::task::{ErasedTask, Finisher};
 
+#[cfg(all(feature = "process", target_os = "linux"))]
+mod answers;
 #[cfg(all(feature = "process", target_os = "linux"))]
 mod carrier;
 pub(crate) mod config;

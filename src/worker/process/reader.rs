@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::answers::settle;
 use super::shared::{Msg, Shared};
-use crate::task::TaskError;
 use crate::wire::ring::wait_either;
-use crate::wire::{self, Frame, FrameSource, WireError};
+use crate::wire::FrameSource;
 
 /// A child's output pipe, read until it ends or the child itself has exited: a process that the
 /// child forked (and that still holds the pipe) cannot hide the child's death. Answers the child
@@ -56,9 +56,10 @@ impl std::io::Read for Output {
     }
 }
 
-/// Reads child generation `generation`'s frames from its carrier: the handshake goes to the host,
+/// Reads child generation `generation`'s frames from its pipe: the handshake goes to the host,
 /// answers are settled right here (one thread hop fewer on every task). Returns the child's end,
-/// for the host: [`Readers`] sends it once this thread is free for the next child's output.
+/// for the host: [`Readers`] sends it once this thread is free for the next child's output. (The
+/// rings' answers are read by [`Answers`](super::answers::Answers).)
 pub(super) fn read_child(shared: &Shared, generation: u64, mut source: impl FrameSource) -> Msg {
     let mut first = true;
     loop {
@@ -72,27 +73,11 @@ pub(super) fn read_child(shared: &Shared, generation: u64, mut source: impl Fram
             let _ = shared.host.send(Msg::Hello(generation, body));
             continue;
         }
-        let settled = match wire::decode(&body) {
-            Ok(Frame::Done { id, result }) => shared.answer(
-                generation,
-                id,
-                result
-                    .as_ref()
-                    .map(|p| &p.0[..])
-                    .map_err(|f| TaskError::from(f.clone())),
-            ),
-            Ok(_) => {
-                let what = "a frame other than Done from a worker".to_string();
-                return Msg::Gone(generation, WireError::Unexpected(what));
-            }
-            Err(e) => return Msg::Gone(generation, e),
-        };
+        if let Err(e) = settle(shared, generation, &body) {
+            return Msg::Gone(generation, e);
+        }
         // The answer is decoded into its own value: the next frame is read into the same memory.
         source.recycle(body);
-        if !settled {
-            let what = "an answer for a job that is not running".to_string();
-            return Msg::Gone(generation, WireError::Unexpected(what));
-        }
     }
 }
 

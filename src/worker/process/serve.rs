@@ -187,7 +187,7 @@ impl Relay for Host {
     /// just settled answers), when the child is ready and its ring has room: one thread hop
     /// fewer for each job. Never starts a child and never waits; what it cannot do it leaves to
     /// the host thread, which it wakes when nothing else will.
-    fn relay(&mut self) {
+    fn relay(&mut self) -> bool {
         // (Recycling by memory reads the child's memory before each send: the host thread's.)
         let ready = self.stopping.is_none()
             && self.cfg.recycle_memory.is_none()
@@ -198,7 +198,7 @@ impl Relay for Host {
             if !self.pending.is_empty() {
                 let _ = self.shared.host.send(Msg::Answered);
             }
-            return;
+            return false;
         }
         let new_front = self.send_pending(true);
         let (full, timed) = {
@@ -216,6 +216,7 @@ impl Relay for Host {
         if left || (new_front && (timed || self.cfg.max_resident.is_some())) {
             let _ = self.shared.host.send(Msg::Answered);
         }
+        new_front
     }
 }
 

@@ -1,11 +1,13 @@
 //! The placer against a real ring: what it counts as room is what the ring takes.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::Placer;
 use crate::wire::ring::{watch_pipe, Rings, MIN_CAPACITY};
 use crate::wire::{Frame, FrameSink, FrameSource, Payload};
+use crate::worker::process::answers::Answers;
 use crate::worker::process::carrier::Input;
 
 #[test]
@@ -13,10 +15,16 @@ fn a_first_frame_that_went_back_to_the_rings_start_leaves_only_the_room_before_i
     const MAX: usize = 1 << 20;
     let rings = Rings::new(MIN_CAPACITY).unwrap();
     let ((child_gone, _c), (parent_gone, _p)) = (watch_pipe(), watch_pipe());
-    let (sink, _answers) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
+    let (sink, source) = rings.parent_ends(child_gone, MAX, Duration::ZERO);
+    let (shared, _host) = crate::worker::process::shared::Shared::for_tests(Duration::ZERO);
+    let answers = Arc::new(Answers::new(shared, 0, source));
     let (mut jobs_in, _out) = rings.child_side(parent_gone, MAX, Duration::ZERO);
     let (sock, _other) = std::os::unix::net::UnixStream::pair().unwrap();
-    let mut input = Input::Ring { sink, _sock: sock };
+    let mut input = Input::Ring {
+        sink,
+        answers,
+        _sock: sock,
+    };
     // The child read a 20 KiB job: the ring is empty, its next byte 20 KiB in.
     input.send(&[0; 20 << 10]).unwrap();
     input.flush().unwrap();

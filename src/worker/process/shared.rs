@@ -2,7 +2,7 @@
 //! messages the reader (and the pool) send to the host.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
@@ -31,7 +31,8 @@ pub(super) enum Msg {
 /// What sends pending tasks from a thread other than the host's (the host, seen from here).
 pub(super) trait Relay: Send {
     /// Sends what is pending, if the child is ready and has room; never starts a child or waits.
-    fn relay(&mut self);
+    /// Returns whether a job became the first in flight (the child was idle).
+    fn relay(&mut self) -> bool;
 }
 
 pub(super) struct InFlight {
@@ -76,6 +77,11 @@ pub(super) struct Shared {
     pub(super) relay: OnceLock<Weak<Mutex<dyn Relay>>>,
     /// The host thread has ended: a task sent to it now would be lost, so `submit` hands it back.
     pub(super) closed: AtomicBool,
+    /// How long the last answered job took, in nanoseconds, as the parent saw it (whether an
+    /// awaiting thread may wait for the next one's answer, see `answers`).
+    pub(super) last_run: AtomicU64,
+    /// How long a thread awaiting an answer may read it itself (`ProcessConfig::answer_spin`).
+    pub(super) answer_spin: std::time::Duration,
 }
 
 /// `lock`, taking a poisoned lock too: the host's and the shared state's critical sections only
@@ -117,6 +123,41 @@ impl Drop for PidMark {
 }
 
 impl Shared {
+    /// For the tests: a worker's shared state with no host thread (its messages come out of the
+    /// receiver) and nothing in flight.
+    #[cfg(test)]
+    pub(super) fn for_tests(
+        answer_spin: std::time::Duration,
+    ) -> (Arc<Shared>, crossbeam_channel::Receiver<Msg>) {
+        let bus = crate::bus::Bus::new();
+        let channel = crate::channel::Channel::new("test");
+        let fin = Finisher::new(&bus, &channel, &channel, false, Arc::default());
+        let (host, rx) = crossbeam_channel::unbounded();
+        let shared = Shared {
+            state: Mutex::new(State {
+                generation: 0,
+                fin: Arc::new(fin),
+                inflight: VecDeque::new(),
+                front_since: Instant::now(),
+                stopping: None,
+                backlog: 0,
+                answered: false,
+                recycling: false,
+            }),
+            load: Arc::default(),
+            host,
+            window: 32,
+            pid: Default::default(),
+            phase: Default::default(),
+            in_hand: Default::default(),
+            relay: Default::default(),
+            closed: Default::default(),
+            last_run: Default::default(),
+            answer_spin,
+        };
+        (Arc::new(shared), rx)
+    }
+
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         lock(&self.state)
     }
@@ -151,6 +192,8 @@ impl Shared {
         let now = Instant::now();
         let ran = now.saturating_duration_since(st.front_since);
         st.front_since = now;
+        let ran_ns = u64::try_from(ran.as_nanos()).unwrap_or(u64::MAX);
+        self.last_run.store(ran_ns, Ordering::Relaxed);
         let fin = st.fin.clone();
         fin.counters.latency(ran); // kept only when the pool tracks latency
                                    // An abort under way (the host is killing the child): the tasks sent after this one are

@@ -58,6 +58,15 @@ pub(super) struct Host {
 }
 
 impl Host {
+    /// The current child's answers, when they come through the ring and it is up.
+    pub(super) fn answers(&self) -> Option<&Arc<super::answers::Answers>> {
+        let conn = self
+            .conn
+            .as_ref()
+            .filter(|c| !c.broken && c.jobs.is_some())?;
+        conn.input.answers()
+    }
+
     pub(super) fn fin(&self) -> Arc<Finisher> {
         self.shared.lock().fin.clone()
     }

@@ -1,0 +1,131 @@
+//! The answers ring read by a helper beside the reader thread, against a writer in this process:
+//! the handshake stays the reader's, a helper's protocol error ends the child through the
+//! reader, and a child's death stops a helper however long it may spin.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::super::shared::{lock, Msg, Shared};
+use super::Answers;
+use crate::value::help::Help;
+use crate::wire::ring::{watch_pipe, RingSink, Rings, MIN_CAPACITY};
+use crate::wire::{FrameSink, WireError};
+
+const MAX: usize = 1 << 20;
+const BOUND: Duration = Duration::from_secs(20);
+
+/// A child's answers as the parent reads them, the child's writing end, the host's receiver, and
+/// the descriptor whose drop says the child is gone.
+struct Child {
+    answers: Arc<Answers>,
+    out: RingSink,
+    host: crossbeam_channel::Receiver<Msg>,
+    dies: OwnedFd,
+    _rings: Rings,
+    _parent: OwnedFd,
+}
+
+fn child(answer_spin: Duration) -> Child {
+    let rings = Rings::new(MIN_CAPACITY).unwrap();
+    let ((child_gone, dies), (parent_gone, parent)) = (watch_pipe(), watch_pipe());
+    let (_jobs, source) = rings.parent_ends(child_gone, MAX, Duration::from_micros(50));
+    let (_job_in, out) = rings.child_side(parent_gone, MAX, Duration::ZERO);
+    let (shared, host) = Shared::for_tests(answer_spin);
+    Child {
+        answers: Arc::new(Answers::new(shared, 7, source)),
+        out,
+        host,
+        dies,
+        _rings: rings,
+        _parent: parent,
+    }
+}
+
+/// The reader thread over `answers`; its end comes back on the receiver.
+fn reader(answers: &Arc<Answers>) -> std::sync::mpsc::Receiver<Msg> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let answers = answers.clone();
+    let (watch, head) = {
+        let inner = lock(&answers.inner);
+        (inner.source.watch(), inner.source.head())
+    };
+    std::thread::spawn(move || {
+        let _ = tx.send(answers.read(&watch, head));
+    });
+    rx
+}
+
+#[test]
+fn the_handshake_is_the_readers_and_a_helpers_protocol_error_ends_the_child() {
+    let mut c = child(Duration::from_millis(1));
+    c.out.send(b"hello").unwrap();
+    c.out.flush().unwrap();
+    // Before the handshake is read, a helper reads nothing.
+    c.answers.help(&|| false);
+    assert!(lock(&c.answers.inner).first, "the handshake is still there");
+    let end = reader(&c.answers);
+    match c.host.recv_timeout(BOUND) {
+        Ok(Msg::Hello(7, body)) => assert_eq!(body, b"hello"),
+        _ => panic!("the reader hands the handshake to the host"),
+    }
+    // The reader now waits for answers; a helper takes the token while it sleeps, or after it
+    // read what is there. A frame that is no answer:
+    c.out.send(&[0xff, 0xff, 0xff]).unwrap();
+    c.out.flush().unwrap();
+    // Whoever reads it, the child is called gone with the decode error: the helper leaves it to
+    // the reader (and wakes it), the reader ends the child with it.
+    c.answers.help(&|| false);
+    match end.recv_timeout(BOUND) {
+        Ok(Msg::Gone(7, WireError::Decode(_))) => {}
+        Ok(Msg::Gone(g, e)) => panic!("gone with {e:?} (generation {g})"),
+        _ => panic!("the reader ends"),
+    }
+}
+
+#[test]
+fn a_helper_hands_its_error_to_the_reader_it_wakes() {
+    let mut c = child(Duration::from_millis(1));
+    lock(&c.answers.inner).first = false; // as if the handshake was read
+    c.out.send(&[0xff, 0xff, 0xff]).unwrap();
+    c.out.flush().unwrap();
+    // No reader thread yet: the helper reads the frame, and keeps its error for the reader.
+    c.answers.help(&|| false);
+    assert!(matches!(
+        lock(&c.answers.inner).poison,
+        Some(WireError::Decode(_))
+    ));
+    // The reader, which the helper's end rang, looks at once and ends the child with it.
+    match reader(&c.answers).recv_timeout(BOUND) {
+        Ok(Msg::Gone(7, WireError::Decode(_))) => {}
+        _ => panic!("the reader ends the child with the helper's error"),
+    }
+}
+
+#[test]
+fn a_child_that_dies_stops_a_helper_waiting_for_its_answer() {
+    // A helper allowed to spin for an hour: only the child's end stops it.
+    let c = child(Duration::from_secs(3600));
+    lock(&c.answers.inner).first = false;
+    let end = reader(&c.answers);
+    let (answers, dies) = (c.answers.clone(), std::sync::Mutex::new(Some(c.dies)));
+    let (helped, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // The child dies while the helper waits for an answer that will not come. (Again until
+        // a help ran: the reader may hold the source for a moment.)
+        while dies.lock().unwrap().is_some() {
+            answers.help(&|| {
+                dies.lock().unwrap().take();
+                false
+            });
+        }
+        let _ = helped.send(());
+    });
+    stopped
+        .recv_timeout(BOUND)
+        .expect("the helper stops when the child is gone");
+    match end.recv_timeout(BOUND) {
+        Ok(Msg::Gone(7, WireError::Closed)) => {}
+        _ => panic!("the reader sees the child's clean end"),
+    }
+}
