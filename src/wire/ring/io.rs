@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::watch::Watch;
+use super::watch::{Knock, Watch};
 use super::{hostile, Dir, End, Region};
 use crate::wire::error::WireError;
 use crate::wire::frame::Frame;
@@ -39,6 +39,8 @@ pub(crate) struct RingSink {
     /// Where the next byte goes; published as the ring's tail on flush.
     tail: u64,
     max_frame: usize,
+    /// The last flush woke the reader: it was asleep.
+    woke: bool,
 }
 
 impl RingSink {
@@ -48,6 +50,7 @@ impl RingSink {
             dir,
             tail: 0,
             max_frame,
+            woke: false,
         }
     }
 
@@ -59,6 +62,11 @@ impl RingSink {
             return Err(hostile("the reader's position is out of bounds"));
         }
         Ok(self.end.capacity() - used)
+    }
+
+    /// Whether the last [`flush`](FrameSink::flush) had to wake the reader (it slept).
+    pub(crate) fn woke_reader(&self) -> bool {
+        self.woke
     }
 
     /// Bytes that can be written now without waiting for the reader (0 when the reader's
@@ -161,7 +169,7 @@ impl FrameSink for RingSink {
 
     fn flush(&mut self) -> Result<(), WireError> {
         let (tail, waiter) = (self.end.tail(self.dir), self.end.data_waiter(self.dir));
-        self.end.publish(tail, self.tail, waiter);
+        self.woke = self.end.publish(tail, self.tail, waiter);
         Ok(())
     }
 }
@@ -287,6 +295,11 @@ impl RingSource {
     /// What the reader thread waits with while it does not hold this source.
     pub(crate) fn watch(&self) -> Watch {
         Watch::new(self.end.clone(), self.dir)
+    }
+
+    /// What wakes the thread waiting on this side's bell, from any thread.
+    pub(crate) fn knock(&self) -> Knock {
+        Knock::new(self.end.own.clone())
     }
 
     /// The next frame's body when all of it is in the ring now, `None` when it is not (nothing

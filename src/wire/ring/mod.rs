@@ -60,7 +60,7 @@ use bell::Bell;
 pub(crate) use hostile::read_hostile;
 pub(crate) use io::{RingSink, RingSource};
 use spin::Spin;
-pub(crate) use watch::Watch;
+pub(crate) use watch::{Knock, Watch};
 
 use super::error::WireError;
 
@@ -443,13 +443,16 @@ impl End {
         self.region.capacity as u64
     }
 
-    /// Publishes `pos` in `word` and wakes the other side if it sleeps on `waiter`.
-    fn publish(&self, word: &AtomicU64, pos: u64, waiter: &AtomicU32) {
+    /// Publishes `pos` in `word` and wakes the other side if it sleeps on `waiter`; says whether
+    /// it did.
+    fn publish(&self, word: &AtomicU64, pos: u64, waiter: &AtomicU32) -> bool {
         word.store(pos, Ordering::Release);
         std::sync::atomic::fence(Ordering::SeqCst);
-        if waiter.load(Ordering::Relaxed) != 0 && waiter.swap(0, Ordering::AcqRel) != 0 {
+        let asleep = waiter.load(Ordering::Relaxed) != 0 && waiter.swap(0, Ordering::AcqRel) != 0;
+        if asleep {
             self.peer.ring();
         }
+        asleep
     }
 
     /// Waits until `ready` holds (spinning first, then sleeping on the bell, saying so in

@@ -5,6 +5,7 @@
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::bell::Bell;
 use super::{Dir, End};
 use crate::wire::error::WireError;
 
@@ -71,5 +72,20 @@ impl Watch {
             return Ok(true);
         }
         Ok(!gone)
+    }
+}
+
+/// Wakes the reader thread of a ring from any thread (its bell), for it to look at the ring and
+/// spin for what comes next.
+pub(crate) struct Knock(std::sync::Arc<Bell>);
+
+impl Knock {
+    pub(super) fn new(bell: std::sync::Arc<Bell>) -> Self {
+        Knock(bell)
+    }
+
+    /// Rings the reader's bell.
+    pub(crate) fn knock(&self) {
+        self.0.ring();
     }
 }

@@ -43,11 +43,12 @@ impl Input {
         }
     }
 
-    /// The child's answers, when they come through the ring.
-    pub(super) fn answers(&self) -> Option<&Arc<Answers>> {
+    /// The child's answers, when they come through the ring, and whether the last jobs sent
+    /// found the child awake (one it had to wake answers a wake-up later).
+    pub(super) fn answers(&self) -> Option<(&Arc<Answers>, bool)> {
         match self {
             Input::Pipe { .. } => None,
-            Input::Ring { answers, .. } => Some(answers),
+            Input::Ring { sink, answers, .. } => Some((answers, !sink.woke_reader())),
         }
     }
 

@@ -97,14 +97,14 @@ impl ProcessConfig {
     /// How long the thread awaiting a job's answer may read it from the shared memory itself,
     /// spinning, before it parks (default 30 us, at most 1 ms; `Duration::ZERO` turns it off).
     ///
-    /// A job pushed while the pool has nothing else in flight, to a child that answered its last
-    /// job within half this time, is usually answered within a few microseconds. Reading that
-    /// answer on the awaiting thread, at its first poll, saves the hand-off through the worker's
-    /// reader thread and the wake-up of the awaiting one, each 5-25 us on a VM: a round trip of a
-    /// small job takes 2-7 us instead of 8-20 (S6 in the benchmark report). Meanwhile the thread
-    /// runs nothing else (an actix arbiter's other tasks wait): lower it, or turn it off, where
-    /// a few microseconds of a runtime thread matter more than a job's latency. Only with
-    /// [`shared_memory`](Self::shared_memory).
+    /// A job pushed while the pool has nothing else in flight, to an awake child that answered
+    /// its last job within a quarter of this time, is usually answered within a few
+    /// microseconds. Reading that answer on the awaiting thread, at its first poll, saves the
+    /// hand-off through the worker's reader thread and the wake-up of the awaiting one, each
+    /// 5-25 us on a VM: a round trip of a small job takes 2-7 us instead of 8-20 (S6 in the
+    /// benchmark report). Meanwhile the thread runs nothing else (an actix arbiter's other tasks
+    /// wait): lower it, or turn it off, where a few microseconds of a runtime thread matter more
+    /// than a job's latency. Only with [`shared_memory`](Self::shared_memory).
     pub fn answer_spin(mut self, spin: Duration) -> Self {
         self.answer_spin = spin.min(Duration::from_millis(1));
         self

@@ -14,7 +14,6 @@ use super::serve::serve;
 use super::shared::{lock, try_lock, Msg, Relay, Shared, State};
 use super::state::Host;
 use crate::task::{ErasedTask, Finisher, TaskError};
-use crate::value::help::{self, Help};
 use crate::value::{promise, Value};
 use crate::worker::{Backend, PoolLink, Shutdown, WorkerSlot};
 
@@ -120,10 +119,10 @@ impl Backend for ProcessWorker {
                 host.pending.push_back(task);
                 let idle = host.relay();
                 // Sent to an idle child: its value, polled on this thread, may read the answer.
-                let helps = idle && host.pending.is_empty();
-                if let Some(answers) = host.answers().filter(|a| helps && a.worth_helping()) {
-                    let answers: Arc<dyn Help> = answers.clone();
-                    help::offer(Arc::downgrade(&answers));
+                if idle && host.pending.is_empty() {
+                    if let Some((answers, awake)) = host.answers() {
+                        answers.sent_alone(awake);
+                    }
                 }
                 return Ok(());
             }

@@ -58,8 +58,9 @@ pub(super) struct Host {
 }
 
 impl Host {
-    /// The current child's answers, when they come through the ring and it is up.
-    pub(super) fn answers(&self) -> Option<&Arc<super::answers::Answers>> {
+    /// The current child's answers, when it is up and they come through the ring, and whether
+    /// it was awake for the last jobs sent (see [`Input::answers`]).
+    pub(super) fn answers(&self) -> Option<(&Arc<super::answers::Answers>, bool)> {
         let conn = self
             .conn
             .as_ref()
