@@ -282,9 +282,13 @@ impl<T, E> Value<T, E> {
     /// microsecond in place took S1 (one task in flight) from 10-15 us a round trip to 0.6-2.5 us
     /// (medians of full reports). With other tasks of the pool in flight no value spins: the pool
     /// is busy, and its callers would only take turns at spinning.
+    ///
+    /// The push's worker may have offered to have this first poll read the result itself (see
+    /// `help`): the offer becomes this value's when it spins, and is withdrawn when it does not.
     pub(crate) fn spin_first(mut self, at_once: bool) -> Self {
-        if let Inner::Slot(_, spin) = &mut self.inner {
+        if let Inner::Slot(s, spin) = &mut self.inner {
             *spin = at_once;
+            help::claim(Arc::as_ptr(s) as usize, at_once);
         }
         self
     }
@@ -362,7 +366,7 @@ impl<T, E: From<Abandoned>> Future for Value<T, E> {
                 let mut took = Took::Pending;
                 if std::mem::take(spin) {
                     // Its worker may have offered to read its answer on this thread.
-                    if let Some(help) = help::take() {
+                    if let Some(help) = help::take(Arc::as_ptr(s) as usize) {
                         help.help(&|| s.is_ready());
                     }
                     // SAFETY: this value is its slot's one waiting side, polled through `&mut`.

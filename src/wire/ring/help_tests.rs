@@ -65,6 +65,57 @@ fn a_helper_takes_only_whole_frames_and_follows_restart_marks() {
 }
 
 #[test]
+fn a_helper_refuses_what_the_reader_refuses() {
+    use std::sync::atomic::Ordering::Release;
+    let cap = MIN_CAPACITY as u64;
+    // A ring whose reader already read `first` bytes, then holds `bytes` at `at`, published to
+    // `tail`, frames up to `max` bytes: what a helper's read gives, and what the reader's gives.
+    let both = |first: u64, at: u64, bytes: &[u8], tail: u64, max: usize| {
+        let read = |helper: bool| {
+            let rings = Rings::new(MIN_CAPACITY).unwrap();
+            let (child_gone, child_dies) = watch();
+            let (_jobs, mut answers) = rings.parent_ends(child_gone, max, Duration::ZERO);
+            let published = rings.region.position(Dir::Answers, 0);
+            if first > 0 {
+                let len = u32::try_from(first - 4).unwrap().to_le_bytes();
+                rings.region.write_at(Dir::Answers, 0, &len);
+                published.store(first, Release);
+                assert_eq!(answers.recv().unwrap().ack().len() as u64, first - 4);
+            }
+            rings.region.write_at(Dir::Answers, at, bytes);
+            published.store(tail, Release);
+            drop(child_dies);
+            if helper {
+                answers.try_recv().map(|f| f.map(|b| b.len()))
+            } else {
+                answers.recv().map(|d| Some(d.ack().len()))
+            }
+        };
+        (read(true), read(false))
+    };
+    let skip = u32::MAX.to_le_bytes();
+    // A restart mark at the ring's start, and one too near its end: refused by both.
+    for (first, at, tail) in [(0, 0, 8), (cap - 2, cap - 2, cap + 6)] {
+        let (helper, reader) = both(first, at, &skip, tail, MAX);
+        assert!(matches!(helper, Err(WireError::Decode(_))), "{helper:?}");
+        assert!(matches!(reader, Err(WireError::Decode(_))), "{reader:?}");
+    }
+    // A length over the frame limit: refused by both, before anything is allocated.
+    let (helper, reader) = both(0, 0, &1000u32.to_le_bytes(), 1004, 256);
+    assert!(
+        matches!(helper, Err(WireError::FrameTooLarge { .. })),
+        "{helper:?}"
+    );
+    assert!(
+        matches!(reader, Err(WireError::FrameTooLarge { .. })),
+        "{reader:?}"
+    );
+    // A whole frame within the limit: the same frame.
+    let (helper, reader) = both(0, 0, &[2, 0, 0, 0, 1, 2], 6, 256);
+    assert_eq!((helper, reader), (Ok(Some(2)), Ok(Some(2))));
+}
+
+#[test]
 fn a_frame_larger_than_the_ring_is_left_to_the_reader() {
     let rings = Rings::new(MIN_CAPACITY).unwrap();
     let (parent_gone, _p) = watch();
@@ -95,8 +146,18 @@ fn the_writer_rings_the_reader_only_when_no_helper_reads() {
 
     // A reader asleep, armed; a helper starts: the writer's flag is down.
     let reader = waiting(answers.watch(), answers.head(), &helped);
+    let since = std::time::Instant::now();
     while waiter.load(Ordering::SeqCst) == 0 {
-        std::thread::yield_now(); // until the reader has armed it and sleeps
+        // Until the reader has armed it and sleeps (a reader that never arms fails here).
+        assert!(
+            since.elapsed() < BOUND,
+            "the sleeping reader never armed the flag"
+        );
+        assert!(
+            reader.try_recv().is_err(),
+            "the reader returned with nothing written"
+        );
+        std::thread::yield_now();
     }
     helped.store(true, Ordering::SeqCst);
     answers.help_begin();

@@ -363,8 +363,10 @@ impl RingSource {
         if !look {
             waiter.store(1, Ordering::SeqCst);
             std::sync::atomic::fence(Ordering::SeqCst);
-            // A frame published before the writer could see the flag: the writer did not ring.
-            if !self.available().is_ok_and(|n| n > 0) || waiter.swap(0, Ordering::AcqRel) == 0 {
+            // A frame published before the writer could see the flag (the writer did not ring),
+            // or a position out of bounds (for the reader to report): the reader looks now.
+            let look_now = self.available().map_or(true, |n| n > 0);
+            if !look_now || waiter.swap(0, Ordering::AcqRel) == 0 {
                 return;
             }
         }

@@ -102,11 +102,22 @@ impl Answers {
     /// this thread last had it) and reads them, until the child is gone; returns the child's end,
     /// for the host.
     pub(super) fn read(&self, watch: &Watch, mut head: u64) -> Msg {
-        let gone = |e| Msg::Gone(self.generation, e);
+        // However the reader ends, no helper reads this child after it: one that has the source
+        // now stops at its next look, and none takes it again (the host may still send this
+        // child a job before it hears the end).
+        let gone = |e| {
+            self.ending.store(true, Ordering::SeqCst);
+            Msg::Gone(self.generation, e)
+        };
         loop {
             let more = match watch.wait(head, &self.helped) {
                 Ok(more) => more,
-                Err(e) => return gone(e),
+                Err(e) => {
+                    let end = gone(e);
+                    // Not called gone while a helper may still be settling its answers.
+                    drop(lock(&self.inner));
+                    return end;
+                }
             };
             self.parked.store(false, Ordering::Relaxed);
             if !more {
