@@ -243,7 +243,7 @@ impl PoolCore {
         if let Err(refusal) = self.kind.check(&*task) {
             return Err((refusal, task));
         }
-        crate::value::help::forget_unclaimed();
+        crate::value::help::forget();
         // Counted while it places the task (see `quiesce_pushes`).
         self.as_push(|| {
             let state = self.state.load(Ordering::SeqCst);

@@ -59,7 +59,12 @@ impl<R: TaskOutput> Handler<Task<R>> for Pool {
     fn handle(&mut self, task: Task<R>, _: &mut Context<Self>) -> Self::Result {
         let (cell, value) = task.into_cell(Default::default());
         match self.core.admit(cell, None) {
-            Ok(at_once) => Box::pin(async move { Ok(value.spin_first(at_once).await?) }),
+            Ok(at_once) => {
+                // Now, not at the future's first poll: the actor may handle other pushes first,
+                // and the help a worker offered belongs to this push's value (see `Value`).
+                let value = value.spin_first(at_once);
+                Box::pin(async move { Ok(value.await?) })
+            }
             Err((refusal, _)) => Box::pin(std::future::ready(Err(RunError::Refused(refusal)))),
         }
     }

@@ -7,8 +7,9 @@
 //! An offer belongs to the value of the push that made it: the push's own
 //! [`Value::spin_first`](super::Value::spin_first) claims it for that value (by its slot's
 //! address), or withdraws it when the value will not spin (the pool had other tasks in flight),
-//! and only that value takes it; the next push forgets an offer nobody claimed. A value awaited elsewhere, or dropped, leaves a claimed offer
-//! that the next offer replaces; it holds only a weak reference.
+//! and only that value takes it. The next push on the thread forgets any offer, claimed or not
+//! (a value pushed before another one is rarely first polled in time to use it). An offer that
+//! goes unused is told so ([`Help::declined`]).
 
 use std::cell::RefCell;
 use std::sync::{Arc, Weak};
@@ -19,6 +20,8 @@ pub(crate) trait Help: Send + Sync {
     /// Reads and settles answers until `done()` holds or its time is up; returns at once when
     /// another thread reads them.
     fn help(&self, done: &dyn Fn() -> bool);
+    /// The offer was dropped unused (withdrawn, forgotten, or replaced).
+    fn declined(&self);
 }
 
 /// An offer, and the value it is for (its slot's address; 0 until the push claims it).
@@ -35,33 +38,44 @@ thread_local! {
 
 /// Offers `help` to the value of the push under way on this thread.
 pub(crate) fn offer(help: Weak<dyn Help>) {
-    let _ = OFFERED.try_with(|o| *o.borrow_mut() = Some(Offer { help, owner: 0 }));
+    let replaced = OFFERED
+        .try_with(|o| o.borrow_mut().replace(Offer { help, owner: 0 }))
+        .ok()
+        .flatten();
+    decline(replaced);
 }
 
-/// A push starts on this thread: an offer no push claimed (one made for a task whose value does
-/// not spin, a `map`'s chunk say) is not for the value this one returns.
-pub(crate) fn forget_unclaimed() {
-    let _ = OFFERED.try_with(|o| {
-        let mut o = o.borrow_mut();
-        if o.as_ref().is_some_and(|offer| offer.owner == 0) {
-            *o = None;
-        }
-    });
+/// A push starts on this thread: an offer left from an earlier push is not for the value this
+/// one returns.
+pub(crate) fn forget() {
+    decline(OFFERED.try_with(|o| o.borrow_mut().take()).ok().flatten());
+}
+
+/// Tells an offer dropped unused that it was.
+fn decline(offer: Option<Offer>) {
+    if let Some(help) = offer.and_then(|o| o.help.upgrade()) {
+        help.declined();
+    }
 }
 
 /// The push under way on this thread returns the value `owner`: an offer it made is that value's
 /// if it will spin (`wanted`), and withdrawn if not.
 pub(super) fn claim(owner: usize, wanted: bool) {
-    let _ = OFFERED.try_with(|o| {
-        let mut o = o.borrow_mut();
-        if let Some(offer) = o.as_mut().filter(|offer| offer.owner == 0) {
-            if wanted {
-                offer.owner = owner;
-            } else {
-                *o = None;
+    let withdrawn = OFFERED
+        .try_with(|o| {
+            let mut o = o.borrow_mut();
+            match o.as_mut() {
+                Some(offer) if offer.owner == 0 && wanted => {
+                    offer.owner = owner;
+                    None
+                }
+                Some(offer) if offer.owner == 0 => o.take(),
+                _ => None,
             }
-        }
-    });
+        })
+        .ok()
+        .flatten();
+    decline(withdrawn);
 }
 
 /// Takes the help offered to value `owner` on this thread, if any (and its worker is still
@@ -83,40 +97,53 @@ pub(super) fn take(owner: usize) -> Option<Arc<dyn Help>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    struct Nothing;
-    impl Help for Nothing {
+    /// Counts the offers it was told it lost.
+    #[derive(Default)]
+    struct Declines(AtomicUsize);
+    impl Help for Declines {
         fn help(&self, _done: &dyn Fn() -> bool) {}
+        fn declined(&self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     #[test]
     fn an_offer_goes_only_to_the_value_its_push_claimed_it_for() {
-        let help: Arc<dyn Help> = Arc::new(Nothing);
+        let counter = Arc::new(Declines::default());
+        let help: Arc<dyn Help> = counter.clone();
+        let declines = || counter.0.load(Ordering::Relaxed);
         // Claimed by the push's value: only that value takes it, once.
         offer(Arc::downgrade(&help));
         claim(1, true);
         assert!(take(2).is_none());
         assert!(take(1).is_some());
         assert!(take(1).is_none());
+        assert_eq!(declines(), 0);
         // Withdrawn: the value will not spin.
         offer(Arc::downgrade(&help));
         claim(1, false);
         assert!(take(1).is_none());
-        // Never claimed (a push whose value does not spin and says nothing): the next push
-        // forgets it, and its value claims nothing.
+        assert_eq!(declines(), 1);
+        // Claimed, then forgotten by the next push, whose value claims nothing.
         offer(Arc::downgrade(&help));
-        forget_unclaimed();
         claim(3, true);
-        assert!(take(3).is_none());
-        // A claimed offer outlives the next push's start.
-        offer(Arc::downgrade(&help));
+        forget();
         claim(4, true);
-        forget_unclaimed();
-        assert!(take(4).is_some());
-        // Its worker gone, an offer gives nothing.
+        assert!(take(3).is_none() && take(4).is_none());
+        assert_eq!(declines(), 2);
+        // Replaced by the next offer before anyone claimed it.
         offer(Arc::downgrade(&help));
+        offer(Arc::downgrade(&help));
+        assert_eq!(declines(), 3);
+        forget();
+        assert_eq!(declines(), 4);
+        // Its worker gone, an offer gives nothing.
+        let gone: Arc<dyn Help> = Arc::new(Declines::default());
+        offer(Arc::downgrade(&gone));
         claim(5, true);
-        drop(help);
+        drop(gone);
         assert!(take(5).is_none());
     }
 }

@@ -3,17 +3,19 @@
 //!
 //! A round trip through the reader thread crosses three threads (the awaiting one, the child, the
 //! reader) where a pipe ping-pong crosses two, and on two cores the three take turns: S6's p50 was
-//! 9-10 us or 16-22 us by how the scheduler placed them, against a floor of 5-9 us. So a value
-//! whose task went to an idle child at once reads its answer itself at its first poll (see
-//! `value::help`), for a bounded time (`ProcessConfig::answer_spin`), while the reader thread
-//! sleeps: the child and the awaiting thread are the only ones on the path, and nobody is woken.
+//! 9-10 us or 16-22 us by how the scheduler placed them, against a floor of 5-9 us. So when a job
+//! goes alone to an idle, awake child that answered its last job quickly ([`Answers::sent_alone`]),
+//! its value reads the answer itself at its first poll on the pushing thread (see `value::help`),
+//! for a bounded time (`ProcessConfig::answer_spin`), while the reader thread sleeps: the child
+//! and the awaiting thread are the only ones on the path, and nobody is woken.
 //!
 //! Whoever reads holds the source (`Answers::inner`); the reader thread waits without it, through
 //! a [`Watch`] that defers to a helper (no spinning, no bell) while `helped` is set. Crash
-//! attribution stays with the reader: only it sees the child's end (the `pidfd`); it then tells a
-//! helper to stop (`ending`) and takes the source to read every answer left before it calls the
-//! child gone. A helper that finds a protocol error leaves it to the reader (`poison`) and wakes
-//! it.
+//! attribution stays with the reader: only it sees the child's end (the `pidfd`), and it takes
+//! the source to read every answer left before it calls the child gone. However the reader ends
+//! (the child's end, a protocol error), it first sets `ending`, which stops a helper at its next
+//! look and turns every later one away. A helper that finds a protocol error leaves it to the
+//! reader (`poison`) and wakes it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,7 +53,8 @@ pub(super) struct Answers {
     inner: Mutex<Inner>,
     /// A helper reads: the reader thread neither spins nor asks the child to ring it.
     helped: AtomicBool,
-    /// The child is gone and the reader waits to read what it left: a helper stops at once.
+    /// The reader ends (the child is gone, or broke the protocol): a helper stops at once, and
+    /// none starts again.
     ending: AtomicBool,
     /// A helper left the reader asleep (for the child to wake with its next answer).
     parked: AtomicBool,
@@ -93,8 +96,8 @@ impl Answers {
         if awake && quick(&self.shared) && self.shared.lock().inflight.len() == 1 {
             let answers: Arc<dyn Help> = self.clone();
             help::offer(Arc::downgrade(&answers));
-        } else if self.parked.swap(false, Ordering::AcqRel) {
-            self.knock.knock();
+        } else {
+            self.declined();
         }
     }
 
@@ -212,11 +215,21 @@ impl Drop for Helping<'_> {
 }
 
 impl Help for Answers {
+    /// Wakes the reader if a helper left it asleep: nobody else will read the answer to the job
+    /// just sent before it arrives, and the reader would be woken only then.
+    fn declined(&self) {
+        if self.parked.swap(false, Ordering::AcqRel) {
+            self.knock.knock();
+        }
+    }
+
     fn help(&self, done: &dyn Fn() -> bool) {
         let Some(inner) = try_lock(&self.inner) else {
-            return; // the reader is reading
+            return; // the reader is reading (so it is awake)
         };
         if inner.first || inner.poison.is_some() || self.ending.load(Ordering::Relaxed) {
+            drop(inner);
+            self.declined();
             return;
         }
         self.helped.store(true, Ordering::SeqCst);

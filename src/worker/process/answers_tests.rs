@@ -118,8 +118,9 @@ fn a_helper_hands_its_error_to_the_reader_it_wakes() {
 
 #[test]
 fn a_child_that_dies_stops_a_helper_waiting_for_its_answer() {
-    // A helper allowed to spin for an hour: only the child's end stops it.
-    let c = child(Duration::from_secs(3600));
+    // A helper allowed to spin for a minute (the bound below is 20 s): only the child's end
+    // stops it in time.
+    let c = child(Duration::from_secs(60));
     lock(&c.answers.inner).first = false;
     let end = reader(&c.answers);
     let (answers, dies) = (c.answers.clone(), std::sync::Mutex::new(Some(c.dies)));
@@ -199,13 +200,18 @@ fn a_value_polled_after_its_push_reads_its_answer_and_the_rest_falls_to_the_read
     answer(&mut c.out, 1, 9);
     assert_eq!(poll_once(&mut v1), Poll::Ready(Ok(9)));
     assert!(c.answers.shared.lock().inflight.is_empty());
+    // Nothing in flight: the helper left the reader asleep, for the child to wake.
+    assert!(c.answers.parked.load(std::sync::atomic::Ordering::Relaxed));
     // A job the child had to be woken for: no offer, and its value's first poll finds nothing.
     let v2 = in_flight(&c.answers, 2, 4);
     c.answers.sent_alone(false);
+    // ... and the push woke the reader the help had left asleep (it would have slept through the
+    // job and woken only at its answer).
+    assert!(!c.answers.parked.load(std::sync::atomic::Ordering::Relaxed));
     let mut v2 = v2.spin_first(true);
     answer(&mut c.out, 2, 16);
     assert_eq!(poll_once(&mut v2), Poll::Pending);
-    // The reader answers it (the push knocked: the help had left it asleep).
+    // The reader answers it.
     let end = reader(&c.answers);
     assert_eq!(v2.wait_blocking(BOUND), Ok(Ok(16)));
     // The child answers a third job, then dies: its answer arrives, then its end.

@@ -43,8 +43,9 @@ impl Input {
         }
     }
 
-    /// The child's answers, when they come through the ring, and whether the last jobs sent
-    /// found the child awake (one it had to wake answers a wake-up later).
+    /// The child's answers, when they come through the ring, and whether the last flush of jobs
+    /// found the child awake (one it had to wake answers a wake-up later; a relay, the only
+    /// sender that asks, flushes once).
     pub(super) fn answers(&self) -> Option<(&Arc<Answers>, bool)> {
         match self {
             Input::Pipe { .. } => None,

@@ -4,18 +4,19 @@
 //! Each worker has one host thread that owns the worker's queue and its child. With the
 //! shared-memory rings, the hot path skips it: a pusher that finds the host's state free (and no
 //! task of its own still on the way to the host thread) queues its job there and sends it to the
-//! child itself, and the reader, having settled answers, sends what waits. The answer to a job
-//! sent to an idle child skips the reader too: the awaiting thread reads it (see `answers`). Neither ever starts a
+//! child itself, and the reader, having settled answers, sends what waits. Neither ever starts a
 //! child or waits for ring space; what they cannot do they leave to the host thread, which also
-//! watches timeouts and memory and starts and ends children. The parent keeps the
-//! queue: it sends up to [`ProcessConfig::pipeline`] jobs ahead to the child (batched in one
-//! write) and knows which one the child is running — the first one without an answer, because the
-//! child writes each answer before it starts the next job. So when the child dies, exactly that
-//! task fails with [`TaskError::WorkerCrashed`]; the jobs sent after it never started and go to
-//! the replacement child, which starts at once under a fresh channel, from the same host thread
-//! and read by the same reader thread (a worker whose children keep crashing starts no new
-//! threads). A per-task timeout kills the child (SIGTERM, then SIGKILL after a grace period):
-//! real cancellation.
+//! watches timeouts and memory and starts and ends children. The answer to a quick job sent to an
+//! idle child often skips the reader too: the awaiting thread reads it (see `answers`).
+//!
+//! The parent keeps the queue: it sends up to [`ProcessConfig::pipeline`] jobs ahead to the child
+//! (batched in one write) and knows which one the child is running — the first one without an
+//! answer, because the child writes each answer before it starts the next job. So when the child
+//! dies, exactly that task fails with [`TaskError::WorkerCrashed`]; the jobs sent after it never
+//! started and go to the replacement child, which starts at once under a fresh channel, from the
+//! same host thread and read by the same reader thread (a worker whose children keep crashing
+//! starts no new threads). A per-task timeout kills the child (SIGTERM, then SIGKILL after a grace
+//! period): real cancellation.
 //!
 //! Files: [`config`] (settings, on every platform), `host` (the worker's backend, which starts the
 //! host thread), `state` (what the host holds), `serve` (the host's loop: queue and pipeline, and
