@@ -47,7 +47,9 @@ impl HostConfig {
             pipeline: 4,
             slots: None,
             held_bytes: DEFAULT_HELD_BYTES,
-            process: ProcessConfig::default(),
+            // The host's one thread also runs its server connection: it does not spin for a
+            // job's answer (see `process`).
+            process: ProcessConfig::default().answer_spin(std::time::Duration::ZERO),
         }
     }
 
@@ -135,7 +137,11 @@ impl HostConfig {
         self
     }
 
-    /// The settings of the host's local process pool (limits, frame size, grace period).
+    /// The settings of the host's local process pool (limits, frame size, grace period). The
+    /// host's default turns [`ProcessConfig::answer_spin`] off: its one thread also runs its
+    /// connection to the server, which a spin for one job's answer would hold up, and a few
+    /// microseconds are nothing next to a round trip through the broker. A configuration given
+    /// here is taken as it is.
     pub fn process(mut self, config: ProcessConfig) -> Self {
         self.process = config;
         self
