@@ -1,17 +1,15 @@
 //! The backend of one process worker, and the host thread it starts, which owns the worker's queue
 //! and its child (see `serve` and `life`).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
 use super::config::ProcessConfig;
 use super::reader::Readers;
 use super::serve::serve;
-use super::shared::{lock, try_lock, Msg, Relay, Shared, State};
+use super::shared::{lock, try_lock, Msg, Relay, Shared};
 use super::state::Host;
 use crate::task::{ErasedTask, Finisher, TaskError};
 use crate::value::{promise, Value};
@@ -38,28 +36,13 @@ impl ProcessWorker {
     ) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (exit, done) = promise::<(), TaskError>();
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                generation: 0,
-                fin,
-                inflight: VecDeque::new(),
-                front_since: Instant::now(),
-                stopping: None,
-                backlog: 0,
-                answered: false,
-                recycling: false,
-            }),
+        let shared = Arc::new(Shared::new(
+            fin,
             load,
-            host: tx.clone(),
-            window: cfg.pipeline,
-            pid: Default::default(),
-            phase: Default::default(),
-            in_hand: Default::default(),
-            relay: Default::default(),
-            closed: Default::default(),
-            last_run: Default::default(),
-            answer_spin: cfg.answer_spin,
-        });
+            tx.clone(),
+            cfg.pipeline,
+            cfg.answer_spin,
+        ));
         let host = Host {
             cfg,
             shared: shared.clone(),

@@ -123,6 +123,39 @@ impl Drop for PidMark {
 }
 
 impl Shared {
+    /// A worker's shared state before its first child: nothing in flight, messages for the host
+    /// going to `host`, up to `window` jobs sent ahead.
+    pub(super) fn new(
+        fin: Arc<Finisher>,
+        load: Arc<AtomicUsize>,
+        host: Sender<Msg>,
+        window: usize,
+        answer_spin: std::time::Duration,
+    ) -> Self {
+        Shared {
+            state: Mutex::new(State {
+                generation: 0,
+                fin,
+                inflight: VecDeque::new(),
+                front_since: Instant::now(),
+                stopping: None,
+                backlog: 0,
+                answered: false,
+                recycling: false,
+            }),
+            load,
+            host,
+            window,
+            pid: Default::default(),
+            phase: Default::default(),
+            in_hand: Default::default(),
+            relay: Default::default(),
+            closed: Default::default(),
+            last_run: Default::default(),
+            answer_spin,
+        }
+    }
+
     /// For the tests: a worker's shared state with no host thread (its messages come out of the
     /// receiver) and nothing in flight.
     #[cfg(test)]
@@ -133,28 +166,7 @@ impl Shared {
         let channel = crate::channel::Channel::new("test");
         let fin = Finisher::new(&bus, &channel, &channel, false, Arc::default());
         let (host, rx) = crossbeam_channel::unbounded();
-        let shared = Shared {
-            state: Mutex::new(State {
-                generation: 0,
-                fin: Arc::new(fin),
-                inflight: VecDeque::new(),
-                front_since: Instant::now(),
-                stopping: None,
-                backlog: 0,
-                answered: false,
-                recycling: false,
-            }),
-            load: Arc::default(),
-            host,
-            window: 32,
-            pid: Default::default(),
-            phase: Default::default(),
-            in_hand: Default::default(),
-            relay: Default::default(),
-            closed: Default::default(),
-            last_run: Default::default(),
-            answer_spin,
-        };
+        let shared = Shared::new(Arc::new(fin), Arc::default(), host, 32, answer_spin);
         (Arc::new(shared), rx)
     }
 
