@@ -317,13 +317,7 @@ impl RingSource {
             let mut len = [0u8; 4];
             self.end.region.read_at(self.dir, self.head, &mut len);
             if u32::from_le_bytes(len) == SKIP {
-                // As in `recv`: the next frame starts at the ring's start.
-                let cap = self.end.capacity();
-                let offset = self.head & (cap - 1);
-                if offset == 0 || cap - offset < 4 {
-                    return Err(hostile("a restart mark out of place"));
-                }
-                self.head = self.head.wrapping_add(cap - offset);
+                self.head = self.after_mark(self.head)?;
                 continue;
             }
             let size = announced(len, self.max_frame)?;
@@ -337,6 +331,18 @@ impl RingSource {
             self.release();
             return Ok(Some(body));
         }
+    }
+
+    /// Where the next frame starts after a restart mark at `at`: at the ring's next start. A
+    /// mark where the writer never puts one (at the start, or too near the end to fit) would
+    /// move nowhere: refused.
+    fn after_mark(&self, at: u64) -> Result<u64, WireError> {
+        let cap = self.end.capacity();
+        let offset = at & (cap - 1);
+        if offset == 0 || cap - offset < 4 {
+            return Err(hostile("a restart mark out of place"));
+        }
+        Ok(at.wrapping_add(cap - offset))
     }
 
     /// Whether the other side has read everything this side wrote to it through the region's
@@ -383,14 +389,7 @@ impl FrameSource for RingSource {
             if u32::from_le_bytes(len) != SKIP {
                 break;
             }
-            // The next frame starts at the ring's start. A mark where the writer never puts one
-            // (at the start, or too near the end to fit) would move nowhere: refused.
-            let cap = self.end.capacity();
-            let offset = at & (cap - 1);
-            if offset == 0 || cap - offset < 4 {
-                return Err(hostile("a restart mark out of place"));
-            }
-            self.head = at.wrapping_add(cap - offset);
+            self.head = self.after_mark(at)?;
         }
         let mut body = reuse(&mut self.spare, announced(len, self.max_frame)?);
         self.read_exact(&mut body, false)?;
