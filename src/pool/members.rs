@@ -13,7 +13,7 @@ use super::error::PoolError;
 use super::events::{WorkerRestarted, WorkerStarted, WorkerStopped};
 use crate::bus::Route;
 use crate::channel::Channel;
-use crate::task::{ErasedTask, Finisher, Refusal, Refused, StuckHook};
+use crate::task::{ErasedTask, Finisher, Refusal, StuckHook};
 use crate::tree::{Component, ComponentId, Stop};
 use crate::worker::{PoolLink, Shutdown, Worker, WorkerSlot};
 
@@ -58,12 +58,9 @@ pub(crate) fn add_worker(core: &Arc<PoolCore>) -> Result<Arc<WorkerSlot>, PoolEr
         });
     }
     // Attached once the hooks are set (an async worker starts its blocking watchdog here).
-    slot.backend.attach(link.clone(), Arc::downgrade(&slot));
+    slot.backend.attach(link, Arc::downgrade(&slot));
     // Worker actors live on the pool's arbiter, so a worker can be added from any thread.
-    let actor = Worker {
-        slot: slot.clone(),
-        link,
-    };
+    let actor = Worker { slot: slot.clone() };
     let addr = Worker::start_in_arbiter(&core.arbiter, move |_| actor);
     let _ = slot.stopper.set(addr.recipient::<Stop>());
     let id = core.register_worker(&slot, &channel)?;
@@ -330,13 +327,6 @@ impl Route for WorkerRoute {
 pub(crate) struct Link(pub(crate) Weak<PoolCore>);
 
 impl PoolLink for Link {
-    fn admit(&self, task: Box<dyn ErasedTask>, to: &Arc<WorkerSlot>) -> Result<(), Refused> {
-        match self.0.upgrade() {
-            Some(core) => core.admit(task, Some(to)).map(|_| ()),
-            None => Err((Refusal::Stopped, task)),
-        }
-    }
-
     fn restarted(&self, slot: &Arc<WorkerSlot>, reason: String) -> Option<Arc<Finisher>> {
         self.0.upgrade()?.worker_restarted(slot, reason)
     }

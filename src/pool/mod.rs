@@ -10,7 +10,7 @@
 //! * `Addr<Pool>::send(task)` as with any actix actor ([`PoolHandle::addr`]);
 //! * [`Bus::call`](crate::Bus::call) at the pool's channel (balanced) or at one worker's channel
 //!   (runs there);
-//! * `Addr<Worker>::send(task)` (runs on that worker).
+//! * [`PoolHandle::push_to`]: to one worker, by its channel (runs there).
 //!
 //! Each operation has its own error: a [`Refusal`](crate::Refusal) (full, stopped, no route,
 //! closure sent to a process pool) when the task was not accepted, a [`TaskError`](crate::TaskError)

@@ -430,8 +430,8 @@ impl<R> From<SubmitError<R>> for Refusal {
 }
 
 /// The error of the paths that submit a task and wait for its result in one await
-/// ([`PoolHandle::run`](crate::PoolHandle::run), `Addr<Pool>::send(task)`,
-/// `Addr<Worker>::send(task)`): it was not accepted, or it ran and failed.
+/// ([`PoolHandle::run`](crate::PoolHandle::run), `Addr<Pool>::send(task)`): it was not
+/// accepted, or it ran and failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use actix::prelude::*;
 
 use crate::channel::Channel;
-use crate::task::{ErasedTask, Finisher, Refusal, Refused, RunError, Task, TaskError, TaskOutput};
+use crate::task::{ErasedTask, Finisher, Refusal, TaskError};
 use crate::tree::{ComponentId, Stop};
 use crate::value::Value;
 
@@ -112,9 +112,6 @@ pub(crate) enum StartRefused {
 /// The one way a worker talks to its pool, upward (the pool implements it; a worker holds it
 /// without keeping the pool alive).
 pub(crate) trait PoolLink: Send + Sync {
-    /// Admits a task sent to this worker's actor (`Addr<Worker>`), as every entry point of the pool
-    /// does, or hands it back; a pool that is gone refuses it as stopped.
-    fn admit(&self, task: Box<dyn ErasedTask>, to: &Arc<WorkerSlot>) -> Result<(), Refused>;
     /// The worker's child was replaced: the pool gives the worker a fresh channel and returns its
     /// finisher (`None` once the pool is stopped).
     fn restarted(&self, slot: &Arc<WorkerSlot>, reason: String) -> Option<Arc<Finisher>>;
@@ -148,12 +145,12 @@ impl WorkerSlot {
     }
 }
 
-/// The actor in front of one worker. `Addr<Worker>` accepts [`Task`]s that run on this worker only;
-/// the pool normally hands tasks to the backend directly, without this mailbox hop.
+/// The actor of one worker: its component in the tree, under its channel, as a child of its
+/// pool's. Tasks reach a worker without it, straight onto its queue: through
+/// [`PoolHandle::push_to`](crate::PoolHandle::push_to), or [`Bus::call`](crate::Bus::call) at
+/// the worker's channel.
 pub struct Worker {
     pub(crate) slot: Arc<WorkerSlot>,
-    /// Weak: the pool keeps its workers, not the other way round.
-    pub(crate) link: Arc<dyn PoolLink>,
 }
 
 impl Worker {
@@ -165,20 +162,6 @@ impl Worker {
 
 impl Actor for Worker {
     type Context = Context<Self>;
-}
-
-impl<R: TaskOutput> Handler<Task<R>> for Worker {
-    type Result = ResponseFuture<Result<R, RunError>>;
-
-    /// Runs the task on this worker. A task that is not accepted answers
-    /// [`RunError::Refused`] at once (a bounded pool that is full does not wait for room).
-    fn handle(&mut self, task: Task<R>, _: &mut Context<Self>) -> Self::Result {
-        let (cell, value) = task.into_cell(Default::default());
-        match self.link.admit(cell, &self.slot) {
-            Ok(()) => Box::pin(async move { Ok(value.await?) }),
-            Err((refusal, _)) => Box::pin(std::future::ready(Err(RunError::Refused(refusal)))),
-        }
-    }
 }
 
 impl Handler<Stop> for Worker {
