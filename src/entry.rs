@@ -11,6 +11,12 @@ use crate::job::Jobs;
 /// [`HOST_ENV`](crate::HOST_ENV) set, the process is a [worker host](crate::host): `init` runs it
 /// until SIGTERM or SIGINT and exits (with status 1 and the error on stderr if the host fails).
 ///
+/// Call it before anything else that starts threads or reads the environment: a worker process
+/// takes its settings out of the environment here. A plain `fn main` that calls `init` and then
+/// starts its `actix::System` is the clearest; the first line of an `async fn main` under
+/// `#[actix_web::main]` or `#[actix::main]` works as well: there a worker process serves its jobs
+/// on a thread of its own, outside that runtime, so a job may start a runtime of its own.
+///
 /// ```no_run
 /// use circuits::prelude::*;
 /// # use serde::{Deserialize, Serialize};
@@ -28,12 +34,43 @@ use crate::job::Jobs;
 /// }
 /// ```
 pub fn init(jobs: Jobs) {
-    crate::worker::child::serve_if_worker(&jobs);
+    if !is_worker() {
+        return;
+    }
+    if tokio::runtime::Handle::try_current().is_ok() {
+        // Called inside a runtime (`#[actix_web::main]`, `#[actix::main]`): the worker's jobs,
+        // and a host's own runtime, would run in its context, where a job that starts a runtime
+        // of its own panics. A thread of its own has none, and the stack a main thread usually
+        // has (8 MiB), which the jobs had before. `serve` never returns, so neither does the
+        // scope once the thread started; without one, the jobs are served here after all.
+        std::thread::scope(|s| {
+            let _ = std::thread::Builder::new()
+                .name("circuits-serve".into())
+                .stack_size(8 << 20)
+                .spawn_scoped(s, || serve(&jobs));
+        });
+    }
+    serve(&jobs);
+}
+
+/// Whether this process was started as a worker process or as a worker host.
+fn is_worker() -> bool {
+    #[cfg(feature = "nats")]
+    if std::env::var_os(crate::HOST_ENV).is_some() {
+        return true;
+    }
+    std::env::var_os(crate::WORKER_ENV).is_some()
+}
+
+/// The worker process's or the worker host's work: never returns in either, returns at once
+/// in the application.
+fn serve(jobs: &Jobs) {
+    crate::worker::child::serve_if_worker(jobs);
     #[cfg(feature = "nats")]
     if let Some(config) = crate::host::HostConfig::from_env() {
         // Its local workers are children of this binary, told apart by their own variable.
         std::env::remove_var(crate::host::HOST_ENV);
-        let code = match crate::host::host(jobs, config) {
+        let code = match crate::host::host(jobs.clone(), config) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("circuits worker host {}: {e}", std::process::id());

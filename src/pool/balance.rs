@@ -96,7 +96,8 @@ pub trait Strategy: Send + Sync + 'static {
     /// this module panic, since there is no index to return; except [`LeastLoaded`], which answers
     /// 0, and [`KeyAffinity`] for a task without a key, which answers as its fallback.
     fn pick(&self, loads: &dyn Loads, key: Option<u64>) -> usize;
-    /// A short name, for stats and reports.
+    /// A short name: what [`PoolHandle::strategy`](crate::PoolHandle::strategy) answers, and
+    /// what the pool's `Debug` output shows.
     fn name(&self) -> &'static str;
 }
 
