@@ -40,17 +40,38 @@ pub fn init(jobs: Jobs) {
     if tokio::runtime::Handle::try_current().is_ok() {
         // Called inside a runtime (`#[actix_web::main]`, `#[actix::main]`): the worker's jobs,
         // and a host's own runtime, would run in its context, where a job that starts a runtime
-        // of its own panics. A thread of its own has none, and the stack a main thread usually
-        // has (8 MiB), which the jobs had before. `serve` never returns, so neither does the
-        // scope once the thread started; without one, the jobs are served here after all.
+        // of its own panics. A thread of its own has none, and a main thread's stack, which the
+        // jobs had before. `serve` never returns, so neither does the scope once the thread
+        // started; without one, the jobs are served here after all.
         std::thread::scope(|s| {
             let _ = std::thread::Builder::new()
                 .name("circuits-serve".into())
-                .stack_size(8 << 20)
+                .stack_size(main_stack())
                 .spawn_scoped(s, || serve(&jobs));
         });
     }
     serve(&jobs);
+}
+
+/// The stack of a main thread: the soft `RLIMIT_STACK`, at least 8 MiB, and 64 MiB where it is
+/// unlimited (a thread's stack cannot be).
+fn main_stack() -> usize {
+    const LEAST: usize = 8 << 20;
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes only into `lim`, on this stack.
+        if unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut lim) } == 0 {
+            if lim.rlim_cur == libc::RLIM_INFINITY {
+                return 64 << 20;
+            }
+            return usize::try_from(lim.rlim_cur).unwrap_or(LEAST).max(LEAST);
+        }
+    }
+    LEAST
 }
 
 /// Whether this process was started as a worker process or as a worker host.

@@ -147,7 +147,7 @@ impl PoolBuilder {
     }
     /// Bounds the tasks queued or running in the pool to `n` (at least 1). When full,
     /// [`PoolHandle::send`] and [`PoolHandle::run`] wait for room (in order); [`PoolHandle::push`],
-    /// [`PoolHandle::push_to`], the bus and the actors refuse at once with
+    /// [`PoolHandle::push_to`], the bus and the `Pool` actor refuse at once with
     /// [`Refusal::Full`](crate::Refusal::Full), handing the task back; the chunks of a
     /// [`PoolHandle::map`] wait inside the pool (the batch was accepted as a whole).
     pub fn queue_bound(mut self, n: usize) -> Self {
