@@ -1,5 +1,7 @@
 //! [`ProcessConfig`]: the settings of process-mode workers.
 
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::wire;
@@ -43,6 +45,10 @@ pub struct ProcessConfig {
     pub(crate) shared_memory: usize,
     /// How long a thread awaiting a job sent to an idle child may read the answer itself.
     pub(crate) answer_spin: Duration,
+    /// The program a child runs; `None`: this binary.
+    pub(crate) program: Option<PathBuf>,
+    /// The arguments a child gets.
+    pub(crate) program_args: Vec<OsString>,
 }
 
 impl Default for ProcessConfig {
@@ -62,11 +68,51 @@ impl Default for ProcessConfig {
             open_files: None,
             shared_memory: 1 << 20,
             answer_spin: Duration::from_micros(30),
+            program: None,
+            program_args: Vec::new(),
         }
     }
 }
 
 impl ProcessConfig {
+    /// The program each worker process runs (default: this binary, as
+    /// [`std::env::current_exe`] names it). It must be a binary of your own whose `main` calls
+    /// [`circuits::init`](crate::init) first, with every job this pool sends registered: a
+    /// dedicated worker binary, say, smaller than the application or built with other features.
+    /// A program that cannot be started fails the worker's starts at the `Spawn` stage, and one
+    /// that does not call `init` at the `Handshake` stage, each with a reason that names it
+    /// ([`TaskError::WorkerStartFailed`](crate::TaskError::WorkerStartFailed)).
+    pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
+        self.program = Some(path.into());
+        self
+    }
+
+    /// The arguments each worker process gets (default: none). With the standard test harness,
+    /// which owns `main`, they select the one test that calls `circuits::init`, so that the
+    /// worker processes of a `#[test]` are the test binary itself (the guide's section 6 has the
+    /// pattern):
+    ///
+    /// ```
+    /// use circuits::ProcessConfig;
+    ///
+    /// let cfg = ProcessConfig::default().program_args(["worker_process", "--exact"]);
+    /// assert_eq!(cfg.program_arguments().len(), 2);
+    /// ```
+    pub fn program_args<A: Into<OsString>>(mut self, args: impl IntoIterator<Item = A>) -> Self {
+        self.program_args = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The program set with [`ProcessConfig::program`], if any.
+    pub fn program_path(&self) -> Option<&Path> {
+        self.program.as_deref()
+    }
+
+    /// The arguments set with [`ProcessConfig::program_args`].
+    pub fn program_arguments(&self) -> &[OsString] {
+        &self.program_args
+    }
+
     /// The largest frame either side may send (default 64 MiB). A job whose input is larger fails
     /// with [`TaskError::Wire`](crate::TaskError::Wire) before it is sent; a child that sends a larger frame is treated as
     /// crashed.

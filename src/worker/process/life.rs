@@ -35,17 +35,27 @@ impl Host {
         };
         match self.start_child(generation) {
             Ok(conn) => self.conn = Some(conn),
-            Err(e) => self.start_failed(
-                StartStage::Spawn,
-                format!("could not start a worker process: {e}"),
-            ),
+            Err(e) => {
+                let program = match &self.cfg.program {
+                    Some(p) => format!(" ({})", p.display()),
+                    None => String::new(),
+                };
+                self.start_failed(
+                    StartStage::Spawn,
+                    format!("could not start a worker process{program}: {e}"),
+                )
+            }
         }
     }
 
     pub(super) fn start_child(&mut self, generation: u64) -> std::io::Result<Conn> {
-        let exe = std::env::current_exe()?;
+        let exe = match &self.cfg.program {
+            Some(program) => program.clone(),
+            None => std::env::current_exe()?,
+        };
         let mut command = Command::new(exe);
         command
+            .args(&self.cfg.program_args)
             .env(WORKER_ENV, "1")
             .env(MAX_FRAME_ENV, self.cfg.max_frame.to_string())
             .env(PARENT_ENV, std::process::id().to_string());
@@ -232,8 +242,12 @@ impl Host {
             None => exit.to_string(),
         };
         if stage == Some(StartStage::Handshake) {
+            let binary = match &self.cfg.program {
+                Some(p) => format!("the program {}", p.display()),
+                None => "this binary".to_string(),
+            };
             reason = format!(
-                "{reason} before its handshake; does this binary's main call circuits::init() \
+                "{reason} before its handshake; does {binary}'s main call circuits::init() \
                  first? (a worker process that does not runs main again)"
             );
         }
