@@ -15,7 +15,10 @@ use crate::job::Jobs;
 /// takes its settings out of the environment here. A plain `fn main` that calls `init` and then
 /// starts its `actix::System` is the clearest; the first line of an `async fn main` under
 /// `#[actix_web::main]` or `#[actix::main]` works as well: there a worker process serves its jobs
-/// on a thread of its own, outside that runtime, so a job may start a runtime of its own.
+/// on a thread of its own, outside that runtime, so a job may start a runtime of its own. Called
+/// on another thread than `main`'s (in a test of the standard harness, see
+/// [`ProcessConfig::program_args`](crate::ProcessConfig::program_args)), it serves on a thread with
+/// a main thread's stack too.
 ///
 /// ```no_run
 /// use circuits::prelude::*;
@@ -37,12 +40,13 @@ pub fn init(jobs: Jobs) {
     if !is_worker() {
         return;
     }
-    if tokio::runtime::Handle::try_current().is_ok() {
+    if tokio::runtime::Handle::try_current().is_ok() || !on_main_thread() {
         // Called inside a runtime (`#[actix_web::main]`, `#[actix::main]`): the worker's jobs,
         // and a host's own runtime, would run in its context, where a job that starts a runtime
-        // of its own panics. A thread of its own has none, and a main thread's stack, which the
-        // jobs had before. `serve` never returns, so neither does the scope once the thread
-        // started; without one, the jobs are served here after all.
+        // of its own panics. Called on another thread (a test of the standard harness): its
+        // stack may be smaller than the application's main thread's. A thread of its own has no
+        // runtime, and a main thread's stack. `serve` never returns, so neither does the scope
+        // once the thread started; without one, the jobs are served here after all.
         std::thread::scope(|s| {
             let _ = std::thread::Builder::new()
                 .name("circuits-serve".into())
@@ -51,6 +55,20 @@ pub fn init(jobs: Jobs) {
         });
     }
     serve(&jobs);
+}
+
+/// Whether this is the process's main thread (where `main` runs); `true` where that cannot be
+/// told.
+fn on_main_thread() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and getpid take nothing and touch no memory.
+        unsafe { libc::gettid() == libc::getpid() }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        true
+    }
 }
 
 /// The stack of a main thread: the soft `RLIMIT_STACK`, at least 8 MiB, and 64 MiB where it is

@@ -3,7 +3,7 @@
 //! stdin and stdout pipes if not. Either way one of the worker's reader threads reads the child's
 //! answers.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, OnceLock};
@@ -120,19 +120,41 @@ pub(super) struct Offer {
 }
 
 pub(super) fn offer_rings(cfg: &ProcessConfig, command: &mut Command) -> Option<Offer> {
-    if cfg.shared_memory == 0 || !pidfds_work() {
+    if cfg.shared_memory == 0 {
+        return None;
+    }
+    if !pidfds_work() {
+        warn_once("this kernel has no pidfd_open (Linux 5.3)");
         return None;
     }
     let made = Rings::new(cfg.shared_memory)
         .and_then(|rings| Ok((rings, UnixStream::pair()?)))
-        .map_err(|e| tracing::debug!(%e, "no shared memory for a worker process: pipes"));
+        .map_err(|e| warn_once(&e.to_string()));
     let (rings, (sock, theirs)) = made.ok()?;
+    // Not the protocol's: what the program prints before `init` goes to our stderr, as what its
+    // jobs print does after (the child then points its stdout at its stderr).
+    let stdout = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_or_else(|_| Stdio::inherit(), Stdio::from);
     command
         .env(RING_ENV, "1")
         .stdin(Stdio::from(OwnedFd::from(theirs)))
-        // Not the protocol's: what the binary prints before `init` goes where ours goes.
-        .stdout(Stdio::inherit());
+        .stdout(stdout);
     Some(Offer { rings, sock })
+}
+
+/// Says once per process that worker processes fall back to the pipes, and why: a child's output
+/// before `circuits::init` then breaks its start.
+fn warn_once(why: &str) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            why,
+            "no shared memory for worker processes: their frames go through their stdout, so \
+             what a worker program prints before circuits::init() breaks its start"
+        );
+    }
 }
 
 /// Has a reader thread of `readers` read child generation `generation`'s output, and returns

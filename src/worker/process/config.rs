@@ -79,6 +79,8 @@ impl ProcessConfig {
     /// [`std::env::current_exe`] names it). It must be a binary of your own whose `main` calls
     /// [`circuits::init`](crate::init) first, with every job this pool sends registered: a
     /// dedicated worker binary, say, smaller than the application or built with other features.
+    /// A bare name is looked up in `PATH`, a relative path from the working directory, at each
+    /// start of a child.
     /// A program that cannot be started fails the worker's starts at the `Spawn` stage, and one
     /// that does not call `init` at the `Handshake` stage, each with a reason that names it
     /// ([`TaskError::WorkerStartFailed`](crate::TaskError::WorkerStartFailed)).
@@ -95,8 +97,9 @@ impl ProcessConfig {
     /// ```
     /// use circuits::ProcessConfig;
     ///
-    /// let cfg = ProcessConfig::default().program_args(["worker_process", "--exact"]);
-    /// assert_eq!(cfg.program_arguments().len(), 2);
+    /// let args = ["worker_process", "--exact", "--nocapture"];
+    /// let cfg = ProcessConfig::default().program_args(args);
+    /// assert_eq!(cfg.program_arguments().len(), 3);
     /// ```
     pub fn program_args<A: Into<OsString>>(mut self, args: impl IntoIterator<Item = A>) -> Self {
         self.program_args = args.into_iter().map(Into::into).collect();

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::carrier;
+use super::config::ProcessConfig;
 use super::limits::{limit_reason, resident_bytes};
 use super::reap::{exit_of, reap, signal_group};
 use super::shared::{InFlight, PidMark, BACKING_OFF, STARTING};
@@ -38,7 +39,7 @@ impl Host {
             Err(e) => {
                 let program = match &self.cfg.program {
                     Some(p) => format!(" ({})", p.display()),
-                    None => String::new(),
+                    None => " (this binary)".to_string(),
                 };
                 self.start_failed(
                     StartStage::Spawn,
@@ -213,6 +214,7 @@ impl Host {
         let Some(conn) = self.conn.as_ref() else {
             return;
         };
+        let piped = conn.input.pipe_capacity().is_some();
         let stage = if conn.jobs.is_none() {
             Some(StartStage::Handshake)
         } else if !self.shared.lock().answered {
@@ -242,13 +244,10 @@ impl Host {
             None => exit.to_string(),
         };
         if stage == Some(StartStage::Handshake) {
-            let binary = match &self.cfg.program {
-                Some(p) => format!("the program {}", p.display()),
-                None => "this binary".to_string(),
-            };
+            let broke_pipes = piped && matches!(exit, Exit::Protocol(_));
             reason = format!(
-                "{reason} before its handshake; does {binary}'s main call circuits::init() \
-                 first? (a worker process that does not runs main again)"
+                "{reason} before its handshake; {}",
+                handshake_hint(&self.cfg, broke_pipes)
             );
         }
         let (fin, victim, rest) = self.take_inflight();
@@ -400,4 +399,33 @@ impl Host {
             self.shared.settle_fail(&fin, task, TaskError::Cancelled);
         }
     }
+}
+
+/// What a child that failed its handshake likely did, for the reason: which program (and
+/// arguments) never called `circuits::init`, or, when its frames went through its stdout, that
+/// what it printed before `init` broke them.
+fn handshake_hint(cfg: &ProcessConfig, broke_pipes: bool) -> String {
+    let program = match &cfg.program {
+        Some(p) => format!("the program {}", p.display()),
+        None => "this binary".to_string(),
+    };
+    let mut hint = if cfg.program_args.is_empty() {
+        format!(
+            "does {program}'s main call circuits::init() first? (a worker process that does not \
+             runs main again)"
+        )
+    } else {
+        format!(
+            "does {program}, run with the arguments {:?}, call circuits::init() first? (with the \
+             test harness, they must name the test that calls it, by its full path)",
+            cfg.program_args
+        )
+    };
+    if broke_pipes {
+        hint.push_str(
+            "; its frames went through its stdout, as no shared memory could be had, so anything \
+             it printed before circuits::init() broke them",
+        );
+    }
+    hint
 }
