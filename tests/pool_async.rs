@@ -4,7 +4,7 @@
 //! task. Its own `main` (`harness = false`): the process-mode cancel needs `circuits::init` first.
 
 mod common;
-use common::{bounded, eventually, grown_to_two, listen, retire_second, Gate, Listener};
+use common::{bounded, eventually, grown_to_two, listen, retire_second, Gate, Listener, Pid};
 
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -28,17 +28,6 @@ impl Job for HangAfter {
         loop {
             std::thread::sleep(Duration::from_millis(10));
         }
-    }
-}
-
-/// Answers its child's pid.
-#[derive(Serialize, Deserialize)]
-struct Pid;
-impl Job for Pid {
-    const NAME: &'static str = "pid";
-    type Output = u32;
-    fn run(self) -> u32 {
-        std::process::id()
     }
 }
 

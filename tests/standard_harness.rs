@@ -5,35 +5,15 @@
 //! that cannot be started, and arguments that never reach `circuits::init`, each named in the
 //! failure.
 
+mod common;
+use common::{bounded, Pid, Square};
+
 use std::time::Duration;
 
 use circuits::prelude::*;
 use circuits::{ProcessConfig, StartStage};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Deserialize)]
-struct Square(u64);
-
-impl Job for Square {
-    const NAME: &'static str = "square";
-    type Output = u64;
-    fn run(self) -> u64 {
-        self.0 * self.0
-    }
-}
-
-/// Answers the process it runs in.
-#[derive(Serialize, Deserialize)]
-struct Pid;
-
-impl Job for Pid {
-    const NAME: &'static str = "pid";
-    type Output = u32;
-    fn run(self) -> u32 {
-        std::process::id()
-    }
-}
 
 /// Answers the worker process's arguments (the program as it was named, then the rest).
 #[derive(Serialize, Deserialize)]
@@ -89,10 +69,7 @@ fn failing(program: &str) -> ProcessConfig {
 
 /// Runs `task` and returns how its worker failed to start (the test fails otherwise).
 async fn start_failure(pool: &PoolHandle) -> (StartStage, String) {
-    let outcome = tokio::time::timeout(Duration::from_secs(60), pool.run(Task::job(Square(2))))
-        .await
-        .expect("the task ends within a minute");
-    match outcome {
+    match bounded(pool.run(Task::job(Square(2)))).await {
         Err(RunError::Task(TaskError::WorkerStartFailed { stage, reason, .. })) => (stage, reason),
         other => panic!("expected a failed start, got {other:?}"),
     }

@@ -563,6 +563,18 @@ impl Job for Square {
     }
 }
 
+/// Answers the process it runs in: a worker process's pid, or the test's in thread mode.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Pid;
+
+impl Job for Pid {
+    const NAME: &'static str = "pid";
+    type Output = u32;
+    fn run(self) -> u32 {
+        std::process::id()
+    }
+}
+
 /// A resizer that never acts within a test's time: the test resizes by hand.
 pub fn resized_by_hand() -> circuits::Resizer {
     circuits::Resizer::default().interval(Duration::from_secs(3600))
