@@ -429,7 +429,8 @@ async fn dropped_pools_leave_no_thread_and_no_child() {
 }
 
 /// Starts a process pool whose every child fails its start the way `mode` says, and checks the
-/// named error, the back-off, and that nothing is left after `abort`.
+/// named error, the back-off, that past the limit only a task makes the worker try again, and
+/// that nothing is left after `abort`.
 async fn failed_starts_are_bounded(mode: &'static str, tag: &str, expect_init_hint: bool) {
     const LIMIT: usize = 3;
     let count = scratch(tag);
@@ -437,7 +438,7 @@ async fn failed_starts_are_bounded(mode: &'static str, tag: &str, expect_init_hi
     let _env = EnvVars::set(&[(COUNT_ENV, count.as_os_str()), (mode, one)]);
     let mut cfg = ProcessConfig::default()
         .max_start_failures(LIMIT)
-        .restart_backoff(Duration::from_millis(10), Duration::from_secs(1));
+        .restart_backoff(Duration::from_millis(10), Duration::from_millis(20));
     if mode == HUGE_FRAME_ENV {
         // The claim goes onto the protocol's pipe: frames must travel through the pipes (with
         // the shared-memory rings, stdout is not the protocol's and the claim goes nowhere).
@@ -466,7 +467,16 @@ async fn failed_starts_are_bounded(mode: &'static str, tag: &str, expect_init_hi
         starts_at_failure >= LIMIT,
         "the task failed after {starts_at_failure} starts, before the limit of {LIMIT}"
     );
-    // Past the limit, a task pushed meanwhile fails with the same error.
+    // Past the limit an idle worker starts no child: none in a second in which its back-off
+    // (20 ms at most) would allow dozens. (Not a wait for an event: a window in which a restart
+    // storm would show in the count.)
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        lines_in(&count),
+        starts_at_failure,
+        "an idle worker past the limit started children"
+    );
+    // A task pushed past the limit fails with the same error, and makes the worker try again.
     let again = bounded(accepted(&pool, Task::job(Square(4)))).await;
     assert!(
         matches!(
@@ -478,12 +488,19 @@ async fn failed_starts_are_bounded(mode: &'static str, tag: &str, expect_init_hi
         ),
         "a task pushed past the limit: {again:?}"
     );
-    // Not a wait for an event: one second in which a restart storm would show in the count.
+    // A child writes its line as it starts: no event says so.
+    eventually(30, || lines_in(&count) > starts_at_failure).await;
+    let asked = lines_in(&count);
+    assert!(
+        asked > starts_at_failure,
+        "the task made the worker try again"
+    );
+    // That try failed too; then the worker waits for the next task again.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let starts = lines_in(&count);
     assert!(
-        starts <= LIMIT + 6,
-        "{starts} starts: the worker does not keep to its back-off"
+        starts <= asked + 1,
+        "{starts} starts after {asked}: the worker keeps starting children nobody asked for"
     );
     bounded(pool.abort()).await;
     assert_eq!(wait_for_no_children().await, Vec::<u32>::new());

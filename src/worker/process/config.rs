@@ -185,9 +185,11 @@ impl ProcessConfig {
         self
     }
     /// How many failed starts in a row a worker may have before the tasks waiting on it fail with
-    /// [`TaskError::WorkerStartFailed`](crate::TaskError::WorkerStartFailed) (default 5, at least 1). Past it the worker tries again
-    /// only at the slowest back-off, and tasks given to it meanwhile fail at once with the same
-    /// error; the first child that starts and answers ends that state.
+    /// [`TaskError::WorkerStartFailed`](crate::TaskError::WorkerStartFailed) (default 5, at least
+    /// 1). Past it the worker tries again only at the slowest back-off, and tasks given to it
+    /// meanwhile fail at once with the same error; the first child that starts and answers ends
+    /// that state. When its children fail their handshake (a program without `circuits::init`
+    /// runs its whole `main` at each start), it tries again only once a task came for it.
     pub fn max_start_failures(mut self, n: usize) -> Self {
         self.restart = self.restart.with_max_failures(n);
         self

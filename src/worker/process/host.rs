@@ -53,6 +53,7 @@ impl ProcessWorker {
             pending: Default::default(),
             stopping: None,
             retry_at: None,
+            asked: false,
             failures: 0,
             last_failure: None,
             encoded: Vec::new(),

@@ -26,6 +26,7 @@ impl Host {
     /// refuses goes through the restart policy like any other failed start.
     pub(super) fn connect(&mut self) {
         self.retry_at = None;
+        self.asked = false;
         self.shared.phase.store(STARTING, Ordering::Relaxed);
         let generation = {
             let mut st = self.shared.lock();
@@ -125,7 +126,8 @@ impl Host {
     pub(super) fn start_failed(&mut self, stage: StartStage, reason: String) {
         self.failures += 1;
         self.shared.phase.store(BACKING_OFF, Ordering::Relaxed);
-        // Past the limit, only the slowest back-off: the worker keeps trying, slowly.
+        // Past the limit, only the slowest back-off: the worker keeps trying, slowly (after a
+        // failed handshake, only when asked: see `wants_start`).
         let wait = self.cfg.restart.wait(self.failures);
         self.retry_at = Some(Instant::now() + wait);
         tracing::debug!(worker = %self.fin().worker(), failures = self.failures, ?wait, %stage, %reason, "worker process start failed");
@@ -133,6 +135,18 @@ impl Host {
         if self.cfg.restart.past_limit(self.failures) {
             self.fail_waiting();
         }
+    }
+
+    /// Whether a worker whose last start failed tries again once its back-off is over: always
+    /// below the limit of failures in a row (the pool keeps its size), and past it too unless
+    /// its children fail their handshake, that is, never speak the protocol: then only when a
+    /// task came since the last try. A program without `circuits::init` runs its whole `main` at
+    /// each start, which an idle pool must not repeat every few seconds for ever; a set-up or a
+    /// spawn that failed may have had a passing cause, and the pool heals by itself when it
+    /// passes.
+    pub(super) fn wants_start(&self) -> bool {
+        let handshake = matches!(self.last_failure, Some((StartStage::Handshake, _)));
+        !(self.cfg.restart.past_limit(self.failures) && handshake) || self.asked
     }
 
     /// Fails every task waiting for a child with the last start failure.
@@ -158,7 +172,7 @@ impl Host {
             // A failed start's back-off is over: try again, so the pool keeps its size, or so that
             // a draining stop's waiting tasks run (or fail past the limit) and the stop ends.
             let wanted = match self.stopping {
-                None => true,
+                None => self.wants_start(),
                 Some(Shutdown::Drain) => !self.pending.is_empty(),
                 Some(Shutdown::Abort) => false,
             };

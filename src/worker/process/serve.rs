@@ -87,7 +87,10 @@ impl Host {
     /// child's handshake limit, or the next reading of its memory.
     pub(super) fn deadline(&self) -> Option<Instant> {
         let Some(conn) = self.conn.as_ref() else {
-            return self.retry_at;
+            // The next try, unless nothing will make one (no stop under way, nothing asked).
+            return self
+                .retry_at
+                .filter(|_| self.stopping.is_some() || self.wants_start());
         };
         if conn.jobs.is_none() {
             return Some(conn.started + self.cfg.handshake_timeout);
@@ -231,9 +234,11 @@ impl Host {
         }
         if self.conn.is_none() {
             if self.retry_at.is_some() {
-                // Waiting out a failed start's back-off; past the limit, nobody waits for it.
+                // Waiting out a failed start's back-off; past the limit, nobody waits for it,
+                // and the task that came asks for one more try.
                 if self.cfg.restart.past_limit(self.failures) {
                     self.fail_waiting();
+                    self.asked = true;
                 }
                 return false;
             }

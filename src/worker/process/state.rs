@@ -47,6 +47,9 @@ pub(super) struct Host {
     pub(super) stopping: Option<Shutdown>,
     /// After a failed start: when to try again.
     pub(super) retry_at: Option<Instant>,
+    /// A task came since the last start, which past the limit of failed handshakes is what
+    /// makes the worker try again (see `Host::wants_start`).
+    pub(super) asked: bool,
     /// Failed starts in a row, and the last one's stage and reason.
     pub(super) failures: usize,
     pub(super) last_failure: Option<(StartStage, String)>,
