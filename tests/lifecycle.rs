@@ -467,14 +467,15 @@ async fn failed_starts_are_bounded(mode: &'static str, tag: &str, expect_init_hi
         starts_at_failure >= LIMIT,
         "the task failed after {starts_at_failure} starts, before the limit of {LIMIT}"
     );
-    // Past the limit an idle worker starts no child: none in a second in which its back-off
-    // (20 ms at most) would allow dozens. (Not a wait for an event: a window in which a restart
-    // storm would show in the count.)
+    // Past the limit an idle worker starts no child: at most one in a second in which its
+    // back-off (20 ms at most) would allow dozens (the one: if the test pushed its task only
+    // after the limit, that task asked for a try). (Not a wait for an event: a window in which a
+    // restart storm would show in the count.)
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        lines_in(&count),
-        starts_at_failure,
-        "an idle worker past the limit started children"
+    let idle = lines_in(&count);
+    assert!(
+        idle <= starts_at_failure + 1,
+        "{idle} starts after {starts_at_failure}: an idle worker past the limit started children"
     );
     // A task pushed past the limit fails with the same error, and makes the worker try again.
     let again = bounded(accepted(&pool, Task::job(Square(4)))).await;
@@ -489,12 +490,9 @@ async fn failed_starts_are_bounded(mode: &'static str, tag: &str, expect_init_hi
         "a task pushed past the limit: {again:?}"
     );
     // A child writes its line as it starts: no event says so.
-    eventually(30, || lines_in(&count) > starts_at_failure).await;
+    eventually(30, || lines_in(&count) > idle).await;
     let asked = lines_in(&count);
-    assert!(
-        asked > starts_at_failure,
-        "the task made the worker try again"
-    );
+    assert!(asked > idle, "the task made the worker try again");
     // That try failed too; then the worker waits for the next task again.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let starts = lines_in(&count);

@@ -81,7 +81,8 @@ pub enum TaskError {
     /// [`ProcessConfig::max_start_failures`](crate::ProcessConfig::max_start_failures) and
     /// [`PoolBuilder::max_start_failures`](crate::PoolBuilder::max_start_failures)): the tasks
     /// waiting on that worker fail with this instead of waiting for ever. The pool keeps trying to
-    /// start it at the slowest back-off. A worker process fails to start in several ways (see
+    /// start it at the slowest back-off (a process worker whose children failed their handshake,
+    /// only once a task came for it). A worker process fails to start in several ways (see
     /// [`StartStage`]); a thread worker only when its
     /// [worker state](crate::PoolBuilder::worker_state) set-up fails.
     #[error("the worker {worker} could not be started ({stage}): {reason}")]

@@ -49,7 +49,8 @@ pub enum WorkerState {
     Busy,
     /// A process worker whose child is starting (spawned, its handshake not yet in).
     Starting,
-    /// A process worker whose last starts failed, waiting out its restart back-off.
+    /// A process worker whose last starts failed, waiting out its restart back-off (past the limit
+    /// of failed handshakes, waiting for a task to ask for the next try).
     BackingOff,
 }
 

@@ -384,6 +384,8 @@ impl Host {
             return; // its reader wakes the host when the last answer is in
         }
         self.shared.lock().recycling = false;
+        // It started and answered: whatever failed before it is over.
+        self.failures = 0;
         self.close();
         self.fin().counters.recycled.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(worker = %self.fin().worker(), %reason, "worker process recycled");
