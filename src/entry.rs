@@ -47,12 +47,16 @@ pub fn init(jobs: Jobs) {
         // stack may be smaller than the application's main thread's. A thread of its own has no
         // runtime, and a main thread's stack. `serve` never returns, so neither does the scope
         // once the thread started; without one, the jobs are served here after all.
-        std::thread::scope(|s| {
-            let _ = std::thread::Builder::new()
+        let started = std::thread::scope(|s| {
+            std::thread::Builder::new()
                 .name("circuits-serve".into())
                 .stack_size(main_stack())
-                .spawn_scoped(s, || serve(&jobs));
+                .spawn_scoped(s, || serve(&jobs))
+                .is_ok()
         });
+        if started {
+            return;
+        }
     }
     serve(&jobs);
 }

@@ -60,11 +60,9 @@ fn config() -> ProcessConfig {
     ProcessConfig::default().program_args(ARGS)
 }
 
-/// Fails fast: starts retried after 1 ms, at most 10 ms apart.
-fn failing(program: &str) -> ProcessConfig {
-    ProcessConfig::default()
-        .program(program)
-        .restart_backoff(Duration::from_millis(1), Duration::from_millis(10))
+/// `config` for children that fail their start: tried again after 1 ms, at most 10 ms apart.
+fn failing(config: ProcessConfig) -> ProcessConfig {
+    config.restart_backoff(Duration::from_millis(1), Duration::from_millis(10))
 }
 
 /// Runs `task` and returns how its worker failed to start (the test fails otherwise).
@@ -132,7 +130,7 @@ async fn a_program_that_cannot_be_started_fails_its_tasks_naming_it() {
     let missing = "/nonexistent/circuits-worker";
     let pool = Pool::builder()
         .min(1)
-        .process_with(failing(missing))
+        .process_with(failing(ProcessConfig::default().program(missing)))
         .start();
     let (stage, reason) = start_failure(&pool).await;
     assert_eq!(stage, StartStage::Spawn);
@@ -145,7 +143,10 @@ async fn arguments_that_name_no_test_fail_at_the_handshake_naming_them() {
     // The harness finds no such test, prints "running 0 tests" and exits 0: what a program
     // without `circuits::init` looks like from the pool.
     let me = std::env::current_exe().expect("this test binary's path");
-    let config = failing(&me.display().to_string()).program_args(["--exact", "no_such_test"]);
+    let config = ProcessConfig::default()
+        .program(&me)
+        .program_args(["--exact", "no_such_test"]);
+    let config = failing(config);
     let pool = Pool::builder().min(1).process_with(config).start();
     let (stage, reason) = start_failure(&pool).await;
     assert_eq!(stage, StartStage::Handshake);
@@ -162,9 +163,7 @@ async fn arguments_that_name_no_test_fail_at_the_handshake_naming_them() {
 async fn a_harness_child_whose_frames_go_through_its_stdout_fails_saying_so() {
     // Without the shared-memory rings the child's stdout carries the frames, and the harness
     // writes "running 1 test" there before `circuits::init` runs.
-    let config = config()
-        .shared_memory(0)
-        .restart_backoff(Duration::from_millis(1), Duration::from_millis(10));
+    let config = failing(config().shared_memory(0));
     let pool = Pool::builder().min(1).process_with(config).start();
     let (stage, reason) = start_failure(&pool).await;
     assert_eq!(stage, StartStage::Handshake);

@@ -116,6 +116,14 @@ impl ProcessConfig {
         &self.program_args
     }
 
+    /// The program the children run, in words for a failed start's reason.
+    pub(crate) fn program_named(&self) -> String {
+        match &self.program {
+            Some(p) => format!("the program {}", p.display()),
+            None => "this binary".to_string(),
+        }
+    }
+
     /// The largest frame either side may send (default 64 MiB). A job whose input is larger fails
     /// with [`TaskError::Wire`](crate::TaskError::Wire) before it is sent; a child that sends a larger frame is treated as
     /// crashed.

@@ -38,13 +38,10 @@ impl Host {
         match self.start_child(generation) {
             Ok(conn) => self.conn = Some(conn),
             Err(e) => {
-                let program = match &self.cfg.program {
-                    Some(p) => format!(" ({})", p.display()),
-                    None => " (this binary)".to_string(),
-                };
+                let program = self.cfg.program_named();
                 self.start_failed(
                     StartStage::Spawn,
-                    format!("could not start a worker process{program}: {e}"),
+                    format!("could not start a worker process ({program}): {e}"),
                 )
             }
         }
@@ -421,10 +418,7 @@ impl Host {
 /// arguments) never called `circuits::init`, or, when its frames went through its stdout, that
 /// what it printed before `init` broke them.
 fn handshake_hint(cfg: &ProcessConfig, broke_pipes: bool) -> String {
-    let program = match &cfg.program {
-        Some(p) => format!("the program {}", p.display()),
-        None => "this binary".to_string(),
-    };
+    let program = cfg.program_named();
     let mut hint = if cfg.program_args.is_empty() {
         format!(
             "does {program}'s main call circuits::init() first? (a worker process that does not \
