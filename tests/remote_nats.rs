@@ -609,6 +609,7 @@ async fn fast_answers_settle_every_task_once_without_the_results_stream() {
 }
 
 fn main() {
+    nats::logs_from_env();
     circuits::init(jobs()); // worker hosts and their worker processes stop here
     if nats::skip_without_server("remote_nats") {
         return;

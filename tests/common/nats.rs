@@ -7,6 +7,19 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Shows the library's logs on stderr when `CIRCUITS_TEST_LOG` is set (a filter such as
+/// `circuits=debug`); worker processes and hosts, which inherit the environment, log there too.
+/// Called first in a test binary's `main`.
+pub fn logs_from_env() {
+    if let Ok(filter) = std::env::var("CIRCUITS_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .try_init();
+    }
+}
+
 /// Where the server binary is (`CIRCUITS_NATS_SERVER`, then `PATH`, then Debian's `/usr/sbin`).
 fn server_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("CIRCUITS_NATS_SERVER") {
@@ -45,6 +58,8 @@ pub struct Server {
     pub port: u16,
     store: PathBuf,
     args: Vec<String>,
+    /// Where in its log file its last launch began.
+    log_from: u64,
 }
 
 impl Server {
@@ -80,22 +95,76 @@ impl Server {
             std::fs::create_dir_all(&dir).expect("a store directory");
             dir
         });
-        let server = Server {
+        let log_from = log_len(&store);
+        let mut server = Server {
             child: launch(port, &store, &args),
             port,
             store,
             args,
+            log_from,
         };
-        server.wait_until_listening();
+        server.until_listening("start");
         server
     }
 
-    fn wait_until_listening(&self) {
+    /// Waits until the launched server takes connections. A port `free_port` saw free can be
+    /// taken before the server binds it (another process's outgoing connection gets it as its
+    /// local port): the server exits, and starts again on other ports.
+    ///
+    /// # Panics
+    ///
+    /// If it exits for another reason, or finds no free port in 4 tries (with its log).
+    fn until_listening(&mut self, what: &str) {
+        for _ in 0..3 {
+            match self.wait_until_listening() {
+                Ok(()) => return,
+                Err(log) if log.contains("address already in use") => {
+                    self.port = free_port();
+                    if let Some(i) = self.args.iter().position(|a| a == "--cluster") {
+                        self.args[i + 1] = format!("nats://127.0.0.1:{}", free_port());
+                    }
+                    self.relaunch();
+                }
+                Err(log) => panic!("nats-server exited at its {what}; its log:\n{log}"),
+            }
+        }
+        if let Err(log) = self.wait_until_listening() {
+            panic!("nats-server found no free port in 4 tries; its log:\n{log}");
+        }
+    }
+
+    /// Waits until the server takes connections; its log if it exited first.
+    ///
+    /// # Panics
+    ///
+    /// If it neither listens nor exits within 20 s.
+    fn wait_until_listening(&mut self) -> Result<(), String> {
         let until = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < until, "nats-server listens within 20 s");
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Err(self.log());
+            }
+            assert!(
+                Instant::now() < until,
+                "nats-server listens within 20 s; its log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
+    }
+
+    /// Launches the server's process again, with its store, ports and arguments.
+    fn relaunch(&mut self) {
+        self.log_from = log_len(&self.store);
+        self.child = launch(self.port, &self.store, &self.args);
+    }
+
+    /// What the server logged since its last launch.
+    fn log(&self) -> String {
+        let all = std::fs::read(self.store.join(LOG)).unwrap_or_default();
+        let since = usize::try_from(self.log_from).map_or(all.len(), |n| n.min(all.len()));
+        String::from_utf8_lossy(&all[since..]).into_owned()
     }
 
     pub fn url(&self) -> String {
@@ -116,10 +185,11 @@ impl Server {
         signal(self.pid(), libc::SIGCONT);
     }
 
-    /// Starts a killed server again on the same ports and store.
+    /// Starts a killed server again on the same store, and the same ports unless they were
+    /// taken meanwhile.
     pub fn restart(&mut self) {
-        self.child = launch(self.port, &self.store, &self.args);
-        self.wait_until_listening();
+        self.relaunch();
+        self.until_listening("restart");
     }
 
     /// Kills the server (SIGKILL) without starting it again.
@@ -138,12 +208,22 @@ impl Drop for Server {
     }
 }
 
+/// The server's log file, in its store's directory (appended to across restarts).
+const LOG: &str = "server.log";
+
+/// How long the log file in `store` is (0 before the first launch).
+fn log_len(store: &std::path::Path) -> u64 {
+    std::fs::metadata(store.join(LOG)).map_or(0, |m| m.len())
+}
+
 /// Starts `nats-server` with JetStream on `port`, its store in `store`.
 fn launch(port: u16, store: &std::path::Path, args: &[String]) -> Child {
     let bin = server_binary().expect("nats-server is installed (see skip_without_server)");
     Command::new(bin)
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(store)
+        .arg("-l")
+        .arg(store.join(LOG))
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
