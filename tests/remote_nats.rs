@@ -15,7 +15,7 @@ use circuits::prelude::*;
 use circuits::{BrokerError, NatsConfig};
 use common::{bounded, collect, Square};
 use futures::StreamExt;
-use nats::{Host, Server};
+use nats::{Host, Relay, Server};
 use serde::{Deserialize, Serialize};
 
 /// Misbehaves in the ways the failure table names.
@@ -309,6 +309,60 @@ async fn a_job_that_kills_every_host_fails_host_lost_and_leaves_the_stream() {
         0,
         "the exhausted job left the stream"
     );
+    pool.stop().await;
+}
+
+async fn a_pool_cut_off_while_its_job_runs_out_of_deliveries_still_fails_it_host_lost() {
+    let server = Server::start();
+    // The pool reaches the server through a relay the test cuts; the hosts reach it directly.
+    let relay = Relay::to(server.port);
+    let pool = Pool::builder()
+        .min(1)
+        .nats(
+            NatsConfig::new(relay.url())
+                .prefix("cut")
+                .ack_wait(Duration::from_secs(2))
+                .max_deliver(2),
+        )
+        .start();
+    let mut seen = collect::<u32>(&pool);
+    // The test hears the server's advisory itself, straight from the server.
+    let client = async_nats::connect(server.url()).await.expect("a client");
+    let mut advisories = client
+        .subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.CUT_JOBS.cut-hosts")
+        .await
+        .expect("a subscription");
+    client.flush().await.expect("subscribed");
+    let value = pool.push(Task::job(Trouble::KillHost)).expect("accepted");
+    // Cut off once its job is in the stream (polled, with a deadline).
+    let mut hosts = Hosts::of(&server, "cut").await;
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while hosts.held_and_waiting().await.1 == 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the job is stored within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay.cut();
+    for _ in 0..2 {
+        let mut host = Host::start(&server.url(), 1, &host_env("cut"));
+        assert!(
+            common::eventually(60, || host.exited()).await,
+            "the job kills its host"
+        );
+    }
+    let _survivor = Host::start(&server.url(), 1, &host_env("cut"));
+    // The job used up its deliveries while the pool could hear nothing.
+    bounded(advisories.next()).await.expect("the advisory");
+    relay.mend();
+    assert_eq!(
+        bounded(value).await,
+        Err(TaskError::HostLost { deliveries: 2 })
+    );
+    let terminal = bounded(seen.until_complete(1)).await;
+    assert_eq!(common::one_outcome_each(&terminal, 1).len(), 1);
+    assert_eq!(drained(&server, "cut").await, 0, "the job left the stream");
     pool.stop().await;
 }
 
@@ -622,6 +676,7 @@ fn main() {
             an_unknown_job_and_no_host_and_a_full_stream_are_named,
             a_host_killed_mid_job_has_its_job_run_again_on_another,
             a_job_that_kills_every_host_fails_host_lost_and_leaves_the_stream,
+            a_pool_cut_off_while_its_job_runs_out_of_deliveries_still_fails_it_host_lost,
             a_server_paused_for_3_s_mid_flood_loses_nothing,
             a_server_paused_for_8_s_mid_flood_loses_nothing,
             a_stopping_host_hands_its_waiting_jobs_over_at_once,

@@ -1,10 +1,12 @@
 //! A real `nats-server -js` for the remote-mode tests, started on loopback on a free port with a
-//! store of its own, and worker hosts (this test binary re-executed with `CIRCUITS_NATS_HOST`).
-//! Every process is stopped by its pid when its handle drops.
+//! store of its own, worker hosts (this test binary re-executed with `CIRCUITS_NATS_HOST`), and a
+//! relay that cuts a client off from the server. Every process is stopped by its pid when its
+//! handle drops.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Shows the library's logs on stderr when `CIRCUITS_TEST_LOG` is set (a filter such as
@@ -316,4 +318,92 @@ impl Drop for Host {
         signal(self.pid(), libc::SIGKILL);
         let _ = self.child.wait();
     }
+}
+
+/// A TCP relay on loopback between clients and a server: the network of a test, which it can
+/// cut (every connection through it closes, and new ones close as they come, as when a host is
+/// partitioned away) and mend.
+pub struct Relay {
+    port: u16,
+    /// Whether it is cut, and the sockets of the connections through it (both ends of each).
+    state: Arc<Mutex<(bool, Vec<TcpStream>)>>,
+    ended: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    /// A relay to the server listening on `upstream` (on loopback).
+    pub fn to(upstream: u16) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let port = listener.local_addr().expect("its address").port();
+        let state: Arc<Mutex<(bool, Vec<TcpStream>)>> = Arc::default();
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (shared, e) = (state.clone(), ended.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if e.load(std::sync::atomic::Ordering::Acquire) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                // Checked and registered under the lock: a cut closes every connection it let in.
+                let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+                if state.0 {
+                    continue; // cut: closed at once
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let clones = (
+                    client.try_clone(),
+                    server.try_clone(),
+                    client.try_clone(),
+                    server.try_clone(),
+                );
+                let (Ok(to_client), Ok(to_server), Ok(c), Ok(s)) = clones else {
+                    continue;
+                };
+                state.1.extend([c, s]);
+                pipe(client, to_server);
+                pipe(server, to_client);
+            }
+        });
+        Relay { port, state, ended }
+    }
+
+    /// The URL clients of the server use to go through the relay.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every connection through the relay, and each new one as it comes, until
+    /// [`mend`](Self::mend).
+    pub fn cut(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.0 = true;
+        for socket in state.1.drain(..) {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn mend(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0 = false;
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.ended.store(true, std::sync::atomic::Ordering::Release);
+        self.cut();
+        // Wakes the accepting thread, which sees the relay ended.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Copies what comes on `from` to `to` on a thread of its own, and closes both when either ends.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(Shutdown::Both);
+        let _ = from.shutdown(Shutdown::Both);
+    });
 }

@@ -1,5 +1,5 @@
 //! How answers reach a remote pool's tasks: from the results stream or as plain messages
-//! ([`settle`]), and the server's advisory for jobs whose deliveries ran out.
+//! ([`settle`]), and the server's advisories for jobs whose deliveries ran out, kept in a stream.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -8,7 +8,6 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 
-use super::broker::{self, Broker};
 use super::pending::{Entry, Shared};
 use super::ready::Ready;
 use super::wire::{self, Answer};
@@ -24,77 +23,111 @@ pub(super) async fn fast_answers(shared: Arc<Shared>, mut answers: async_nats::S
     }
 }
 
-/// The results consumer's pulls: each waits this long on the server at most, ...
-const RESULTS_EXPIRY: Duration = Duration::from_secs(5);
+/// The pool's pulls (of answers, and of exhausted jobs): each waits this long on the server at
+/// most, ...
+const PULL_EXPIRY: Duration = Duration::from_secs(5);
 
-/// ... and the server tells it is alive this often while no answer comes. A pull can be lost
+/// ... and the server tells it is alive this often while nothing comes. A pull can be lost
 /// without a word (a cluster node dies with it); two missed heartbeats end it here, and a new
 /// one is made, instead of waiting for its expiry.
-const RESULTS_HEARTBEAT: Duration = Duration::from_secs(1);
+const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// How many answers one pull asks for.
-const RESULTS_BATCH: usize = 256;
+/// How soon a message delivered to a pull this side gave up on (its heartbeats missed: the
+/// server paused, a cluster node died) comes again: the server delivers it to that pull, which
+/// nobody reads any more. With the server paused for 3 s mid-flood (`tests/remote_nats.rs`), some
+/// runs wait for this once: they took 8.2 s where the others took 3.3 s when it was 5 s, and take
+/// 5.2 s at 2 s (2 runs of 8). A message read and acknowledged later than this comes twice: the
+/// second is absorbed.
+const REDELIVER_AFTER: Duration = Duration::from_secs(2);
+
+/// How many messages one pull asks for.
+const PULL_BATCH: usize = 256;
+
+/// How long a pool's durable consumers outlive the pool's last pull: the server removes those of
+/// a pool that ended without deleting them (its process was killed). A pool away for longer makes
+/// them again; the answers wait in the results stream meanwhile.
+const FORGOTTEN_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// The pool's consumer of the results stream.
 pub(super) fn results_consumer(pool: &str) -> String {
     format!("results-{pool}")
 }
 
-/// Reads the pool's answers from the results stream for as long as the link lives: through its
-/// durable consumer (made again if it is gone), a new pull stream after any error.
+/// The pool's consumer of the stream of jobs that used up their deliveries.
+pub(super) fn exhausted_consumer(pool: &str) -> String {
+    format!("exhausted-{pool}")
+}
+
+/// Reads the pool's answers from the results stream for as long as the link lives.
 pub(super) async fn read_results(shared: Arc<Shared>, results: jetstream::stream::Stream) {
-    let name = results_consumer(&shared.pool);
+    let config = consumer::pull::Config {
+        durable_name: Some(results_consumer(&shared.pool)),
+        filter_subject: shared.cfg.results_subject(&shared.pool),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: REDELIVER_AFTER,
+        inactive_threshold: FORGOTTEN_AFTER,
+        ..Default::default()
+    };
+    read_durable(results, config, |payload| {
+        match wire::decode::<Answer>(&payload) {
+            Ok(answer) => settle(&shared, answer),
+            Err(e) => tracing::warn!("circuits remote pool: an undecodable answer: {e}"),
+        }
+        std::future::ready(())
+    })
+    .await;
+}
+
+/// Reads a durable consumer of `stream` made with `config` for as long as the link lives (made
+/// again if it is gone, a new pull stream after any error), handing each message's payload to
+/// `each`, then acknowledging it: a message read twice (after a reconnect) must be absorbed.
+async fn read_durable<F, Fut>(
+    stream: jetstream::stream::Stream,
+    config: consumer::pull::Config,
+    mut each: F,
+) where
+    F: FnMut(bytes::Bytes) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let name = config.durable_name.clone().unwrap_or_default();
     let again = Duration::from_millis(200);
     loop {
-        let config = consumer::pull::Config {
-            durable_name: Some(name.clone()),
-            filter_subject: shared.cfg.results_subject(&shared.pool),
-            ack_policy: consumer::AckPolicy::Explicit,
-            // An answer delivered to a pull this side gave up on comes again this soon (a
-            // duplicate is absorbed).
-            ack_wait: RESULTS_EXPIRY,
-            ..Default::default()
-        };
         let consumer: consumer::PullConsumer =
-            match results.get_or_create_consumer(&name, config).await {
+            match stream.get_or_create_consumer(&name, config.clone()).await {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!("circuits remote pool: the results consumer: {e}");
+                    tracing::warn!("circuits remote pool: the consumer {name}: {e}");
                     tokio::time::sleep(again).await;
                     continue;
                 }
             };
         let pulled = consumer
             .stream()
-            .max_messages_per_batch(RESULTS_BATCH)
-            .expires(RESULTS_EXPIRY)
-            .heartbeat(RESULTS_HEARTBEAT)
+            .max_messages_per_batch(PULL_BATCH)
+            .expires(PULL_EXPIRY)
+            .heartbeat(PULL_HEARTBEAT)
             .messages()
             .await;
-        let mut answers = match pulled {
+        let mut messages = match pulled {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!("circuits remote pool: reading answers: {e}");
+                tracing::warn!("circuits remote pool: reading {name}: {e}");
                 tokio::time::sleep(again).await;
                 continue;
             }
         };
-        while let Some(message) = answers.next().await {
+        while let Some(message) = messages.next().await {
             let message = match message {
                 Ok(m) => m,
                 Err(e) => {
                     // A lost pull (missed heartbeats), a failed one, a deleted consumer: the
                     // stream asks for nothing more, so a new one does.
-                    tracing::debug!("circuits remote pool: answers: {e}; pulling anew");
+                    tracing::debug!("circuits remote pool: {name}: {e}; pulling anew");
                     tokio::time::sleep(again / 4).await;
                     break;
                 }
             };
-            match wire::decode::<Answer>(&message.payload) {
-                Ok(answer) => settle(&shared, answer),
-                Err(e) => tracing::warn!("circuits remote pool: an undecodable answer: {e}"),
-            }
-            // Stored until acknowledged: an answer read twice (after a reconnect) is absorbed.
+            each(message.payload.clone()).await;
             tokio::task::spawn_local(async move {
                 let _ = message.ack().await;
             });
@@ -117,39 +150,53 @@ pub(super) fn settle(shared: &Shared, answer: Answer) {
 
 /// Fails the tasks whose jobs used up their deliveries (every host they went to was lost), and
 /// takes those jobs out of the stream (a work queue keeps them otherwise).
-pub(super) async fn watch_deliveries(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<Ready>) {
+///
+/// The server's advisory for such a job is a plain message, lost to a pool that is disconnected
+/// when it is sent; the exhausted stream keeps it, and the pool reads it from there, from `start`
+/// (the stream's next sequence before the pool published its first job), through a durable
+/// consumer: one read while the pool was away is still there when it is back.
+pub(super) async fn watch_deliveries(
+    shared: Arc<Shared>,
+    ready: Rc<Ready>,
+    exhausted: jetstream::stream::Stream,
+    start: u64,
+) {
     #[derive(serde::Deserialize)]
     struct Advisory {
         stream_seq: u64,
         deliveries: u64,
     }
-    let subject = broker::max_deliveries_advisory(&shared.cfg);
-    let mut advisories = loop {
-        match broker.client.subscribe(subject.clone()).await {
-            Ok(s) => break s,
-            Err(e) => {
-                tracing::warn!("circuits remote pool: {subject}: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+    let config = consumer::pull::Config {
+        durable_name: Some(exhausted_consumer(&shared.pool)),
+        deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: start,
+        },
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: REDELIVER_AFTER,
+        inactive_threshold: FORGOTTEN_AFTER,
+        ..Default::default()
+    };
+    read_durable(exhausted, config, |payload| {
+        let (shared, ready) = (shared.clone(), ready.clone());
+        async move {
+            let Ok(advisory) = serde_json::from_slice::<Advisory>(&payload) else {
+                return;
+            };
+            let entry = {
+                let mut p = shared.lock();
+                let Some(&id) = p.by_seq.get(&advisory.stream_seq) else {
+                    return; // another pool's job, or one settled already
+                };
+                p.remove(id)
+            };
+            ready.forget(advisory.stream_seq).await;
+            if let Some(entry) = entry {
+                let error = TaskError::HostLost {
+                    deliveries: advisory.deliveries,
+                };
+                Shared::fail(entry, error);
             }
         }
-    };
-    while let Some(message) = advisories.next().await {
-        let Ok(advisory) = serde_json::from_slice::<Advisory>(&message.payload) else {
-            continue;
-        };
-        let entry = {
-            let mut p = shared.lock();
-            let Some(&id) = p.by_seq.get(&advisory.stream_seq) else {
-                continue; // another pool's job
-            };
-            p.remove(id)
-        };
-        ready.forget(advisory.stream_seq).await;
-        if let Some(entry) = entry {
-            let error = TaskError::HostLost {
-                deliveries: advisory.deliveries,
-            };
-            Shared::fail(entry, error);
-        }
-    }
+    })
+    .await;
 }

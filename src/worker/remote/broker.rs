@@ -1,5 +1,6 @@
-//! What pools and hosts both do with the server: connect, and make (or find) the two streams and
-//! the hosts' consumer with the settings of [`NatsConfig`].
+//! What pools and hosts do with the server: connect, and make (or find) the streams (jobs,
+//! results, and the pools' exhausted jobs) and the hosts' consumer with the settings of
+//! [`NatsConfig`].
 
 use std::time::Duration;
 
@@ -65,6 +66,26 @@ impl Broker {
             })
             .await
             .map_err(|e| format!("the results stream {}: {e}", cfg.results_stream()))
+    }
+
+    /// The exhausted stream: the server's advisories of jobs that used up their deliveries,
+    /// kept for a day. An advisory is a plain message, lost to a pool disconnected when it is
+    /// sent; kept here, it is read when the pool is back.
+    pub(crate) async fn exhausted_stream(
+        &self,
+        cfg: &NatsConfig,
+    ) -> Result<stream::Stream, String> {
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: cfg.exhausted_stream(),
+                subjects: vec![max_deliveries_advisory(cfg)],
+                max_age: Duration::from_secs(24 * 3600),
+                num_replicas: cfg.replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("the exhausted stream {}: {e}", cfg.exhausted_stream()))
     }
 }
 

@@ -143,6 +143,11 @@ impl NatsConfig {
         format!("{}_RESULTS", self.prefix.to_uppercase())
     }
 
+    /// The stream that keeps the server's advisories of jobs whose deliveries ran out.
+    pub(crate) fn exhausted_stream(&self) -> String {
+        format!("{}_EXHAUSTED", self.prefix.to_uppercase())
+    }
+
     pub(crate) fn results_subject(&self, pool: &str) -> String {
         format!("{}.results.{pool}", self.prefix)
     }

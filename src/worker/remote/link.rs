@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::answers::{fast_answers, read_results, results_consumer, watch_deliveries};
+use super::answers::{
+    exhausted_consumer, fast_answers, read_results, results_consumer, watch_deliveries,
+};
 use super::broker::{self, Broker};
 use super::config::NatsConfig;
 use super::pending::{Entry, Owner, Shared};
@@ -173,10 +175,15 @@ async fn serve(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
             Cmd::Close => break,
         }
     }
-    // The pool is gone: its results consumer goes too.
+    // The pool is gone: its consumers go too.
     if let Ok(results) = broker.js.get_stream(shared.cfg.results_stream()).await {
         let _ = results
             .delete_consumer(&results_consumer(&shared.pool))
+            .await;
+    }
+    if let Ok(exhausted) = broker.js.get_stream(shared.cfg.exhausted_stream()).await {
+        let _ = exhausted
+            .delete_consumer(&exhausted_consumer(&shared.pool))
             .await;
     }
 }
@@ -200,18 +207,22 @@ async fn fail_everything(shared: &Shared, cmds: &mut mpsc::UnboundedReceiver<Cmd
     }
 }
 
-/// Makes the streams (retrying while the server is away), then reads the pool's answers and the
-/// deliveries advisory. `ready` holds the work stream once it exists.
+/// Makes the streams (retrying while the server is away), then reads the pool's answers and its
+/// exhausted jobs. `ready` holds the work stream once it exists.
 async fn setup(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<Ready>) {
     let cfg = &shared.cfg;
     let mut wait = Duration::from_millis(50);
-    let (jobs, results) = loop {
-        match (
-            broker.jobs_stream(cfg).await,
-            broker.results_stream(cfg).await,
-        ) {
-            (Ok(j), Ok(r)) => break (j, r),
-            (Err(e), _) | (_, Err(e)) => {
+    let (jobs, results, exhausted) = loop {
+        let made = async {
+            Ok::<_, String>((
+                broker.jobs_stream(cfg).await?,
+                broker.results_stream(cfg).await?,
+                broker.exhausted_stream(cfg).await?,
+            ))
+        };
+        match made.await {
+            Ok(streams) => break streams,
+            Err(e) => {
                 tracing::warn!("circuits remote pool: {e}; trying again in {wait:?}");
                 ready.failed(e);
                 tokio::time::sleep(wait).await;
@@ -219,12 +230,14 @@ async fn setup(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<Ready>) {
             }
         }
     };
-    // The hosts' consumer exists before any host starts, so the advisory names it.
+    // The hosts' consumer exists before any host starts, so the advisories name it.
     let _ = jobs
         .get_or_create_consumer(&cfg.hosts_consumer(), broker::hosts_consumer(cfg))
         .await;
+    // Read from before the first job goes out: every advisory of this pool's jobs comes later.
+    let start = exhausted.cached_info().state.last_sequence + 1;
     ready.set(jobs);
-    tokio::task::spawn_local(watch_deliveries(shared.clone(), broker.clone(), ready));
+    tokio::task::spawn_local(watch_deliveries(shared.clone(), ready, exhausted, start));
     if cfg.fast_answers {
         return; // read by `fast_answers`
     }

@@ -11,7 +11,7 @@
 //! Files: `config` ([`NatsConfig`]), `broker` (connecting, the streams and the hosts' consumer),
 //! `wire` (the request and answer messages), `link` (the connection's thread), `pending` (the
 //! table of unsettled tasks), `publish` (a job out, its timeout), `answers` (answers in, and the
-//! deliveries advisory).
+//! exhausted jobs, the server's advisories kept in a stream).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
