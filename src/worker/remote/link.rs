@@ -22,6 +22,9 @@ use super::publish::publish;
 use super::ready::Ready;
 use crate::task::{BrokerError, ErasedTask, TaskError};
 
+/// How long a closing link tries to delete the pool's consumers.
+const CLEANUP: Duration = Duration::from_secs(2);
+
 /// What the link's thread works on.
 enum Cmd {
     Publish(u64),
@@ -175,17 +178,23 @@ async fn serve(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
             Cmd::Close => break,
         }
     }
-    // The pool is gone: its consumers go too.
-    if let Ok(results) = broker.js.get_stream(shared.cfg.results_stream()).await {
-        let _ = results
-            .delete_consumer(&results_consumer(&shared.pool))
-            .await;
-    }
-    if let Ok(exhausted) = broker.js.get_stream(shared.cfg.exhausted_stream()).await {
-        let _ = exhausted
-            .delete_consumer(&exhausted_consumer(&shared.pool))
-            .await;
-    }
+    // The pool is gone: its consumers go too, unless the server is away (the thread would wait
+    // for it, its answers and advisories still read meanwhile); then they go by themselves
+    // after their inactivity threshold.
+    let (js, cfg, pool) = (&broker.js, &shared.cfg, &shared.pool);
+    let delete = |stream: String, consumer: String| async move {
+        if let Ok(stream) = js.get_stream(stream).await {
+            let _ = stream.delete_consumer(&consumer).await;
+        }
+    };
+    let _ = tokio::time::timeout(
+        CLEANUP,
+        futures::future::join(
+            delete(cfg.results_stream(), results_consumer(pool)),
+            delete(cfg.exhausted_stream(), exhausted_consumer(pool)),
+        ),
+    )
+    .await;
 }
 
 /// Without a connection nothing can run: every task fails as it comes, until the link closes.
