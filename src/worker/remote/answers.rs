@@ -149,7 +149,7 @@ pub(super) fn settle(shared: &Shared, answer: Answer) {
 }
 
 /// Fails the tasks whose jobs used up their deliveries (every host they went to was lost), and
-/// takes those jobs out of the stream (a work queue keeps them otherwise).
+/// takes those jobs, and other pools', out of the stream (a work queue keeps them otherwise).
 ///
 /// The server's advisory for such a job is a plain message, lost to a pool that is disconnected
 /// when it is sent; the exhausted stream keeps it, and the pool reads it from there, from `start`
@@ -184,11 +184,11 @@ pub(super) async fn watch_deliveries(
             };
             let entry = {
                 let mut p = shared.lock();
-                let Some(&id) = p.by_seq.get(&advisory.stream_seq) else {
-                    return; // another pool's job, or one settled already
-                };
-                p.remove(id)
+                let id = p.by_seq.get(&advisory.stream_seq).copied();
+                id.and_then(|id| p.remove(id))
             };
+            // Every pool takes out every exhausted job it hears of, its own or another pool's:
+            // that pool may be gone, and nothing else would (no host gets the job again).
             ready.forget(advisory.stream_seq).await;
             if let Some(entry) = entry {
                 let error = TaskError::HostLost {
