@@ -413,6 +413,45 @@ async fn a_server_paused_for_8_s_mid_flood_loses_nothing() {
     flood_through_a_pause(Duration::from_secs(8), "pause8").await;
 }
 
+async fn a_server_paused_with_jobs_pulled_costs_them_no_ack_wait() {
+    // An ack wait past the test's bound: a job the server delivered to a pull that a host gave up
+    // on while the server was stopped would wait it out, and time the test out.
+    let server = Server::start();
+    let pool = Pool::builder()
+        .min(4)
+        .nats(
+            config(&server, "pausewait")
+                .ack_wait(Duration::from_secs(120))
+                .max_deliver(3),
+        )
+        .start();
+    let mut env = host_env("pausewait");
+    env[1].1 = "120000".into();
+    env[2].1 = "3".into();
+    let _hosts = [
+        Host::start(&server.url(), 2, &env),
+        Host::start(&server.url(), 2, &env),
+    ];
+    let mut seen = collect::<u64>(&pool);
+    let n = 2_000u64;
+    let values: Vec<_> = (0..n)
+        .map(|i| pool.push(Task::job(Square(i))).expect("accepted"))
+        .collect();
+    bounded(seen.next_n(n as usize / 10)).await;
+    server.pause();
+    std::thread::sleep(Duration::from_secs(4)); // the scenario, not a wait
+    server.resume();
+    for (i, v) in values.into_iter().enumerate() {
+        assert_eq!(bounded(v).await, Ok((i as u64).pow(2)), "task {i}");
+    }
+    let terminal = bounded(seen.until_complete(n as usize)).await;
+    assert_eq!(
+        common::one_outcome_each(&terminal, n as usize).len(),
+        n as usize
+    );
+    pool.stop().await;
+}
+
 async fn a_stopping_host_hands_its_waiting_jobs_over_at_once() {
     let server = Server::start();
     // An ack wait longer than the test's bound: a job not handed back would time the test out.
@@ -687,6 +726,7 @@ fn main() {
             a_pool_cut_off_while_its_job_runs_out_of_deliveries_fails_it_host_lost_when_back,
             a_server_paused_for_3_s_mid_flood_loses_nothing,
             a_server_paused_for_8_s_mid_flood_loses_nothing,
+            a_server_paused_with_jobs_pulled_costs_them_no_ack_wait,
             a_stopping_host_hands_its_waiting_jobs_over_at_once,
             a_host_with_long_jobs_leaves_the_others_in_the_stream,
             a_host_holds_no_more_bytes_of_jobs_than_its_limit,
