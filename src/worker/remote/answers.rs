@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 
+use super::durable::{read_durable, Exhausted, REDELIVER_AFTER};
 use super::pending::{Entry, Shared};
 use super::ready::Ready;
 use super::wire::{self, Answer};
@@ -22,26 +23,6 @@ pub(super) async fn fast_answers(shared: Arc<Shared>, mut answers: async_nats::S
         }
     }
 }
-
-/// The pool's pulls (of answers, and of exhausted jobs): each waits this long on the server at
-/// most, ...
-const PULL_EXPIRY: Duration = Duration::from_secs(5);
-
-/// ... and the server tells it is alive this often while nothing comes. A pull can be lost
-/// without a word (a cluster node dies with it); two missed heartbeats end it here, and a new
-/// one is made, instead of waiting for its expiry.
-const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
-
-/// How soon a message delivered to a pull this side gave up on (its heartbeats missed: the
-/// server paused, a cluster node died) comes again: the server delivers it to that pull, which
-/// nobody reads any more. With the server paused for 3 s mid-flood (`tests/remote_nats.rs`), some
-/// runs wait for this once: they took 8.2 s where the others took 3.3 s when it was 5 s, and take
-/// 5.2 s at 2 s (2 runs of 8). A message read and acknowledged later than this comes twice: the
-/// second is absorbed.
-const REDELIVER_AFTER: Duration = Duration::from_secs(2);
-
-/// How many messages one pull asks for.
-const PULL_BATCH: usize = 256;
 
 /// How long a pool's durable consumers outlive the pool's last pull: the server removes those of
 /// a pool that ended without deleting them (its process was killed). A pool away for longer makes
@@ -78,63 +59,6 @@ pub(super) async fn read_results(shared: Arc<Shared>, results: jetstream::stream
     .await;
 }
 
-/// Reads a durable consumer of `stream` made with `config` for as long as the link lives (made
-/// again if it is gone, a new pull stream after any error), handing each message's payload to
-/// `each`, then acknowledging it: a message read twice (after a reconnect) must be absorbed.
-async fn read_durable<F, Fut>(
-    stream: jetstream::stream::Stream,
-    config: consumer::pull::Config,
-    mut each: F,
-) where
-    F: FnMut(bytes::Bytes) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let name = config.durable_name.clone().unwrap_or_default();
-    let again = Duration::from_millis(200);
-    loop {
-        let consumer: consumer::PullConsumer =
-            match stream.get_or_create_consumer(&name, config.clone()).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("circuits remote pool: the consumer {name}: {e}");
-                    tokio::time::sleep(again).await;
-                    continue;
-                }
-            };
-        let pulled = consumer
-            .stream()
-            .max_messages_per_batch(PULL_BATCH)
-            .expires(PULL_EXPIRY)
-            .heartbeat(PULL_HEARTBEAT)
-            .messages()
-            .await;
-        let mut messages = match pulled {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!("circuits remote pool: reading {name}: {e}");
-                tokio::time::sleep(again).await;
-                continue;
-            }
-        };
-        while let Some(message) = messages.next().await {
-            let message = match message {
-                Ok(m) => m,
-                Err(e) => {
-                    // A lost pull (missed heartbeats), a failed one, a deleted consumer: the
-                    // stream asks for nothing more, so a new one does.
-                    tracing::debug!("circuits remote pool: {name}: {e}; pulling anew");
-                    tokio::time::sleep(again / 4).await;
-                    break;
-                }
-            };
-            each(message.payload.clone()).await;
-            tokio::task::spawn_local(async move {
-                let _ = message.ack().await;
-            });
-        }
-    }
-}
-
 /// Settles a task with its answer, if it is still pending and the answer is for its attempt.
 pub(super) fn settle(shared: &Shared, answer: Answer) {
     let Some(entry) = shared.take_attempt(answer.task, answer.attempt) else {
@@ -161,25 +85,11 @@ pub(super) async fn watch_deliveries(
     exhausted: jetstream::stream::Stream,
     start: u64,
 ) {
-    #[derive(serde::Deserialize)]
-    struct Advisory {
-        stream_seq: u64,
-        deliveries: u64,
-    }
-    let config = consumer::pull::Config {
-        durable_name: Some(exhausted_consumer(&shared.pool)),
-        deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-            start_sequence: start,
-        },
-        ack_policy: consumer::AckPolicy::Explicit,
-        ack_wait: REDELIVER_AFTER,
-        inactive_threshold: FORGOTTEN_AFTER,
-        ..Default::default()
-    };
+    let config = Exhausted::consumer(exhausted_consumer(&shared.pool), start, FORGOTTEN_AFTER);
     read_durable(exhausted, config, |payload| {
         let (shared, ready) = (shared.clone(), ready.clone());
         async move {
-            let Ok(advisory) = serde_json::from_slice::<Advisory>(&payload) else {
+            let Some(advisory) = Exhausted::parse(&payload) else {
                 return;
             };
             let entry = {
@@ -187,8 +97,8 @@ pub(super) async fn watch_deliveries(
                 let id = p.by_seq.get(&advisory.stream_seq).copied();
                 id.and_then(|id| p.remove(id))
             };
-            // Every pool takes out every exhausted job it hears of, its own or another pool's:
-            // that pool may be gone, and nothing else would (no host gets the job again).
+            // Every pool takes out every exhausted job it hears of, its own or another pool's
+            // (that pool may be gone), as the hosts do.
             ready.forget(advisory.stream_seq).await;
             if let Some(entry) = entry {
                 let error = TaskError::HostLost {

@@ -11,7 +11,8 @@
 //! Files: `config` ([`NatsConfig`]), `broker` (connecting, the streams and the hosts' consumer),
 //! `wire` (the request and answer messages), `link` (the connection's thread), `pending` (the
 //! table of unsettled tasks), `publish` (a job out, its timeout), `answers` (answers in, and the
-//! exhausted jobs, the server's advisories kept in a stream).
+//! exhausted jobs, the server's advisories kept in a stream), `durable` (reading a durable
+//! consumer, as hosts do too).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,7 @@ use crate::value::Value;
 mod answers;
 pub(crate) mod broker;
 pub(crate) mod config;
+pub(crate) mod durable;
 mod link;
 mod pending;
 mod publish;
