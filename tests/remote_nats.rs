@@ -352,17 +352,11 @@ async fn a_pool_cut_off_while_its_job_runs_out_of_deliveries_fails_it_host_lost_
             "the job kills its host"
         );
     }
-    // Another pool of the same streams, which the cut does not reach.
-    let other = Pool::builder().min(1).nats(config(&server, "cut")).start();
     let _survivor = Host::start(&server.url(), 1, &host_env("cut"));
-    // The job used up its deliveries while its pool could hear nothing; the other pool takes it
-    // out of the stream (its own pool might never come back).
+    // The job used up its deliveries while its pool could hear nothing; a host takes it out of
+    // the stream (its pool might never come back).
     bounded(advisories.next()).await.expect("the advisory");
-    assert_eq!(
-        drained(&server, "cut").await,
-        0,
-        "the other pool took it out"
-    );
+    assert_eq!(drained(&server, "cut").await, 0, "a host took it out");
     relay.mend();
     assert_eq!(
         bounded(value).await,
@@ -371,7 +365,6 @@ async fn a_pool_cut_off_while_its_job_runs_out_of_deliveries_fails_it_host_lost_
     let terminal = bounded(seen.until_complete(1)).await;
     assert_eq!(common::one_outcome_each(&terminal, 1).len(), 1);
     pool.stop().await;
-    other.stop().await;
 }
 
 /// Floods `n` jobs, pauses the server for `pause` once a tenth are answered, and checks that
@@ -470,6 +463,11 @@ async fn a_stopping_host_hands_its_waiting_jobs_over_at_once() {
     // more): the stop lets the 4 handed to its worker run and hands the fifth back.
     bounded(seen.next_n(1)).await;
     assert!(first.stop().success(), "a graceful stop exits 0");
+    assert_eq!(
+        host_consumers(&server, "handover").await,
+        0,
+        "a host that stops deletes its consumer of the exhausted stream"
+    );
     let _second = Host::start(&server.url(), 2, &env);
     for v in values {
         assert_eq!(bounded(v).await, Ok(1));
@@ -477,6 +475,25 @@ async fn a_stopping_host_hands_its_waiting_jobs_over_at_once() {
     let terminal = bounded(seen.until_complete(20)).await;
     assert_eq!(common::one_outcome_each(&terminal, 20).len(), 20);
     pool.stop().await;
+}
+
+/// How many hosts' consumers a test's exhausted stream has.
+async fn host_consumers(server: &Server, prefix: &str) -> usize {
+    let client = async_nats::connect(server.url()).await.expect("a client");
+    let js = async_nats::jetstream::new(client);
+    let stream = js
+        .get_stream(format!("{}_EXHAUSTED", prefix.to_uppercase()))
+        .await
+        .expect("the exhausted stream exists");
+    let names: Vec<String> = stream
+        .consumer_names()
+        .map(|n| n.expect("a consumer's name"))
+        .collect()
+        .await;
+    names
+        .iter()
+        .filter(|n| n.starts_with("exhausted-host-"))
+        .count()
 }
 
 /// The hosts' consumer of a test, as the server sees it.

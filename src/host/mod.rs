@@ -12,10 +12,12 @@
 //!
 //! Files: this one (the entry point), `config` (how a host runs), `error` (why it stopped), `pace`
 //! (how many jobs it holds), `pull` (pulling them), `run` (one job: its worker, its progress acks,
-//! its answer and its ack).
+//! its answer and its ack), `exhausted` (taking the jobs that used up their deliveries out of the
+//! stream).
 
 mod config;
 mod error;
+mod exhausted;
 mod pace;
 mod pull;
 mod run;

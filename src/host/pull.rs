@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 
 use super::config::{HostConfig, MIN_HELD_BYTES};
 use super::error::HostError;
+use super::exhausted;
 use super::pace::Slot;
 use super::run::{run, Ctx};
 use crate::job::Jobs;
@@ -53,17 +54,19 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
     // A host waits for its broker, as a service does: a server (or a cluster electing its
     // leader) that comes up after the host is found when it does.
     let mut wait = Duration::from_millis(100);
-    let consumer: consumer::PullConsumer = loop {
+    let (consumer, jobs_stream, exhausted): (consumer::PullConsumer, _, _) = loop {
         let made = async {
             broker.results_stream(&cfg).await?;
+            let exhausted = broker.exhausted_stream(&cfg).await?;
             let stream = broker.jobs_stream(&cfg).await?;
-            stream
+            let consumer = stream
                 .get_or_create_consumer(&cfg.hosts_consumer(), broker::hosts_consumer(&cfg))
                 .await
-                .map_err(|e| format!("the hosts' consumer: {e}"))
+                .map_err(|e| format!("the hosts' consumer: {e}"))?;
+            Ok::<_, String>((consumer, stream, exhausted))
         };
         match made.await {
-            Ok(c) => break c,
+            Ok(made) => break made,
             Err(e) => {
                 tracing::warn!("worker host: {e}; trying again in {wait:?}");
                 tokio::time::sleep(wait).await;
@@ -71,6 +74,15 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
             }
         }
     };
+    // The jobs that use up their deliveries from now on leave the stream, whoever sent them.
+    let cleaner = exhausted::consumer_name();
+    let start = exhausted.cached_info().state.last_sequence + 1;
+    let cleaning = actix::spawn(exhausted::take_out(
+        jobs_stream,
+        exhausted.clone(),
+        cleaner.clone(),
+        start,
+    ));
     let pool = Pool::builder()
         .channel("circuits-host")
         .min(workers)
@@ -225,6 +237,8 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
     // Every job's ack and nak is with the client now (a job's slot comes back after them): sent
     // before the host goes, unless the server is away (the client would wait for it for ever).
     let _ = tokio::time::timeout(FLUSH, ctx.broker.client.flush()).await;
+    cleaning.abort();
+    let _ = tokio::time::timeout(FLUSH, exhausted.delete_consumer(&cleaner)).await;
     pool.stop().await;
     Ok(())
 }
