@@ -367,14 +367,19 @@ async fn a_pool_cut_off_while_its_job_runs_out_of_deliveries_fails_it_host_lost_
     pool.stop().await;
 }
 
-/// Floods `n` jobs, pauses the server for `pause` once a tenth are answered, and checks that
-/// every task still ends exactly once and the stream ends empty.
-async fn flood_through_a_pause(pause: Duration, prefix: &str) {
+/// Floods `n` jobs with an ack wait of `ack_wait`, pauses the server for `pause` once a tenth are
+/// answered, and checks that every task still ends exactly once and the stream ends empty.
+async fn flood_through_a_pause(pause: Duration, prefix: &str, ack_wait: Duration) {
     let server = Server::start();
-    let pool = Pool::builder().min(4).nats(config(&server, prefix)).start();
+    let pool = Pool::builder()
+        .min(4)
+        .nats(config(&server, prefix).ack_wait(ack_wait))
+        .start();
+    let mut env = host_env(prefix);
+    env[1].1 = ack_wait.as_millis().to_string();
     let _hosts = [
-        Host::start(&server.url(), 2, &host_env(prefix)),
-        Host::start(&server.url(), 2, &host_env(prefix)),
+        Host::start(&server.url(), 2, &env),
+        Host::start(&server.url(), 2, &env),
     ];
     let mut seen = collect::<u64>(&pool);
     let n = 2_000u64;
@@ -398,51 +403,19 @@ async fn flood_through_a_pause(pause: Duration, prefix: &str) {
 }
 
 async fn a_server_paused_for_3_s_mid_flood_loses_nothing() {
-    flood_through_a_pause(Duration::from_secs(3), "pause3").await;
+    flood_through_a_pause(Duration::from_secs(3), "pause3", Duration::from_secs(2)).await;
 }
 
 async fn a_server_paused_for_8_s_mid_flood_loses_nothing() {
     // Past the client's 5 s request timeout: publishes fail and are retried with their ids.
-    flood_through_a_pause(Duration::from_secs(8), "pause8").await;
+    flood_through_a_pause(Duration::from_secs(8), "pause8", Duration::from_secs(2)).await;
 }
 
 async fn a_server_paused_with_jobs_pulled_costs_them_no_ack_wait() {
     // An ack wait past the test's bound: a job the server delivered to a pull that a host gave up
     // on while the server was stopped would wait it out, and time the test out.
-    let server = Server::start();
-    let pool = Pool::builder()
-        .min(4)
-        .nats(
-            config(&server, "pausewait")
-                .ack_wait(Duration::from_secs(120))
-                .max_deliver(3),
-        )
-        .start();
-    let mut env = host_env("pausewait");
-    env[1].1 = "120000".into();
-    env[2].1 = "3".into();
-    let _hosts = [
-        Host::start(&server.url(), 2, &env),
-        Host::start(&server.url(), 2, &env),
-    ];
-    let mut seen = collect::<u64>(&pool);
-    let n = 2_000u64;
-    let values: Vec<_> = (0..n)
-        .map(|i| pool.push(Task::job(Square(i))).expect("accepted"))
-        .collect();
-    bounded(seen.next_n(n as usize / 10)).await;
-    server.pause();
-    std::thread::sleep(Duration::from_secs(4)); // the scenario, not a wait
-    server.resume();
-    for (i, v) in values.into_iter().enumerate() {
-        assert_eq!(bounded(v).await, Ok((i as u64).pow(2)), "task {i}");
-    }
-    let terminal = bounded(seen.until_complete(n as usize)).await;
-    assert_eq!(
-        common::one_outcome_each(&terminal, n as usize).len(),
-        n as usize
-    );
-    pool.stop().await;
+    let (pause, ack_wait) = (Duration::from_secs(4), Duration::from_secs(120));
+    flood_through_a_pause(pause, "pausewait", ack_wait).await;
 }
 
 async fn a_stopping_host_hands_its_waiting_jobs_over_at_once() {
