@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream::Stream;
 
-use crate::worker::remote::durable::{read_durable, Exhausted};
+use crate::worker::remote::durable::read_exhausted;
 
 /// How long a host's consumer outlives its last pull: the server removes that of a host that was
 /// killed (one that stops gracefully deletes its own).
@@ -18,16 +18,13 @@ pub(super) fn consumer_name() -> String {
     format!("exhausted-host-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// Reads the exhausted stream from `start` through the consumer `name`, deleting from `jobs`
-/// each job an advisory names (best effort: each pool and each host does it too).
-pub(super) async fn take_out(jobs: Stream, exhausted: Stream, name: String, start: u64) {
-    let config = Exhausted::consumer(name, start, FORGOTTEN_AFTER);
-    read_durable(exhausted, config, |payload| {
+/// Reads the exhausted stream through the consumer `name`, deleting from `jobs` each job an
+/// advisory names (best effort: each pool and each host does it too).
+pub(super) async fn take_out(jobs: Stream, exhausted: Stream, name: String) {
+    read_exhausted(exhausted, name, FORGOTTEN_AFTER, |advisory| {
         let jobs = jobs.clone();
         async move {
-            if let Some(advisory) = Exhausted::parse(&payload) {
-                let _ = jobs.delete_message(advisory.stream_seq).await;
-            }
+            let _ = jobs.delete_message(advisory.stream_seq).await;
         }
     })
     .await;

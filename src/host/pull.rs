@@ -76,12 +76,10 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
     };
     // The jobs that use up their deliveries from now on leave the stream, whoever sent them.
     let cleaner = exhausted::consumer_name();
-    let start = exhausted.cached_info().state.last_sequence + 1;
     let cleaning = actix::spawn(exhausted::take_out(
         jobs_stream,
         exhausted.clone(),
         cleaner.clone(),
-        start,
     ));
     let pool = Pool::builder()
         .channel("circuits-host")

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 
-use super::durable::{read_durable, Exhausted, REDELIVER_AFTER};
+use super::durable::{read_durable, read_exhausted, REDELIVER_AFTER};
 use super::pending::{Entry, Shared};
 use super::ready::Ready;
 use super::wire::{self, Answer};
@@ -76,22 +76,18 @@ pub(super) fn settle(shared: &Shared, answer: Answer) {
 /// takes those jobs, and other pools', out of the stream (a work queue keeps them otherwise).
 ///
 /// The server's advisory for such a job is a plain message, lost to a pool that is disconnected
-/// when it is sent; the exhausted stream keeps it, and the pool reads it from there, from `start`
-/// (the stream's next sequence before the pool published its first job), through a durable
-/// consumer: one read while the pool was away is still there when it is back.
+/// when it is sent; the exhausted stream keeps it, and the pool reads it from there (from before
+/// it published its first job) through a durable consumer: one read while the pool was away is
+/// still there when it is back.
 pub(super) async fn watch_deliveries(
     shared: Arc<Shared>,
     ready: Rc<Ready>,
     exhausted: jetstream::stream::Stream,
-    start: u64,
 ) {
-    let config = Exhausted::consumer(exhausted_consumer(&shared.pool), start, FORGOTTEN_AFTER);
-    read_durable(exhausted, config, |payload| {
+    let name = exhausted_consumer(&shared.pool);
+    read_exhausted(exhausted, name, FORGOTTEN_AFTER, |advisory| {
         let (shared, ready) = (shared.clone(), ready.clone());
         async move {
-            let Some(advisory) = Exhausted::parse(&payload) else {
-                return;
-            };
             let entry = {
                 let mut p = shared.lock();
                 let id = p.by_seq.get(&advisory.stream_seq).copied();

@@ -8,7 +8,7 @@ use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 
 /// The pulls of [`read_durable`]: each waits this long on the server at most, ...
-pub(crate) const PULL_EXPIRY: Duration = Duration::from_secs(5);
+const PULL_EXPIRY: Duration = Duration::from_secs(5);
 
 /// ... and the server tells it is alive this often while nothing comes. A pull can be lost
 /// without a word (a cluster node dies with it); two missed heartbeats end it here, and a new
@@ -35,27 +35,38 @@ pub(crate) struct Exhausted {
     pub(crate) deliveries: u64,
 }
 
-impl Exhausted {
-    /// The advisory in `payload`, if it is one.
-    pub(crate) fn parse(payload: &[u8]) -> Option<Exhausted> {
-        serde_json::from_slice(payload).ok()
-    }
-
-    /// A durable consumer of the exhausted stream named `name`, reading from `start` (the
-    /// stream's next sequence when its reader started), removed by the server after `idle` with
-    /// no pull.
-    pub(crate) fn consumer(name: String, start: u64, idle: Duration) -> consumer::pull::Config {
-        consumer::pull::Config {
-            durable_name: Some(name),
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: start,
-            },
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: REDELIVER_AFTER,
-            inactive_threshold: idle,
-            ..Default::default()
+/// Reads the exhausted stream through the durable consumer `name` (removed by the server after
+/// `idle` with no pull), handing each advisory to `each`. It reads from the stream's next
+/// sequence as `exhausted` was made or found (its cached info): its reader makes it before the
+/// first job it cares about goes out, so every advisory of those jobs comes later.
+pub(crate) async fn read_exhausted<F, Fut>(
+    exhausted: jetstream::stream::Stream,
+    name: String,
+    idle: Duration,
+    mut each: F,
+) where
+    F: FnMut(Exhausted) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let config = consumer::pull::Config {
+        durable_name: Some(name),
+        deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: exhausted.cached_info().state.last_sequence + 1,
+        },
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: REDELIVER_AFTER,
+        inactive_threshold: idle,
+        ..Default::default()
+    };
+    read_durable(exhausted, config, |payload| {
+        let advisory = serde_json::from_slice(&payload).ok().map(&mut each);
+        async move {
+            if let Some(handled) = advisory {
+                handled.await;
+            }
         }
-    }
+    })
+    .await;
 }
 
 /// Reads a durable consumer of `stream` made with `config` for as long as the task it runs in (made

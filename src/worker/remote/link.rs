@@ -243,10 +243,9 @@ async fn setup(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<Ready>) {
     let _ = jobs
         .get_or_create_consumer(&cfg.hosts_consumer(), broker::hosts_consumer(cfg))
         .await;
-    // Read from before the first job goes out: every advisory of this pool's jobs comes later.
-    let start = exhausted.cached_info().state.last_sequence + 1;
+    // Made before the first job goes out: every advisory of this pool's jobs comes later.
     ready.set(jobs);
-    tokio::task::spawn_local(watch_deliveries(shared.clone(), ready, exhausted, start));
+    tokio::task::spawn_local(watch_deliveries(shared.clone(), ready, exhausted));
     if cfg.fast_answers {
         return; // read by `fast_answers`
     }
