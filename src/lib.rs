@@ -64,6 +64,10 @@
     allow(dead_code, unused_imports)
 )]
 #![forbid(unsafe_op_in_unsafe_fn)]
+// Docs of items every build has link to remote mode's (`PoolBuilder::nats`, `NatsConfig`), which
+// exist only with the `nats` feature. The build with every feature (docs.rs's, and CI's with
+// warnings denied) checks every link; without `nats` only those links break.
+#![cfg_attr(not(feature = "nats"), allow(rustdoc::broken_intra_doc_links))]
 
 pub mod bus;
 pub mod channel;
