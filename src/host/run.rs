@@ -4,18 +4,20 @@
 //! A job's task lives as long as the host holds the job, so its size is what each held job costs,
 //! and tokio copies it whole at its spawn and at its end. async-nats's publish and acknowledgement
 //! futures are half a kilobyte to a kilobyte each, and its message 408 bytes: awaited in place,
-//! they made the task 4.3 KB (`-Zprint-type-sizes`), and in a profile of a busy host (issue #13's
-//! S10, single jobs) `memcpy` and `malloc` together took a third of its main thread, the tasks'
-//! copies the largest part of the `memcpy`. So the message is boxed, the work `alive_until` waits
-//! for is pinned where it is made (moved in, it takes its room twice), and what runs once at the
-//! end or seldom (the answer and the ack, a progress ack, a nak) is boxed when it starts: the task
-//! is 0.84 KB. That saved less than the profile promised: about 4% of the host's CPU per job (about
-//! 1 us of 25; the rest of `malloc` and `memcpy` is async-nats's own), indicative only (4 pairs on
-//! a noisy machine). What a held job costs in memory fell the most: 512 held jobs (the default on
-//! two workers) keep 0.4 MB of tasks, not 2.2 MB.
+//! they made the task 4.3 KB (`-Zprint-type-sizes`, session 17). So the message is boxed, and every
+//! wait of a job is boxed when it starts: the wait for a worker and for the value (with their
+//! progress acks), the answer's publish, its confirmation, the ack. Each is bound to a name
+//! before it is awaited: `Box::pin(f()).await` keeps `f()`'s future, moved out or not, in the
+//! awaiting task's state until the statement ends, so boxing it that way saved nothing. Measured
+//! with `size_of_val` (session 23): the job's task was 1,592 bytes and the boxed answer 1,152; now
+//! 552 and 448. Over 1,008 bytes, glibc's `malloc` takes its large-chunk path and first merges all
+//! its freed small chunks (`malloc_consolidate`, 1.6% of a busy host's samples, with its
+//! `unlink_chunk` 1.1%); under it, both come from its per-thread cache. The host's CPU over
+//! 800,000 single jobs fell about 3% (14.1 against 14.5 s, one pair of runs): within the noise.
+//! What a held job costs in memory fell the most: 512 held jobs (the default on two workers) keep
+//! 0.28 MB of tasks, not 0.82 MB, beside the boxed wait each one is in.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -63,18 +65,9 @@ pub(super) async fn run(
     let outcome = match ctx.jobs.known(&request.name) {
         None => Err(TaskError::UnknownJob(request.name.clone())),
         Some(name) => {
-            // In a block of its own, so that the finished wait shares its room in the task with
-            // the wait for the value.
-            let worker = {
-                let wait = std::pin::pin!(async {
-                    tokio::select! {
-                        biased;
-                        _ = stop.wait_for(|s| *s) => None,
-                        permit = running.acquire() => permit.ok(),
-                    }
-                });
-                alive_until(&message, ctx.cfg.ack_wait, wait).await
-            };
+            let waiting = wait_for_worker(running, &mut stop);
+            let waiting = Box::pin(alive_until(&message, ctx.cfg.ack_wait, waiting));
+            let worker = waiting.await;
             let Some(_worker) = worker else {
                 // Not started: back to the stream for another host, now.
                 ack_with(&message, AckKind::Nak(None)).await;
@@ -100,7 +93,8 @@ pub(super) async fn run(
             };
             ctx.pace.handed();
             let handed = std::time::Instant::now();
-            let outcome = alive_until(&message, ctx.cfg.ack_wait, std::pin::pin!(value)).await;
+            let running = Box::pin(alive_until(&message, ctx.cfg.ack_wait, value));
+            let outcome = running.await;
             ctx.pace.ended(handed.elapsed());
             outcome
         }
@@ -111,16 +105,26 @@ pub(super) async fn run(
         delivery,
         outcome,
     };
-    Box::pin(answer_and_ack(ctx, &request, &answer, message)).await;
+    let answering = Box::pin(answer_and_ack(ctx, &request, &answer, message));
+    answering.await;
+}
+
+/// A place among the jobs that run at once, or `None` when the host stops first.
+async fn wait_for_worker<'a>(
+    running: &'a Semaphore,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::sync::SemaphorePermit<'a>> {
+    tokio::select! {
+        biased;
+        _ = stop.wait_for(|s| *s) => None,
+        permit = running.acquire() => permit.ok(),
+    }
 }
 
 /// Awaits `work`, telling the server the host is alive every third of `ack_wait`.
-async fn alive_until<F: Future>(
-    message: &Message,
-    ack_wait: Duration,
-    mut work: Pin<&mut F>,
-) -> F::Output {
+async fn alive_until<F: Future>(message: &Message, ack_wait: Duration, work: F) -> F::Output {
     let every = (ack_wait / 3).max(Duration::from_millis(100));
+    let mut work = std::pin::pin!(work);
     loop {
         tokio::select! {
             outcome = &mut work => return outcome,
@@ -135,7 +139,8 @@ async fn alive_until<F: Future>(
 /// async-nats's ack future is 624 bytes, and awaited in place it would take that room in every
 /// held job's task (see the module's note).
 async fn ack_with(message: &Message, kind: AckKind) {
-    let _ = Box::pin(message.ack_with(kind)).await;
+    let acking = Box::pin(message.ack_with(kind));
+    let _ = acking.await;
 }
 
 /// Publishes the answer until the server stores it (deduplicated by the attempt's id), then
@@ -150,8 +155,10 @@ async fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, message: 
     };
     if let Some(subject) = &request.fast_answer {
         // At most once, by the pool's choice: sent (in order, before the ack), not stored.
-        let _ = ctx.broker.client.publish(subject.clone(), bytes).await;
-        let _ = message.ack().await;
+        let sending = Box::pin(ctx.broker.client.publish(subject.clone(), bytes));
+        let _ = sending.await;
+        let acking = Box::pin(message.ack());
+        let _ = acking.await;
         return;
     }
     let subject = ctx.cfg.results_subject(&request.pool);
@@ -165,9 +172,13 @@ async fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, message: 
         let publish = async_nats::jetstream::message::PublishMessage::build()
             .payload(bytes.clone())
             .message_id(&id);
-        // Awaited in place, not moved into a block: the publish future is 824 bytes.
-        let stored = match ctx.broker.js.send_publish(subject.clone(), publish).await {
-            Ok(confirmation) => confirmation.await,
+        // Boxed: the publish future is about 800 bytes (see the module's note).
+        let sending = Box::pin(ctx.broker.js.send_publish(subject.clone(), publish));
+        let stored = match sending.await {
+            Ok(confirmation) => {
+                let confirming = Box::pin(std::future::IntoFuture::into_future(confirmation));
+                confirming.await
+            }
             Err(e) => Err(e),
         };
         match stored {
@@ -186,5 +197,6 @@ async fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, message: 
         }
     }
     // A lost ack only means a second delivery, whose answer the pool absorbs.
-    let _ = message.ack().await;
+    let acking = Box::pin(message.ack());
+    let _ = acking.await;
 }
