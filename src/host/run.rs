@@ -6,16 +6,16 @@
 //! futures are half a kilobyte to a kilobyte each, and its message 408 bytes: awaited in place,
 //! they made the task 4.3 KB (`-Zprint-type-sizes`, session 17). So the message is boxed, and every
 //! wait of a job is boxed when it starts: the wait for a worker and for the value (with their
-//! progress acks), the answer's publish, its confirmation, the ack. Each is bound to a name
-//! before it is awaited: `Box::pin(f()).await` keeps `f()`'s future, moved out or not, in the
-//! awaiting task's state until the statement ends, so boxing it that way saved nothing. Measured
-//! with `size_of_val` (session 23): the job's task was 1,592 bytes and the boxed answer 1,152; now
-//! 552 and 448. Over 1,008 bytes, glibc's `malloc` takes its large-chunk path and first merges all
-//! its freed small chunks (`malloc_consolidate`, 1.6% of a busy host's samples, with its
-//! `unlink_chunk` 1.1%); under it, both come from its per-thread cache. The host's CPU over
-//! 800,000 single jobs fell about 3% (14.1 against 14.5 s, one pair of runs): within the noise.
-//! What a held job costs in memory fell the most: 512 held jobs (the default on two workers) keep
-//! 0.28 MB of tasks, not 0.82 MB, beside the boxed wait each one is in.
+//! progress acks), the answer's publish, its confirmation, the ack. Each is bound to a name before
+//! it is awaited: `Box::pin(f()).await` keeps `f()`'s future, moved out or not, in the awaiting
+//! task's state until the statement ends, so boxing it that way saved nothing. Measured with
+//! `size_of_val` (session 23): the job's task was 1,592 bytes and the boxed answer 1,152; now 552
+//! and 448. From about a kilobyte on, glibc's `malloc` takes its large-chunk path and first merges
+//! all its freed small chunks (`malloc_consolidate`, 1.6% of a busy host's samples, with its
+//! `unlink_chunk` 1.1%); under it, both come from its per-thread cache. The host's CPU over 800,000
+//! single jobs fell about 3% (14.1 against 14.5 s, one pair of runs): within the noise. What a held
+//! job costs in memory fell the most: 512 held jobs (the default on two workers) keep 0.28 MB of
+//! tasks, not 0.82 MB, beside the boxed wait each one is in.
 
 use std::future::Future;
 use std::rc::Rc;

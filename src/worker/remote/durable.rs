@@ -72,6 +72,10 @@ pub(crate) async fn read_exhausted<F, Fut>(
 /// Reads a durable consumer of `stream` made with `config` for as long as the task it runs in (made
 /// again if it is gone, a new pull stream after any error), handing each message's payload to
 /// `each`, then acknowledging it: a message read twice (after a reconnect) must be absorbed.
+///
+/// The ack is awaited here, as the floor's loop does (`benches/suite/remote.rs`): it waits only
+/// while the client's queue of commands is full, and a task spawned for each one (the 408-byte
+/// message and the 624-byte ack future) cost an allocation of over a kilobyte per answer.
 pub(crate) async fn read_durable<F, Fut>(
     stream: jetstream::stream::Stream,
     config: consumer::pull::Config,
@@ -119,9 +123,7 @@ pub(crate) async fn read_durable<F, Fut>(
                 }
             };
             each(message.payload.clone()).await;
-            tokio::task::spawn_local(async move {
-                let _ = message.ack().await;
-            });
+            let _ = message.ack().await;
         }
     }
 }
