@@ -6,16 +6,17 @@
 //! futures are half a kilobyte to a kilobyte each, and its message 408 bytes: awaited in place,
 //! they made the task 4.3 KB (`-Zprint-type-sizes`, session 17). So the message is boxed, and every
 //! wait of a job is boxed when it starts: the wait for a worker and for the value (with their
-//! progress acks), the answer's publish, its confirmation, the ack. Each is bound to a name before
-//! it is awaited: `Box::pin(f()).await` keeps `f()`'s future, moved out or not, in the awaiting
-//! task's state until the statement ends, so boxing it that way saved nothing. Measured with
-//! `size_of_val` (session 23): the job's task was 1,592 bytes and the boxed answer 1,152; now 552
-//! and 448. From about a kilobyte on, glibc's `malloc` takes its large-chunk path and first merges
-//! all its freed small chunks (`malloc_consolidate`, 1.6% of a busy host's samples, with its
-//! `unlink_chunk` 1.1%); under it, both come from its per-thread cache. The host's CPU over 800,000
-//! single jobs fell about 3% (14.1 against 14.5 s, one pair of runs): within the noise. What a held
-//! job costs in memory fell the most: 512 held jobs (the default on two workers) keep 0.28 MB of
-//! tasks, not 0.82 MB, beside the boxed wait each one is in.
+//! progress acks), the answer's publish, its confirmation, the ack, each through `await_boxed!`,
+//! which binds the box to a name before it awaits it: `Box::pin(f()).await` keeps `f()`'s future,
+//! moved out or not, in the awaiting task's state until the statement ends, so boxing it that way
+//! saved nothing. Measured with `size_of_val` (session 23): the job's task was 1,592 bytes and the
+//! boxed answer 1,152; now 552 and 448. From about a kilobyte on, glibc's `malloc` takes its
+//! large-chunk path and first merges all its freed small chunks (`malloc_consolidate`, 1.6% of a
+//! busy host's samples, with its `unlink_chunk` 1.1%); under it, both come from its per-thread
+//! cache. The host's CPU over 800,000 single jobs fell about 3% (14.1 against 14.5 s, one pair of
+//! runs): within the noise. What a held job costs in memory fell the most: 512 held jobs (the
+//! default on two workers) keep 0.28 MB of tasks, not 0.82 MB, beside the boxed wait each one is
+//! in.
 
 use std::future::Future;
 use std::rc::Rc;
@@ -30,7 +31,7 @@ use crate::pool::PoolHandle;
 use crate::task::{JobContext, TaskError};
 use crate::worker::remote::broker::Broker;
 use crate::worker::remote::wire::{self, Answer, Input, Request};
-use crate::worker::remote::NatsConfig;
+use crate::worker::remote::{await_boxed, NatsConfig};
 
 /// What each job's run needs.
 pub(super) struct Ctx {
@@ -66,8 +67,7 @@ pub(super) async fn run(
         None => Err(TaskError::UnknownJob(request.name.clone())),
         Some(name) => {
             let waiting = wait_for_worker(running, &mut stop);
-            let waiting = Box::pin(alive_until(&message, ctx.cfg.ack_wait, waiting));
-            let worker = waiting.await;
+            let worker = await_boxed!(alive_until(&message, ctx.cfg.ack_wait, waiting));
             let Some(_worker) = worker else {
                 // Not started: back to the stream for another host, now.
                 ack_with(&message, AckKind::Nak(None)).await;
@@ -93,8 +93,7 @@ pub(super) async fn run(
             };
             ctx.pace.handed();
             let handed = std::time::Instant::now();
-            let running = Box::pin(alive_until(&message, ctx.cfg.ack_wait, value));
-            let outcome = running.await;
+            let outcome = await_boxed!(alive_until(&message, ctx.cfg.ack_wait, value));
             ctx.pace.ended(handed.elapsed());
             outcome
         }
@@ -105,8 +104,7 @@ pub(super) async fn run(
         delivery,
         outcome,
     };
-    let answering = Box::pin(answer_and_ack(ctx, &request, &answer, message));
-    answering.await;
+    await_boxed!(answer_and_ack(ctx, &request, &answer, message));
 }
 
 /// A place among the jobs that run at once, or `None` when the host stops first.
@@ -139,8 +137,7 @@ async fn alive_until<F: Future>(message: &Message, ack_wait: Duration, work: F) 
 /// async-nats's ack future is 624 bytes, and awaited in place it would take that room in every
 /// held job's task (see the module's note).
 async fn ack_with(message: &Message, kind: AckKind) {
-    let acking = Box::pin(message.ack_with(kind));
-    let _ = acking.await;
+    let _ = await_boxed!(message.ack_with(kind));
 }
 
 /// Publishes the answer until the server stores it (deduplicated by the attempt's id), then
@@ -155,10 +152,8 @@ async fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, message: 
     };
     if let Some(subject) = &request.fast_answer {
         // At most once, by the pool's choice: sent (in order, before the ack), not stored.
-        let sending = Box::pin(ctx.broker.client.publish(subject.clone(), bytes));
-        let _ = sending.await;
-        let acking = Box::pin(message.ack());
-        let _ = acking.await;
+        let _ = await_boxed!(ctx.broker.client.publish(subject.clone(), bytes));
+        let _ = await_boxed!(message.ack());
         return;
     }
     let subject = ctx.cfg.results_subject(&request.pool);
@@ -172,13 +167,8 @@ async fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, message: 
         let publish = async_nats::jetstream::message::PublishMessage::build()
             .payload(bytes.clone())
             .message_id(&id);
-        // Boxed: the publish future is about 800 bytes (see the module's note).
-        let sending = Box::pin(ctx.broker.js.send_publish(subject.clone(), publish));
-        let stored = match sending.await {
-            Ok(confirmation) => {
-                let confirming = Box::pin(std::future::IntoFuture::into_future(confirmation));
-                confirming.await
-            }
+        let stored = match await_boxed!(ctx.broker.js.send_publish(subject.clone(), publish)) {
+            Ok(confirmation) => await_boxed!(std::future::IntoFuture::into_future(confirmation)),
             Err(e) => Err(e),
         };
         match stored {
@@ -197,6 +187,5 @@ async fn answer_and_ack(ctx: &Ctx, request: &Request, answer: &Answer, message: 
         }
     }
     // A lost ack only means a second delivery, whose answer the pool absorbs.
-    let acking = Box::pin(message.ack());
-    let _ = acking.await;
+    let _ = await_boxed!(message.ack());
 }

@@ -17,11 +17,11 @@ use crate::task::{BrokerError, TaskError};
 /// Publishes a task's job until the server confirms it (the same message id each time, so the
 /// stream stores it once), or fails the task at the publish deadline; then watches its timeout.
 ///
-/// Each task's publish is a task of its own on the link's thread, alive until the server stored
-/// its job (and until its timeout, when it has one): what it awaits seldom or once is boxed when
-/// it starts. Awaited in place, those waits made it 1,944 bytes (`size_of_val`, session 23), past
-/// the kilobyte from which glibc's `malloc` takes its large-chunk path; now 392: 5,000 tasks being
-/// published at once hold about 2 MB of these tasks, not 9.7 MB.
+/// Each task's publish is a task of its own on the link's thread, alive until the server stored its
+/// job (and until its timeout, when it has one): what it awaits seldom or once is boxed when it
+/// starts (`await_boxed!`). Awaited in place, those waits made it 1,944 bytes (`size_of_val`,
+/// session 23), past the kilobyte from which glibc's `malloc` takes its large-chunk path; now 392:
+/// 5,000 tasks being published at once hold about 2 MB of these tasks, not 9.7 MB.
 pub(super) async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<Ready>, id: u64) {
     let cfg = &shared.cfg;
     let built = {
@@ -43,8 +43,7 @@ pub(super) async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<R
     let started = Instant::now();
     // Published before the work stream is made, a job would be refused ("no stream"): every
     // task would retry at once, a storm at a pool's start or a cluster's.
-    let waiting = Box::pin(tokio::time::timeout(cfg.publish_deadline, ready.wait()));
-    if waiting.await.is_err() {
+    if await_boxed!(tokio::time::timeout(cfg.publish_deadline, ready.wait())).is_err() {
         unreachable(&shared, id, attempt, ready.last_error());
         return;
     }
@@ -58,11 +57,8 @@ pub(super) async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<R
                 .payload(payload.clone())
                 .message_id(&message_id),
         );
-        // async-nats's publish future is about 800 bytes: boxed, and bound to a name before it is
-        // awaited (`Box::pin(f()).await` would keep `f()`'s future in this task's state until the
-        // statement ends), so that the task stays small (see `publish`).
-        let sending = Box::pin(async { send.await?.await });
-        let last = match sending.await {
+        // async-nats's publish future is about 800 bytes.
+        let last = match await_boxed!(async { send.await?.await }) {
             Ok(ack) => break ack.sequence,
             Err(e) => e.to_string(),
         };
@@ -93,8 +89,7 @@ pub(super) async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<R
     };
     if !recorded {
         // Settled while it was being published (a cancel, its timeout): no host should run it.
-        let forgetting = Box::pin(ready.forget(seq));
-        forgetting.await;
+        await_boxed!(ready.forget(seq));
         return;
     }
     if let Some(limit) = timeout {
@@ -104,8 +99,7 @@ pub(super) async fn publish(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<R
             let seq = entry.seq;
             Shared::fail(entry, TaskError::TimedOut(limit));
             if let Some(seq) = seq {
-                let forgetting = Box::pin(ready.forget(seq));
-                forgetting.await;
+                await_boxed!(ready.forget(seq));
             }
         }
     }
