@@ -98,6 +98,12 @@ fn host_env(prefix: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Sets `key` in a host's environment from [`host_env`], which must hold it.
+fn set_env(env: &mut [(&'static str, String)], key: &str, value: String) {
+    let slot = env.iter_mut().find(|(k, _)| *k == key);
+    slot.unwrap_or_else(|| panic!("host_env sets {key}")).1 = value;
+}
+
 /// How many jobs are left in a test's work stream.
 async fn jobs_left(server: &Server, prefix: &str) -> u64 {
     let client = async_nats::connect(server.url()).await.expect("a client");
@@ -376,7 +382,11 @@ async fn flood_through_a_pause(pause: Duration, prefix: &str, ack_wait: Duration
         .nats(config(&server, prefix).ack_wait(ack_wait))
         .start();
     let mut env = host_env(prefix);
-    env[1].1 = ack_wait.as_millis().to_string();
+    set_env(
+        &mut env,
+        "CIRCUITS_NATS_ACK_WAIT_MS",
+        ack_wait.as_millis().to_string(),
+    );
     let _hosts = [
         Host::start(&server.url(), 2, &env),
         Host::start(&server.url(), 2, &env),
@@ -422,7 +432,7 @@ async fn a_stopping_host_hands_its_waiting_jobs_over_at_once() {
     let server = Server::start();
     // An ack wait longer than the test's bound: a job not handed back would time the test out.
     let mut env = host_env("handover");
-    env[1].1 = "120000".into();
+    set_env(&mut env, "CIRCUITS_NATS_ACK_WAIT_MS", "120000".into());
     let pool = Pool::builder()
         .min(2)
         .nats(config(&server, "handover").ack_wait(Duration::from_secs(120)))
@@ -641,7 +651,7 @@ async fn a_three_node_cluster_loses_nothing_when_a_node_is_killed_mid_flood() {
     let pool = Pool::builder().min(4).nats(config).start();
     let mut env = host_env("cluster");
     env.push(("CIRCUITS_NATS_REPLICAS", "3".into()));
-    env[2].1 = "5".into();
+    set_env(&mut env, "CIRCUITS_NATS_MAX_DELIVER", "5".into());
     let _hosts = [Host::start(&urls, 2, &env), Host::start(&urls, 2, &env)];
     let mut seen = collect::<u64>(&pool);
     let n = 2_000usize;
