@@ -166,23 +166,20 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
         loop {
             let next = tokio::select! {
                 _ = &mut stop => {
-                    // Pulled and not started: back to the stream for another host. The pull
-                    // request ends first (at its expiry at the latest): a job handed back while
-                    // it is open would be delivered to it again, and wait out the ack wait.
-                    let mut pulled = Vec::new();
+                    // Pulled and not started: back to the stream for another host.
                     let until = tokio::time::Instant::now() + IDLE_POLL + Duration::from_secs(2);
-                    while let Ok(Some(next)) = tokio::time::timeout_at(until, batch.next()).await {
-                        pulled.extend(next.ok());
-                    }
-                    for m in pulled {
-                        let _ = m.ack_with(AckKind::Nak(None)).await;
-                    }
+                    hand_back(batch, until).await;
                     break 'pulling;
                 }
                 next = tokio::time::timeout_at(given_up, batch.next()) => match next {
                     Ok(next) => next,
                     Err(_) => {
                         tracing::debug!("worker host: a pull not ended by the server; another");
+                        // The server may still deliver to it (it was paused, say, and has not
+                        // seen the pull expire): what comes goes back at once, not after the
+                        // ack wait. Past the ack wait the server redelivers by itself.
+                        let until = tokio::time::Instant::now() + ctx.cfg.ack_wait;
+                        actix::spawn(hand_back(batch, until));
                         break;
                     }
                 },
@@ -239,6 +236,22 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
     let _ = tokio::time::timeout(FLUSH, exhausted.delete_consumer(&cleaner)).await;
     pool.stop().await;
     Ok(())
+}
+
+/// Hands back (naks) what the pull `batch` brings until it ends or `until`. The pull ends first
+/// (at its expiry at the latest): a job handed back while it is open would be delivered to it
+/// again.
+async fn hand_back(mut batch: consumer::pull::Batch, until: tokio::time::Instant) {
+    let mut pulled = Vec::new();
+    while let Ok(Some(next)) = tokio::time::timeout_at(until, batch.next()).await {
+        pulled.extend(next.ok());
+    }
+    if !pulled.is_empty() {
+        tracing::debug!("worker host: {} jobs handed back from a pull", pulled.len());
+    }
+    for m in pulled {
+        let _ = m.ack_with(AckKind::Nak(None)).await;
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
