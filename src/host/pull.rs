@@ -175,9 +175,10 @@ pub(super) async fn serve(jobs: Jobs, config: HostConfig) -> Result<(), HostErro
                     Ok(next) => next,
                     Err(_) => {
                         tracing::debug!("worker host: a pull not ended by the server; another");
-                        // The server may still deliver to it (it was paused, say, and has not
-                        // seen the pull expire): what comes goes back at once, not after the
-                        // ack wait. Past the ack wait the server redelivers by itself.
+                        // The server may still deliver to it: paused, it reads the pull only
+                        // as it resumes. The client drops what comes for a pull dropped here,
+                        // and those jobs would wait out the ack wait; read on, they go back at
+                        // once. Past the ack wait the server redelivers by itself.
                         let until = tokio::time::Instant::now() + ctx.cfg.ack_wait;
                         actix::spawn(hand_back(batch, until));
                         break;
