@@ -104,15 +104,41 @@ fn set_env(env: &mut [(&'static str, String)], key: &str, value: String) {
     slot.unwrap_or_else(|| panic!("host_env sets {key}")).1 = value;
 }
 
-/// How many jobs are left in a test's work stream.
-async fn jobs_left(server: &Server, prefix: &str) -> u64 {
-    let client = async_nats::connect(server.url()).await.expect("a client");
+/// How many messages a test's stream `kind` (`JOBS`, `RESULTS`) holds, and how many it ever
+/// stored (its last sequence).
+async fn stream_counts(urls: &str, prefix: &str, kind: &str) -> (u64, u64) {
+    let urls: Vec<&str> = urls.split(',').collect();
+    let client = async_nats::connect(urls).await.expect("a client");
     let js = async_nats::jetstream::new(client);
     let mut stream = js
-        .get_stream(format!("{}_JOBS", prefix.to_uppercase()))
+        .get_stream(format!("{}_{kind}", prefix.to_uppercase()))
         .await
-        .expect("the work stream exists");
-    stream.info().await.expect("its info").state.messages
+        .unwrap_or_else(|e| panic!("the {kind} stream exists: {e}"));
+    let state = &stream.info().await.expect("its info").state;
+    (state.messages, state.last_sequence)
+}
+
+/// How many jobs are left in a test's work stream.
+async fn jobs_left(server: &Server, prefix: &str) -> u64 {
+    stream_counts(&server.url(), prefix, "JOBS").await.0
+}
+
+/// How many jobs and how many answers a test's streams ever stored. A publish retried (the
+/// server paused, a node lost) carries its first attempt's message id: stored once.
+async fn stored(url: &str, prefix: &str) -> (u64, u64) {
+    let jobs = stream_counts(url, prefix, "JOBS").await.1;
+    let answers = stream_counts(url, prefix, "RESULTS").await.1;
+    (jobs, answers)
+}
+
+/// Once a test's work stream holds `n` jobs (polled: no event says a job was stored).
+async fn until_jobs_left(server: &Server, prefix: &str, n: u64) {
+    bounded(async {
+        while jobs_left(server, prefix).await != n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
 }
 
 /// The jobs left in a test's work stream once it is empty, or after 20 s. A host acknowledges a
@@ -146,6 +172,7 @@ async fn ten_thousand_jobs_and_a_map_across_two_hosts_each_once() {
     let terminal = bounded(seen.until_complete(10_000)).await;
     let per_task = common::one_outcome_each(&terminal, 10_000);
     assert_eq!(per_task.len(), 10_000);
+    assert_eq!(stored(&server.url(), "many").await, (10_000, 10_000));
     let mapped: Vec<u64> = bounded(
         pool.map((0..5_000u64).map(Square))
             .expect("accepted")
@@ -180,10 +207,70 @@ async fn panic_abort_and_timeout_on_a_host_give_the_local_errors_once() {
             500
         ))))
     );
-    // One delivery each: the host answered, nothing ran again.
     assert_eq!(pool.run(Task::job(Square(3))).await, Ok(9));
     assert_eq!(drained(&server, "fail").await, 0);
+    // One delivery each: the host answered every one, nothing was given out again.
+    let mut hosts = Hosts::of(&server, "fail").await;
+    assert_eq!(hosts.deliveries().await, 4);
     pool.stop().await;
+}
+
+/// A job that runs past the ack wait is kept by the host's progress acks: it runs once. Without
+/// them the server would give it to the host's other worker after 2 s (a second delivery).
+async fn a_job_longer_than_the_ack_wait_is_delivered_once() {
+    let server = Server::start();
+    let pool = Pool::builder().min(1).nats(config(&server, "long")).start();
+    let _host = Host::start(&server.url(), 2, &host_env("long"));
+    // 2.5 ack waits (2 s each): a progress ack every 667 ms keeps it.
+    assert_eq!(pool.run(Task::job(Trouble::Sleep(5_000))).await, Ok(1));
+    assert_eq!(drained(&server, "long").await, 0);
+    let mut hosts = Hosts::of(&server, "long").await;
+    assert_eq!(hosts.deliveries().await, 1);
+    pool.stop().await;
+}
+
+/// A server gone for longer than the publish deadline: the task fails with the broker's error,
+/// named, once the deadline passed.
+async fn a_server_gone_past_the_publish_deadline_fails_the_task_unreachable() {
+    let mut server = Server::start();
+    let deadline = Duration::from_secs(1);
+    let config = config(&server, "gone").publish_deadline(deadline);
+    let pool = Pool::builder().min(1).nats(config).start();
+    // The pool is connected once its work stream exists.
+    let _ = Hosts::of(&server, "gone").await;
+    server.kill();
+    let failed = bounded(pool.run(Task::job(Square(2)))).await;
+    assert!(
+        matches!(
+            failed,
+            Err(RunError::Task(TaskError::Broker(BrokerError::Unreachable { deadline: d, .. })))
+                if d == deadline
+        ),
+        "{failed:?}"
+    );
+    pool.stop().await;
+}
+
+/// A task cancelled, or its pool aborted, while its job waits in the stream for a host: the task
+/// ends `Cancelled` and its job leaves the stream (no host will run it later).
+async fn a_cancelled_or_aborted_job_no_host_took_leaves_the_stream() {
+    let server = Server::start();
+    let pool = Pool::builder()
+        .min(1)
+        .nats(config(&server, "cancel"))
+        .start();
+    let (task, cancel) = Task::job(Square(2)).cancellable();
+    let value = pool.push(task).expect("accepted");
+    let _ = Hosts::of(&server, "cancel").await; // the work stream exists
+    until_jobs_left(&server, "cancel", 1).await;
+    assert!(cancel.cancel(), "the task was still pending");
+    assert_eq!(bounded(value).await, Err(TaskError::Cancelled));
+    assert_eq!(drained(&server, "cancel").await, 0);
+    let value = pool.push(Task::job(Square(3))).expect("accepted");
+    until_jobs_left(&server, "cancel", 1).await;
+    pool.abort().await;
+    assert_eq!(bounded(value).await, Err(TaskError::Cancelled));
+    assert_eq!(drained(&server, "cancel").await, 0);
 }
 
 async fn an_unknown_job_and_no_host_and_a_full_stream_are_named() {
@@ -409,6 +496,8 @@ async fn flood_through_a_pause(pause: Duration, prefix: &str, ack_wait: Duration
         n as usize
     );
     assert_eq!(drained(&server, prefix).await, 0);
+    // No duplicate entries: every job and every answer stored once, retried or not.
+    assert_eq!(stored(&server.url(), prefix).await, (n, n));
     pool.stop().await;
 }
 
@@ -514,6 +603,16 @@ impl Hosts {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// How many times the server gave a job to a host (a job given again counts again).
+    async fn deliveries(&mut self) -> u64 {
+        self.0
+            .info()
+            .await
+            .expect("its info")
+            .delivered
+            .consumer_sequence
     }
 
     /// Jobs delivered and not acknowledged (held by hosts), and jobs not delivered yet.
@@ -654,27 +753,162 @@ async fn a_three_node_cluster_loses_nothing_when_a_node_is_killed_mid_flood() {
     set_env(&mut env, "CIRCUITS_NATS_MAX_DELIVER", "5".into());
     let _hosts = [Host::start(&urls, 2, &env), Host::start(&urls, 2, &env)];
     let mut seen = collect::<u64>(&pool);
-    let n = 2_000usize;
-    let values: Vec<_> = (0..n as u64)
-        .map(|i| pool.push(Task::job(Square(i))).expect("accepted"))
-        .collect();
-    bounded(seen.next_n(n / 10)).await;
-    let killed_at = std::time::Instant::now();
-    nodes[1].kill();
-    bounded(seen.next_n(n / 10)).await;
-    let went_on = killed_at.elapsed();
-    nodes[1].restart();
+    // The flood starts once a host pulls (and the work stream exists).
+    Hosts::of(&nodes[0], "cluster").await.pulling().await;
+    let sampler = Sampler::start(&urls, "cluster");
+    let n = 4_000usize;
+    // The flood goes on through the kill: 20 tasks every 10 ms (this is the scenario's pace, not
+    // a wait), so the pool is publishing while the cluster elects a new leader.
+    let pushing = async {
+        let mut values = Vec::with_capacity(n);
+        for i in 0..n as u64 {
+            values.push(pool.push(Task::job(Square(i))).expect("accepted"));
+            if i % 20 == 19 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        values
+    };
+    // The work stream's leader (the node that stores every job first) dies mid-flood.
+    let killing = async {
+        bounded(seen.next_n(n / 10)).await;
+        let leader = stream_leader(&urls, "cluster").await;
+        let killed_at = std::time::Instant::now();
+        nodes[leader].kill();
+        bounded(seen.next_n(n / 10)).await;
+        (leader, killed_at, killed_at.elapsed())
+    };
+    let (values, (leader, killed_at, went_on)) = futures::join!(pushing, killing);
+    nodes[leader].restart();
     for (i, v) in values.into_iter().enumerate() {
         assert_eq!(bounded(v).await, Ok((i as u64).pow(2)), "task {i}");
     }
     let terminal = bounded(seen.until_complete(n)).await;
     assert_eq!(common::one_outcome_each(&terminal, n).len(), n);
-    // Measured, not asserted (timing claims belong in the benchmark): the note quotes it.
+    // Every job was delivered and acknowledged: none waits for a host, none is held by one.
+    let mut consumer = Hosts::of(&nodes[leader], "cluster").await;
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while consumer.held_and_waiting().await != (0, 0) {
+        assert!(
+            std::time::Instant::now() < until,
+            "every job acknowledged within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Removing acknowledged jobs from a replicated work queue is the server's part, and
+    // nats-server 2.9 sometimes keeps one across a leader change (its issues 3953 and 5148): the
+    // count is printed, not asserted (it was 0 in all but one of about 60 runs).
+    let left = drained(&nodes[leader], "cluster").await;
+    let samples = sampler.stop();
+    let stored_ = stored(&urls, "cluster").await;
+    // Measured, not asserted (timing claims belong in the benchmark): the note quotes them.
     println!(
-        "  (cluster: {} more tasks ended {went_on:?} after a node was killed)",
+        "  (cluster: the work stream's leader n{leader} killed; no job stored for {:?}, none \
+         acknowledged for {:?}; {} more tasks ended {went_on:?} after the kill; jobs and answers \
+         stored: {stored_:?} for {n} tasks; jobs left in the stream: {left})",
+        Sampler::longest_pause(&samples, killed_at, n as u64, |s| s.stored),
+        Sampler::longest_pause(&samples, killed_at, n as u64, |s| s.acked),
         n / 10
     );
     pool.stop().await;
+}
+
+/// The name's index (`n1`: 1) of the node that leads a test's work stream.
+async fn stream_leader(urls: &str, prefix: &str) -> usize {
+    let urls: Vec<&str> = urls.split(',').collect();
+    let client = async_nats::connect(urls).await.expect("a client");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js
+        .get_stream(format!("{}_JOBS", prefix.to_uppercase()))
+        .await
+        .expect("the work stream exists");
+    let info = stream.info().await.expect("its info");
+    let leader = info.cluster.as_ref().and_then(|c| c.leader.clone());
+    let leader = leader.expect("a replicated stream has a leader");
+    leader[1..].parse().expect("nodes are named n0, n1, n2")
+}
+
+/// A work stream's progress, as the server reports it.
+#[derive(Clone, Copy)]
+struct Progress {
+    at: std::time::Instant,
+    /// Jobs the stream stored.
+    stored: u64,
+    /// Jobs acknowledged (removed from the work stream).
+    acked: u64,
+}
+
+/// Reads a work stream's progress every 20 ms, on a connection of its own, while it lives.
+struct Sampler {
+    samples: std::rc::Rc<std::cell::RefCell<Vec<Progress>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    fn start(urls: &str, prefix: &str) -> Sampler {
+        let samples = std::rc::Rc::<std::cell::RefCell<Vec<Progress>>>::default();
+        let into = samples.clone();
+        let urls: Vec<String> = urls.split(',').map(String::from).collect();
+        let name = format!("{}_JOBS", prefix.to_uppercase());
+        let task = actix::spawn(async move {
+            let client = async_nats::connect(urls).await.expect("a client");
+            let js = async_nats::jetstream::new(client);
+            loop {
+                // A request the cluster cannot answer (sent to the node that died, or while no
+                // leader is elected) is given up after 250 ms: no sample for that time, as no
+                // progress was seen.
+                let counts = tokio::time::timeout(Duration::from_millis(250), async {
+                    let mut stream = js.get_stream(&name).await.ok()?;
+                    let state = &stream.info().await.ok()?.state;
+                    Some((state.messages, state.last_sequence))
+                });
+                if let Ok(Some((messages, stored))) = counts.await {
+                    into.borrow_mut().push(Progress {
+                        at: std::time::Instant::now(),
+                        stored,
+                        acked: stored - messages,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        Sampler { samples, task }
+    }
+
+    fn stop(self) -> Vec<Progress> {
+        self.task.abort();
+        self.samples.take()
+    }
+
+    /// The longest time after `from` in which `count` did not grow, until it reached `all`.
+    fn longest_pause(
+        samples: &[Progress],
+        from: std::time::Instant,
+        all: u64,
+        count: impl Fn(&Progress) -> u64,
+    ) -> Duration {
+        let mut last = (
+            from,
+            samples
+                .iter()
+                .rev()
+                .find(|s| s.at <= from)
+                .map_or(0, &count),
+        );
+        let mut longest = Duration::ZERO;
+        for s in samples.iter().filter(|s| s.at > from) {
+            if last.1 >= all {
+                return longest;
+            }
+            if count(s) > last.1 {
+                longest = longest.max(s.at - last.0);
+                last = (s.at, count(s));
+            }
+        }
+        // Never all of them: the pause lasts to the last sample.
+        let end = samples.last().map_or(from, |s| s.at);
+        longest.max(end.saturating_duration_since(last.0))
+    }
 }
 
 async fn fast_answers_settle_every_task_once_without_the_results_stream() {
@@ -720,6 +954,9 @@ fn main() {
         common::async_tests![
             ten_thousand_jobs_and_a_map_across_two_hosts_each_once,
             panic_abort_and_timeout_on_a_host_give_the_local_errors_once,
+            a_job_longer_than_the_ack_wait_is_delivered_once,
+            a_server_gone_past_the_publish_deadline_fails_the_task_unreachable,
+            a_cancelled_or_aborted_job_no_host_took_leaves_the_stream,
             an_unknown_job_and_no_host_and_a_full_stream_are_named,
             a_host_killed_mid_job_has_its_job_run_again_on_another,
             a_job_that_kills_every_host_fails_host_lost_and_leaves_the_stream,
