@@ -78,7 +78,10 @@ impl Job for Trouble {
 }
 
 fn jobs() -> Jobs {
-    Jobs::new().register::<Square>().register::<Trouble>()
+    Jobs::new()
+        .register::<Square>()
+        .register::<Trouble>()
+        .register::<common::Pid>()
 }
 
 /// One test's settings: its own prefix (streams and consumer), short waits.
@@ -158,7 +161,7 @@ async fn drained(server: &Server, prefix: &str) -> u64 {
 async fn ten_thousand_jobs_and_a_map_across_two_hosts_each_once() {
     let server = Server::start();
     let pool = Pool::builder().min(4).nats(config(&server, "many")).start();
-    let _hosts = [
+    let hosts = [
         Host::start(&server.url(), 2, &host_env("many")),
         Host::start(&server.url(), 2, &host_env("many")),
     ];
@@ -181,6 +184,19 @@ async fn ten_thousand_jobs_and_a_map_across_two_hosts_each_once() {
     )
     .await;
     assert_eq!(mapped, (0..5_000u64).map(|i| i * i).collect::<Vec<_>>());
+    // Both hosts take work: once each waits with a pull, a burst is shared between them. A job
+    // answers its worker process's pid, whose parent is the host that ran it.
+    Hosts::of(&server, "many").await.pulling(2).await;
+    let pids: Vec<_> = (0..2_000)
+        .map(|_| pool.push(Task::job(common::Pid)).expect("accepted"))
+        .collect();
+    let mut ran_on = std::collections::BTreeSet::new();
+    for pid in pids {
+        let pid = bounded(pid).await.expect("a pid");
+        ran_on.insert(common::parent(pid).expect("a host's worker process runs"));
+    }
+    let hosts: std::collections::BTreeSet<u32> = hosts.iter().map(Host::pid).collect();
+    assert_eq!(ran_on, hosts, "the hosts that ran jobs");
     assert_eq!(drained(&server, "many").await, 0);
     pool.stop().await;
 }
@@ -593,13 +609,13 @@ impl Hosts {
         }
     }
 
-    /// Once a host asks for jobs (polled, with a deadline).
-    async fn pulling(&mut self) {
+    /// Once `hosts` pulls wait for jobs (an idle host keeps one; polled, with a deadline).
+    async fn pulling(&mut self, hosts: usize) {
         let until = std::time::Instant::now() + Duration::from_secs(20);
-        while self.0.info().await.expect("its info").num_waiting == 0 {
+        while self.0.info().await.expect("its info").num_waiting < hosts {
             assert!(
                 std::time::Instant::now() < until,
-                "a host pulls within 20 s"
+                "{hosts} hosts pull within 20 s"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -693,7 +709,7 @@ async fn a_host_holds_no_more_bytes_of_jobs_than_its_limit() {
         .start();
     let _host = Host::start(&server.url(), 1, &env);
     let mut hosts = Hosts::of(&server, "bytes").await;
-    hosts.pulling().await;
+    hosts.pulling(1).await;
     let file = std::env::temp_dir().join(format!("circuits-gate-{}", std::process::id()));
     let _ = std::fs::remove_file(&file);
     let gate = file.to_string_lossy().into_owned();
@@ -754,7 +770,7 @@ async fn a_three_node_cluster_loses_nothing_when_a_node_is_killed_mid_flood() {
     let _hosts = [Host::start(&urls, 2, &env), Host::start(&urls, 2, &env)];
     let mut seen = collect::<u64>(&pool);
     // The flood starts once a host pulls (and the work stream exists).
-    Hosts::of(&nodes[0], "cluster").await.pulling().await;
+    Hosts::of(&nodes[0], "cluster").await.pulling(1).await;
     let sampler = Sampler::start(&urls, "cluster");
     let n = 4_000usize;
     // The flood goes on through the kill: 20 tasks every 10 ms (this is the scenario's pace, not

@@ -434,6 +434,11 @@ fn stat(pid: u32) -> Option<(char, u32)> {
     Some((state, ppid))
 }
 
+/// The parent of `pid`, while `pid` exists.
+pub fn parent(pid: u32) -> Option<u32> {
+    stat(pid).map(|(_, ppid)| ppid)
+}
+
 /// Whether `pid` runs (a zombie nobody reaped yet runs nothing).
 pub fn alive(pid: u32) -> bool {
     stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
