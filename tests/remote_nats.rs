@@ -107,9 +107,9 @@ fn set_env(env: &mut [(&'static str, String)], key: &str, value: String) {
     slot.unwrap_or_else(|| panic!("host_env sets {key}")).1 = value;
 }
 
-/// How many messages a test's stream `kind` (`JOBS`, `RESULTS`) holds, and how many it ever
-/// stored (its last sequence).
-async fn stream_counts(urls: &str, prefix: &str, kind: &str) -> (u64, u64) {
+/// The info of a test's stream `kind` (`JOBS`, `RESULTS`), through any of the comma-separated
+/// `urls`.
+async fn stream_info(urls: &str, prefix: &str, kind: &str) -> async_nats::jetstream::stream::Info {
     let urls: Vec<&str> = urls.split(',').collect();
     let client = async_nats::connect(urls).await.expect("a client");
     let js = async_nats::jetstream::new(client);
@@ -117,7 +117,13 @@ async fn stream_counts(urls: &str, prefix: &str, kind: &str) -> (u64, u64) {
         .get_stream(format!("{}_{kind}", prefix.to_uppercase()))
         .await
         .unwrap_or_else(|e| panic!("the {kind} stream exists: {e}"));
-    let state = &stream.info().await.expect("its info").state;
+    stream.info().await.expect("its info").clone()
+}
+
+/// How many messages a test's stream `kind` (`JOBS`, `RESULTS`) holds, and how many it ever
+/// stored (its last sequence).
+async fn stream_counts(urls: &str, prefix: &str, kind: &str) -> (u64, u64) {
+    let state = stream_info(urls, prefix, kind).await.state;
     (state.messages, state.last_sequence)
 }
 
@@ -831,15 +837,8 @@ async fn a_three_node_cluster_loses_nothing_when_a_node_is_killed_mid_flood() {
 
 /// The name's index (`n1`: 1) of the node that leads a test's work stream.
 async fn stream_leader(urls: &str, prefix: &str) -> usize {
-    let urls: Vec<&str> = urls.split(',').collect();
-    let client = async_nats::connect(urls).await.expect("a client");
-    let js = async_nats::jetstream::new(client);
-    let mut stream = js
-        .get_stream(format!("{}_JOBS", prefix.to_uppercase()))
-        .await
-        .expect("the work stream exists");
-    let info = stream.info().await.expect("its info");
-    let leader = info.cluster.as_ref().and_then(|c| c.leader.clone());
+    let info = stream_info(urls, prefix, "JOBS").await;
+    let leader = info.cluster.and_then(|c| c.leader);
     let leader = leader.expect("a replicated stream has a leader");
     leader[1..].parse().expect("nodes are named n0, n1, n2")
 }
