@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::Info as ConsumerInfo;
 use circuits::prelude::*;
 use circuits::{BrokerError, NatsConfig};
 use common::{bounded, collect, Square};
@@ -449,16 +450,11 @@ async fn a_pool_cut_off_while_its_job_runs_out_of_deliveries_fails_it_host_lost_
         .expect("a subscription");
     client.flush().await.expect("subscribed");
     let value = pool.push(Task::job(Trouble::KillHost)).expect("accepted");
-    // Cut off once its job is in the stream (polled, with a deadline).
+    // Cut off once its job is in the stream.
     let mut hosts = Hosts::of(&server, "cut").await;
-    let until = std::time::Instant::now() + Duration::from_secs(20);
-    while hosts.held_and_waiting().await.1 == 0 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the job is stored within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    hosts
+        .until("the job is stored", |info| info.num_pending > 0)
+        .await;
     relay.cut();
     for _ in 0..2 {
         let mut host = Host::start(&server.url(), 1, &host_env("cut"));
@@ -615,16 +611,20 @@ impl Hosts {
         }
     }
 
-    /// Once `hosts` pulls wait for jobs (an idle host keeps one; polled, with a deadline).
-    async fn pulling(&mut self, hosts: usize) {
+    /// Once the consumer's info says `done` (polled: the server sends no event for it; the test
+    /// fails if `what` is not so within 20 s).
+    async fn until(&mut self, what: &str, done: impl Fn(&ConsumerInfo) -> bool) {
         let until = std::time::Instant::now() + Duration::from_secs(20);
-        while self.0.info().await.expect("its info").num_waiting < hosts {
-            assert!(
-                std::time::Instant::now() < until,
-                "{hosts} hosts pull within 20 s"
-            );
+        while !done(self.0.info().await.expect("its info")) {
+            assert!(std::time::Instant::now() < until, "{what} within 20 s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Once `hosts` pulls wait for jobs (an idle host keeps one).
+    async fn pulling(&mut self, hosts: usize) {
+        let what = format!("{hosts} hosts pull");
+        self.until(&what, |info| info.num_waiting >= hosts).await;
     }
 
     /// How many times the server gave a job to a host (a job given again counts again).
@@ -809,14 +809,8 @@ async fn a_three_node_cluster_loses_nothing_when_a_node_is_killed_mid_flood() {
     assert_eq!(common::one_outcome_each(&terminal, n).len(), n);
     // Every job was delivered and acknowledged: none waits for a host, none is held by one.
     let mut consumer = Hosts::of(&nodes[leader], "cluster").await;
-    let until = std::time::Instant::now() + Duration::from_secs(20);
-    while consumer.held_and_waiting().await != (0, 0) {
-        assert!(
-            std::time::Instant::now() < until,
-            "every job acknowledged within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let acknowledged = |info: &ConsumerInfo| info.num_ack_pending == 0 && info.num_pending == 0;
+    consumer.until("every job acknowledged", acknowledged).await;
     // Removing acknowledged jobs from a replicated work queue is the server's part: the count
     // is printed, not asserted. It was 0 in all but one of about 70 runs, which kept one job
     // for 20 s (before the consumer was checked above). nats-server 2.9's known bugs fit that:
