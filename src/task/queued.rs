@@ -276,9 +276,13 @@ impl<R: TaskOutput> ErasedTask for TaskCell<R> {
             slot: promise.fail_slot(),
             permit: permit.clone(),
         });
-        // A span per task for `tracing` subscribers; with none (or TRACE off) this is one load.
-        let _span =
-            tracing::trace_span!("circuits.task", id = id.0, worker = %fin.worker).entered();
+        // A span per task for `tracing` subscribers that enable TRACE here; with none (or TRACE
+        // off) this is one load. Not `trace_span!` alone: with tracing's `log` feature (which
+        // actix-web turns on) and no subscriber, an unused span still calls the `log` fallback's
+        // checks as it is made, entered, left and dropped, on every task.
+        let _span = tracing::enabled!(tracing::Level::TRACE).then(|| {
+            tracing::trace_span!("circuits.task", id = id.0, worker = %fin.worker).entered()
+        });
         let Work::Block(run) = run else {
             unreachable!("an async task runs by run_async");
         };
