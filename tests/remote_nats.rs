@@ -478,6 +478,103 @@ async fn a_pool_cut_off_while_its_job_runs_out_of_deliveries_fails_it_host_lost_
     pool.stop().await;
 }
 
+/// The start of a job as the work stream holds it (the library's wire, postcard; the fields after
+/// these are left unread), for the test playing a host.
+#[derive(Deserialize)]
+struct Request {
+    pool: String,
+    task: u64,
+    attempt: u32,
+}
+
+/// An answer as a host sends it.
+#[derive(Serialize)]
+struct Answer {
+    task: u64,
+    attempt: u32,
+    delivery: u64,
+    outcome: Result<serde_bytes::ByteBuf, TaskError>,
+}
+
+/// A host keeps a job's answer and only then acknowledges the job; in between, the job can run out
+/// of deliveries (a server paused past the ack wait, then the redelivery handed back by a pull its
+/// host gave up on). The test plays that host: it keeps the answer, then hands the job back with
+/// one delivery allowed. The pool, cut off meanwhile, finds both the answer and the server's
+/// advisory when it is back, and the kept answer wins. Without the pool waiting for its kept
+/// answers, this failed `HostLost` in 7 runs of 10.
+async fn an_answer_kept_before_its_job_ran_out_of_deliveries_settles_the_task() {
+    let server = Server::start();
+    let relay = Relay::to(server.port);
+    let pool = Pool::builder()
+        .min(1)
+        .nats(
+            NatsConfig::new(relay.url())
+                .prefix("first")
+                .ack_wait(Duration::from_secs(2))
+                .max_deliver(1),
+        )
+        .start();
+    let mut seen = collect::<u64>(&pool);
+    let client = async_nats::connect(server.url()).await.expect("a client");
+    let mut advisories = client
+        .subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.FIRST_JOBS.first-hosts")
+        .await
+        .expect("a subscription");
+    client.flush().await.expect("subscribed");
+    let value = pool.push(Task::job(Square(7))).expect("accepted");
+    let mut hosts = Hosts::of(&server, "first").await;
+    hosts
+        .until("the job is stored", |info| info.num_pending > 0)
+        .await;
+    relay.cut();
+    let mut pulled = hosts
+        .0
+        .fetch()
+        .max_messages(1)
+        .messages()
+        .await
+        .expect("a pull");
+    let job = bounded(pulled.next())
+        .await
+        .expect("the job")
+        .expect("delivered");
+    let request: Request = postcard::from_bytes(&job.payload).expect("a job");
+    let answer = Answer {
+        task: request.task,
+        attempt: request.attempt,
+        delivery: 1,
+        outcome: Ok(serde_bytes::ByteBuf::from(
+            postcard::to_allocvec(&49u64).expect("encoded"),
+        )),
+    };
+    let js = async_nats::jetstream::new(client.clone());
+    let subject = format!("first.results.{}", request.pool);
+    let payload = postcard::to_allocvec(&answer).expect("encoded");
+    js.publish(subject, payload.into())
+        .await
+        .expect("published")
+        .await
+        .expect("kept");
+    job.ack_with(async_nats::jetstream::AckKind::Nak(None))
+        .await
+        .expect("handed back");
+    // The server finds the job out of deliveries as it looks for one to give the next pull.
+    let _next = hosts
+        .0
+        .fetch()
+        .max_messages(1)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .expect("a pull");
+    bounded(advisories.next()).await.expect("the advisory");
+    relay.mend();
+    assert_eq!(bounded(value).await, Ok(49));
+    let terminal = bounded(seen.until_complete(1)).await;
+    assert_eq!(common::one_outcome_each(&terminal, 1).len(), 1);
+    pool.stop().await;
+}
+
 /// Floods `n` jobs with an ack wait of `ack_wait`, pauses the server for `pause` once a tenth are
 /// answered, and checks that every task still ends exactly once and the stream ends empty.
 async fn flood_through_a_pause(pause: Duration, prefix: &str, ack_wait: Duration) {
@@ -971,6 +1068,7 @@ fn main() {
             a_host_killed_mid_job_has_its_job_run_again_on_another,
             a_job_that_kills_every_host_fails_host_lost_and_leaves_the_stream,
             a_pool_cut_off_while_its_job_runs_out_of_deliveries_fails_it_host_lost_when_back,
+            an_answer_kept_before_its_job_ran_out_of_deliveries_settles_the_task,
             a_server_paused_for_3_s_mid_flood_loses_nothing,
             a_server_paused_for_8_s_mid_flood_loses_nothing,
             a_server_paused_with_jobs_pulled_costs_them_no_ack_wait,

@@ -54,6 +54,7 @@ pub(super) async fn read_results(shared: Arc<Shared>, results: jetstream::stream
             Ok(answer) => settle(&shared, answer),
             Err(e) => tracing::warn!("circuits remote pool: an undecodable answer: {e}"),
         }
+        shared.answered.send_modify(|read| *read += 1);
         std::future::ready(())
     })
     .await;
@@ -75,6 +76,9 @@ pub(super) fn settle(shared: &Shared, answer: Answer) {
 /// Fails the tasks whose jobs used up their deliveries (every host they went to was lost), and
 /// takes those jobs, and other pools', out of the stream (a work queue keeps them otherwise).
 ///
+/// An answer stored before the advisory wins over it (see [`answers_first`]): a host answers
+/// before it acknowledges, so a job can run out of deliveries while its answer is already kept.
+///
 /// The server's advisory for such a job is a plain message, lost to a pool that is disconnected
 /// when it is sent; the exhausted stream keeps it, and the pool reads it from there (from before
 /// it published its first job) through a durable consumer: one read while the pool was away is
@@ -83,11 +87,16 @@ pub(super) async fn watch_deliveries(
     shared: Arc<Shared>,
     ready: Rc<Ready>,
     exhausted: jetstream::stream::Stream,
+    results: Option<jetstream::stream::Stream>,
 ) {
     let name = exhausted_consumer(&shared.pool);
+    let results = Rc::new(results);
     read_exhausted(exhausted, name, FORGOTTEN_AFTER, |advisory| {
-        let (shared, ready) = (shared.clone(), ready.clone());
+        let (shared, ready, results) = (shared.clone(), ready.clone(), results.clone());
         async move {
+            if let Some(results) = &*results {
+                answers_first(&shared, results, advisory.stream_seq).await;
+            }
             let entry = {
                 let mut p = shared.lock();
                 let id = p.by_seq.get(&advisory.stream_seq).copied();
@@ -105,4 +114,54 @@ pub(super) async fn watch_deliveries(
         }
     })
     .await;
+}
+
+/// How long an advisory waits at most for the pool's answers kept in the results stream: longer
+/// than a kept answer takes to come again after the pull it went to was lost (see
+/// `REDELIVER_AFTER`).
+const ANSWERS_FIRST: Duration = Duration::from_secs(5);
+
+/// How often an advisory that waits looks again at the pool's consumer of answers: at each
+/// answer read, but no more often than this (answers come by the thousand in a flood), and at
+/// least this often (an answer's ack reaches the server after the answer is read).
+const LOOK_AGAIN: Duration = Duration::from_millis(50);
+
+/// Waits while the job at `job_seq` in the work stream is still pending and the pool has not read
+/// every answer the results stream kept when this was called (at most [`ANSWERS_FIRST`]): its
+/// consumer of the pool's answers has acknowledged every message up to the stream's last
+/// sequence then, or holds nothing of the pool's at all.
+///
+/// A host publishes a job's answer, waits for the server to keep it, then acknowledges the job.
+/// Between the two, the job can run out of deliveries: a server paused for longer than the ack
+/// wait redelivers it, and the redelivery can reach a pull its host has given up on, which hands
+/// it back (a nak counts as a delivery). The answer is kept by then; read first, it settles the
+/// task, and the advisory finds nothing left to fail. With the server out of reach, nothing is
+/// waited for.
+async fn answers_first(shared: &Shared, results: &jetstream::stream::Stream, job_seq: u64) {
+    let Ok(kept) = results.get_info().await else {
+        return;
+    };
+    let last = kept.state.last_sequence;
+    let consumer = results_consumer(&shared.pool);
+    let deadline = tokio::time::Instant::now() + ANSWERS_FIRST;
+    let mut read = shared.answered.subscribe();
+    loop {
+        read.mark_unchanged();
+        if !shared.lock().by_seq.contains_key(&job_seq) {
+            return; // settled (by its answer, or otherwise)
+        }
+        match results.consumer_info(&consumer).await {
+            Ok(info)
+                if info.ack_floor.stream_sequence < last
+                    && (info.num_pending > 0 || info.num_ack_pending > 0) => {}
+            _ => return,
+        }
+        let next = async {
+            let _ = tokio::time::timeout(LOOK_AGAIN, read.changed()).await;
+            tokio::time::sleep(LOOK_AGAIN / 5).await;
+        };
+        if tokio::time::timeout_at(deadline, next).await.is_err() {
+            return;
+        }
+    }
 }

@@ -53,6 +53,7 @@ impl Link {
             pool,
             cfg,
             pending: Mutex::default(),
+            answered: tokio::sync::watch::channel(0).0,
         });
         let (cmds, rx) = mpsc::unbounded_channel();
         let side = shared.clone();
@@ -245,9 +246,17 @@ async fn setup(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<Ready>) {
         .await;
     // Made before the first job goes out: every advisory of this pool's jobs comes later.
     ready.set(jobs);
-    tokio::task::spawn_local(watch_deliveries(shared.clone(), ready, exhausted));
     if cfg.fast_answers {
-        return; // read by `fast_answers`
+        // Answers come as plain messages (read by `fast_answers`), none kept to wait for.
+        tokio::task::spawn_local(watch_deliveries(shared, ready, exhausted, None));
+        return;
     }
+    let answers = results.clone();
+    tokio::task::spawn_local(watch_deliveries(
+        shared.clone(),
+        ready,
+        exhausted,
+        Some(answers),
+    ));
     read_results(shared, results).await;
 }
