@@ -428,27 +428,44 @@ async fn a_job_that_kills_every_host_fails_host_lost_and_leaves_the_stream() {
     pool.stop().await;
 }
 
-async fn a_pool_cut_off_while_its_job_runs_out_of_deliveries_fails_it_host_lost_when_back() {
+/// A pool cut off at will: a server, a relay to it that the test cuts (the pool reaches the server
+/// through it; hosts and the test reach it directly), a pool of one worker on `prefix` allowing
+/// `max_deliver` deliveries, a client of the test's own, and the server's advisories of that
+/// pool's jobs running out of deliveries, heard straight from the server.
+async fn behind_a_relay(
+    prefix: &str,
+    max_deliver: u32,
+) -> (
+    Server,
+    Relay,
+    PoolHandle,
+    async_nats::Client,
+    async_nats::Subscriber,
+) {
     let server = Server::start();
-    // The pool reaches the server through a relay the test cuts; the hosts reach it directly.
     let relay = Relay::to(server.port);
     let pool = Pool::builder()
         .min(1)
         .nats(
             NatsConfig::new(relay.url())
-                .prefix("cut")
+                .prefix(prefix)
                 .ack_wait(Duration::from_secs(2))
-                .max_deliver(2),
+                .max_deliver(max_deliver),
         )
         .start();
-    let mut seen = collect::<u32>(&pool);
-    // The test hears the server's advisory itself, straight from the server.
     let client = async_nats::connect(server.url()).await.expect("a client");
-    let mut advisories = client
-        .subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.CUT_JOBS.cut-hosts")
-        .await
-        .expect("a subscription");
+    let subject = format!(
+        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}_JOBS.{prefix}-hosts",
+        prefix.to_uppercase()
+    );
+    let advisories = client.subscribe(subject).await.expect("a subscription");
     client.flush().await.expect("subscribed");
+    (server, relay, pool, client, advisories)
+}
+
+async fn a_pool_cut_off_while_its_job_runs_out_of_deliveries_fails_it_host_lost_when_back() {
+    let (server, relay, pool, _client, mut advisories) = behind_a_relay("cut", 2).await;
+    let mut seen = collect::<u32>(&pool);
     let value = pool.push(Task::job(Trouble::KillHost)).expect("accepted");
     // Cut off once its job is in the stream.
     let mut hosts = Hosts::of(&server, "cut").await;
@@ -503,24 +520,8 @@ struct Answer {
 /// advisory when it is back, and the kept answer wins. Without the pool waiting for its kept
 /// answers, this failed `HostLost` in 7 runs of 10.
 async fn an_answer_kept_before_its_job_ran_out_of_deliveries_settles_the_task() {
-    let server = Server::start();
-    let relay = Relay::to(server.port);
-    let pool = Pool::builder()
-        .min(1)
-        .nats(
-            NatsConfig::new(relay.url())
-                .prefix("first")
-                .ack_wait(Duration::from_secs(2))
-                .max_deliver(1),
-        )
-        .start();
+    let (server, relay, pool, client, mut advisories) = behind_a_relay("first", 1).await;
     let mut seen = collect::<u64>(&pool);
-    let client = async_nats::connect(server.url()).await.expect("a client");
-    let mut advisories = client
-        .subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.FIRST_JOBS.first-hosts")
-        .await
-        .expect("a subscription");
-    client.flush().await.expect("subscribed");
     let value = pool.push(Task::job(Square(7))).expect("accepted");
     let mut hosts = Hosts::of(&server, "first").await;
     hosts
