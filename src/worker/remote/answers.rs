@@ -54,7 +54,7 @@ pub(super) async fn read_results(shared: Arc<Shared>, results: jetstream::stream
             Ok(answer) => settle(&shared, answer),
             Err(e) => tracing::warn!("circuits remote pool: an undecodable answer: {e}"),
         }
-        shared.answered.send_modify(|read| *read += 1);
+        shared.answered.send_replace(());
         std::future::ready(())
     })
     .await;
@@ -121,10 +121,12 @@ pub(super) async fn watch_deliveries(
 /// `REDELIVER_AFTER`).
 const ANSWERS_FIRST: Duration = Duration::from_secs(5);
 
-/// How often an advisory that waits looks again at the pool's consumer of answers: at each
-/// answer read, but no more often than this (answers come by the thousand in a flood), and at
-/// least this often (an answer's ack reaches the server after the answer is read).
-const LOOK_AGAIN: Duration = Duration::from_millis(50);
+/// An advisory that waits looks again at the pool's consumer of answers at each answer read, but
+/// no sooner than this after its last look (answers come by the thousand in a flood), ...
+const LOOK_AT_MOST_EVERY: Duration = Duration::from_millis(10);
+
+/// ... and at least this often (an answer's ack reaches the server after the answer is read).
+const LOOK_AT_LEAST_EVERY: Duration = Duration::from_millis(50);
 
 /// Waits while the job at `job_seq` in the work stream is still pending and the pool has not read
 /// every answer the results stream kept when this was called (at most [`ANSWERS_FIRST`]): its
@@ -135,9 +137,13 @@ const LOOK_AGAIN: Duration = Duration::from_millis(50);
 /// Between the two, the job can run out of deliveries: a server paused for longer than the ack
 /// wait redelivers it, and the redelivery can reach a pull its host has given up on, which hands
 /// it back (a nak counts as a delivery). The answer is kept by then; read first, it settles the
-/// task, and the advisory finds nothing left to fail. With the server out of reach, nothing is
-/// waited for.
+/// task, and the advisory finds nothing left to fail. Another pool's job, or one settled already,
+/// costs no look at the server; with the server out of reach, nothing is waited for.
 async fn answers_first(shared: &Shared, results: &jetstream::stream::Stream, job_seq: u64) {
+    let pending = || shared.lock().by_seq.contains_key(&job_seq);
+    if !pending() {
+        return;
+    }
     let Ok(kept) = results.get_info().await else {
         return;
     };
@@ -147,9 +153,6 @@ async fn answers_first(shared: &Shared, results: &jetstream::stream::Stream, job
     let mut read = shared.answered.subscribe();
     loop {
         read.mark_unchanged();
-        if !shared.lock().by_seq.contains_key(&job_seq) {
-            return; // settled (by its answer, or otherwise)
-        }
         match results.consumer_info(&consumer).await {
             Ok(info)
                 if info.ack_floor.stream_sequence < last
@@ -157,11 +160,11 @@ async fn answers_first(shared: &Shared, results: &jetstream::stream::Stream, job
             _ => return,
         }
         let next = async {
-            let _ = tokio::time::timeout(LOOK_AGAIN, read.changed()).await;
-            tokio::time::sleep(LOOK_AGAIN / 5).await;
+            let _ = tokio::time::timeout(LOOK_AT_LEAST_EVERY, read.changed()).await;
+            tokio::time::sleep(LOOK_AT_MOST_EVERY).await;
         };
-        if tokio::time::timeout_at(deadline, next).await.is_err() {
-            return;
+        if tokio::time::timeout_at(deadline, next).await.is_err() || !pending() {
+            return; // out of time, or settled (by its answer, or otherwise)
         }
     }
 }

@@ -53,7 +53,7 @@ impl Link {
             pool,
             cfg,
             pending: Mutex::default(),
-            answered: tokio::sync::watch::channel(0).0,
+            answered: tokio::sync::watch::channel(()).0,
         });
         let (cmds, rx) = mpsc::unbounded_channel();
         let side = shared.clone();
@@ -251,12 +251,7 @@ async fn setup(shared: Arc<Shared>, broker: Rc<Broker>, ready: Rc<Ready>) {
         tokio::task::spawn_local(watch_deliveries(shared, ready, exhausted, None));
         return;
     }
-    let answers = results.clone();
-    tokio::task::spawn_local(watch_deliveries(
-        shared.clone(),
-        ready,
-        exhausted,
-        Some(answers),
-    ));
+    let answers = Some(results.clone());
+    tokio::task::spawn_local(watch_deliveries(shared.clone(), ready, exhausted, answers));
     read_results(shared, results).await;
 }

@@ -81,9 +81,9 @@ pub(super) struct Shared {
     pub(super) pool: String,
     pub(super) cfg: NatsConfig,
     pub(super) pending: Mutex<Pending>,
-    /// How many answers the pool has read from the results stream: an advisory of a job whose
+    /// Ticks as the pool reads each answer from the results stream: an advisory of a job whose
     /// deliveries ran out waits for the answers kept before it (see `answers_first`).
-    pub(super) answered: tokio::sync::watch::Sender<u64>,
+    pub(super) answered: tokio::sync::watch::Sender<()>,
 }
 
 impl Shared {
